@@ -1,0 +1,1 @@
+# admin-fcgi/: see README.md. Programs, their unit tests and black-box tests are registered here.

@@ -1,0 +1,30 @@
+# common/: the static library every program links (db, crypto, config, log,
+# providers, YAML import). The SQL files are compiled in by scripts/embed-sql.
+noinst_LIBRARIES += common/libsidecar.a
+common_libsidecar_a_SOURCES = \
+	common/util.c common/util.h \
+	common/log.c common/log.h \
+	common/db.c common/db.h \
+	common/crypto.c common/crypto.h \
+	common/tokens.c common/tokens.h \
+	common/config.c common/config.h \
+	common/providers.c common/providers.h \
+	common/yamlimport.c common/yamlimport.h
+nodist_common_libsidecar_a_SOURCES = common/sql_embed.c
+common_libsidecar_a_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JSONC_CFLAGS) $(YAML_CFLAGS)
+
+# What a program linking common/ needs.
+SC_COMMON_LIBS = common/libsidecar.a $(SQLITE_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS) $(YAML_LIBS) $(M_LIBS)
+SC_COMMON_CFLAGS = $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JSONC_CFLAGS) $(YAML_CFLAGS)
+
+SC_SQL_FILES = sql/schema.sql $(sort $(wildcard $(srcdir)/sql/migrations/*.sql))
+common/sql_embed.c: $(srcdir)/scripts/embed-sql $(srcdir)/sql/schema.sql $(wildcard $(srcdir)/sql/migrations/*.sql)
+	$(AM_V_GEN)$(MKDIR_P) common && sh $(srcdir)/scripts/embed-sql $(srcdir)/sql > $@.tmp && mv $@.tmp $@
+BUILT_SOURCES += common/sql_embed.c
+CLEANFILES += common/sql_embed.c
+EXTRA_DIST += scripts/embed-sql sql
+nobase_dist_pkgdata_DATA += sql/schema.sql
+
+# Unit tests (cmocka), one program per module: tests/unit/test_<module>.c
+SC_UNIT_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CMOCKA_CFLAGS)
+SC_UNIT_LIBS = $(SC_COMMON_LIBS) $(CMOCKA_LIBS)

@@ -1,0 +1,22 @@
+/*
+ * Bearer tokens for the admin API and for data-plane clients. Only the
+ * SHA-256 of a token is stored; the token itself is shown once at creation.
+ */
+#ifndef SC_TOKENS_H
+#define SC_TOKENS_H
+
+#include <sqlite3.h>
+#include "util.h"
+
+enum token_kind { TOKEN_ADMIN, TOKEN_CLIENT };
+
+/* Create a token; *plain receives it (malloc'd, free with crypto_free_secret). 0 or -1. */
+int tokens_create(sqlite3 *db, enum token_kind kind, const char *label, char **plain, struct sc_err *e);
+/* Check a presented token: returns 1 and copies the token id (37 bytes) when
+ * it matches an unrevoked token of this kind, 0 when not, -1 on a database error. */
+int tokens_verify(sqlite3 *db, enum token_kind kind, const char *presented, char id_out[37]);
+/* Unrevoked tokens of a kind, or -1 on error. */
+int tokens_count(sqlite3 *db, enum token_kind kind);
+int tokens_revoke(sqlite3 *db, const char *id, struct sc_err *e);
+
+#endif

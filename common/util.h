@@ -1,0 +1,60 @@
+/*
+ * Small helpers shared by every program: error reporting, UTC time strings,
+ * a growable buffer with a hard cap, and random identifiers.
+ */
+#ifndef SC_UTIL_H
+#define SC_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An error for the caller to show: a message, and where known the field
+ * (admin API "field", YAML key) and the input line (YAML import). */
+struct sc_err {
+	char msg[256];
+	char field[64];
+	int  line;		/* 1-based input line, 0 when not applicable */
+};
+
+/* Fill *e (if e is not NULL); returns -1 so callers can `return sc_err_set(...)`. */
+int sc_err_set(struct sc_err *e, const char *field, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sc_err_clear(struct sc_err *e);
+
+/* Monotonic clock in milliseconds (for scheduling), and wall clock. */
+int64_t sc_now_ms(void);
+int64_t sc_wall_ms(void);
+
+/* UTC text forms: "YYYY-MM-DDTHH:MM:SSZ" (21 bytes with NUL), hour bucket
+ * "YYYY-MM-DDTHH" (14), date "YYYY-MM-DD" (11). t is Unix seconds. */
+#define SC_TS_LEN 21
+void sc_ts_format(int64_t t, char out[SC_TS_LEN]);
+int  sc_ts_parse(const char *s, int64_t *t);	/* 0 or -1 */
+void sc_hour_bucket(int64_t t, char out[14]);
+void sc_date(int64_t t, char out[11]);
+
+/* Random UUID v4 as 36 characters + NUL, from the OS random source. */
+void sc_uuid(char out[37]);
+
+/* A byte buffer that refuses to grow past its cap (curl's dynbuf idea). */
+struct sc_buf {
+	char   *data;	/* owned; always NUL-terminated when len > 0 */
+	size_t  len;
+	size_t  alloc;
+	size_t  cap;	/* hard limit on len, set at init */
+};
+void sc_buf_init(struct sc_buf *b, size_t cap);
+int  sc_buf_append(struct sc_buf *b, const void *p, size_t n);	/* 0, or -1 past cap */
+int  sc_buf_printf(struct sc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sc_buf_consume(struct sc_buf *b, size_t n);	/* drop n bytes from the front */
+void sc_buf_reset(struct sc_buf *b);
+void sc_buf_free(struct sc_buf *b);
+
+/* Allocation that aborts on out-of-memory, the one failure we do not survive. */
+void *sc_xmalloc(size_t n);
+void *sc_xcalloc(size_t n, size_t m);
+void *sc_xrealloc(void *p, size_t n);
+char *sc_xstrdup(const char *s);
+
+#endif

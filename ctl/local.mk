@@ -1,0 +1,1 @@
+# ctl/: see README.md. Programs, their unit tests and black-box tests are registered here.

@@ -1,0 +1,78 @@
+/*
+ * HTTP/1.1 request parsing as pure functions over the caller's buffer
+ * (picohttpparser's shape): they never read sockets or allocate, and return
+ * bytes consumed, HTTP_INCOMPLETE, or HTTP_ERROR with the status to answer.
+ * Strict per RFC 9112: see http.c for the framing rules.
+ */
+#ifndef SC_HTTP_H
+#define SC_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "util.h"
+
+#define HTTP_INCOMPLETE (-1)
+#define HTTP_ERROR      (-2)
+
+#define HTTP_MAX_HEADERS     100
+#define HTTP_MAX_REQLINE     8192		/* longer request line: 414 */
+#define HTTP_MAX_HEAD_BYTES  (64 * 1024)	/* longer header section: 431 */
+
+struct http_slice {
+	const char *p;		/* points into the caller's buffer */
+	size_t      len;
+};
+
+struct http_header {
+	struct http_slice name;
+	struct http_slice value;	/* leading/trailing OWS removed */
+};
+
+enum http_body_kind { HTTP_BODY_NONE, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED };
+
+struct http_request {
+	struct http_slice method;
+	struct http_slice target;
+	int               minor_version;	/* 0 or 1 */
+	struct http_header headers[HTTP_MAX_HEADERS];
+	size_t            nheaders;
+	/* Framing and connection semantics derived from the headers: */
+	enum http_body_kind body_kind;
+	uint64_t          content_length;	/* when HTTP_BODY_LENGTH */
+	int               keep_alive;		/* 1.1 default yes, "Connection: close" no; 1.0 needs keep-alive */
+	int               expect_continue;	/* "Expect: 100-continue" */
+	int               error_status;		/* on HTTP_ERROR: 400, 414, 431, 501, 505 ... */
+	const char       *error_reason;		/* on HTTP_ERROR: short static text for the response */
+};
+
+/* Parse a request head (request line + headers + CRLF) from buf[0..len).
+ * Returns the head's length, HTTP_INCOMPLETE, or HTTP_ERROR (req->error_*). */
+int http_parse_request(const char *buf, size_t len, struct http_request *req);
+
+/* Case-insensitive header lookup; NULL when absent. */
+const struct http_header *http_find_header(const struct http_request *req, const char *name);
+int http_slice_eq(struct http_slice s, const char *lit);	/* exact */
+int http_slice_ieq(struct http_slice s, const char *lit);	/* ASCII case-insensitive */
+
+/* Incremental chunked body decoder (chunk extensions ignored, trailers
+ * read and dropped, sizes checked for overflow). */
+struct http_chunked {
+	int      state;		/* private */
+	uint64_t remaining;	/* bytes left in the current chunk */
+	size_t   line_len;	/* private: length of the size/trailer line so far */
+};
+void http_chunked_init(struct http_chunked *c);
+/* Feed in[0..inlen); data bytes are appended to out, whose cap bounds the
+ * body. *consumed receives the input bytes used. Returns 1 when the body is
+ * complete, 0 when more input is needed, HTTP_ERROR with *status set (400 bad
+ * framing, 413 past out's cap). */
+int http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t *consumed,
+    struct sc_buf *out, int *status);
+
+/* Hop-by-hop headers, which a proxy never forwards (RFC 9110 §7.6.1). */
+int http_is_hop_by_hop(struct http_slice name);
+
+/* Reason phrase for a status code ("OK", "Too Many Requests"...). */
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,1 @@
+# dataplane/: see README.md. Programs, their unit tests and black-box tests are registered here.

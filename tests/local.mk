@@ -1,0 +1,1 @@
+# tests/: the mock upstream, the black-box harness, fuzz corpora.
