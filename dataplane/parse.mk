@@ -1,0 +1,1 @@
+# dataplane/parse.mk: placeholder until its owner writes it.
