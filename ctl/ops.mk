@@ -1,0 +1,1 @@
+# ctl/ops.mk: placeholder until its owner writes it.
