@@ -49,4 +49,12 @@ int   db_meta_set(sqlite3 *db, const char *key, const char *value, struct sc_err
 /* meta.config_version: bumped by triggers on any provider or setting change. */
 int64_t db_config_version(sqlite3 *db);
 
+/* Fill e from a failed SQLite call (rc) with an operator-facing message
+ * ("database is locked ...", "database is read-only ...", "not a SQLite
+ * database"); what names the operation or file. Returns -1. */
+int db_set_err(sqlite3 *db, int rc, struct sc_err *e, const char *what);
+/* Total time a writer waits for the lock (default DB_BUSY_TIMEOUT_MS);
+ * applies to later db_open and db_write_txn calls. For tests. */
+void db_set_busy_timeout_ms(int ms);
+
 #endif

@@ -1,0 +1,293 @@
+/*
+ * Small helpers shared by every program: the error record callers show to
+ * operators, UTC time strings in the one format the database uses, a byte
+ * buffer with a hard size cap, random UUIDs, and allocation that aborts on
+ * out-of-memory (the one failure no program here tries to survive).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* strptime, timegm (autoconf's config.h is shadowed by common/config.h) */
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "util.h"
+
+int
+sc_err_set(struct sc_err *e, const char *field, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e == NULL)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	e->line = line;
+	return -1;
+}
+
+void
+sc_err_clear(struct sc_err *e)
+{
+	if (e == NULL)
+		return;
+	e->msg[0] = '\0';
+	e->field[0] = '\0';
+	e->line = 0;
+}
+
+int64_t
+sc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+sc_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Break t down as UTC; out-of-range values clamp to the epoch. */
+static void
+sc_gmtime(int64_t t, struct tm *tm)
+{
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, tm) == NULL) {
+		tt = 0;
+		gmtime_r(&tt, tm);
+	}
+}
+
+void
+sc_ts_format(int64_t t, char out[SC_TS_LEN])
+{
+	struct tm tm;
+
+	sc_gmtime(t, &tm);
+	strftime(out, SC_TS_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Strict parse of "YYYY-MM-DDTHH:MM:SSZ"; anything else is -1. */
+int
+sc_ts_parse(const char *s, int64_t *t)
+{
+	struct tm tm;
+	const char *end;
+	time_t tt;
+
+	if (s == NULL || strlen(s) != SC_TS_LEN - 1)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (end == NULL || *end != '\0')
+		return -1;
+	tt = timegm(&tm);
+	if (tt == (time_t)-1)
+		return -1;
+	*t = (int64_t)tt;
+	return 0;
+}
+
+void
+sc_hour_bucket(int64_t t, char out[14])
+{
+	struct tm tm;
+
+	sc_gmtime(t, &tm);
+	strftime(out, 14, "%Y-%m-%dT%H", &tm);
+}
+
+void
+sc_date(int64_t t, char out[11])
+{
+	struct tm tm;
+
+	sc_gmtime(t, &tm);
+	strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+/* Fill buf from the kernel's random source; no entropy at all is fatal. */
+static void
+sc_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	ssize_t r;
+
+	while (n > 0) {
+		r = getrandom(p, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "getrandom: %s\n", strerror(errno));
+			abort();
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+void
+sc_uuid(char out[37])
+{
+	unsigned char b[16];
+
+	sc_random(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);	/* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	snprintf(out, 37,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+	    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+sc_buf_init(struct sc_buf *b, size_t cap)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->alloc = 0;
+	b->cap = cap;
+}
+
+/* Make room for n more bytes plus the NUL; -1 when that would pass the cap. */
+static int
+sc_buf_reserve(struct sc_buf *b, size_t n)
+{
+	size_t want, na;
+
+	if (n > b->cap || b->len > b->cap - n)
+		return -1;
+	want = b->len + n + 1;
+	if (want <= b->alloc)
+		return 0;
+	na = b->alloc ? b->alloc : 256;
+	while (na < want)
+		na = na > SIZE_MAX / 2 ? want : na * 2;
+	if (na > b->cap + 1)
+		na = b->cap + 1;
+	b->data = sc_xrealloc(b->data, na);
+	b->alloc = na;
+	return 0;
+}
+
+int
+sc_buf_append(struct sc_buf *b, const void *p, size_t n)
+{
+	if (sc_buf_reserve(b, n) == -1)
+		return -1;
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+sc_buf_printf(struct sc_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || sc_buf_reserve(b, (size_t)n) == -1)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+void
+sc_buf_consume(struct sc_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		if (b->data != NULL)
+			b->data[0] = '\0';
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	b->data[b->len] = '\0';
+}
+
+void
+sc_buf_reset(struct sc_buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+
+void
+sc_buf_free(struct sc_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->alloc = 0;
+}
+
+void *
+sc_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+void *
+sc_xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+
+	if (p == NULL) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+void *
+sc_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return q;
+}
+
+char *
+sc_xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+
+	if (p == NULL) {
+		fputs("out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
