@@ -1,0 +1,1 @@
+# admin-fcgi/events.mk: placeholder until its owner writes it.
