@@ -138,8 +138,29 @@ CREATE TABLE backups (
     success     INTEGER NOT NULL CHECK (success IN (0, 1)),
     path        TEXT NOT NULL DEFAULT '',
     size_bytes  INTEGER NOT NULL DEFAULT 0,
-    error       TEXT NOT NULL DEFAULT ''
+    error       TEXT NOT NULL DEFAULT '',
+    -- Since version 2 (migration 002): column order matters, ALTER TABLE appends.
+    kind        TEXT NOT NULL DEFAULT 'manual'
+        CHECK (kind IN ('manual', 'scheduled', 'pre-migrate')),
+    schema_version INTEGER NOT NULL DEFAULT 0        -- PRAGMA user_version of the copy
 );
+
+-- Since version 2: one row per schema upgrade (a new database gets one row
+-- for the version it was created at); `sidecarctl migrate` sets backup_path.
+CREATE TABLE schema_migrations (
+    version     INTEGER PRIMARY KEY,             -- the version reached
+    applied_at  TEXT NOT NULL,                   -- UTC 'YYYY-MM-DDTHH:MM:SSZ'
+    description TEXT NOT NULL DEFAULT '',
+    backup_path TEXT NOT NULL DEFAULT ''         -- backup taken just before, '' if none
+);
+-- Keep this row's version equal to the newest migration.
+INSERT INTO schema_migrations (version, applied_at, description) VALUES
+ (2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'new database');
+
+-- Since version 2: per-provider history, and the sessions foreign key and sweep.
+CREATE INDEX usage_provider_hour ON provider_usage_logs (provider_id, hour_bucket);
+CREATE INDEX sessions_token ON sessions (token_id);
+CREATE INDEX sessions_expires ON sessions (expires_at);
 
 -- Bump the config version on any provider or setting change, so that running
 -- programs notice within their poll interval without comparing whole tables.
