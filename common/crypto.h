@@ -40,6 +40,11 @@ int crypto_decrypt(const struct crypto_key *k, const char *aad, const char *stor
 /* The check value in meta('key_check'): verify k against it, or store it when
  * the database has none yet. A wrong key fails with a clear message. */
 int crypto_check_db(sqlite3 *db, const struct crypto_key *k, struct sc_err *e);
+/* The check value for k (malloc'd), verifying one, and overwriting the stored
+ * one (rekey; run inside the caller's write transaction). */
+char *crypto_check_make(const struct crypto_key *k);
+int crypto_check_verify(const struct crypto_key *k, const char *stored, struct sc_err *e);
+int crypto_check_store(sqlite3 *db, const struct crypto_key *k, struct sc_err *e);
 
 /* Wipe memory that held a secret (not optimised away). */
 void crypto_wipe(void *p, size_t n);
