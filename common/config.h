@@ -38,7 +38,7 @@ struct config {
 	int64_t db_size_warn_bytes;
 };
 
-enum config_type { CONFIG_INT, CONFIG_DOUBLE };
+enum config_type { CONFIG_INT, CONFIG_DOUBLE, CONFIG_INT64 };	/* int, double, int64_t fields */
 
 struct config_desc {
 	const char      *key;
