@@ -64,7 +64,8 @@ void provider_list_free(struct provider_list *l);
 
 /* Check every field: name, key present, endpoint an http(s) URL (plain http only
  * for loopback hosts), prefix non-empty, limits in range, metadata a JSON object.
- * 0, or -1 with e->field naming the first bad field. */
+ * The key may be NULL only for a stored provider (p->id set: update keeps it).
+ * 0, or -1 with e->field naming the first bad field and e->msg "field: reason". */
 int provider_validate(const struct provider *p, struct sc_err *e);
 /* Parse compat options out of p->metadata into p->compat. */
 int provider_parse_compat(struct provider *p, struct sc_err *e);
@@ -88,5 +89,10 @@ int provider_get(sqlite3 *db, const struct crypto_key *k, const char *which, con
     struct provider *out, struct sc_err *e);
 /* All providers ordered by name; with k decrypted. 0 or -1. */
 int provider_list(sqlite3 *db, const struct crypto_key *k, struct provider_list *out, struct sc_err *e);
+
+/* Re-encrypt every stored key from oldk to newk (inside the caller's write
+ * transaction, together with crypto_check_store(newk)). *count = rows. 0 or -1. */
+int provider_rekey_all(sqlite3 *db, const struct crypto_key *oldk, const struct crypto_key *newk,
+    int *count, struct sc_err *e);
 
 #endif
