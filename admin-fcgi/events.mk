@@ -1,1 +1,22 @@
-# admin-fcgi/events.mk: placeholder until its owner writes it.
+# admin-fcgi/events.mk: sidecar-events, the FastCGI program behind
+# GET /api/v2/events (Server-Sent Events for the dashboard), and its unit test.
+# events.c holds the event logic without libfcgi; events_main.c is the glue.
+bin_PROGRAMS += sidecar-events
+sidecar_events_SOURCES = admin-fcgi/events_main.c admin-fcgi/events.c admin-fcgi/events.h
+sidecar_events_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(FCGI_CFLAGS)
+sidecar_events_LDADD = $(SC_COMMON_LIBS) $(FCGI_LIBS) $(PTHREAD_LIBS)
+
+check_PROGRAMS += tests/unit/test_events
+TESTS += tests/unit/test_events
+tests_unit_test_events_SOURCES = tests/unit/test_events.c admin-fcgi/events.c admin-fcgi/events.h
+tests_unit_test_events_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/admin-fcgi
+tests_unit_test_events_CFLAGS = $(SC_UNIT_CFLAGS)
+tests_unit_test_events_LDADD = $(SC_UNIT_LIBS)
+
+# The dashboard: static files served by lighttpd from $(pkgdatadir)/htdocs.
+htdocsdir = $(pkgdatadir)/htdocs
+dist_htdocs_DATA = htdocs/index.html htdocs/app.js htdocs/style.css
+htdocsvendordir = $(htdocsdir)/vendor
+dist_htdocsvendor_DATA = htdocs/vendor/uPlot.iife.min.js htdocs/vendor/uPlot.min.css htdocs/vendor/LICENSE.uPlot htdocs/vendor/README
+
+EXTRA_DIST += docs/dashboard.md scripts/demo.sh scripts/traffic-gen
