@@ -1,0 +1,173 @@
+/*
+ * Cooldown, invalid keys and passive/active health: see cooldown.h. The
+ * numbers come from struct config on every call, so a settings reload
+ * applies to the next outcome without touching this state.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cooldown.h"
+
+void
+cooldown_init(struct cooldown *cd)
+{
+	memset(cd, 0, sizeof(*cd));
+}
+
+int64_t
+cooldown_backoff_ms(const struct config *cfg, int n)
+{
+	int64_t ms = (int64_t)cfg->cooldown_base_seconds * 1000;
+	int64_t cap = (int64_t)cfg->cooldown_max_seconds * 1000;
+
+	if (n < 1 || ms <= 0)
+		return 0;
+	/* Double n−1 times, stopping at the cap so nothing overflows. */
+	for (int i = 1; i < n && ms < cap; i++)
+		ms *= 2;
+	return ms < cap ? ms : cap;
+}
+
+static int
+cooldown_ceil_seconds(int64_t ms)
+{
+	if (ms <= 0)
+		return 0;
+	return (int)((ms + 999) / 1000);
+}
+
+bool
+cooldown_is_cooling(const struct cooldown *cd, int64_t now)
+{
+	return now < cd->cooldown_until_ms;
+}
+
+bool
+cooldown_probe_due(const struct cooldown *cd, int64_t now)
+{
+	return cd->unhealthy && now >= cd->next_probe_ms;
+}
+
+void
+cooldown_clear_invalid(struct cooldown *cd)
+{
+	cd->invalid = false;
+	cd->invalid_reason[0] = '\0';
+}
+
+void
+cooldown_restore(struct cooldown *cd, int64_t now, int64_t remaining_ms, int consecutive_429)
+{
+	cd->consecutive_429 = consecutive_429 > 0 ? consecutive_429 : 0;
+	if (remaining_ms > 0) {
+		cd->cooldown_until_ms = now + remaining_ms;
+		cd->cooldown_started_ms = now;
+	}
+}
+
+/* 429: start a new cooldown, or extend the current one for an in-flight attempt. */
+static void
+cooldown_on_429(struct cooldown *cd, const struct config *cfg, int64_t now,
+    const struct cooldown_outcome *o, struct cooldown_result *r)
+{
+	int64_t ra = o->retry_after_ms;
+	int64_t ms;
+
+	if (ra > COOLDOWN_RETRY_AFTER_CAP_MS)
+		ra = COOLDOWN_RETRY_AFTER_CAP_MS;
+	if (cooldown_is_cooling(cd, now) && o->started_ms < cd->cooldown_started_ms) {
+		/* Sent before this cooldown began: the same overload, not a new one. */
+		if (ra > 0 && now + ra > cd->cooldown_until_ms) {
+			cd->cooldown_until_ms = now + ra;
+			r->cooldown_extended = true;
+			r->cooldown_seconds = cooldown_ceil_seconds(ra);
+		}
+	} else {
+		cd->consecutive_429++;
+		ms = cooldown_backoff_ms(cfg, cd->consecutive_429);
+		if (ra > ms)
+			ms = ra;
+		if (now + ms > cd->cooldown_until_ms)
+			cd->cooldown_until_ms = now + ms;
+		cd->cooldown_started_ms = now;
+		r->cooldown_started = true;
+		r->cooldown_seconds = cooldown_ceil_seconds(cd->cooldown_until_ms - now);
+	}
+	r->cooldown_until_ms = cd->cooldown_until_ms;
+}
+
+/* 5xx, connect error, first-byte timeout. */
+static void
+cooldown_on_failure(struct cooldown *cd, const struct config *cfg, int64_t now, struct cooldown_result *r)
+{
+	int after = cfg->unhealthy_after_failures > 0 ? cfg->unhealthy_after_failures : 1;
+
+	if (cd->consecutive_failures < INT32_MAX)
+		cd->consecutive_failures++;
+	if (!cd->unhealthy && cd->consecutive_failures >= after) {
+		cd->unhealthy = true;
+		cd->next_probe_ms = now + (int64_t)cfg->health_probe_interval_seconds * 1000;
+		r->became_unhealthy = true;
+	}
+}
+
+struct cooldown_result
+cooldown_on_outcome(struct cooldown *cd, const struct config *cfg, int64_t now,
+    const struct cooldown_outcome *o)
+{
+	struct cooldown_result r;
+	int st = o->status;
+
+	memset(&r, 0, sizeof(r));
+	r.action = COOLDOWN_ACT_RETRY;
+	if (o->failure != COOLDOWN_FAIL_NONE) {
+		cooldown_on_failure(cd, cfg, now, &r);
+	} else if (st >= 200 && st <= 299) {
+		r.action = COOLDOWN_ACT_DELIVER;
+		r.streak_reset = cd->consecutive_429 > 0;
+		cd->consecutive_429 = 0;
+		cd->consecutive_failures = 0;
+	} else if (st == 429) {
+		cooldown_on_429(cd, cfg, now, o, &r);
+	} else if (st == 401 || st == 403) {
+		if (!cd->invalid) {
+			cd->invalid = true;
+			r.became_invalid = true;
+			if (o->reason != NULL && *o->reason != '\0')
+				snprintf(cd->invalid_reason, sizeof(cd->invalid_reason), "%s", o->reason);
+			else
+				snprintf(cd->invalid_reason, sizeof(cd->invalid_reason), "upstream answered %d", st);
+		}
+	} else if (st >= 500 && st <= 599) {
+		cooldown_on_failure(cd, cfg, now, &r);
+	} else {
+		/* Other 4xx (the request's fault), 1xx/3xx: relay, no penalty. */
+		r.action = COOLDOWN_ACT_PASS_THROUGH;
+	}
+	r.count = cd->consecutive_429;
+	r.failures = cd->consecutive_failures;
+	if (!r.cooldown_started && !r.cooldown_extended)
+		r.cooldown_until_ms = cd->cooldown_until_ms;
+	return r;
+}
+
+struct cooldown_result
+cooldown_on_probe(struct cooldown *cd, const struct config *cfg, int64_t now, bool ok)
+{
+	struct cooldown_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.action = ok ? COOLDOWN_ACT_DELIVER : COOLDOWN_ACT_RETRY;
+	if (ok) {
+		r.became_healthy = cd->unhealthy;
+		cd->unhealthy = false;
+		cd->consecutive_failures = 0;
+		cd->next_probe_ms = 0;
+	} else if (cd->unhealthy) {
+		cd->next_probe_ms = now + (int64_t)cfg->health_probe_interval_seconds * 1000;
+	}
+	r.count = cd->consecutive_429;
+	r.failures = cd->consecutive_failures;
+	r.cooldown_until_ms = cd->cooldown_until_ms;
+	return r;
+}
