@@ -18,7 +18,7 @@ SC_COMMON_LIBS = common/libsidecar.a $(SQLITE_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS)
 SC_COMMON_CFLAGS = $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JSONC_CFLAGS) $(YAML_CFLAGS)
 
 # Add each new sql/migrations/NNN_name.sql here too (automake wants no wildcards).
-SC_SQL_MIGRATIONS =
+SC_SQL_MIGRATIONS = sql/migrations/002_backup_history_and_indexes.sql
 SC_SQL_FILES = sql/schema.sql $(SC_SQL_MIGRATIONS)
 common/sql_embed.c: $(srcdir)/scripts/embed-sql $(srcdir)/sql/schema.sql $(SC_SQL_MIGRATIONS:%=$(srcdir)/%)
 	$(AM_V_GEN)$(MKDIR_P) common && sh $(srcdir)/scripts/embed-sql $(srcdir)/sql > $@.tmp && mv $@.tmp $@
@@ -30,3 +30,33 @@ nobase_dist_pkgdata_DATA += sql/schema.sql
 # Unit tests (cmocka), one program per module: tests/unit/test_<module>.c
 SC_UNIT_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CMOCKA_CFLAGS)
 SC_UNIT_LIBS = $(SC_COMMON_LIBS) $(CMOCKA_LIBS)
+
+# Unit tests of common/ (cmocka), one program per module.
+SC_COMMON_TESTS = tests/unit/test_util tests/unit/test_db tests/unit/test_crypto \
+	tests/unit/test_tokens tests/unit/test_config tests/unit/test_providers \
+	tests/unit/test_yamlimport
+check_PROGRAMS += $(SC_COMMON_TESTS)
+TESTS += $(SC_COMMON_TESTS)
+SC_COMMON_TEST_CFLAGS = $(SC_UNIT_CFLAGS) -DSC_TEST_SRCDIR='"$(abs_top_srcdir)"'
+tests_unit_test_util_SOURCES = tests/unit/test_util.c
+tests_unit_test_util_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_util_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_db_SOURCES = tests/unit/test_db.c
+tests_unit_test_db_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_db_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
+tests_unit_test_crypto_SOURCES = tests/unit/test_crypto.c
+tests_unit_test_crypto_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_crypto_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_tokens_SOURCES = tests/unit/test_tokens.c
+tests_unit_test_tokens_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_tokens_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_config_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_providers_SOURCES = tests/unit/test_providers.c
+tests_unit_test_providers_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_providers_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_yamlimport_SOURCES = tests/unit/test_yamlimport.c
+tests_unit_test_yamlimport_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_yamlimport_LDADD = $(SC_UNIT_LIBS)
+EXTRA_DIST += tests/fixtures/providers-example.yaml

@@ -1,0 +1,108 @@
+/*
+ * Unit tests for common/util.c: error records, UTC time strings, UUIDs and
+ * the capped buffer.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+static void
+test_err(void **state)
+{
+	struct sc_err e;
+
+	(void)state;
+	sc_err_clear(&e);
+	assert_int_equal(sc_err_set(&e, "rpm_limit", 12, "rpm_limit: must be %s", "positive"), -1);
+	assert_string_equal(e.msg, "rpm_limit: must be positive");
+	assert_string_equal(e.field, "rpm_limit");
+	assert_int_equal(e.line, 12);
+	sc_err_clear(&e);
+	assert_string_equal(e.msg, "");
+	assert_int_equal(e.line, 0);
+	assert_int_equal(sc_err_set(NULL, NULL, 0, "x"), -1);
+}
+
+static void
+test_time(void **state)
+{
+	char ts[SC_TS_LEN], hb[14], d[11];
+	int64_t t = 0;
+
+	(void)state;
+	sc_ts_format(1764145000, ts);	/* 2025-11-26T08:16:40Z */
+	assert_string_equal(ts, "2025-11-26T08:16:40Z");
+	assert_int_equal(sc_ts_parse(ts, &t), 0);
+	assert_int_equal(t, 1764145000);
+	sc_hour_bucket(1764145000, hb);
+	assert_string_equal(hb, "2025-11-26T08");
+	sc_date(1764145000, d);
+	assert_string_equal(d, "2025-11-26");
+	assert_int_equal(sc_ts_parse("2025-11-26 08:16:40", &t), -1);
+	assert_int_equal(sc_ts_parse("2025-11-26T08:16:40Zx", &t), -1);
+	assert_int_equal(sc_ts_parse("", &t), -1);
+	assert_int_equal(sc_ts_parse(NULL, &t), -1);
+	assert_true(sc_now_ms() > 0);
+	assert_true(sc_wall_ms() > 1700000000000LL);
+}
+
+static void
+test_uuid(void **state)
+{
+	char a[37], b[37];
+
+	(void)state;
+	sc_uuid(a);
+	sc_uuid(b);
+	assert_int_equal(strlen(a), 36);
+	assert_true(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
+	assert_int_equal(a[14], '4');
+	assert_true(strchr("89ab", a[19]) != NULL);
+	assert_string_not_equal(a, b);
+}
+
+static void
+test_buf(void **state)
+{
+	struct sc_buf b;
+
+	(void)state;
+	sc_buf_init(&b, 10);
+	assert_int_equal(sc_buf_append(&b, "hello", 5), 0);
+	assert_int_equal(sc_buf_printf(&b, "%d", 12345), 0);
+	assert_int_equal(b.len, 10);
+	assert_string_equal(b.data, "hello12345");
+	/* Past the cap: refused, contents unchanged. */
+	assert_int_equal(sc_buf_append(&b, "x", 1), -1);
+	assert_int_equal(sc_buf_printf(&b, "y"), -1);
+	assert_string_equal(b.data, "hello12345");
+	sc_buf_consume(&b, 5);
+	assert_string_equal(b.data, "12345");
+	assert_int_equal(sc_buf_append(&b, "abcde", 5), 0);
+	assert_string_equal(b.data, "12345abcde");
+	sc_buf_consume(&b, 100);
+	assert_int_equal(b.len, 0);
+	sc_buf_reset(&b);
+	assert_int_equal(sc_buf_append(&b, "", 0), 0);
+	sc_buf_free(&b);
+	assert_null(b.data);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_time),
+		cmocka_unit_test(test_uuid),
+		cmocka_unit_test(test_buf),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
