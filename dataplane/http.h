@@ -3,6 +3,18 @@
  * (picohttpparser's shape): they never read sockets or allocate, and return
  * bytes consumed, HTTP_INCOMPLETE, or HTTP_ERROR with the status to answer.
  * Strict per RFC 9112: see http.c for the framing rules.
+ *
+ * Use by the connection code:
+ *   n = http_parse_request(in->data, in->len, &req);
+ *   HTTP_INCOMPLETE: read more and call again with the whole buffer (the
+ *     parser keeps no state; it already answers 414/431 once the buffered
+ *     prefix is over a limit, so buffering never exceeds the caps + 2).
+ *   HTTP_ERROR: answer req.error_status (reason req.error_reason) and close.
+ *   n > 0: the head is in[0..n); slices in req point into in, so keep the
+ *     bytes until done with req. Body: req.body_kind, then either
+ *     content_length bytes or http_chunked_decode over the bytes after n.
+ * Each call costs O(bytes scanned, at most the caps); calling it only when the
+ * newly read bytes contain '\n' or the buffer passed a cap is enough.
  */
 #ifndef SC_HTTP_H
 #define SC_HTTP_H
@@ -38,41 +50,54 @@ struct http_request {
 	size_t            nheaders;
 	/* Framing and connection semantics derived from the headers: */
 	enum http_body_kind body_kind;
-	uint64_t          content_length;	/* when HTTP_BODY_LENGTH */
+	uint64_t          content_length;	/* when HTTP_BODY_LENGTH (<= INT64_MAX) */
 	int               keep_alive;		/* 1.1 default yes, "Connection: close" no; 1.0 needs keep-alive */
-	int               expect_continue;	/* "Expect: 100-continue" */
-	int               error_status;		/* on HTTP_ERROR: 400, 414, 431, 501, 505 ... */
+	int               expect_continue;	/* "Expect: 100-continue" (HTTP/1.1 only) */
+	int               error_status;		/* on HTTP_ERROR: 400, 414, 417, 431, 501, 505 */
 	const char       *error_reason;		/* on HTTP_ERROR: short static text for the response */
 };
 
 /* Parse a request head (request line + headers + CRLF) from buf[0..len).
- * Returns the head's length, HTTP_INCOMPLETE, or HTTP_ERROR (req->error_*). */
+ * Returns the head's length, HTTP_INCOMPLETE, or HTTP_ERROR (req->error_*).
+ * Empty lines (CRLF) before the request line are skipped and counted in the
+ * returned length (RFC 9112 §2.2). */
 int http_parse_request(const char *buf, size_t len, struct http_request *req);
 
-/* Case-insensitive header lookup; NULL when absent. */
+/* Case-insensitive header lookup (first match); NULL when absent. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
 int http_slice_eq(struct http_slice s, const char *lit);	/* exact */
 int http_slice_ieq(struct http_slice s, const char *lit);	/* ASCII case-insensitive */
 
 /* Incremental chunked body decoder (chunk extensions ignored, trailers
- * read and dropped, sizes checked for overflow). */
+ * read and dropped, sizes checked for overflow). Bounds: at most 16 hex
+ * digits per size, 4 KiB per size or trailer line, 16 KiB of trailers. */
 struct http_chunked {
 	int      state;		/* private */
 	uint64_t remaining;	/* bytes left in the current chunk */
 	size_t   line_len;	/* private: length of the size/trailer line so far */
+	size_t   trailer_len;	/* private: bytes of trailers so far */
+	int      ndigits;	/* private: hex digits of the current size */
 };
 void http_chunked_init(struct http_chunked *c);
-/* Feed in[0..inlen); data bytes are appended to out, whose cap bounds the
- * body. *consumed receives the input bytes used. Returns 1 when the body is
- * complete, 0 when more input is needed, HTTP_ERROR with *status set (400 bad
- * framing, 413 past out's cap). */
+/* Feed in[0..inlen); data bytes are appended to out (NULL: discarded), whose
+ * cap bounds the body. *consumed receives the input bytes used: on 1 the bytes
+ * after the body (a pipelined request) are not consumed. Returns 1 when the
+ * body is complete, 0 when more input is needed (all input consumed),
+ * HTTP_ERROR with *status set (400 bad framing, 413 past out's cap). */
 int http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t *consumed,
     struct sc_buf *out, int *status);
 
-/* Hop-by-hop headers, which a proxy never forwards (RFC 9110 §7.6.1). */
+/* Hop-by-hop headers, which a proxy never forwards (RFC 9110 §7.6.1):
+ * Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+ * Upgrade, Proxy-Authenticate, Proxy-Authorization. Headers named in the
+ * request's Connection field are hop-by-hop too: check with
+ * http_connection_lists. */
 int http_is_hop_by_hop(struct http_slice name);
+/* Whether the request's Connection header(s) list name as an option. */
+int http_connection_lists(const struct http_request *req, struct http_slice name);
 
-/* Reason phrase for a status code ("OK", "Too Many Requests"...). */
+/* Reason phrase for a status code ("OK", "Too Many Requests"...); "Unknown"
+ * for codes it does not know. */
 const char *http_reason(int status);
 
 #endif

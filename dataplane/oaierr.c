@@ -1,0 +1,316 @@
+/*
+ * OpenAI-shaped error bodies, built and rewritten. Clients (the official SDKs,
+ * OpenClaw) only understand {"error":{"message","type","param","code"}}, so
+ * errors of our own and upstream errors in other shapes are turned into it;
+ * the status code is never changed here. Whatever text is carried over from
+ * an upstream passes through the redactor first: upstreams have been seen to
+ * echo the Authorization header back.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "http.h"
+#include "oaierr.h"
+
+#define OAIERR_MSG_MAX   1024		/* bytes of upstream text kept in a message */
+#define OAIERR_PARSE_MAX (1024 * 1024)	/* larger upstream bodies are not parsed */
+#define OAIERR_MASK      "[REDACTED]"
+
+const char *
+oaierr_type(int status)
+{
+	switch (status) {
+	case 400: return "invalid_request_error";
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "not_found_error";
+	case 429: return "rate_limit_error";
+	default:
+		return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
+	}
+}
+
+static int
+oaierr_keychar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    c == '-' || c == '_';
+}
+
+/* token68 (RFC 9110 §11.2), what follows "Bearer ". */
+static int
+oaierr_token68char(unsigned char c)
+{
+	return oaierr_keychar(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
+}
+
+/* Length of the key-like text at s[i..len) that must be masked, 0 for none;
+ * *keep is how many of its leading bytes stay visible ("Bearer "). */
+static size_t
+oaierr_match(const char *s, size_t len, size_t i, const char *key, size_t klen, size_t *keep)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t j;
+
+	*keep = 0;
+	if (klen >= 8 && len - i >= klen && memcmp(s + i, key, klen) == 0)
+		return klen;
+	if (i > 0 && oaierr_keychar(u[i - 1]))
+		return 0;	/* not at a word start */
+	if (len - i > 7 && strncasecmp(s + i, "bearer", 6) == 0 && (s[i + 6] == ' ' || s[i + 6] == '\t')) {
+		j = i + 6;
+		while (j < len && (s[j] == ' ' || s[j] == '\t'))
+			j++;
+		*keep = j - i;
+		while (j < len && oaierr_token68char(u[j]))
+			j++;
+		return j - i > *keep ? j - i : 0;
+	}
+	if (len - i > 6 && strncasecmp(s + i, "nvapi-", 6) == 0) {
+		for (j = i + 6; j < len && oaierr_keychar(u[j]); j++)
+			;
+		return j - i >= 10 ? j - i : 0;
+	}
+	if (len - i > 3 && memcmp(s + i, "sk-", 3) == 0) {
+		for (j = i + 3; j < len && oaierr_keychar(u[j]); j++)
+			;
+		return j - i >= 19 ? j - i : 0;
+	}
+	return 0;
+}
+
+int
+oaierr_redact(const char *s, size_t len, const char *key, struct sc_buf *out)
+{
+	size_t i = 0, run = 0, klen = key != NULL ? strlen(key) : 0;
+	int n = 0;
+
+	while (i < len) {
+		size_t keep, m = oaierr_match(s, len, i, key, klen, &keep);
+
+		if (m == 0) {
+			i++;
+			run++;
+			continue;
+		}
+		if (sc_buf_append(out, s + i - run, run + keep) == -1 ||
+		    sc_buf_append(out, OAIERR_MASK, sizeof(OAIERR_MASK) - 1) == -1)
+			return -1;
+		i += m;
+		run = 0;
+		n++;
+	}
+	if (sc_buf_append(out, s + i - run, run) == -1)
+		return -1;
+	return n;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..len), 0 when invalid. */
+static size_t
+oaierr_utf8_len(const unsigned char *s, size_t len)
+{
+	size_t n, k;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len < n)
+		return 0;
+	for (k = 1; k < n; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[k] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* Message text for a JSON body: invalid UTF-8 becomes '?', long text is cut
+ * at a character boundary, key-like parts are masked. NUL-terminated in out. */
+static int
+oaierr_clean(const char *msg, size_t len, struct sc_buf *out)
+{
+	struct sc_buf red;
+	size_t i = 0;
+	int rc = -1;
+
+	sc_buf_init(&red, OAIERR_MSG_MAX * 2);
+	if (len > OAIERR_MSG_MAX)
+		len = OAIERR_MSG_MAX;
+	if (oaierr_redact(msg, len, NULL, &red) == -1)
+		goto out;
+	while (i < red.len) {
+		size_t n = oaierr_utf8_len((const unsigned char *)red.data + i, red.len - i);
+
+		if (n == 0) {
+			if (sc_buf_append(out, "?", 1) == -1)
+				goto out;
+			i++;
+			continue;
+		}
+		if (sc_buf_append(out, red.data + i, n) == -1)
+			goto out;
+		i += n;
+	}
+	if (sc_buf_append(out, "", 0) == -1)
+		goto out;
+	rc = 0;
+out:
+	sc_buf_free(&red);
+	return rc;
+}
+
+/* The OpenAI error body with a message already cleaned. */
+static int
+oaierr_emit(struct sc_buf *out, int status, const char *msg, const char *param, const char *code)
+{
+	struct json_object *root, *err;
+	const char *s;
+	int rc;
+
+	root = json_object_new_object();
+	err = json_object_new_object();
+	json_object_object_add(root, "error", err);
+	json_object_object_add(err, "message", json_object_new_string(msg));
+	json_object_object_add(err, "type", json_object_new_string(oaierr_type(status)));
+	json_object_object_add(err, "param", param != NULL ? json_object_new_string(param) : NULL);
+	json_object_object_add(err, "code", code != NULL ? json_object_new_string(code) : NULL);
+	s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	rc = s != NULL ? sc_buf_append(out, s, strlen(s)) : -1;
+	json_object_put(root);
+	return rc;
+}
+
+int
+oaierr_format(struct sc_buf *out, int status, const char *message, const char *param,
+    const char *code)
+{
+	struct sc_buf m;
+	int rc = -1;
+
+	sc_buf_init(&m, OAIERR_MSG_MAX * 4);
+	if (oaierr_clean(message, strlen(message), &m) == 0)
+		rc = oaierr_emit(out, status, m.len ? m.data : "", param, code);
+	sc_buf_free(&m);
+	return rc;
+}
+
+/* A string member of o, or NULL. */
+static const char *
+oaierr_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* Whether text is short printable ASCII worth quoting (not HTML). */
+static int
+oaierr_plain_text(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > 256 || s[0] == '<')
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 ? !(s[i] == '\n' || s[i] == '\r' || s[i] == '\t') :
+		    (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+int
+oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct sc_buf *out)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *root = NULL, *err = NULL;
+	struct sc_buf msg;
+	const char *m = NULL, *title, *detail, *param = NULL, *code = NULL;
+	size_t b = 0, e = len;
+	int rc = -1;
+
+	sc_buf_init(&msg, OAIERR_MSG_MAX * 4);
+	while (b < e && (body[b] == ' ' || body[b] == '\t' || body[b] == '\r' || body[b] == '\n'))
+		b++;
+	while (e > b && (body[e - 1] == ' ' || body[e - 1] == '\t' || body[e - 1] == '\r' || body[e - 1] == '\n'))
+		e--;
+	if (e > b && e - b <= OAIERR_PARSE_MAX && body[b] == '{' && (tok = json_tokener_new_ex(32)) != NULL) {
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		root = json_tokener_parse_ex(tok, body + b, (int)(e - b));
+		if (json_tokener_get_error(tok) != json_tokener_success ||
+		    json_tokener_get_parse_end(tok) != e - b || !json_object_is_type(root, json_type_object)) {
+			json_object_put(root);
+			root = NULL;
+		}
+		json_tokener_free(tok);
+	}
+	if (root != NULL && json_object_object_get_ex(root, "error", &err) &&
+	    json_object_is_type(err, json_type_object) && oaierr_str(err, "message") != NULL) {
+		/* Already OpenAI-shaped: unchanged unless something must be masked. */
+		struct sc_buf red;
+		int n;
+
+		sc_buf_init(&red, len + 1024);
+		n = oaierr_redact(body, len, key, &red);
+		if (n > 0)
+			n = sc_buf_append(out, red.data, red.len) == -1 ? -1 : 1;
+		sc_buf_free(&red);
+		json_object_put(root);
+		sc_buf_free(&msg);
+		return n;
+	}
+	if (root != NULL) {
+		title = oaierr_str(root, "title");
+		detail = oaierr_str(root, "detail");
+		if (json_object_is_type(err, json_type_string))
+			m = json_object_get_string(err);
+		else if ((m = oaierr_str(err, "detail")) != NULL || (m = oaierr_str(root, "message")) != NULL)
+			;
+		else if (title != NULL && detail != NULL && strcmp(title, detail) != 0)
+			sc_buf_printf(&msg, "%s: %s", title, detail);
+		else if (title != NULL || detail != NULL)
+			m = title != NULL ? title : detail;
+		param = oaierr_str(err, "param");
+		code = oaierr_str(err, "code");
+	} else if (oaierr_plain_text(body + b, e - b)) {
+		sc_buf_printf(&msg, "Upstream error %d %s: %.*s", status, http_reason(status),
+		    (int)(e - b), body + b);
+	}
+	if (m != NULL) {
+		sc_buf_reset(&msg);
+		sc_buf_append(&msg, m, strnlen(m, OAIERR_MSG_MAX));
+	}
+	if (msg.len == 0)
+		sc_buf_printf(&msg, "Upstream error %d %s", status, http_reason(status));
+	{
+		struct sc_buf clean, red;
+
+		/* the key first (a message cut short could hide it), then the patterns */
+		sc_buf_init(&red, OAIERR_MSG_MAX * 4);
+		sc_buf_init(&clean, OAIERR_MSG_MAX * 4);
+		if (oaierr_redact(msg.data, msg.len, key, &red) != -1 &&
+		    oaierr_clean(red.len ? red.data : "", red.len, &clean) == 0)
+			rc = oaierr_emit(out, status, clean.len ? clean.data : "", param, code) == -1 ? -1 : 1;
+		sc_buf_free(&red);
+		sc_buf_free(&clean);
+	}
+	json_object_put(root);
+	sc_buf_free(&msg);
+	return rc;
+}

@@ -1,0 +1,320 @@
+/*
+ * Server-sent-events scanner: finds event boundaries in a relayed stream and
+ * collects each event's data payload, so the relay can time the first token,
+ * read the usage chunk, spot [DONE] and drop the usage chunk it injected, all
+ * without buffering or copying the stream itself (see sse.h for the loop).
+ * Also the usage reader shared by streaming chunks and whole responses.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "sse.h"
+
+/* Line states, in the order a line passes through them. */
+enum {
+	S_LINE_START,	/* first byte of a line */
+	S_NAME,		/* field name, up to ':' or the line end */
+	S_VALUE_START,	/* right after ':': one SP is skipped */
+	S_VALUE,	/* field value, up to the line end */
+	S_LINE_CR,	/* a line ended in CR: an LF next belongs to it */
+	S_END_CR,	/* a blank line ended in CR: the event is over, an LF next belongs to it */
+};
+
+/* Fields the scanner collects. */
+enum { F_OTHER, F_DATA, F_EVENT };
+
+void
+sse_init(struct sse_scanner *s, size_t max_event)
+{
+	memset(s, 0, sizeof(*s));
+	s->max_event = max_event ? max_event : SSE_MAX_EVENT;
+	s->state = S_LINE_START;
+	sc_buf_init(&s->data, s->max_event);
+}
+
+void
+sse_free(struct sse_scanner *s)
+{
+	sc_buf_free(&s->data);
+}
+
+/* Forget the event that was last returned (or abandoned). */
+static void
+sse_reset_event(struct sse_scanner *s)
+{
+	s->event_len = 0;
+	s->has_data = 0;
+	s->passing = 0;
+	s->type_len = 0;
+	s->emitted = 0;
+	sc_buf_reset(&s->data);
+}
+
+static void
+sse_fill(const struct sse_scanner *s, struct sse_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->raw_len = s->event_len;
+	if (s->passing)
+		return;
+	ev->has_data = s->has_data;
+	ev->data = s->data.len > 0 ? s->data.data : "";
+	ev->data_len = s->data.len;
+	ev->done = s->has_data && s->data.len == 6 && memcmp(s->data.data, "[DONE]", 6) == 0;
+	memcpy(ev->type, s->type, s->type_len);
+	ev->type[s->type_len] = '\0';
+}
+
+/* The event ended with the byte before in[i]. */
+static enum sse_result
+sse_emit(struct sse_scanner *s, size_t i, size_t *consumed, struct sse_event *ev)
+{
+	int passing = s->passing;
+
+	*consumed = i;
+	sse_fill(s, ev);
+	s->emitted = 1;
+	s->state = S_LINE_START;
+	return passing ? SSE_PASS : SSE_EVENT;
+}
+
+/* The field name is complete: decide what the line's value is for. */
+static void
+sse_field(struct sse_scanner *s)
+{
+	s->field = F_OTHER;
+	if (s->name_len == 4 && memcmp(s->name, "data", 4) == 0) {
+		s->field = F_DATA;
+		if (!s->passing) {
+			/* lines of one event join with "\n" */
+			if (s->has_data)
+				(void)sc_buf_append(&s->data, "\n", 1);
+			s->has_data = 1;
+		}
+	} else if (s->name_len == 5 && memcmp(s->name, "event", 5) == 0) {
+		s->field = F_EVENT;
+		s->type_len = 0;
+	}
+}
+
+/* Count n more raw bytes; 1 when that just crossed the cap. */
+static int
+sse_count(struct sse_scanner *s, size_t n)
+{
+	s->event_len += n;
+	if (!s->passing && s->event_len > s->max_event) {
+		s->passing = 1;
+		sc_buf_reset(&s->data);
+		return 1;
+	}
+	return 0;
+}
+
+enum sse_result
+sse_feed(struct sse_scanner *s, const char *in, size_t len, size_t *consumed, struct sse_event *ev)
+{
+	size_t i = 0;
+
+	if (s->emitted)
+		sse_reset_event(s);
+	memset(ev, 0, sizeof(*ev));
+	while (i < len) {
+		unsigned char c = (unsigned char)in[i];
+
+		switch (s->state) {
+		case S_END_CR:
+			if (c == '\n') {
+				i++;
+				s->event_len++;	/* may pass the cap by this LF: harmless */
+			}
+			return sse_emit(s, i, consumed, ev);
+		case S_LINE_CR:
+			s->state = S_LINE_START;
+			if (c == '\n') {
+				i++;
+				if (sse_count(s, 1))
+					goto pass;
+			}
+			break;
+		case S_LINE_START:
+			if (c == '\n' || c == '\r') {
+				/* a blank line: the event ends here */
+				i++;
+				s->event_len++;
+				if (c == '\n')
+					return sse_emit(s, i, consumed, ev);
+				s->state = S_END_CR;
+				break;
+			}
+			s->name_len = 0;
+			s->state = S_NAME;
+			/* FALLTHROUGH */
+		case S_NAME:
+			if (c == ':' || c == '\r' || c == '\n') {
+				if (s->name_len <= sizeof(s->name))
+					sse_field(s);
+				else
+					s->field = F_OTHER;
+				if (c == ':') {
+					s->state = S_VALUE_START;
+				} else {
+					s->state = c == '\r' ? S_LINE_CR : S_LINE_START;
+				}
+			} else if (s->name_len < sizeof(s->name)) {
+				s->name[s->name_len++] = (char)c;
+			} else {
+				s->name_len = sizeof(s->name) + 1;	/* too long for any field we read */
+			}
+			i++;
+			if (sse_count(s, 1))
+				goto pass;
+			break;
+		case S_VALUE_START:
+			s->state = S_VALUE;
+			if (c == ' ') {
+				i++;
+				if (sse_count(s, 1))
+					goto pass;
+				break;
+			}
+			/* FALLTHROUGH */
+		case S_VALUE: {
+			size_t run = 0, room;
+
+			while (i + run < len && in[i + run] != '\n' && in[i + run] != '\r')
+				run++;
+			room = s->passing ? run : s->max_event - s->event_len;
+			if (run > room)
+				run = room + 1;	/* stop on the byte that crosses the cap */
+			if (!s->passing) {
+				if (s->field == F_DATA) {
+					(void)sc_buf_append(&s->data, in + i, run);
+				} else if (s->field == F_EVENT) {
+					size_t k = run;
+
+					if (k > sizeof(s->type) - 1 - s->type_len)
+						k = sizeof(s->type) - 1 - s->type_len;
+					memcpy(s->type + s->type_len, in + i, k);
+					s->type_len += k;
+				}
+			}
+			i += run;
+			if (sse_count(s, run))
+				goto pass;
+			if (i < len) {
+				/* the line ends */
+				s->state = in[i] == '\r' ? S_LINE_CR : S_LINE_START;
+				i++;
+				if (sse_count(s, 1))
+					goto pass;
+			}
+			break;
+		}
+		default:
+			s->state = S_LINE_START;
+			break;
+		}
+	}
+	*consumed = i;
+	sse_fill(s, ev);
+	return s->passing ? SSE_PASS : SSE_MORE;
+pass:
+	*consumed = i;
+	sse_fill(s, ev);
+	return SSE_PASS;
+}
+
+enum sse_result
+sse_finish(struct sse_scanner *s, struct sse_event *ev)
+{
+	enum sse_result r = SSE_MORE;
+
+	if (s->emitted)
+		sse_reset_event(s);
+	if (s->state == S_END_CR) {
+		size_t dummy;
+
+		r = sse_emit(s, 0, &dummy, ev);
+	} else {
+		sse_fill(s, ev);
+		if (s->passing)
+			r = SSE_PASS;
+	}
+	s->state = S_LINE_START;
+	s->emitted = 1;	/* the next feed starts a new stream */
+	return r;
+}
+
+/* Whether text might hold a non-null "usage" member: every "usage" key
+ * followed by null is skipped, so only chunks that carry usage get parsed. */
+static int
+sse_maybe_usage(const char *p, size_t len)
+{
+	const char *e = p + len;
+
+	while (p < e) {
+		const char *q = memmem(p, (size_t)(e - p), "\"usage\"", 7);
+
+		if (q == NULL)
+			return 0;
+		q += 7;
+		while (q < e && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+			q++;
+		if (q < e && *q == ':') {
+			q++;
+			while (q < e && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+				q++;
+			if (!(e - q >= 4 && memcmp(q, "null", 4) == 0))
+				return 1;
+		}
+		p = q;
+	}
+	return 0;
+}
+
+static int64_t
+sse_int_field(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return -1;
+	return json_object_get_int64(v);
+}
+
+int
+sse_usage_parse(const char *data, size_t len, struct sse_usage *u)
+{
+	struct json_tokener *tok;
+	struct json_object *root = NULL, *usage, *choices;
+	int ret = 0;
+
+	memset(u, 0, sizeof(*u));
+	u->prompt_tokens = u->completion_tokens = u->total_tokens = -1;
+	if (len == 0 || len > INT32_MAX || !sse_maybe_usage(data, len))
+		return 0;
+	if ((tok = json_tokener_new_ex(64)) == NULL)
+		return 0;
+	root = json_tokener_parse_ex(tok, data, (int)len);
+	if (root == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(root, json_type_object))
+		goto out;
+	if (!json_object_object_get_ex(root, "usage", &usage) ||
+	    !json_object_is_type(usage, json_type_object))
+		goto out;
+	u->prompt_tokens = sse_int_field(usage, "prompt_tokens");
+	u->completion_tokens = sse_int_field(usage, "completion_tokens");
+	u->total_tokens = sse_int_field(usage, "total_tokens");
+	if (u->total_tokens < 0 && u->prompt_tokens >= 0 && u->completion_tokens >= 0)
+		u->total_tokens = u->prompt_tokens + u->completion_tokens;
+	u->usage_only = !json_object_object_get_ex(root, "choices", &choices) ||
+	    (json_object_is_type(choices, json_type_array) && json_object_array_length(choices) == 0);
+	ret = 1;
+out:
+	json_object_put(root);
+	json_tokener_free(tok);
+	return ret;
+}
