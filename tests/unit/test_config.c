@@ -1,0 +1,170 @@
+/*
+ * Unit tests for common/config.c. The descriptor table and the rows that
+ * sql/schema.sql seeds must list the same keys with the same defaults and
+ * descriptions; values are validated by type and range before they are
+ * stored; a bad stored value falls back to the default.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Not "config.h": the build directory's autoconf config.h comes first on the path. */
+#include "../../common/config.h"
+#include "db.h"
+
+struct fx {
+	char     dir[64];
+	sqlite3 *db;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct sc_err e;
+	char path[96];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-config-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/t.db", f->dir);
+	f->db = db_open(path, DB_OPEN_CREATE, &e);
+	if (f->db == NULL || db_migrate(f->db, &e) == -1)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[96];
+
+	db_close(f->db);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void
+test_table_matches_schema(void **state)
+{
+	struct fx *f = *state;
+	const struct config_desc *d;
+	sqlite3_stmt *st;
+	int rows = 0, descs = 0;
+
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT key, value, description FROM system_config",
+	    -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+
+		rows++;
+		d = config_find(key);
+		if (d == NULL)
+			fail_msg("schema.sql seeds %s, which config.c does not know", key);
+		assert_string_equal((const char *)sqlite3_column_text(st, 1), d->def);
+		assert_string_equal((const char *)sqlite3_column_text(st, 2), d->description);
+		assert_int_equal(config_validate(key, d->def, NULL), 0);
+	}
+	sqlite3_finalize(st);
+	for (d = config_descs(); d->key != NULL; d++)
+		descs++;
+	assert_int_equal(rows, descs);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config c;
+
+	(void)state;
+	config_defaults(&c);
+	assert_int_equal(c.rpm_window_seconds, 60);
+	assert_int_equal(c.rpm_window_margin_ms, 500);
+	assert_int_equal(c.queue_capacity, 500);
+	assert_int_equal(c.cooldown_max_seconds, 600);
+	assert_true(c.emergency_rpm_ratio > 0.099 && c.emergency_rpm_ratio < 0.101);
+	assert_int_equal(c.max_body_bytes, 33554432);
+	assert_int_equal(c.db_size_warn_bytes, 104857600);
+	assert_int_equal(c.events_retention_days, 30);
+}
+
+static void
+test_validate(void **state)
+{
+	struct sc_err e;
+
+	(void)state;
+	assert_int_equal(config_validate("queue_capacity", "1000", &e), 0);
+	assert_int_equal(config_validate("queue_capacity", "-1", &e), -1);
+	assert_string_equal(e.field, "queue_capacity");
+	assert_non_null(strstr(e.msg, "queue_capacity: must be an integer between"));
+	assert_int_equal(config_validate("queue_capacity", "12abc", &e), -1);
+	assert_int_equal(config_validate("queue_capacity", "", &e), -1);
+	assert_int_equal(config_validate("queue_capacity", " 5", &e), -1);
+	assert_int_equal(config_validate("queue_capacity", "1.5", &e), -1);
+	assert_int_equal(config_validate("queue_capacity", NULL, &e), -1);
+	assert_int_equal(config_validate("emergency_rpm_ratio", "0.25", &e), 0);
+	assert_int_equal(config_validate("emergency_rpm_ratio", "1.5", &e), -1);
+	assert_non_null(strstr(e.msg, "must be a number"));
+	assert_int_equal(config_validate("emergency_rpm_ratio", "nan", &e), -1);
+	assert_int_equal(config_validate("max_body_bytes", "5000000000", &e), -1);
+	assert_int_equal(config_validate("max_body_bytes", "1048576", &e), 0);
+	assert_int_equal(config_validate("no_such_key", "1", &e), -1);
+	assert_non_null(strstr(e.msg, "unknown setting"));
+}
+
+static void
+test_set_get_load(void **state)
+{
+	struct fx *f = *state;
+	struct sc_err e;
+	struct config c;
+	int64_t cv = db_config_version(f->db);
+	char *v;
+
+	assert_int_equal(config_set(f->db, "queue_capacity", "800", &e), 0);
+	assert_int_equal(db_config_version(f->db), cv + 1);
+	v = config_get(f->db, "queue_capacity");
+	assert_string_equal(v, "800");
+	free(v);
+	/* Same value again: no change, no version bump. */
+	assert_int_equal(config_set(f->db, "queue_capacity", "800", &e), 0);
+	assert_int_equal(db_config_version(f->db), cv + 1);
+	assert_int_equal(config_set(f->db, "queue_capacity", "lots", &e), -1);
+	v = config_get(f->db, "queue_capacity");
+	assert_string_equal(v, "800");
+	free(v);
+	assert_null(config_get(f->db, "no_such_key"));
+	assert_int_equal(config_set(f->db, "emergency_rpm_ratio", "0.2", &e), 0);
+
+	/* A value broken behind our back keeps its default. */
+	assert_int_equal(db_exec(f->db, "UPDATE system_config SET value = 'x' WHERE key = 'max_attempts'", &e), 0);
+	assert_int_equal(config_load(f->db, &c, &e), 0);
+	assert_int_equal(c.queue_capacity, 800);
+	assert_true(c.emergency_rpm_ratio > 0.199 && c.emergency_rpm_ratio < 0.201);
+	assert_int_equal(c.max_attempts, 3);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_table_matches_schema, setup, teardown),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test_setup_teardown(test_set_get_load, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
