@@ -1,0 +1,852 @@
+/*
+ * Sidecar V2 admin panel. Plain browser JavaScript, no build step.
+ *
+ * Data sources:
+ *   - /api/v2/events (EventSource, sidecar-events): "status" carries the live
+ *     snapshot (docs/status-snapshot.md) at least every 2 s while anything
+ *     changes; "cooldown" says a cooldown started or ended; "provider" says
+ *     the provider list or settings changed.
+ *   - /api/v2/* (sidecar-admin, docs/admin-api.md): session, providers,
+ *     settings, hourly stats, usage by provider/model, cooldown history.
+ * Mutating calls send the session's CSRF value as X-Sidecar-CSRF.
+ * Keys never reach this page: the API returns masks only.
+ */
+'use strict';
+
+(function () {
+	const API = '/api/v2';
+	const STALE_MS = 5000;		/* a snapshot older than this: data plane not running */
+
+	const S = {
+		csrf: sessionStorage.getItem('sc_csrf') || '',
+		es: null,			/* EventSource */
+		snap: null,			/* last live snapshot */
+		snapAt: 0,			/* Date.now() when it arrived */
+		providers: [],			/* from GET /providers */
+		cooldownEnds: new Map(),	/* provider id -> Date.now()-based end time */
+		range: '1h',
+		period: 'day',
+		hourly: null,
+		charts: {},
+		settings: [],
+		historyTimer: null,
+	};
+
+	const $ = (sel, root) => (root || document).querySelector(sel);
+	const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+	/* ---------- small helpers ---------- */
+
+	function el(tag, attrs, ...kids) {
+		const e = document.createElement(tag);
+		for (const [k, v] of Object.entries(attrs || {})) {
+			if (v === null || v === undefined || v === false) continue;
+			if (k === 'class') e.className = v;
+			else if (k === 'text') e.textContent = v;
+			else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+			else if (k === 'style') e.style.cssText = v;
+			else e.setAttribute(k, v === true ? '' : v);
+		}
+		for (const k of kids) {
+			if (k === null || k === undefined || k === false) continue;
+			e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+		}
+		return e;
+	}
+
+	const nf = new Intl.NumberFormat('en-US');
+	function fmtInt(n) { return n === null || n === undefined || Number.isNaN(+n) ? '–' : nf.format(Math.round(+n)); }
+	function fmtCompact(n) {
+		n = +n || 0;
+		if (Math.abs(n) >= 1e9) return (n / 1e9).toFixed(1) + 'G';
+		if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(1) + 'M';
+		if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + 'k';
+		return nf.format(Math.round(n));
+	}
+	function fmtCost(n) {
+		n = +n || 0;
+		if (n === 0) return '$0';
+		if (n < 0.01) return '$' + n.toFixed(4);
+		return '$' + n.toFixed(2);
+	}
+	function fmtMs(ms) {
+		if (ms === null || ms === undefined || !(+ms > 0)) return '–';
+		return ms >= 10000 ? (ms / 1000).toFixed(1) + ' s' : Math.round(ms) + ' ms';
+	}
+	function fmtDuration(sec) {
+		sec = Math.max(0, Math.round(sec));
+		const h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), s = sec % 60;
+		const pad = (x) => String(x).padStart(2, '0');
+		return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+	}
+	function fmtTime(ts) {
+		if (!ts) return '–';
+		const d = new Date(ts);
+		if (Number.isNaN(d.getTime())) return ts;
+		const today = new Date();
+		const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+		return d.toDateString() === today.toDateString() ? hm
+			: d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + hm;
+	}
+
+	let toastTimer = null;
+	function toast(msg) {
+		const t = $('#toast');
+		t.textContent = msg;
+		t.hidden = false;
+		clearTimeout(toastTimer);
+		toastTimer = setTimeout(() => { t.hidden = true; }, 3500);
+	}
+
+	function showMsg(node, text, isError) {
+		node.textContent = text;
+		node.classList.toggle('error', !!isError);
+		node.hidden = !text;
+	}
+
+	/* ---------- API ---------- */
+
+	class ApiError extends Error {
+		constructor(status, body) {
+			const err = body && body.error ? body.error : {};
+			super(err.message || `HTTP ${status}`);
+			this.status = status;
+			this.field = err.field || null;
+			this.body = body;
+		}
+	}
+
+	async function api(method, path, body, opts) {
+		opts = opts || {};
+		const headers = { Accept: 'application/json' };
+		if (method !== 'GET' && S.csrf) headers['X-Sidecar-CSRF'] = S.csrf;
+		let payload;
+		if (body !== undefined && body !== null) {
+			if (typeof body === 'string') {
+				payload = body;
+				headers['Content-Type'] = opts.contentType || 'text/plain';
+			} else {
+				payload = JSON.stringify(body);
+				headers['Content-Type'] = 'application/json';
+			}
+		}
+		const r = await fetch(API + path, { method, headers, body: payload, credentials: 'same-origin', cache: 'no-store' });
+		let data = null;
+		const ct = r.headers.get('Content-Type') || '';
+		if (ct.includes('json')) {
+			try { data = await r.json(); } catch (e) { data = null; }
+		} else {
+			data = await r.text();
+		}
+		if (r.status === 401 && !opts.noLogout) {
+			loggedOut('Your session ended; log in again.');
+		}
+		if (!r.ok) throw new ApiError(r.status, data);
+		return data;
+	}
+
+	/* ---------- login / logout ---------- */
+
+	function loggedOut(msg) {
+		if (S.es) { S.es.close(); S.es = null; }
+		clearInterval(S.historyTimer);
+		S.csrf = '';
+		sessionStorage.removeItem('sc_csrf');
+		$('#app-view').hidden = true;
+		$('#logout').hidden = true;
+		$('#topbar-status').hidden = true;
+		$('#login-view').hidden = false;
+		showMsg($('#login-error'), msg || '', true);
+		$('#login-token').focus();
+	}
+
+	async function login(ev) {
+		ev.preventDefault();
+		const token = $('#login-token').value.trim();
+		const err = $('#login-error');
+		if (!token) { showMsg(err, 'Enter an admin token.', true); return; }
+		try {
+			const r = await api('POST', '/session', { token }, { noLogout: true });
+			S.csrf = r.csrf || '';
+			sessionStorage.setItem('sc_csrf', S.csrf);
+			$('#login-token').value = '';
+			showMsg(err, '', false);
+			start();
+		} catch (e) {
+			showMsg(err, e.status === 401 ? 'That token is not a valid admin token.' : e.message, true);
+		}
+	}
+
+	async function logout() {
+		try { await api('DELETE', '/session', null, { noLogout: true }); } catch (e) { /* ended anyway */ }
+		loggedOut('');
+	}
+
+	/* ---------- live stream ---------- */
+
+	function setConn(text, cls) {
+		const c = $('#conn');
+		c.textContent = text;
+		c.className = 'pill ' + cls;
+	}
+
+	function connect() {
+		if (S.es) S.es.close();
+		const es = new EventSource(API + '/events');
+		S.es = es;
+		setConn('connecting…', 'pill-muted');
+		es.onopen = () => {
+			setConn('live', 'pill-ok');
+			/* What happened while disconnected: reload what the stream does not replay. */
+			loadProviders();
+			loadCooldowns();
+		};
+		es.onerror = async () => {
+			if (es.readyState === EventSource.CLOSED) {
+				/* The server refused the stream (401 after a logout, 5xx): find out which. */
+				setConn('offline', 'pill-bad');
+				try {
+					await api('GET', '/session');
+					setTimeout(() => { if (S.es === es) connect(); }, 3000);
+				} catch (e) {
+					if (e.status !== 401) setTimeout(() => { if (S.es === es) connect(); }, 5000);
+				}
+			} else {
+				setConn('reconnecting…', 'pill-warn');
+			}
+		};
+		es.addEventListener('status', (m) => {
+			try { onSnapshot(JSON.parse(m.data)); } catch (e) { console.error('bad status event', e); }
+		});
+		es.addEventListener('cooldown', (m) => {
+			let ev = null;
+			try { ev = JSON.parse(m.data); } catch (e) { return; }
+			if (ev.kind === 'start') toast(`Cooldown started: ${ev.provider_name || ev.provider_id} for ${ev.cooldown_seconds} s`);
+			loadCooldowns();
+		});
+		es.addEventListener('provider', () => { loadProviders(); loadSettings(false); });
+	}
+
+	/* ---------- snapshot rendering ---------- */
+
+	function onSnapshot(snap) {
+		S.snap = snap;
+		S.snapAt = Date.now();
+		$('#demo-banner').hidden = !snap.demo;
+		const now = Date.now();
+		for (const p of snap.providers || []) {
+			if (p.cooldown_remaining_ms > 0) S.cooldownEnds.set(p.id, now + p.cooldown_remaining_ms);
+			else S.cooldownEnds.delete(p.id);
+		}
+		renderKpis();
+		renderProviders();
+		renderHealth();
+		if (S.range === '1h') renderTrends();
+		updateDataPlaneBadge();
+	}
+
+	function snapAge() {
+		if (!S.snap) return Infinity;
+		/* Both the writer's clock and our own receipt time: either going stale counts. */
+		const byTs = S.snap.ts_ms ? Date.now() - S.snap.ts_ms : 0;
+		return Math.max(Date.now() - S.snapAt, byTs);
+	}
+
+	function updateDataPlaneBadge() {
+		const dp = $('#dp');
+		if (!S.snap) { dp.textContent = 'data plane: no data'; dp.className = 'pill pill-muted'; return; }
+		if (snapAge() > STALE_MS) { dp.textContent = 'data plane not running'; dp.className = 'pill pill-bad'; return; }
+		const ps = (S.snap.providers || []);
+		const serving = ps.filter((p) => p.state === 'ok' || p.state === 'full').length;
+		dp.textContent = `data plane up · ${serving}/${ps.length} serving`;
+		dp.className = 'pill ' + (serving > 0 || ps.length === 0 ? 'pill-ok' : 'pill-warn');
+	}
+
+	function renderKpis() {
+		const s = S.snap || {};
+		const lm = s.last_minute || {};
+		const q = s.queue || {};
+		$('#kpi-requests').textContent = fmtInt(lm.requests);
+		$('#kpi-errors').textContent = fmtInt(lm.errors);
+		$('#kpi-tokens').textContent = fmtCompact(lm.total_tokens);
+		$('#kpi-cost').textContent = fmtCost(lm.cost);
+		$('#kpi-inflight').textContent = fmtInt(s.inflight);
+		$('#kpi-queue').textContent = q.capacity ? `${fmtInt(q.depth)} / ${fmtInt(q.capacity)}` : fmtInt(q.depth);
+		$('#kpi-degraded').textContent = `${fmtInt(lm.fallback || 0)} / ${fmtInt(lm.emergency || 0)}`;
+		const ps = (s.providers || []).filter((p) => p.status === 'active' && p.pool === 'main');
+		const used = ps.reduce((a, p) => a + (p.rpm_used || 0), 0);
+		const lim = ps.reduce((a, p) => a + (p.rpm_limit || 0), 0);
+		$('#kpi-capacity').textContent = lim ? `${fmtInt(used)} / ${fmtInt(lim)}` : '–';
+	}
+
+	const STATE_PILL = {
+		ok: 'pill-ok', full: 'pill-warn', cooling: 'pill-cool', unhealthy: 'pill-bad',
+		invalid: 'pill-bad', disabled: 'pill-off',
+	};
+
+	/* Providers: configuration from the API merged with live state from the snapshot. */
+	function mergedProviders() {
+		const live = new Map(((S.snap && S.snap.providers) || []).map((p) => [p.id, p]));
+		const seen = new Set();
+		const out = [];
+		for (const p of S.providers) {
+			seen.add(p.id);
+			out.push({ cfg: p, live: live.get(p.id) || p.live || null });
+		}
+		/* Providers in the snapshot that the list does not have yet (just added elsewhere). */
+		for (const [id, l] of live) if (!seen.has(id)) out.push({ cfg: null, live: l });
+		return out;
+	}
+
+	function liveState(cfg, l) {
+		if (l && l.state) return l.state;
+		if (cfg) {
+			if (cfg.status !== 'active') return cfg.status;
+			if (cfg.cooling) return 'cooling';
+		}
+		return 'unknown';
+	}
+
+	function rpmBar(used, limit) {
+		const pct = limit > 0 ? Math.min(100, (used / limit) * 100) : 0;
+		const cls = pct >= 100 ? 'full' : pct >= 80 ? 'warn' : '';
+		return el('div', { class: 'bar', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': used, title: `${used} of ${limit} requests in the current window` },
+			el('div', { class: 'bar-fill ' + cls, style: `width:${pct.toFixed(1)}%` }),
+			el('span', { class: 'bar-text', text: `${used} / ${limit}` }));
+	}
+
+	function cooldownCell(id) {
+		const end = S.cooldownEnds.get(id);
+		const span = el('span', { class: 'countdown', 'data-cooldown-for': id });
+		span.textContent = end && end > Date.now() ? fmtDuration((end - Date.now()) / 1000) : '';
+		return span;
+	}
+
+	function renderProviders() {
+		const body = $('#providers-body');
+		const rows = mergedProviders();
+		body.replaceChildren();
+		if (rows.length === 0) {
+			body.append(el('tr', { class: 'empty' }, el('td', { colspan: 8, text: 'No providers yet. Add one or import a YAML file.' })));
+			return;
+		}
+		for (const { cfg, live } of rows) {
+			const id = (cfg && cfg.id) || live.id;
+			const name = (cfg && cfg.name) || live.name;
+			const state = liveState(cfg, live);
+			const used = live ? live.rpm_used || 0 : 0;
+			const limit = (live && live.rpm_limit) || (cfg && cfg.rpm_limit) || 0;
+			const health = (live && live.health) || (cfg && cfg.health && cfg.health.state) || 'unknown';
+			const latency = live ? live.last_latency_ms : cfg && cfg.health ? cfg.health.last_latency_ms : null;
+			const status = (cfg && cfg.status) || (live && live.status) || 'active';
+			const cooling = state === 'cooling' || (cfg && cfg.cooling);
+			const tr = el('tr', { 'data-provider': name, 'data-id': id, class: status === 'disabled' ? 'is-disabled' : '' },
+				el('td', { class: 'cell-name', 'data-label': 'Provider' },
+					el('div', { class: 'prov-name', text: name }),
+					el('div', { class: 'prov-sub', text: [(cfg && cfg.pool) || (live && live.pool), cfg && cfg.api_key_mask, cfg && cfg.model_prefix].filter(Boolean).join(' · ') })),
+				el('td', { 'data-label': 'State' }, el('span', { class: 'pill ' + (STATE_PILL[state] || 'pill-off'), 'data-state': state, text: state })),
+				el('td', { 'data-label': 'RPM', class: 'col-rpm' }, rpmBar(used, limit)),
+				el('td', { 'data-label': 'Cooldown' }, cooldownCell(id)),
+				el('td', { 'data-label': 'Health' }, el('span', { class: 'pill ' + (health === 'healthy' ? 'pill-ok' : health === 'unhealthy' ? 'pill-bad' : 'pill-off'), text: health })),
+				el('td', { 'data-label': 'Latency', class: 'num', text: fmtMs(latency) }),
+				el('td', { 'data-label': 'Req/min', class: 'num', text: live ? fmtInt(live.requests_1m) : '–' }),
+				el('td', { 'data-label': 'Actions' }, cfg ? providerActions(cfg, cooling) : ''));
+			body.append(tr);
+		}
+	}
+
+	function providerActions(p, cooling) {
+		const wrap = el('div', { class: 'actions' });
+		wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'edit', onclick: () => openProviderDialog(p), text: 'Edit' }));
+		if (p.status === 'disabled')
+			wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'enable', onclick: () => setStatus(p, 'active'), text: 'Enable' }));
+		else
+			wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'disable', onclick: () => setStatus(p, 'disabled'), text: 'Disable' }));
+		if (cooling)
+			wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'reset', onclick: () => resetCooldown(p), text: 'Reset cooldown' }));
+		wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'delete', onclick: () => deleteProvider(p), text: 'Delete' }));
+		return wrap;
+	}
+
+	/* The countdowns tick every second without waiting for the next snapshot. */
+	function tick() {
+		const now = Date.now();
+		for (const span of $$('[data-cooldown-for]')) {
+			const end = S.cooldownEnds.get(span.getAttribute('data-cooldown-for'));
+			span.textContent = end && end > now ? fmtDuration((end - now) / 1000) : '';
+		}
+		if (S.snap) updateDataPlaneBadge();
+	}
+
+	function renderHealth() {
+		const s = S.snap || {};
+		const lm = s.last_minute || {};
+		const q = s.queue || {};
+		$('#health-success').textContent = lm.requests ? ((1 - (lm.errors || 0) / lm.requests) * 100).toFixed(1) + '%' : '–';
+		$('#health-429').textContent = fmtInt(lm.upstream_429 || 0);
+		$('#health-rejected').textContent = fmtInt((q.rejected_overflow || 0) + (q.rejected_timeout || 0));
+		const body = $('#health-body');
+		body.replaceChildren();
+		const rows = mergedProviders();
+		for (const { cfg, live } of rows) {
+			const name = (cfg && cfg.name) || live.name;
+			const h = (live && live.health) || (cfg && cfg.health && cfg.health.state) || 'unknown';
+			const cf = live ? live.consecutive_failures : cfg && cfg.health ? cfg.health.consecutive_failures : 0;
+			body.append(el('tr', {},
+				el('td', { text: name }),
+				el('td', { class: 'num', text: live ? fmtInt(live.errors_1m) : '–' }),
+				el('td', { class: 'num', text: fmtInt(cf || 0) }),
+				el('td', {}, el('span', { class: 'pill ' + (h === 'healthy' ? 'pill-ok' : h === 'unhealthy' ? 'pill-bad' : 'pill-off'), text: h }))));
+		}
+		if (rows.length === 0) body.append(el('tr', { class: 'empty' }, el('td', { colspan: 4, text: 'No providers.' })));
+		const inv = $('#invalid-list');
+		inv.replaceChildren();
+		const bad = S.providers.filter((p) => p.status === 'invalid');
+		if (bad.length === 0) inv.append(el('li', { class: 'muted', text: 'None.' }));
+		for (const p of bad) inv.append(el('li', {}, el('strong', { text: p.name }), ' ', el('span', { class: 'muted', text: `${p.api_key_mask || ''} — ${p.status_reason || 'refused by upstream'}` })));
+	}
+
+	/* ---------- charts (uPlot) ---------- */
+
+	function chartWidth(node) { return Math.max(240, Math.floor(node.getBoundingClientRect().width)); }
+
+	function makeChart(id, series) {
+		const node = document.getElementById(id);
+		const opts = {
+			width: chartWidth(node),
+			height: 170,
+			legend: { live: false },
+			cursor: { drag: { x: false, y: false } },
+			scales: { x: { time: true } },
+			axes: [
+				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' } },
+				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' }, size: 50, values: (u, v) => v.map(fmtCompact) },
+			],
+			series: [{}].concat(series),
+		};
+		const data = [[]].concat(series.map(() => []));
+		const u = new uPlot(opts, data, node);
+		S.charts[id] = u;
+		return u;
+	}
+
+	function ensureCharts() {
+		if (S.charts['chart-requests'] || typeof uPlot === 'undefined') return;
+		makeChart('chart-requests', [
+			{ label: 'Requests', stroke: '#2563eb', fill: 'rgba(37,99,235,0.10)', width: 2, points: { show: false } },
+			{ label: 'Errors', stroke: '#b91c1c', width: 2, points: { show: false } },
+		]);
+		makeChart('chart-tokens', [
+			{ label: 'Tokens', stroke: '#15803d', fill: 'rgba(21,128,61,0.10)', width: 2, points: { show: false } },
+		]);
+		const ro = new ResizeObserver(() => {
+			for (const [id, u] of Object.entries(S.charts)) u.setSize({ width: chartWidth(document.getElementById(id)), height: 170 });
+		});
+		ro.observe($('#panel-trends'));
+	}
+
+	function renderTrends() {
+		ensureCharts();
+		if (!S.charts['chart-requests']) return;
+		let xs = [], req = [], err = [], tok = [];
+		if (S.range === '1h') {
+			for (const m of (S.snap && S.snap.minutes) || []) {
+				xs.push(m.t); req.push(m.requests || 0); err.push(m.errors || 0); tok.push(m.total_tokens || 0);
+			}
+		} else {
+			for (const h of S.hourly || []) {
+				xs.push(h.t); req.push(h.requests || 0); err.push(h.errors || 0); tok.push(h.total_tokens || 0);
+			}
+		}
+		S.charts['chart-requests'].setData([xs, req, err]);
+		S.charts['chart-tokens'].setData([xs, tok]);
+		$('#panel-trends').setAttribute('data-points', String(xs.length));
+		$('#panel-trends').setAttribute('data-requests', String(req.reduce((a, b) => a + b, 0)));
+	}
+
+	/* Normalise GET /stats/hourly into [{t (Unix s), requests, errors, total_tokens}]. */
+	function normaliseHourly(r) {
+		const rows = Array.isArray(r) ? r : (r && (r.hours || r.hourly || r.rows || r.items)) || [];
+		return rows.map((h) => {
+			let t = h.t;
+			if (t === undefined) {
+				const b = h.hour_bucket || h.hour || h.bucket;
+				t = b ? Date.parse(b.length === 13 ? b + ':00:00Z' : b) / 1000 : NaN;
+			}
+			return {
+				t, requests: h.requests ?? h.request_count ?? h.total_requests ?? 0,
+				errors: h.errors ?? h.error_count ?? h.total_errors ?? 0,
+				total_tokens: h.total_tokens ?? h.tokens ?? 0,
+			};
+		}).filter((h) => Number.isFinite(h.t)).sort((a, b) => a.t - b.t);
+	}
+
+	async function loadHourly() {
+		try {
+			S.hourly = normaliseHourly(await api('GET', '/stats/hourly?hours=24'));
+		} catch (e) {
+			if (e.status === 401) return;
+			S.hourly = [];
+		}
+		if (S.range === '24h') renderTrends();
+	}
+
+	function setRange(r) {
+		S.range = r;
+		for (const b of $$('[data-range]')) { b.classList.toggle('active', b.dataset.range === r); b.setAttribute('aria-pressed', String(b.dataset.range === r)); }
+		for (const u of $$('.unit-label')) u.textContent = r === '1h' ? 'minute' : 'hour';
+		if (r === '24h') loadHourly(); else renderTrends();
+	}
+
+	/* ---------- usage by provider and model ---------- */
+
+	async function loadUsage() {
+		let r;
+		try { r = await api('GET', `/stats/usage?period=${S.period}`); } catch (e) { r = null; }
+		const rows = Array.isArray(r) ? r : (r && (r.rows || r.usage || r.items)) || [];
+		const body = $('#usage-body');
+		const foot = $('#usage-foot');
+		body.replaceChildren();
+		foot.replaceChildren();
+		if (rows.length === 0) {
+			body.append(el('tr', { class: 'empty' }, el('td', { colspan: 6, text: r === null ? 'Usage statistics unavailable.' : 'No usage in this period.' })));
+			return;
+		}
+		let tr = 0, tt = 0, tc = 0;
+		for (const u of rows) {
+			const req = u.requests ?? u.request_count ?? 0;
+			const tok = u.total_tokens ?? 0;
+			const cost = u.cost ?? 0;
+			tr += req; tt += tok; tc += cost;
+			body.append(el('tr', {},
+				el('td', { text: u.provider_name || u.provider || u.name || u.provider_id || '–' }),
+				el('td', { text: u.model || '–' }),
+				el('td', { class: 'num', text: fmtInt(req) }),
+				el('td', { class: 'num', text: fmtCompact(tok) }),
+				el('td', { class: 'num', text: fmtCost(cost) }),
+				el('td', { class: 'num', text: fmtMs(u.avg_latency_ms) })));
+		}
+		foot.append(el('tr', {}, el('td', { text: 'Total' }), el('td'), el('td', { class: 'num', text: fmtInt(tr) }),
+			el('td', { class: 'num', text: fmtCompact(tt) }), el('td', { class: 'num', text: fmtCost(tc) }), el('td')));
+	}
+
+	function setPeriod(p) {
+		S.period = p;
+		for (const b of $$('[data-period]')) { b.classList.toggle('active', b.dataset.period === p); b.setAttribute('aria-pressed', String(b.dataset.period === p)); }
+		loadUsage();
+	}
+
+	/* ---------- cooldown history ---------- */
+
+	async function loadCooldowns() {
+		let r;
+		try { r = await api('GET', '/stats/cooldowns?limit=100'); } catch (e) { return; }
+		const rows = Array.isArray(r) ? r : (r && (r.cooldowns || r.events || r.rows || r.items)) || [];
+		const body = $('#cooldowns-body');
+		body.replaceChildren();
+		if (rows.length === 0) {
+			body.append(el('tr', { class: 'empty' }, el('td', { colspan: 5, text: 'No cooldowns.' })));
+			return;
+		}
+		for (const c of rows) {
+			body.append(el('tr', { 'data-cooldown': c.id || '' },
+				el('td', { text: fmtTime(c.started_at) }),
+				el('td', { text: c.provider_name || c.provider || c.provider_id || '–' }),
+				el('td', { class: 'num', text: fmtInt(c.consecutive_count) }),
+				el('td', { class: 'num', text: fmtDuration(c.cooldown_seconds || 0) }),
+				el('td', { class: 'muted', text: c.response_summary || '' })));
+		}
+	}
+
+	/* ---------- providers: list and management ---------- */
+
+	async function loadProviders() {
+		try {
+			const r = await api('GET', '/providers');
+			S.providers = (r && r.providers) || (Array.isArray(r) ? r : []);
+		} catch (e) {
+			if (e.status !== 401) showMsg($('#providers-msg'), 'Could not load providers: ' + e.message, true);
+			return;
+		}
+		renderProviders();
+		renderHealth();
+	}
+
+	function openProviderDialog(p) {
+		const dlg = $('#provider-dialog');
+		const f = $('#provider-form');
+		f.reset();
+		for (const i of $$('input, select', f)) i.classList.remove('field-error');
+		showMsg($('#provider-error'), '', true);
+		const edit = !!p;
+		f.elements.id.value = edit ? p.id : '';
+		$('#provider-dialog-title').textContent = edit ? `Edit ${p.name}` : 'Add provider';
+		$('#provider-submit').textContent = edit ? 'Save' : 'Add';
+		for (const n of $$('[data-edit-only]', f)) n.hidden = !edit;
+		if (edit) {
+			for (const k of ['name', 'pool', 'endpoint_url', 'model_prefix', 'rpm_limit', 'tpm_limit', 'weight', 'cost_per_1k'])
+				if (p[k] !== undefined && p[k] !== null) f.elements[k].value = p[k];
+			$('#key-mask').textContent = p.api_key_mask || '****';
+			f.elements.api_key.required = false;
+		} else {
+			f.elements.api_key.required = true;
+		}
+		dlg.showModal();
+		f.elements.name.focus();
+	}
+
+	/* Build the JSON body; for an edit only the fields that changed. */
+	function providerBody(f, orig) {
+		const b = {};
+		const str = (k) => f.elements[k].value.trim();
+		const num = (k) => f.elements[k].value === '' ? undefined : Number(f.elements[k].value);
+		const vals = {
+			name: str('name'), pool: f.elements.pool.value, endpoint_url: str('endpoint_url'),
+			model_prefix: str('model_prefix'), rpm_limit: num('rpm_limit'), tpm_limit: num('tpm_limit'),
+			weight: num('weight'), cost_per_1k: num('cost_per_1k'),
+		};
+		for (const [k, v] of Object.entries(vals)) {
+			if (v === undefined) continue;
+			if (!orig || orig[k] !== v) b[k] = v;
+		}
+		const key = f.elements.api_key.value.trim();
+		if (key) b.api_key = key;
+		if (!orig) b.source = 'webui';
+		return b;
+	}
+
+	function clientCheck(f, edit) {
+		const need = ['name', 'endpoint_url', 'model_prefix'];
+		if (!edit) need.push('api_key');
+		for (const k of need) {
+			if (!f.elements[k].value.trim()) return { field: k, message: `${k.replace('_', ' ')} is required` };
+		}
+		if (!/^https?:\/\//.test(f.elements.endpoint_url.value.trim()))
+			return { field: 'endpoint_url', message: 'endpoint URL must start with http:// or https://' };
+		return null;
+	}
+
+	function validationText(v) {
+		if (!v) return '';
+		const parts = [v.message || v.result];
+		if (v.http_status) parts.push(`(upstream answered ${v.http_status})`);
+		return parts.filter(Boolean).join(' ');
+	}
+
+	async function submitProvider(ev) {
+		ev.preventDefault();
+		const f = $('#provider-form');
+		const errBox = $('#provider-error');
+		const id = f.elements.id.value;
+		const orig = id ? S.providers.find((p) => p.id === id) : null;
+		for (const i of $$('input, select', f)) i.classList.remove('field-error');
+		const bad = clientCheck(f, !!id);
+		if (bad) {
+			showMsg(errBox, bad.message, true);
+			if (f.elements[bad.field]) f.elements[bad.field].classList.add('field-error');
+			return;
+		}
+		const body = providerBody(f, orig);
+		const q = f.elements.skip_validation.checked ? '?validate=false' : '';
+		const btn = $('#provider-submit');
+		btn.disabled = true;
+		showMsg(errBox, id ? '' : 'Checking the key with a test call…', false);
+		errBox.classList.remove('error');
+		try {
+			const r = id ? await api('PATCH', `/providers/${encodeURIComponent(id)}${q}`, body)
+				: await api('POST', `/providers${q}`, body);
+			$('#provider-dialog').close();
+			const v = r && r.validation;
+			showMsg($('#providers-msg'), `${id ? 'Saved' : 'Added'} ${r.name || body.name}.` + (v ? ` Key check: ${validationText(v)}.` : ''), false);
+			await loadProviders();
+		} catch (e) {
+			const v = e.body && e.body.error && e.body.error.validation;
+			const msg = v ? `Key refused: ${validationText(v)}` : e.message;
+			showMsg(errBox, msg, true);
+			const field = e.field || (v ? 'api_key' : null);
+			if (field && f.elements[field]) f.elements[field].classList.add('field-error');
+		} finally {
+			btn.disabled = false;
+		}
+	}
+
+	async function setStatus(p, status) {
+		try {
+			await api('PATCH', `/providers/${encodeURIComponent(p.id)}?validate=false`, { status });
+			showMsg($('#providers-msg'), `${p.name} ${status === 'disabled' ? 'disabled' : 'enabled'}.`, false);
+			await loadProviders();
+		} catch (e) {
+			showMsg($('#providers-msg'), `Could not change ${p.name}: ${e.message}`, true);
+		}
+	}
+
+	async function resetCooldown(p) {
+		try {
+			await api('POST', `/providers/${encodeURIComponent(p.id)}/reset-cooldown`, {});
+			S.cooldownEnds.delete(p.id);
+			showMsg($('#providers-msg'), `Cooldown of ${p.name} reset.`, false);
+			await loadProviders();
+		} catch (e) {
+			showMsg($('#providers-msg'), `Could not reset ${p.name}: ${e.message}`, true);
+		}
+	}
+
+	function confirmDialog(title, text, okLabel) {
+		const dlg = $('#confirm-dialog');
+		$('#confirm-title').textContent = title;
+		$('#confirm-text').textContent = text;
+		$('#confirm-ok').textContent = okLabel || 'OK';
+		return new Promise((resolve) => {
+			dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+			dlg.returnValue = 'cancel';
+			dlg.showModal();
+		});
+	}
+
+	async function deleteProvider(p) {
+		const ok = await confirmDialog(`Delete ${p.name}?`,
+			`The provider ${p.name} (${p.api_key_mask || 'key'}) and its statistics will be removed. This cannot be undone.`, 'Delete');
+		if (!ok) return;
+		try {
+			await api('DELETE', `/providers/${encodeURIComponent(p.id)}`);
+			showMsg($('#providers-msg'), `${p.name} deleted.`, false);
+			await loadProviders();
+		} catch (e) {
+			showMsg($('#providers-msg'), `Could not delete ${p.name}: ${e.message}`, true);
+		}
+	}
+
+	function openImportDialog() {
+		$('#import-form').reset();
+		showMsg($('#import-error'), '', true);
+		$('#import-dialog').showModal();
+	}
+
+	async function importYaml(ev) {
+		ev.preventDefault();
+		const file = $('#import-file').files[0];
+		const validate = $('#import-validate').checked;
+		const errBox = $('#import-error');
+		const btn = $('#import-submit');
+		if (!file) { showMsg(errBox, 'Choose a YAML file.', true); return; }
+		if (file.size > 4 * 1024 * 1024) { showMsg(errBox, 'That file is larger than 4 MB.', true); return; }
+		const text = await file.text();
+		btn.disabled = true;
+		showMsg(errBox, validate ? 'Checking keys and importing…' : 'Importing…', false);
+		errBox.classList.remove('error');
+		try {
+			const r = await api('POST', `/providers/import${validate ? '' : '?validate=false'}`, text, { contentType: 'application/yaml' });
+			$('#import-dialog').close();
+			showMsg($('#providers-msg'), `Imported ${file.name}: ${r.created || 0} created, ${r.updated || 0} updated, ${r.unchanged || 0} unchanged.`, false);
+			await loadProviders();
+		} catch (e) {
+			let t = e.message;
+			const err = e.body && e.body.error;
+			if (err && err.line) t += ` (line ${err.line})`;
+			if (err && Array.isArray(err.entries)) {
+				const badOnes = err.entries.filter((x) => x.validation && !x.validation.ok).map((x) => `${x.name}: ${validationText(x.validation)}`);
+				if (badOnes.length) t += ' — ' + badOnes.slice(0, 5).join('; ');
+			}
+			showMsg(errBox, 'Import failed: ' + t, true);
+		} finally {
+			btn.disabled = false;
+		}
+	}
+
+	/* ---------- settings ---------- */
+
+	function normaliseSettings(r) {
+		let rows = Array.isArray(r) ? r : (r && (r.settings || r.config || r.items)) || r;
+		if (rows && !Array.isArray(rows) && typeof rows === 'object')
+			rows = Object.entries(rows).map(([key, v]) => (typeof v === 'object' && v !== null ? { key, ...v } : { key, value: v }));
+		return (rows || []).filter((s) => s && s.key);
+	}
+
+	async function loadSettings(force) {
+		const form = $('#settings-form');
+		if (!force && form.querySelector('.changed')) return;	/* do not clobber edits in progress */
+		let r;
+		try { r = await api('GET', '/config'); } catch (e) {
+			if (e.status !== 401) showMsg($('#settings-msg'), 'Settings unavailable: ' + e.message, true);
+			return;
+		}
+		S.settings = normaliseSettings(r);
+		form.replaceChildren();
+		for (const s of S.settings) {
+			const id = 'set-' + s.key;
+			const input = el('input', { id, name: s.key, value: String(s.value), inputmode: 'decimal', spellcheck: 'false' });
+			input.addEventListener('input', () => {
+				input.parentElement.classList.toggle('changed', input.value !== String(s.value));
+				input.parentElement.classList.remove('invalid');
+				$('#settings-save').disabled = !form.querySelector('.changed');
+			});
+			const range = s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
+			form.append(el('div', { class: 'setting', 'data-key': s.key },
+				el('label', { for: id, text: s.key }), input,
+				el('small', { text: (s.description || '') + range })));
+		}
+		$('#settings-save').disabled = true;
+	}
+
+	async function saveSettings() {
+		const form = $('#settings-form');
+		const changed = {};
+		for (const d of $$('.setting.changed', form)) changed[d.dataset.key] = $('input', d).value.trim();
+		if (Object.keys(changed).length === 0) return;
+		try {
+			await api('PATCH', '/config', changed);
+			showMsg($('#settings-msg'), `Saved ${Object.keys(changed).join(', ')}. The data plane applies them within 2 s.`, false);
+			await loadSettings(true);
+		} catch (e) {
+			showMsg($('#settings-msg'), 'Not saved: ' + e.message, true);
+			if (e.field) {
+				const d = form.querySelector(`.setting[data-key="${CSS.escape(e.field)}"]`);
+				if (d) d.classList.add('invalid');
+			}
+		}
+	}
+
+	/* ---------- start ---------- */
+
+	function start() {
+		$('#login-view').hidden = true;
+		$('#app-view').hidden = false;
+		$('#logout').hidden = false;
+		$('#topbar-status').hidden = false;
+		ensureCharts();
+		connect();
+		loadProviders();
+		loadCooldowns();
+		loadUsage();
+		loadSettings(true);
+		loadHourly();
+		clearInterval(S.historyTimer);
+		/* History changes slowly; the live parts come from the stream. */
+		S.historyTimer = setInterval(() => { loadUsage(); if (S.range === '24h') loadHourly(); }, 60000);
+	}
+
+	async function boot() {
+		$('#login-form').addEventListener('submit', login);
+		$('#logout').addEventListener('click', logout);
+		$('#btn-add').addEventListener('click', () => openProviderDialog(null));
+		$('#provider-form').addEventListener('submit', submitProvider);
+		for (const b of $$('[data-close]')) b.addEventListener('click', () => b.closest('dialog').close());
+		$('#btn-import').addEventListener('click', openImportDialog);
+		$('#import-form').addEventListener('submit', importYaml);
+		for (const b of $$('[data-range]')) b.addEventListener('click', () => setRange(b.dataset.range));
+		for (const b of $$('[data-period]')) b.addEventListener('click', () => setPeriod(b.dataset.period));
+		$('#settings-save').addEventListener('click', saveSettings);
+		setInterval(tick, 1000);
+		/* Already logged in (cookie still valid)? */
+		try {
+			const r = await api('GET', '/session', null, { noLogout: true });
+			if (r && r.csrf) { S.csrf = r.csrf; sessionStorage.setItem('sc_csrf', S.csrf); }
+			start();
+		} catch (e) {
+			loggedOut('');
+		}
+	}
+
+	if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+	else boot();
+})();
