@@ -1,0 +1,440 @@
+/*
+ * Unit tests for common/providers.c: field validation (https except for
+ * loopback, limits, enums, metadata), compat options, masking that never
+ * shows more than 4 + 4 secret characters, and storage: keys encrypted at
+ * rest with the provider id as associated data, update/delete/status, rekey.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crypto.h"
+#include "db.h"
+#include "providers.h"
+
+#define KEY_A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define KEY_B "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+#define TESTKEY "nvapi-TEST-0001-xxxxxxxxxxxxxxxxWXYZ"
+
+struct fx {
+	char     dir[64];
+	sqlite3 *db;
+	struct crypto_key k;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct sc_err e;
+	char path[96];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-providers-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/t.db", f->dir);
+	f->db = db_open(path, DB_OPEN_CREATE, &e);
+	if (f->db == NULL || db_migrate(f->db, &e) == -1)
+		return -1;
+	crypto_key_from_base64(KEY_A, &f->k, NULL);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[96];
+
+	db_close(f->db);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+/* A valid provider to start each case from. */
+static void
+sample(struct provider *p, const char *name)
+{
+	provider_init(p);
+	p->name = strdup(name);
+	p->api_key = strdup(TESTKEY);
+	p->endpoint_url = strdup("https://integrate.api.nvidia.com/v1");
+	p->model_prefix = strdup("nvidia/");
+	p->source = strdup("cli");
+}
+
+static void
+set(char **field, const char *v)
+{
+	free(*field);
+	*field = v ? strdup(v) : NULL;
+}
+
+/* Validate p after one change; expect the named field to fail (or pass on NULL). */
+static void
+expect(struct provider *p, const char *field)
+{
+	struct sc_err e;
+
+	sc_err_clear(&e);
+	if (field == NULL) {
+		if (provider_validate(p, &e) != 0)
+			fail_msg("unexpected failure: %s", e.msg);
+		return;
+	}
+	assert_int_equal(provider_validate(p, &e), -1);
+	assert_string_equal(e.field, field);
+	assert_memory_equal(e.msg, field, strlen(field));	/* "field: reason" */
+}
+
+static void
+test_validate(void **state)
+{
+	struct provider p;
+
+	(void)state;
+	sample(&p, "account01");
+	expect(&p, NULL);
+
+	set(&p.endpoint_url, "http://integrate.api.nvidia.com/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "http://127.0.0.1:8080/v1");
+	expect(&p, NULL);
+	set(&p.endpoint_url, "http://localhost:9/v1");
+	expect(&p, NULL);
+	set(&p.endpoint_url, "http://[::1]:9000");
+	expect(&p, NULL);
+	set(&p.endpoint_url, "http://127.0.0.1.evil.com/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "http://localhost@evil.com/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "ftp://x/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "https://");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "https://a b/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "https://host:99999/v1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "https://host/v1?x=1");
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, NULL);
+	expect(&p, "endpoint_url");
+	set(&p.endpoint_url, "https://host:443/v1/");
+	expect(&p, NULL);
+
+	set(&p.model_prefix, "");
+	expect(&p, "model_prefix");
+	set(&p.model_prefix, "nv idia/");
+	expect(&p, "model_prefix");
+	set(&p.model_prefix, "nvidia/");
+
+	set(&p.name, "");
+	expect(&p, "name");
+	set(&p.name, "bad\nname");
+	expect(&p, "name");
+	set(&p.name, "account 01");
+	expect(&p, NULL);
+
+	set(&p.api_key, "short");
+	expect(&p, "api_key");
+	set(&p.api_key, "nvapi-has space-xxxxxxxx");
+	expect(&p, "api_key");
+	set(&p.api_key, NULL);
+	expect(&p, "api_key");	/* new provider: key required */
+	strcpy(p.id, "00000000-0000-4000-8000-000000000000");
+	expect(&p, NULL);	/* stored provider: NULL keeps the key */
+	p.id[0] = '\0';
+	set(&p.api_key, TESTKEY);
+
+	p.rpm_limit = 0;
+	expect(&p, "rpm_limit");
+	p.rpm_limit = -5;
+	expect(&p, "rpm_limit");
+	p.rpm_limit = 100001;
+	expect(&p, "rpm_limit");
+	p.rpm_limit = 40;
+	p.tpm_limit = -1;
+	expect(&p, "tpm_limit");
+	p.tpm_limit = 0;
+	p.weight = 0;
+	expect(&p, "weight");
+	p.weight = 1000.5;
+	expect(&p, "weight");
+	p.weight = 1000;
+	expect(&p, NULL);
+	p.cost_per_1k = -0.01;
+	expect(&p, "cost_per_1k");
+	p.cost_per_1k = 0.002;
+	p.pool = (enum provider_pool)7;
+	expect(&p, "pool");
+	p.pool = POOL_FALLBACK;
+	p.status = (enum provider_status)9;
+	expect(&p, "status");
+	p.status = PSTATUS_DISABLED;
+	set(&p.source, "carrier-pigeon");
+	expect(&p, "source");
+	set(&p.source, "yaml");
+	set(&p.metadata, "[1,2]");
+	expect(&p, "metadata");
+	set(&p.metadata, "{not json");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"email\":\"a@example.com\"}");
+	expect(&p, NULL);
+	provider_clear(&p);
+}
+
+static void
+test_enums_compat(void **state)
+{
+	struct provider p;
+	enum provider_pool pool;
+	enum provider_status st;
+	struct sc_err e;
+
+	(void)state;
+	assert_int_equal(provider_pool_parse("fallback", &pool), 0);
+	assert_int_equal(pool, POOL_FALLBACK);
+	assert_int_equal(provider_pool_parse("emergency", &pool), -1);
+	assert_string_equal(provider_pool_name(POOL_MAIN), "main");
+	assert_int_equal(provider_status_parse("invalid", &st), 0);
+	assert_int_equal(provider_status_parse("Active", &st), -1);
+	assert_string_equal(provider_status_name(PSTATUS_DISABLED), "disabled");
+
+	sample(&p, "x");
+	assert_int_equal(provider_parse_compat(&p, &e), 0);
+	assert_false(p.compat.max_tokens_field);
+	assert_false(p.compat.flatten_content);
+	assert_true(p.compat.stream_usage);
+	set(&p.metadata, "{\"flatten_content\":true,\"stream_usage\":false,\"max_tokens_field\":true}");
+	assert_int_equal(provider_parse_compat(&p, &e), 0);
+	assert_true(p.compat.max_tokens_field);
+	assert_true(p.compat.flatten_content);
+	assert_false(p.compat.stream_usage);
+	set(&p.metadata, "{\"flatten_content\":\"yes\"}");
+	assert_int_equal(provider_parse_compat(&p, &e), -1);
+	assert_string_equal(e.field, "metadata");
+	provider_clear(&p);
+}
+
+/* How many characters of the secret part of key appear in mask. */
+static void
+check_mask(const char *key)
+{
+	char mask[64], *ell;
+	size_t pre = 0, shown;
+
+	provider_mask_key(key, mask, sizeof(mask));
+	assert_null(strstr(mask, key));
+	if (strcmp(mask, "****") == 0)
+		return;
+	ell = strstr(mask, "\xe2\x80\xa6");
+	assert_non_null(ell);
+	while (key[pre] >= 'a' && key[pre] <= 'z')
+		pre++;
+	pre = key[pre] == '-' && pre > 0 && pre + 1 <= 8 ? pre + 1 : 0;
+	assert_memory_equal(mask, key, pre);
+	/* Secret characters shown: before the ellipsis after the prefix, and after it. */
+	shown = (size_t)(ell - mask) - pre + strlen(ell + 3);
+	assert_true(shown <= 8);
+	assert_true((size_t)(ell - mask) - pre <= 4);
+	assert_true(strlen(ell + 3) <= 4);
+	/* And never more than 4 + 4 + prefix overall. */
+	assert_true(strlen(mask) <= pre + 4 + 3 + 4);
+}
+
+static void
+test_mask(void **state)
+{
+	char mask[64];
+	char key[600];
+
+	(void)state;
+	provider_mask_key("nvapi-WGopXXXXXXXXXXXXXXXXXXXXaTDz", mask, sizeof(mask));
+	assert_string_equal(mask, "nvapi-WGop\xe2\x80\xa6" "aTDz");
+	provider_mask_key("sk-abcdefghijklmnopqrstuvwxyz", mask, sizeof(mask));
+	assert_string_equal(mask, "sk-abcd\xe2\x80\xa6wxyz");
+	/* A long lowercase run is not a vendor prefix: it is secret. */
+	provider_mask_key("abcdefghijklmnop-qrstuvwxyz0123", mask, sizeof(mask));
+	assert_string_equal(mask, "abcd\xe2\x80\xa6" "0123");
+	provider_mask_key("nvapi-short", mask, sizeof(mask));
+	assert_string_equal(mask, "****");
+	provider_mask_key("12345678", mask, sizeof(mask));
+	assert_string_equal(mask, "****");
+	provider_mask_key("", mask, sizeof(mask));
+	assert_string_equal(mask, "****");
+	provider_mask_key(NULL, mask, sizeof(mask));
+	assert_string_equal(mask, "****");
+	/* Too small an output buffer never gets a partial key. */
+	provider_mask_key("nvapi-WGopXXXXXXXXXXXXXXXXXXXXaTDz", mask, 10);
+	assert_string_equal(mask, "****");
+
+	/* Property: every length and shape reveals at most 4 + 4. */
+	for (size_t len = 1; len < sizeof(key) - 1; len += (len < 40 ? 1 : 37)) {
+		for (int shape = 0; shape < 3; shape++) {
+			const char *pre = shape == 0 ? "" : shape == 1 ? "nvapi-" : "sk-";
+			size_t pl = strlen(pre);
+
+			memcpy(key, pre, pl);
+			for (size_t i = 0; i < len; i++)
+				key[pl + i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(i * 7 + len) % 36];
+			key[pl + len] = '\0';
+			check_mask(key);
+		}
+	}
+}
+
+static void
+test_storage(void **state)
+{
+	struct fx *f = *state;
+	struct provider p, g, dup;
+	struct provider_list l;
+	struct sc_err e;
+	sqlite3_stmt *st;
+	int64_t cv = db_config_version(f->db);
+	char *plain;
+
+	sample(&p, "account01");
+	set(&p.endpoint_url, "https://integrate.api.nvidia.com/v1/");
+	set(&p.metadata, "{\"flatten_content\":true}");
+	assert_int_equal(provider_insert(f->db, &f->k, &p, &e), 0);
+	assert_int_equal(strlen(p.id), 36);
+	assert_string_equal(p.api_key_mask, "nvapi-TEST\xe2\x80\xa6WXYZ");
+	assert_true(db_config_version(f->db) > cv);
+
+	/* At rest: ciphertext bound to the id, never the plaintext. */
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT api_key, api_key_mask, endpoint_url FROM providers",
+	    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_memory_equal(sqlite3_column_text(st, 0), "v1:", 3);
+	assert_null(strstr((const char *)sqlite3_column_text(st, 0), "TEST-0001"));
+	assert_int_equal(crypto_decrypt(&f->k, p.id, (const char *)sqlite3_column_text(st, 0), &plain, NULL, &e), 0);
+	assert_string_equal(plain, TESTKEY);
+	crypto_free_secret(plain);
+	assert_string_equal((const char *)sqlite3_column_text(st, 2), "https://integrate.api.nvidia.com/v1");
+	sqlite3_finalize(st);
+
+	/* Read back, with and without the key. */
+	assert_int_equal(provider_get(f->db, &f->k, "name", "account01", &g, &e), 0);
+	assert_string_equal(g.api_key, TESTKEY);
+	assert_string_equal(g.id, p.id);
+	assert_true(g.compat.flatten_content);
+	assert_int_equal(g.rpm_limit, 40);
+	assert_string_equal(g.source, "cli");
+	assert_int_equal(g.created_at[4], '-');
+	provider_clear(&g);
+	assert_int_equal(provider_get(f->db, NULL, "id", p.id, &g, &e), 0);
+	assert_null(g.api_key);
+	assert_string_equal(g.name, "account01");
+	provider_clear(&g);
+	assert_int_equal(provider_get(f->db, NULL, "name", "nobody", &g, &e), 1);
+	assert_int_equal(provider_get(f->db, NULL, "colour", "x", &g, &e), -1);
+
+	/* Duplicate name names the field. */
+	sample(&dup, "account01");
+	assert_int_equal(provider_insert(f->db, &f->k, &dup, &e), -1);
+	assert_string_equal(e.field, "name");
+	assert_non_null(strstr(e.msg, "already exists"));
+	provider_clear(&dup);
+
+	/* Update without a key keeps it; with one replaces it. */
+	crypto_free_secret(p.api_key);
+	p.api_key = NULL;
+	p.rpm_limit = 35;
+	p.pool = POOL_FALLBACK;
+	assert_int_equal(provider_update(f->db, &f->k, &p, &e), 0);
+	assert_int_equal(provider_get(f->db, &f->k, "id", p.id, &g, &e), 0);
+	assert_int_equal(g.rpm_limit, 35);
+	assert_int_equal(g.pool, POOL_FALLBACK);
+	assert_string_equal(g.api_key, TESTKEY);
+	provider_clear(&g);
+	p.api_key = strdup("nvapi-TEST-0002-yyyyyyyyyyyyyyyyABCD");
+	assert_int_equal(provider_update(f->db, &f->k, &p, &e), 0);
+	assert_int_equal(provider_get(f->db, &f->k, "id", p.id, &g, &e), 0);
+	assert_string_equal(g.api_key, "nvapi-TEST-0002-yyyyyyyyyyyyyyyyABCD");
+	assert_string_equal(g.api_key_mask, "nvapi-TEST\xe2\x80\xa6" "ABCD");
+	provider_clear(&g);
+
+	assert_int_equal(provider_set_status(f->db, p.id, PSTATUS_DISABLED, "operator", &e), 0);
+	assert_int_equal(provider_get(f->db, NULL, "id", p.id, &g, &e), 0);
+	assert_int_equal(g.status, PSTATUS_DISABLED);
+	assert_string_equal(g.status_reason, "operator");
+	provider_clear(&g);
+
+	sample(&dup, "account02");
+	assert_int_equal(provider_insert(f->db, &f->k, &dup, &e), 0);
+	assert_int_equal(provider_list(f->db, &f->k, &l, &e), 0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.v[0].name, "account01");
+	assert_string_equal(l.v[1].api_key, TESTKEY);
+	provider_list_free(&l);
+
+	/* A wrong key cannot read the keys. */
+	{
+		struct crypto_key other;
+
+		crypto_key_from_base64(KEY_B, &other, NULL);
+		assert_int_equal(provider_list(f->db, &other, &l, &e), -1);
+		assert_int_equal(provider_get(f->db, &other, "id", p.id, &g, &e), -1);
+	}
+
+	assert_int_equal(provider_delete(f->db, dup.id, &e), 0);
+	assert_int_equal(provider_delete(f->db, dup.id, &e), -1);
+	assert_non_null(strstr(e.msg, "not found"));
+	assert_int_equal(provider_set_status(f->db, dup.id, PSTATUS_ACTIVE, NULL, &e), -1);
+	provider_clear(&dup);
+	provider_clear(&p);
+}
+
+static void
+test_rekey(void **state)
+{
+	struct fx *f = *state;
+	struct crypto_key nk;
+	struct provider p;
+	struct provider_list l;
+	struct sc_err e;
+	int n = 0;
+
+	crypto_key_from_base64(KEY_B, &nk, NULL);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "acct%d", i);
+		sample(&p, name);
+		assert_int_equal(provider_insert(f->db, &f->k, &p, &e), 0);
+		provider_clear(&p);
+	}
+	assert_int_equal(provider_rekey_all(f->db, &f->k, &nk, &n, &e), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(provider_list(f->db, &f->k, &l, &e), -1);
+	assert_int_equal(provider_list(f->db, &nk, &l, &e), 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.v[2].api_key, TESTKEY);
+	provider_list_free(&l);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_enums_compat),
+		cmocka_unit_test(test_mask),
+		cmocka_unit_test_setup_teardown(test_storage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
