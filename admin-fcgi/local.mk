@@ -1,1 +1,20 @@
-# admin-fcgi/: see README.md. Programs, their unit tests and black-box tests are registered here.
+# admin-fcgi/: the admin API (sidecar-admin, a FastCGI program behind lighttpd).
+# The handlers live in libadmin.a so the unit tests link them without libfcgi;
+# admin_main.c is the only file that knows FastCGI. docs/admin-api.md is the
+# API reference; lighttpd/sidecar.conf.in the server config template.
+noinst_LIBRARIES += admin-fcgi/libadmin.a
+admin_fcgi_libadmin_a_SOURCES = \
+	admin-fcgi/api.c admin-fcgi/api.h \
+	admin-fcgi/auth.c admin-fcgi/auth.h \
+	admin-fcgi/routes_session.c \
+	admin-fcgi/routes_providers.c \
+	admin-fcgi/routes_config.c \
+	admin-fcgi/routes_stats.c \
+	admin-fcgi/validate_key.c admin-fcgi/validate_key.h
+admin_fcgi_libadmin_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
+
+bin_PROGRAMS += admin-fcgi/sidecar-admin
+admin_fcgi_sidecar_admin_SOURCES = admin-fcgi/admin_main.c
+admin_fcgi_sidecar_admin_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS) $(FCGI_CFLAGS)
+admin_fcgi_sidecar_admin_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(FCGI_LIBS)
+
