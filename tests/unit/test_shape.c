@@ -1,0 +1,314 @@
+/*
+ * Unit tests for dataplane/shape.c: body checks with their messages, what is
+ * extracted for routing, the byte-exact splice when only the model changes,
+ * and each compat rewrite (max_tokens_field, flatten_content, stream_usage).
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <json-c/json.h>
+
+#include "shape.h"
+
+static const struct provider_compat none = { false, false, false };
+static const struct provider_compat usage_only = { false, false, true };
+
+/* Shape body for compat c and model m; returns the new body (static). */
+static const char *
+build(const char *body, const struct provider_compat *c, const char *m, bool *injected)
+{
+	static struct sc_buf out;
+	struct shape_req r;
+	struct sc_err e;
+	bool inj;
+
+	if (shape_parse(&r, body, strlen(body), &e) != 0)
+		fail_msg("parse failed: %s: %s", body, e.msg);
+	sc_buf_free(&out);
+	sc_buf_init(&out, 1 << 20);
+	assert_int_equal(shape_build(&r, c, m, &out, &inj, &e), 0);
+	if (injected != NULL)
+		*injected = inj;
+	shape_free(&r);
+	return out.len ? out.data : "";
+}
+
+static void
+expect_reject(const char *body, size_t len, const char *field, const char *msg_part)
+{
+	struct shape_req r;
+	struct sc_err e;
+
+	if (shape_parse(&r, body, len, &e) != -1)
+		fail_msg("accepted: %.*s", (int)len, body);
+	assert_string_equal(e.field, field);
+	if (strstr(e.msg, msg_part) == NULL)
+		fail_msg("message \"%s\" lacks \"%s\"", e.msg, msg_part);
+	assert_null(r.root);
+}
+
+static void
+test_reject(void **state)
+{
+	char deep[300];
+	int i, n;
+
+	expect_reject("", 0, "", "parse the JSON");
+	expect_reject("{", 1, "", "parse the JSON");
+	expect_reject("{\"model\":\"a\"} x", 15, "", "parse the JSON");
+	expect_reject("{\"model\":\"a\"}{}", 15, "", "parse the JSON");
+	expect_reject("{'model':'a'}", 13, "", "parse the JSON");
+	expect_reject("{\"model\":\"a\",}", 14, "", "parse the JSON");
+	expect_reject("[1,2]", 5, "", "JSON object");
+	expect_reject("\"model\"", 7, "", "JSON object");
+	expect_reject("{\"messages\":[]}", 15, "model", "provide a model");
+	expect_reject("{\"model\":null}", 14, "model", "provide a model");
+	expect_reject("{\"model\":42}", 12, "model", "must be a string");
+	expect_reject("{\"model\":[\"a\"]}", 15, "model", "must be a string");
+	expect_reject("{\"model\":\"a\xff\"}", 14, "", "UTF-8");
+	expect_reject("{\"model\":\"a\",\"x\":\"\xc3\x28\"}", 22, "", "UTF-8");
+	/* nesting: 64 levels pass, 65 do not */
+	n = sprintf(deep, "{\"model\":\"a\",\"x\":");
+	for (i = 0; i < 63; i++)
+		deep[n++] = '[';
+	for (i = 0; i < 63; i++)
+		deep[n++] = ']';
+	deep[n++] = '}';
+	deep[n] = '\0';
+	build(deep, &none, "b", NULL);
+	n = sprintf(deep, "{\"model\":\"a\",\"x\":");
+	for (i = 0; i < 64; i++)
+		deep[n++] = '[';
+	for (i = 0; i < 64; i++)
+		deep[n++] = ']';
+	deep[n++] = '}';
+	expect_reject(deep, (size_t)n, "", "nested too deeply");
+}
+
+static void
+test_extract(void **state)
+{
+	struct shape_req r;
+	struct sc_err e;
+	const char *b;
+
+	b = "{\"model\":\"nim/meta/llama\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+	assert_int_equal(shape_parse(&r, b, strlen(b), &e), 0);
+	assert_string_equal(r.model, "nim/meta/llama");
+	assert_true(r.stream);
+	assert_true(r.include_usage);
+	shape_free(&r);
+	b = " {\"stream\":\"yes\",\"model\":\"x\",\"stream_options\":{\"include_usage\":1}}\n";
+	assert_int_equal(shape_parse(&r, b, strlen(b), &e), 0);
+	assert_false(r.stream);
+	assert_false(r.include_usage);
+	shape_free(&r);
+	b = "{\"model\":\"x\",\"stream\":false}";
+	assert_int_equal(shape_parse(&r, b, strlen(b), &e), 0);
+	assert_false(r.stream);
+	shape_free(&r);
+}
+
+/* body with every occurrence of from replaced by to (one expected). */
+static char *
+replace(const char *body, const char *from, const char *to)
+{
+	const char *p = strstr(body, from);
+	char *out;
+
+	assert_non_null(p);
+	out = malloc(strlen(body) + strlen(to) + 1);
+	memcpy(out, body, (size_t)(p - body));
+	strcpy(out + (p - body), to);
+	strcat(out, p + strlen(from));
+	return out;
+}
+
+static void
+test_splice(void **state)
+{
+	static const char *const bodies[] = {
+		"{\"model\":\"nim/meta/llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+		"{ \"messages\" : [ {\"role\":\"user\",\"content\":\"say \\\"model\\\": \\\"nim/x\\\"\",\"model\":\"nim/inner\"} ] ,\n"
+		"  \"temperature\" : 0.70 , \"seed\": 12345678901234567890, \"n\": 1e2,\n"
+		"  \"model\"\t:\t\"nim/meta/llama-3.1-8b\" , \"stop\": [\"}\", \"]\", \"\\\\\"], \"x\": {\"model\": 1} }\n",
+		"{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"model\":\"nim/meta/llama-3.1-8b\","
+		"\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_completion_tokens\":100}",
+		"{\"model\":\"nim/meta/llama-3.1-8b\",\"u\":\"caf\\u00e9 \xe2\x82\xac \\ud83d\\ude00\",\"e\":[],\"o\":{},\"t\":true,\"f\":false,\"z\":null}",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		char *want = replace(bodies[i], "\"nim/meta/llama-3.1-8b\"", "\"meta/llama-3.1-8b\"");
+		bool inj = true;
+
+		assert_string_equal(build(bodies[i], &none, "meta/llama-3.1-8b", &inj), want);
+		assert_false(inj);
+		/* stream_usage without a stream, or with usage asked: same */
+		assert_string_equal(build(bodies[i], &usage_only, "meta/llama-3.1-8b", &inj), want);
+		assert_false(inj);
+		free(want);
+	}
+	/* the new name is escaped */
+	assert_string_equal(build("{\"model\":\"p/x\"}", &none, "a\"b\\c/d\n", NULL),
+	    "{\"model\":\"a\\\"b\\\\c/d\\n\"}");
+}
+
+/* Parse both and compare as JSON values. */
+static void
+assert_json_equal(const char *got, const char *want)
+{
+	struct json_object *a = json_tokener_parse(got), *b = json_tokener_parse(want);
+
+	assert_non_null(a);
+	assert_non_null(b);
+	if (!json_object_equal(a, b))
+		fail_msg("JSON differs:\n got  %s\n want %s", got, want);
+	json_object_put(a);
+	json_object_put(b);
+}
+
+static void
+test_fallback(void **state)
+{
+	/* duplicate model keys: the last one counts (json-c), one remains */
+	assert_json_equal(build("{\"model\":1,\"model\":\"p/x\",\"a\":[1,2]}", &none, "x", NULL),
+	    "{\"model\":\"x\",\"a\":[1,2]}");
+	/* an escaped key might be "model": rebuilt */
+	assert_json_equal(build("{\"mod\\u0065l\":\"p/x\",\"a\":0.5}", &none, "x", NULL),
+	    "{\"model\":\"x\",\"a\":0.5}");
+	/* number text is kept when re-serialising */
+	assert_string_equal(build("{\"model\":\"p/x\",\"t\":0.70,\"n\":1e2,\"max_completion_tokens\":5}",
+	    &(struct provider_compat){ true, false, false }, "x", NULL),
+	    "{\"model\":\"x\",\"t\":0.70,\"n\":1e2,\"max_tokens\":5}");
+}
+
+static void
+test_max_tokens(void **state)
+{
+	const struct provider_compat mt = { true, false, false };
+	const char *b = "{\"model\":\"p/x\",\"max_completion_tokens\":100,\"messages\":[]}";
+
+	assert_json_equal(build(b, &mt, "x", NULL), "{\"model\":\"x\",\"max_tokens\":100,\"messages\":[]}");
+	assert_json_equal(build(b, &none, "x", NULL), "{\"model\":\"x\",\"max_completion_tokens\":100,\"messages\":[]}");
+	/* both sent: the newer field wins */
+	assert_json_equal(build("{\"model\":\"p/x\",\"max_tokens\":7,\"max_completion_tokens\":100}", &mt, "x", NULL),
+	    "{\"model\":\"x\",\"max_tokens\":100}");
+	/* nothing to rename: the splice keeps the bytes */
+	assert_string_equal(build("{\"model\":\"p/x\", \"max_tokens\":7}", &mt, "x", NULL),
+	    "{\"model\":\"x\", \"max_tokens\":7}");
+}
+
+static void
+test_flatten(void **state)
+{
+	const struct provider_compat fl = { false, true, false };
+	const char *b =
+	    "{\"model\":\"p/x\",\"messages\":["
+	    "{\"role\":\"system\",\"content\":\"plain\"},"
+	    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]},"
+	    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"look\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:x\"}}]},"
+	    "{\"role\":\"user\",\"content\":[]},"
+	    "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":[{\"type\":\"text\",\"text\":\"r\"}]}]}";
+	const char *want =
+	    "{\"model\":\"x\",\"messages\":["
+	    "{\"role\":\"system\",\"content\":\"plain\"},"
+	    "{\"role\":\"user\",\"content\":\"one\\ntwo\"},"
+	    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"look\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:x\"}}]},"
+	    "{\"role\":\"user\",\"content\":[]},"
+	    "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"r\"}]}";
+
+	assert_json_equal(build(b, &fl, "x", NULL), want);
+	/* nothing to flatten: the splice keeps the bytes */
+	assert_string_equal(build("{\"model\":\"p/x\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", &fl, "x", NULL),
+	    "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}");
+}
+
+static void
+test_stream_usage(void **state)
+{
+	bool inj;
+	const char *b = "{\"model\":\"p/x\",\"stream\":true,\"messages\":[]}";
+
+	/* no stream_options: inserted by the splice */
+	assert_string_equal(build(b, &usage_only, "x", &inj),
+	    "{\"stream_options\":{\"include_usage\":true},\"model\":\"x\",\"stream\":true,\"messages\":[]}");
+	assert_true(inj);
+	/* not allowed by the provider */
+	assert_string_equal(build(b, &none, "x", &inj), "{\"model\":\"x\",\"stream\":true,\"messages\":[]}");
+	assert_false(inj);
+	/* stream_options without include_usage, or with false: set to true */
+	assert_json_equal(build("{\"model\":\"p/x\",\"stream\":true,\"stream_options\":{\"include_usage\":false}}",
+	    &usage_only, "x", &inj), "{\"model\":\"x\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+	assert_true(inj);
+	assert_json_equal(build("{\"model\":\"p/x\",\"stream\":true,\"stream_options\":{}}",
+	    &usage_only, "x", &inj), "{\"model\":\"x\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+	assert_true(inj);
+	/* a stream_options that is not an object is left to the upstream */
+	assert_string_equal(build("{\"model\":\"p/x\",\"stream\":true,\"stream_options\":5}", &usage_only, "x", &inj),
+	    "{\"model\":\"x\",\"stream\":true,\"stream_options\":5}");
+	assert_false(inj);
+	/* all options together */
+	assert_json_equal(build("{\"model\":\"p/x\",\"stream\":true,\"max_completion_tokens\":3,"
+	    "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"}]}]}",
+	    &(struct provider_compat){ true, true, true }, "x", &inj),
+	    "{\"model\":\"x\",\"stream\":true,\"max_tokens\":3,\"stream_options\":{\"include_usage\":true},"
+	    "\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}");
+	assert_true(inj);
+}
+
+static void
+test_retries_and_cap(void **state)
+{
+	const char *b = "{\"model\":\"p/x\",\"max_completion_tokens\":3,\"stream\":true}";
+	const struct provider_compat mt = { true, false, true };
+	struct shape_req r;
+	struct sc_err e;
+	struct sc_buf out;
+	bool inj;
+
+	assert_int_equal(shape_parse(&r, b, strlen(b), &e), 0);
+	sc_buf_init(&out, 1 << 16);
+	/* a rewrite for one provider leaves the parsed body as it was */
+	assert_int_equal(shape_build(&r, &mt, "one", &out, &inj, &e), 0);
+	assert_json_equal(out.data, "{\"model\":\"one\",\"max_tokens\":3,\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+	sc_buf_reset(&out);
+	assert_int_equal(shape_build(&r, &none, "two", &out, &inj, &e), 0);
+	assert_string_equal(out.data, "{\"model\":\"two\",\"max_completion_tokens\":3,\"stream\":true}");
+	assert_false(inj);
+	sc_buf_free(&out);
+	/* too small an output cap: 413, out unchanged */
+	sc_buf_init(&out, 10);
+	assert_int_equal(shape_build(&r, &none, "two", &out, &inj, &e), 413);
+	assert_int_equal(out.len, 0);
+	assert_int_equal(shape_build(&r, &mt, "two", &out, &inj, &e), 413);
+	assert_int_equal(out.len, 0);
+	sc_buf_free(&out);
+	shape_free(&r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reject),
+		cmocka_unit_test(test_extract),
+		cmocka_unit_test(test_splice),
+		cmocka_unit_test(test_fallback),
+		cmocka_unit_test(test_max_tokens),
+		cmocka_unit_test(test_flatten),
+		cmocka_unit_test(test_stream_usage),
+		cmocka_unit_test(test_retries_and_cap),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
