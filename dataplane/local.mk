@@ -1,1 +1,25 @@
-# dataplane/: see README.md. Programs, their unit tests and black-box tests are registered here.
+# dataplane/: the sidecar-dataplane program (event loop, HTTP/1.1 server,
+# libcurl forwarding). The HTTP parser, SSE scanner, body shaping and error
+# bodies come from dataplane/libparse.a (parse.mk); scheduling policy from
+# dataplane/libsched.a (sched.mk).
+bin_PROGRAMS += sidecar-dataplane
+sidecar_dataplane_SOURCES = \
+	dataplane/main.c \
+	dataplane/loop.c dataplane/loop.h \
+	dataplane/conn.c dataplane/conn.h \
+	dataplane/upstream.c dataplane/upstream.h \
+	dataplane/proxy.c dataplane/proxy.h \
+	dataplane/registry.c dataplane/registry.h \
+	dataplane/models.c dataplane/models.h \
+	dataplane/metrics.c dataplane/metrics.h
+# -iquote: "config.h" must be common/config.h (the settings), not the autoconf
+# header that DEFAULT_INCLUDES (-I.) would find first.
+sidecar_dataplane_CPPFLAGS = -iquote $(top_srcdir)/common $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
+sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
+sidecar_dataplane_LDADD = dataplane/libdpparse_tmp.a $(SC_COMMON_LIBS) $(CURL_LIBS)
+
+# Temporary until parse.mk provides dataplane/libparse.a.
+noinst_LIBRARIES += dataplane/libdpparse_tmp.a
+dataplane_libdpparse_tmp_a_SOURCES = dataplane/http.c dataplane/sse.c dataplane/shape.c dataplane/oaierr.c
+dataplane_libdpparse_tmp_a_CPPFLAGS = -D_GNU_SOURCE -iquote $(top_srcdir)/common $(AM_CPPFLAGS)
+dataplane_libdpparse_tmp_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)

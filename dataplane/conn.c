@@ -1,0 +1,844 @@
+/*
+ * Client connections. Each connection is a small state machine:
+ *
+ *   READ_HEAD → READ_BODY → HANDLE → RESPOND → (READ_HEAD | CLOSING) → CLOSED
+ *
+ * changed only by conn_set_state, torn down only by conn_free. The input
+ * buffer keeps the current request head in place (the parser's slices point
+ * into it) until the response is finished; bytes of a pipelined next request
+ * wait behind it and the socket is not read meanwhile (only POLLRDHUP is
+ * watched, so a client that goes away is still noticed and its upstream
+ * transfer cancelled). A Content-Length body is read straight into a buffer
+ * of its final size; a chunked body goes through http_chunked_decode.
+ *
+ * Output goes to one buffer per connection that is written as soon as data
+ * arrives; producers pause above CONN_OUT_CAP and are woken (drain hook) below
+ * CONN_OUT_LOW, which bounds memory per slow client. Errors found while a
+ * producer's callback is on the stack only mark the connection; the teardown
+ * runs from the connection's own timer, so no callback frees what its caller
+ * still uses. Closing after an error response lingers: shut down the write
+ * side, then discard input for a moment so the client reads the response
+ * instead of a reset.
+ */
+#define _GNU_SOURCE
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
+
+enum conn_state {
+	CONN_READ_HEAD,		/* waiting for (the rest of) a request head */
+	CONN_READ_BODY,		/* head parsed, reading the body */
+	CONN_HANDLE,		/* request handed to the handler, no response yet */
+	CONN_RESPOND,		/* response head queued, body may still be coming */
+	CONN_CLOSING,		/* last response queued: flush, shut down, linger */
+	CONN_CLOSED,
+};
+
+static const char *conn_state_names[] = {
+	"read_head", "read_body", "handle", "respond", "closing", "closed",
+};
+
+#define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
+#define CONN_LINGER_MS     1000
+#define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
+
+struct conn_listener {
+	int                       fd;
+	struct loop              *loop;
+	conn_handler_fn           fn;
+	const struct conn_limits *lim;
+	struct loop_timer         retry;	/* re-enables accept after EMFILE */
+	struct conn_listener     *next;
+};
+
+struct conn {
+	int                   fd;
+	enum conn_state       state;
+	struct conn_listener *ls;
+	struct loop          *loop;
+	struct conn          *prev, *next;		/* all connections */
+	uint64_t              id;
+
+	char                 *in;			/* owned, CONN_IN_CAP bytes */
+	size_t                in_len;			/* bytes held */
+	size_t                in_used;			/* bytes belonging to the current request */
+	struct http_request   req;			/* slices into in */
+	size_t                head_len;
+	struct sc_buf         body;			/* owned unless the handler took it */
+	struct http_chunked   chunked;
+	int                   keep_alive;		/* for the current request */
+
+	char                 *out;			/* owned */
+	size_t                out_off, out_len, out_alloc;	/* pending bytes out[off..off+len) */
+	int                   resp_chunked;		/* chunked framing of the body */
+	int                   resp_close_delim;	/* body ends with the connection */
+	int                   resp_ended;
+
+	const struct conn_hooks *hooks;		/* while a request is in progress */
+	void                 *hooks_arg;
+
+	int                   broken;			/* socket failed; tear down from the timer */
+	struct loop_timer     timer;			/* header / body / linger timeout */
+	struct loop_timer     kick;			/* deferred work: teardown, next pipelined request */
+};
+
+static struct conn          *conn_list;
+static size_t                conn_n;
+static uint64_t              conn_next_id;
+static struct conn_listener *conn_listeners;
+static int                   conn_draining;
+
+static void conn_free(struct conn *c);
+static void conn_process_input(struct conn *c);
+static void conn_flush(struct conn *c);
+
+static void
+conn_set_state(struct conn *c, enum conn_state s)
+{
+	if (c->state == s)
+		return;
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("conn %llu: %s -> %s", (unsigned long long)c->id,
+		    conn_state_names[c->state], conn_state_names[s]);
+	c->state = s;
+}
+
+size_t
+conn_count(void)
+{
+	return conn_n;
+}
+
+int
+conn_http_minor(const struct conn *c)
+{
+	return c->req.minor_version;
+}
+
+int
+conn_response_started(const struct conn *c)
+{
+	return c->state >= CONN_RESPOND;
+}
+
+size_t
+conn_out_pending(const struct conn *c)
+{
+	return c->out_len;
+}
+
+void
+conn_set_close(struct conn *c)
+{
+	c->keep_alive = 0;
+}
+
+void
+conn_attach(struct conn *c, const struct conn_hooks *h, void *arg)
+{
+	c->hooks = h;
+	c->hooks_arg = arg;
+}
+
+/* Append to the output buffer (compacting or growing it). */
+static void
+conn_out_append(struct conn *c, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (c->out_off + c->out_len + n > c->out_alloc) {
+		if (c->out_off > 0) {
+			memmove(c->out, c->out + c->out_off, c->out_len);
+			c->out_off = 0;
+		}
+		if (c->out_len + n > c->out_alloc) {
+			size_t na = c->out_alloc ? c->out_alloc : 16384;
+			while (na < c->out_len + n)
+				na *= 2;
+			c->out = sc_xrealloc(c->out, na);
+			c->out_alloc = na;
+		}
+	}
+	memcpy(c->out + c->out_off + c->out_len, p, n);
+	c->out_len += n;
+}
+
+static void
+conn_kick_soon(struct conn *c)
+{
+	if (!loop_timer_armed(&c->kick))
+		loop_timer_arm(c->loop, &c->kick, 0);
+}
+
+static short
+conn_events(const struct conn *c)
+{
+	short ev = 0;
+
+	switch (c->state) {
+	case CONN_READ_HEAD:
+	case CONN_READ_BODY:
+		ev = POLLIN;
+		break;
+	case CONN_HANDLE:
+	case CONN_RESPOND:
+		ev = POLLRDHUP;
+		break;
+	case CONN_CLOSING:
+		ev = c->out_len > 0 ? 0 : POLLIN;
+		break;
+	case CONN_CLOSED:
+		break;
+	}
+	if (c->out_len > 0)
+		ev |= POLLOUT;
+	return ev;
+}
+
+static void
+conn_update_events(struct conn *c)
+{
+	if (c->state != CONN_CLOSED)
+		loop_fd_set_events(c->loop, c->fd, conn_events(c));
+}
+
+/* A short error body in the OpenAI shape, for errors found before any handler runs. */
+static void
+conn_error(struct conn *c, int status, const char *msg)
+{
+	char body[512];
+	int n;
+	const char *type = status >= 500 ? "server_error" : "invalid_request_error";
+
+	n = snprintf(body, sizeof(body),
+	    "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":%d}}",
+	    msg, type, status);
+	c->keep_alive = 0;
+	c->hooks = NULL;
+	conn_set_state(c, CONN_HANDLE);
+	conn_respond(c, status, NULL, "application/json", body, (size_t)n);
+}
+
+void
+conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length)
+{
+	char line[256];
+	int n;
+
+	if (c->state != CONN_HANDLE)
+		return;
+	if (conn_draining)
+		c->keep_alive = 0;
+	c->resp_chunked = c->resp_close_delim = c->resp_ended = 0;
+	if (content_length < 0) {
+		if (c->req.minor_version >= 1) {
+			c->resp_chunked = 1;
+		} else {
+			c->resp_close_delim = 1;
+			c->keep_alive = 0;
+		}
+	}
+	n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+	conn_out_append(c, line, (size_t)n);
+	if (hdrs != NULL)
+		conn_out_append(c, hdrs, hlen);
+	if (content_length >= 0)
+		n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
+	else if (c->resp_chunked)
+		n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
+	else
+		n = 0;
+	conn_out_append(c, line, (size_t)n);
+	if (!c->keep_alive)
+		conn_out_append(c, "Connection: close\r\n\r\n", 21);
+	else if (c->req.minor_version == 0)
+		conn_out_append(c, "Connection: keep-alive\r\n\r\n", 26);
+	else
+		conn_out_append(c, "\r\n", 2);
+	conn_set_state(c, CONN_RESPOND);
+}
+
+void
+conn_response_body(struct conn *c, const void *p, size_t n)
+{
+	char sz[24];
+	int k;
+
+	if (c->state != CONN_RESPOND || n == 0)
+		return;
+	if (c->resp_chunked) {
+		k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+		conn_out_append(c, sz, (size_t)k);
+		conn_out_append(c, p, n);
+		conn_out_append(c, "\r\n", 2);
+	} else {
+		conn_out_append(c, p, n);
+	}
+	conn_flush(c);
+}
+
+void
+conn_response_end(struct conn *c)
+{
+	if (c->state != CONN_RESPOND)
+		return;
+	c->hooks = NULL;
+	c->resp_ended = 1;
+	if (c->resp_chunked)
+		conn_out_append(c, "0\r\n\r\n", 5);
+	if (c->resp_close_delim || !c->keep_alive)
+		conn_set_state(c, CONN_CLOSING);
+	conn_flush(c);
+}
+
+void
+conn_response_abort(struct conn *c)
+{
+	c->hooks = NULL;
+	c->keep_alive = 0;
+	c->resp_ended = 1;
+	conn_set_state(c, CONN_CLOSING);
+	conn_flush(c);
+}
+
+void
+conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, const char *body, size_t len)
+{
+	char h[1024];
+	int n = 0;
+
+	if (ctype != NULL)
+		n = snprintf(h, sizeof(h), "Content-Type: %s\r\n", ctype);
+	if (hdrs != NULL) {
+		size_t hl = strlen(hdrs);
+		if (hl < sizeof(h) - (size_t)n) {
+			memcpy(h + n, hdrs, hl);
+			n += (int)hl;
+		}
+	}
+	conn_response_head(c, status, h, (size_t)n, (int64_t)len);
+	if (c->state != CONN_RESPOND)
+		return;
+	conn_out_append(c, body, len);
+	conn_response_end(c);
+}
+
+/* The request is over and its response sent: get ready for the next one. */
+static void
+conn_request_done(struct conn *c)
+{
+	size_t rest = c->in_len - c->in_used;
+
+	if (rest > 0)
+		memmove(c->in, c->in + c->in_used, rest);
+	c->in_len = rest;
+	c->in_used = 0;
+	c->head_len = 0;
+	sc_buf_free(&c->body);
+	c->hooks = NULL;
+	c->resp_ended = 0;
+	conn_set_state(c, CONN_READ_HEAD);
+	loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+	conn_update_events(c);
+	if (rest > 0)
+		conn_kick_soon(c);	/* pipelined request: parse it outside this call chain */
+}
+
+/* Write what is pending; note progress for producers and finish requests. */
+static void
+conn_flush(struct conn *c)
+{
+	while (c->out_len > 0 && !c->broken) {
+		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len);
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			c->out_len -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		c->broken = 1;
+		conn_kick_soon(c);
+		return;
+	}
+	if (c->out_len == 0)
+		c->out_off = 0;
+	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
+		conn_request_done(c);
+		return;
+	}
+	if (c->state == CONN_CLOSING && c->out_len == 0) {
+		shutdown(c->fd, SHUT_WR);
+		if (!loop_timer_armed(&c->timer) || c->timer.when_ms > sc_now_ms() + CONN_LINGER_MS)
+			loop_timer_arm_in(c->loop, &c->timer, CONN_LINGER_MS);
+	}
+	conn_update_events(c);
+}
+
+/* Hand the complete request to the listener's handler. */
+static void
+conn_dispatch(struct conn *c)
+{
+	loop_timer_cancel(c->loop, &c->timer);
+	conn_set_state(c, CONN_HANDLE);
+	conn_update_events(c);
+	c->ls->fn(c, &c->req, &c->body);
+}
+
+/* Feed body bytes from the input buffer (right after the head). 1 when the body is complete. */
+static int
+conn_body_from_input(struct conn *c)
+{
+	size_t avail = c->in_len - c->in_used, take, used;
+	int status = 400, r;
+
+	if (c->req.body_kind == HTTP_BODY_LENGTH) {
+		take = c->req.content_length - c->body.len;
+		if (take > avail)
+			take = avail;
+		memcpy(c->body.data + c->body.len, c->in + c->in_used, take);
+		c->body.len += take;
+		c->body.data[c->body.len] = '\0';
+		c->in_used += take;
+		return c->body.len == c->req.content_length;
+	}
+	r = http_chunked_decode(&c->chunked, c->in + c->in_used, avail, &used, &c->body, &status);
+	c->in_used += used;
+	if (r == HTTP_ERROR) {
+		conn_error(c, status, status == 413 ? "request body too large" : "bad chunked body");
+		return -1;
+	}
+	return r == 1;
+}
+
+/* A head was parsed: check framing limits, set up the body, maybe dispatch. */
+static void
+conn_start_body(struct conn *c)
+{
+	int64_t maxb = c->ls->lim->max_body_bytes;
+	int r;
+
+	c->keep_alive = c->req.keep_alive;
+	sc_buf_free(&c->body);
+	sc_buf_init(&c->body, (size_t)maxb);
+	if (c->req.body_kind == HTTP_BODY_NONE) {
+		conn_dispatch(c);
+		return;
+	}
+	if (c->req.body_kind == HTTP_BODY_LENGTH) {
+		if (c->req.content_length > (uint64_t)maxb) {
+			conn_error(c, 413, "request body too large");
+			return;
+		}
+		c->body.alloc = (size_t)c->req.content_length + 1;
+		c->body.data = sc_xmalloc(c->body.alloc);
+		c->body.data[0] = '\0';
+	} else {
+		http_chunked_init(&c->chunked);
+	}
+	r = conn_body_from_input(c);
+	if (r < 0)
+		return;
+	if (r == 1) {
+		conn_dispatch(c);
+		return;
+	}
+	if (c->req.expect_continue)
+		conn_out_append(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	conn_set_state(c, CONN_READ_BODY);
+	loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+	conn_flush(c);
+}
+
+/* Parse what the input buffer holds in READ_HEAD. */
+static void
+conn_process_input(struct conn *c)
+{
+	int r;
+
+	if (c->state != CONN_READ_HEAD || c->in_len == 0)
+		return;
+	r = http_parse_request(c->in, c->in_len, &c->req);
+	if (r == HTTP_INCOMPLETE) {
+		if (c->in_len >= HTTP_MAX_HEAD_BYTES)
+			conn_error(c, 431, "request header fields too large");
+		return;
+	}
+	if (r == HTTP_ERROR) {
+		c->req.minor_version = 1;
+		conn_error(c, c->req.error_status ? c->req.error_status : 400,
+		    c->req.error_reason ? c->req.error_reason : "bad request");
+		return;
+	}
+	c->head_len = (size_t)r;
+	c->in_used = (size_t)r;
+	conn_start_body(c);
+}
+
+/* Read more of the body straight into its buffer (Content-Length) or through the decoder. */
+static int
+conn_read_body(struct conn *c)
+{
+	char tmp[65536];
+	ssize_t n;
+	size_t used;
+	int status = 400, r;
+
+	if (c->req.body_kind == HTTP_BODY_LENGTH) {
+		size_t want = c->req.content_length - c->body.len;
+		n = read(c->fd, c->body.data + c->body.len, want);
+		if (n <= 0)
+			return (int)n;
+		c->body.len += (size_t)n;
+		c->body.data[c->body.len] = '\0';
+		if (c->body.len == c->req.content_length)
+			conn_dispatch(c);
+		else
+			loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+		return 1;
+	}
+	n = read(c->fd, tmp, sizeof(tmp));
+	if (n <= 0)
+		return (int)n;
+	r = http_chunked_decode(&c->chunked, tmp, (size_t)n, &used, &c->body, &status);
+	if (r == HTTP_ERROR) {
+		conn_error(c, status, status == 413 ? "request body too large" : "bad chunked body");
+		return 1;
+	}
+	if (r == 1) {
+		/* Bytes after the body belong to a pipelined request. */
+		size_t rest = (size_t)n - used;
+		if (rest > CONN_IN_CAP - c->in_len) {
+			conn_error(c, 431, "pipelined data too large");
+			return 1;
+		}
+		memcpy(c->in + c->in_len, tmp + used, rest);
+		c->in_len += rest;
+		c->in_used = c->in_len - rest;
+		conn_dispatch(c);
+		return 1;
+	}
+	loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+	return 1;
+}
+
+static void
+conn_event(struct loop *l, int fd, short revents, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	if (c->broken) {
+		conn_free(c);
+		return;
+	}
+	if (revents & POLLOUT) {
+		conn_flush(c);
+		if (c->broken) {
+			conn_free(c);
+			return;
+		}
+		/* Only here, never from a producer's own call: the drain hook may
+		 * resume a curl transfer, which must not happen inside its callback. */
+		if (c->state == CONN_RESPOND && c->out_len <= CONN_OUT_LOW && c->hooks != NULL &&
+		    c->hooks->drain != NULL && !c->resp_ended)
+			c->hooks->drain(c->hooks_arg);
+	}
+	switch (c->state) {
+	case CONN_READ_HEAD:
+		if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+			break;
+		if (c->in_len >= CONN_IN_CAP) {
+			conn_error(c, 431, "request header fields too large");
+			break;
+		}
+		n = read(fd, c->in + c->in_len, CONN_IN_CAP - c->in_len);
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+			conn_free(c);
+			return;
+		}
+		if (n > 0) {
+			c->in_len += (size_t)n;
+			conn_process_input(c);
+		}
+		break;
+	case CONN_READ_BODY:
+		if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+			break;
+		n = conn_read_body(c);
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+			conn_free(c);
+			return;
+		}
+		break;
+	case CONN_HANDLE:
+	case CONN_RESPOND:
+		if (revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			conn_free(c);	/* the client left: the abort hook cancels upstream */
+			return;
+		}
+		break;
+	case CONN_CLOSING:
+		if (revents & (POLLHUP | POLLERR)) {
+			conn_free(c);
+			return;
+		}
+		if (c->out_len == 0 && (revents & POLLIN)) {
+			char junk[16384];
+			n = read(fd, junk, sizeof(junk));
+			if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+				conn_free(c);
+				return;
+			}
+		}
+		break;
+	case CONN_CLOSED:
+		break;
+	}
+	if (c->broken)
+		conn_free(c);
+}
+
+static void
+conn_timeout(struct loop *l, void *arg)
+{
+	struct conn *c = arg;
+
+	switch (c->state) {
+	case CONN_READ_HEAD:
+		if (c->in_len == 0) {
+			conn_free(c);	/* idle keep-alive connection */
+			return;
+		}
+		/* FALLTHROUGH */
+	case CONN_READ_BODY:
+		conn_error(c, 408, "request timeout");
+		break;
+	default:
+		conn_free(c);	/* linger over, or a stuck close */
+		break;
+	}
+}
+
+static void
+conn_kick(struct loop *l, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->broken) {
+		conn_free(c);
+		return;
+	}
+	conn_process_input(c);
+}
+
+/* The one teardown: tell the request's owner, close, unlink, free. */
+static void
+conn_free(struct conn *c)
+{
+	const struct conn_hooks *h = c->hooks;
+
+	c->hooks = NULL;
+	if (h != NULL && h->abort != NULL)
+		h->abort(c->hooks_arg);
+	conn_set_state(c, CONN_CLOSED);
+	loop_timer_cancel(c->loop, &c->timer);
+	loop_timer_cancel(c->loop, &c->kick);
+	loop_fd_del(c->loop, c->fd);
+	close(c->fd);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		conn_list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	conn_n--;
+	sc_buf_free(&c->body);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static void
+conn_accept_one(struct conn_listener *ls, int fd)
+{
+	static const char busy[] =
+	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+	    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 112\r\n\r\n"
+	    "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+	struct conn *c;
+	int one = 1;
+
+	if (ls->lim->max_connections > 0 && conn_n >= (size_t)ls->lim->max_connections) {
+		(void)!write(fd, busy, sizeof(busy) - 1);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = sc_xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	c->ls = ls;
+	c->loop = ls->loop;
+	c->id = ++conn_next_id;
+	c->state = CONN_READ_HEAD;
+	c->in = sc_xmalloc(CONN_IN_CAP);
+	sc_buf_init(&c->body, 0);
+	loop_timer_init(&c->timer, conn_timeout, c);
+	loop_timer_init(&c->kick, conn_kick, c);
+	if (loop_fd_add(c->loop, fd, POLLIN, conn_event, c) == -1) {
+		close(fd);
+		free(c->in);
+		free(c);
+		return;
+	}
+	c->next = conn_list;
+	if (conn_list != NULL)
+		conn_list->prev = c;
+	conn_list = c;
+	conn_n++;
+	loop_timer_arm_in(c->loop, &c->timer, ls->lim->header_timeout_ms);
+}
+
+static void
+conn_accept_retry(struct loop *l, void *arg)
+{
+	struct conn_listener *ls = arg;
+
+	if (!conn_draining)
+		loop_fd_set_events(l, ls->fd, POLLIN);
+}
+
+static void
+conn_accept(struct loop *l, int lfd, short revents, void *arg)
+{
+	struct conn_listener *ls = arg;
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: stop accepting for a moment instead of spinning. */
+				log_warn("accept: %s; pausing accept for %d ms", strerror(errno), CONN_ACCEPT_PAUSE);
+				loop_fd_set_events(l, lfd, 0);
+				loop_timer_arm_in(l, &ls->retry, CONN_ACCEPT_PAUSE);
+			}
+			return;
+		}
+		conn_accept_one(ls, fd);
+	}
+}
+
+int
+conn_listen(const char *addr, int *port_out, struct sc_err *e)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd = -1, one = 1, port;
+	char *end;
+
+	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+		return sc_err_set(e, "listen", 0, "listen address must be ADDR:PORT: %s", addr);
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	port = (int)strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 0 || port > 65535)
+		return sc_err_set(e, "listen", 0, "bad port in %s", addr);
+	memset(&ss, 0, sizeof(ss));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		host[strlen(host) - 1] = '\0';
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			return sc_err_set(e, "listen", 0, "bad address in %s", addr);
+		sl = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (strcmp(host, "localhost") == 0)
+			strcpy(host, "127.0.0.1");
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return sc_err_set(e, "listen", 0, "bad address in %s (use an IP address)", addr);
+		sl = sizeof(*s4);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return sc_err_set(e, "listen", 0, "socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) == -1) {
+		sc_err_set(e, "listen", 0, "bind %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, 1024) == -1) {
+		sc_err_set(e, "listen", 0, "listen %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (port_out != NULL)
+		*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		    : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+int
+conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits *lim)
+{
+	struct conn_listener *ls = sc_xcalloc(1, sizeof(*ls));
+
+	ls->fd = lfd;
+	ls->loop = l;
+	ls->fn = fn;
+	ls->lim = lim;
+	loop_timer_init(&ls->retry, conn_accept_retry, ls);
+	if (loop_fd_add(l, lfd, POLLIN, conn_accept, ls) == -1) {
+		free(ls);
+		return -1;
+	}
+	ls->next = conn_listeners;
+	conn_listeners = ls;
+	return 0;
+}
+
+void
+conn_drain_all(void)
+{
+	struct conn_listener *ls;
+	struct conn *c, *next;
+
+	conn_draining = 1;
+	for (ls = conn_listeners; ls != NULL; ls = ls->next) {
+		loop_timer_cancel(ls->loop, &ls->retry);
+		loop_fd_del(ls->loop, ls->fd);
+		close(ls->fd);
+		ls->fd = -1;
+	}
+	/* Listeners stay allocated: connections still point at them. */
+	for (c = conn_list; c != NULL; c = next) {
+		next = c->next;
+		c->keep_alive = 0;
+		if (c->state == CONN_READ_HEAD && c->in_len == 0)
+			conn_free(c);
+	}
+}

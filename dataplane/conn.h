@@ -1,0 +1,73 @@
+/*
+ * Client connections of the data plane's HTTP/1.1 server: accept, read and
+ * frame requests (with dataplane/http.h), hand each complete request to the
+ * listener's handler, and write the response it produces, streamed or whole.
+ * One request at a time per connection: pipelined requests wait in the input
+ * buffer until the current response is finished.
+ */
+#ifndef SC_CONN_H
+#define SC_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "util.h"
+
+struct loop;
+struct conn;
+
+/* Called with a complete request. req's slices and *body stay valid until the
+ * response ends; the handler may take body's storage (move it out and
+ * sc_buf_init the original). It must eventually call conn_response_end or
+ * conn_response_abort (possibly at once). */
+typedef void (*conn_handler_fn)(struct conn *c, const struct http_request *req, struct sc_buf *body);
+
+/* How the connection reaches the request's owner while a request is in progress. */
+struct conn_hooks {
+	void (*abort)(void *arg);	/* client went away: drop everything, never touch c again */
+	void (*drain)(void *arg);	/* output fell below the low-water mark */
+};
+
+/* Output buffer: above CONN_OUT_CAP producers should pause; the drain hook
+ * fires when it falls to CONN_OUT_LOW. */
+#define CONN_OUT_CAP (256 * 1024)
+#define CONN_OUT_LOW (64 * 1024)
+
+/* Limits, read at each accept / request (the caller keeps them current). */
+struct conn_limits {
+	int64_t max_body_bytes;
+	int     header_timeout_ms;
+	int     max_connections;
+};
+
+/* Bind a listening socket on "ADDR:PORT" (port 0 = ephemeral). Returns the fd,
+ * *port_out the bound port, or -1 with e filled. */
+int  conn_listen(const char *addr, int *port_out, struct sc_err *e);
+/* Accept on lfd and dispatch complete requests to fn. */
+int  conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits *lim);
+/* Graceful stop: close the listeners, close idle connections, and close the
+ * others once their current response ends. */
+void conn_drain_all(void);
+size_t conn_count(void);
+
+/* For handlers. */
+void conn_attach(struct conn *c, const struct conn_hooks *h, void *arg);
+int  conn_http_minor(const struct conn *c);
+/* Start the response. hdrs: extra header lines, each ending in CRLF (may be
+ * NULL). content_length -1 means streamed: chunked for HTTP/1.1,
+ * close-delimited for HTTP/1.0. */
+void conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length);
+void conn_response_body(struct conn *c, const void *p, size_t n);
+/* The response is complete; the request is finished (hooks detached). */
+void conn_response_end(struct conn *c);
+/* The response cannot be completed: close once what is queued is sent. */
+void conn_response_abort(struct conn *c);
+/* A whole response in one call (head + body + end). */
+void conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, const char *body, size_t len);
+int    conn_response_started(const struct conn *c);
+size_t conn_out_pending(const struct conn *c);
+/* Ask for the connection to close after this response. */
+void   conn_set_close(struct conn *c);
+
+#endif

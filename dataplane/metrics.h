@@ -1,0 +1,16 @@
+/*
+ * The Prometheus endpoint on the metrics port (SPEC §8). A minimal body for
+ * now: the process is up, and requests counted by status class; the full set
+ * of metrics is added here later.
+ */
+#ifndef SC_METRICS_H
+#define SC_METRICS_H
+
+#include "conn.h"
+
+/* One finished request (provider and pool may be NULL). */
+void metrics_count_request(const char *provider, const char *pool, int status);
+/* conn_handler_fn for the metrics port: GET /metrics. */
+void metrics_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
+
+#endif

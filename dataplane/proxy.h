@@ -1,0 +1,27 @@
+/*
+ * The request lifecycle of the data plane: authenticate, route by the
+ * longest model_prefix, shape the body per provider, choose a provider
+ * (proxy_choose: go now, wait, or give up), run the attempt upstream, retry
+ * on another provider while nothing was sent to the client, relay the
+ * response (streamed, with back-pressure), and log one line per request.
+ */
+#ifndef SC_PROXY_H
+#define SC_PROXY_H
+
+#include "conn.h"
+
+struct loop;
+
+int  proxy_init(struct loop *l);
+void proxy_shutdown(void);
+/* conn_handler_fn for the data-plane port. */
+void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
+/* Requests in progress (for the drain on SIGTERM). */
+size_t proxy_in_flight(void);
+
+/* Append a sidecar-made OpenAI error response (status, body) to c, with the
+ * request id and extra header lines (each ending in CRLF, may be NULL). */
+void proxy_error(struct conn *c, const char *rid, int status, const char *msg, const char *code,
+    const char *extra_hdrs);
+
+#endif

@@ -1,0 +1,323 @@
+/*
+ * The provider registry. A reload reads every provider row, decrypts the keys
+ * of the active ones, and publishes a new array: a provider whose row did not
+ * change keeps its object (and so its limiter windows, cooldown and health);
+ * a changed row gets a new object whose runtime state the hooks may carry
+ * over; a vanished row is marked removed and released. Objects are
+ * refcounted because in-flight attempts keep using them across a reload.
+ *
+ * Change detection costs one PRAGMA per second: data_version moves whenever
+ * another connection commits, and only then is meta.config_version read to
+ * decide whether providers and settings must be reloaded. Token checks are
+ * cached (hashes of tokens that verified) until the next database change, so
+ * a revoked token stops working within a second.
+ */
+#define _GNU_SOURCE
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "db.h"
+#include "log.h"
+#include "loop.h"
+#include "registry.h"
+#include "tokens.h"
+
+#define REG_WATCH_MS    1000
+#define REG_TOKEN_CACHE 64
+
+static struct {
+	sqlite3              *db;
+	struct crypto_key     key;		/* wiped on close */
+	struct config         cfg;
+	struct reg_provider **v;		/* owned array of refs */
+	size_t                n;
+	uint64_t              generation;
+	int64_t               data_version;
+	int64_t               config_version;
+	int                   client_tokens;	/* unrevoked client tokens, -1 unknown */
+	char                  tok_cache[REG_TOKEN_CACHE][65];	/* hashes of verified tokens */
+	size_t                ntok;
+	struct registry_hooks hooks;
+	struct loop          *loop;
+	struct loop_timer     watch;
+} reg;
+
+sqlite3 *
+registry_db(void)
+{
+	return reg.db;
+}
+
+const struct config *
+registry_config(void)
+{
+	return &reg.cfg;
+}
+
+size_t
+registry_count(void)
+{
+	return reg.n;
+}
+
+struct reg_provider *
+registry_at(size_t i)
+{
+	return i < reg.n ? reg.v[i] : NULL;
+}
+
+void
+registry_set_hooks(const struct registry_hooks *h)
+{
+	reg.hooks = *h;
+}
+
+void
+reg_provider_ref(struct reg_provider *p)
+{
+	p->refs++;
+}
+
+void
+reg_provider_unref(struct reg_provider *p)
+{
+	if (p == NULL || --p->refs > 0)
+		return;
+	provider_clear(&p->p);	/* wipes the plaintext key */
+	free(p);
+}
+
+static int64_t
+registry_data_version(void)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(reg.db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int
+registry_streq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Same row as far as serving is concerned (runtime columns excluded)? */
+static int
+registry_same(const struct provider *a, const struct provider *b)
+{
+	return registry_streq(a->name, b->name) && registry_streq(a->api_key, b->api_key) &&
+	    registry_streq(a->endpoint_url, b->endpoint_url) &&
+	    registry_streq(a->model_prefix, b->model_prefix) && a->pool == b->pool &&
+	    a->status == b->status && a->rpm_limit == b->rpm_limit && a->tpm_limit == b->tpm_limit &&
+	    a->weight == b->weight && a->cost_per_1k == b->cost_per_1k &&
+	    registry_streq(a->metadata, b->metadata);
+}
+
+static struct reg_provider *
+registry_find(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < reg.n; i++)
+		if (strcmp(reg.v[i]->p.id, id) == 0)
+			return reg.v[i];
+	return NULL;
+}
+
+/* Read providers and settings; publish the new set. */
+static int
+registry_load(struct sc_err *e)
+{
+	struct provider_list l = { NULL, 0 };
+	struct reg_provider **nv = NULL, *old;
+	struct config cfg;
+	size_t i, j, nn = 0;
+	int tc;
+
+	config_defaults(&cfg);
+	if (config_load(reg.db, &cfg, e) == -1)
+		return -1;
+	if (provider_list(reg.db, NULL, &l, e) == -1)
+		return -1;
+	nv = sc_xcalloc(l.n + 1, sizeof(*nv));
+	reg.generation++;
+	for (i = 0; i < l.n; i++) {
+		struct reg_provider *rp = sc_xcalloc(1, sizeof(*rp));
+		struct sc_err de;
+
+		sc_err_clear(&de);
+		rp->refs = 1;
+		rp->generation = reg.generation;
+		if (l.v[i].status == PSTATUS_ACTIVE) {
+			if (provider_get(reg.db, &reg.key, "id", l.v[i].id, &rp->p, &de) == 0) {
+				rp->usable = rp->p.api_key != NULL;
+			} else {
+				log_warn("provider %s: not loaded: %s", l.v[i].name, de.msg);
+				rp->p = l.v[i];
+				memset(&l.v[i], 0, sizeof(l.v[i]));
+			}
+		} else {
+			rp->p = l.v[i];
+			memset(&l.v[i], 0, sizeof(l.v[i]));
+		}
+		old = registry_find(rp->p.id);
+		if (old != NULL && registry_same(&old->p, &rp->p)) {
+			/* Unchanged: keep the old object with its runtime state. */
+			reg_provider_unref(rp);
+			rp = old;
+			rp->refs++;
+			rp->generation = reg.generation;
+		} else if (reg.hooks.publish != NULL) {
+			reg.hooks.publish(rp, old, reg.hooks.arg);
+		}
+		nv[nn++] = rp;
+	}
+	provider_list_free(&l);
+	/* Release the previous set: retire those not carried over. */
+	for (i = 0; i < reg.n; i++) {
+		old = reg.v[i];
+		for (j = 0; j < nn; j++)
+			if (nv[j] == old)
+				break;
+		if (j == nn) {
+			old->removed = 1;
+			if (reg.hooks.retire != NULL)
+				reg.hooks.retire(old, reg.hooks.arg);
+		}
+		reg_provider_unref(old);
+	}
+	free(reg.v);
+	reg.v = nv;
+	reg.n = nn;
+	reg.cfg = cfg;
+	reg.config_version = db_config_version(reg.db);
+	tc = tokens_count(reg.db, TOKEN_CLIENT);
+	reg.client_tokens = tc;
+	reg.ntok = 0;
+	if (reg.hooks.reloaded != NULL)
+		reg.hooks.reloaded(reg.hooks.arg);
+	return 0;
+}
+
+int
+registry_reload(void)
+{
+	struct sc_err e;
+	size_t i, usable = 0;
+
+	sc_err_clear(&e);
+	if (registry_load(&e) == -1) {
+		log_error("reload failed, keeping the previous providers: %s", e.msg);
+		return -1;
+	}
+	for (i = 0; i < reg.n; i++)
+		usable += reg.v[i]->usable;
+	log_info("providers loaded: %zu (%zu active with keys), config version %lld",
+	    reg.n, usable, (long long)reg.config_version);
+	return 0;
+}
+
+/* Every second: did another program commit? Then maybe reload. */
+static void
+registry_watch_fire(struct loop *l, void *arg)
+{
+	int64_t dv = registry_data_version();
+
+	if (dv != -1 && dv != reg.data_version) {
+		reg.data_version = dv;
+		reg.ntok = 0;	/* tokens may have been revoked */
+		reg.client_tokens = tokens_count(reg.db, TOKEN_CLIENT);
+		if (db_config_version(reg.db) != reg.config_version)
+			registry_reload();
+	}
+	loop_timer_arm_in(l, &reg.watch, REG_WATCH_MS);
+}
+
+void
+registry_watch(struct loop *l)
+{
+	reg.loop = l;
+	loop_timer_init(&reg.watch, registry_watch_fire, NULL);
+	loop_timer_arm_in(l, &reg.watch, REG_WATCH_MS);
+}
+
+int
+registry_open(const char *db_path, const char *key_file, struct sc_err *e)
+{
+	const char *path = db_default_path(db_path);
+
+	reg.db = db_open(path, 0, e);
+	if (reg.db == NULL)
+		return -1;
+	if (db_schema_version(reg.db) < 1) {
+		sc_err_set(e, "db", 0, "%s has no schema: run `sidecarctl --db %s init` first", path, path);
+		goto fail;
+	}
+	if (crypto_key_load(key_file, &reg.key, e) == -1)
+		goto fail;
+	if (crypto_check_db(reg.db, &reg.key, e) == -1)
+		goto fail;
+	reg.data_version = registry_data_version();
+	if (registry_load(e) == -1)
+		goto fail;
+	return 0;
+fail:
+	registry_close();
+	return -1;
+}
+
+void
+registry_close(void)
+{
+	size_t i;
+
+	if (reg.loop != NULL)
+		loop_timer_cancel(reg.loop, &reg.watch);
+	for (i = 0; i < reg.n; i++) {
+		reg.v[i]->removed = 1;
+		reg_provider_unref(reg.v[i]);
+	}
+	free(reg.v);
+	reg.v = NULL;
+	reg.n = 0;
+	crypto_key_wipe(&reg.key);
+	crypto_wipe(reg.tok_cache, sizeof(reg.tok_cache));
+	if (reg.db != NULL) {
+		db_close(reg.db);
+		reg.db = NULL;
+	}
+}
+
+int
+registry_client_tokens(void)
+{
+	return reg.client_tokens;
+}
+
+int
+registry_check_token(const char *token)
+{
+	char h[65], id[37];
+	size_t i;
+	int r;
+
+	crypto_token_hash(token, h);
+	for (i = 0; i < reg.ntok; i++)
+		if (crypto_ct_equal(reg.tok_cache[i], h, 64))
+			return 1;
+	r = tokens_verify(reg.db, TOKEN_CLIENT, token, id);
+	if (r == 1) {
+		if (reg.ntok == REG_TOKEN_CACHE)
+			reg.ntok = 0;
+		memcpy(reg.tok_cache[reg.ntok++], h, 65);
+	}
+	return r;
+}

@@ -1,0 +1,69 @@
+/*
+ * The data plane's in-memory view of the database: providers (with their
+ * decrypted keys), the settings snapshot, and client-token checks. Reloads
+ * on SIGHUP and when another program changes the database (PRAGMA
+ * data_version, meta.config_version; checked every second), keeping the
+ * runtime state of providers that did not change.
+ */
+#ifndef SC_REGISTRY_H
+#define SC_REGISTRY_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "providers.h"
+#include "util.h"
+
+struct loop;
+
+/* One provider as the data plane serves it. Immutable once published, except
+ * the runtime fields; shared by reference between the registry and the
+ * attempts that use it, so a reload never frees what a request still reads. */
+struct reg_provider {
+	struct provider p;		/* owned; p.api_key is the plaintext key, wiped on free */
+	unsigned        refs;		/* the registry's + one per holder */
+	int             removed;	/* no longer in the registry */
+	int             usable;		/* key decrypted and status active */
+	uint64_t        generation;	/* the reload that (re)published it */
+	void           *sched;		/* scheduler runtime state; survives reloads of an unchanged provider */
+	/* Minimal runtime state until the scheduler owns it. */
+	int             in_flight;	/* attempts in progress */
+	int             consecutive_failures;
+};
+
+/* Hooks for whoever keeps per-provider runtime state (the scheduler). */
+struct registry_hooks {
+	/* A provider appeared, or changed: old is the previous version (NULL when
+	 * new); move runtime state from old to p when it should survive. */
+	void (*publish)(struct reg_provider *p, struct reg_provider *old, void *arg);
+	/* A provider left the registry (deleted or its row changed); free its state when refs allow. */
+	void (*retire)(struct reg_provider *p, void *arg);
+	/* Called after each reload, settings included. */
+	void (*reloaded)(void *arg);
+	void *arg;
+};
+
+/* Open the database, check the encryption key, load everything. 0 or -1 with e. */
+int  registry_open(const char *db_path, const char *key_file, struct sc_err *e);
+void registry_close(void);
+void registry_set_hooks(const struct registry_hooks *h);
+/* Watch for database changes every second on l. */
+void registry_watch(struct loop *l);
+/* Reload now (SIGHUP). 0 or -1 (the old state stays). */
+int  registry_reload(void);
+
+sqlite3             *registry_db(void);
+const struct config *registry_config(void);
+size_t               registry_count(void);
+struct reg_provider *registry_at(size_t i);
+
+void reg_provider_ref(struct reg_provider *p);
+void reg_provider_unref(struct reg_provider *p);
+
+/* Client tokens: how many exist (0 = open access), and checking one (1 ok, 0 no, -1 error). */
+int registry_client_tokens(void);
+int registry_check_token(const char *token);
+
+#endif

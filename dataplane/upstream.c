@@ -1,0 +1,400 @@
+/*
+ * libcurl multi on our poll loop. curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION) and when to call it back (CURLMOPT_TIMERFUNCTION);
+ * we translate both into loop fds and one loop timer, call
+ * curl_multi_socket_action when they fire, then collect finished transfers
+ * with curl_multi_info_read. Nothing here calls curl_multi_remove_handle from
+ * inside a curl callback: completions are handled after socket_action
+ * returns, cancellations come from other fds or timers.
+ *
+ * Each transfer has its own first-byte timer: armed at start, cancelled by
+ * the first response header byte. There is no total timeout, so long streams
+ * live as long as the upstream keeps sending.
+ */
+#define _GNU_SOURCE
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "loop.h"
+#include "upstream.h"
+#include "util.h"
+
+struct upstream_xfer {
+	CURL                      *easy;		/* owned */
+	struct curl_slist         *headers;		/* owned */
+	const struct upstream_ops *ops;
+	void                      *arg;
+	struct loop_timer          ttfb;		/* first-byte timer */
+	int                        got_byte;		/* any response byte seen */
+	int                        head_done;		/* on_head called */
+	int                        aborted;		/* a callback asked to stop */
+	int                        status;
+	char                       content_type[128];
+	int64_t                    content_length;	/* -1 = unknown */
+	int                        retry_after;		/* seconds, -1 = none */
+	uint64_t                   body_bytes;
+	char                       errbuf[CURL_ERROR_SIZE];
+};
+
+static struct {
+	struct loop      *loop;
+	CURLM            *multi;
+	struct loop_timer timer;	/* curl's single timeout */
+	size_t            active;
+} up;
+
+static void upstream_check_done(void);
+
+static void
+upstream_sock_event(struct loop *l, int fd, short revents, void *arg)
+{
+	int flags = 0, running;
+
+	if (revents & (POLLIN | POLLHUP | POLLRDHUP))
+		flags |= CURL_CSELECT_IN;
+	if (revents & POLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (revents & (POLLERR | POLLNVAL))
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(up.multi, fd, flags, &running);
+	upstream_check_done();
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's wishes into the loop. */
+static int
+upstream_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
+{
+	short ev = 0;
+
+	if (what == CURL_POLL_REMOVE) {
+		loop_fd_del(up.loop, s);
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		ev |= POLLIN;
+	if (what & CURL_POLL_OUT)
+		ev |= POLLOUT;
+	if (loop_fd_add(up.loop, s, ev, upstream_sock_event, NULL) == -1)
+		loop_fd_set_events(up.loop, s, ev);
+	return 0;
+}
+
+static void
+upstream_timer_fire(struct loop *l, void *arg)
+{
+	int running;
+
+	curl_multi_socket_action(up.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	upstream_check_done();
+}
+
+/* CURLMOPT_TIMERFUNCTION: -1 cancels, otherwise call back in timeout_ms. */
+static int
+upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		loop_timer_cancel(up.loop, &up.timer);
+	else
+		loop_timer_arm_in(up.loop, &up.timer, timeout_ms);
+	return 0;
+}
+
+int
+upstream_init(struct loop *l)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -1;
+	up.loop = l;
+	up.multi = curl_multi_init();
+	if (up.multi == NULL)
+		return -1;
+	loop_timer_init(&up.timer, upstream_timer_fire, NULL);
+	curl_multi_setopt(up.multi, CURLMOPT_SOCKETFUNCTION, upstream_sock_cb);
+	curl_multi_setopt(up.multi, CURLMOPT_TIMERFUNCTION, upstream_timer_cb);
+	curl_multi_setopt(up.multi, CURLMOPT_MAXCONNECTS, 512L);
+	curl_multi_setopt(up.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+	return 0;
+}
+
+void
+upstream_shutdown(void)
+{
+	if (up.multi != NULL) {
+		loop_timer_cancel(up.loop, &up.timer);
+		curl_multi_cleanup(up.multi);
+		up.multi = NULL;
+	}
+	curl_global_cleanup();
+}
+
+size_t
+upstream_active(void)
+{
+	return up.active;
+}
+
+static void
+upstream_free(struct upstream_xfer *x)
+{
+	loop_timer_cancel(up.loop, &x->ttfb);
+	if (x->easy != NULL) {
+		curl_multi_remove_handle(up.multi, x->easy);
+		curl_easy_cleanup(x->easy);
+	}
+	curl_slist_free_all(x->headers);
+	up.active--;
+	free(x);
+}
+
+/* Finish x with result r: tell the owner, then free. */
+static void
+upstream_finish(struct upstream_xfer *x, enum upstream_result r)
+{
+	loop_timer_cancel(up.loop, &x->ttfb);
+	if (x->easy != NULL)
+		curl_multi_remove_handle(up.multi, x->easy);
+	x->ops->on_done(x->arg, x, r);
+	upstream_free(x);
+}
+
+static enum upstream_result
+upstream_map(struct upstream_xfer *x, CURLcode rc)
+{
+	if (rc == CURLE_OK)
+		return UPSTREAM_OK;
+	if (x->aborted)
+		return UPSTREAM_EABORT;
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_SSL_CONNECT_ERROR:
+		return UPSTREAM_ECONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return x->got_byte ? UPSTREAM_EIO : UPSTREAM_ECONNECT;
+	default:
+		return UPSTREAM_EIO;
+	}
+}
+
+static void
+upstream_check_done(void)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(up.multi, &left)) != NULL) {
+		struct upstream_xfer *x = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		if (x == NULL)
+			continue;
+		upstream_finish(x, upstream_map(x, m->data.result));
+	}
+}
+
+static void
+upstream_ttfb_fire(struct loop *l, void *arg)
+{
+	struct upstream_xfer *x = arg;
+
+	snprintf(x->errbuf, sizeof(x->errbuf), "no response within the first-byte timeout");
+	upstream_finish(x, UPSTREAM_ETTFB);
+}
+
+/* Is this header line "Name: value"? Copies the trimmed value. */
+static int
+upstream_hdr(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), i, j;
+
+	if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
+		return 0;
+	i = nl + 1;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	j = n;
+	while (j > i && isspace((unsigned char)line[j - 1]))
+		j--;
+	if (j - i >= outlen)
+		j = i + outlen - 1;
+	memcpy(out, line + i, j - i);
+	out[j - i] = '\0';
+	return 1;
+}
+
+static size_t
+upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct upstream_xfer *x = arg;
+	size_t n = sz * nm;
+	char v[64];
+	long code = 0;
+
+	if (!x->got_byte) {
+		x->got_byte = 1;
+		loop_timer_cancel(up.loop, &x->ttfb);
+	}
+	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		/* A new response head (also after 1xx): forget the previous one's fields. */
+		x->content_type[0] = '\0';
+		x->content_length = -1;
+		x->retry_after = -1;
+		return n;
+	}
+	if (upstream_hdr(p, n, "content-type", x->content_type, sizeof(x->content_type)))
+		return n;
+	if (upstream_hdr(p, n, "content-length", v, sizeof(v))) {
+		char *end;
+		long long cl = strtoll(v, &end, 10);
+		x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
+		return n;
+	}
+	if (upstream_hdr(p, n, "retry-after", v, sizeof(v))) {
+		char *end;
+		long ra = strtol(v, &end, 10);
+		x->retry_after = (*end == '\0' && ra >= 0 && ra < 86400) ? (int)ra : -1;
+		return n;
+	}
+	if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+		if (code < 200)
+			return n;	/* end of an interim 1xx head */
+		x->status = (int)code;
+		x->head_done = 1;
+		if (x->ops->on_head(x->arg, x) != 0) {
+			x->aborted = 1;
+			return 0;
+		}
+	}
+	return n;
+}
+
+static size_t
+upstream_write_cb(char *p, size_t sz, size_t nm, void *arg)
+{
+	struct upstream_xfer *x = arg;
+	size_t n = sz * nm, r;
+
+	if (!x->head_done) {
+		/* A response without a final blank line seen (should not happen). */
+		long code = 0;
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+		x->status = (int)code;
+		x->head_done = 1;
+		if (x->ops->on_head(x->arg, x) != 0) {
+			x->aborted = 1;
+			return 0;
+		}
+	}
+	r = x->ops->on_data(x->arg, p, n);
+	if (r == UPSTREAM_PAUSE)
+		return CURL_WRITEFUNC_PAUSE;
+	if (r != n) {
+		x->aborted = 1;
+		return 0;
+	}
+	x->body_bytes += n;
+	return n;
+}
+
+struct upstream_xfer *
+upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg)
+{
+	struct upstream_xfer *x = sc_xcalloc(1, sizeof(*x));
+	CURL *e;
+
+	up.active++;
+	x->ops = ops;
+	x->arg = arg;
+	x->headers = rq->headers;
+	x->content_length = -1;
+	x->retry_after = -1;
+	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
+	x->easy = e = curl_easy_init();
+	if (e == NULL)
+		goto fail;
+	curl_easy_setopt(e, CURLOPT_URL, rq->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	if (rq->post) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body != NULL ? rq->body : "");
+	}
+	if (curl_multi_add_handle(up.multi, e) != CURLM_OK)
+		goto fail;
+	if (rq->ttfb_timeout_ms > 0)
+		loop_timer_arm_in(up.loop, &x->ttfb, rq->ttfb_timeout_ms);
+	return x;
+fail:
+	upstream_free(x);
+	return NULL;
+}
+
+void
+upstream_cancel(struct upstream_xfer *x)
+{
+	if (x != NULL)
+		upstream_free(x);
+}
+
+void
+upstream_resume(struct upstream_xfer *x)
+{
+	curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}
+
+int
+upstream_status(const struct upstream_xfer *x)
+{
+	return x->status;
+}
+
+const char *
+upstream_content_type(const struct upstream_xfer *x)
+{
+	return x->content_type;
+}
+
+int64_t
+upstream_content_length(const struct upstream_xfer *x)
+{
+	return x->content_length;
+}
+
+int
+upstream_retry_after(const struct upstream_xfer *x)
+{
+	return x->retry_after;
+}
+
+uint64_t
+upstream_body_bytes(const struct upstream_xfer *x)
+{
+	return x->body_bytes;
+}
+
+const char *
+upstream_error(const struct upstream_xfer *x)
+{
+	return x->errbuf[0] ? x->errbuf : "transfer failed";
+}

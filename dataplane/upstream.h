@@ -1,0 +1,74 @@
+/*
+ * Upstream transfers: libcurl's multi interface driven from our poll loop
+ * (curl_multi_socket_action with socket and timer callbacks, as in curl's
+ * docs/examples/ephiperfifo.c). One easy handle per attempt; connections are
+ * reused through the multi handle's cache. HTTP/1.1 only: pausing a transfer
+ * is well understood there, and a paused HTTP/2 stream would hold up the
+ * others on the same connection.
+ */
+#ifndef SC_UPSTREAM_H
+#define SC_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct upstream_xfer;
+
+enum upstream_result {
+	UPSTREAM_OK,		/* a complete HTTP response (any status) */
+	UPSTREAM_ECONNECT,	/* could not connect / resolve / connect timeout */
+	UPSTREAM_ETTFB,		/* no first byte within the first-byte timeout */
+	UPSTREAM_EIO,		/* broken transfer (reset, malformed, closed early) */
+	UPSTREAM_EABORT,	/* our own callback asked to stop */
+};
+
+/* Returned by on_data to pause: the same bytes are delivered again on resume. */
+#define UPSTREAM_PAUSE CURL_WRITEFUNC_PAUSE
+
+struct upstream_ops {
+	/* The final response head is in (status, headers). Return 0 to go on, -1 to abort. */
+	int    (*on_head)(void *arg, struct upstream_xfer *x);
+	/* Body bytes: return n when taken, UPSTREAM_PAUSE to pause, anything else aborts.
+	 * Must not cancel or free the transfer. */
+	size_t (*on_data)(void *arg, const char *p, size_t n);
+	/* The transfer ended; x is freed right after this returns. */
+	void   (*on_done)(void *arg, struct upstream_xfer *x, enum upstream_result r);
+};
+
+struct upstream_req {
+	const char        *url;
+	int                post;		/* POST body, else GET */
+	const char        *body;		/* borrowed; must live until done or cancel */
+	size_t             body_len;
+	struct curl_slist *headers;		/* ownership passes to the transfer */
+	long               connect_timeout_ms;
+	long               ttfb_timeout_ms;	/* 0 = none */
+};
+
+/* Set up the multi handle on loop l. 0 or -1. */
+int  upstream_init(struct loop *l);
+void upstream_shutdown(void);
+/* Number of transfers in progress. */
+size_t upstream_active(void);
+
+/* Start a transfer; NULL on failure (bad URL...). */
+struct upstream_xfer *upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg);
+/* Stop and free now, without callbacks (client went away). */
+void upstream_cancel(struct upstream_xfer *x);
+/* Resume a transfer paused by on_data. */
+void upstream_resume(struct upstream_xfer *x);
+
+int         upstream_status(const struct upstream_xfer *x);
+/* Response header values, "" / -1 when absent. */
+const char *upstream_content_type(const struct upstream_xfer *x);
+int64_t     upstream_content_length(const struct upstream_xfer *x);
+/* Retry-After in seconds, -1 when absent or not a number. */
+int         upstream_retry_after(const struct upstream_xfer *x);
+/* Bytes of body received so far. */
+uint64_t    upstream_body_bytes(const struct upstream_xfer *x);
+/* curl's error text for a failed transfer (no secrets: no URL userinfo, no headers). */
+const char *upstream_error(const struct upstream_xfer *x);
+
+#endif
