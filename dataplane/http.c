@@ -124,10 +124,11 @@ http_find_header(const struct http_request *req, const char *name)
 static int
 http_list_next(struct http_slice *rest, struct http_slice *elem)
 {
-	const char *p = rest->p, *e = rest->p + rest->len, *c;
+	const char *p = rest->p, *e, *c;
 
-	if (rest->p == NULL)
+	if (p == NULL)
 		return 0;
+	e = p + rest->len;
 	c = memchr(p, ',', (size_t)(e - p));
 	if (c == NULL) {
 		*elem = http_trim(p, e);

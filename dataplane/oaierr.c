@@ -68,7 +68,7 @@ oaierr_match(const char *s, size_t len, size_t i, const char *key, size_t klen, 
 		*keep = j - i;
 		while (j < len && oaierr_token68char(u[j]))
 			j++;
-		return j - i > *keep ? j - i : 0;
+		return j - i >= *keep + 8 ? j - i : 0;	/* shorter is no credential */
 	}
 	if (len - i > 6 && strncasecmp(s + i, "nvapi-", 6) == 0) {
 		for (j = i + 6; j < len && oaierr_keychar(u[j]); j++)
@@ -220,13 +220,13 @@ oaierr_str(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-/* Whether text is short printable ASCII worth quoting (not HTML). */
+/* Whether text is short printable ASCII worth quoting (not HTML, not broken JSON). */
 static int
 oaierr_plain_text(const char *s, size_t len)
 {
 	size_t i;
 
-	if (len == 0 || len > 256 || s[0] == '<')
+	if (len == 0 || len > 256 || s[0] == '<' || s[0] == '{' || s[0] == '[')
 		return 0;
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 ? !(s[i] == '\n' || s[i] == '\r' || s[i] == '\t') :
@@ -301,7 +301,6 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 	{
 		struct sc_buf clean, red;
 
-		/* the key first (a message cut short could hide it), then the patterns */
 		sc_buf_init(&red, OAIERR_MSG_MAX * 4);
 		sc_buf_init(&clean, OAIERR_MSG_MAX * 4);
 		if (oaierr_redact(msg.data, msg.len, key, &red) != -1 &&

@@ -31,7 +31,7 @@ int oaierr_format(struct sc_buf *out, int status, const char *message, const cha
 int oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct sc_buf *out);
 
 /* Copy s[0..len) to out with key-like substrings replaced by "[REDACTED]":
- * "Bearer <token>", "nvapi-...", "sk-..." (16+ characters), and key (when
+ * "Bearer <token>" (8+ characters), "nvapi-..." (4+), "sk-..." (16+), and key (when
  * not NULL and at least 8 characters). Returns the number of replacements,
  * or -1 past out's cap. */
 int oaierr_redact(const char *s, size_t len, const char *key, struct sc_buf *out);

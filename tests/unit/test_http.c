@@ -37,8 +37,8 @@ expect_status(const char *s, int status)
 static const char *const valid[] = {
 	"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /v1/models?x=1 HTTP/1.0\r\n\r\n",
-	"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:9190\r\nContent-Type: application/json\r\n"
-	    "Authorization: Bearer sk-TEST\r\nContent-Length: 13\r\nx-stainless-os: Linux\r\n\r\n",
+	("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:9190\r\nContent-Type: application/json\r\n"
+	    "Authorization: Bearer sk-TEST\r\nContent-Length: 13\r\nx-stainless-os: Linux\r\n\r\n"),
 	"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
 	"GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
 	"\r\nGET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",

@@ -138,11 +138,11 @@ test_splice(void **state)
 {
 	static const char *const bodies[] = {
 		"{\"model\":\"nim/meta/llama-3.1-8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-		"{ \"messages\" : [ {\"role\":\"user\",\"content\":\"say \\\"model\\\": \\\"nim/x\\\"\",\"model\":\"nim/inner\"} ] ,\n"
+		("{ \"messages\" : [ {\"role\":\"user\",\"content\":\"say \\\"model\\\": \\\"nim/x\\\"\",\"model\":\"nim/inner\"} ] ,\n"
 		"  \"temperature\" : 0.70 , \"seed\": 12345678901234567890, \"n\": 1e2,\n"
-		"  \"model\"\t:\t\"nim/meta/llama-3.1-8b\" , \"stop\": [\"}\", \"]\", \"\\\\\"], \"x\": {\"model\": 1} }\n",
-		"{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"model\":\"nim/meta/llama-3.1-8b\","
-		"\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_completion_tokens\":100}",
+		"  \"model\"\t:\t\"nim/meta/llama-3.1-8b\" , \"stop\": [\"}\", \"]\", \"\\\\\"], \"x\": {\"model\": 1} }\n"),
+		("{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}],\"model\":\"nim/meta/llama-3.1-8b\","
+		"\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_completion_tokens\":100}"),
 		"{\"model\":\"nim/meta/llama-3.1-8b\",\"u\":\"caf\\u00e9 \xe2\x82\xac \\ud83d\\ude00\",\"e\":[],\"o\":{},\"t\":true,\"f\":false,\"z\":null}",
 	};
 	size_t i;

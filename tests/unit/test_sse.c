@@ -167,16 +167,16 @@ test_events(void **state)
 	assert_false(rn.ev[0].has_data);
 	assert_int_equal(rn.ev[0].raw_len, strlen(": keep-alive\n\n"));
 	assert_true(rn.ev[1].has_data);
-	assert_string_equal(rn.ev[1].data, CHUNK("Hel") + 6);
+	assert_string_equal(rn.ev[1].data, &(CHUNK("Hel"))[6]);
 	assert_int_equal(rn.ev[1].raw_len, strlen(CHUNK("Hel")) + 2);
-	assert_string_equal(rn.ev[2].data, CHUNK("lo") + 6);
+	assert_string_equal(rn.ev[2].data, &(CHUNK("lo"))[6]);
 	assert_int_equal(rn.ev[2].raw_len, strlen(CHUNK("lo")) + 4);
 	assert_string_equal(rn.ev[3].type, "delta");
 	assert_string_equal(rn.ev[3].data, "line1\nline2\n");
 	/* CR, then CRLF: the LF belongs to the blank line */
-	assert_string_equal(rn.ev[4].data, CHUNK("!") + 6);
+	assert_string_equal(rn.ev[4].data, &(CHUNK("!"))[6]);
 	assert_int_equal(rn.ev[4].raw_len, strlen(CHUNK("!")) + 3);
-	assert_string_equal(rn.ev[5].data, USAGE + 6);
+	assert_string_equal(rn.ev[5].data, &(USAGE)[6]);
 	assert_false(rn.ev[5].done);
 	/* a stray blank line is an event of its own, without data */
 	assert_int_equal(rn.ev[6].raw_len, 1);
@@ -333,7 +333,7 @@ test_usage(void **state)
 	struct sse_usage u;
 	const char *d;
 
-	d = USAGE + 6;
+	d = &(USAGE)[6];
 	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 1);
 	assert_int_equal(u.prompt_tokens, 12);
 	assert_int_equal(u.completion_tokens, 34);
@@ -350,7 +350,7 @@ test_usage(void **state)
 	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 1);
 	assert_int_equal(u.total_tokens, 6);
 	/* none */
-	d = CHUNK("x") + 6;
+	d = &(CHUNK("x"))[6];
 	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 0);
 	assert_int_equal(u.total_tokens, -1);
 	d = "{\"choices\":[],\"usage\":null}";

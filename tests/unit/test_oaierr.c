@@ -1,0 +1,182 @@
+/*
+ * Unit tests for dataplane/oaierr.c: error bodies of our own (shape, types by
+ * status, escaping), rewriting of NIM/HTML/empty upstream errors, OpenAI-shaped
+ * bodies passed unchanged, and key redaction.
+ */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <json-c/json.h>
+
+#include "oaierr.h"
+
+/* Check out is {"error":{message,type,param,code}} with these values. */
+static void
+assert_err(const char *body, const char *msg, const char *type, const char *param, const char *code)
+{
+	struct json_object *root, *err, *v;
+
+	root = json_tokener_parse(body);
+	if (root == NULL)
+		fail_msg("not JSON: %s", body);
+	assert_true(json_object_object_get_ex(root, "error", &err));
+	assert_int_equal(json_object_object_length(root), 1);
+	assert_int_equal(json_object_object_length(err), 4);
+	assert_true(json_object_object_get_ex(err, "message", &v));
+	if (msg != NULL)
+		assert_string_equal(json_object_get_string(v), msg);
+	assert_true(json_object_object_get_ex(err, "type", &v));
+	assert_string_equal(json_object_get_string(v), type);
+	assert_true(json_object_object_get_ex(err, "param", &v));
+	if (param == NULL)
+		assert_null(v);
+	else
+		assert_string_equal(json_object_get_string(v), param);
+	assert_true(json_object_object_get_ex(err, "code", &v));
+	if (code == NULL)
+		assert_null(v);
+	else
+		assert_string_equal(json_object_get_string(v), code);
+	json_object_put(root);
+}
+
+static void
+test_format(void **state)
+{
+	struct sc_buf out;
+
+	sc_buf_init(&out, 4096);
+	assert_int_equal(oaierr_format(&out, 400, "bad \"thing\"\n\\ </x>", "model", NULL), 0);
+	assert_string_equal(out.data,
+	    "{\"error\":{\"message\":\"bad \\\"thing\\\"\\n\\\\ </x>\",\"type\":\"invalid_request_error\","
+	    "\"param\":\"model\",\"code\":null}}");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_format(&out, 503, "no provider available", NULL, "no_provider"), 0);
+	assert_err(out.data, "no provider available", "server_error", NULL, "no_provider");
+	sc_buf_reset(&out);
+	/* invalid UTF-8 never reaches the JSON */
+	assert_int_equal(oaierr_format(&out, 400, "x\xff\xc3(y\xe2\x82\xac", NULL, NULL), 0);
+	assert_err(out.data, "x?" "?(y\xe2\x82\xac", "invalid_request_error", NULL, NULL);
+	sc_buf_free(&out);
+	/* past the cap */
+	sc_buf_init(&out, 10);
+	assert_int_equal(oaierr_format(&out, 400, "x", NULL, NULL), -1);
+	sc_buf_free(&out);
+
+	assert_string_equal(oaierr_type(400), "invalid_request_error");
+	assert_string_equal(oaierr_type(401), "authentication_error");
+	assert_string_equal(oaierr_type(403), "permission_error");
+	assert_string_equal(oaierr_type(404), "not_found_error");
+	assert_string_equal(oaierr_type(413), "invalid_request_error");
+	assert_string_equal(oaierr_type(429), "rate_limit_error");
+	assert_string_equal(oaierr_type(500), "server_error");
+	assert_string_equal(oaierr_type(502), "server_error");
+	assert_string_equal(oaierr_type(503), "server_error");
+}
+
+/* Rewrite and return the result (static), or NULL when unchanged. */
+static const char *
+rewrite(int status, const char *body, const char *key)
+{
+	static struct sc_buf out;
+	int r;
+
+	sc_buf_free(&out);
+	sc_buf_init(&out, 1 << 16);
+	r = oaierr_rewrite(status, body, strlen(body), key, &out);
+	assert_int_not_equal(r, -1);
+	if (r == 0) {
+		assert_int_equal(out.len, 0);
+		return NULL;
+	}
+	return out.data;
+}
+
+static void
+test_rewrite(void **state)
+{
+	const char *ok;
+
+	/* NIM shapes */
+	assert_err(rewrite(429, "{\"status\":429,\"title\":\"Too Many Requests\"}", NULL),
+	    "Too Many Requests", "rate_limit_error", NULL, NULL);
+	assert_err(rewrite(401, "{\"status\":401,\"title\":\"Unauthorized\",\"detail\":\"Authentication failed\"}", NULL),
+	    "Unauthorized: Authentication failed", "authentication_error", NULL, NULL);
+	assert_err(rewrite(404, "{\"detail\":\"Not Found\"}", NULL), "Not Found", "not_found_error", NULL, NULL);
+	assert_err(rewrite(400, "{\"error\":\"model x does not exist\"}", NULL),
+	    "model x does not exist", "invalid_request_error", NULL, NULL);
+	assert_err(rewrite(422, "{\"object\":\"error\",\"message\":\"bad value\",\"type\":\"BadRequestError\"}", NULL),
+	    "bad value", "invalid_request_error", NULL, NULL);
+	assert_err(rewrite(403, "{\"error\":{\"detail\":\"forbidden\"}}", NULL), "forbidden", "permission_error", NULL, NULL);
+	/* HTML, text, empty, junk */
+	assert_err(rewrite(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", NULL),
+	    "Upstream error 502 Bad Gateway", "server_error", NULL, NULL);
+	assert_err(rewrite(503, "upstream connect error or disconnect/reset before headers", NULL),
+	    "Upstream error 503 Service Unavailable: upstream connect error or disconnect/reset before headers",
+	    "server_error", NULL, NULL);
+	assert_err(rewrite(500, "", NULL), "Upstream error 500 Internal Server Error", "server_error", NULL, NULL);
+	assert_err(rewrite(500, "{\"a\":", NULL), "Upstream error 500 Internal Server Error", "server_error", NULL, NULL);
+	assert_err(rewrite(500, "[1]", NULL), "Upstream error 500 Internal Server Error", "server_error", NULL, NULL);
+	assert_err(rewrite(500, "{\"a\":1}", NULL), "Upstream error 500 Internal Server Error", "server_error", NULL, NULL);
+	/* OpenAI-shaped: unchanged */
+	ok = "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}";
+	assert_null(rewrite(429, ok, NULL));
+	assert_null(rewrite(400, "{\n \"error\": {\"message\": \"x\"}\n}\n", NULL));
+	/* ...unless it carries something key-like */
+	assert_string_equal(rewrite(401, "{\"error\":{\"message\":\"Incorrect API key provided: nvapi-TEST-0001-xxxxxxxxxxxxxxxx.\",\"type\":\"invalid_request_error\"}}", NULL),
+	    "{\"error\":{\"message\":\"Incorrect API key provided: [REDACTED].\",\"type\":\"invalid_request_error\"}}");
+}
+
+static void
+test_redact(void **state)
+{
+	const char *key = "nvapi-TEST-0001-xxxxxxxxxxxxxxxx";
+	const char *r;
+	struct sc_buf out;
+
+	r = rewrite(401, "{\"status\":401,\"title\":\"Unauthorized\",\"detail\":\"bad header Authorization: Bearer abc.def/ghi= used\"}", NULL);
+	assert_err(r, "Unauthorized: bad header Authorization: Bearer [REDACTED] used", "authentication_error", NULL, NULL);
+	r = rewrite(401, "{\"detail\":\"key nvapi-TEST-0001-xxxxxxxxxxxxxxxx is invalid\"}", NULL);
+	assert_err(r, "key [REDACTED] is invalid", "authentication_error", NULL, NULL);
+	assert_null(strstr(r, "TEST-0001"));
+	r = rewrite(401, "{\"detail\":\"key sk-proj-abcdefghijklmnopqrstuvwxyz is invalid\"}", NULL);
+	assert_err(r, "key [REDACTED] is invalid", "authentication_error", NULL, NULL);
+	/* the exact key, even without a known prefix */
+	r = rewrite(401, "{\"detail\":\"key=QWERTYUIOPasdfghjkl rejected\"}", "QWERTYUIOPasdfghjkl");
+	assert_err(r, "key=[REDACTED] rejected", "authentication_error", NULL, NULL);
+	r = rewrite(400, "plain text with Bearer secret-token-123 inside", NULL);
+	assert_null(strstr(r, "secret-token"));
+	/* no false positives on ordinary words */
+	sc_buf_init(&out, 1024);
+	assert_int_equal(oaierr_redact("task-123 disk-usage bearer nvapi- risk-free skip", 48, NULL, &out), 0);
+	assert_string_equal(out.data, "task-123 disk-usage bearer nvapi- risk-free skip");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_redact(key, strlen(key), key, &out), 1);
+	assert_string_equal(out.data, "[REDACTED]");
+	sc_buf_free(&out);
+	/* our own messages are redacted too */
+	sc_buf_init(&out, 1024);
+	assert_int_equal(oaierr_format(&out, 401, "Bearer nvapi-abcdefghijkl failed", NULL, NULL), 0);
+	assert_err(out.data, "Bearer [REDACTED] failed", "authentication_error", NULL, NULL);
+	sc_buf_free(&out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_rewrite),
+		cmocka_unit_test(test_redact),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
