@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "../common/config.h"	/* not the autoconf config.h */
 
 #define COOLDOWN_REASON_MAX         160	/* bytes kept of an invalid-key reason */
 #define COOLDOWN_RETRY_AFTER_CAP_MS (24LL * 3600 * 1000)	/* sanity cap on upstream Retry-After */

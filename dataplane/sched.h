@@ -34,9 +34,9 @@
 #include <stdint.h>
 
 #include "balancer.h"
-#include "config.h"
+#include "../common/config.h"	/* not the autoconf config.h */
 #include "cooldown.h"
-#include "providers.h"
+#include "../common/providers.h"
 #include "ratelimit.h"
 
 #define SCHED_MAX_TRIED 16	/* providers remembered per request (caps attempts too) */
