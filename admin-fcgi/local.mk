@@ -18,3 +18,10 @@ admin_fcgi_sidecar_admin_SOURCES = admin-fcgi/admin_main.c
 admin_fcgi_sidecar_admin_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS) $(FCGI_CFLAGS)
 admin_fcgi_sidecar_admin_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(FCGI_LIBS)
 
+
+# Unit tests: the handlers against a temporary database, no libfcgi.
+check_PROGRAMS += tests/unit/test_admin_api
+tests_unit_test_admin_api_SOURCES = tests/unit/test_admin_api.c
+tests_unit_test_admin_api_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_admin_api_LDADD = admin-fcgi/libadmin.a $(SC_UNIT_LIBS) $(CURL_LIBS)
+TESTS += tests/unit/test_admin_api
