@@ -12,9 +12,7 @@ sidecar_dataplane_SOURCES = \
 	dataplane/registry.c dataplane/registry.h \
 	dataplane/models.c dataplane/models.h \
 	dataplane/metrics.c dataplane/metrics.h
-# -iquote: "config.h" must be common/config.h (the settings), not the autoconf
-# header that DEFAULT_INCLUDES (-I.) would find first.
-sidecar_dataplane_CPPFLAGS = -iquote $(top_srcdir)/common $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
+sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
 sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
 sidecar_dataplane_LDADD = dataplane/libdpparse_tmp.a $(SC_COMMON_LIBS) $(CURL_LIBS)
 

@@ -252,7 +252,7 @@ models_answer(struct conn *c, const char *rid)
 	}
 	json_object_object_add(root, "object", json_object_new_string("list"));
 	json_object_object_add(root, "data", data);
-	txt = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
+	txt = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	snprintf(h, sizeof(h), "X-Request-Id: %s\r\n", rid);
 	conn_respond(c, 200, h, "application/json", txt, len);
 	json_object_put(root);

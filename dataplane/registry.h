@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "../common/config.h"	/* not the autoconf config.h */
 #include "providers.h"
 #include "util.h"
 
