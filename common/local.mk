@@ -17,8 +17,9 @@ common_libsidecar_a_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JS
 SC_COMMON_LIBS = common/libsidecar.a $(SQLITE_LIBS) $(CRYPTO_LIBS) $(JSONC_LIBS) $(YAML_LIBS) $(M_LIBS)
 SC_COMMON_CFLAGS = $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JSONC_CFLAGS) $(YAML_CFLAGS)
 
-# Add each new sql/migrations/NNN_name.sql here too (automake wants no wildcards).
-SC_SQL_MIGRATIONS = sql/migrations/002_backup_history_and_indexes.sql
+# Each sql/migrations/NNN_name.sql is added with += (automake wants no wildcards);
+# ctl/ops.mk adds 002.
+SC_SQL_MIGRATIONS =
 SC_SQL_FILES = sql/schema.sql $(SC_SQL_MIGRATIONS)
 common/sql_embed.c: $(srcdir)/scripts/embed-sql $(srcdir)/sql/schema.sql $(SC_SQL_MIGRATIONS:%=$(srcdir)/%)
 	$(AM_V_GEN)$(MKDIR_P) common && sh $(srcdir)/scripts/embed-sql $(srcdir)/sql > $@.tmp && mv $@.tmp $@
