@@ -272,9 +272,19 @@ backup_finish_copy(sqlite3 *dst, const char *path, int *version, char *err, size
 			    sqlite3_errstr(rc));
 		return backup_sql_fail(dst, rc, path, err, errlen);
 	}
-	if (strcmp(v, "ok") != 0)
+	if (strcmp(v, "ok") != 0) {
+		/* The first problem, as one line without the "*** in database
+		 * main ***" heading SQLite puts before it. */
+		char *p = v, *nl;
+
+		if (strncmp(p, "*** in database ", 16) == 0 && (nl = strchr(p, '\n')) != NULL)
+			p = nl + 1;
+		for (nl = p; *nl != '\0'; nl++)
+			if (*nl == '\n')
+				*nl = ' ';
 		return backup_fail(err, errlen,
-		    "integrity check of the copy failed: %s (the source database is corrupt)", v);
+		    "integrity check of the copy failed (the source database is corrupt): %.160s", p);
+	}
 	rc = backup_query_text(dst, "PRAGMA user_version", v, sizeof(v));
 	if (rc != SQLITE_OK)
 		return backup_sql_fail(dst, rc, path, err, errlen);
@@ -615,14 +625,56 @@ backup_parse_int(const char *s, int min, int max, int *out)
 	return 0;
 }
 
+/* Open path read-only through a URI ("file:...?mode=ro[&immutable=1]"),
+ * percent-encoding the path. */
+static sqlite3 *
+backup_open_ro(const char *path, int immutable, int *rc)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char uri[3 * BACKUP_PATH_MAX + 64];
+	sqlite3 *db = NULL;
+	size_t o = 0;
+
+	o += (size_t)snprintf(uri, sizeof(uri), "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+		if (o + 4 >= sizeof(uri) - 32) {
+			*rc = SQLITE_CANTOPEN;
+			return NULL;
+		}
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("/-._~", *p) != NULL) {
+			uri[o++] = (char)*p;
+		} else {
+			uri[o++] = '%';
+			uri[o++] = hex[*p >> 4];
+			uri[o++] = hex[*p & 15];
+		}
+	}
+	snprintf(uri + o, sizeof(uri) - o, "?mode=ro%s", immutable ? "&immutable=1" : "");
+	*rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+	if (*rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(db, 1);
+		sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
+		*rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	}
+	if (*rc != SQLITE_OK) {
+		sqlite3_close_v2(db);
+		return NULL;
+	}
+	return db;
+}
+
 /* Open the database for a backup: read-write so the outcome can be
  * recorded, else read-only (the copy needs only reads) with *can_record 0
- * and the reason in why. */
+ * and the reason in why. A WAL database we may not write and whose -shm
+ * does not exist (nobody has it open, so nobody writes it) can only be
+ * read as immutable. */
 static sqlite3 *
 backup_open_source(const char *db_path, int *can_record, char *why, size_t whylen, struct sc_err *e)
 {
 	struct sc_err rw;
 	sqlite3 *db;
+	int rc;
 
 	sc_err_clear(&rw);
 	db = db_open(db_path, 0, &rw);
@@ -632,10 +684,41 @@ backup_open_source(const char *db_path, int *can_record, char *why, size_t whyle
 	}
 	*can_record = 0;
 	snprintf(why, whylen, "%s", rw.msg);
-	db = db_open(db_path, DB_OPEN_READONLY, e);
-	if (db == NULL && e != NULL && strstr(rw.msg, "read-only") == NULL)
-		*e = rw;
+	if (access(db_path, F_OK) == -1) {
+		if (e != NULL)
+			*e = rw;
+		return NULL;
+	}
+	db = backup_open_ro(db_path, 0, &rc);
+	if (db == NULL && ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY))
+		db = backup_open_ro(db_path, 1, &rc);
+	if (db == NULL) {
+		if (strstr(rw.msg, "read-only") != NULL)
+			db_set_err(NULL, rc, e, db_path);
+		else if (e != NULL)
+			*e = rw;
+	}
 	return db;
+}
+
+/* Now, or the next second when a backup named after now already exists in
+ * dir (names have one-second resolution; a manual run right after cron's). */
+static int64_t
+backup_free_second(const char *dir, const char *suffix)
+{
+	int64_t ms = sc_wall_ms(), now = ms / 1000;
+	char stamp[17], path[BACKUP_PATH_MAX];
+	struct timespec ts;
+
+	backup_stamp(now, stamp);
+	snprintf(path, sizeof(path), "%s/%s%s%s%s", dir, BACKUP_PREFIX, stamp, suffix, BACKUP_SUFFIX);
+	if (access(path, F_OK) == -1)
+		return now;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)(1000 - ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	return now + 1;
 }
 
 static void
@@ -715,7 +798,7 @@ ctl_backup_main(int argc, char **argv, const char *db_path)
 		fprintf(stderr, "sidecarctl backup: failed: %s\n", e.msg);
 		return 1;
 	}
-	if (backup_run(db, dir, "", sc_wall_ms() / 1000, &r) == -1) {
+	if (backup_run(db, dir, "", backup_free_second(dir, ""), &r) == -1) {
 		fprintf(stderr, "sidecarctl backup: failed: %s\n", r.error);
 		backup_record_or_warn(db, can_record, why, &r, kind, "backup");
 		goto out;
@@ -1036,7 +1119,7 @@ ctl_migrate_main(int argc, char **argv, const char *db_path)
 		goto out;
 	}
 	snprintf(suffix, sizeof(suffix), "-premigrate-v%d", from);
-	if (backup_run(db, dir, suffix, sc_wall_ms() / 1000, &r) == -1) {
+	if (backup_run(db, dir, suffix, backup_free_second(dir, suffix), &r) == -1) {
 		fprintf(stderr, "sidecarctl migrate: failed: backup before migrating: %s; nothing was changed\n",
 		    r.error);
 		backup_record_or_warn(db, 1, "", &r, "pre-migrate", "migrate");

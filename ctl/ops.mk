@@ -23,3 +23,7 @@ tests_unit_test_backup_LDADD = $(SC_UNIT_LIBS)
 TESTS += tests/unit/test_backup
 
 EXTRA_DIST += tests/fixtures/schema-v1.sql
+
+SC_OPS_BLACKBOX = tests/blackbox/ops_backup.test.mjs
+TESTS += $(SC_OPS_BLACKBOX)
+EXTRA_DIST += $(SC_OPS_BLACKBOX) tests/blackbox/ops_lib.mjs
