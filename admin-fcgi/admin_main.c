@@ -101,7 +101,9 @@ admin_serve(struct api_ctx *ctx, FCGX_Request *req)
 	struct api_request rq;
 	struct api_response rs;
 	struct sc_buf body;
+	char head[256];
 	int64_t t0 = sc_now_ms();
+	int n;
 
 	memset(&rq, 0, sizeof(rq));
 	memset(&body, 0, sizeof(body));
@@ -123,8 +125,10 @@ admin_serve(struct api_ctx *ctx, FCGX_Request *req)
 
 	api_response_init(&rs);
 	api_handle(ctx, &rq, &rs);
-	FCGX_FPrintF(req->out, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+	/* libfcgi's own printf knows no %zu: format here. */
+	n = snprintf(head, sizeof(head), "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
 	    rs.status, admin_reason(rs.status), rs.content_type, rs.body.len);
+	FCGX_PutStr(head, n > 0 && (size_t)n < sizeof(head) ? n : 0, req->out);
 	if (rs.headers.len > 0)
 		FCGX_PutStr(rs.headers.data, (int)rs.headers.len, req->out);
 	FCGX_PutS("\r\n", req->out);
