@@ -4,7 +4,8 @@
 bin_PROGRAMS += sidecar-events
 sidecar_events_SOURCES = admin-fcgi/events_main.c admin-fcgi/events.c admin-fcgi/events.h
 sidecar_events_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(FCGI_CFLAGS)
-sidecar_events_LDADD = $(SC_COMMON_LIBS) $(FCGI_LIBS) $(PTHREAD_LIBS)
+# Authentication is the admin API's own (auth.o from libadmin.a: sessions, bearer tokens).
+sidecar_events_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(FCGI_LIBS) $(PTHREAD_LIBS)
 
 check_PROGRAMS += tests/unit/test_events
 TESTS += tests/unit/test_events

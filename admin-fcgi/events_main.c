@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,10 @@
 
 #include <fcgiapp.h>
 
+#include "auth.h"
 #include "db.h"
 #include "events.h"
 #include "log.h"
-#include "tokens.h"
 
 #define EVENTS_THREADS_DEFAULT	64
 #define EVENTS_THREADS_MAX	1024
@@ -103,19 +104,23 @@ events_worker_db_close(struct events_worker *w)
 	w->db = NULL;
 }
 
-/* Same check as the admin API: a session cookie or an admin bearer token.
+/* Same check as the admin API (admin-fcgi/auth.c): an admin bearer token or
+ * the session cookie. A stream is a read, so no CSRF value is needed.
  * 1 allowed, 0 not, -1 database error. */
 static int
 events_authorized(struct events_worker *w, FCGX_ParamArray env)
 {
-	const char *authz = FCGX_GetParam("HTTP_AUTHORIZATION", env);
-	char id[37];
+	struct auth_info info;
 
-	/* Interim until admin-fcgi/auth.h lands: bearer tokens only. */
-	(void)FCGX_GetParam("HTTP_COOKIE", env);
-	if (authz == NULL || strncmp(authz, "Bearer ", 7) != 0)
+	switch (auth_check(w->db, FCGX_GetParam("HTTP_AUTHORIZATION", env),
+	    FCGX_GetParam("HTTP_COOKIE", env), NULL, false, sc_wall_ms() / 1000, &info)) {
+	case AUTH_OK:
+		return 1;
+	case AUTH_DBERR:
+		return -1;
+	default:
 		return 0;
-	return tokens_verify(w->db, TOKEN_ADMIN, authz + 7, id);
+	}
 }
 
 /* Write out and flush; -1 when the client is gone. */
