@@ -21,3 +21,9 @@ noinst_LIBRARIES += dataplane/libdpparse_tmp.a
 dataplane_libdpparse_tmp_a_SOURCES = dataplane/http.c dataplane/sse.c dataplane/shape.c dataplane/oaierr.c
 dataplane_libdpparse_tmp_a_CPPFLAGS = -D_GNU_SOURCE -iquote $(top_srcdir)/common $(AM_CPPFLAGS)
 dataplane_libdpparse_tmp_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
+
+# Black-box tests (node:test) of the real program against tests/mock-upstream.
+SC_DATAPLANE_BLACKBOX = \
+	tests/blackbox/dataplane_forward.test.mjs
+TESTS += $(SC_DATAPLANE_BLACKBOX)
+EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json
