@@ -53,6 +53,7 @@ int queue_push(struct queue *q, struct queue_node *n, enum queue_prio prio, int6
 void queue_remove(struct queue *q, struct queue_node *n);
 
 size_t queue_len(const struct queue *q);
+/* Waiters of one priority, O(len): for /health and metrics. */
 size_t queue_len_prio(const struct queue *q, enum queue_prio p);
 /* Service order: all high in FIFO order, then normal, then low. NULL at end.
  * To remove while walking, fetch queue_next before queue_remove. */

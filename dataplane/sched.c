@@ -156,6 +156,8 @@ sched_request_init(struct sched_request *rq)
 bool
 sched_request_tried(const struct sched_request *rq, const struct sched_provider *p)
 {
+	if (rq == NULL)
+		return false;
 	for (int i = 0; i < rq->ntried; i++) {
 		if (strcmp(rq->tried[i], p->cfg->id) == 0)
 			return true;
@@ -282,7 +284,7 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 		d.until_ms = sched_min64(main_free, fb_free);
 		return d;
 	}
-	if (em >= 0 && !rq->emergency_used) {
+	if (em >= 0 && (rq == NULL || !rq->emergency_used)) {
 		struct sched_provider *p = cand[em];
 
 		if (ratelimit_has_room(&p->emergency, now) && ratelimit_has_room(&p->rl, now)) {

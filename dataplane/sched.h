@@ -105,8 +105,8 @@ bool sched_request_tried(const struct sched_request *rq, const struct sched_prov
 bool sched_may_retry(const struct sched_request *rq, const struct config *c);
 
 /* THE decision for one attempt among the route's candidates (any order;
- * both pools mixed). O(candidates). Advances the chosen pool's WRR state on
- * GO, so call it when you mean it. */
+ * both pools mixed; rq may be NULL for "a fresh request"). O(candidates).
+ * Advances the chosen pool's WRR state on GO, so call it when you mean it. */
 struct sched_decision sched_decide(struct sched_provider *const cand[], size_t n,
     const struct sched_request *rq, const struct config *c, int64_t now);
 /* Reserve the start at `now` (the moment of sending) on p's window, and on

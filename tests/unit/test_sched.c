@@ -137,6 +137,8 @@ test_main_ok(void **state)
 	assert_int_equal(count[1], 10);
 	assert_int_equal(count[2], 10);
 	assert_int_equal(count[3], 10);
+	/* No request state at all: a fresh request. */
+	assert_int_equal(sched_decide(f->cand, f->n, NULL, &f->c, 2000).verdict, SCHED_GO);
 	assert_int_equal(ratelimit_used(&f->sp[1].rl, 2000), 10);
 	fx_free(f);
 }
