@@ -24,6 +24,6 @@ TESTS += tests/unit/test_backup
 
 EXTRA_DIST += tests/fixtures/schema-v1.sql
 
-SC_OPS_BLACKBOX = tests/blackbox/ops_backup.test.mjs
+SC_OPS_BLACKBOX = tests/blackbox/ops_backup.test.mjs tests/blackbox/ops_restore_migrate.test.mjs
 TESTS += $(SC_OPS_BLACKBOX)
 EXTRA_DIST += $(SC_OPS_BLACKBOX) tests/blackbox/ops_lib.mjs

@@ -98,10 +98,18 @@ INSERT INTO daily_stats (id, date, pool, total_requests, total_errors, total_tok
 UPDATE system_config SET value = '45' WHERE key = 'queue_timeout_seconds';
 `;
 
-// A version-1 database from the frozen schema, with V1_DATA in it.
+// A version-1 database from the frozen schema, with V1_DATA in it and the
+// check value of FAKE_KEY (as `sidecarctl init` of version 1 stored it; the
+// value does not depend on the schema, so it is taken from a new database).
 export function makeV1(db) {
 	const schema = fs.readFileSync(path.join(SRC, 'tests/fixtures/schema-v1.sql'), 'utf8');
-	sql(db, `PRAGMA journal_mode=WAL;\n${schema}\nPRAGMA user_version=1;\n${V1_DATA}`);
+	const keydb = db + '.keysrc';
+	const r = ops(keydb, ['init']);
+	if (r.code !== 0) throw new Error(`sc-ops init: ${r.stderr}`);
+	const check = sql(keydb, "SELECT value FROM meta WHERE key = 'key_check';");
+	for (const f of [keydb, keydb + '-wal', keydb + '-shm', keydb + '.lock']) fs.rmSync(f, { force: true });
+	sql(db, `PRAGMA journal_mode=WAL;\n${schema}\nPRAGMA user_version=1;\n${V1_DATA}
+		INSERT INTO meta (key, value) VALUES ('key_check', '${check.replace(/'/g, "''")}');`);
 }
 
 export function isRoot() {
