@@ -25,6 +25,7 @@ dataplane_libdpparse_tmp_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 # Black-box tests (node:test) of the real program against tests/mock-upstream.
 SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_forward.test.mjs \
-	tests/blackbox/dataplane_stream.test.mjs
+	tests/blackbox/dataplane_stream.test.mjs \
+	tests/blackbox/dataplane_sdk.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json
