@@ -44,7 +44,7 @@ log_init(const char *prog, enum log_level level, const char *path)
 	if (strlen(path) >= sizeof(log_state.path))
 		return -1;
 	snprintf(log_state.path, sizeof(log_state.path), "%s", path);
-	log_state.fd = -1;
+	log_state.fd = 2;	/* until the file is open, and if it cannot be */
 	return log_reopen();
 }
 

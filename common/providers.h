@@ -77,7 +77,8 @@ void provider_mask_key(const char *key, char *out, size_t outlen);
 /* Storage. Keys are encrypted with k before they touch the database. These
  * run inside the caller's transaction (use db_write_txn). insert assigns p->id
  * when empty and fills api_key_mask. update rewrites every field, and the key
- * only when p->api_key is not NULL. */
+ * only when p->api_key is not NULL; it leaves the data plane's cooldown state
+ * (cooldown_until, consecutive_429) alone. */
 int provider_insert(sqlite3 *db, const struct crypto_key *k, struct provider *p, struct sc_err *e);
 int provider_update(sqlite3 *db, const struct crypto_key *k, struct provider *p, struct sc_err *e);
 int provider_delete(sqlite3 *db, const char *id, struct sc_err *e);	/* -1 + "not found" if none */

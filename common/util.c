@@ -5,7 +5,7 @@
  * out-of-memory (the one failure no program here tries to survive).
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* strptime, timegm (autoconf's config.h is shadowed by common/config.h) */
+#define _GNU_SOURCE	/* strptime, timegm */
 #endif
 #include <errno.h>
 #include <stdio.h>

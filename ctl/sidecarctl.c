@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "backup.h"
-#include "../common/config.h"
+#include "config.h"
 #include "crypto.h"
 #include "db.h"
 #include "providers.h"
@@ -720,6 +720,12 @@ main(int argc, char **argv)
 		return ctl_usage_fail("no command given");
 	}
 	c.db_path = db_default_path(db);
+	/* --key-file wins over the environment, also for the commands of
+	 * ctl/backup.c, which read the environment themselves. */
+	if (c.key_file != NULL) {
+		unsetenv("SIDECAR_ENCRYPTION_KEY");
+		setenv("SIDECAR_ENCRYPTION_KEY_FILE", c.key_file, 1);
+	}
 	for (const struct ctl_command *cmd = ctl_commands; cmd->name != NULL; cmd++)
 		if (strcmp(cmd->name, argv[i]) == 0)
 			return cmd->fn(&c, argc - i, argv + i);

@@ -14,8 +14,7 @@
 
 #include <cmocka.h>
 
-/* Not "config.h": the build directory's autoconf config.h comes first on the path. */
-#include "../../common/config.h"
+#include "config.h"
 #include "db.h"
 
 struct fx {

@@ -1,15 +1,19 @@
 /*
- * Unit tests for common/util.c: error records, UTC time strings, UUIDs and
- * the capped buffer.
+ * Unit tests for common/util.c (error records, UTC time strings, UUIDs, the
+ * capped buffer) and common/log.c (levels, line format, reopen).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "log.h"
 #include "util.h"
 
 static void
@@ -94,6 +98,56 @@ test_buf(void **state)
 	assert_null(b.data);
 }
 
+/* common/log.c: levels, the line format, and reopening after logrotate. */
+static void
+test_log(void **state)
+{
+	char path[] = "/tmp/sc-test-log-XXXXXX", moved[64], line[512];
+	enum log_level lv;
+	FILE *fp;
+	int fd;
+
+	(void)state;
+	assert_int_equal(log_level_parse("debug", &lv), 0);
+	assert_int_equal(lv, LOG_LVL_DEBUG);
+	assert_int_equal(log_level_parse("WARN", &lv), 0);
+	assert_int_equal(lv, LOG_LVL_WARN);
+	assert_int_equal(log_level_parse("loud", &lv), -1);
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(log_init("test-prog", LOG_LVL_INFO, path), 0);
+	assert_true(log_enabled(LOG_LVL_WARN));
+	assert_false(log_enabled(LOG_LVL_DEBUG));
+	log_debug("hidden %d", 1);
+	log_info("first line\nwith a newline");
+	snprintf(moved, sizeof(moved), "%s.1", path);
+	assert_int_equal(rename(path, moved), 0);
+	assert_int_equal(log_reopen(), 0);
+	log_error("second %s", "file");
+
+	fp = fopen(moved, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(line, sizeof(line), fp));
+	/* 2026-11-26T08:16:00.123Z test-prog[1234] INFO first line with a newline */
+	assert_int_equal(line[4], '-');
+	assert_int_equal(line[10], 'T');
+	assert_int_equal(line[23], 'Z');
+	assert_non_null(strstr(line, " test-prog["));
+	assert_non_null(strstr(line, "] INFO first line with a newline\n"));
+	assert_null(fgets(line, sizeof(line), fp));	/* nothing else, debug was off */
+	fclose(fp);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(line, sizeof(line), fp));
+	assert_non_null(strstr(line, "] ERROR second file\n"));
+	fclose(fp);
+	unlink(path);
+	unlink(moved);
+	log_init("test-prog", LOG_LVL_INFO, NULL);
+}
+
 int
 main(void)
 {
@@ -102,6 +156,7 @@ main(void)
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_buf),
+		cmocka_unit_test(test_log),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
