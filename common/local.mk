@@ -26,7 +26,7 @@ common/sql_embed.c: $(srcdir)/scripts/embed-sql $(srcdir)/sql/schema.sql $(SC_SQ
 BUILT_SOURCES += common/sql_embed.c
 CLEANFILES += common/sql_embed.c
 EXTRA_DIST += scripts/embed-sql sql
-nobase_dist_pkgdata_DATA += sql/schema.sql
+nobase_dist_pkgdata_DATA += sql/schema.sql $(SC_SQL_MIGRATIONS)
 
 # Unit tests (cmocka), one program per module: tests/unit/test_<module>.c
 SC_UNIT_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CMOCKA_CFLAGS)
