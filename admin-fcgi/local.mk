@@ -25,3 +25,11 @@ tests_unit_test_admin_api_SOURCES = tests/unit/test_admin_api.c
 tests_unit_test_admin_api_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
 tests_unit_test_admin_api_LDADD = admin-fcgi/libadmin.a $(SC_UNIT_LIBS) $(CURL_LIBS)
 TESTS += tests/unit/test_admin_api
+
+# Black-box tests through a real lighttpd (tests/blackbox/lib/lighttpd.mjs).
+SC_ADMIN_BLACKBOX = \
+	tests/blackbox/admin_auth.test.mjs \
+	tests/blackbox/admin_providers.test.mjs
+TESTS += $(SC_ADMIN_BLACKBOX)
+EXTRA_DIST += $(SC_ADMIN_BLACKBOX) tests/blackbox/lib/lighttpd.mjs
+dist_pkgdata_DATA += lighttpd/sidecar.conf.in
