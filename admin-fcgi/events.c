@@ -5,7 +5,6 @@
  * Nothing here touches libfcgi, so tests/unit/test_events.c drives it with a
  * temporary database and plain buffers.
  */
-#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

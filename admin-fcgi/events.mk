@@ -21,3 +21,7 @@ htdocsvendordir = $(htdocsdir)/vendor
 dist_htdocsvendor_DATA = htdocs/vendor/uPlot.iife.min.js htdocs/vendor/uPlot.min.css htdocs/vendor/LICENSE.uPlot htdocs/vendor/README
 
 EXTRA_DIST += docs/dashboard.md scripts/demo.sh scripts/traffic-gen
+
+# Black-box: the event stream through lighttpd, and the dashboard in headless Chromium.
+TESTS += tests/blackbox/dashboard_events.test.mjs
+EXTRA_DIST += tests/blackbox/dashboard_events.test.mjs tests/blackbox/lib/browser.mjs

@@ -9,7 +9,6 @@
  * This is a separate program and socket from sidecar-admin, so streams never
  * hold up the admin API.
  */
-#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

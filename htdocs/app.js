@@ -84,7 +84,7 @@
 		const d = new Date(ts);
 		if (Number.isNaN(d.getTime())) return ts;
 		const today = new Date();
-		const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+		const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 		return d.toDateString() === today.toDateString() ? hm
 			: d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + hm;
 	}
@@ -466,7 +466,7 @@
 
 	/* Normalise GET /stats/hourly into [{t (Unix s), requests, errors, total_tokens}]. */
 	function normaliseHourly(r) {
-		const rows = Array.isArray(r) ? r : (r && (r.hours || r.hourly || r.rows || r.items)) || [];
+		const rows = Array.isArray(r) ? r : (r && (r.series || r.hours || r.rows)) || [];
 		return rows.map((h) => {
 			let t = h.t;
 			if (t === undefined) {
@@ -483,7 +483,7 @@
 
 	async function loadHourly() {
 		try {
-			S.hourly = normaliseHourly(await api('GET', '/stats/hourly?hours=24'));
+			S.hourly = normaliseHourly(await api('GET', '/stats/hourly'));
 		} catch (e) {
 			if (e.status === 401) return;
 			S.hourly = [];
@@ -500,34 +500,48 @@
 
 	/* ---------- usage by provider and model ---------- */
 
+	function emptyRow(body, cols, text) {
+		body.append(el('tr', { class: 'empty' }, el('td', { colspan: cols, text })));
+	}
+
 	async function loadUsage() {
-		let r;
-		try { r = await api('GET', `/stats/usage?period=${S.period}`); } catch (e) { r = null; }
-		const rows = Array.isArray(r) ? r : (r && (r.rows || r.usage || r.items)) || [];
-		const body = $('#usage-body');
-		const foot = $('#usage-foot');
-		body.replaceChildren();
-		foot.replaceChildren();
-		if (rows.length === 0) {
-			body.append(el('tr', { class: 'empty' }, el('td', { colspan: 6, text: r === null ? 'Usage statistics unavailable.' : 'No usage in this period.' })));
-			return;
+		const range = S.period;
+		let tot = null, mod = null;
+		try {
+			[tot, mod] = await Promise.all([api('GET', `/stats/totals?range=${range}`), api('GET', `/stats/by-model?range=${range}`)]);
+		} catch (e) {
+			if (e.status === 401) return;
 		}
-		let tr = 0, tt = 0, tc = 0;
-		for (const u of rows) {
-			const req = u.requests ?? u.request_count ?? 0;
-			const tok = u.total_tokens ?? 0;
-			const cost = u.cost ?? 0;
-			tr += req; tt += tok; tc += cost;
-			body.append(el('tr', {},
-				el('td', { text: u.provider_name || u.provider || u.name || u.provider_id || '–' }),
-				el('td', { text: u.model || '–' }),
-				el('td', { class: 'num', text: fmtInt(req) }),
-				el('td', { class: 'num', text: fmtCompact(tok) }),
-				el('td', { class: 'num', text: fmtCost(cost) }),
+		const t = (tot && tot.totals) || {};
+		const totals = $('#usage-totals');
+		totals.replaceChildren(
+			el('div', {}, el('span', { class: 'kpi-label', text: 'Requests' }), el('span', { class: 'kpi-value', text: fmtInt(t.requests || 0) })),
+			el('div', {}, el('span', { class: 'kpi-label', text: 'Tokens' }), el('span', { class: 'kpi-value', text: fmtCompact(t.total_tokens || 0) })),
+			el('div', {}, el('span', { class: 'kpi-label', text: 'Cost' }), el('span', { class: 'kpi-value', text: fmtCost(t.cost || 0) })),
+			el('div', {}, el('span', { class: 'kpi-label', text: 'Error rate' }), el('span', { class: 'kpi-value', text: t.requests ? (100 * (t.error_rate || 0)).toFixed(1) + '%' : '–' })));
+		const pb = $('#usage-prov-body');
+		pb.replaceChildren();
+		const prov = (tot && tot.by_provider) || [];
+		if (prov.length === 0) emptyRow(pb, 5, tot === null ? 'Usage statistics unavailable.' : 'No usage in this period.');
+		for (const u of prov) {
+			pb.append(el('tr', {},
+				el('td', { text: u.name || u.provider_id || '–' }),
+				el('td', { class: 'num', text: fmtInt(u.requests) }),
+				el('td', { class: 'num', text: fmtCompact(u.total_tokens) }),
+				el('td', { class: 'num', text: fmtCost(u.cost) }),
 				el('td', { class: 'num', text: fmtMs(u.avg_latency_ms) })));
 		}
-		foot.append(el('tr', {}, el('td', { text: 'Total' }), el('td'), el('td', { class: 'num', text: fmtInt(tr) }),
-			el('td', { class: 'num', text: fmtCompact(tt) }), el('td', { class: 'num', text: fmtCost(tc) }), el('td')));
+		const mb = $('#usage-model-body');
+		mb.replaceChildren();
+		const models = (mod && mod.models) || [];
+		if (models.length === 0) emptyRow(mb, 4, mod === null ? 'Usage statistics unavailable.' : 'No usage in this period.');
+		for (const u of models) {
+			mb.append(el('tr', {},
+				el('td', { text: u.model || '–' }),
+				el('td', { class: 'num', text: fmtInt(u.requests) }),
+				el('td', { class: 'num', text: fmtCompact(u.total_tokens) }),
+				el('td', { class: 'num', text: fmtCost(u.cost) })));
+		}
 	}
 
 	function setPeriod(p) {
@@ -540,8 +554,8 @@
 
 	async function loadCooldowns() {
 		let r;
-		try { r = await api('GET', '/stats/cooldowns?limit=100'); } catch (e) { return; }
-		const rows = Array.isArray(r) ? r : (r && (r.cooldowns || r.events || r.rows || r.items)) || [];
+		try { r = await api('GET', '/cooldowns?limit=100'); } catch (e) { return; }
+		const rows = Array.isArray(r) ? r : (r && r.cooldowns) || [];
 		const body = $('#cooldowns-body');
 		body.replaceChildren();
 		if (rows.length === 0) {
@@ -549,12 +563,12 @@
 			return;
 		}
 		for (const c of rows) {
-			body.append(el('tr', { 'data-cooldown': c.id || '' },
-				el('td', { text: fmtTime(c.started_at) }),
+			body.append(el('tr', { 'data-cooldown': c.id || '', class: c.active ? 'active-cooldown' : '' },
+				el('td', {}, fmtTime(c.started_at), c.active ? el('span', { class: 'pill pill-cool', style: 'margin-left:6px', text: 'active' }) : null),
 				el('td', { text: c.provider_name || c.provider || c.provider_id || '–' }),
 				el('td', { class: 'num', text: fmtInt(c.consecutive_count) }),
 				el('td', { class: 'num', text: fmtDuration(c.cooldown_seconds || 0) }),
-				el('td', { class: 'muted', text: c.response_summary || '' })));
+				el('td', { class: 'summary', text: c.response_summary || '' })));
 		}
 	}
 
@@ -791,7 +805,11 @@
 	async function saveSettings() {
 		const form = $('#settings-form');
 		const changed = {};
-		for (const d of $$('.setting.changed', form)) changed[d.dataset.key] = $('input', d).value.trim();
+		for (const d of $$('.setting.changed', form)) {
+			const v = $('input', d).value.trim();
+			/* The API wants numbers; anything else goes as text so its error names the field. */
+			changed[d.dataset.key] = v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+		}
 		if (Object.keys(changed).length === 0) return;
 		try {
 			await api('PATCH', '/config', changed);

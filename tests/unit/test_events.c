@@ -4,7 +4,6 @@
  * events, heartbeats, and a whole tick against a temporary database (which
  * must leave no read transaction open, so a checkpoint can truncate the WAL).
  */
-#include "config.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
