@@ -844,7 +844,7 @@ restore_check(const char *tmp, const char *key_file, int version, struct sc_err 
 		return sc_err_set(e, NULL, 0,
 		    "the backup has schema version %d, newer than this program supports (%d); "
 		    "restore it with the sidecar release that wrote it", version, db_latest_version());
-	if (crypto_key_load(key_file, &key, e) == -1) {
+	if ((key_file != NULL ? crypto_key_load_file(key_file, &key, e) : crypto_key_load(NULL, &key, e)) == -1) {
 		char msg[sizeof(e->msg)];
 
 		snprintf(msg, sizeof(msg), "%s", e->msg);

@@ -1,4 +1,4 @@
-// sidecarctl backup (through the ctl/sc-ops driver): consistent copies while
+// sidecarctl backup: consistent copies while
 // another process keeps writing, pruning by name, the outcome in the backups
 // table, and one clear line plus a non-zero exit on each kind of failure
 // (unwritable directory, full disk, corrupt source), and a read-only source.
@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { OPS, ops, sql, tmpdir, start, run, isRoot } from './ops_lib.mjs';
+import { CTL, ops, sql, tmpdir, start, run, isRoot } from './ops_lib.mjs';
 
 const NAME_RE = /^sidecar_v2-\d{8}T\d{6}Z\.db$/;
 
@@ -43,7 +43,7 @@ test('backups taken while another process writes are consistent and recorded', a
 		const committed = () => Number(sql(db, "SELECT count(*) FROM daily_stats WHERE id LIKE 'w-%';"));
 		const before = committed();
 		const r = await new Promise((resolve) => {
-			const p = start(t, OPS, ['--db', db, 'backup', '--kind', 'scheduled']);
+			const p = start(t, CTL, ['--db', db, 'backup', '--kind', 'scheduled']);
 			let out = '', err = '';
 			p.stdout.on('data', (d) => { out += d; });
 			p.stderr.on('data', (d) => { err += d; });
@@ -151,7 +151,7 @@ test('a full disk fails clearly and leaves no partial file', (t) => {
 	// every write past it fail as on a full disk; SIGXFSZ is ignored so the
 	// write returns an error instead of killing the process.
 	const r = run('sh', ['-c', `trap '' XFSZ; ulimit -f ${Math.floor(size / 512 / 2)}; exec "$0" "$@"`,
-		OPS, '--db', db, 'backup', '--dir', bdir]);
+		CTL, '--db', db, 'backup', '--dir', bdir]);
 	assertFailed(r, /disk full|File too large/);
 	assert.deepEqual(fs.readdirSync(bdir), []);
 	assert.match(lastBackupRow(db), /^0\|manual\|0\|0\|\|writing .*(disk full|File too large)/);
@@ -183,13 +183,13 @@ test('a read-only database is still backed up; the outcome is only a warning', (
 	fs.chmodSync(bdir, 0o777);
 	fs.chmodSync(db, 0o444);
 	fs.chmodSync(dir, 0o755);
-	let cmd = OPS;
+	let cmd = CTL;
 	let args = ['--db', db, 'backup', '--dir', bdir];
 	if (isRoot()) {
 		// root writes anything: run as nobody, whom the modes above keep
-		// out, from a copy of the driver that nobody can reach.
-		cmd = path.join(dir, 'sc-ops');
-		fs.copyFileSync(OPS, cmd);
+		// out, from a copy of sidecarctl that nobody can reach.
+		cmd = path.join(dir, 'sidecarctl');
+		fs.copyFileSync(CTL, cmd);
 		fs.chmodSync(cmd, 0o755);
 		args = ['--reuid=nobody', '--regid=nogroup', '--clear-groups', cmd, ...args];
 		cmd = 'setpriv';

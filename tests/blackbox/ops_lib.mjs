@@ -8,7 +8,9 @@ import path from 'node:path';
 
 export const SRC = process.env.SC_TOP_SRCDIR ?? path.resolve(import.meta.dirname, '../..');
 export const BUILD = process.env.SC_TOP_BUILDDIR ?? process.cwd();
-// The test driver runs backup/restore/migrate exactly as sidecarctl does.
+// The real sidecarctl runs init/backup/restore/migrate; the test driver
+// ctl/sc-ops adds `hold-lock`, the data plane's side of the lock convention.
+export const CTL = path.join(BUILD, 'sidecarctl');
 export const OPS = path.join(BUILD, 'ctl', 'sc-ops');
 // An obviously fake 32-byte key (base64), never a real one.
 export const FAKE_KEY = Buffer.from('TEST-KEY-0001-xxxxxxxxxxxxxxxxxx').toString('base64');
@@ -27,9 +29,9 @@ export function run(cmd, args, opts = {}) {
 	return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
-// sc-ops against db (init, backup, restore, migrate, ...).
+// sidecarctl against db (init, backup, restore, migrate, ...).
 export function ops(db, args, opts = {}) {
-	return run(OPS, ['--db', db, ...args], opts);
+	return run(CTL, ['--db', db, ...args], opts);
 }
 
 // Run SQL with the sqlite3 shell; returns stdout trimmed (rows '|'-separated).
@@ -105,7 +107,7 @@ export function makeV1(db) {
 	const schema = fs.readFileSync(path.join(SRC, 'tests/fixtures/schema-v1.sql'), 'utf8');
 	const keydb = db + '.keysrc';
 	const r = ops(keydb, ['init']);
-	if (r.code !== 0) throw new Error(`sc-ops init: ${r.stderr}`);
+	if (r.code !== 0) throw new Error(`sidecarctl init: ${r.stderr}`);
 	const check = sql(keydb, "SELECT value FROM meta WHERE key = 'key_check';");
 	for (const f of [keydb, keydb + '-wal', keydb + '-shm', keydb + '.lock']) fs.rmSync(f, { force: true });
 	sql(db, `PRAGMA journal_mode=WAL;\n${schema}\nPRAGMA user_version=1;\n${V1_DATA}

@@ -1,4 +1,4 @@
-// sidecarctl restore and migrate (through the ctl/sc-ops driver): restore
+// sidecarctl restore and migrate: restore
 // puts a backup back and keeps the replaced database aside, refuses while the
 // data plane holds "<db>.lock", with the wrong encryption key, or a damaged
 // file; migrate upgrades a version-1 database with data in it after taking a
