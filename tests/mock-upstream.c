@@ -55,8 +55,9 @@
 #define CHUNK_LINE_MAX 4096		/* chunk-size line / trailer line, bytes */
 #define OUT_HIGH (256 * 1024)		/* unsent bytes above which streams pause */
 #define KEEP_MAX (1024 * 1024)		/* per-connection buffers above this are freed between requests */
-#define RECORD_MAX 100000		/* record entries kept */
-#define RECORD_BODY_MAX (64 * 1024)	/* body bytes kept per record entry */
+#define RECORD_MAX 100000		/* default record entries kept */
+#define RECORD_BODY_MAX (64 * 1024)	/* default body bytes kept per record entry */
+#define CHUNK_BYTES_MAX (1024 * 1024)	/* cap on X-Mock-Chunk-Bytes */
 #define CHUNKS_MAX 1000000		/* cap on chunks per stream */
 #define WIN_MAX (10u * 1000 * 1000)	/* cap on remembered start times per key */
 #define KEY_BUCKETS 4096
@@ -126,6 +127,8 @@ struct rec {
 	uint32_t hdr_len;
 	uint32_t body_saved;
 	uint64_t body_len;	/* full body length received */
+	char *resp;		/* owned: response body as sent (de-chunked), capped */
+	uint32_t resp_len, resp_cap;
 	uint32_t prompt_tokens;
 	uint32_t completion_tokens;
 	int status;		/* 0 = nothing sent */
@@ -164,6 +167,7 @@ struct req {
 	bool stream_counted;	/* counted in g.active_streams */
 	uint32_t nchunks;	/* content chunks */
 	uint32_t sent;		/* content chunks queued so far */
+	uint32_t chunk_bytes;	/* pad each token's text to this many bytes; 0 = no padding */
 	uint64_t interval_us;
 	uint64_t first_delay_us;
 	struct fault fault;
@@ -241,6 +245,8 @@ static struct {
 	bool any_key;		/* unknown keys are created unlimited instead of 401 */
 	bool trace;		/* MOCK_TRACE set: log state changes */
 	uint64_t max_body;
+	uint64_t record_max;	/* entries kept */
+	uint64_t record_body_max;	/* request and response bytes kept per entry */
 
 	int ep;			/* epoll fd */
 	int lfd;		/* listening socket */
@@ -250,7 +256,7 @@ static struct {
 
 	uint64_t seq;		/* last request sequence number given */
 	uint64_t rec_epoch;	/* bumped by reset, so old connections cannot touch new entries */
-	struct rec *recs;	/* owned, RECORD_MAX slots, slot = (seq - 1) % RECORD_MAX */
+	struct rec *recs;	/* owned, record_max slots, slot = (seq - 1) % record_max */
 
 	struct key *kbuckets[KEY_BUCKETS];
 	struct key *kfirst, *klast;
@@ -686,14 +692,44 @@ static struct rec *rec_get(uint64_t seq, uint64_t epoch)
 
 	if (!seq || epoch != g.rec_epoch)
 		return NULL;
-	e = &g.recs[(seq - 1) % RECORD_MAX];
+	e = &g.recs[(seq - 1) % g.record_max];
 	return e->seq == seq ? e : NULL;
 }
 
 static void rec_clear_slot(struct rec *e)
 {
 	free(e->blob);
+	free(e->resp);
 	memset(e, 0, sizeof(*e));
+}
+
+/* Keep a copy of response body bytes as they are queued, up to the cap. */
+static void rec_resp_add(const struct req *r, const char *d, size_t n)
+{
+	struct rec *e = rec_get(r->seq, r->epoch);
+	size_t room;
+
+	if (!e || !n || e->resp_len >= g.record_body_max)
+		return;
+	room = (size_t)g.record_body_max - e->resp_len;
+	if (n > room)
+		n = room;
+	if (e->resp_len + n > e->resp_cap) {
+		size_t cap = e->resp_cap ? e->resp_cap : 256;
+		char *p;
+
+		while (cap < e->resp_len + n)
+			cap *= 2;
+		if (cap > g.record_body_max)
+			cap = (size_t)g.record_body_max;
+		p = realloc(e->resp, cap);
+		if (!p)
+			oom();
+		e->resp = p;
+		e->resp_cap = (uint32_t)cap;
+	}
+	memcpy(e->resp + e->resp_len, d, n);
+	e->resp_len += (uint32_t)n;
 }
 
 static uint32_t blob_put(char **p, const char *s, size_t n, bool present)
@@ -1041,6 +1077,7 @@ static void resp_full(struct conn *c, int status, const char *ctype, const char 
 {
 	resp_head(c, status, ctype, (long long)len, extra);
 	buf_add(&c->out, body, len);
+	rec_resp_add(&c->r, body, len);
 	conn_set_state(c, CS_FLUSH);
 }
 
@@ -1077,6 +1114,21 @@ static void http_chunk(struct conn *c, const char *d, size_t n)
 	buf_printf(&c->out, "%zx\r\n", n);
 	buf_add(&c->out, d, n);
 	buf_add(&c->out, "\r\n", 2);
+	rec_resp_add(&c->r, d, n);
+}
+
+/* Token i as JSON string content (no quotes), padded with '.' to r->chunk_bytes. */
+static void add_token(struct buf *b, const struct req *r, uint32_t i)
+{
+	const char *t = mock_tokens[i % NTOKENS];
+	size_t n = strlen(t);
+
+	buf_add(b, t, n);
+	if (r->chunk_bytes > n) {
+		buf_reserve(b, r->chunk_bytes - n);
+		memset(b->p + b->len, '.', r->chunk_bytes - n);
+		b->len += r->chunk_bytes - n;
+	}
 }
 
 static void add_usage(struct buf *b, uint32_t prompt, uint32_t completion)
@@ -1121,9 +1173,9 @@ static void stream_chunk(struct conn *c, uint32_t i)
 	buf_add(e, "data: ", 6);
 	buf_add(e, c->chead.p, c->chead.len);
 	if (r->api == API_COMPLETIONS) {
-		buf_adds(e, "\"choices\":[{\"index\":0,\"text\":");
-		buf_add_jcstr(e, mock_tokens[i % NTOKENS]);
-		buf_adds(e, ",\"logprobs\":null,\"finish_reason\":");
+		buf_adds(e, "\"choices\":[{\"index\":0,\"text\":\"");
+		add_token(e, r, i);
+		buf_adds(e, "\",\"logprobs\":null,\"finish_reason\":");
 		buf_adds(e, last ? "\"stop\"}]}\n\n" : "null}]}\n\n");
 	} else if (r->tools) {
 		tool_piece(i, n, &off, &len);
@@ -1139,10 +1191,10 @@ static void stream_chunk(struct conn *c, uint32_t i)
 		buf_adds(e, "}}]},\"logprobs\":null,\"finish_reason\":");
 		buf_adds(e, last ? "\"tool_calls\"}]}\n\n" : "null}]}\n\n");
 	} else {
-		buf_adds(e, i == 0 ? "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
-				   : "\"choices\":[{\"index\":0,\"delta\":{\"content\":");
-		buf_add_jcstr(e, mock_tokens[i % NTOKENS]);
-		buf_adds(e, "},\"logprobs\":null,\"finish_reason\":");
+		buf_adds(e, i == 0 ? "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\""
+				   : "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+		add_token(e, r, i);
+		buf_adds(e, "\"},\"logprobs\":null,\"finish_reason\":");
 		buf_adds(e, last ? "\"stop\"}]}\n\n" : "null}]}\n\n");
 	}
 	http_chunk(c, e->p, e->len);
@@ -1176,6 +1228,7 @@ static void stream_tail(struct conn *c)
 		http_chunk(c, e->p, e->len);
 	}
 	buf_adds(&c->out, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+	rec_resp_add(r, "data: [DONE]\n\n", 14);
 }
 
 /* The non-streaming body of a chat or text completion, into c->rbody. */
@@ -1210,7 +1263,7 @@ static void completion_body(struct conn *c)
 	} else {
 		/* the tokens need no escaping */
 		for (i = 0; i < n; i++)
-			buf_adds(b, mock_tokens[i % NTOKENS]);
+			add_token(b, r, i);
 		buf_adds(b, r->api == API_COMPLETIONS ? "\",\"logprobs\":null,\"finish_reason\":\"stop\"}],"
 						      : "\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],");
 	}
@@ -1268,6 +1321,7 @@ static void resp_start(struct conn *c)
 		resp_head(c, 200, "text/event-stream", -1, "Cache-Control: no-cache\r\n");
 		http_chunk(c, malformed_sse, sizeof(malformed_sse) - 1);
 		buf_adds(&c->out, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+		rec_resp_add(r, "data: [DONE]\n\n", 14);
 		conn_set_state(c, CS_FLUSH);
 		return;
 	}
@@ -1289,9 +1343,11 @@ static void resp_start(struct conn *c)
 		head_end = c->out.len;
 		if (fk == F_RESET || fk == F_CLOSE) {
 			buf_add(&c->out, body, r->fault.arg < len ? r->fault.arg : len);
+			rec_resp_add(r, body, r->fault.arg < len ? r->fault.arg : len);
 			r->term = fk == F_RESET ? TERM_RESET : TERM_CLOSE;
 		} else {
 			buf_add(&c->out, body, len);
+			rec_resp_add(r, body, len);
 			if (r->api == API_CHAT || r->api == API_COMPLETIONS)
 				rec_set_usage(c, req_content_chunks(r));
 			else if (r->api == API_EMBEDDINGS)
@@ -1404,6 +1460,11 @@ static void rec_entry_json(struct buf *b, const struct rec *e)
 	p += e->hdr_len;
 	buf_adds(b, ",\"body\":");
 	buf_add_jstr(b, p, e->body_saved);
+	buf_adds(b, ",\"response\":");
+	if (e->status)
+		buf_add_jstr(b, e->resp ? e->resp : "", e->resp_len);
+	else
+		buf_adds(b, "null");
 	buf_adds(b, e->aborted ? ",\"aborted\":true,\"usage\":" : ",\"aborted\":false,\"usage\":");
 	if (e->has_usage) {
 		buf_adds(b, "{");
@@ -1450,13 +1511,13 @@ static void ctl_record(struct conn *c, const char *q, size_t qn)
 
 	if (v && !parse_u64(v, vl, &since))
 		since = 0;
-	first = g.seq > RECORD_MAX ? g.seq - RECORD_MAX + 1 : 1;
+	first = g.seq > g.record_max ? g.seq - g.record_max + 1 : 1;
 	if (since + 1 > first)
 		first = since + 1;
 	b->len = 0;
 	buf_adds(b, "{\"requests\":[");
 	for (s = first; s <= g.seq; s++) {
-		const struct rec *e = &g.recs[(s - 1) % RECORD_MAX];
+		const struct rec *e = &g.recs[(s - 1) % g.record_max];
 
 		if (e->seq != s)
 			continue;
@@ -1521,7 +1582,7 @@ static void ctl_reset(struct conn *c)
 	struct key *k;
 	size_t i;
 
-	for (i = 0; i < RECORD_MAX; i++)
+	for (i = 0; i < g.record_max; i++)
 		if (g.recs[i].seq)
 			rec_clear_slot(&g.recs[i]);
 	g.seq = 0;
@@ -1727,8 +1788,8 @@ static void headers_json(const struct conn *c, struct buf *b)
 static void rec_add(struct conn *c, uint64_t now, const char *key, size_t key_len, const char *path,
 		    size_t pn, const char *q, size_t qn, bool has_q, const char *model, size_t model_len)
 {
-	struct rec *e = &g.recs[(c->r.seq - 1) % RECORD_MAX];
-	size_t saved = c->body.len < RECORD_BODY_MAX ? c->body.len : RECORD_BODY_MAX;
+	struct rec *e = &g.recs[(c->r.seq - 1) % g.record_max];
+	size_t saved = c->body.len < g.record_body_max ? c->body.len : (size_t)g.record_body_max;
 	size_t total;
 	char *p;
 
@@ -2019,6 +2080,9 @@ static void req_dispatch(struct conn *c)
 	r->fault = f;
 	wait_us = hdr_u64(c, "x-mock-chunks", g.chunks);
 	r->nchunks = wait_us > CHUNKS_MAX ? CHUNKS_MAX : (uint32_t)wait_us;
+	wait_us = 0;
+	wait_us = hdr_u64(c, "x-mock-chunk-bytes", 0);
+	r->chunk_bytes = wait_us > CHUNK_BYTES_MAX ? CHUNK_BYTES_MAX : (uint32_t)wait_us;
 	wait_us = 0;
 	r->interval_us = hdr_u64(c, "x-mock-interval-ms", g.interval_us / 1000) * 1000;
 	r->first_delay_us = hdr_u64(c, "x-mock-first-delay-ms", g.first_delay_us / 1000) * 1000;
@@ -2589,12 +2653,13 @@ static void usage(FILE *f)
 	fputs("usage: mock-upstream [--listen ADDR:PORT] [--port-file FILE] [--window-ms MS]\n"
 	      "         [--key KEY[:RPM]]... [--chunks N] [--chunk-interval-ms MS]\n"
 	      "         [--first-chunk-delay-ms MS] [--latency-ms MS] [--accept-any-key]\n"
-	      "         [--max-body-bytes N] [--quiet]\n"
+	      "         [--max-body-bytes N] [--record-max N] [--record-body-max BYTES] [--quiet]\n"
 	      "\n"
 	      "A fake NVIDIA NIM for tests. Endpoints: POST /v1/chat/completions, POST /v1/completions,\n"
 	      "POST /v1/embeddings, GET /v1/models (Authorization: Bearer KEY; unknown key 401; past\n"
 	      "RPM in the sliding window 429). Per-request headers: X-Mock-Chunks, X-Mock-Interval-Ms,\n"
-	      "X-Mock-First-Delay-Ms, X-Mock-Latency-Ms, X-Mock-Retry-After, X-Mock-Fault: status=CODE |\n"
+	      "X-Mock-First-Delay-Ms, X-Mock-Latency-Ms, X-Mock-Chunk-Bytes, X-Mock-Retry-After,\n"
+	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"
 	      "slow-headers=MS | delay=MS. Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
 	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after}.\n",
@@ -2615,6 +2680,8 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "accept-any-key", no_argument, NULL, 'A' },
 		{ "max-body-bytes", required_argument, NULL, 'B' },
+		{ "record-max", required_argument, NULL, 'R' },
+		{ "record-body-max", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -2630,6 +2697,8 @@ int main(int argc, char **argv)
 	g.chunks = 5;
 	g.interval_us = 10 * 1000;
 	g.max_body = DEFAULT_MAX_BODY;
+	g.record_max = RECORD_MAX;
+	g.record_body_max = RECORD_BODY_MAX;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
@@ -2658,6 +2727,8 @@ int main(int argc, char **argv)
 		case 'f':
 		case 'L':
 		case 'B':
+		case 'R':
+		case 'b':
 			if (!parse_u64_str(optarg, &x))
 				goto badarg;
 			if (opt == 'w')
@@ -2670,6 +2741,10 @@ int main(int argc, char **argv)
 				g.first_delay_us = x * 1000;
 			else if (opt == 'L')
 				g.latency_us = x * 1000;
+			else if (opt == 'R')
+				g.record_max = x < 1 ? 1 : x > 10000000 ? 10000000 : x;
+			else if (opt == 'b')
+				g.record_body_max = x > UINT32_MAX / 2 ? UINT32_MAX / 2 : x;
 			else
 				g.max_body = x > MAX_BODY_LIMIT ? MAX_BODY_LIMIT : x;
 			break;
@@ -2715,7 +2790,7 @@ badarg:
 
 	g.trace = getenv("MOCK_TRACE") != NULL;
 	g.start_us = g_now = clock_us();
-	g.recs = calloc(RECORD_MAX, sizeof(*g.recs));
+	g.recs = calloc(g.record_max, sizeof(*g.recs));
 	g.tok = json_tokener_new_ex(1024);
 	if (!g.recs || !g.tok)
 		oom();

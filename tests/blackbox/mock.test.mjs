@@ -198,6 +198,38 @@ describe('streaming', () => {
     assert.ok(r.ms >= 280, `${r.ms} ms`);
   });
 
+  it('X-Mock-Chunk-Bytes pads each token, streamed or not', async () => {
+    const r = await chat({ stream: true }, { headers: { 'x-mock-chunks': '3', 'x-mock-chunk-bytes': '1000' } });
+    const objs = sseEvents(r.body).slice(0, -1).map((e) => JSON.parse(e));
+    assert.deepEqual(objs.map((o) => o.choices[0].delta.content.length), [1000, 1000, 1000]);
+    assert.ok(objs[1].choices[0].delta.content.startsWith(' from...'));
+    const n = JSON.parse((await chat({}, { headers: { 'x-mock-chunks': '2', 'x-mock-chunk-bytes': '10' } })).body);
+    assert.equal(n.choices[0].message.content, 'Hello..... from.....');
+    assert.equal(n.usage.completion_tokens, 2);
+  });
+
+  it('a client closing mid-stream is recorded as aborted', async () => {
+    const before = (await mock.stats()).aborted;
+    const seq = await new Promise((resolve, reject) => {
+      const body = JSON.stringify({ model: 'm', stream: true });
+      const req = http.request({
+        host: '127.0.0.1', port: mock.port, method: 'POST', path: '/v1/chat/completions', agent: false,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'x-mock-chunks': '100', 'x-mock-interval-ms': '100' },
+      }, (res) => {
+        res.once('data', () => { req.destroy(); resolve(Number(res.headers['x-mock-request-seq'])); });
+      });
+      req.on('error', () => {});
+      req.end(body);
+      setTimeout(() => reject(new Error('no data')), 5000);
+    });
+    const rec = await mock.waitRecord((l) => l.find((e) => e.seq === seq)?.aborted, 3000);
+    const e = rec.find((x) => x.seq === seq);
+    assert.ok(e.t_end_ms - e.t_ms < 2000, 'seen well before the stream would have ended');
+    const st = await mock.stats();
+    assert.equal(st.aborted, before + 1);
+    assert.equal(st.active_streams, 0);
+  });
+
   it('streams a tool call when the request has tools', async () => {
     const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }];
     const r = await chat({ stream: true, tools }, { headers: { 'x-mock-chunks': '4' } });
@@ -383,6 +415,21 @@ describe('connections', () => {
     assert.match(res, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
   });
 
+  it('refuses bad framing and oversized heads, then closes', async () => {
+    const bad = await raw('GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n');
+    assert.match(bad.text, /^HTTP\/1\.1 400 /);
+    assert.match(bad.text, /Connection: close/);
+    assert.equal(bad.how, 'end');
+    const both = await raw('POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n');
+    assert.match(both.text, /^HTTP\/1\.1 400 /);
+    const fold = await raw('GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n continued\r\n\r\n');
+    assert.match(fold.text, /^HTTP\/1\.1 400 /);
+    const huge = await raw(`GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70000)}\r\n\r\n`);
+    assert.match(huge.text, /^HTTP\/1\.1 431 /);
+    const chunkBad = await raw('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
+    assert.match(chunkBad.text, /^HTTP\/1\.1 400 /);
+  });
+
   it('accepts a 20 MB body, with Content-Length and chunked', async () => {
     const big = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'y'.repeat(20 * 1024 * 1024) }] });
     const r = await request('POST', '/v1/chat/completions', { body: big, headers: { 'x-mock-chunks': '1' } });
@@ -462,6 +509,19 @@ describe('control API', () => {
     await mock.reset();
     assert.equal((await mock.record()).length, 0);
     assert.equal((await mock.stats()).by_key[KEY].accepted, 0);
+  });
+
+  it('records the response body as sent, de-chunked', async () => {
+    await mock.reset();
+    const s = await chat({ stream: true, stream_options: { include_usage: true } }, { headers: { 'x-mock-chunks': '3' } });
+    const n = await chat({});
+    const e401 = await request('GET', '/v1/models', { key: 'nvapi-TEST-9999-unknown' });
+    await assert.rejects(chat({}, { headers: { 'x-mock-fault': 'hang' }, timeoutMs: 100 }));
+    const rec = await mock.record();
+    assert.equal(rec[0].response, s.body);
+    assert.equal(rec[1].response, n.body);
+    assert.equal(rec[2].response, e401.body);
+    assert.equal(rec[3].response, null);
   });
 
   it('rejects bad control calls', async () => {
