@@ -794,7 +794,7 @@ static void timer_clear(struct conn *c)
 		g.heap[i] = g.heap[last];
 		g.heap[i]->hidx = (long)i;
 		heap_up(i);
-		heap_down((size_t)g.heap[i]->hidx == i ? i : (size_t)g.heap[i]->hidx);
+		heap_down(i);
 	}
 	c->hidx = -1;
 }
@@ -1957,8 +1957,6 @@ static void req_dispatch(struct conn *c)
 	struct key *k;
 	struct fault f = { F_NONE, 0 };
 	bool key_fault = false, bad_json = false;
-	const char *bad_detail = NULL;
-
 	bool keepalive = r->keepalive;	/* set by head_parse */
 
 	memset(r, 0, sizeof(*r));
@@ -1987,7 +1985,8 @@ static void req_dispatch(struct conn *c)
 		jo = c->body.len ? json_tokener_parse_ex(g.tok, c->body.p, (int)c->body.len) : NULL;
 		if (jo) {
 			end = json_tokener_get_parse_end(g.tok);
-			while (end < c->body.len && strchr(" \t\r\n", c->body.p[end]))
+			while (end < c->body.len && (c->body.p[end] == ' ' || c->body.p[end] == '\t' ||
+						     c->body.p[end] == '\r' || c->body.p[end] == '\n'))
 				end++;
 		}
 		if (!jo || !json_object_is_type(jo, json_type_object) || end != c->body.len) {
@@ -2090,8 +2089,7 @@ static void req_dispatch(struct conn *c)
 	if (r->prompt_tokens == 0)
 		r->prompt_tokens = 1;
 	if (r->api == API_EMBEDDINGS && !emb_body(c, jo)) {
-		bad_detail = "'input' must be a string or an array";
-		resp_nim(c, 400, bad_detail, -1);
+		resp_nim(c, 400, "'input' must be a string or an array", -1);
 		goto out;
 	}
 	if (f.kind == F_HANG) {
