@@ -29,7 +29,8 @@ TESTS += tests/unit/test_admin_api
 # Black-box tests through a real lighttpd (tests/blackbox/lib/lighttpd.mjs).
 SC_ADMIN_BLACKBOX = \
 	tests/blackbox/admin_auth.test.mjs \
-	tests/blackbox/admin_providers.test.mjs
+	tests/blackbox/admin_providers.test.mjs \
+	tests/blackbox/admin_misc.test.mjs
 TESTS += $(SC_ADMIN_BLACKBOX)
 EXTRA_DIST += $(SC_ADMIN_BLACKBOX) tests/blackbox/lib/lighttpd.mjs
 dist_pkgdata_DATA += lighttpd/sidecar.conf.in

@@ -20,7 +20,8 @@
 
 #define CFG_MAX_KEYS 64	/* keys accepted in one PATCH */
 
-/* A stored value as a JSON number (falls back to the text when unparsable). */
+/* A stored value as a JSON number that prints exactly as stored ("0.1",
+ * not 0.10000000000000001); the text itself when it does not parse. */
 static json_object *
 cfg_value_json(const struct config_desc *d, const char *s)
 {
@@ -28,16 +29,28 @@ cfg_value_json(const struct config_desc *d, const char *s)
 
 	if (s == NULL)
 		return NULL;
-	if (d->type == CONFIG_INT) {
+	if (d->type != CONFIG_DOUBLE) {
 		long long v = strtoll(s, &end, 10);
 		if (end != s && *end == '\0')
 			return json_object_new_int64(v);
 	} else {
 		double v = strtod(s, &end);
 		if (end != s && *end == '\0' && isfinite(v))
-			return json_object_new_double(v);
+			return json_object_new_double_s(v, s);
 	}
 	return json_object_new_string(s);
+}
+
+/* A range bound: integral values as integers, others in their short form. */
+static json_object *
+cfg_bound_json(double v)
+{
+	char buf[40];
+
+	if (v == floor(v) && fabs(v) < 9e15)
+		return json_object_new_int64((int64_t)v);
+	snprintf(buf, sizeof(buf), "%g", v);
+	return json_object_new_double_s(v, buf);
 }
 
 static void
@@ -53,14 +66,9 @@ cfg_get(struct api_call *c)
 		json_object_object_add(o, "value", cfg_value_json(d, val ? val : d->def));
 		json_object_object_add(o, "default", cfg_value_json(d, d->def));
 		json_object_object_add(o, "description", api_jstr(d->description));
-		json_object_object_add(o, "type", json_object_new_string(d->type == CONFIG_INT ? "int" : "double"));
-		if (d->type == CONFIG_INT) {
-			json_object_object_add(o, "min", json_object_new_int64((int64_t)d->min));
-			json_object_object_add(o, "max", json_object_new_int64((int64_t)d->max));
-		} else {
-			json_object_object_add(o, "min", json_object_new_double(d->min));
-			json_object_object_add(o, "max", json_object_new_double(d->max));
-		}
+		json_object_object_add(o, "type", json_object_new_string(d->type == CONFIG_DOUBLE ? "double" : "int"));
+		json_object_object_add(o, "min", cfg_bound_json(d->min));
+		json_object_object_add(o, "max", cfg_bound_json(d->max));
 		json_object_array_add(arr, o);
 		free(val);
 	}
@@ -129,7 +137,7 @@ cfg_patch(struct api_call *c)
 			api_error(c->rs, 422, k, "unknown setting '%s'", k);
 			goto done;
 		}
-		if (d->type == CONFIG_INT) {
+		if (d->type != CONFIG_DOUBLE) {
 			if (t == json_type_double) {
 				double dv = json_object_get_double(val);
 				if (!isfinite(dv) || dv != floor(dv) || fabs(dv) > 9e15) {
