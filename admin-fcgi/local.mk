@@ -32,5 +32,5 @@ SC_ADMIN_BLACKBOX = \
 	tests/blackbox/admin_providers.test.mjs \
 	tests/blackbox/admin_misc.test.mjs
 TESTS += $(SC_ADMIN_BLACKBOX)
-EXTRA_DIST += $(SC_ADMIN_BLACKBOX) tests/blackbox/lib/lighttpd.mjs
+EXTRA_DIST += $(SC_ADMIN_BLACKBOX) tests/blackbox/lib/lighttpd.mjs docs/admin-api.md
 dist_pkgdata_DATA += lighttpd/sidecar.conf.in
