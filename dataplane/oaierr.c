@@ -109,6 +109,18 @@ oaierr_redact(const char *s, size_t len, const char *key, struct sc_buf *out)
 	return n;
 }
 
+/* Whether s[0..len) holds anything oaierr_redact would mask. */
+static int
+oaierr_has_secret(const char *s, size_t len, const char *key)
+{
+	size_t i, keep, klen = key != NULL ? strlen(key) : 0;
+
+	for (i = 0; i < len; i++)
+		if (oaierr_match(s, len, i, key, klen, &keep) > 0)
+			return 1;
+	return 0;
+}
+
 /* Length of the valid UTF-8 sequence at s[0..len), 0 when invalid. */
 static size_t
 oaierr_utf8_len(const unsigned char *s, size_t len)
@@ -176,7 +188,7 @@ out:
 
 /* The OpenAI error body with a message already cleaned. */
 static int
-oaierr_emit(struct sc_buf *out, int status, const char *msg, const char *param, const char *code)
+oaierr_emit(struct sc_buf *out, const char *type, const char *msg, const char *param, const char *code)
 {
 	struct json_object *root, *err;
 	const char *s;
@@ -186,7 +198,7 @@ oaierr_emit(struct sc_buf *out, int status, const char *msg, const char *param, 
 	err = json_object_new_object();
 	json_object_object_add(root, "error", err);
 	json_object_object_add(err, "message", json_object_new_string(msg));
-	json_object_object_add(err, "type", json_object_new_string(oaierr_type(status)));
+	json_object_object_add(err, "type", json_object_new_string(type));
 	json_object_object_add(err, "param", param != NULL ? json_object_new_string(param) : NULL);
 	json_object_object_add(err, "code", code != NULL ? json_object_new_string(code) : NULL);
 	s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -204,7 +216,7 @@ oaierr_format(struct sc_buf *out, int status, const char *message, const char *p
 
 	sc_buf_init(&m, OAIERR_MSG_MAX * 4);
 	if (oaierr_clean(message, strlen(message), &m) == 0)
-		rc = oaierr_emit(out, status, m.len ? m.data : "", param, code);
+		rc = oaierr_emit(out, oaierr_type(status), m.len ? m.data : "", param, code);
 	sc_buf_free(&m);
 	return rc;
 }
@@ -241,7 +253,7 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 	struct json_tokener *tok = NULL;
 	struct json_object *root = NULL, *err = NULL;
 	struct sc_buf msg;
-	const char *m = NULL, *title, *detail, *param = NULL, *code = NULL;
+	const char *m = NULL, *title, *detail, *param = NULL, *code = NULL, *type = NULL;
 	size_t b = 0, e = len;
 	int rc = -1;
 
@@ -261,21 +273,18 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 		json_tokener_free(tok);
 	}
 	if (root != NULL && json_object_object_get_ex(root, "error", &err) &&
-	    json_object_is_type(err, json_type_object) && oaierr_str(err, "message") != NULL) {
-		/* Already OpenAI-shaped: unchanged unless something must be masked. */
-		struct sc_buf red;
-		int n;
-
-		sc_buf_init(&red, len + 1024);
-		n = oaierr_redact(body, len, key, &red);
-		if (n > 0)
-			n = sc_buf_append(out, red.data, red.len) == -1 ? -1 : 1;
-		sc_buf_free(&red);
-		json_object_put(root);
-		sc_buf_free(&msg);
-		return n;
-	}
-	if (root != NULL) {
+	    json_object_is_type(err, json_type_object) && (m = oaierr_str(err, "message")) != NULL) {
+		/* Already OpenAI-shaped: unchanged unless something must be masked
+		 * (in the raw text or, hidden by \u escapes, in the message). */
+		if (!oaierr_has_secret(body, len, key) && !oaierr_has_secret(m, strlen(m), key)) {
+			json_object_put(root);
+			sc_buf_free(&msg);
+			return 0;
+		}
+		type = oaierr_str(err, "type");
+		param = oaierr_str(err, "param");
+		code = oaierr_str(err, "code");
+	} else if (root != NULL) {
 		title = oaierr_str(root, "title");
 		detail = oaierr_str(root, "detail");
 		if (json_object_is_type(err, json_type_string))
@@ -303,9 +312,17 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 
 		sc_buf_init(&red, OAIERR_MSG_MAX * 4);
 		sc_buf_init(&clean, OAIERR_MSG_MAX * 4);
+		/* carried-over short fields: dropped when odd, never cleaned into nonsense */
+		if (type != NULL && (strlen(type) > 64 || oaierr_has_secret(type, strlen(type), key)))
+			type = NULL;
+		if (param != NULL && (strlen(param) > 256 || oaierr_has_secret(param, strlen(param), key)))
+			param = NULL;
+		if (code != NULL && (strlen(code) > 256 || oaierr_has_secret(code, strlen(code), key)))
+			code = NULL;
 		if (oaierr_redact(msg.data, msg.len, key, &red) != -1 &&
 		    oaierr_clean(red.len ? red.data : "", red.len, &clean) == 0)
-			rc = oaierr_emit(out, status, clean.len ? clean.data : "", param, code) == -1 ? -1 : 1;
+			rc = oaierr_emit(out, type != NULL ? type : oaierr_type(status),
+			    clean.len ? clean.data : "", param, code) == -1 ? -1 : 1;
 		sc_buf_free(&red);
 		sc_buf_free(&clean);
 	}

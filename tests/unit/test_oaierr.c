@@ -131,8 +131,12 @@ test_rewrite(void **state)
 	assert_null(rewrite(429, ok, NULL));
 	assert_null(rewrite(400, "{\n \"error\": {\"message\": \"x\"}\n}\n", NULL));
 	/* ...unless it carries something key-like */
-	assert_string_equal(rewrite(401, "{\"error\":{\"message\":\"Incorrect API key provided: nvapi-TEST-0001-xxxxxxxxxxxxxxxx.\",\"type\":\"invalid_request_error\"}}", NULL),
-	    "{\"error\":{\"message\":\"Incorrect API key provided: [REDACTED].\",\"type\":\"invalid_request_error\"}}");
+	assert_err(rewrite(401, "{\"error\":{\"message\":\"Incorrect API key provided: nvapi-TEST-0001-xxxxxxxxxxxxxxxx.\","
+	    "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}", NULL),
+	    "Incorrect API key provided: [REDACTED].", "invalid_request_error", NULL, "invalid_api_key");
+	/* also when \u escapes hide it from the raw text */
+	assert_err(rewrite(401, "{\"error\":{\"message\":\"key \\u006evapi-TEST-0001-xxxxxxxxxxxxxxxx\",\"type\":\"x\"}}", NULL),
+	    "key [REDACTED]", "x", NULL, NULL);
 }
 
 static void
