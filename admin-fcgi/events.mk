@@ -25,3 +25,5 @@ EXTRA_DIST += docs/dashboard.md scripts/demo.sh scripts/traffic-gen
 # Black-box: the event stream through lighttpd, and the dashboard in headless Chromium.
 TESTS += tests/blackbox/dashboard_events.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_events.test.mjs tests/blackbox/lib/browser.mjs
+TESTS += tests/blackbox/dashboard_live.test.mjs
+EXTRA_DIST += tests/blackbox/dashboard_live.test.mjs

@@ -298,27 +298,30 @@
 		return out;
 	}
 
+	/* The stored status wins for disabled/invalid (an operator's change shows at
+	 * once); otherwise the data plane's live state. */
 	function liveState(cfg, l) {
+		if (cfg && cfg.status && cfg.status !== 'active') return cfg.status;
 		if (l && l.state) return l.state;
-		if (cfg) {
-			if (cfg.status !== 'active') return cfg.status;
-			if (cfg.cooling) return 'cooling';
-		}
+		if (cfg && cfg.cooling) return 'cooling';
 		return 'unknown';
 	}
 
 	function rpmBar(used, limit) {
 		const pct = limit > 0 ? Math.min(100, (used / limit) * 100) : 0;
 		const cls = pct >= 100 ? 'full' : pct >= 80 ? 'warn' : '';
-		return el('div', { class: 'bar', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': used, title: `${used} of ${limit} requests in the current window` },
-			el('div', { class: 'bar-fill ' + cls, style: `width:${pct.toFixed(1)}%` }),
+		return el('div', { class: 'rpm', title: `${used} of ${limit} requests in the current window` },
+			el('div', { class: 'bar', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': used },
+				el('div', { class: 'bar-fill ' + cls, style: `width:${pct.toFixed(1)}%` })),
 			el('span', { class: 'bar-text', text: `${used} / ${limit}` }));
 	}
 
 	function cooldownCell(id) {
 		const end = S.cooldownEnds.get(id);
 		const span = el('span', { class: 'countdown', 'data-cooldown-for': id });
-		span.textContent = end && end > Date.now() ? fmtDuration((end - Date.now()) / 1000) : '';
+		const on = !!end && end > Date.now();
+		span.textContent = on ? fmtDuration((end - Date.now()) / 1000) : '–';
+		span.classList.toggle('none', !on);
 		return span;
 	}
 
@@ -373,7 +376,9 @@
 		const now = Date.now();
 		for (const span of $$('[data-cooldown-for]')) {
 			const end = S.cooldownEnds.get(span.getAttribute('data-cooldown-for'));
-			span.textContent = end && end > now ? fmtDuration((end - now) / 1000) : '';
+			const on = !!end && end > now;
+			span.textContent = on ? fmtDuration((end - now) / 1000) : '–';
+			span.classList.toggle('none', !on);
 		}
 		if (S.snap) updateDataPlaneBadge();
 	}
