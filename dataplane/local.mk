@@ -14,7 +14,7 @@ sidecar_dataplane_SOURCES = \
 	dataplane/metrics.c dataplane/metrics.h
 sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
 sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
-sidecar_dataplane_LDADD = dataplane/libdpparse_tmp.a $(SC_COMMON_LIBS) $(CURL_LIBS)
+sidecar_dataplane_LDADD = dataplane/libdpparse_tmp.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS)
 
 # Temporary until parse.mk provides dataplane/libparse.a.
 noinst_LIBRARIES += dataplane/libdpparse_tmp.a

@@ -72,6 +72,7 @@ static void
 dp_reloaded(void *arg)
 {
 	dp_limits_from_config();
+	proxy_sched_reloaded();
 }
 
 static void
@@ -181,6 +182,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Hooks first: the initial load publishes every provider through them. */
+	memset(&rh, 0, sizeof(rh));
+	rh.publish = proxy_sched_publish;
+	rh.retire = proxy_sched_retire;
+	rh.reloaded = dp_reloaded;
+	registry_set_hooks(&rh);
 	sc_err_clear(&e);
 	if (registry_open(db, key_file, &e) == -1) {
 		log_error("cannot start: %s", e.msg);
@@ -195,9 +202,6 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dp_limits_from_config();
-	memset(&rh, 0, sizeof(rh));
-	rh.reloaded = dp_reloaded;
-	registry_set_hooks(&rh);
 
 	dp.loop = loop_new();
 	if (upstream_init(dp.loop) == -1) {

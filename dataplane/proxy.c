@@ -4,8 +4,12 @@
  * proxy_handle checks the client token, picks the endpoint, parses the body
  * (shape_parse) and the route (longest model_prefix). proxy_next then asks
  * proxy_choose — the single place that decides "which provider, now, later,
- * or never" — and either starts an attempt, parks the request on its timer
- * until the given time, or answers the rejection. An attempt is one upstream
+ * or never", through sched_decide (dataplane/sched.h, docs/scheduling.md) —
+ * and either starts an attempt, parks the request in the wait queue, or
+ * answers the rejection. One timer serves the whole queue: it fires at the
+ * earliest of the next queue deadline, the next moment a provider frees
+ * (window slot, cooldown end) and the next health probe; then expired
+ * waiters get 503 and the others are decided again in service order. An attempt is one upstream
  * transfer: a 2xx head commits the response to the client and the body is
  * relayed as it arrives (pausing curl while the client's buffer is full); an
  * error head is buffered (bounded) so that a retryable failure (429,
@@ -15,8 +19,12 @@
  * upstream for stream usage the client did not request, the usage-only SSE
  * event is dropped from the relay (sse.h), holding back at most one event.
  *
- * Each request ends in proxy_finish (log line, release) or proxy_abort (the
- * client went away: cancel the upstream transfer at once).
+ * Every upstream outcome goes through cooldown_on_outcome; what it changes
+ * (cooldown, invalid key, health) is persisted through the registry.
+ *
+ * Each request ends in proxy_log_free (log line, release), also from
+ * proxy_abort (the client went away: cancel the upstream transfer or leave
+ * the queue at once).
  */
 #define _GNU_SOURCE
 
@@ -32,7 +40,9 @@
 #include "models.h"
 #include "oaierr.h"
 #include "proxy.h"
+#include "queue.h"
 #include "registry.h"
+#include "sched.h"
 #include "shape.h"
 #include "sse.h"
 #include "upstream.h"
@@ -40,8 +50,9 @@
 #define PX_ERRBODY_CAP  (64 * 1024)	/* upstream error body kept for the rewrite */
 #define PX_FWD_CAP      (64 * 1024)	/* client headers forwarded upstream */
 #define PX_HDR_CAP      2048		/* response header lines the sidecar adds */
-#define PX_MAX_TRIED    16
 #define PX_RID_MAX      128
+#define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
+#define PX_MAX_CAND     256		/* providers of one route */
 
 enum px_phase {
 	PX_ROUTED,	/* parsed and routed, no attempt yet */
@@ -65,7 +76,9 @@ struct proxy_req {
 	int64_t               t_start;		/* ms, monotonic */
 	int64_t               t_wait;		/* when parked, 0 when not */
 	int64_t               queue_ms;		/* total time parked */
-	struct loop_timer     timer;		/* wakes a parked request */
+	struct queue_node     qn;		/* wait-queue link while parked */
+	enum queue_prio       prio;
+	struct sched_request  srq;		/* tried-set and attempts across retries */
 
 	/* The current or last attempt. */
 	struct reg_provider  *prov;		/* ref held */
@@ -74,8 +87,6 @@ struct proxy_req {
 	int64_t               t_attempt;
 	struct sc_buf         upbody;		/* owned: the body sent upstream */
 	bool                  usage_injected;
-	char                  tried[PX_MAX_TRIED][37];
-	int                   ntried;
 	int                   attempts;
 	int                   up_status;	/* upstream HTTP status of this attempt */
 	struct sc_buf         errbody;		/* owned: buffered error body */
@@ -84,18 +95,32 @@ struct proxy_req {
 	struct sse_scanner    sse;
 	struct sc_buf         hold;		/* owned: relayed bytes held back in sse_drop mode */
 	int                   is_sse;		/* response is text/event-stream */
+	int                   sse_observe;	/* scanning (not holding) for usage */
+	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
+	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               ttfb_ms;		/* first body byte, -1 before */
 	uint64_t              relayed;		/* body bytes sent to the client */
 
 	/* Outcome for the log line. */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
+	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
 	const char           *last_fail_msg;
 };
 
-static struct loop *px_loop;
-static size_t       px_in_flight;
-static unsigned     px_rr;	/* round-robin cursor of the simple chooser */
+/* Active health probe of an unhealthy provider. */
+struct px_probe {
+	struct reg_provider  *prov;	/* ref held */
+	struct upstream_xfer *xfer;
+	int64_t               t0;
+	struct px_probe      *prev, *next;
+};
+
+static struct loop      *px_loop;
+static size_t            px_in_flight;
+static struct queue      px_queue;
+static struct loop_timer px_timer;	/* the queue / provider-change / probe timer */
+static struct px_probe  *px_probes;
 
 static void proxy_next(struct proxy_req *r);
 static void proxy_abort(void *arg);
@@ -109,16 +134,78 @@ proxy_in_flight(void)
 	return px_in_flight;
 }
 
+static void proxy_sched_fire(struct loop *l, void *arg);
+
 int
 proxy_init(struct loop *l)
 {
 	px_loop = l;
+	queue_init(&px_queue);
+	loop_timer_init(&px_timer, proxy_sched_fire, NULL);
 	return 0;
 }
 
 void
 proxy_shutdown(void)
 {
+	if (px_loop != NULL)
+		loop_timer_cancel(px_loop, &px_timer);
+	while (px_probes != NULL) {
+		struct px_probe *pr = px_probes;
+		px_probes = pr->next;
+		upstream_cancel(pr->xfer);
+		reg_provider_unref(pr->prov);
+		free(pr);
+	}
+}
+
+/* Registry hooks: scheduling state lives as long as the provider's id. */
+void
+proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
+{
+	struct sched_provider *sp;
+	int64_t now = sc_now_ms(), wall = sc_wall_ms() / 1000;
+	int unhealthy = 0, failures = 0;
+
+	if (old != NULL && old->sched != NULL) {
+		sp = old->sched;
+		old->sched = NULL;
+		sp->cfg = &p->p;
+		p->sched = sp;
+		return;
+	}
+	sp = sc_xcalloc(1, sizeof(*sp));
+	sched_provider_init(sp, &p->p, registry_config());
+	/* A restart keeps cooldowns, consecutive 429 counts and health. */
+	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
+		cooldown_restore(&sp->cd, now, p->p.cooldown_until > wall ? (p->p.cooldown_until - wall) * 1000 : 0,
+		    p->p.consecutive_429);
+	if (registry_load_health(p->p.id, &unhealthy, &failures) == 0) {
+		sp->cd.consecutive_failures = failures;
+		if (unhealthy) {
+			sp->cd.unhealthy = true;
+			sp->cd.next_probe_ms = now;
+		}
+	}
+	p->sched = sp;
+}
+
+void
+proxy_sched_retire(struct reg_provider *p, void *arg)
+{
+	if (p->sched != NULL) {
+		sched_provider_free(p->sched);
+		free(p->sched);
+		p->sched = NULL;
+	}
+}
+
+void
+proxy_sched_reloaded(void)
+{
+	/* Limits or cooldowns may have changed: let the waiters try again. */
+	if (px_loop != NULL)
+		loop_timer_arm(px_loop, &px_timer, 0);
 }
 
 /* A request id from the client is kept only if it is short and plain. */
@@ -158,7 +245,7 @@ proxy_error(struct conn *c, const char *rid, int status, const char *msg, const 
 static void
 proxy_free(struct proxy_req *r)
 {
-	loop_timer_cancel(px_loop, &r->timer);
+	queue_remove(&px_queue, &r->qn);
 	if (r->xfer != NULL) {
 		upstream_cancel(r->xfer);
 		r->prov->in_flight--;
@@ -167,8 +254,9 @@ proxy_free(struct proxy_req *r)
 		reg_provider_unref(r->prov);
 	if (r->shape_ok)
 		shape_free(&r->shape);
-	if (r->sse_drop)
+	if (r->sse_drop || r->sse_observe)
 		sse_free(&r->sse);
+	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
 	sc_buf_free(&r->upbody);
@@ -189,10 +277,11 @@ proxy_log_free(struct proxy_req *r, int status, const char *note)
 	if (r->t_wait != 0)
 		r->queue_ms += now - r->t_wait;
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
-	    "attempts=%d bytes=%llu%s%s",
+	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
 	    r->rid, r->prov != NULL ? r->prov->p.name : "-", r->model != NULL ? r->model : "-", status,
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)r->queue_ms, r->attempts,
-	    (unsigned long long)r->relayed, note ? " " : "", note ? note : "");
+	    r->pool != NULL ? r->pool : "-", (long long)r->tokens, (unsigned long long)r->relayed,
+	    note ? " " : "", note ? note : "");
 	metrics_count_request(r->prov != NULL ? r->prov->p.name : NULL, r->pool, status);
 	proxy_free(r);
 }
@@ -249,6 +338,67 @@ proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 	return n < 0 || (size_t)n >= hl ? 0 : n;
 }
 
+static int
+proxy_retryable_status(int st)
+{
+	return st == 429 || st == 401 || st == 403 || st >= 500;
+}
+
+/* Apply one upstream outcome to the provider's scheduling state and persist
+ * what changed. Safe inside curl callbacks: it never starts or stops a
+ * transfer (it only re-arms the scheduler timer). */
+static enum cooldown_action
+proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int retry_after_s,
+    const char *detail)
+{
+	struct reg_provider *cur = registry_by_id(r->prov->p.id);
+	struct sched_provider *sp = cur != NULL ? cur->sched : NULL;
+	const struct config *cfg = registry_config();
+	struct cooldown_outcome o;
+	struct cooldown_result cr;
+	int64_t now = sc_now_ms(), wall = sc_wall_ms() / 1000;
+	int prev_failures;
+	char summary[160];
+
+	if (sp == NULL)
+		return status >= 200 && status < 300 ? COOLDOWN_ACT_DELIVER :
+		    (fail != COOLDOWN_FAIL_NONE || proxy_retryable_status(status)) ? COOLDOWN_ACT_RETRY :
+		    COOLDOWN_ACT_PASS_THROUGH;
+	memset(&o, 0, sizeof(o));
+	o.failure = fail;
+	o.status = status;
+	o.started_ms = r->t_attempt;
+	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
+	if (fail != COOLDOWN_FAIL_NONE)
+		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
+	else
+		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
+	o.reason = summary;
+	prev_failures = sp->cd.consecutive_failures;
+	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
+	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
+		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
+		    wall + (cr.cooldown_until_ms - now + 999) / 1000 : 0;
+		if (cr.cooldown_started || cr.cooldown_extended)
+			log_warn("provider %s: %d from upstream, cooling down for %d s (consecutive %d)",
+			    r->prov->p.name, status, cr.cooldown_seconds, cr.count);
+		registry_save_cooldown(r->prov->p.id, until, cr.count, cr.cooldown_started ? cr.cooldown_seconds : 0,
+		    summary);
+	}
+	if (cr.became_invalid) {
+		log_warn("provider %s: upstream answered %d, key marked invalid", r->prov->p.name, status);
+		registry_save_invalid(r->prov->p.id, summary);
+	}
+	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures) {
+		if (cr.became_unhealthy)
+			log_warn("provider %s: unhealthy after %d failures", r->prov->p.name, cr.failures);
+		registry_save_health(r->prov->p.id, sp->cd.unhealthy, cr.failures, status, now - r->t_attempt,
+		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
+	}
+	loop_timer_arm(px_loop, &px_timer, 0);	/* state changed: re-decide waiters, re-arm */
+	return cr.action;
+}
+
 /* Commit a 2xx: send the head to the client. */
 static void
 proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
@@ -261,13 +411,18 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 	if (ct[0] == '\0')
 		ct = "application/json";
 	r->is_sse = strncasecmp(ct, "text/event-stream", 17) == 0;
-	if (r->is_sse && r->usage_injected) {
-		r->sse_drop = 1;
+	if (r->is_sse) {
 		sse_init(&r->sse, 0);
-		sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
-	}
-	if (r->is_sse || r->sse_drop)
+		if (r->usage_injected) {
+			r->sse_drop = 1;
+			sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
+		} else {
+			r->sse_observe = 1;
+		}
 		cl = -1;
+	} else {
+		sc_buf_init(&r->jbody, PX_USAGE_CAP);
+	}
 	n = proxy_resp_headers(r, h, sizeof(h), ct);
 	r->phase = PX_RELAY;
 	r->status = r->up_status;
@@ -280,9 +435,24 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 	struct proxy_req *r = arg;
 
 	r->up_status = upstream_status(x);
-	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL)
+	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
+		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
+	}
 	return 0;
+}
+
+/* Note an event's usage (total tokens), when it carries one. */
+static int
+proxy_event_usage(struct proxy_req *r, const struct sse_event *ev)
+{
+	struct sse_usage u;
+
+	if (!ev->has_data || ev->done || sse_usage_parse(ev->data, ev->data_len, &u) != 1)
+		return 0;
+	if (u.total_tokens >= 0)
+		r->tokens = u.total_tokens;
+	return u.usage_only ? 2 : 1;
 }
 
 /* Relay in drop mode: pass whole events, drop the injected usage-only one. */
@@ -291,7 +461,6 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 {
 	size_t sendable = 0, used;
 	struct sse_event ev;
-	struct sse_usage u;
 	enum sse_result sr;
 
 	while (n > 0) {
@@ -304,8 +473,7 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 			conn_response_body(r->conn, p, used);
 			r->relayed += used;
 			sendable = 0;
-		} else if (sr == SSE_EVENT && ev.has_data && !ev.done &&
-		    sse_usage_parse(ev.data, ev.data_len, &u) == 1 && u.usage_only) {
+		} else if (sr == SSE_EVENT && proxy_event_usage(r, &ev) == 2) {
 			r->hold.len -= ev.raw_len;
 			r->hold.data[r->hold.len] = '\0';
 			sendable = r->hold.len;
@@ -319,6 +487,21 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		conn_response_body(r->conn, r->hold.data, sendable);
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
+	}
+}
+
+/* Watch a relayed stream for its usage without holding anything back. */
+static void
+proxy_observe_sse(struct proxy_req *r, const char *p, size_t n)
+{
+	struct sse_event ev;
+	size_t used;
+
+	while (n > 0) {
+		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT)
+			proxy_event_usage(r, &ev);
+		p += used;
+		n -= used;
 	}
 }
 
@@ -343,11 +526,31 @@ proxy_on_data(void *arg, const char *p, size_t n)
 		r->ttfb_ms = sc_now_ms() - r->t_start;
 	if (r->sse_drop) {
 		proxy_relay_sse(r, p, n);
-	} else {
-		conn_response_body(r->conn, p, n);
-		r->relayed += n;
+		return n;
 	}
+	if (r->sse_observe)
+		proxy_observe_sse(r, p, n);
+	else if (r->jbody.len < r->jbody.cap && sc_buf_append(&r->jbody, p, n) == -1)
+		r->jbody.len = r->jbody.cap;	/* too big to look at: give up on its usage */
+	conn_response_body(r->conn, p, n);
+	r->relayed += n;
 	return n;
+}
+
+/* Tokens reported by a finished response count against the provider's TPM. */
+static void
+proxy_record_tokens(struct proxy_req *r)
+{
+	struct reg_provider *cur;
+	struct sse_usage u;
+
+	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
+	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0)
+		r->tokens = u.total_tokens;
+	if (r->tokens <= 0 || (cur = registry_by_id(r->prov->p.id)) == NULL || cur->sched == NULL)
+		return;
+	if (cur->p.tpm_limit > 0)
+		ratelimit_record_tokens(&((struct sched_provider *)cur->sched)->rl, sc_now_ms(), r->tokens);
 }
 
 /* The end of a committed response: flush what drop mode held, end cleanly. */
@@ -359,14 +562,13 @@ proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 
 	if (r->sse_drop) {
 		struct sse_event ev;
-		struct sse_usage u;
-		if (sse_finish(&r->sse, &ev) == SSE_EVENT && ev.has_data &&
-		    sse_usage_parse(ev.data, ev.data_len, &u) == 1 && u.usage_only)
+		if (sse_finish(&r->sse, &ev) == SSE_EVENT && proxy_event_usage(r, &ev) == 2)
 			r->hold.len -= ev.raw_len;
 		conn_response_body(c, r->hold.data, r->hold.len);
 		r->relayed += r->hold.len;
 		sc_buf_reset(&r->hold);
 	}
+	proxy_record_tokens(r);
 	r->conn = NULL;
 	if (res == UPSTREAM_OK) {
 		proxy_log_free(r, status, NULL);
@@ -417,16 +619,11 @@ proxy_pass_error(struct proxy_req *r, int retry_after)
 	proxy_log_free(r, status, "upstream_error");
 }
 
-static int
-proxy_retryable_status(int st)
-{
-	return st == 429 || st == 401 || st == 403 || st >= 500;
-}
-
 static void
 proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 {
 	struct proxy_req *r = arg;
+	enum cooldown_action act;
 	int ra = upstream_retry_after(x);
 
 	r->xfer = NULL;
@@ -442,36 +639,41 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
+		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 		proxy_end_relay(r, res);
 		return;
 	}
-	if (res == UPSTREAM_OK && !proxy_retryable_status(r->up_status)) {
-		proxy_pass_error(r, -1);
-		return;
-	}
-	/* A retryable failure with nothing sent: remember it, try elsewhere. */
 	if (res == UPSTREAM_OK) {
+		act = proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
+		if (act != COOLDOWN_ACT_RETRY) {
+			proxy_pass_error(r, -1);
+			return;
+		}
 		r->last_fail = r->up_status;
+		r->last_fail_http = 1;
 		r->last_fail_msg = "upstream error";
 		log_warn("request %s: provider %s answered %d, attempt %d", r->rid, r->prov->p.name,
 		    r->up_status, r->attempts);
 	} else {
+		proxy_outcome(r, res == UPSTREAM_ETTFB ? COOLDOWN_FAIL_TTFB : COOLDOWN_FAIL_CONNECT, 0, -1,
+		    upstream_error(x));
 		r->last_fail = res == UPSTREAM_ETTFB ? 504 : 502;
+		r->last_fail_http = 0;
 		r->last_fail_msg = res == UPSTREAM_ETTFB ? "upstream did not answer in time" :
 		    "upstream connection failed";
-		r->prov->consecutive_failures++;
 		log_warn("request %s: provider %s failed (%s), attempt %d", r->rid, r->prov->p.name,
 		    upstream_error(x), r->attempts);
 	}
-	if (r->attempts >= registry_config()->max_attempts) {
-		if (res == UPSTREAM_OK)
-			proxy_pass_error(r, ra);
+	if (!sched_may_retry(&r->srq, registry_config())) {
+		if (r->last_fail == 429)
+			proxy_fail(r, 503, "all providers are rate limited; retry later", "no_capacity", "Retry-After: 30\r\n");
+		else if (r->last_fail_http)
+			proxy_pass_error(r, -1);
 		else
 			proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
 		return;
 	}
-	sc_buf_reset(&r->errbody);
 	proxy_next(r);
 }
 
@@ -488,40 +690,64 @@ struct px_choice {
 	int                  status;		/* REJECT */
 	int                  retry_after;	/* REJECT: seconds, -1 none */
 	const char          *msg;		/* REJECT */
+	enum sched_why       why;
 };
 
-static int
-proxy_tried(const struct proxy_req *r, const struct reg_provider *p)
+/* The scheduling candidates of a route: its providers with keys and state. */
+static size_t
+proxy_candidates(const char *prefix, struct reg_provider **rp, struct sched_provider **sp)
 {
-	int i;
+	size_t i, n = 0;
 
-	for (i = 0; i < r->ntried; i++)
-		if (strcmp(r->tried[i], p->p.id) == 0)
-			return 1;
-	return 0;
+	for (i = 0; i < registry_count() && n < PX_MAX_CAND; i++) {
+		struct reg_provider *p = registry_at(i);
+		if (p->sched == NULL || !p->usable || strcmp(p->p.model_prefix, prefix) != 0)
+			continue;
+		rp[n] = p;
+		sp[n] = p->sched;
+		n++;
+	}
+	return n;
 }
 
-/* Which provider, now, later, or never. Simple policy: the usable providers
- * of the request's prefix in round-robin, skipping those already tried. */
+/* Which provider, now, later, or never (SPEC §5): sched_decide over the
+ * route's providers; a GO is committed (counted in the window) right here,
+ * just before the caller sends. */
 static struct px_choice
 proxy_choose(struct proxy_req *r)
 {
-	struct px_choice ch = { PX_REJECT, NULL, "main", 0, 503, -1, NULL };
-	size_t n = registry_count(), k;
+	struct px_choice ch = { PX_REJECT, NULL, "main", 0, 503, -1, NULL, SCHED_WHY_NO_PROVIDER };
+	const struct config *cfg = registry_config();
+	struct reg_provider *rp[PX_MAX_CAND];
+	struct sched_provider *sp[PX_MAX_CAND];
+	size_t n = proxy_candidates(r->prefix, rp, sp);
+	int64_t now = sc_now_ms();
+	int i;
 
-	for (k = 0; k < n; k++) {
-		struct reg_provider *p = registry_at((px_rr + k) % n);
-		if (!p->usable || strcmp(p->p.model_prefix, r->prefix) != 0 || proxy_tried(r, p))
-			continue;
-		px_rr = (unsigned)((px_rr + k + 1) % n);
-		ch.verdict = PX_GO;
-		ch.prov = p;
-		ch.pool = p->p.pool == POOL_FALLBACK ? "fallback" : "main";
+	ch.retry_after = cfg->retry_after_seconds;
+	ch.msg = "no provider available for this model; retry later";
+	if (n == 0)
 		return ch;
+	for (i = 0; i < 4; i++) {
+		struct sched_decision d = sched_decide(sp, n, &r->srq, cfg, now);
+		ch.why = d.why;
+		switch (d.verdict) {
+		case SCHED_GO:
+			if (sched_commit(sp[d.index], d.pool, &r->srq, cfg, now) == -1)
+				continue;	/* the window filled meanwhile: decide again */
+			ch.verdict = PX_GO;
+			ch.prov = rp[d.index];
+			ch.pool = sched_pool_name(d.pool);
+			return ch;
+		case SCHED_WAIT:
+			ch.verdict = PX_WAIT;
+			ch.until_ms = d.until_ms;
+			return ch;
+		case SCHED_REJECT:
+			ch.retry_after = d.retry_after_seconds;
+			return ch;
+		}
 	}
-	ch.status = r->last_fail ? r->last_fail : 503;
-	ch.msg = r->last_fail ? r->last_fail_msg : "no provider available for this model";
-	ch.retry_after = registry_config()->retry_after_seconds;
 	return ch;
 }
 
@@ -565,7 +791,8 @@ fail:
 	return NULL;
 }
 
-/* Start an attempt on p. 0, or -1 when it could not start (p is marked tried). */
+/* Start an attempt on p (already committed by proxy_choose). 0, or -1 when
+ * it could not start. */
 static int
 proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 {
@@ -575,8 +802,6 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	char url[2048];
 	int st;
 
-	if (r->ntried < PX_MAX_TRIED)
-		snprintf(r->tried[r->ntried++], 37, "%s", p->p.id);
 	r->attempts++;
 	if (r->prov != NULL)
 		reg_provider_unref(r->prov);
@@ -584,6 +809,8 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	reg_provider_ref(p);
 	r->pool = pool;
 	r->up_status = 0;
+	r->last_fail_http = 0;
+	sc_buf_reset(&r->errbody);
 	sc_buf_free(&r->upbody);
 	if (r->shape_ok) {
 		sc_buf_init(&r->upbody, (size_t)cfg->max_body_bytes + 65536);
@@ -618,50 +845,234 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	return 0;
 }
 
+/* Answer a rejection: the last upstream error when a key answered one that
+ * no other key can do better on, else 503 with Retry-After. */
 static void
-proxy_wake(struct loop *l, void *arg)
+proxy_reject(struct proxy_req *r, const struct px_choice *ch, const char *msg)
 {
-	struct proxy_req *r = arg;
+	char extra[64];
 
-	if (r->t_wait != 0) {
-		r->queue_ms += sc_now_ms() - r->t_wait;
-		r->t_wait = 0;
+	if (r->last_fail_http && r->last_fail != 429 && r->prov != NULL) {
+		r->up_status = r->last_fail;
+		proxy_pass_error(r, -1);
+		return;
 	}
-	proxy_next(r);
+	if (!r->last_fail_http && r->last_fail != 0 && ch->why == SCHED_WHY_NO_PROVIDER) {
+		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
+		return;
+	}
+	snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", ch->retry_after > 0 ? ch->retry_after : 1);
+	proxy_fail(r, 503, msg, "no_capacity", extra);
 }
 
-/* Decide and act: attempt, park, or answer. */
+/* Decide and act: attempt, wait in the queue, or answer. */
 static void
 proxy_next(struct proxy_req *r)
 {
-	for (;;) {
+	const struct config *cfg = registry_config();
+	int tries;
+
+	for (tries = 0; tries < 8; tries++) {
 		struct px_choice ch = proxy_choose(r);
-		char extra[64];
+		int64_t now = sc_now_ms();
 
 		switch (ch.verdict) {
 		case PX_GO:
+			if (r->qn.queued)
+				queue_remove(&px_queue, &r->qn);
+			if (r->t_wait != 0) {
+				r->queue_ms += now - r->t_wait;
+				r->t_wait = 0;
+			}
 			if (proxy_start(r, ch.prov, ch.pool) == 0)
 				return;
-			if (r->attempts >= registry_config()->max_attempts) {
+			r->last_fail = 502;
+			r->last_fail_http = 0;
+			r->last_fail_msg = "could not reach the provider";
+			if (!sched_may_retry(&r->srq, cfg)) {
 				proxy_fail(r, 502, "could not reach any provider", "upstream_error", NULL);
 				return;
 			}
 			continue;
 		case PX_WAIT:
-			r->phase = PX_WAITING;
-			if (r->t_wait == 0)
-				r->t_wait = sc_now_ms();
-			loop_timer_arm(px_loop, &r->timer, ch.until_ms);
+			if (!r->qn.queued) {
+				if (queue_push(&px_queue, &r->qn, r->prio, now, (int64_t)cfg->queue_timeout_seconds * 1000,
+				    (size_t)cfg->queue_capacity) == -1) {
+					struct px_choice full = ch;
+					full.retry_after = cfg->retry_after_seconds;
+					full.why = SCHED_WHY_MAIN_FULL;
+					r->last_fail_http = 0;
+					r->last_fail = 0;
+					proxy_reject(r, &full, "the wait queue is full; retry later");
+					return;
+				}
+				r->phase = PX_WAITING;
+				r->t_wait = now;
+			}
+			proxy_sched_rearm();
 			return;
 		case PX_REJECT:
-			extra[0] = '\0';
-			if (ch.retry_after >= 0 && ch.status == 503)
-				snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", ch.retry_after);
-			proxy_fail(r, ch.status, ch.msg, ch.status == 503 ? "no_capacity" : "upstream_error",
-			    extra);
+			if (r->qn.queued)
+				queue_remove(&px_queue, &r->qn);
+			proxy_reject(r, &ch, ch.msg);
 			return;
 		}
 	}
+	proxy_fail(r, 503, "no provider could take the request; retry later", "no_capacity", "Retry-After: 1\r\n");
+}
+
+/* All providers with scheduling state (for timers and probes). */
+static size_t
+proxy_all_sched(struct reg_provider **rp, struct sched_provider **sp)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < registry_count() && n < PX_MAX_CAND; i++) {
+		struct reg_provider *p = registry_at(i);
+		if (p->sched == NULL || !p->usable)
+			continue;
+		rp[n] = p;
+		sp[n] = p->sched;
+		n++;
+	}
+	return n;
+}
+
+/* Arm the one scheduler timer: next queue deadline, next provider change
+ * (only matters with waiters), next probe. */
+void
+proxy_sched_rearm(void)
+{
+	struct reg_provider *rp[PX_MAX_CAND];
+	struct sched_provider *sp[PX_MAX_CAND];
+	size_t n = proxy_all_sched(rp, sp);
+	int64_t now = sc_now_ms(), t = INT64_MAX, x;
+
+	if (queue_len(&px_queue) > 0) {
+		t = queue_next_deadline(&px_queue);
+		x = sched_next_change(sp, n, registry_config(), now);
+		if (x < t)
+			t = x;
+	}
+	x = sched_next_probe(sp, n);
+	if (x < t)
+		t = x;
+	if (t == INT64_MAX) {
+		loop_timer_cancel(px_loop, &px_timer);
+		return;
+	}
+	if (!loop_timer_armed(&px_timer) || px_timer.when_ms != t)
+		loop_timer_arm(px_loop, &px_timer, t);
+}
+
+static int
+proxy_probe_on_head(void *arg, struct upstream_xfer *x)
+{
+	return 0;
+}
+
+static size_t
+proxy_probe_on_data(void *arg, const char *p, size_t n)
+{
+	return n;	/* the probe only needs the status */
+}
+
+static void
+proxy_probe_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
+{
+	struct px_probe *pr = arg;
+	struct reg_provider *cur = registry_by_id(pr->prov->p.id);
+	int ok = res == UPSTREAM_OK && upstream_status(x) >= 200 && upstream_status(x) < 300;
+	int64_t now = sc_now_ms();
+
+	if (cur != NULL && cur->sched != NULL) {
+		struct sched_provider *sp = cur->sched;
+		struct cooldown_result cr = cooldown_on_probe(&sp->cd, registry_config(), now, ok);
+		log_info("provider %s: health probe %s (status %d)%s", pr->prov->p.name, ok ? "ok" : "failed",
+		    upstream_status(x), cr.became_healthy ? ", healthy again" : "");
+		registry_save_health(pr->prov->p.id, sp->cd.unhealthy, sp->cd.consecutive_failures,
+		    upstream_status(x), now - pr->t0, ok ? "" : upstream_error(x), 1);
+	}
+	if (pr->prev != NULL)
+		pr->prev->next = pr->next;
+	else
+		px_probes = pr->next;
+	if (pr->next != NULL)
+		pr->next->prev = pr->prev;
+	reg_provider_unref(pr->prov);
+	free(pr);
+	loop_timer_arm(px_loop, &px_timer, 0);
+}
+
+static const struct upstream_ops px_probe_ops = { proxy_probe_on_head, proxy_probe_on_data, proxy_probe_on_done };
+
+/* GET {endpoint}/models with the provider's key. */
+static void
+proxy_probe_start(struct reg_provider *p)
+{
+	const struct config *cfg = registry_config();
+	struct upstream_req rq;
+	struct curl_slist *h;
+	struct px_probe *pr;
+	char url[2048];
+	size_t kl = strlen(p->p.api_key) + 32;
+	char *auth = sc_xmalloc(kl);
+
+	snprintf(auth, kl, "Authorization: Bearer %s", p->p.api_key);
+	h = curl_slist_append(NULL, auth);
+	crypto_wipe(auth, kl);
+	free(auth);
+	if (h == NULL)
+		return;
+	snprintf(url, sizeof(url), "%s/models", p->p.endpoint_url);
+	memset(&rq, 0, sizeof(rq));
+	rq.url = url;
+	rq.headers = h;
+	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
+	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
+	pr = sc_xcalloc(1, sizeof(*pr));
+	pr->prov = p;
+	reg_provider_ref(p);
+	pr->t0 = sc_now_ms();
+	pr->xfer = upstream_start(&rq, &px_probe_ops, pr);
+	if (pr->xfer == NULL) {
+		reg_provider_unref(p);
+		free(pr);
+		return;
+	}
+	pr->next = px_probes;
+	if (px_probes != NULL)
+		px_probes->prev = pr;
+	px_probes = pr;
+}
+
+/* The scheduler timer: expire waiters, decide the others in service order,
+ * start due probes, re-arm. */
+static void
+proxy_sched_fire(struct loop *l, void *arg)
+{
+	const struct config *cfg = registry_config();
+	struct reg_provider *rp[PX_MAX_CAND];
+	struct sched_provider *sp[PX_MAX_CAND];
+	struct queue_node *qn, *next;
+	int64_t now = sc_now_ms();
+	size_t n, i;
+	char extra[64];
+
+	while ((qn = queue_pop_expired(&px_queue, now)) != NULL) {
+		struct proxy_req *r = qn->owner;
+		snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
+		proxy_fail(r, 503, "timed out waiting for a provider; retry later", "queue_timeout", extra);
+	}
+	for (qn = queue_first(&px_queue); qn != NULL; qn = next) {
+		next = queue_next(&px_queue, qn);
+		proxy_next(qn->owner);
+	}
+	n = proxy_all_sched(rp, sp);
+	for (i = 0; i < n; i++)
+		if (sched_probe_start(sp[i], cfg, now))
+			proxy_probe_start(rp[i]);
+	proxy_sched_rearm();
 }
 
 /* Collect the client's end-to-end headers worth forwarding. */
@@ -712,13 +1123,14 @@ proxy_route(const char *model)
 	return best;
 }
 
-/* GET /health (SPEC §4). */
+/* GET /health (SPEC §4): provider states, queue depth and capacity; 200
+ * while any provider can serve (ready, or full and about to free). */
 static void
 proxy_health(struct conn *c, const char *rid)
 {
-	size_t i, total = 0, ready = 0, cooling = 0, invalid = 0, disabled = 0, unhealthy = 0;
-	int64_t now = sc_wall_ms() / 1000;
+	size_t i, cnt[SCHED_ST_DISABLED + 1] = { 0 }, total = 0, nokey = 0, serve;
 	const struct config *cfg = registry_config();
+	int64_t now = sc_now_ms();
 	const char *st;
 	char body[1024], h[256];
 	int n;
@@ -726,26 +1138,23 @@ proxy_health(struct conn *c, const char *rid)
 	for (i = 0; i < registry_count(); i++) {
 		struct reg_provider *p = registry_at(i);
 		total++;
-		if (p->p.status == PSTATUS_DISABLED)
-			disabled++;
-		else if (p->p.status == PSTATUS_INVALID || !p->usable)
-			invalid++;
-		else if (p->p.cooldown_until > now)
-			cooling++;
-		else if (p->consecutive_failures >= cfg->unhealthy_after_failures)
-			unhealthy++;
+		if (p->sched == NULL || (!p->usable && p->p.status == PSTATUS_ACTIVE))
+			nokey++;
 		else
-			ready++;
+			cnt[sched_provider_state(p->sched, cfg, now)]++;
 	}
-	st = ready == 0 ? "unavailable" : (cooling + unhealthy > 0) ? "degraded" : "ok";
+	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL];
+	st = serve == 0 ? "unavailable" :
+	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] > 0) ? "degraded" : "ok";
 	n = snprintf(body, sizeof(body),
-	    "{\"status\":\"%s\",\"providers\":{\"total\":%zu,\"ready\":%zu,\"cooling\":%zu,"
-	    "\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu},"
-	    "\"queue\":{\"depth\":0,\"capacity\":%d},\"in_flight\":%zu}",
-	    st, total, ready, cooling, unhealthy, invalid, disabled, cfg->queue_capacity,
-	    px_in_flight);
+	    "{\"status\":\"%s\",\"providers\":{\"total\":%zu,\"ready\":%zu,\"full\":%zu,\"cooling\":%zu,"
+	    "\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
+	    "\"queue\":{\"depth\":%zu,\"capacity\":%d},\"in_flight\":%zu}",
+	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING],
+	    cnt[SCHED_ST_UNHEALTHY], cnt[SCHED_ST_INVALID], cnt[SCHED_ST_DISABLED], nokey,
+	    queue_len(&px_queue), cfg->queue_capacity, px_in_flight);
 	snprintf(h, sizeof(h), "X-Request-Id: %s\r\nCache-Control: no-store\r\n", rid);
-	conn_respond(c, ready > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
+	conn_respond(c, serve > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
 }
 
 /* Client token check when tokens are configured. 1 ok, else answered. */
@@ -840,7 +1249,18 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	r->ttfb_ms = -1;
 	r->path = up;
 	memcpy(r->rid, rid, sizeof(rid));
-	loop_timer_init(&r->timer, proxy_wake, r);
+	r->tokens = -1;
+	queue_node_init(&r->qn, r);
+	sched_request_init(&r->srq);
+	h = http_find_header(req, "x-sidecar-priority");
+	r->prio = QUEUE_NORMAL;
+	if (h != NULL && h->value.len < 16) {
+		char pv[16];
+		memcpy(pv, h->value.p, h->value.len);
+		pv[h->value.len] = '\0';
+		if (queue_prio_parse(pv, &r->prio) == -1)
+			r->prio = QUEUE_NORMAL;
+	}
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
 	sc_buf_init(&r->hold, 0);
@@ -866,5 +1286,21 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	proxy_collect_headers(r, req);
 	conn_attach(c, &px_hooks, r);
 	r->phase = PX_ROUTED;
+	if (queue_len(&px_queue) > 0) {
+		/* Others are waiting: line up behind them instead of taking the slot
+		 * the timer is about to hand out, then let the queue walk decide. */
+		const struct config *cfg = registry_config();
+		if (queue_push(&px_queue, &r->qn, r->prio, r->t_start, (int64_t)cfg->queue_timeout_seconds * 1000,
+		    (size_t)cfg->queue_capacity) == -1) {
+			char extra[64];
+			snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
+			proxy_fail(r, 503, "the wait queue is full; retry later", "queue_full", extra);
+			return;
+		}
+		r->phase = PX_WAITING;
+		r->t_wait = r->t_start;
+		loop_timer_arm(px_loop, &px_timer, 0);
+		return;
+	}
 	proxy_next(r);
 }

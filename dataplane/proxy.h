@@ -19,6 +19,15 @@ void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf 
 /* Requests in progress (for the drain on SIGTERM). */
 size_t proxy_in_flight(void);
 
+/* Registry hooks: scheduling state per provider, kept across reloads. */
+struct reg_provider;
+void proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg);
+void proxy_sched_retire(struct reg_provider *p, void *arg);
+/* Settings or providers changed: decide the waiters again. */
+void proxy_sched_reloaded(void);
+/* Re-arm the scheduler timer after a change of queue or provider state. */
+void proxy_sched_rearm(void);
+
 /* Append a sidecar-made OpenAI error response (status, body) to c, with the
  * request id and extra header lines (each ending in CRLF, may be NULL). */
 void proxy_error(struct conn *c, const char *rid, int status, const char *msg, const char *code,

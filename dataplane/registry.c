@@ -121,8 +121,8 @@ registry_same(const struct provider *a, const struct provider *b)
 	    registry_streq(a->metadata, b->metadata);
 }
 
-static struct reg_provider *
-registry_find(const char *id)
+struct reg_provider *
+registry_by_id(const char *id)
 {
 	size_t i;
 
@@ -147,6 +147,7 @@ registry_load(struct sc_err *e)
 		return -1;
 	if (provider_list(reg.db, NULL, &l, e) == -1)
 		return -1;
+	reg.cfg = cfg;	/* before the hooks run: they read the settings */
 	nv = sc_xcalloc(l.n + 1, sizeof(*nv));
 	reg.generation++;
 	for (i = 0; i < l.n; i++) {
@@ -168,7 +169,7 @@ registry_load(struct sc_err *e)
 			rp->p = l.v[i];
 			memset(&l.v[i], 0, sizeof(l.v[i]));
 		}
-		old = registry_find(rp->p.id);
+		old = registry_by_id(rp->p.id);
 		if (old != NULL && registry_same(&old->p, &rp->p)) {
 			/* Unchanged: keep the old object with its runtime state. */
 			reg_provider_unref(rp);
@@ -197,7 +198,6 @@ registry_load(struct sc_err *e)
 	free(reg.v);
 	reg.v = nv;
 	reg.n = nn;
-	reg.cfg = cfg;
 	reg.config_version = db_config_version(reg.db);
 	tc = tokens_count(reg.db, TOKEN_CLIENT);
 	reg.client_tokens = tc;
@@ -283,6 +283,8 @@ registry_close(void)
 		loop_timer_cancel(reg.loop, &reg.watch);
 	for (i = 0; i < reg.n; i++) {
 		reg.v[i]->removed = 1;
+		if (reg.hooks.retire != NULL)
+			reg.hooks.retire(reg.v[i], reg.hooks.arg);
 		reg_provider_unref(reg.v[i]);
 	}
 	free(reg.v);
@@ -320,4 +322,174 @@ registry_check_token(const char *token)
 		memcpy(reg.tok_cache[reg.ntok++], h, 65);
 	}
 	return r;
+}
+
+/* The persistence of runtime state. Each is one short BEGIN IMMEDIATE
+ * transaction; a failure is logged and the in-memory state stays right. */
+struct reg_cd_args {
+	const char *id;
+	int64_t     until;		/* Unix seconds, 0 = not cooling */
+	int         count;
+	int         seconds;	/* > 0: a cooldown began, record an event */
+	const char *summary;
+};
+
+static int
+registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	struct reg_cd_args *a = arg;
+	sqlite3_stmt *st = NULL;
+	char until[SC_TS_LEN], now[SC_TS_LEN], id[37];
+	int rc;
+
+	sc_ts_format(a->until, until);
+	sc_ts_format(sc_wall_ms() / 1000, now);
+	rc = sqlite3_prepare_v2(db, "UPDATE providers SET cooldown_until = ?2, consecutive_429 = ?3 WHERE id = ?1",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_set_err(db, rc, e, "saving cooldown");
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	if (a->until > 0)
+		sqlite3_bind_text(st, 2, until, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_int(st, 3, a->count);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_set_err(db, rc, e, "saving cooldown");
+	if (a->seconds <= 0 || a->count <= 0)
+		return 0;
+	sc_uuid(id);
+	rc = sqlite3_prepare_v2(db, "INSERT INTO cooldown_events (id, provider_id, consecutive_count, "
+	    "cooldown_seconds, response_summary, started_at, ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_set_err(db, rc, e, "saving cooldown event");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, a->count);
+	sqlite3_bind_int(st, 4, a->seconds);
+	sqlite3_bind_text(st, 5, a->summary ? a->summary : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, until, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "saving cooldown event");
+}
+
+void
+registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary)
+{
+	struct reg_cd_args a = { id, until, count, seconds, summary };
+	struct sc_err e;
+
+	sc_err_clear(&e);
+	if (db_write_txn(reg.db, registry_cd_txn, &a, &e) == -1)
+		log_warn("could not save the cooldown of provider %s: %s", id, e.msg);
+}
+
+struct reg_inv_args {
+	const char *id;
+	const char *reason;
+};
+
+static int
+registry_inv_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	struct reg_inv_args *a = arg;
+
+	return provider_set_status(db, a->id, PSTATUS_INVALID, a->reason, e);
+}
+
+void
+registry_save_invalid(const char *id, const char *reason)
+{
+	struct reg_inv_args a = { id, reason };
+	struct sc_err e;
+
+	sc_err_clear(&e);
+	if (db_write_txn(reg.db, registry_inv_txn, &a, &e) == -1)
+		log_warn("could not mark provider %s invalid: %s", id, e.msg);
+}
+
+struct reg_health_args {
+	const char *id;
+	int         unhealthy;
+	int         failures;
+	int         status;
+	int64_t     latency_ms;
+	const char *error;
+	int         probe;
+};
+
+static int
+registry_health_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	struct reg_health_args *a = arg;
+	sqlite3_stmt *st = NULL;
+	char now[SC_TS_LEN];
+	int rc;
+
+	sc_ts_format(sc_wall_ms() / 1000, now);
+	rc = sqlite3_prepare_v2(db,
+	    "INSERT INTO provider_health (provider_id, state, last_latency_ms, last_status_code, "
+	    "consecutive_failures, last_error, last_probe_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+	    "ON CONFLICT (provider_id) DO UPDATE SET state = excluded.state, "
+	    "last_latency_ms = excluded.last_latency_ms, last_status_code = excluded.last_status_code, "
+	    "consecutive_failures = excluded.consecutive_failures, last_error = excluded.last_error, "
+	    "last_probe_at = COALESCE(excluded.last_probe_at, provider_health.last_probe_at), "
+	    "updated_at = excluded.updated_at", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_set_err(db, rc, e, "saving health");
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->unhealthy ? "unhealthy" : "healthy", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, a->latency_ms);
+	sqlite3_bind_int(st, 4, a->status);
+	sqlite3_bind_int(st, 5, a->failures);
+	sqlite3_bind_text(st, 6, a->error ? a->error : "", -1, SQLITE_STATIC);
+	if (a->probe)
+		sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
+	sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "saving health");
+}
+
+void
+registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
+    const char *error, int probe)
+{
+	struct reg_health_args a = { id, unhealthy, failures, status, latency_ms, error, probe };
+	struct sc_err e;
+
+	sc_err_clear(&e);
+	if (db_write_txn(reg.db, registry_health_txn, &a, &e) == -1)
+		log_warn("could not save the health of provider %s: %s", id, e.msg);
+}
+
+int
+registry_load_health(const char *id, int *unhealthy, int *failures)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, ret = 0;
+
+	*unhealthy = 0;
+	*failures = 0;
+	if (sqlite3_prepare_v2(reg.db, "SELECT state, consecutive_failures FROM provider_health "
+	    "WHERE provider_id = ?1", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+		*unhealthy = s != NULL && strcmp(s, "unhealthy") == 0;
+		*failures = sqlite3_column_int(st, 1);
+	} else if (rc != SQLITE_DONE) {
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	return ret;
 }

@@ -28,9 +28,7 @@ struct reg_provider {
 	int             usable;		/* key decrypted and status active */
 	uint64_t        generation;	/* the reload that (re)published it */
 	void           *sched;		/* scheduler runtime state; survives reloads of an unchanged provider */
-	/* Minimal runtime state until the scheduler owns it. */
 	int             in_flight;	/* attempts in progress */
-	int             consecutive_failures;
 };
 
 /* Hooks for whoever keeps per-provider runtime state (the scheduler). */
@@ -61,6 +59,17 @@ struct reg_provider *registry_at(size_t i);
 
 void reg_provider_ref(struct reg_provider *p);
 void reg_provider_unref(struct reg_provider *p);
+
+struct reg_provider *registry_by_id(const char *id);	/* current object for an id, or NULL */
+
+/* Persist runtime state (each its own short transaction; failures are logged).
+ * until: Unix seconds (0 = not cooling); seconds > 0 records a cooldown event. */
+void registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary);
+void registry_save_invalid(const char *id, const char *reason);
+void registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
+    const char *error, int probe);
+/* Health as persisted (for a restart). 0 or -1. */
+int  registry_load_health(const char *id, int *unhealthy, int *failures);
 
 /* Client tokens: how many exist (0 = open access), and checking one (1 ok, 0 no, -1 error). */
 int registry_client_tokens(void);
