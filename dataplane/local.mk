@@ -26,6 +26,7 @@ dataplane_libdpparse_tmp_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_forward.test.mjs \
 	tests/blackbox/dataplane_stream.test.mjs \
-	tests/blackbox/dataplane_sdk.test.mjs
+	tests/blackbox/dataplane_sdk.test.mjs \
+	tests/blackbox/dataplane_sched.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json
