@@ -12,7 +12,26 @@
 // forwards: X-Mock-Chunks, X-Mock-Interval-Ms, X-Mock-First-Delay-Ms,
 // X-Mock-Latency-Ms, X-Mock-Retry-After and X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
-// slow-headers=MS, delay=MS). See `tests/mock-upstream --help`.
+// slow-headers=MS, delay=MS) and X-Mock-Chunk-Bytes (pad each token to N
+// bytes, for volume). See `tests/mock-upstream --help`.
+//
+// A record entry: {seq, t_ms, t_end_ms (null while running), conn (connection
+// number: equal for requests on one kept-alive connection), key, method, path,
+// query, model, stream, include_usage, status (null if nothing was sent),
+// body_len, body (first 64 KiB), headers {lowercased: value}, response (the
+// response body as sent, SSE de-chunked, first 64 KiB; null if nothing was
+// sent), aborted (client left before the end), usage {prompt_tokens,
+// completion_tokens, total_tokens} | null}. t_ms is the start time the sliding
+// window uses, in ms since the mock started.
+//
+// Details worth knowing: an injected status=429 (per request or per key) does
+// not count in the key's window and counts as rejected_429; X-Mock-Latency-Ms
+// and --latency-ms delay only non-streaming answers (delay=MS delays all);
+// streams send headers at once and content chunks from X-Mock-First-Delay-Ms
+// on; reset-after/close-after=N count content chunks for streams and body
+// bytes otherwise; a client that half-closes while its answer is pending is
+// treated as gone (aborted). The control API answers only loopback peers, and
+// stats().open_connections includes the connection asking.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
