@@ -24,6 +24,62 @@ TESTS += tests/unit/test_backup
 
 EXTRA_DIST += tests/fixtures/schema-v1.sql
 
-SC_OPS_BLACKBOX = tests/blackbox/ops_backup.test.mjs tests/blackbox/ops_restore_migrate.test.mjs
+SC_OPS_BLACKBOX = \
+	tests/blackbox/ops_backup.test.mjs \
+	tests/blackbox/ops_restore_migrate.test.mjs \
+	tests/blackbox/ops_packaging.test.mjs \
+	tests/blackbox/ops_systemd.test.mjs
 TESTS += $(SC_OPS_BLACKBOX)
 EXTRA_DIST += $(SC_OPS_BLACKBOX) tests/blackbox/ops_lib.mjs
+
+# --- installed files -------------------------------------------------------
+# Scripts: cron's backup wrapper and the ownership setup, in sbin.
+opsscriptsdir = $(sbindir)
+dist_opsscripts_SCRIPTS = scripts/sidecar-backup scripts/sidecar-setup-dirs
+
+# /etc/cron.d needs no path substitution (the file sets PATH). Configure with
+# --sysconfdir=/etc for cron and logrotate to find these.
+opscrondir = $(sysconfdir)/cron.d
+dist_opscron_DATA = packaging/cron.d/sidecar-backup
+
+# Templates with install paths filled in.
+SC_OPS_TEMPLATES = \
+	packaging/systemd/sidecar-dataplane.service \
+	packaging/systemd/sidecar-lighttpd.service \
+	packaging/logrotate.d/sidecar \
+	packaging/tmpfiles.d/sidecar.conf
+EXTRA_DIST += $(SC_OPS_TEMPLATES:=.in)
+CLEANFILES += $(SC_OPS_TEMPLATES)
+
+# systemd looks in $(prefix)/lib/systemd/system for /usr and /usr/local.
+opssystemddir = $(prefix)/lib/systemd/system
+nodist_opssystemd_DATA = packaging/systemd/sidecar-dataplane.service packaging/systemd/sidecar-lighttpd.service
+opslogrotatedir = $(sysconfdir)/logrotate.d
+nodist_opslogrotate_DATA = packaging/logrotate.d/sidecar
+opstmpfilesdir = $(prefix)/lib/tmpfiles.d
+nodist_opstmpfiles_DATA = packaging/tmpfiles.d/sidecar.conf
+opssysusersdir = $(prefix)/lib/sysusers.d
+dist_opssysusers_DATA = packaging/sysusers.d/sidecar.conf
+
+opsdocdir = $(docdir)
+dist_opsdoc_DATA = docs/operations.md docs/alerts.yml
+
+# One substitution for every template, with the paths as configured (at make
+# time, so `make prefix=...` works too).
+sc_ops_edit = sed \
+	-e 's|@bindir[@]|$(bindir)|g' \
+	-e 's|@sbindir[@]|$(sbindir)|g' \
+	-e 's|@libexecdir[@]|$(libexecdir)|g' \
+	-e 's|@pkgdatadir[@]|$(pkgdatadir)|g' \
+	-e 's|@docdir[@]|$(docdir)|g' \
+	-e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	-e 's|@localstatedir[@]|$(localstatedir)|g' \
+	-e 's|@LIGHTTPD[@]|$(LIGHTTPD)|g'
+
+$(SC_OPS_TEMPLATES): Makefile
+	$(AM_V_GEN)$(MKDIR_P) $(@D) && rm -f $@ $@.tmp && \
+	$(sc_ops_edit) $(srcdir)/$@.in > $@.tmp && mv $@.tmp $@
+packaging/systemd/sidecar-dataplane.service: $(srcdir)/packaging/systemd/sidecar-dataplane.service.in
+packaging/systemd/sidecar-lighttpd.service: $(srcdir)/packaging/systemd/sidecar-lighttpd.service.in
+packaging/logrotate.d/sidecar: $(srcdir)/packaging/logrotate.d/sidecar.in
+packaging/tmpfiles.d/sidecar.conf: $(srcdir)/packaging/tmpfiles.d/sidecar.conf.in
