@@ -20,8 +20,6 @@
  *   - Expect other than 100-continue is 417.
  * Nothing here allocates or keeps state between calls.
  */
-#include "config.h"
-
 #include <string.h>
 #include <strings.h>
 

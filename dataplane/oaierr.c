@@ -6,8 +6,6 @@
  * an upstream passes through the redactor first: upstreams have been seen to
  * echo the Authorization header back.
  */
-#include "config.h"
-
 #include <string.h>
 #include <strings.h>
 

@@ -17,8 +17,6 @@
  * max_tokens_field moves max_completion_tokens to max_tokens (replacing a
  * max_tokens the client also sent: the newer field wins).
  */
-#include "config.h"
-
 #include <string.h>
 
 #include <json-c/json.h>

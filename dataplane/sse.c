@@ -5,7 +5,9 @@
  * without buffering or copying the stream itself (see sse.h for the loop).
  * Also the usage reader shared by streaming chunks and whole responses.
  */
-#include "config.h"
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* memmem */
+#endif
 
 #include <string.h>
 

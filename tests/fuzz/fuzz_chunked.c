@@ -3,8 +3,6 @@
  * input byte picks a split pattern; the rest is decoded once whole and once in
  * pieces, and both runs must agree on result, bytes consumed and body bytes.
  */
-#include "config.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,8 +5,6 @@
  * minus its last byte is "incomplete", errors carry a status, and a chunked
  * body after the head decodes without overrunning anything.
  */
-#include "config.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 

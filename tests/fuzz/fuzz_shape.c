@@ -5,8 +5,6 @@
  * new name; without rewrites the result must equal the original apart from
  * the model. Every rewritten error body must be valid JSON.
  */
-#include "config.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,8 +5,6 @@
  * both must yield the same events and the same output bytes. Every event's
  * payload also goes through sse_usage_parse.
  */
-#include "config.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,8 +4,6 @@
  * the limits (also on incomplete input), and the chunked decoder fed at every
  * split point.
  */
-#include "config.h"
-
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -3,8 +3,6 @@
  * status, escaping), rewriting of NIM/HTML/empty upstream errors, OpenAI-shaped
  * bodies passed unchanged, and key redaction.
  */
-#include "config.h"
-
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

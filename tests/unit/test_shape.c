@@ -3,8 +3,6 @@
  * extracted for routing, the byte-exact splice when only the model changes,
  * and each compat rewrite (max_tokens_field, flatten_content, stream_usage).
  */
-#include "config.h"
-
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>

@@ -4,8 +4,6 @@
  * sse.h dropping the injected usage chunk with every other byte unchanged,
  * the event cap, and usage extraction.
  */
-#include "config.h"
-
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
