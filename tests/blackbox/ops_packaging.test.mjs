@@ -1,5 +1,6 @@
 // Operations files: the logrotate configuration (logrotate -d, forced
-// rotations while a process keeps appending, the 10 MB trigger), the cron
+// rotations while a process and the real data plane keep appending, the
+// 10 MB trigger), the cron
 // file's format, scripts/sidecar-backup as cron runs it, the ownership plan of
 // scripts/sidecar-setup-dirs, and docs/alerts.yml with promtool (syntax and
 // a rule unit test).
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SRC, CTL, ops, run, sql, tmpdir, start, isRoot } from './ops_lib.mjs';
+import { SRC, BUILD, CTL, FAKE_KEY, ops, run, sql, tmpdir, start, isRoot } from './ops_lib.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -89,6 +90,58 @@ test('logrotate configuration: 10 MB, 30 days, compress, copytruncate', async (t
 	assert.equal(r.code, 0, r.stderr);
 	assert.equal(fs.statSync(log).size, 0, 'a log over 10 MB is rotated');
 	assert.ok(fs.existsSync(log + '.3.gz'));
+});
+
+test('forced rotation while the data plane writes its request log', async (t) => {
+	const dir = tmpdir(t);
+	fs.chmodSync(dir, 0o755);
+	const logdir = path.join(dir, 'var', 'log', 'sidecar');
+	fs.mkdirSync(logdir, { recursive: true, mode: 0o755 });
+	const conf = renderLogrotate(dir);
+	const state = path.join(dir, 'state');
+	const db = path.join(dir, 'sidecar_v2.db');
+	assert.equal(ops(db, ['init']).code, 0);
+	const log = path.join(logdir, 'dataplane.log');
+	const ports = path.join(dir, 'ports');
+	const dp = start(t, path.join(BUILD, 'sidecar-dataplane'), ['--db', db, '--listen', '127.0.0.1:0',
+		'--metrics-listen', '127.0.0.1:0', '--port-file', ports, '--log-file', log], { env: { SIDECAR_ENCRYPTION_KEY: FAKE_KEY } });
+	for (let i = 0; i < 100 && !fs.existsSync(ports); i++) await sleep(50);
+	const port = Number(fs.readFileSync(ports, 'utf8').match(/^data (\d+)$/m)[1]);
+	// Each request (an unknown model: answered 404 locally) is one log line.
+	let n = 0;
+	const requests = async (count) => {
+		for (let i = 0; i < count; i++) {
+			const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+				method: 'POST', headers: { 'content-type': 'application/json' },
+				body: JSON.stringify({ model: `nvidia/rotation-${++n}`, messages: [{ role: 'user', content: 'hi' }] }),
+			});
+			await r.arrayBuffer();
+		}
+	};
+	await requests(40);
+	const count = (text, re) => (text.match(re) ?? []).length;
+	const before = fs.readFileSync(log, 'utf8');
+	assert.equal(count(before, /model=nvidia\/rotation-\d+ /g), 40);
+	// Rotate while requests keep coming (logrotate runs asynchronously, so
+	// the requests go on during the copy and the truncation).
+	const during = requests(60);
+	await sleep(20);
+	const lr = start(t, 'logrotate', ['-f', '-s', state, conf]);
+	let lrErr = '';
+	lr.stderr.on('data', (d) => { lrErr += d; });
+	const [code] = await Promise.all([new Promise((res) => lr.on('exit', res)), during]);
+	assert.equal(code, 0, lrErr);
+	await requests(10);
+	const rotated = fs.readFileSync(log + '.1', 'utf8');
+	const live = fs.readFileSync(log);
+	assert.ok(!live.includes(0), 'no NUL bytes: the data plane appends');
+	const liveText = live.toString();
+	assert.match(liveText, /model=nvidia\/rotation-110 /, 'the data plane keeps writing to the same path');
+	const total = count(rotated, /model=nvidia\/rotation-\d+ /g) + count(liveText, /model=nvidia\/rotation-\d+ /g);
+	assert.ok(total >= 110 - 5 && total <= 110, `lines kept across the rotation: ${total} of 110`);
+	assert.ok(dp.exitCode === null, 'still running');
+	dp.kill('SIGTERM');
+	await new Promise((res) => dp.on('exit', res));
 });
 
 test('cron file: /etc/cron.d format, daily, user sidecar, runs sidecar-backup', () => {
