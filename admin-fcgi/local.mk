@@ -13,10 +13,11 @@ admin_fcgi_libadmin_a_SOURCES = \
 	admin-fcgi/validate_key.c admin-fcgi/validate_key.h
 admin_fcgi_libadmin_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
 
-bin_PROGRAMS += admin-fcgi/sidecar-admin
-admin_fcgi_sidecar_admin_SOURCES = admin-fcgi/admin_main.c
-admin_fcgi_sidecar_admin_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS) $(FCGI_CFLAGS)
-admin_fcgi_sidecar_admin_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(FCGI_LIBS)
+# Built at the top of the build tree, next to sidecar-events and sidecarctl.
+bin_PROGRAMS += sidecar-admin
+sidecar_admin_SOURCES = admin-fcgi/admin_main.c
+sidecar_admin_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS) $(FCGI_CFLAGS)
+sidecar_admin_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(FCGI_LIBS)
 
 
 # Unit tests: the handlers against a temporary database, no libfcgi.

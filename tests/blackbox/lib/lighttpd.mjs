@@ -31,7 +31,7 @@ function findBin(name, dirs) {
 	return null;
 }
 
-export const ADMIN_BIN = findBin('sidecar-admin', ['admin-fcgi', '.']);
+export const ADMIN_BIN = findBin('sidecar-admin', ['.', 'admin-fcgi']);
 export const EVENTS_BIN = findBin('sidecar-events', ['.', 'admin-fcgi']);
 
 // A free loopback port: bind 127.0.0.1:0, read the port, close.
@@ -46,7 +46,7 @@ export function freePort() {
 	});
 }
 
-// Fill in lighttpd/sidecar.conf.in. vars: {BIND, PORT, HTDOCS, STATE_DIR,
+// Fill in lighttpd/sidecar.conf.in. vars: {BIND, PORT, HTDOCS, RUNDIR, LOGDIR,
 // ADMIN_BIN, EVENTS_BIN, DB, KEY_FILE}; without EVENTS_BIN the events block goes.
 export function renderConfig(vars, template = readFileSync(join(SRCDIR, 'lighttpd', 'sidecar.conf.in'), 'utf8')) {
 	let t = template;
@@ -125,7 +125,7 @@ async function tryStart(st, port, { events, env }) {
 	const conf = join(st.dir, `lighttpd-${port}.conf`);
 	const errorLog = join(st.dir, 'lighttpd-error.log');
 	writeFileSync(conf, renderConfig({
-		BIND: '127.0.0.1', PORT: port, HTDOCS: join(SRCDIR, 'htdocs'), STATE_DIR: st.dir,
+		BIND: '127.0.0.1', PORT: port, HTDOCS: join(SRCDIR, 'htdocs'), RUNDIR: st.dir, LOGDIR: st.dir,
 		ADMIN_BIN, EVENTS_BIN: events && EVENTS_BIN ? EVENTS_BIN : '', DB: st.db, KEY_FILE: st.keyFile,
 	}));
 	// A clean environment: no SIDECAR_ENCRYPTION_KEY from the test process
