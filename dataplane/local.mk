@@ -14,13 +14,15 @@ sidecar_dataplane_SOURCES = \
 	dataplane/metrics.c dataplane/metrics.h
 sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
 sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
-sidecar_dataplane_LDADD = dataplane/libdpparse_tmp.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS)
+sidecar_dataplane_LDADD = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS)
 
-# Temporary until parse.mk provides dataplane/libparse.a.
-noinst_LIBRARIES += dataplane/libdpparse_tmp.a
-dataplane_libdpparse_tmp_a_SOURCES = dataplane/http.c dataplane/sse.c dataplane/shape.c dataplane/oaierr.c
-dataplane_libdpparse_tmp_a_CPPFLAGS = -D_GNU_SOURCE -iquote $(top_srcdir)/common $(AM_CPPFLAGS)
-dataplane_libdpparse_tmp_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
+# Unit tests (cmocka) of the data plane's own modules.
+check_PROGRAMS += tests/unit/test_loop
+TESTS += tests/unit/test_loop
+tests_unit_test_loop_SOURCES = tests/unit/test_loop.c dataplane/loop.c
+tests_unit_test_loop_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
+tests_unit_test_loop_CFLAGS = $(SC_UNIT_CFLAGS)
+tests_unit_test_loop_LDADD = $(SC_UNIT_LIBS)
 
 # Black-box tests (node:test) of the real program against tests/mock-upstream.
 SC_DATAPLANE_BLACKBOX = \
