@@ -16,7 +16,8 @@
  *     INT64_MAX; with Transfer-Encoding: 400; Transfer-Encoding: only exactly
  *     "chunked" (501 for other codings we do not implement, 400 when chunked is
  *     not last, repeated, or the field is junk, or in an HTTP/1.0 request);
- *   - HTTP/1.1 needs exactly one Host; more than one Host is always 400;
+ *   - HTTP/1.1 needs exactly one Host; more than one Host is always 400, as is
+ *     a Host value with whitespace, ',', '/', '\\', '@', '?' or '#';
  *   - Expect other than 100-continue is 417.
  * Nothing here allocates or keeps state between calls.
  */
@@ -292,7 +293,7 @@ http_check_te(struct http_request *req)
 static int
 http_semantics(struct http_request *req)
 {
-	size_t i, nhost = 0;
+	size_t i, i2, nhost = 0;
 	int have_cl = 0, te, close = 0, keep = 0;
 	uint64_t cl = 0;
 
@@ -303,6 +304,10 @@ http_semantics(struct http_request *req)
 		struct http_slice rest, el;
 
 		if (http_slice_ieq(h->name, "host")) {
+			/* uri-host [":" port]: no lists, paths or userinfo */
+			for (i2 = 0; i2 < h->value.len; i2++)
+				if (strchr(" \t,/\\@?#", h->value.p[i2]) != NULL)
+					return http_fail(req, 400, "invalid Host header");
 			nhost++;
 		} else if (http_slice_ieq(h->name, "content-length")) {
 			rest = h->value;

@@ -16,6 +16,8 @@
  * parts itself; content with any non-text part is left as a list.
  * max_tokens_field moves max_completion_tokens to max_tokens (replacing a
  * max_tokens the client also sent: the newer field wins).
+ * Known limit of the rebuilt form: integers beyond 64 bits come out clamped
+ * (json-c's integer types); number text otherwise keeps its original form.
  */
 #include <string.h>
 

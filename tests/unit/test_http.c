@@ -100,7 +100,7 @@ test_fields(void **state)
 	assert_int_equal(req.expect_continue, 1);
 
 	/* OWS trimmed, values with inner spaces kept */
-	assert_true(parse("GET / HTTP/1.1\r\nHost:  a b \t\r\n\r\n", &req) > 0);
+	assert_true(parse("GET / HTTP/1.1\r\nX-A:  a b \t\r\nHost: a\r\n\r\n", &req) > 0);
 	assert_true(http_slice_eq(req.headers[0].value, "a b"));
 
 	/* keep-alive semantics */
@@ -191,6 +191,10 @@ test_errors(void **state)
 	expect_status("GET / HTTP/1.1\r\n\r\n", 400);
 	expect_status("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);
 	expect_status("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 400);
+	expect_status("GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400);
+	expect_status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
+	expect_status("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400);
+	expect_status("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400);
 	/* Content-Length */
 	expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400);
 	expect_status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", 400);
