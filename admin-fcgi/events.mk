@@ -27,3 +27,5 @@ TESTS += tests/blackbox/dashboard_events.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_events.test.mjs tests/blackbox/lib/browser.mjs
 TESTS += tests/blackbox/dashboard_live.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_live.test.mjs
+TESTS += tests/blackbox/dashboard_manage.test.mjs
+EXTRA_DIST += tests/blackbox/dashboard_manage.test.mjs

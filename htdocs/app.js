@@ -605,6 +605,11 @@
 		if (edit) {
 			for (const k of ['name', 'pool', 'endpoint_url', 'model_prefix', 'rpm_limit', 'tpm_limit', 'weight', 'cost_per_1k'])
 				if (p[k] !== undefined && p[k] !== null) f.elements[k].value = p[k];
+			const md = p.metadata || {};
+			f.elements.notes.value = md.notes || '';
+			f.elements.flatten_content.checked = !!md.flatten_content;
+			f.elements.max_tokens_field.checked = !!md.max_tokens_field;
+			f.elements.stream_usage.checked = md.stream_usage !== false;
 			$('#key-mask').textContent = p.api_key_mask || '****';
 			f.elements.api_key.required = false;
 		} else {
@@ -628,6 +633,15 @@
 			if (v === undefined) continue;
 			if (!orig || orig[k] !== v) b[k] = v;
 		}
+		const md = (orig && orig.metadata) || {};
+		const notes = f.elements.notes.value.trim();
+		if (!orig ? notes !== '' : notes !== (md.notes || '')) b.notes = notes;
+		for (const k of ['flatten_content', 'max_tokens_field']) {
+			const v = f.elements[k].checked;
+			if (!orig ? v : v !== !!md[k]) b[k] = v;
+		}
+		const su = f.elements.stream_usage.checked;
+		if (!orig ? !su : su !== (md.stream_usage !== false)) b.stream_usage = su;
 		const key = f.elements.api_key.value.trim();
 		if (key) b.api_key = key;
 		if (!orig) b.source = 'webui';
@@ -648,7 +662,7 @@
 	function validationText(v) {
 		if (!v) return '';
 		const parts = [v.message || v.result];
-		if (v.http_status) parts.push(`(upstream answered ${v.http_status})`);
+		if (v.http_status && !String(parts[0]).includes(String(v.http_status))) parts.push(`(upstream answered ${v.http_status})`);
 		return parts.filter(Boolean).join(' ');
 	}
 
@@ -761,7 +775,7 @@
 		} catch (e) {
 			let t = e.message;
 			const err = e.body && e.body.error;
-			if (err && err.line) t += ` (line ${err.line})`;
+			if (err && err.line && !t.includes(`line ${err.line}`)) t += ` (line ${err.line})`;
 			if (err && Array.isArray(err.entries)) {
 				const badOnes = err.entries.filter((x) => x.validation && !x.validation.ok).map((x) => `${x.name}: ${validationText(x.validation)}`);
 				if (badOnes.length) t += ' — ' + badOnes.slice(0, 5).join('; ');
@@ -789,6 +803,7 @@
 			if (e.status !== 401) showMsg($('#settings-msg'), 'Settings unavailable: ' + e.message, true);
 			return;
 		}
+		if (!force && form.querySelector('.changed')) return;	/* edited while we fetched */
 		S.settings = normaliseSettings(r);
 		form.replaceChildren();
 		for (const s of S.settings) {
