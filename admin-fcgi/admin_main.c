@@ -155,6 +155,13 @@ main(int argc, char **argv)
 	bool check_only = argc > 1 && strcmp(argv[1], "--check") == 0;
 	int rc = 1;
 
+	if (argc > 2 || (argc == 2 && !check_only)) {
+		fprintf(stderr, "usage: sidecar-admin [--check]\n"
+		    "  A FastCGI program for lighttpd (see lighttpd/sidecar.conf.in); environment:\n"
+		    "  SIDECAR_DB, SIDECAR_ENCRYPTION_KEY or SIDECAR_ENCRYPTION_KEY_FILE, SIDECAR_ADMIN_LOG.\n"
+		    "  --check: open the database and check the key, then exit 0 or 1.\n");
+		return 2;
+	}
 	log_init("sidecar-admin", LOG_LVL_INFO, getenv("SIDECAR_ADMIN_LOG"));
 	signal(SIGPIPE, SIG_IGN);
 	sc_err_clear(&e);

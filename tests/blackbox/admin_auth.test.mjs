@@ -3,7 +3,9 @@
 // cookie-authenticated mutations, and login throttling per address.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeAdminDb, startLighttpd, api, cleanup } from './lib/lighttpd.mjs';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { makeAdminDb, startLighttpd, api, cleanup, ADMIN_BIN } from './lib/lighttpd.mjs';
 
 let st;
 let lt;
@@ -108,4 +110,16 @@ test('failed logins are throttled per address: 429 with Retry-After', async () =
 	// Bearer requests are not affected.
 	r = await api(lt, 'GET', '/providers', { token: st.token });
 	assert.equal(r.status, 200);
+});
+
+test('sidecar-admin --check: right key ok, wrong or missing key refused with a clear message', () => {
+	const env = { PATH: process.env.PATH, SIDECAR_DB: st.db };
+	let r = spawnSync(ADMIN_BIN, ['--check'], { env: { ...env, SIDECAR_ENCRYPTION_KEY_FILE: st.keyFile } });
+	assert.equal(r.status, 0, r.stderr.toString());
+	r = spawnSync(ADMIN_BIN, ['--check'], { env: { ...env, SIDECAR_ENCRYPTION_KEY: randomBytes(32).toString('base64') } });
+	assert.equal(r.status, 1);
+	assert.match(r.stderr.toString(), /key/i);
+	r = spawnSync(ADMIN_BIN, ['--check'], { env });
+	assert.equal(r.status, 1);
+	assert.match(r.stderr.toString(), /SIDECAR_ENCRYPTION_KEY/);
 });

@@ -95,6 +95,26 @@ function childrenOf(pid) {
 	return out;
 }
 
+// Every lighttpd started here and not yet stopped: killed with its FastCGI
+// children when the test process exits, even after a failure or a timeout.
+const live = new Set();
+process.on('exit', () => {
+	for (const pid of live) {
+		// lighttpd first, so that it cannot respawn the children killed next.
+		const kids = descendants(pid);
+		try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+		for (const k of kids) { try { process.kill(k, 'SIGKILL'); } catch { /* gone */ } }
+	}
+});
+
+function descendants(pid, out = new Set()) {
+	for (const c of childrenOf(pid)) {
+		out.add(c);
+		descendants(c, out);
+	}
+	return out;
+}
+
 function alive(pid) {
 	try {
 		process.kill(pid, 0);
@@ -136,6 +156,7 @@ async function tryStart(st, port, { events, env }) {
 	let out = '';
 	proc.stdout.on('data', (d) => { out += d; });
 	proc.stderr.on('data', (d) => { out += d; });
+	live.add(proc.pid);
 	let exited = null;
 	const exitP = new Promise((r) => proc.on('exit', (code, sig) => { exited = { code, sig }; r(exited); }));
 	const readLog = () => (existsSync(errorLog) ? readFileSync(errorLog, 'utf8') : '');
@@ -145,13 +166,12 @@ async function tryStart(st, port, { events, env }) {
 		api: `http://127.0.0.1:${port}/api/v2`,
 		errorLog: () => out + readLog(),
 		async stop() {
-			const kids = new Set();
-			const collect = (pid) => { for (const c of childrenOf(pid)) { kids.add(c); collect(c); } };
-			if (!exited) collect(proc.pid);
+			const kids = exited ? new Set() : descendants(proc.pid);
 			if (!exited) proc.kill('SIGTERM');
 			const t = setTimeout(() => { if (!exited) proc.kill('SIGKILL'); }, 3000);
 			await exitP;
 			clearTimeout(t);
+			live.delete(proc.pid);
 			for (const k of kids) {
 				if (alive(k)) { try { process.kill(k, 'SIGKILL'); } catch { /* gone */ } }
 			}
