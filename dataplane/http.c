@@ -401,7 +401,8 @@ http_parse_request(const char *buf, size_t len, struct http_request *req)
 /* Chunked decoder states, in the order a body passes through them. */
 enum {
 	CH_SIZE,	/* hex digits of a chunk size */
-	CH_EXT,		/* after the size: extensions up to CR */
+	CH_SIZE_BWS,	/* whitespace after the size, before ';' */
+	CH_EXT,		/* after a ';': extensions up to CR */
 	CH_SIZE_LF,	/* CR seen after the size line */
 	CH_DATA,	/* chunk data, c->remaining bytes left */
 	CH_DATA_CR,	/* CRLF after the data */
@@ -464,14 +465,18 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t
 			}
 			if (c->ndigits == 0)
 				return http_chunked_fail(status, 400);
-			if (ch == '\r') {
+			/* FALLTHROUGH */
+		case CH_SIZE_BWS:
+			if (ch == '\r')
 				c->state = CH_SIZE_LF;
-			} else if (ch == ';' || ch == ' ' || ch == '\t') {
+			else if (ch == ';')
 				c->state = CH_EXT;
-			} else {
+			else if (ch == ' ' || ch == '\t')
+				c->state = CH_SIZE_BWS;
+			else
 				return http_chunked_fail(status, 400);
-			}
-			c->line_len++;
+			if (++c->line_len > HTTP_CHUNK_LINE_MAX)
+				return http_chunked_fail(status, 400);
 			i++;
 			break;
 		case CH_EXT:

@@ -396,6 +396,9 @@ test_chunked_errors(void **state)
 	assert_int_equal(chunked_status("3\r\nabcd\r\n", 10), 400);
 	assert_int_equal(chunked_status("3\r\nabc\n0\r\n\r\n", 10), 400);
 	assert_int_equal(chunked_status("3;a\x01\r\nabc\r\n", 10), 400);
+	assert_int_equal(chunked_status("3 x\r\nabc\r\n", 10), 400);
+	assert_int_equal(chunked_status("3 \t ;x=1\r\nabc\r\n0\r\n\r\n", 10), 200);
+	assert_int_equal(chunked_status("3 \r\nabc\r\n0 \r\n\r\n", 10), 200);
 	assert_int_equal(chunked_status("0\r\nX: y\n\r\n", 10), 400);
 	assert_int_equal(chunked_status("0\r\n folded\r\n\r\n", 10), 400);
 	assert_int_equal(chunked_status("0\r\n\r\r", 10), 400);
