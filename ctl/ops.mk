@@ -61,6 +61,24 @@ nodist_opstmpfiles_DATA = packaging/tmpfiles.d/sidecar.conf
 opssysusersdir = $(prefix)/lib/sysusers.d
 dist_opssysusers_DATA = packaging/sysusers.d/sidecar.conf
 
+# The admin panel's lighttpd configuration, rendered from the admin
+# program's template for the installed paths and sidecar-lighttpd.service
+# (key from the unit's credential, sockets in its RuntimeDirectory).
+opsconfdir = $(sysconfdir)/sidecar
+nodist_opsconf_DATA = packaging/lighttpd.conf
+CLEANFILES += packaging/lighttpd.conf
+packaging/lighttpd.conf: $(srcdir)/lighttpd/sidecar.conf.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) $(@D) && rm -f $@ $@.tmp && sed \
+	-e 's|@BIND@|127.0.0.1|g' -e 's|@PORT@|9192|g' \
+	-e 's|@HTDOCS@|$(pkgdatadir)/htdocs|g' \
+	-e 's|@RUNDIR@|/run/sidecar|g' \
+	-e 's|@LOGDIR@|$(localstatedir)/log/sidecar|g' \
+	-e 's|@ADMIN_BIN@|$(bindir)/sidecar-admin|g' \
+	-e 's|@EVENTS_BIN@|$(bindir)/sidecar-events|g' \
+	-e 's|@DB@|$(localstatedir)/lib/sidecar/sidecar_v2.db|g' \
+	-e 's|@KEY_FILE@|/run/credentials/sidecar-lighttpd.service/encryption.key|g' \
+	$(srcdir)/lighttpd/sidecar.conf.in > $@.tmp && mv $@.tmp $@
+
 opsdocdir = $(docdir)
 dist_opsdoc_DATA = docs/operations.md docs/alerts.yml
 

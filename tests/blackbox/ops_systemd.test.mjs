@@ -68,3 +68,26 @@ test('sysusers.d creates the sidecar user and adds www-data to its group', (t) =
 	assert.match(passwd, /^sidecar:x:\d+:\d+:Sidecar V2:\/var\/lib\/sidecar:\/usr\/sbin\/nologin$/m);
 	assert.match(group, /^sidecar:x:\d+:www-data$/m);
 });
+
+test('the lighttpd configuration the unit starts: rendered as ctl/ops.mk does, lighttpd -tt accepts it', (t) => {
+	const dir = tmpdir(t);
+	const lighttpd = process.env.SC_LIGHTTPD && process.env.SC_LIGHTTPD.startsWith('/') ?
+		process.env.SC_LIGHTTPD : '/usr/sbin/lighttpd';
+	const subst = {
+		BIND: '127.0.0.1', PORT: '9192', HTDOCS: path.join(SRC, 'htdocs'), RUNDIR: dir,
+		LOGDIR: dir, ADMIN_BIN: path.join(BUILD, 'sidecar-admin'), EVENTS_BIN: path.join(BUILD, 'sidecar-events'),
+		DB: path.join(dir, 'sidecar_v2.db'), KEY_FILE: '/run/credentials/sidecar-lighttpd.service/encryption.key',
+	};
+	let text = fs.readFileSync(path.join(SRC, 'lighttpd/sidecar.conf.in'), 'utf8');
+	for (const [k, v] of Object.entries(subst)) text = text.replaceAll(`@${k}@`, v);
+	const code = text.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+	assert.ok(!/@[A-Z_]+@/.test(code), 'ctl/ops.mk substitutes every placeholder of the template');
+	// The same list as the rule in ctl/ops.mk.
+	const mk = fs.readFileSync(path.join(SRC, 'ctl/ops.mk'), 'utf8');
+	for (const k of Object.keys(subst)) assert.ok(mk.includes(`s|@${k}@|`), `ops.mk substitutes @${k}@`);
+	const conf = path.join(dir, 'lighttpd.conf');
+	fs.writeFileSync(conf, text);
+	const r = run(lighttpd, ['-tt', '-f', conf]);
+	assert.equal(r.code, 0, r.stdout + r.stderr);
+	assert.doesNotMatch(r.stdout + r.stderr, /invalid|error/i);
+});
