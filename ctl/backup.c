@@ -302,12 +302,20 @@ backup_fsync(const char *path, int dir, int64_t *size)
 
 	if (fd == -1)
 		return -1;
+	/* Some file systems cannot fsync a directory (EINVAL): nothing to do. */
 	if (fsync(fd) == -1 && !(dir && errno == EINVAL))
 		ret = -1;
-	if (size != NULL && fstat(fd, &st) == 0)
+	if (ret == 0 && size != NULL && fstat(fd, &st) == 0)
 		*size = (int64_t)st.st_size;
+	if (ret == -1) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return -1;
+	}
 	close(fd);
-	return ret;
+	return 0;
 }
 
 /* Remove a temporary database and the journal SQLite may have left. */
