@@ -107,6 +107,28 @@ http_slice_ieq(struct http_slice s, const char *lit)
 	return s.len == n && strncasecmp(s.p, lit, n) == 0;
 }
 
+struct http_slice
+http_target_path(struct http_slice t)
+{
+	const char *p, *e = t.p + t.len, *s;
+	struct http_slice r;
+
+	if (t.len == 0 || t.p[0] == '/')
+		return t;
+	s = memchr(t.p, ':', t.len);
+	p = s != NULL && e - s >= 3 ? s + 3 : e;	/* after "://" */
+	while (p < e && *p != '/' && *p != '?')
+		p++;
+	if (p == e) {
+		r.p = "/";
+		r.len = 1;
+	} else {
+		r.p = p;
+		r.len = (size_t)(e - p);
+	}
+	return r;
+}
+
 const struct http_header *
 http_find_header(const struct http_request *req, const char *name)
 {

@@ -63,6 +63,11 @@ struct http_request {
  * returned length (RFC 9112 §2.2). */
 int http_parse_request(const char *buf, size_t len, struct http_request *req);
 
+/* The origin-form part (path and query) of a target: the target itself when
+ * it starts with '/', else what follows "scheme://authority" ("/" when that
+ * is empty; the query is kept: "http://h?q" gives "?q"). Route on this. */
+struct http_slice http_target_path(struct http_slice target);
+
 /* Case-insensitive header lookup (first match); NULL when absent. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
 int http_slice_eq(struct http_slice s, const char *lit);	/* exact */

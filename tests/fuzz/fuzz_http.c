@@ -35,6 +35,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (req.nheaders > HTTP_MAX_HEADERS || (req.minor_version != 0 && req.minor_version != 1))
 		abort();
 	(void)http_find_header(&req, "host");
+	{
+		struct http_slice path = http_target_path(req.target);
+
+		if (path.len == 0 || (path.p[0] != '/' && path.p[0] != '?') ||
+		    (path.p != req.target.p + req.target.len - path.len && !http_slice_eq(path, "/")))
+			abort();
+	}
 	if (req.body_kind == HTTP_BODY_CHUNKED) {
 		struct http_chunked c;
 		struct sc_buf out;

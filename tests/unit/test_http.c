@@ -449,6 +449,21 @@ test_misc(void **state)
 	s.p = "tex";
 	s.len = 2;
 	assert_true(http_is_hop_by_hop(s));	/* "te" */
+	{
+		static const char *const cases[][2] = {
+			{ "/v1/models?a=b", "/v1/models?a=b" },
+			{ "http://h:9190/v1/chat/completions", "/v1/chat/completions" },
+			{ "https://h", "/" },
+			{ "http://h?x=1", "?x=1" },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct http_slice t = { cases[i][0], strlen(cases[i][0]) };
+
+			assert_true(http_slice_eq(http_target_path(t), cases[i][1]));
+		}
+	}
 	assert_string_equal(http_reason(200), "OK");
 	assert_string_equal(http_reason(429), "Too Many Requests");
 	assert_string_equal(http_reason(431), "Request Header Fields Too Large");
