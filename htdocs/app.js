@@ -325,14 +325,16 @@
 		return span;
 	}
 
+	/* Rebuild the rows, but touch the DOM only where a row changed, so a
+	 * snapshot every second does not steal focus or hover from the buttons. */
 	function renderProviders() {
 		const body = $('#providers-body');
 		const rows = mergedProviders();
-		body.replaceChildren();
 		if (rows.length === 0) {
-			body.append(el('tr', { class: 'empty' }, el('td', { colspan: 8, text: 'No providers yet. Add one or import a YAML file.' })));
+			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 8, text: 'No providers yet. Add one or import a YAML file.' })));
 			return;
 		}
+		const fresh = [];
 		for (const { cfg, live } of rows) {
 			const id = (cfg && cfg.id) || live.id;
 			const name = (cfg && cfg.name) || live.name;
@@ -354,7 +356,16 @@
 				el('td', { 'data-label': 'Latency', class: 'num', text: fmtMs(latency) }),
 				el('td', { 'data-label': 'Req/min', class: 'num', text: live ? fmtInt(live.requests_1m) : '–' }),
 				el('td', { 'data-label': 'Actions' }, cfg ? providerActions(cfg, cooling) : ''));
-			body.append(tr);
+			fresh.push(tr);
+		}
+		const old = Array.from(body.children);
+		const sameOrder = old.length === fresh.length && old.every((tr, i) => tr.dataset.id === fresh[i].dataset.id);
+		if (!sameOrder) {
+			body.replaceChildren(...fresh);
+			return;
+		}
+		for (let i = 0; i < fresh.length; i++) {
+			if (old[i].outerHTML !== fresh[i].outerHTML) old[i].replaceWith(fresh[i]);
 		}
 	}
 
