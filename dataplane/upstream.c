@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "crypto.h"
 #include "log.h"
 #include "loop.h"
 #include "upstream.h"
@@ -40,11 +41,16 @@ struct upstream_xfer {
 	char                       errbuf[CURL_ERROR_SIZE];
 };
 
+#define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
+
 static struct {
 	struct loop      *loop;
 	CURLM            *multi;
 	struct loop_timer timer;	/* curl's single timeout */
 	size_t            active;
+	CURL             *pool[UPSTREAM_POOL_MAX];	/* owned idle handles: reusing them
+							 * saves their buffers' allocation per request */
+	size_t            npool;
 } up;
 
 static void upstream_check_done(void);
@@ -123,6 +129,8 @@ upstream_init(struct loop *l)
 void
 upstream_shutdown(void)
 {
+	while (up.npool > 0)
+		curl_easy_cleanup(up.pool[--up.npool]);
 	if (up.multi != NULL) {
 		loop_timer_cancel(up.loop, &up.timer);
 		curl_multi_cleanup(up.multi);
@@ -137,15 +145,32 @@ upstream_active(void)
 	return up.active;
 }
 
+/* The header list carries the provider key: wipe it before freeing. */
+static void
+upstream_free_headers(struct curl_slist *l)
+{
+	struct curl_slist *h;
+
+	for (h = l; h != NULL; h = h->next)
+		if (h->data != NULL)
+			crypto_wipe(h->data, strlen(h->data));
+	curl_slist_free_all(l);
+}
+
 static void
 upstream_free(struct upstream_xfer *x)
 {
 	loop_timer_cancel(up.loop, &x->ttfb);
 	if (x->easy != NULL) {
 		curl_multi_remove_handle(up.multi, x->easy);
-		curl_easy_cleanup(x->easy);
+		if (up.npool < UPSTREAM_POOL_MAX) {
+			curl_easy_reset(x->easy);
+			up.pool[up.npool++] = x->easy;
+		} else {
+			curl_easy_cleanup(x->easy);
+		}
 	}
-	curl_slist_free_all(x->headers);
+	upstream_free_headers(x->headers);
 	up.active--;
 	free(x);
 }
@@ -316,7 +341,7 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
-	x->easy = e = curl_easy_init();
+	x->easy = e = up.npool > 0 ? up.pool[--up.npool] : curl_easy_init();
 	if (e == NULL)
 		goto fail;
 	curl_easy_setopt(e, CURLOPT_URL, rq->url);
@@ -328,7 +353,6 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
