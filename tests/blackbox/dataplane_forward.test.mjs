@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, rawExchange, request, startDataplane } from './lib/stack.mjs';
+import { cleanup, cpuTicks, makeDb, openIdle, postJson, rawExchange, request, sleep, startDataplane } from './lib/stack.mjs';
 
 const K1 = 'nvapi-TEST-0001-xxxxxxxxxxxxxxxx';
 const K2 = 'nvapi-TEST-0002-xxxxxxxxxxxxxxxx';
@@ -268,6 +268,50 @@ describe('data plane client tokens', { timeout: 30000 }, () => {
 			assert.ok(e instanceof Error);
 			assert.match(e.message, /key/i);
 		} finally {
+			cleanup(st);
+		}
+	});
+});
+
+describe('data plane connection limits', { timeout: 30000 }, () => {
+	it('refuses connections past max_connections with 503 and keeps serving', async () => {
+		const mock = await startMock({ keys: [{ key: K1 }] });
+		const st = makeDb({ providers: [{ name: 'p', key: K1, url: mock.url, prefix: 'mock/' }], settings: { max_connections: 4 } });
+		const dp = await startDataplane(st);
+		try {
+			const socks = await openIdle(dp.port, 4);
+			await sleep(100);
+			const extra = await rawExchange(dp.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+			assert.match(extra, /^HTTP\/1\.1 503 /);
+			for (const s of socks) s.destroy();
+			await sleep(200);
+			assert.equal((await request(`${dp.base}/health`)).status, 200);
+		} finally {
+			await dp.stop();
+			await mock.stop();
+			cleanup(st);
+		}
+	});
+
+	it('pauses accept() when out of file descriptors instead of spinning, then recovers', async () => {
+		const mock = await startMock({ keys: [{ key: K1 }] });
+		const st = makeDb({ providers: [{ name: 'p', key: K1, url: mock.url, prefix: 'mock/' }] });
+		const dp = await startDataplane(st, { nofile: 48 });
+		try {
+			const socks = await openIdle(dp.port, 80);	// more than the process can hold
+			await sleep(300);
+			const t0 = cpuTicks(dp.pid);
+			await sleep(1000);
+			const used = cpuTicks(dp.pid) - t0;
+			assert.ok(used < 30, `the data plane used ${used} ticks in 1 s while out of descriptors`);
+			assert.match(dp.logs(), /pausing accept/);
+			for (const s of socks) s.destroy();
+			await sleep(800);
+			const r = await postJson(`${dp.url}/chat/completions`, { model: 'mock/x', messages: [] });
+			assert.equal(r.status, 200, r.body);
+		} finally {
+			await dp.stop();
+			await mock.stop();
 			cleanup(st);
 		}
 	});

@@ -124,11 +124,13 @@ export function addProviders(st, list) {
 }
 
 // Start sidecar-dataplane on ephemeral ports. Returns {port, url, base, pid, proc, stop, logs}.
-export async function startDataplane(st, { args = [], env = {} } = {}) {
+// nofile: start it under `ulimit -n nofile` (file-descriptor exhaustion tests).
+export async function startDataplane(st, { args = [], env = {}, nofile } = {}) {
 	const bin = join(BUILDDIR, 'sidecar-dataplane');
 	const portFile = join(st.dir, `ports-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-	const proc = spawn(bin, ['--db', st.db, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0',
-		'--port-file', portFile, ...args], { env: { ...st.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+	const argv = ['--db', st.db, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--port-file', portFile, ...args];
+	const opts = { env: { ...st.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] };
+	const proc = nofile ? spawn('sh', ['-c', `ulimit -n ${nofile} && exec "$0" "$@"`, bin, ...argv], opts) : spawn(bin, argv, opts);
 	let logs = '';
 	proc.stdout.on('data', (d) => { logs += d; });
 	proc.stderr.on('data', (d) => { logs += d; });
@@ -200,4 +202,25 @@ export function rawExchange(port, data, { idleMs = 1000, totalMs = 10000 } = {})
 export function rssKb(pid) {
 	const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
 	return m ? +m[1] : 0;
+}
+
+// CPU time (user + system) of a process in clock ticks (normally 1/100 s).
+export function cpuTicks(pid) {
+	const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+	const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+	return +rest[11] + +rest[12];
+}
+
+// Open n raw TCP connections to port (they stay idle); resolves the sockets.
+export async function openIdle(port, n) {
+	const socks = [];
+	for (let i = 0; i < n; i++) {
+		const s = net.connect(port, '127.0.0.1');
+		s.on('error', () => {});
+		s.got = '';
+		s.on('data', (d) => { s.got += d.toString('latin1'); });
+		socks.push(s);
+	}
+	await Promise.all(socks.map((s) => new Promise((r) => { s.once('connect', r); s.once('error', r); s.once('close', r); })));
+	return socks;
 }
