@@ -63,6 +63,13 @@
 		if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + 'k';
 		return nf.format(Math.round(n));
 	}
+	/* Axis labels: short, at most 4 digits. */
+	function fmtAxis(n) {
+		const a = Math.abs(n);
+		if (a >= 1e6) return (n / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
+		if (a >= 1e3) return (n / 1e3).toFixed(a >= 1e5 ? 0 : 1).replace(/\.0$/, '') + 'k';
+		return nf.format(n);
+	}
 	function fmtCost(n) {
 		n = +n || 0;
 		if (n === 0) return '$0';
@@ -436,7 +443,7 @@
 			scales: { x: { time: true } },
 			axes: [
 				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' } },
-				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' }, size: 50, values: (u, v) => v.map(fmtCompact) },
+				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' }, size: 56, values: (u, v) => v.map(fmtAxis) },
 			],
 			series: [{}].concat(series),
 		};
