@@ -201,6 +201,7 @@ main(int argc, char **argv)
 		    listen_addr);
 		goto out;
 	}
+	proxy_set_public(!dp_is_loopback(listen_addr));
 	dp_limits_from_config();
 
 	dp.loop = loop_new();

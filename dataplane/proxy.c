@@ -121,12 +121,19 @@ static size_t            px_in_flight;
 static struct queue      px_queue;
 static struct loop_timer px_timer;	/* the queue / provider-change / probe timer */
 static struct px_probe  *px_probes;
+static int               px_public;	/* listening beyond loopback: a token is always required */
 
 static void proxy_next(struct proxy_req *r);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
 static const struct conn_hooks px_hooks = { proxy_abort, proxy_drain };
+
+void
+proxy_set_public(int on)
+{
+	px_public = on;
+}
 
 size_t
 proxy_in_flight(void)
@@ -395,7 +402,11 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 		registry_save_health(r->prov->p.id, sp->cd.unhealthy, cr.failures, status, now - r->t_attempt,
 		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
 	}
-	loop_timer_arm(px_loop, &px_timer, 0);	/* state changed: re-decide waiters, re-arm */
+	/* Waiters may go now, or a provider's state changed: decide again and
+	 * re-arm from the timer (never here: this may run inside a curl callback). */
+	if (queue_len(&px_queue) > 0 || cr.cooldown_started || cr.cooldown_extended || cr.became_invalid ||
+	    cr.became_unhealthy || cr.became_healthy)
+		loop_timer_arm(px_loop, &px_timer, 0);
 	return cr.action;
 }
 
@@ -1165,7 +1176,7 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 	char tok[512];
 	int r;
 
-	if (registry_client_tokens() <= 0)
+	if (registry_client_tokens() <= 0 && !px_public)
 		return 1;
 	a = http_find_header(req, "authorization");
 	if (a == NULL || a->value.len < 8 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||

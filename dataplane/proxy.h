@@ -16,6 +16,9 @@ int  proxy_init(struct loop *l);
 void proxy_shutdown(void);
 /* conn_handler_fn for the data-plane port. */
 void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
+/* The data port listens beyond loopback: refuse requests without a valid
+ * client token even if every token was revoked after the start. */
+void proxy_set_public(int on);
 /* Requests in progress (for the drain on SIGTERM). */
 size_t proxy_in_flight(void);
 
