@@ -8,13 +8,14 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "proxy.h"
 
 static unsigned long long metrics_by_class[6];	/* requests by status class 1xx..5xx; [0] other */
 
 void
-metrics_count_request(const char *provider, const char *pool, int status)
+metrics_request_done(const struct proxy_result *r)
 {
-	int k = status / 100;
+	int k = r->status / 100;
 
 	metrics_by_class[k >= 1 && k <= 5 ? k : 0]++;
 }

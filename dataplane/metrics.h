@@ -8,8 +8,10 @@
 
 #include "conn.h"
 
-/* One finished request (provider and pool may be NULL). */
-void metrics_count_request(const char *provider, const char *pool, int status);
+struct proxy_result;
+
+/* One finished request (proxy.h: struct proxy_result). */
+void metrics_request_done(const struct proxy_result *r);
 /* conn_handler_fn for the metrics port: GET /metrics. */
 void metrics_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
 

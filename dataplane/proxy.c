@@ -98,6 +98,10 @@ struct proxy_req {
 	int                   sse_observe;	/* scanning (not holding) for usage */
 	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
+	int64_t               prompt_tokens;	/* -1 unknown */
+	int64_t               completion_tokens;	/* -1 unknown */
+	int                   stream;		/* the client asked for a stream */
+	int                   interrupted;	/* the response broke after it started */
 	int64_t               ttfb_ms;		/* first body byte, -1 before */
 	uint64_t              relayed;		/* body bytes sent to the client */
 
@@ -289,7 +293,30 @@ proxy_log_free(struct proxy_req *r, int status, const char *note)
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)r->queue_ms, r->attempts,
 	    r->pool != NULL ? r->pool : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
-	metrics_count_request(r->prov != NULL ? r->prov->p.name : NULL, r->pool, status);
+	{
+		struct proxy_result res;
+		memset(&res, 0, sizeof(res));
+		res.rid = r->rid;
+		res.provider_id = r->prov != NULL ? r->prov->p.id : NULL;
+		res.provider_name = r->prov != NULL ? r->prov->p.name : NULL;
+		res.cost_per_1k = r->prov != NULL ? r->prov->p.cost_per_1k : 0;
+		res.pool = r->prov != NULL ? r->pool : NULL;
+		res.model = r->model;
+		res.upstream_model = r->model != NULL && r->prefix != NULL ? r->model + strlen(r->prefix) : NULL;
+		res.status = status;
+		res.error = status >= 400 || r->interrupted;
+		res.stream = r->stream;
+		res.upstream_sent = r->attempts > 0;
+		res.latency_ms = now - r->t_start;
+		res.ttfb_ms = r->ttfb_ms;
+		res.queue_ms = r->queue_ms;
+		res.attempts = r->attempts;
+		res.prompt_tokens = r->prompt_tokens;
+		res.completion_tokens = r->completion_tokens;
+		res.total_tokens = r->tokens;
+		res.bytes = r->relayed;
+		metrics_request_done(&res);
+	}
 	proxy_free(r);
 }
 
@@ -463,6 +490,8 @@ proxy_event_usage(struct proxy_req *r, const struct sse_event *ev)
 		return 0;
 	if (u.total_tokens >= 0)
 		r->tokens = u.total_tokens;
+	r->prompt_tokens = u.prompt_tokens;
+	r->completion_tokens = u.completion_tokens;
 	return u.usage_only ? 2 : 1;
 }
 
@@ -556,8 +585,11 @@ proxy_record_tokens(struct proxy_req *r)
 	struct sse_usage u;
 
 	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
-	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0)
+	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0) {
 		r->tokens = u.total_tokens;
+		r->prompt_tokens = u.prompt_tokens;
+		r->completion_tokens = u.completion_tokens;
+	}
 	if (r->tokens <= 0 || (cur = registry_by_id(r->prov->p.id)) == NULL || cur->sched == NULL)
 		return;
 	if (cur->p.tpm_limit > 0)
@@ -592,10 +624,12 @@ proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 		    "data: {\"error\":{\"message\":\"upstream stream interrupted\",\"type\":\"server_error\","
 		    "\"param\":null,\"code\":\"upstream_error\"}}\n\ndata: [DONE]\n\n";
 		conn_response_body(c, tail, sizeof(tail) - 1);
+		r->interrupted = 1;
 		proxy_log_free(r, status, "stream_interrupted");
 		conn_response_end(c);
 		return;
 	}
+	r->interrupted = 1;
 	proxy_log_free(r, status, "body_interrupted");
 	conn_response_abort(c);
 }
@@ -1260,7 +1294,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	r->ttfb_ms = -1;
 	r->path = up;
 	memcpy(r->rid, rid, sizeof(rid));
-	r->tokens = -1;
+	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	queue_node_init(&r->qn, r);
 	sched_request_init(&r->srq);
 	h = http_find_header(req, "x-sidecar-priority");
@@ -1284,6 +1318,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 		return;
 	}
 	r->shape_ok = 1;
+	r->stream = r->shape.stream;
 	r->model = sc_xstrdup(r->shape.model);
 	pf = proxy_route(r->model);
 	if (pf == NULL || r->model[strlen(pf)] == '\0') {

@@ -8,9 +8,35 @@
 #ifndef SC_PROXY_H
 #define SC_PROXY_H
 
+#include <stdint.h>
+
 #include "conn.h"
 
 struct loop;
+
+/* What a finished request was, for statistics and metrics (metrics_request_done).
+ * Pointers are valid only during the call. */
+struct proxy_result {
+	const char *rid;
+	const char *provider_id;	/* NULL when no provider was tried */
+	const char *provider_name;
+	const char *pool;		/* "main" | "fallback" | "emergency", NULL without provider */
+	double      cost_per_1k;
+	const char *model;		/* as the client sent it, NULL when unparsed */
+	const char *upstream_model;	/* as forwarded (prefix stripped) */
+	int         status;		/* sent to the client; 499 = client went away */
+	int         error;		/* status >= 400, or the response broke mid-way */
+	int         stream;		/* the client asked for a stream */
+	int         upstream_sent;	/* at least one attempt went upstream */
+	int64_t     latency_ms;		/* arrival to end */
+	int64_t     ttfb_ms;		/* arrival to the first body byte relayed (TTFT for streams), -1 none */
+	int64_t     queue_ms;		/* time parked in the wait queue */
+	int         attempts;
+	int64_t     prompt_tokens;	/* -1 unknown */
+	int64_t     completion_tokens;	/* -1 unknown */
+	int64_t     total_tokens;	/* -1 unknown (a stream that ended without usage) */
+	uint64_t    bytes;		/* body bytes relayed to the client */
+};
 
 int  proxy_init(struct loop *l);
 void proxy_shutdown(void);
