@@ -1,0 +1,759 @@
+// bench/bench.mjs: the scenarios of bench/run (issue 9), side by side.
+//
+// Started by bench/run after it has built the optimised binaries, streamload
+// and the Portkey gateway. For each scenario it starts fresh processes on
+// 127.0.0.1 (mock upstream, nginx, sidecar-dataplane, Portkey), drives the
+// same load through each with wrk (bench/post.lua) or bench/streamload, and
+// at the end writes bench/RESULTS.md (tables with ratios to nginx and to the
+// direct floor) and bench/out/results.json (every raw figure).
+//
+//   node bench/bench.mjs --build DIR [--quick] [--only 1,3] [--no-pin] [--no-profile]
+//
+// Every process started here is recorded in bench/out/pids (bench/run's trap
+// kills those too) and killed on exit, also on failure or Ctrl-C.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const TOP = dirname(HERE);
+const OUT = join(HERE, 'out');
+
+// ------------------------------------------------------------------ options
+const argv = process.argv.slice(2);
+const opt = { quick: false, pin: true, profile: true, only: null, build: join(OUT, 'build') };
+for (let i = 0; i < argv.length; i++) {
+	const a = argv[i];
+	if (a === '--quick') opt.quick = true;
+	else if (a === '--no-pin') opt.pin = false;
+	else if (a === '--no-profile') opt.profile = false;
+	else if (a === '--build') opt.build = argv[++i];
+	else if (a === '--only') opt.only = new Set(argv[++i].split(',').map(Number));
+	else { console.error(`bench.mjs: unknown option ${a}`); process.exit(2); }
+}
+const NCPU = os.cpus().length;
+const PIN = opt.pin && NCPU >= 2;
+// CPU sets: the proxy under test alone on CPU 0; load generator and mock on CPU 1.
+const CPU_PROXY = '0';
+const CPU_LOAD = String(NCPU >= 2 ? 1 : 0);
+const Q = opt.quick;
+const P = {
+	s1Dur: Q ? 3 : 8, s1Conns: 64, s1Warm: 1,
+	s2Req: Q ? 60 : 240, s2Conns: 4, s2Chunks: 10, s2Interval: 10,
+	s3Sizes: [1000, 5000], s3Rounds: Q ? 1 : 3, s3Chunks: 50, s3Interval: 20,
+	s4Windows: Q ? 3 : 5, s4WindowS: 3, s4Keys: 11, s4Rpm: 40, s4MarginMs: 100,
+	s5Req: Q ? 8 : 24,
+};
+
+const BIN = {
+	dp: join(opt.build, 'sidecar-dataplane'),
+	ctl: join(opt.build, 'sidecarctl'),
+	mock: join(opt.build, 'tests', 'mock-upstream'),
+	load: join(OUT, 'streamload'),
+	portkey: join(HERE, 'portkey', 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.patched.js'),
+};
+const KEY = 'nvapi-TEST-0001-xxxxxxxxxxxxxxxx';
+const MODEL = 'mock/meta/llama-3.1-8b-instruct';
+
+const log = (...a) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ processes
+const live = new Set();
+const PIDFILE = join(OUT, 'pids');
+writeFileSync(PIDFILE, '');
+function killAll() {
+	for (const p of live) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+	live.clear();
+}
+process.on('exit', killAll);
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(s, () => { killAll(); process.exit(130); });
+
+function pinned(cpu, cmd, args) {
+	return PIN ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+}
+
+// Start a long-running process; returns {proc, pid, out(), stop()}.
+function startProc(name, cpu, cmd, args, { env = {}, cwd } = {}) {
+	const [c, a] = pinned(cpu, cmd, args);
+	const proc = spawn(c, a, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+	let out = '';
+	const keep = (d) => { out = (out + d).slice(-200000); };
+	proc.stdout.on('data', keep);
+	proc.stderr.on('data', keep);
+	let exited = null;
+	const exitP = new Promise((r) => proc.on('exit', (code, sig) => { exited = { code, sig }; live.delete(h); r(exited); }));
+	const h = {
+		name, proc, pid: proc.pid,
+		out: () => out,
+		exited: () => exited,
+		async stop() {
+			if (exited) return exited;
+			try { proc.kill('SIGTERM'); } catch { /* gone */ }
+			const t = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, 3000);
+			await exitP;
+			clearTimeout(t);
+			return exited;
+		},
+	};
+	live.add(h);
+	appendFileSync(PIDFILE, `${proc.pid}\n`);
+	return h;
+}
+
+// Run a command to completion; resolves {code, stdout, stderr}.
+function run(cpu, cmd, args, { env = {}, timeoutMs = 600000 } = {}) {
+	const [c, a] = pinned(cpu, cmd, args);
+	return new Promise((resolve) => {
+		const proc = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+		const h = { pid: proc.pid };
+		live.add(h);
+		appendFileSync(PIDFILE, `${proc.pid}\n`);
+		let stdout = '', stderr = '';
+		proc.stdout.on('data', (d) => { stdout += d; });
+		proc.stderr.on('data', (d) => { stderr = (stderr + d).slice(-20000); });
+		const t = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, timeoutMs);
+		proc.on('exit', (code) => { clearTimeout(t); live.delete(h); resolve({ code, stdout, stderr }); });
+	});
+}
+
+async function waitFor(pred, ms, what) {
+	const end = Date.now() + ms;
+	for (;;) {
+		const v = await pred();
+		if (v) return v;
+		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+		await sleep(50);
+	}
+}
+
+function freePort() {
+	return new Promise((resolve, reject) => {
+		const s = net.createServer();
+		s.on('error', reject);
+		s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+	});
+}
+
+function httpReq(port, method, path, { headers = {}, body } = {}) {
+	return new Promise((resolve, reject) => {
+		const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+		const req = http.request({ host: '127.0.0.1', port, method, path, agent: false,
+			headers: { connection: 'close', ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}), ...headers } },
+		(res) => {
+			const parts = [];
+			res.on('data', (d) => parts.push(d));
+			res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }));
+			res.on('error', reject);
+		});
+		req.setTimeout(30000, () => req.destroy(new Error(`${method} ${path}: timeout`)));
+		req.on('error', reject);
+		req.end(data);
+	});
+}
+
+// /proc figures of a process: CPU seconds (utime+stime) and memory in kB.
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100;
+function procStat(pid) {
+	try {
+		const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+		const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+		const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+		const kb = (k) => { const m = new RegExp(`${k}:\\s+(\\d+)`).exec(status); return m ? +m[1] : 0; };
+		return { cpu_s: (Number(f[11]) + Number(f[12])) / CLK_TCK, rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM') };
+	} catch {
+		return { cpu_s: 0, rss_kb: 0, hwm_kb: 0 };
+	}
+}
+function childPids(pid) {
+	const r = spawnSync('pgrep', ['-P', String(pid)]);
+	return r.stdout.toString().split('\n').filter(Boolean).map(Number);
+}
+
+// ------------------------------------------------------------------ systems
+async function startMock({ keys = [{ key: KEY }], windowMs, cpu, chunks, interval }) {
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-mock-'));
+	const pf = join(dir, 'port');
+	const args = ['--listen', '127.0.0.1:0', '--port-file', pf, '--quiet'];
+	for (const k of keys) args.push('--key', k.rpm ? `${k.key}:${k.rpm}` : k.key);
+	if (windowMs) args.push('--window-ms', String(windowMs));
+	// stream shape as defaults too: Portkey does not forward the X-Mock-* request headers
+	if (chunks) args.push('--chunks', String(chunks), '--chunk-interval-ms', String(interval), '--first-chunk-delay-ms', '0');
+	const h = startProc('mock', cpu, BIN.mock, args);
+	const port = await waitFor(() => {
+		if (h.exited()) throw new Error(`mock exited: ${h.out()}`);
+		return existsSync(pf) && parseInt(readFileSync(pf, 'utf8'), 10);
+	}, 10000, 'mock port');
+	h.port = port;
+	h.stats = async () => JSON.parse((await httpReq(port, 'GET', '/_mock/stats')).body);
+	h.record = async () => JSON.parse((await httpReq(port, 'GET', '/_mock/record')).body).requests;
+	const stop = h.stop;
+	h.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); };
+	return h;
+}
+
+function ctl(st, ...args) {
+	return execFileSync(BIN.ctl, ['--db', st.db, ...args], { env: { ...process.env, SIDECAR_ENCRYPTION_KEY: st.key }, stdio: 'pipe' }).toString();
+}
+
+async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {} } = {}) {
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-sc-'));
+	const st = { dir, db: join(dir, 'sidecar_v2.db'), key: randomBytes(32).toString('base64') };
+	ctl(st, 'init');
+	let y = 'providers:\n';
+	keys.forEach((k, i) => {
+		y += `- account: "bench-${String(i + 1).padStart(2, '0')}"\n  api_key: "${k.key}"\n` +
+			`  endpoint_url: "http://127.0.0.1:${mock.port}/v1"\n  model_prefix: "mock/"\n  pool: main\n  rpm_limit: ${k.rpm}\n`;
+	});
+	writeFileSync(join(dir, 'providers.yaml'), y);
+	ctl(st, 'import', join(dir, 'providers.yaml'));
+	for (const [k, v] of Object.entries(settings)) ctl(st, 'config', 'set', k, String(v));
+	const pf = join(dir, 'ports');
+	const h = startProc('sidecar', CPU_PROXY, BIN.dp, ['--db', st.db, '--listen', '127.0.0.1:0',
+		'--metrics-listen', '127.0.0.1:0', '--port-file', pf, '--log-level', 'warn', '--log-file', join(dir, 'dp.log')],
+	{ env: { SIDECAR_ENCRYPTION_KEY: st.key } });
+	const port = await waitFor(() => {
+		if (h.exited()) throw new Error(`sidecar-dataplane exited: ${h.out()}`);
+		if (!existsSync(pf)) return null;
+		const m = /data (\d+)/.exec(readFileSync(pf, 'utf8'));
+		return m && +m[1];
+	}, 10000, 'sidecar port file');
+	h.port = port;
+	h.mainPid = h.pid;
+	h.workPids = () => [h.pid];
+	h.logFile = join(dir, 'dp.log');
+	const stop = h.stop;
+	h.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); };
+	return h;
+}
+
+async function startNginx(mock) {
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-nginx-'));
+	const port = await freePort();
+	const user = os.userInfo().username;
+	const conf = readFileSync(join(HERE, 'nginx.conf.in'), 'utf8')
+		.replaceAll('@USER@', user).replaceAll('@DIR@', dir).replaceAll('@PORT@', String(port))
+		.replaceAll('@MOCK_PORT@', String(mock.port)).replaceAll('@KEY@', KEY);
+	writeFileSync(join(dir, 'nginx.conf'), conf);
+	const h = startProc('nginx', CPU_PROXY, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
+	await waitFor(async () => {
+		if (h.exited()) throw new Error(`nginx exited: ${h.out()} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
+		try { return (await httpReq(port, 'GET', '/')).status > 0; } catch { return false; }
+	}, 10000, 'nginx');
+	h.port = port;
+	h.workPids = () => childPids(h.pid);
+	const stop = h.stop;
+	h.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); };
+	return h;
+}
+
+function portkeyConfig(mock, keys) {
+	return JSON.stringify({
+		strategy: { mode: 'loadbalance' },
+		targets: keys.map((k) => ({ provider: 'openai', api_key: k.key, custom_host: `http://127.0.0.1:${mock.port}/v1`, weight: 1 })),
+	});
+}
+
+async function startPortkey() {
+	if (!existsSync(BIN.portkey)) throw new Error(`Portkey gateway not installed (${BIN.portkey})`);
+	const port = await freePort();
+	const h = startProc('portkey', CPU_PROXY, process.execPath, ['--require', join(HERE, 'portkey', 'loopback.cjs'),
+		BIN.portkey, `--port=${port}`, '--headless'], { env: { NODE_ENV: 'production' }, cwd: join(HERE, 'portkey') });
+	await waitFor(async () => {
+		if (h.exited()) throw new Error(`portkey exited: ${h.out()}`);
+		try { return (await httpReq(port, 'GET', '/')).status === 200; } catch { return false; }
+	}, 20000, 'portkey');
+	h.port = port;
+	h.workPids = () => [h.pid];
+	return h;
+}
+
+// A system under test for one scenario: mock + (proxy). Returns {url, headers, proxy, mock, stop}.
+const SYSTEMS = ['direct', 'nginx', 'sidecar', 'portkey'];
+async function bringUp(sys, { sidecarSettings = {}, mockCpu, chunks, interval } = {}) {
+	const mock = await startMock({ cpu: mockCpu ?? (sys === 'direct' ? CPU_PROXY : CPU_LOAD), chunks, interval });
+	let proxy = null;
+	const headers = [];
+	if (sys === 'direct') headers.push(`Authorization: Bearer ${KEY}`);
+	else if (sys === 'nginx') proxy = await startNginx(mock);
+	else if (sys === 'sidecar') proxy = await startSidecar(mock, { settings: { ...SIDECAR_OPEN, ...sidecarSettings } });
+	else if (sys === 'portkey') {
+		proxy = await startPortkey();
+		headers.push(`x-portkey-config: ${portkeyConfig(mock, [{ key: KEY }])}`);
+	}
+	const port = proxy ? proxy.port : mock.port;
+	return {
+		sys, mock, proxy, headers, port,
+		url: `http://127.0.0.1:${port}/v1/chat/completions`,
+		async stop() { if (proxy) await proxy.stop(); await mock.stop(); },
+	};
+}
+// One key with no practical limit: rpm_limit is capped at 100000 per window, so a 1 s window.
+const SIDECAR_OPEN = { rpm_window_seconds: 1, rpm_window_margin_ms: 0, max_connections: 20000, queue_capacity: 10000 };
+
+// ------------------------------------------------------------------ load
+async function streamload(target, { body, conns = 1, requests, duration, rate, ramp, chunks, interval, firstDelay = 0, timeout = 60, cpu = CPU_LOAD }) {
+	const args = ['--url', target.url, '--conns', String(conns), '--timeout-s', String(timeout)];
+	if (body) args.push('--body', body);
+	for (const h of target.headers) args.push('-H', h);
+	if (requests) args.push('--requests', String(requests));
+	if (duration) args.push('--duration', String(duration));
+	if (rate) args.push('--rate', String(rate));
+	if (ramp) args.push('--ramp-ms', String(ramp));
+	if (chunks) args.push('--chunks', String(chunks), '--interval-ms', String(interval), '--first-delay-ms', String(firstDelay));
+	const r = await run(cpu, BIN.load, args, { timeoutMs: ((duration || 0) + timeout + 120) * 1000 });
+	if (r.code !== 0) throw new Error(`streamload failed (${r.code}): ${r.stderr}`);
+	return JSON.parse(r.stdout);
+}
+
+async function wrk(target, { body, conns, duration }) {
+	const r = await run(CPU_LOAD, 'wrk', ['-t', PIN ? '1' : '2', '-c', String(conns), '-d', `${duration}s`, '--timeout', '10s',
+		'-s', join(HERE, 'post.lua'), target.url],
+	{ env: { BENCH_BODY: body, BENCH_HEADERS: target.headers.join('\n') }, timeoutMs: (duration + 60) * 1000 });
+	const m = /BENCHJSON (.*)/.exec(r.stdout);
+	if (!m) throw new Error(`wrk: no summary (${r.code}): ${r.stdout} ${r.stderr}`);
+	return JSON.parse(m[1]);
+}
+
+// CPU and memory of the proxy's worker process(es) around fn().
+async function measured(target, fn) {
+	const pids = target.proxy ? target.proxy.workPids() : [target.mock.pid];
+	const before = pids.map(procStat);
+	const t0 = Date.now();
+	const res = await fn();
+	const el = (Date.now() - t0) / 1000;
+	const after = pids.map(procStat);
+	const cpu = after.reduce((s, a, i) => s + a.cpu_s - before[i].cpu_s, 0);
+	return { res, cpu_s: cpu, cpu_pct: el > 0 ? (100 * cpu) / el : 0, hwm_kb: after.reduce((s, a) => s + a.hwm_kb, 0), rss_kb: after.reduce((s, a) => s + a.rss_kb, 0), elapsed_s: el };
+}
+
+// ------------------------------------------------------------------ bodies
+const BODY_DIR = mkdtempSync(join(os.tmpdir(), 'bench-bodies-'));
+process.on('exit', () => rmSync(BODY_DIR, { recursive: true, force: true }));
+function bodyFile(name, obj) {
+	const f = join(BODY_DIR, name);
+	writeFileSync(f, JSON.stringify(obj));
+	return f;
+}
+function padTo(obj, size, fill) {
+	const base = JSON.stringify(obj).length;
+	fill(obj, 'x'.repeat(Math.max(0, size - base)));
+	return obj;
+}
+// 1 KB chat completion.
+const BODY_SMALL = bodyFile('small.json', padTo({ model: MODEL, max_tokens: 64, messages: [
+	{ role: 'system', content: 'You are a helpful assistant.' },
+	{ role: 'user', content: '' }] }, 1024, (o, s) => { o.messages[1].content = 'Summarise this: ' + s.slice(16); }));
+// OpenClaw-sized: 60 KB with tools, streaming.
+function openclawBody() {
+	const tools = [];
+	for (let i = 0; i < 24; i++) {
+		tools.push({ type: 'function', function: { name: `tool_${i}`, description: `Tool number ${i}: does something useful with files, shells and the web. `.repeat(3),
+			parameters: { type: 'object', properties: { path: { type: 'string', description: 'A path' }, query: { type: 'string', description: 'What to look for' },
+				limit: { type: 'integer', description: 'At most this many' } }, required: ['path'] } } });
+	}
+	const messages = [{ role: 'system', content: 'You are OpenClaw, an agent. '.repeat(40) }];
+	for (let i = 0; i < 30; i++) {
+		messages.push({ role: 'user', content: `Step ${i}: please look at the repository and continue. ` });
+		messages.push({ role: 'assistant', content: `Working on step ${i}. `.repeat(10) });
+	}
+	const o = { model: MODEL, stream: true, max_tokens: 1024, tools, tool_choice: 'auto', messages };
+	return padTo(o, 60 * 1024, (obj, s) => { obj.messages.push({ role: 'user', content: s }); });
+}
+const BODY_OPENCLAW = bodyFile('openclaw.json', openclawBody());
+const BODY_STREAM = bodyFile('stream.json', { model: MODEL, stream: true, messages: [{ role: 'user', content: 'Tell me a story.' }] });
+const BODY_8MB = bodyFile('large.json', padTo({ model: MODEL, messages: [{ role: 'user', content: '' }] }, 8 * 1024 * 1024,
+	(o, s) => { o.messages[0].content = s; }));
+
+// ------------------------------------------------------------------ results
+const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s5: {}, notes: [], errors: [], profile: null };
+function note(s) { R.notes.push(s); log('note:', s); }
+async function tryOrNote(what, fn) {
+	try { return await fn(); } catch (e) {
+		R.errors.push(`${what}: ${e.message.split('\n')[0].slice(0, 400)}`);
+		log(`FAILED ${what}:`, e.message.slice(0, 2000));
+		return null;
+	}
+}
+
+// ------------------------------------------------------------------ scenarios
+async function scenario1() {
+	log('scenario 1: small chat completion, max req/s then latency at half of nginx max');
+	for (const sys of SYSTEMS) {
+		await tryOrNote(`s1 ${sys} throughput`, async () => {
+			const t = await bringUp(sys);
+			try {
+				await wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Warm });
+				const m = await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur }));
+				R.s1[sys] = { max: m.res, cpu_pct: m.cpu_pct, hwm_kb: m.hwm_kb };
+				log(`  ${sys}: ${m.res.rps.toFixed(0)} req/s, wrk p50 ${m.res.lat_us.p50} us p99 ${m.res.lat_us.p99} us, errors ${JSON.stringify(m.res.errors)}`);
+			} finally { await t.stop(); }
+		});
+	}
+	const nginxMax = R.s1.nginx?.max?.rps;
+	const rate = Math.round((nginxMax || R.s1.direct?.max?.rps || 2000) / 2);
+	R.s1.rate = rate;
+	for (const sys of SYSTEMS) {
+		await tryOrNote(`s1 ${sys} latency`, async () => {
+			let r = rate;
+			const own = R.s1[sys]?.max?.rps;
+			if (own && own < rate * 1.05) {
+				r = Math.round(own / 2);
+				R.s1[sys].lat_rate_note = `its max ${own.toFixed(0)} req/s is below the common rate ${rate}; measured at half its own max`;
+			}
+			const t = await bringUp(sys);
+			try {
+				await streamload(t, { body: BODY_SMALL, conns: P.s1Conns, requests: 500 });
+				const res = await streamload(t, { body: BODY_SMALL, conns: P.s1Conns, rate: r, duration: P.s1Dur, timeout: 30 });
+				R.s1[sys] = { ...(R.s1[sys] || {}), fixed: res, fixed_rate: r };
+				log(`  ${sys} @${r}/s: p50 ${res.lat_us.p50} us p99 ${res.lat_us.p99} us ok ${res.ok}/${res.issued}`);
+			} finally { await t.stop(); }
+		});
+	}
+}
+
+async function scenario2() {
+	log('scenario 2: OpenClaw-sized streaming request (60 KB with tools)');
+	for (const sys of SYSTEMS) {
+		await tryOrNote(`s2 ${sys}`, async () => {
+			const t = await bringUp(sys, { chunks: P.s2Chunks, interval: P.s2Interval });
+			try {
+				const o = { body: BODY_OPENCLAW, conns: P.s2Conns, chunks: P.s2Chunks, interval: P.s2Interval };
+				await streamload(t, { ...o, requests: 20 });
+				const res = await streamload(t, { ...o, requests: P.s2Req });
+				R.s2[sys] = res;
+				log(`  ${sys}: first event p50 ${res.first_event_us.p50} us p99 ${res.first_event_us.p99}, last byte p50 ${res.lat_us.p50} p99 ${res.lat_us.p99}, ok ${res.ok}/${res.issued}`);
+			} finally { await t.stop(); }
+		});
+	}
+}
+
+async function scenario3() {
+	log('scenario 3: concurrent SSE streams');
+	for (const n of P.s3Sizes) {
+		R.s3[n] = {};
+		for (const sys of SYSTEMS) {
+			await tryOrNote(`s3 ${sys} ${n}`, async () => {
+				const t = await bringUp(sys, { chunks: P.s3Chunks, interval: P.s3Interval });
+				try {
+					const o = { body: BODY_STREAM, conns: n, chunks: P.s3Chunks, interval: P.s3Interval, ramp: Math.max(500, n / 5), timeout: 60 };
+					const m = await measured(t, () => streamload(t, { ...o, requests: n * P.s3Rounds }));
+					R.s3[n][sys] = { ...m.res, cpu_s: m.cpu_s, cpu_pct: m.cpu_pct, hwm_kb: m.hwm_kb, rss_kb: m.rss_kb };
+					const mk = await t.mock.stats();
+					R.s3[n][sys].mock_max_streams = mk.max_concurrent_streams;
+					const e = m.res.errors;
+					log(`  ${sys} x${n}: chunk delay p50 ${m.res.chunk_delay_us.p50} us p99 ${m.res.chunk_delay_us.p99}, peak ${m.res.peak_active}, ` +
+						`ok ${m.res.ok}/${m.res.issued} short ${m.res.short_streams} err ${JSON.stringify(e)}, HWM ${(m.hwm_kb / 1024).toFixed(1)} MB, CPU ${m.cpu_s.toFixed(2)} s`);
+				} finally { await t.stop(); }
+			});
+		}
+	}
+}
+
+async function scenario4() {
+	log('scenario 4: scheduling under oversubscription (11 keys, compressed window)');
+	const keys = [];
+	for (let i = 1; i <= P.s4Keys; i++) keys.push({ key: `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`, rpm: P.s4Rpm });
+	const winMs = P.s4WindowS * 1000;
+	const capPerS = (P.s4Keys * P.s4Rpm) / P.s4WindowS;
+	const dur = P.s4Windows * P.s4WindowS;
+	const rate = 2 * capPerS;
+	R.s4.setup = { keys: P.s4Keys, rpm: P.s4Rpm, window_s: P.s4WindowS, margin_ms: P.s4MarginMs, capacity_per_s: capPerS, demand_per_s: rate, duration_s: dur };
+	for (const sys of ['sidecar', 'portkey']) {
+		await tryOrNote(`s4 ${sys}`, async () => {
+			const mock = await startMock({ keys, windowMs: winMs, cpu: CPU_LOAD });
+			let proxy = null;
+			try {
+				const headers = [];
+				if (sys === 'sidecar') {
+					proxy = await startSidecar(mock, { keys, settings: { rpm_window_seconds: P.s4WindowS, rpm_window_margin_ms: P.s4MarginMs, max_connections: 20000 } });
+				} else {
+					proxy = await startPortkey();
+					headers.push(`x-portkey-config: ${portkeyConfig(mock, keys)}`);
+				}
+				const t = { url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers, proxy, mock };
+				const res = await streamload(t, { body: BODY_SMALL, conns: 1500, rate, duration: dur, timeout: 45 });
+				const stats = await mock.stats();
+				const rec = await mock.record();
+				let acc = 0, r429 = 0;
+				for (const k of Object.values(stats.by_key)) { acc += k.accepted; r429 += k.rejected_429; }
+				// goodput: upstream successes whose start lies in the demand period, against the capacity of that period
+				const ok = rec.filter((e) => e.status === 200).map((e) => e.t_ms).sort((a, b) => a - b);
+				const t0 = rec.length ? Math.min(...rec.map((e) => e.t_ms)) : 0;
+				const inWin = ok.filter((x) => x < t0 + dur * 1000).length;
+				const capacity = P.s4Keys * P.s4Rpm * P.s4Windows;
+				R.s4[sys] = { client: res, upstream_accepted: acc, upstream_429: r429, goodput: inWin, capacity, goodput_frac: inWin / capacity,
+					client_errors: res.issued - res.ok, by_status: res.status, per_key: stats.by_key };
+				log(`  ${sys}: goodput ${inWin}/${capacity} (${(100 * inWin / capacity).toFixed(1)}%), upstream 429 ${r429}, client ${JSON.stringify(res.status)} errors ${JSON.stringify(res.errors)}, queue p50 ${res.queue_ms.p50} ms p99 ${res.queue_ms.p99} ms`);
+			} finally {
+				if (proxy) await proxy.stop();
+				await mock.stop();
+			}
+		});
+	}
+}
+
+async function scenario5() {
+	log('scenario 5: 8 MB request body');
+	for (const sys of SYSTEMS) {
+		await tryOrNote(`s5 ${sys}`, async () => {
+			const t = await bringUp(sys);
+			try {
+				await streamload(t, { body: BODY_8MB, conns: 1, requests: 2 });
+				const res = await streamload(t, { body: BODY_8MB, conns: 1, requests: P.s5Req, timeout: 30 });
+				R.s5[sys] = res;
+				log(`  ${sys}: p50 ${res.lat_us.p50} us p99 ${res.lat_us.p99} us ok ${res.ok}/${res.issued} ${JSON.stringify(res.status)}`);
+			} finally { await t.stop(); }
+		});
+	}
+}
+
+// Profile the data plane (perf) under scenario 1 and 3 load; top functions.
+async function profile() {
+	const perf = spawnSync('perf', ['--version']);
+	if (perf.status !== 0) { note('perf is not available: no profile'); return; }
+	R.profile = {};
+	for (const [what, fn] of [
+		['scenario 1 (max req/s)', (t) => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: Q ? 3 : 5 })],
+		['scenario 3 (5,000 streams)', (t) => streamload(t, { body: BODY_STREAM, conns: 5000, requests: 5000, chunks: P.s3Chunks, interval: P.s3Interval, ramp: 1000 })],
+	]) {
+		await tryOrNote(`profile ${what}`, async () => {
+			const t = await bringUp('sidecar', { chunks: P.s3Chunks, interval: P.s3Interval });
+			const data = join(OUT, `perf-${R.profile ? Object.keys(R.profile).length : 0}.data`);
+			try {
+				const rec = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', String(t.proxy.pid)], { stdio: 'ignore' });
+				const h = { pid: rec.pid };
+				live.add(h);
+				const done = new Promise((r) => rec.on('exit', r));
+				await sleep(300);
+				await fn(t);
+				rec.kill('SIGINT');
+				await done;
+				live.delete(h);
+				const rep = spawnSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'symbol', '--percent-limit', '1.5', '-g', 'none'], { maxBuffer: 64 << 20 });
+				const lines = rep.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 25);
+				const dso = spawnSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'dso', '--percent-limit', '1', '-g', 'none'], { maxBuffer: 64 << 20 });
+				const dsoLines = dso.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 12);
+				R.profile[what] = { symbols: lines.map((l) => l.trim()), dsos: dsoLines.map((l) => l.trim()) };
+				log(`  profile ${what}:\n    ${lines.slice(0, 12).join('\n    ')}`);
+			} finally { await t.stop(); rmSync(data, { force: true }); rmSync(`${data}.old`, { force: true }); }
+		});
+	}
+}
+
+// ------------------------------------------------------------------ report
+const f0 = (x) => (x == null || Number.isNaN(x) ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const f1 = (x) => (x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(1));
+const f2 = (x) => (x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(2));
+const ms = (us) => (us == null ? 'n/a' : (us / 1000).toFixed(us < 10000 ? 3 : 1));
+const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`);
+const NAMES = { direct: 'direct (mock, floor)', nginx: 'nginx', sidecar: '**Sidecar V2**', portkey: 'Portkey gateway' };
+
+function report() {
+	const L = [];
+	const m = R.meta;
+	L.push('# Benchmark results', '');
+	L.push(`Written by \`bench/run${Q ? ' --quick' : ''}\` on ${m.date}. Commit \`${m.commit}\`${m.dirty ? ' (work tree had uncommitted changes elsewhere)' : ''}.`, '');
+	L.push(`- Machine: ${m.cpus} CPU core(s) (${m.cpu_model}), ${m.mem_gb} GB RAM, Linux ${m.kernel}.`);
+	L.push(`- Tools: ${m.nginx}, ${m.wrk}, Node ${process.version}, @portkey-ai/gateway ${m.portkey}; data plane built with \`CFLAGS=${m.cflags}\`.`);
+	L.push(`- Everything runs on 127.0.0.1. **With ${m.cpus} cores the load generator, the proxy and the mock upstream share CPUs**, so absolute figures are` +
+		' lower than on a real deployment and drift between runs; compare the ratios.' +
+		(PIN ? ` Pinning (taskset): the proxy under test alone on CPU ${CPU_PROXY}; wrk/streamload and the mock on CPU ${CPU_LOAD}` +
+			` (for "direct", the mock on CPU ${CPU_PROXY}). nginx runs one worker, like the single-threaded data plane.` : ' No CPU pinning.'));
+	L.push('- Every system gets the same single mock key without a rate limit for scenarios 1–3 and 5 (nginx cannot pick keys; the data plane' +
+		' gets one provider with `rpm_limit` 100000 over a 1 s window so its limiter never engages); scenario 4 is Sidecar vs Portkey only.');
+	L.push('- "Added" = figure − the same figure against the mock directly. Ratios: × nginx = figure / nginx\'s, × direct = figure / direct\'s.');
+	L.push('- Raw figures of this run: `bench/out/results.json` (not committed).', '');
+
+	// targets
+	const s1 = R.s1, s3 = R.s3[5000] || {};
+	const tg = [];
+	const thrN = s1.sidecar?.max && s1.nginx?.max ? s1.sidecar.max.rps / s1.nginx.max.rps : null;
+	const thrP = s1.sidecar?.max && s1.portkey?.max ? s1.sidecar.max.rps / s1.portkey.max.rps : null;
+	const addP99 = s1.sidecar?.fixed && s1.direct?.fixed ? (s1.sidecar.fixed.lat_us.p99 - s1.direct.fixed.lat_us.p99) / 1000 : null;
+	const rss = s3.sidecar ? s3.sidecar.hwm_kb / 1024 : null;
+	const cd = s3.sidecar && s3.direct ? (s3.sidecar.chunk_delay_us.p99 - s3.direct.chunk_delay_us.p99) / 1000 : null;
+	const s4 = R.s4.sidecar;
+	const pass = (ok) => (ok == null ? 'not measured' : ok ? 'met' : '**missed**');
+	tg.push(['S1 throughput ≥ 0.9 × nginx', thrN == null ? 'n/a' : `${thrN.toFixed(2)} × nginx`, pass(thrN == null ? null : thrN >= 0.9)]);
+	tg.push(['S1 throughput ≥ 10 × Portkey', thrP == null ? 'n/a' : `${thrP.toFixed(1)} × Portkey`, pass(thrP == null ? null : thrP >= 10)]);
+	tg.push(['S1 added p99 ≤ 0.5 ms', addP99 == null ? 'n/a' : `${addP99.toFixed(3)} ms`, pass(addP99 == null ? null : addP99 <= 0.5)]);
+	tg.push(['S3 5,000 streams: RSS ≤ 100 MB', rss == null ? 'n/a' : `${rss.toFixed(1)} MB`, pass(rss == null ? null : rss <= 100)]);
+	tg.push(['S3 5,000 streams: added per-chunk p99 ≤ 2 ms', cd == null ? 'n/a' : `${cd.toFixed(3)} ms`, pass(cd == null ? null : cd <= 2)]);
+	const s3drop = s3.sidecar ? s3.sidecar.issued - s3.sidecar.ok + s3.sidecar.short_streams : null;
+	tg.push(['S3 nothing dropped', s3drop == null ? 'n/a' : `${s3drop} dropped/failed`, pass(s3drop == null ? null : s3drop === 0)]);
+	tg.push(['S4 zero upstream 429s', s4 ? String(s4.upstream_429) : 'n/a', pass(s4 ? s4.upstream_429 === 0 : null)]);
+	tg.push(['S4 ≥ 99% of capacity used', s4 ? `${(100 * s4.goodput_frac).toFixed(1)}%` : 'n/a', pass(s4 ? s4.goodput_frac >= 0.99 : null)]);
+	R.targets = tg;
+	L.push('## Targets (issue 9)', '', '| Target | Measured | |', '|---|---|---|');
+	for (const [a, b, c] of tg) L.push(`| ${a} | ${b} | ${c} |`);
+	L.push('');
+
+	// S1
+	L.push('## 1. Small chat completion (1 KB, non-streaming)', '');
+	L.push(`Max throughput: wrk, ${P.s1Conns} connections, ${P.s1Dur} s, ${PIN ? '1 thread' : '2 threads'} (\`bench/post.lua\`). Latency: \`bench/streamload --rate\` at a fixed ` +
+		`rate of half nginx's max (${f0(s1.rate)} req/s), ${P.s1Conns} connections, ${P.s1Dur} s, latency counted from each request's due time ` +
+		'(open loop, no coordinated omission — wrk2 is not packaged).', '');
+	L.push('| System | req/s | × nginx | × direct | proxy CPU % | p50 at fixed rate (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | p99 × nginx | errors |');
+	L.push('|---|---|---|---|---|---|---|---|---|---|---|');
+	for (const s of SYSTEMS) {
+		const x = s1[s];
+		if (!x) { L.push(`| ${NAMES[s]} | failed | | | | | | | | | |`); continue; }
+		const fx = x.fixed?.lat_us;
+		const dfx = s1.direct?.fixed?.lat_us;
+		const errs = (x.max ? Object.values(x.max.errors).reduce((a, b) => a + b, 0) : 0) + (x.fixed ? x.fixed.issued - x.fixed.ok : 0);
+		L.push(`| ${NAMES[s]} | ${f0(x.max?.rps)} | ${ratio(x.max?.rps, s1.nginx?.max?.rps)} | ${ratio(x.max?.rps, s1.direct?.max?.rps)} | ` +
+			`${s === 'direct' ? '—' : f0(x.cpu_pct)} | ${ms(fx?.p50)}${x.lat_rate_note ? ' ¹' : ''} | ${ms(fx?.p99)} | ` +
+			`${s === 'direct' || !fx || !dfx ? '—' : ms(fx.p50 - dfx.p50)} | ${s === 'direct' || !fx || !dfx ? '—' : ms(fx.p99 - dfx.p99)} | ` +
+			`${ratio(fx?.p99, s1.nginx?.fixed?.lat_us?.p99)} | ${errs} |`);
+	}
+	for (const s of SYSTEMS) if (s1[s]?.lat_rate_note) L.push('', `¹ ${NAMES[s]}: ${s1[s].lat_rate_note}.`);
+	L.push('', 'wrk\'s own latency at max load (closed loop, for reference): ' + SYSTEMS.filter((s) => s1[s]?.max)
+		.map((s) => `${s} p50 ${ms(s1[s].max.lat_us.p50)} / p99 ${ms(s1[s].max.lat_us.p99)} ms`).join('; ') + '.', '');
+
+	// S2
+	L.push('## 2. OpenClaw-sized request (60 KB with 24 tools, streaming)', '');
+	L.push(`\`streamload\`, ${P.s2Conns} connections, ${P.s2Req} requests; the mock streams ${P.s2Chunks} chunks ${P.s2Interval} ms apart. ` +
+		'First byte = first SSE `data:` event; last byte = end of the response. Times from the request\'s first byte.', '');
+	L.push('| System | first byte p50 (ms) | p99 | added p50 | added p99 | × nginx (p50) | last byte p50 (ms) | p99 | added p50 | added p99 | ok |');
+	L.push('|---|---|---|---|---|---|---|---|---|---|---|');
+	const d2 = R.s2.direct;
+	for (const s of SYSTEMS) {
+		const x = R.s2[s];
+		if (!x) { L.push(`| ${NAMES[s]} | failed |||||||||| `); continue; }
+		const a = (k, p) => (s === 'direct' || !d2 ? '—' : ms(x[k][p] - d2[k][p]));
+		L.push(`| ${NAMES[s]} | ${ms(x.first_event_us.p50)} | ${ms(x.first_event_us.p99)} | ${a('first_event_us', 'p50')} | ${a('first_event_us', 'p99')} | ` +
+			`${ratio(x.first_event_us.p50, R.s2.nginx?.first_event_us?.p50)} | ${ms(x.lat_us.p50)} | ${ms(x.lat_us.p99)} | ${a('lat_us', 'p50')} | ${a('lat_us', 'p99')} | ${x.ok}/${x.issued} |`);
+	}
+	L.push('');
+
+	// S3
+	L.push('## 3. Concurrent SSE streams', '');
+	L.push(`\`streamload\`: N connections, each running ${P.s3Rounds} stream(s) back to back (connections opened over ${'max(0.5 s, N/5 ms)'}); ` +
+		`the mock sends ${P.s3Chunks} chunks ${P.s3Interval} ms apart. Per-chunk delay = arrival − (request start + i × ${P.s3Interval} ms). ` +
+		'RSS = peak VmHWM of the proxy process(es) from /proc (fresh process per run); CPU = utime+stime over the run. ' +
+		'"Dropped" = failed requests + streams that ended early.', '');
+	for (const n of P.s3Sizes) {
+		const X = R.s3[n] || {};
+		L.push(`### ${n.toLocaleString('en-US')} streams`, '');
+		L.push('| System | chunk delay p50 (ms) | p99 | added p50 | added p99 | p99 × nginx | peak simultaneous | dropped | proxy peak RSS (MB) | RSS × nginx | proxy CPU (s) | CPU × nginx |');
+		L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+		for (const s of SYSTEMS) {
+			const x = X[s];
+			if (!x) { L.push(`| ${NAMES[s]} | failed |||||||||||`); continue; }
+			const d = X.direct;
+			const drop = x.issued - x.ok + x.short_streams;
+			L.push(`| ${NAMES[s]} | ${ms(x.chunk_delay_us.p50)} | ${ms(x.chunk_delay_us.p99)} | ${s === 'direct' || !d ? '—' : ms(x.chunk_delay_us.p50 - d.chunk_delay_us.p50)} | ` +
+				`${s === 'direct' || !d ? '—' : ms(x.chunk_delay_us.p99 - d.chunk_delay_us.p99)} | ${ratio(x.chunk_delay_us.p99, X.nginx?.chunk_delay_us?.p99)} | ` +
+				`${f0(x.peak_active)} | ${drop}${drop ? ` (${JSON.stringify(x.errors)}, status ${JSON.stringify(x.status)})` : ''} | ` +
+				`${s === 'direct' ? '—' : f1(x.hwm_kb / 1024)} | ${s === 'direct' ? '—' : ratio(x.hwm_kb, X.nginx?.hwm_kb)} | ` +
+				`${s === 'direct' ? '—' : f2(x.cpu_s)} | ${s === 'direct' ? '—' : ratio(x.cpu_s, X.nginx?.cpu_s)} |`);
+		}
+		L.push('');
+	}
+
+	// S4
+	const st = R.s4.setup || {};
+	L.push('## 4. Scheduling under oversubscription', '');
+	L.push(`${st.keys} mock keys, each enforcing ${st.rpm} requests per ${st.window_s} s sliding window (the 60 s window compressed), capacity ` +
+		`${f1(st.capacity_per_s)} req/s; demand ${f1(st.demand_per_s)} req/s (2×) at a fixed rate for ${st.duration_s} s (${P.s4Windows} windows), 1 KB non-streaming requests. ` +
+		`Sidecar: the same 11 keys as providers with rpm_limit ${st.rpm}, \`rpm_window_seconds=${st.window_s}\`, \`rpm_window_margin_ms=${st.margin_ms}\`, ` +
+		'default queue (capacity 500, timeout 30 s). Portkey: `strategy.mode = loadbalance`, 11 targets (provider `openai`, `custom_host` = the mock, one key each, weight 1), ' +
+		'passed in the `x-portkey-config` header; no retry block (the default). Goodput = upstream successes that started within the demand period / (keys × rpm × windows). ' +
+		'Queue wait from the `X-Sidecar-Queue-Ms` response header (successful requests).', '');
+	L.push('| System | goodput | % of capacity | upstream 429s | client 2xx | client errors | client statuses | queue wait p50 (ms) | p99 (ms) |');
+	L.push('|---|---|---|---|---|---|---|---|---|');
+	for (const s of ['sidecar', 'portkey']) {
+		const x = R.s4[s];
+		if (!x) { L.push(`| ${NAMES[s]} | failed |||||||| `); continue; }
+		const q = x.client.queue_ms;
+		L.push(`| ${NAMES[s]} | ${x.goodput} / ${x.capacity} | ${f1(100 * x.goodput_frac)}% | ${x.upstream_429} | ${x.client.ok} | ${x.client_errors} | ` +
+			`${JSON.stringify(x.by_status)}${Object.values(x.client.errors).some(Boolean) ? ` ${JSON.stringify(x.client.errors)}` : ''} | ` +
+			`${s === 'sidecar' && q.n ? q.p50 : '—'} | ${s === 'sidecar' && q.n ? q.p99 : '—'} |`);
+	}
+	L.push('', 'Client errors for Sidecar V2 are its 503 + `Retry-After` answers when the queue is full (demand is twice the capacity, so about half ' +
+		'the requests cannot be served in time); for Portkey they are the upstream 429s passed through.', '');
+
+	// S5
+	L.push('## 5. Large body (8 MB, non-streaming)', '');
+	L.push(`\`streamload\`, 1 connection, ${P.s5Req} requests, time from the first request byte to the end of the response.`, '');
+	L.push('| System | p50 (ms) | p99 (ms) | added p50 (ms) | × nginx (p50) | × direct (p50) | ok |');
+	L.push('|---|---|---|---|---|---|---|');
+	for (const s of SYSTEMS) {
+		const x = R.s5[s];
+		if (!x) { L.push(`| ${NAMES[s]} | failed ||||||`); continue; }
+		L.push(`| ${NAMES[s]} | ${ms(x.lat_us.p50)} | ${ms(x.lat_us.p99)} | ${s === 'direct' || !R.s5.direct ? '—' : ms(x.lat_us.p50 - R.s5.direct.lat_us.p50)} | ` +
+			`${ratio(x.lat_us.p50, R.s5.nginx?.lat_us?.p50)} | ${ratio(x.lat_us.p50, R.s5.direct?.lat_us?.p50)} | ${x.ok}/${x.issued} ${x.ok < x.issued ? JSON.stringify(x.status) : ''} |`);
+	}
+	L.push('');
+
+	if (R.profile) {
+		L.push('## Profile of the data plane (targets missed)', '');
+		L.push('`perf record -F 999 -g -p <sidecar-dataplane>` on the optimised build during the load named; `perf report --no-children`, ' +
+			'self time per symbol (≥ 1.5%) and per shared object (≥ 1%).', '');
+		for (const [what, p] of Object.entries(R.profile)) {
+			L.push(`### ${what}`, '', '```', ...p.symbols, '', ...p.dsos, '```', '');
+		}
+		if (R.profileNotes) L.push(...R.profileNotes, '');
+	}
+	if (R.notes.length || R.errors.length) {
+		L.push('## Notes', '');
+		for (const n of R.notes) L.push(`- ${n}`);
+		for (const e of R.errors) L.push(`- Failed: ${e}`);
+		L.push('');
+	}
+	return L.join('\n');
+}
+
+// ------------------------------------------------------------------ main
+async function main() {
+	mkdirSync(OUT, { recursive: true });
+	for (const b of [BIN.dp, BIN.ctl, BIN.mock, BIN.load]) if (!existsSync(b)) throw new Error(`missing ${b}: run bench/run`);
+	const git = (...a) => spawnSync('git', ['-C', TOP, ...a]).stdout.toString().trim();
+	const sh = (c, a) => { const r = spawnSync(c, a); return (r.stdout.toString() + r.stderr.toString()).trim().split('\n')[0]; };
+	let pkv = 'not installed';
+	try { pkv = JSON.parse(readFileSync(join(HERE, 'portkey', 'node_modules', '@portkey-ai', 'gateway', 'package.json'), 'utf8')).version; } catch { /* absent */ }
+	R.meta = {
+		date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+		commit: git('rev-parse', '--short=12', 'HEAD'),
+		dirty: git('status', '--porcelain', '--untracked-files=no').length > 0,
+		cpus: NCPU, cpu_model: os.cpus()[0]?.model?.trim() || 'unknown', mem_gb: (os.totalmem() / 2 ** 30).toFixed(1), kernel: os.release(),
+		nginx: sh('nginx', ['-v']).replace('nginx version: ', ''), wrk: sh('wrk', ['-v']).split(' [')[0],
+		portkey: pkv, cflags: process.env.BENCH_CFLAGS || '-O2', quick: Q, pinned: PIN,
+	};
+	log(`${NCPU} cores, commit ${R.meta.commit}, ${Q ? 'quick' : 'full'} run, pinning ${PIN ? 'on' : 'off'}`);
+	if (R.meta.portkey === 'not installed' || !existsSync(BIN.portkey)) {
+		note('@portkey-ai/gateway is not installed (npm ci failed, see bench/run output): Portkey rows are missing.');
+		SYSTEMS.splice(SYSTEMS.indexOf('portkey'), 1);
+	} else {
+		note('Portkey: @portkey-ai/gateway ' + R.meta.portkey + ' on Node ' + process.version + ' fails every streaming request ' +
+			'("TypeError: immutable" when it adds its x-portkey-* headers to the Response from fetch()); bench/portkey/patch-gateway.sh applies a one-expression ' +
+			'workaround (copy the Response when its headers are immutable) to a copy of start-server.js. Its streaming path also waits 25 ms before the first ' +
+			'chunk (in the gateway\'s code), which shows in scenarios 2 and 3. The gateway has no host option; bench/portkey/loopback.cjs makes it listen on 127.0.0.1.');
+	}
+	const want = (n) => !opt.only || opt.only.has(n);
+	const t0 = Date.now();
+	if (want(1)) await scenario1();
+	if (want(2)) await scenario2();
+	if (want(3)) await scenario3();
+	if (want(4)) await scenario4();
+	if (want(5)) await scenario5();
+	report();	// computes R.targets
+	const missed = (R.targets || []).filter(([, , c]) => c.includes('missed')).map(([a]) => a);
+	if (opt.profile && missed.length && (want(1) || want(3))) {
+		log(`targets missed (${missed.join('; ')}): profiling the data plane`);
+		await profile();
+	}
+	R.meta.elapsed_s = (Date.now() - t0) / 1000;
+	writeFileSync(join(OUT, 'results.json'), JSON.stringify(R, null, 1));
+	const md = report();
+	writeFileSync(join(HERE, opt.only ? join('out', 'RESULTS.partial.md') : 'RESULTS.md'), md + '\n');
+	log(`done in ${R.meta.elapsed_s.toFixed(0)} s; wrote ${opt.only ? 'bench/out/RESULTS.partial.md' : 'bench/RESULTS.md'}`);
+}
+
+main().then(() => { killAll(); process.exit(0); }, (e) => { console.error(e); killAll(); process.exit(1); });
