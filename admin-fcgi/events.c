@@ -86,10 +86,11 @@ events_format(struct events_stream *s, struct sc_buf *out, const char *event, co
 }
 
 int
-events_preamble(struct events_stream *s, struct sc_buf *out)
+events_preamble(struct events_stream *s, struct sc_buf *out, int demo)
 {
 	(void)s;
-	return sc_buf_printf(out, "retry: %d\n: sidecar-events\n\n", EVENTS_RETRY_MS);
+	return sc_buf_printf(out, "retry: %d\n: sidecar-events\n\nevent: hello\ndata: {\"demo\":%s}\n\n",
+	    EVENTS_RETRY_MS, demo ? "true" : "false");
 }
 
 /* FNV-1a, enough to tell "the snapshot changed" without keeping a copy. */

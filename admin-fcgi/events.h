@@ -77,8 +77,11 @@ void events_stream_init(struct events_stream *s, const char *last_event_id, int6
  * line). The id is the stream's current cursor pair. 0, or -1 past the cap. */
 int events_format(struct events_stream *s, struct sc_buf *out, const char *event, const char *data);
 
-/* The stream preamble: a "retry:" line and an initial comment. */
-int events_preamble(struct events_stream *s, struct sc_buf *out);
+/* The stream preamble: a "retry:" line, a comment, and "event: hello" with
+ * {"demo":…} (no id line, so the browser's resume cursor is untouched).
+ * demo: started by scripts/run --demo ($SIDECAR_DEMO=1), shown as a banner
+ * even before the data plane's first snapshot says so. */
+int events_preamble(struct events_stream *s, struct sc_buf *out, int demo);
 
 /* A snapshot was read (NULL when the row is missing): append a status event
  * when it differs from the last one sent. 1 if appended, 0 if not, -1 on cap. */

@@ -39,6 +39,7 @@ static struct {
 	int         listen_fd;		/* 0 when spawned by lighttpd, else from --socket */
 	int         poll_ms;
 	int64_t     max_stream_ms;	/* 0 = unlimited; the browser reconnects and resumes */
+	int         demo;		/* $SIDECAR_DEMO=1: started by scripts/run --demo */
 } events_opt;
 
 static pthread_mutex_t events_accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -175,7 +176,7 @@ events_serve(struct events_worker *w)
 	FCGX_FPrintF(rq->out,
 	    "Status: 200 OK\r\nContent-Type: text/event-stream\r\n"
 	    "Cache-Control: no-cache, no-store\r\nX-Accel-Buffering: no\r\n\r\n");
-	if (events_preamble(s, &out) == -1 || events_send(rq, &out) == -1)
+	if (events_preamble(s, &out, events_opt.demo) == -1 || events_send(rq, &out) == -1)
 		goto done;
 	log_debug("thread %d: stream opened", w->index);
 	for (;;) {
@@ -236,7 +237,7 @@ events_usage(FILE *f)
 	    "                      [--max-stream-seconds S] [--log-file PATH] [--log-level LEVEL]\n"
 	    "FastCGI program serving GET /api/v2/events (Server-Sent Events) to the dashboard.\n"
 	    "Normally spawned by lighttpd; --socket listens on a Unix socket instead.\n"
-	    "Environment: SIDECAR_DB, SIDECAR_EVENTS_THREADS.\n");
+	    "Environment: SIDECAR_DB, SIDECAR_EVENTS_THREADS, SIDECAR_DEMO (1: tell pages this is a demo).\n");
 }
 
 /* Integer option in [lo, hi], or exit 2. */
@@ -310,6 +311,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	events_opt.db_path = db_default_path(db_arg);
+	env = getenv("SIDECAR_DEMO");
+	events_opt.demo = env != NULL && strcmp(env, "1") == 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;

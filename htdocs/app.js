@@ -30,6 +30,7 @@
 		charts: {},
 		settings: [],
 		historyTimer: null,
+		demoEnv: false,		/* sidecar-events runs in demo mode ($SIDECAR_DEMO) */
 	};
 
 	const $ = (sel, root) => (root || document).querySelector(sel);
@@ -222,6 +223,10 @@
 				setConn('reconnecting…', 'pill-warn');
 			}
 		};
+		es.addEventListener('hello', (m) => {
+			try { S.demoEnv = !!JSON.parse(m.data).demo; } catch (e) { S.demoEnv = false; }
+			$('#demo-banner').hidden = !(S.demoEnv || (S.snap && S.snap.demo));
+		});
 		es.addEventListener('status', (m) => {
 			try { onSnapshot(JSON.parse(m.data)); } catch (e) { console.error('bad status event', e); }
 		});
@@ -239,7 +244,7 @@
 	function onSnapshot(snap) {
 		S.snap = snap;
 		S.snapAt = Date.now();
-		$('#demo-banner').hidden = !snap.demo;
+		$('#demo-banner').hidden = !(snap.demo || S.demoEnv);
 		const now = Date.now();
 		for (const p of snap.providers || []) {
 			if (p.cooldown_remaining_ms > 0) S.cooldownEnds.set(p.id, now + p.cooldown_remaining_ms);

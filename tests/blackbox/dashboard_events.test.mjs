@@ -124,6 +124,9 @@ test('the stream needs the admin token or a session cookie', { skip, timeout: 20
 	try {
 		assert.equal(s.status, 200);
 		assert.match(s.headers['content-type'], /^text\/event-stream/);
+		const hello = await s.next((e) => e.event === 'hello', 3000);
+		assert.deepEqual(hello.json, { demo: false });
+		assert.equal(hello.id, null, 'hello must not move the resume cursor');
 	} finally {
 		s.close();
 	}
@@ -206,7 +209,7 @@ test('32 dashboards at once, and the admin API stays fast', { skip, timeout: 400
 test('a gone browser frees its thread', { skip, timeout: 40000 }, async () => {
 	// A second lighttpd (own state directory) whose sidecar-events has only 2 threads.
 	const st2 = { ...st, dir: mkdtempSync(join(tmpdir(), 'sc-events-')) };
-	const lt2 = await startLighttpd(st2, { events: true, env: { SIDECAR_EVENTS_THREADS: '2' } });
+	const lt2 = await startLighttpd(st2, { events: true, env: { SIDECAR_EVENTS_THREADS: '2', SIDECAR_DEMO: '1' } });
 	let writer;
 	try {
 		let n = 1000;
@@ -215,6 +218,7 @@ test('a gone browser frees its thread', { skip, timeout: 40000 }, async () => {
 		const b = await openStream(lt2.base, { token: st.token });
 		assert.equal(a.status, 200);
 		assert.equal(b.status, 200);
+		assert.deepEqual((await a.next((e) => e.event === 'hello', 3000)).json, { demo: true });
 		// Both threads busy: a third waits.
 		let third = null;
 		const thirdP = openStream(lt2.base, { token: st.token }).then((s) => { third = s; return s; });

@@ -12,7 +12,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMock } from './lib/mock.mjs';
 import { startDataplane, postJson, BUILDDIR } from './lib/stack.mjs';
@@ -146,4 +147,22 @@ test('live dashboard: providers, traffic, cooldown, screenshots', { skip, timeou
 	t.diagnostic(`screenshot: ${await screenshot(phone, 'dashboard-390-full')}`);
 	const errors = [...page.consoleErrors, ...phone.consoleErrors].filter((e) => !/401 \(Unauthorized\)/.test(e));
 	assert.deepEqual(errors, [], 'errors in the browser console');
+	assert.equal(await page.isVisible('#demo-banner'), false, 'DEMO banner outside demo mode');
+});
+
+test('demo mode is labelled', { skip, timeout: 30000 }, async (t) => {
+	// What scripts/run --demo does: SIDECAR_DEMO=1 in the environment of lighttpd (and the data plane).
+	const st3 = { ...st, dir: mkdtempSync(join(tmpdir(), 'sc-demo-')) };
+	const lt3 = await startLighttpd(st3, { events: true, env: { SIDECAR_DEMO: '1' } });
+	try {
+		const phone = await b.newPage({ width: 390, height: 844 });
+		await login(phone, lt3.base, st.token);
+		await phone.waitForSelector('#demo-banner', { state: 'visible', timeout: 5000 });
+		assert.match(await phone.textContent('#demo-banner'), /DEMO/);
+		await phone.waitForSelector('#providers-body tr[data-provider]');
+		t.diagnostic(`screenshot: ${await screenshot(phone, 'dashboard-demo-390x844', { fullPage: false })}`);
+	} finally {
+		await lt3.stop();
+		rmSync(st3.dir, { recursive: true, force: true });
+	}
 });

@@ -55,6 +55,12 @@ test_format_multiline(void **state)
 	assert_string_equal(b.data, "event: status\nid: 3-9\ndata: {\"a\":1,\ndata: \"b\":2}\n\n");
 	sc_buf_free(&b);
 
+	/* The preamble's hello carries no id, so it never moves the browser's cursor. */
+	sc_buf_reset(&b);
+	assert_int_equal(events_preamble(&s, &b, 1), 0);
+	assert_string_equal(b.data, "retry: 2000\n: sidecar-events\n\nevent: hello\ndata: {\"demo\":true}\n\n");
+	sc_buf_free(&b);
+
 	/* The cap holds: a batch never grows past it. */
 	sc_buf_init(&b, 16);
 	assert_int_equal(events_format(&s, &b, "status", "0123456789abcdef"), -1);
