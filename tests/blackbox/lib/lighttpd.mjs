@@ -150,8 +150,14 @@ async function tryStart(st, port, { events, env }) {
 	}));
 	// A clean environment: no SIDECAR_ENCRYPTION_KEY from the test process
 	// reaches the FastCGI programs; they must use the key file.
+	// Sanitizer options do pass, so that an --enable-asan run sees reports
+	// from the FastCGI programs too (scripts/test collects them by log_path).
+	const san = {};
+	for (const k of ['ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS']) {
+		if (process.env[k] !== undefined) san[k] = process.env[k];
+	}
 	const proc = spawn(LIGHTTPD, ['-D', '-f', conf], {
-		env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+		env: { PATH: process.env.PATH, ...san, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
 	});
 	let out = '';
 	proc.stdout.on('data', (d) => { out += d; });
