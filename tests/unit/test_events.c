@@ -391,6 +391,38 @@ test_tick_database(void **state)
 	sc_buf_free(&b);
 }
 
+/* More new cooldown rows than one batch: the rest follow on the next tick, in order. */
+static void
+test_tick_batches(void **state)
+{
+	struct dbfix *f = *state;
+	struct events_stream s;
+	struct sc_buf b;
+	char sql[256];
+	int i, n1, n2;
+
+	sc_buf_init(&b, EVENTS_BUF_CAP);
+	events_stream_init(&s, "0-0", 0);	/* resumed from the very start */
+	exec_ok(f->w, "BEGIN");
+	for (i = 0; i < EVENTS_COOLDOWN_BATCH + 10; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO cooldown_events (id, provider_id, consecutive_count,"
+		    " cooldown_seconds, started_at, ended_at) VALUES ('b%d', 'p1', 1, 30,"
+		    " '2026-01-01T00:00:00Z', '2026-01-01T00:00:30Z')", i);
+		exec_ok(f->w, sql);
+	}
+	exec_ok(f->w, "COMMIT");
+	n1 = events_tick(&s, &f->q, &b, 0, sc_wall_ms());
+	assert_int_equal(n1, EVENTS_COOLDOWN_BATCH);
+	assert_int_equal(s.cooldown_cursor, EVENTS_COOLDOWN_BATCH);
+	sc_buf_reset(&b);
+	n2 = events_tick(&s, &f->q, &b, 0, sc_wall_ms());
+	assert_int_equal(n2, 10);
+	assert_int_equal(s.cooldown_cursor, EVENTS_COOLDOWN_BATCH + 10);
+	assert_non_null(strstr(b.data, "\"id\":\"b73\""));
+	assert_int_equal(s.nactive, 0);		/* all long over: nothing to end later */
+	sc_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -402,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_heartbeat),
 		cmocka_unit_test(test_cooldown_start_end),
 		cmocka_unit_test_setup_teardown(test_tick_database, db_setup, db_teardown),
+		cmocka_unit_test_setup_teardown(test_tick_batches, db_setup, db_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
