@@ -51,6 +51,8 @@ static const char *conn_state_names[] = {
 };
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
+#define CONN_IN_FIRST      4096		/* first input allocation; grows to CONN_IN_CAP */
+#define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
 
@@ -71,7 +73,8 @@ struct conn {
 	struct conn          *prev, *next;		/* all connections */
 	uint64_t              id;
 
-	char                 *in;			/* owned, CONN_IN_CAP bytes */
+	char                 *in;			/* owned, in_alloc bytes, at most CONN_IN_CAP */
+	size_t                in_alloc;
 	size_t                in_len;			/* bytes held */
 	size_t                in_used;			/* bytes belonging to the current request */
 	struct http_request   req;			/* slices into in */
@@ -347,6 +350,13 @@ conn_request_done(struct conn *c)
 	c->in_used = 0;
 	c->head_len = 0;
 	sc_buf_free(&c->body);
+	if (c->out_alloc > CONN_OUT_KEEP && c->out_len == 0) {
+		/* A long stream grew it: give the memory back while idle. */
+		free(c->out);
+		c->out = NULL;
+		c->out_alloc = 0;
+		c->out_off = 0;
+	}
 	c->hooks = NULL;
 	c->resp_ended = 0;
 	conn_set_state(c, CONN_READ_HEAD);
@@ -522,7 +532,8 @@ conn_read_body(struct conn *c)
 	if (r == 1) {
 		/* Bytes after the body belong to a pipelined request. */
 		size_t rest = (size_t)n - used;
-		if (rest > CONN_IN_CAP - c->in_len) {
+		/* Not grown here: the request head's slices point into c->in. */
+		if (rest > c->in_alloc - c->in_len) {
 			conn_error(c, 431, "pipelined data too large");
 			return 1;
 		}
@@ -566,7 +577,12 @@ conn_event(struct loop *l, int fd, short revents, void *arg)
 			conn_error(c, 431, "request header fields too large");
 			break;
 		}
-		n = read(fd, c->in + c->in_len, CONN_IN_CAP - c->in_len);
+		if (c->in_len == c->in_alloc) {
+			/* No head is parsed in this state, so nothing points into c->in. */
+			c->in_alloc = c->in_alloc * 4 > CONN_IN_CAP ? CONN_IN_CAP : c->in_alloc * 4;
+			c->in = sc_xrealloc(c->in, c->in_alloc);
+		}
+		n = read(fd, c->in + c->in_len, c->in_alloc - c->in_len);
 		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
 			conn_free(c);
 			return;
@@ -695,7 +711,8 @@ conn_accept_one(struct conn_listener *ls, int fd)
 	c->loop = ls->loop;
 	c->id = ++conn_next_id;
 	c->state = CONN_READ_HEAD;
-	c->in = sc_xmalloc(CONN_IN_CAP);
+	c->in_alloc = CONN_IN_FIRST;
+	c->in = sc_xmalloc(c->in_alloc);
 	sc_buf_init(&c->body, 0);
 	loop_timer_init(&c->timer, conn_timeout, c);
 	loop_timer_init(&c->kick, conn_kick, c);

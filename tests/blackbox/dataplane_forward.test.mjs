@@ -199,6 +199,15 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.match(slow, /^HTTP\/1\.1 408 /);
 	});
 
+	it('accepts a 30 KB header section and refuses oversized heads with 431 / 414', async () => {
+		const big = `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(30000)}\r\n\r\n`;
+		assert.match(await rawExchange(dp.port, big), /^HTTP\/1\.1 200 /);
+		const huge = `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70000)}\r\n\r\n`;
+		assert.match(await rawExchange(dp.port, huge), /^HTTP\/1\.1 431 /);
+		const longLine = `GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`;
+		assert.match(await rawExchange(dp.port, longLine), /^HTTP\/1\.1 414 /);
+	});
+
 	it('lists models with the provider prefixes', async () => {
 		const r = await request(`${dp.url}/models`);
 		assert.equal(r.status, 200, r.body);
