@@ -208,6 +208,16 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.match(await rawExchange(dp.port, longLine), /^HTTP\/1\.1 414 /);
 	});
 
+	it('reuses upstream connections (keep-alive)', async () => {
+		const before = (await mock.stats()).connections_total;
+		for (let i = 0; i < 20; i++) {
+			const r = await postJson(`${dp.url}/chat/completions`, { model: 'mock/x', messages: [] });
+			assert.equal(r.status, 200);
+		}
+		const opened = (await mock.stats()).connections_total - before;
+		assert.ok(opened <= 3, `${opened} upstream connections for 20 sequential requests`);
+	});
+
 	it('lists models with the provider prefixes', async () => {
 		const r = await request(`${dp.url}/models`);
 		assert.equal(r.status, 200, r.body);

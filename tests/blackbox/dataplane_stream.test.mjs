@@ -58,6 +58,21 @@ describe('data plane streaming', { timeout: 90000 }, () => {
 		assert.match(via.text, /"usage":\{/);	// the client asked for usage: it gets it
 	});
 
+	it('forwards a 5 MB request body (tools, long history) and streams the answer', async () => {
+		await mock.reset();
+		const tools = Array.from({ length: 50 }, (_, i) => ({ type: 'function', function: { name: `tool_${i}`, description: 'd'.repeat(500), parameters: { type: 'object', properties: {} } } }));
+		const messages = Array.from({ length: 100 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: [{ type: 'text', text: 'x'.repeat(50000) }] }));
+		const body = { model: 'mock/m', stream: true, stream_options: { include_usage: true }, tools, tool_choice: 'auto', max_completion_tokens: 100, messages };
+		const len = Buffer.byteLength(JSON.stringify(body));
+		assert.ok(len > 5000000);
+		const r = await streamReq(`${dp.url}/chat/completions`, body, { 'accept-encoding': 'gzip, deflate' });
+		assert.equal(r.status, 200);
+		assert.equal(r.headers['content-encoding'], undefined);
+		assert.match(r.text, /data: \[DONE\]/);
+		const rec = await mock.record();
+		assert.equal(rec[0].body_len, len - 'mock/'.length);
+	});
+
 	it('delivers chunks as they are sent, not at the end', async () => {
 		const r = await streamReq(`${dp.url}/chat/completions`, { model: 'mock/m', stream: true, messages: [] },
 			{ 'x-mock-chunks': '10', 'x-mock-interval-ms': '150' });
