@@ -261,6 +261,16 @@ registry_open(const char *db_path, const char *key_file, struct sc_err *e)
 		sc_err_set(e, "db", 0, "%s has no schema: run `sidecarctl --db %s init` first", path, path);
 		goto fail;
 	}
+	if (db_schema_version(reg.db) < db_latest_version()) {
+		sc_err_set(e, "db", 0, "%s has schema version %d, this build needs %d: run `sidecarctl --db %s migrate`",
+		    path, db_schema_version(reg.db), db_latest_version(), path);
+		goto fail;
+	}
+	if (db_schema_version(reg.db) > db_latest_version()) {
+		sc_err_set(e, "db", 0, "%s has schema version %d, newer than this build knows (%d): upgrade sidecar-dataplane",
+		    path, db_schema_version(reg.db), db_latest_version());
+		goto fail;
+	}
 	if (crypto_key_load(key_file, &reg.key, e) == -1)
 		goto fail;
 	if (crypto_check_db(reg.db, &reg.key, e) == -1)
