@@ -420,13 +420,15 @@
 			const name = (cfg && cfg.name) || live.name;
 			const h = (live && live.health) || (cfg && cfg.health && cfg.health.state) || 'unknown';
 			const cf = live ? live.consecutive_failures : cfg && cfg.health ? cfg.health.consecutive_failures : 0;
+			const sr = cfg && cfg.health && typeof cfg.health.success_rate_5m === 'number' ? cfg.health.success_rate_5m : null;
 			body.append(el('tr', {},
 				el('td', { text: name }),
 				el('td', { class: 'num', text: live ? fmtInt(live.errors_1m) : '–' }),
+				el('td', { class: 'num hide-narrow', text: sr === null ? '–' : (sr * 100).toFixed(sr >= 0.9995 || sr === 0 ? 0 : 1) + '%' }),
 				el('td', { class: 'num', text: fmtInt(cf || 0) }),
 				el('td', {}, el('span', { class: 'pill ' + (h === 'healthy' ? 'pill-ok' : h === 'unhealthy' ? 'pill-bad' : 'pill-off'), text: h }))));
 		}
-		if (rows.length === 0) body.append(el('tr', { class: 'empty' }, el('td', { colspan: 4, text: 'No providers.' })));
+		if (rows.length === 0) body.append(el('tr', { class: 'empty' }, el('td', { colspan: 5, text: 'No providers.' })));
 		const inv = $('#invalid-list');
 		inv.replaceChildren();
 		const bad = S.providers.filter((p) => p.status === 'invalid');
@@ -594,7 +596,7 @@
 			body.append(el('tr', { 'data-cooldown': c.id || '', class: c.active ? 'active-cooldown' : '' },
 				el('td', {}, fmtTime(c.started_at), c.active ? el('span', { class: 'pill pill-cool', style: 'margin-left:6px', text: 'active' }) : null),
 				el('td', { text: c.provider_name || c.provider || c.provider_id || '–' }),
-				el('td', { class: 'num', text: fmtInt(c.consecutive_count) }),
+				el('td', { class: 'num hide-narrow', text: fmtInt(c.consecutive_count) }),
 				el('td', { class: 'num', text: fmtDuration(c.cooldown_seconds || 0) }),
 				el('td', { class: 'summary', text: c.response_summary || '' })));
 		}
