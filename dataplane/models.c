@@ -21,6 +21,7 @@
 #include "models.h"
 #include "oaierr.h"
 #include "registry.h"
+#include "sched.h"
 #include "upstream.h"
 
 #define MODELS_BODY_CAP (4 * 1024 * 1024)	/* an upstream /models answer */
@@ -193,7 +194,9 @@ models_refresh(void)
 		s->seen = 0;
 	for (i = 0; i < registry_count(); i++) {
 		struct reg_provider *p = registry_at(i);
-		if (!p->usable)
+		const struct sched_provider *sp = p->sched;
+		/* A key found invalid or unhealthy would only fetch an error. */
+		if (!p->usable || (sp != NULL && (sp->cd.invalid || sp->cd.unhealthy)))
 			continue;
 		for (s = msrc; s != NULL; s = s->next)
 			if (strcmp(s->endpoint, p->p.endpoint_url) == 0 && strcmp(s->prefix, p->p.model_prefix) == 0)
