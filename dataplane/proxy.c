@@ -219,6 +219,21 @@ proxy_sched_reloaded(void)
 		loop_timer_arm(px_loop, &px_timer, 0);
 }
 
+/* A new request id: a random per-process prefix and a counter, unique
+ * without a system call per request. */
+static void
+proxy_new_rid(char out[PX_RID_MAX + 1])
+{
+	static char prefix[37];
+	static unsigned long long counter;
+
+	if (prefix[0] == '\0') {
+		sc_uuid(prefix);
+		prefix[23] = '\0';	/* "xxxxxxxx-xxxx-4xxx-xxxx" */
+	}
+	snprintf(out, PX_RID_MAX + 1, "%s-%012llx", prefix, ++counter);
+}
+
 /* A request id from the client is kept only if it is short and plain. */
 static int
 proxy_rid_ok(struct http_slice s)
@@ -1252,7 +1267,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 		memcpy(rid, h->value.p, h->value.len);
 		rid[h->value.len] = '\0';
 	} else {
-		sc_uuid(rid);
+		proxy_new_rid(rid);
 	}
 	if (http_slice_eq(path, "/health")) {
 		if (!http_slice_eq(req->method, "GET"))
