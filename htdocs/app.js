@@ -30,6 +30,7 @@
 		charts: {},
 		settings: [],
 		historyTimer: null,
+		openedAt: 0,			/* Date.now() when the stream first opened */
 		demoEnv: false,		/* sidecar-events runs in demo mode ($SIDECAR_DEMO) */
 	};
 
@@ -157,6 +158,7 @@
 
 	function loggedOut(msg) {
 		if (S.es) { S.es.close(); S.es = null; }
+		S.openedAt = 0;
 		clearInterval(S.historyTimer);
 		S.csrf = '';
 		sessionStorage.removeItem('sc_csrf');
@@ -205,7 +207,11 @@
 		setConn('connecting…', 'pill-muted');
 		es.onopen = () => {
 			setConn('live', 'pill-ok');
-			/* What happened while disconnected: reload what the stream does not replay. */
+			if (!S.openedAt) {
+				S.openedAt = Date.now();	/* start() has just loaded everything */
+				return;
+			}
+			/* A reconnect: reload what the stream does not replay. */
 			loadProviders();
 			loadCooldowns();
 		};
@@ -266,7 +272,13 @@
 
 	function updateDataPlaneBadge() {
 		const dp = $('#dp');
-		if (!S.snap) { dp.textContent = 'data plane: no data'; dp.className = 'pill pill-muted'; return; }
+		if (!S.snap) {
+			/* Connected for a while and still no snapshot: the data plane never published one. */
+			const waited = S.openedAt && Date.now() - S.openedAt > STALE_MS;
+			dp.textContent = waited ? 'data plane: no live status' : 'data plane: …';
+			dp.className = 'pill ' + (waited ? 'pill-bad' : 'pill-muted');
+			return;
+		}
 		if (snapAge() > STALE_MS) { dp.textContent = 'data plane not running'; dp.className = 'pill pill-bad'; return; }
 		const ps = (S.snap.providers || []);
 		const serving = ps.filter((p) => p.state === 'ok' || p.state === 'full').length;
@@ -403,7 +415,7 @@
 			span.textContent = on ? fmtDuration((end - now) / 1000) : '–';
 			span.classList.toggle('none', !on);
 		}
-		if (S.snap) updateDataPlaneBadge();
+		if (S.es) updateDataPlaneBadge();
 	}
 
 	function renderHealth() {
