@@ -353,6 +353,9 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
+	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
+	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
