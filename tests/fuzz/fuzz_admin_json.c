@@ -27,6 +27,7 @@
 #include "../admin-fcgi/validate_key.h"
 #include "crypto.h"
 #include "db.h"
+#include "log.h"
 #include "tokens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -167,6 +168,7 @@ fuzz_setup(void)
 
 	if (fz.db != NULL)
 		return;
+	log_set_level(LOG_LVL_ERROR);	/* one info line per write would dominate the run */
 	memset(&e, 0, sizeof(e));
 	fz.db = db_open(":memory:", DB_OPEN_CREATE, &e);
 	if (fz.db == NULL || db_migrate(fz.db, &e) == -1 ||
