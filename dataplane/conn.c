@@ -319,7 +319,7 @@ conn_response_abort(struct conn *c)
 void
 conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, const char *body, size_t len)
 {
-	char h[1024];
+	char h[4096];	/* Content-Type + the caller's lines (proxy: PX_HDR_CAP) */
 	int n = 0;
 
 	if (ctype != NULL)

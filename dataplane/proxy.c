@@ -369,7 +369,8 @@ proxy_drain(void *arg)
 	}
 }
 
-/* Response header lines the sidecar adds, into h. */
+/* Response header lines the sidecar adds, into h; Content-Type first when
+ * ctype is not NULL. */
 static int
 proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
@@ -378,9 +379,10 @@ proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 	int n;
 
 	n = snprintf(h, hl,
-	    "Content-Type: %s\r\nX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
+	    "%s%s%sX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
 	    "X-Sidecar-Queue-Ms: %lld\r\n%s%s%s%s",
-	    ctype, r->rid, r->prov->p.name, pool, (long long)qms,
+	    ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+	    r->rid, r->prov->p.name, pool, (long long)qms,
 	    strcmp(pool, "main") != 0 ? "X-Sidecar-Degraded: " : "",
 	    strcmp(pool, "main") != 0 ? pool : "", strcmp(pool, "main") != 0 ? "\r\n" : "",
 	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
@@ -663,16 +665,15 @@ proxy_pass_error(struct proxy_req *r, int retry_after)
 	    r->prov->p.api_key, &out);
 	if (retry_after >= 0)
 		snprintf(ra, sizeof(ra), "Retry-After: %d\r\n", retry_after);
-	n = proxy_resp_headers(r, h, sizeof(h) - sizeof(ra), "application/json");
+	n = proxy_resp_headers(r, h, sizeof(h) - sizeof(ra), NULL);
 	memcpy(h + n, ra, strlen(ra) + 1);
 	r->conn = NULL;
 	r->status = status;
 	if (rw == 1)
-		conn_respond(c, status, h + strlen("Content-Type: application/json\r\n"), "application/json",
-		    out.data, out.len);
+		conn_respond(c, status, h, "application/json", out.data, out.len);
 	else if (rw == 0)
-		conn_respond(c, status, h + strlen("Content-Type: application/json\r\n"), "application/json",
-		    r->errbody.data ? r->errbody.data : "", r->errbody.len);
+		conn_respond(c, status, h, "application/json", r->errbody.data ? r->errbody.data : "",
+		    r->errbody.len);
 	else
 		proxy_error(c, r->rid, 502, "upstream error", "upstream_error", NULL);
 	sc_buf_free(&out);
