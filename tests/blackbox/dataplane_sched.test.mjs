@@ -90,6 +90,28 @@ describe('data plane scheduling', { timeout: 90000 }, () => {
 		});
 	});
 
+	it('answers 503 with Retry-After when every key is rate limited, then uses the emergency channel', async () => {
+		await withStack((m) => [
+			{ name: 'e1', key: K1, url: m.url, prefix: 'mock/', rpm: 40 },
+			{ name: 'e2', key: K2, url: m.url, prefix: 'mock/', rpm: 40 },
+		], {}, async ({ mock, dp }) => {
+			await mock.setKey(K1, 0, 'status=429', 0);
+			await mock.setKey(K2, 0, 'status=429', 0);
+			const r = await chat(dp);
+			assert.equal(r.status, 503, r.body);
+			const ra = +r.headers['retry-after'];
+			assert.ok(ra >= 20 && ra <= 31, `Retry-After ${r.headers['retry-after']}`);
+			assert.ok(JSON.parse(r.body).error);
+			// The keys recover upstream; ours are still cooling: the emergency channel serves.
+			await mock.setKey(K1, 0, null, 0);
+			await mock.setKey(K2, 0, null, 0);
+			const e = await chat(dp);
+			assert.equal(e.status, 200, e.body);
+			assert.equal(e.headers['x-sidecar-pool'], 'emergency');
+			assert.equal(e.headers['x-sidecar-degraded'], 'emergency');
+		});
+	});
+
 	it('queues requests over the window and never exceeds rpm_limit per window', async () => {
 		await withStack((m) => [
 			{ name: 'slow', key: K1, url: m.url, prefix: 'mock/', rpm: 2 },
