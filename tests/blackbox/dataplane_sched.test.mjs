@@ -64,6 +64,30 @@ describe('data plane scheduling', { timeout: 90000 }, () => {
 		});
 	});
 
+	it('keeps a cooldown across a restart', async () => {
+		await withStack((m) => [
+			{ name: 'c1', key: K1, url: m.url, prefix: 'mock/' },
+			{ name: 'c2', key: K2, url: m.url, prefix: 'mock/' },
+		], {}, async ({ mock, st, dp }) => {
+			await mock.setKey(K1, 0, 'status=429', 1);
+			for (let i = 0; i < 3; i++) assert.equal((await chat(dp)).status, 200);
+			await dp.stop('SIGTERM');
+			const dp2 = await startDataplane(st);
+			try {
+				await mock.reset();
+				for (let i = 0; i < 4; i++) {
+					const r = await chat(dp2);
+					assert.equal(r.status, 200);
+					assert.equal(r.headers['x-sidecar-provider'], 'c2');
+				}
+				const h = JSON.parse((await request(`${dp2.base}/health`)).body);
+				assert.equal(h.providers.cooling, 1);
+			} finally {
+				await dp2.stop();
+			}
+		});
+	});
+
 	it('marks a key invalid on 401 and serves from another', async () => {
 		await withStack((m) => [
 			{ name: 'bad', key: 'nvapi-TEST-NOT-KNOWN-xxxxxxxxxx', url: m.url, prefix: 'mock/' },
