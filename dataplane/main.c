@@ -216,6 +216,10 @@ main(int argc, char **argv)
 	}
 	proxy_init(dp.loop);
 	models_init(dp.loop);
+	if (metrics_init(dp.loop) == -1) {
+		log_error("cannot set up metrics");
+		goto out;
+	}
 	lfd = conn_listen(listen_addr, &port, &e);
 	if (lfd == -1) {
 		log_error("cannot start: %s", e.msg);
@@ -247,6 +251,7 @@ main(int argc, char **argv)
 	rc = loop_run(dp.loop) == 0 ? 0 : 1;
 	loop_timer_cancel(dp.loop, &dp.drain_check);
 	loop_timer_cancel(dp.loop, &dp.drain_deadline);
+	metrics_shutdown();	/* final flush on a graceful stop */
 out:
 	if (lfd != -1)
 		close(lfd);

@@ -12,6 +12,17 @@
 
 static unsigned long long metrics_by_class[6];	/* requests by status class 1xx..5xx; [0] other */
 
+int
+metrics_init(struct loop *l)
+{
+	return 0;
+}
+
+void
+metrics_shutdown(void)
+{
+}
+
 void
 metrics_request_done(const struct proxy_result *r)
 {

@@ -8,7 +8,14 @@
 
 #include "conn.h"
 
+struct loop;
 struct proxy_result;
+
+/* Set up (timers for periodic work such as statistics flushes) once the
+ * registry is open; 0 or -1. metrics_shutdown runs after the loop ends, on
+ * a graceful stop: the place for a final flush. */
+int  metrics_init(struct loop *l);
+void metrics_shutdown(void);
 
 /* One finished request (proxy.h: struct proxy_result). */
 void metrics_request_done(const struct proxy_result *r);
