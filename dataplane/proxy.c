@@ -369,6 +369,18 @@ proxy_drain(void *arg)
 	}
 }
 
+/* A header value from stored data: control bytes become '_', so a row
+ * edited by hand can never split a response header. */
+static void
+proxy_hdr_safe(const char *in, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; in[i] != '\0' && i + 1 < outlen; i++)
+		out[i] = ((unsigned char)in[i] < 0x20 || in[i] == 0x7f) ? '_' : in[i];
+	out[i] = '\0';
+}
+
 /* Response header lines the sidecar adds, into h; Content-Type first when
  * ctype is not NULL. */
 static int
@@ -376,13 +388,15 @@ proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
 	int64_t qms = r->queue_ms;
 	const char *pool = r->pool ? r->pool : "main";
+	char name[256];
 	int n;
 
+	proxy_hdr_safe(r->prov->p.name, name, sizeof(name));
 	n = snprintf(h, hl,
 	    "%s%s%sX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
 	    "X-Sidecar-Queue-Ms: %lld\r\n%s%s%s%s",
 	    ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-	    r->rid, r->prov->p.name, pool, (long long)qms,
+	    r->rid, name, pool, (long long)qms,
 	    strcmp(pool, "main") != 0 ? "X-Sidecar-Degraded: " : "",
 	    strcmp(pool, "main") != 0 ? pool : "", strcmp(pool, "main") != 0 ? "\r\n" : "",
 	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
