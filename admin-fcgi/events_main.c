@@ -183,6 +183,8 @@ events_serve(struct events_worker *w)
 		now = sc_now_ms();
 		if (events_tick(s, &w->q, &out, now, sc_wall_ms()) < 0) {
 			log_warn("thread %d: database read failed: %s", w->index, sqlite3_errmsg(w->db));
+			/* Reopen on the next request (the file may have been restored). */
+			events_worker_db_close(w);
 			break;
 		}
 		if (out.len > 0) {
