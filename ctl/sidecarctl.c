@@ -163,6 +163,12 @@ cmd_init(struct ctl *c, int argc, char **argv)
 		ctl_fail("%s", e.msg);
 		goto out;
 	}
+	/* Upgrades go through `migrate`, which takes a backup first. */
+	if (before > 0 && before < db_latest_version()) {
+		ctl_fail("database schema version %d is older than this program's (%d): "
+		    "run `sidecarctl migrate`, which takes a backup first", before, db_latest_version());
+		goto out;
+	}
 	if (db_migrate(db, &e) == -1) {
 		ctl_fail("%s", e.msg);
 		goto out;
@@ -656,7 +662,7 @@ cmd_migrate(struct ctl *c, int argc, char **argv)
 }
 
 static const struct ctl_command ctl_commands[] = {
-	{ "init", "", "create the database, or upgrade it; store the key check value", cmd_init },
+	{ "init", "", "create the database (idempotent); store the key check value", cmd_init },
 	{ "keygen", "", "print a new encryption key (base64 of 32 random bytes)", cmd_keygen },
 	{ "import", "FILE", "create or update providers from a YAML file (all or nothing)", cmd_import },
 	{ "providers", "list | disable|enable|delete NAME", "list providers (keys masked) or change one",

@@ -133,7 +133,12 @@ test('migrate upgrades a version-1 database with data after a backup; restore ro
 	makeV1(db);
 	const v1 = dumpData(db);
 	assert.equal(sql(db, 'PRAGMA user_version;'), '1');
-	let r = ops(db, ['migrate']);
+	// init never upgrades: it points at migrate, which takes a backup first.
+	let r = ops(db, ['init']);
+	assert.notEqual(r.code, 0);
+	assert.match(r.stderr, /schema version 1 is older than this program's \(2\): run `sidecarctl migrate`/);
+	assert.deepEqual(dumpData(db), v1);
+	r = ops(db, ['migrate']);
 	assert.equal(r.code, 0, r.stderr);
 	assert.equal(r.stderr, '');
 	const m = r.stdout.match(/^migrated (\S+) from schema version 1 to 2 \(pre-migration backup: (\S+)\)\n$/);
