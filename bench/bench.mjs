@@ -264,8 +264,9 @@ async function startNginx(mock) {
 	return h;
 }
 
-function portkeyConfig(mock, keys) {
+function portkeyConfig(mock, keys, extra = {}) {
 	return JSON.stringify({
+		...extra,
 		strategy: { mode: 'loadbalance' },
 		targets: keys.map((k) => ({ provider: 'openai', api_key: k.key, custom_host: `http://127.0.0.1:${mock.port}/v1`, weight: 1 })),
 	});
@@ -508,6 +509,8 @@ async function scenario3() {
 	}
 }
 
+// Portkey twice: its plain loadbalance config, and the same with its retry block (3 attempts on 429).
+const S4_SYSTEMS = ['sidecar', 'portkey', 'portkey_retry'];
 async function scenario4() {
 	loadMark('4');
 	log('scenario 4: scheduling under oversubscription (11 keys, compressed window)');
@@ -518,7 +521,8 @@ async function scenario4() {
 	const dur = P.s4Windows * P.s4WindowS;
 	const rate = 2 * capPerS;
 	R.s4.setup = { keys: P.s4Keys, rpm: P.s4Rpm, window_s: P.s4WindowS, margin_ms: P.s4MarginMs, capacity_per_s: capPerS, demand_per_s: rate, duration_s: dur };
-	for (const sys of ['sidecar', 'portkey']) {
+	for (const sys of S4_SYSTEMS) {
+		if (sys !== 'sidecar' && !SYSTEMS.includes('portkey')) continue;
 		await tryOrNote(`s4 ${sys}`, async () => {
 			const mock = await startMock({ keys, windowMs: winMs, cpu: CPU_LOAD });
 			let proxy = null;
@@ -528,7 +532,7 @@ async function scenario4() {
 					proxy = await startSidecar(mock, { keys, settings: { rpm_window_seconds: P.s4WindowS, rpm_window_margin_ms: P.s4MarginMs, max_connections: 20000 } });
 				} else {
 					proxy = await startPortkey();
-					headers.push(`x-portkey-config: ${portkeyConfig(mock, keys)}`);
+					headers.push(`x-portkey-config: ${portkeyConfig(mock, keys, sys === 'portkey_retry' ? { retry: { attempts: 3, on_status_codes: [429] } } : {})}`);
 				}
 				const t = { url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers, proxy, mock };
 				const res = await streamload(t, { body: BODY_SMALL, conns: 1500, rate, duration: dur, timeout: 45 });
@@ -573,15 +577,17 @@ async function profile() {
 	const perf = spawnSync('perf', ['--version']);
 	if (perf.status !== 0) { note('perf is not available: no profile'); return; }
 	R.profile = {};
-	for (const [what, fn] of [
-		['scenario 1 (max req/s)', (t) => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: Q ? 3 : 5 })],
-		['scenario 3 (5,000 streams)', (t) => streamload(t, { body: BODY_STREAM, conns: 5000, requests: 5000, chunks: P.s3Chunks, interval: P.s3Interval, ramp: 1000 })],
+	for (const [what, pin, fn] of [
+		['scenario 1 (max req/s)', false, (t) => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: Q ? 3 : 5 })],
+		['scenario 3 (5,000 streams)', true, (t) => streamload(t, { body: BODY_STREAM, conns: 5000, requests: 5000, chunks: P.s3Chunks, interval: P.s3Interval, ramp: 1000 })],
 	]) {
+		pinNow = pin;
 		await tryOrNote(`profile ${what}`, async () => {
 			const t = await bringUp('sidecar', { chunks: P.s3Chunks, interval: P.s3Interval });
 			const data = join(OUT, `perf-${R.profile ? Object.keys(R.profile).length : 0}.data`);
 			try {
-				const rec = spawn('perf', ['record', '-F', '999', '-g', '-o', data, '-p', String(t.proxy.pid)], { stdio: 'ignore' });
+				// DWARF unwinding: the -O2 build has no frame pointers
+				const rec = spawn('perf', ['record', '-F', '299', '--call-graph', 'dwarf,16384', '-o', data, '-p', String(t.proxy.pid)], { stdio: 'ignore' });
 				const h = { pid: rec.pid };
 				live.add(h);
 				const done = new Promise((r) => rec.on('exit', r));
@@ -594,13 +600,16 @@ async function profile() {
 				const lines = rep.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 25);
 				const dso = spawnSync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'dso', '--percent-limit', '1', '-g', 'none'], { maxBuffer: 64 << 20 });
 				const dsoLines = dso.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 12);
-				const inc = spawnSync('perf', ['report', '-i', data, '--stdio', '--children', '--sort', 'symbol', '--dsos', 'sidecar-dataplane', '--percent-limit', '3', '-g', 'none'], { maxBuffer: 64 << 20 });
-				const incLines = inc.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 20);
+				const inc = spawnSync('perf', ['report', '-i', data, '--stdio', '--children', '--sort', 'dso,symbol', '--percent-limit', '1.5', '-g', 'none'], { maxBuffer: 256 << 20 });
+				const incLines = inc.stdout.toString().split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l))
+					.filter((l) => /sidecar-dataplane|\] (\S*poll|curl_|json_|sqlite3_|malloc|free|__libc_write|__libc_read|__libc_send|__libc_recv)/.test(l))
+					.filter((l) => !/\] (_start|main|__libc)/.test(l)).slice(0, 30);
 				R.profile[what] = { symbols: lines.map((l) => l.trim()), dsos: dsoLines.map((l) => l.trim()), inclusive: incLines.map((l) => l.trim()) };
 				log(`  profile ${what}:\n    ${lines.slice(0, 12).join('\n    ')}`);
 			} finally { await t.stop(); rmSync(data, { force: true }); rmSync(`${data}.old`, { force: true }); }
 		});
 	}
+	pinNow = true;
 }
 
 // ------------------------------------------------------------------ report
@@ -609,7 +618,7 @@ const f1 = (x) => (x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(1));
 const f2 = (x) => (x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(2));
 const ms = (us) => (us == null ? 'n/a' : (us / 1000).toFixed(us < 10000 ? 3 : 1));
 const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`);
-const NAMES = { direct: 'direct (mock, floor)', nginx: 'nginx', sidecar: '**Sidecar V2**', portkey: 'Portkey gateway' };
+const NAMES = { direct: 'direct (mock, floor)', nginx: 'nginx', sidecar: '**Sidecar V2**', portkey: 'Portkey gateway', portkey_retry: 'Portkey gateway + retry' };
 
 function report() {
 	const L = [];
@@ -742,11 +751,12 @@ function report() {
 		`${f1(st.capacity_per_s)} req/s; demand ${f1(st.demand_per_s)} req/s (2×) at a fixed rate for ${st.duration_s} s (${P.s4Windows} windows), 1 KB non-streaming requests. ` +
 		`Sidecar: the same 11 keys as providers with rpm_limit ${st.rpm}, \`rpm_window_seconds=${st.window_s}\`, \`rpm_window_margin_ms=${st.margin_ms}\`, ` +
 		'default queue (capacity 500, timeout 30 s). Portkey: `strategy.mode = loadbalance`, 11 targets (provider `openai`, `custom_host` = the mock, one key each, weight 1), ' +
-		'passed in the `x-portkey-config` header; no retry block (the default). Goodput = upstream successes that started within the demand period / (keys × rpm × windows). ' +
+		'passed in the `x-portkey-config` header; no retry block (the default) and, in a second run, with `retry: {attempts: 3, on_status_codes: [429]}`. Goodput = upstream successes that started within the demand period / (keys × rpm × windows). ' +
 		'Queue wait from the `X-Sidecar-Queue-Ms` response header (successful requests).', '');
 	L.push('| System | goodput | % of capacity | upstream 429s | client 2xx | client errors | client statuses | queue wait p50 (ms) | p99 (ms) |');
 	L.push('|---|---|---|---|---|---|---|---|---|');
-	for (const s of ['sidecar', 'portkey']) {
+	for (const s of S4_SYSTEMS) {
+		if (!SYSTEMS.includes('portkey') && s !== 'sidecar') continue;
 		const x = R.s4[s];
 		if (!x) { L.push(`| ${NAMES[s]} | failed |||||||| `); continue; }
 		const q = x.client.queue_ms;
@@ -755,7 +765,7 @@ function report() {
 			`${s === 'sidecar' && q.n ? q.p50 : '—'} | ${s === 'sidecar' && q.n ? q.p99 : '—'} |`);
 	}
 	L.push('', 'Client errors for Sidecar V2 are its 503 + `Retry-After` answers when the queue is full (demand is twice the capacity, so about half ' +
-		'the requests cannot be served in time); for Portkey they are the upstream 429s passed through.', '');
+		'the requests cannot be served in time); for Portkey they are the upstream 429s passed through (after its retries, with the retry block).', '');
 
 	// S5
 	L.push('## 5. Large body (8 MB, non-streaming)', '');
@@ -772,12 +782,14 @@ function report() {
 
 	if (R.profile) {
 		L.push('## Profile of the data plane (targets missed)', '');
-		L.push('`perf record -F 999 -g -p <sidecar-dataplane>` on the optimised build during the load named; `perf report --no-children`, ' +
-			'self time per symbol (≥ 1.5%) and per shared object (≥ 1%).', '');
+		L.push('`perf record -F 299 --call-graph dwarf -p <sidecar-dataplane>` on the optimised build (`-O2 -g`) during the load named (unpinned ' +
+			'wrk for scenario 1, 5,000 streams for scenario 3); `perf report`: self time per symbol (≥ 1.5%) and per shared object (≥ 1%), then ' +
+			'inclusive time of the data plane\'s functions. libcurl has no symbols here (addresses only).', '');
 		for (const [what, p] of Object.entries(R.profile)) {
 			L.push(`### ${what}`, '', 'Self time by symbol (`[k]` kernel, `[.]` user space):', '', '```', ...p.symbols, '```', '',
 				'Self time by shared object:', '', '```', ...p.dsos, '```', '',
-				'Inclusive time (children included) of the data plane\'s own functions (≥ 3%):', '', '```', ...(p.inclusive || []), '```', '');
+				'Inclusive time (children included, ≥ 1.5%) of the data plane\'s own functions and the library entry points it calls ' +
+				'(columns: children, self, object, symbol):', '', '```', ...(p.inclusive || []), '```', '');
 		}
 		if (R.profileNotes) L.push(...R.profileNotes, '');
 	}
@@ -815,6 +827,9 @@ async function main() {
 			'("TypeError: immutable" when it adds its x-portkey-* headers to the Response from fetch()); bench/portkey/patch-gateway.sh applies a one-expression ' +
 			'workaround (copy the Response when its headers are immutable) to a copy of start-server.js. Its streaming path also waits 25 ms before the first ' +
 			'chunk (in the gateway\'s code), which shows in scenarios 2 and 3. The gateway has no host option; bench/portkey/loopback.cjs makes it listen on 127.0.0.1.');
+	}
+	if (process.env.BENCH_STALE) {
+		note(`**The build failed at the time of this run; the data plane measured is an earlier build (${process.env.BENCH_STALE}), not the commit above.**`);
 	}
 	const want = (n) => !opt.only || opt.only.has(n);
 	const t0 = Date.now();
