@@ -3,18 +3,22 @@
 # bodies come from dataplane/libparse.a (parse.mk); scheduling policy from
 # dataplane/libsched.a (sched.mk).
 bin_PROGRAMS += sidecar-dataplane
-sidecar_dataplane_SOURCES = \
-	dataplane/main.c \
+SC_DP_SOURCES = \
 	dataplane/loop.c dataplane/loop.h \
 	dataplane/conn.c dataplane/conn.h \
 	dataplane/upstream.c dataplane/upstream.h \
 	dataplane/proxy.c dataplane/proxy.h \
 	dataplane/registry.c dataplane/registry.h \
 	dataplane/models.c dataplane/models.h \
-	dataplane/metrics.c dataplane/metrics.h
-sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
+	dataplane/metrics.c dataplane/metrics.h \
+	dataplane/stats.c dataplane/stats.h \
+	dataplane/status.c dataplane/status.h
+SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(PTHREAD_LIBS)
+sidecar_dataplane_SOURCES = dataplane/main.c $(SC_DP_SOURCES)
+# -iquote, not -I: dataplane/sched.h must not hide the system <sched.h> that <pthread.h> includes.
+sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
-sidecar_dataplane_LDADD = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS)
+sidecar_dataplane_LDADD = $(SC_DP_LIBS)
 
 # Unit tests (cmocka) of the data plane's own modules.
 check_PROGRAMS += tests/unit/test_loop
@@ -24,11 +28,31 @@ tests_unit_test_loop_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
 tests_unit_test_loop_CFLAGS = $(SC_UNIT_CFLAGS)
 tests_unit_test_loop_LDADD = $(SC_UNIT_LIBS)
 
+# Statistics aggregation and flush against a temporary database.
+check_PROGRAMS += tests/unit/test_stats
+TESTS += tests/unit/test_stats
+tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c
+tests_unit_test_stats_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
+tests_unit_test_stats_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_stats_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
+
+# The Prometheus exposition, rendered with the data plane's modules linked
+# (no database, no sockets).
+check_PROGRAMS += tests/unit/test_metrics
+TESTS += tests/unit/test_metrics
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c $(SC_DP_SOURCES)
+tests_unit_test_metrics_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
+tests_unit_test_metrics_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_metrics_LDADD = $(SC_DP_LIBS) $(CMOCKA_LIBS)
+
 # Black-box tests (node:test) of the real program against tests/mock-upstream.
 SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_forward.test.mjs \
 	tests/blackbox/dataplane_stream.test.mjs \
 	tests/blackbox/dataplane_sdk.test.mjs \
-	tests/blackbox/dataplane_sched.test.mjs
+	tests/blackbox/dataplane_sched.test.mjs \
+	tests/blackbox/stats_usage.test.mjs \
+	tests/blackbox/stats_metrics.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
-EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json
+EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
+	docs/metrics.md docs/status-snapshot.md

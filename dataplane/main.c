@@ -3,21 +3,28 @@
  * opens the database (refusing a missing or wrong encryption key), binds the
  * data and metrics ports, and runs the event loop until SIGTERM, after which
  * it stops accepting, lets in-flight requests finish for up to
- * drain_timeout_seconds, and exits 0. SIGHUP reloads providers and settings
- * and reopens the log file.
+ * drain_timeout_seconds, flushes the statistics and exits 0. SIGHUP reloads
+ * providers and settings and reopens the log file.
+ *
+ * While it runs it holds an fcntl write lock on "<db>.lock" (the convention
+ * `sidecarctl restore` checks, ctl/backup.c): a restore never swaps the
+ * database under a running data plane, and two data planes never share one.
  */
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "db.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -37,7 +44,8 @@ static struct {
 	int               draining;
 	struct loop_timer drain_check;
 	struct loop_timer drain_deadline;
-} dp;
+	int               lock_fd;	/* "<db>.lock", held for the process's life */
+} dp = { .lock_fd = -1 };
 
 static void
 dp_usage(FILE *f)
@@ -112,6 +120,47 @@ dp_on_signal(struct loop *l, int signo, void *arg)
 	conn_drain_all();
 	loop_timer_arm_in(l, &dp.drain_deadline, (int64_t)registry_config()->drain_timeout_seconds * 1000);
 	dp_drain_check(l, NULL);
+}
+
+/* Take the data plane's lock on "<db>.lock" (whole file, F_WRLCK) and keep
+ * the descriptor open: the lock lasts as long as the process. A missing
+ * database is left to registry_open, which says how to create it. 0 or -1. */
+static int
+dp_lock(const char *db_path)
+{
+	char path[4096];
+	struct flock fl;
+	struct stat st;
+
+	if (stat(db_path, &st) == -1)
+		return 0;
+	if (snprintf(path, sizeof(path), "%s.lock", db_path) >= (int)sizeof(path)) {
+		fprintf(stderr, "sidecar-dataplane: database path too long\n");
+		return -1;
+	}
+	dp.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	if (dp.lock_fd == -1) {
+		log_error("cannot start: %s: %s", path, strerror(errno));
+		fprintf(stderr, "sidecar-dataplane: cannot start: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(dp.lock_fd, F_SETLK, &fl) == -1) {
+		if (errno == EAGAIN || errno == EACCES) {
+			log_error("cannot start: another data plane or a restore is running (%s)", path);
+			fprintf(stderr, "sidecar-dataplane: cannot start: another data plane or a restore is "
+			    "running (%s)\n", path);
+		} else {
+			log_error("cannot start: locking %s: %s", path, strerror(errno));
+			fprintf(stderr, "sidecar-dataplane: cannot start: locking %s: %s\n", path, strerror(errno));
+		}
+		close(dp.lock_fd);
+		dp.lock_fd = -1;
+		return -1;
+	}
+	return 0;
 }
 
 /* Write "data PORT\nmetrics PORT\n" atomically, for tests and scripts. */
@@ -193,6 +242,8 @@ main(int argc, char **argv)
 	rh.retire = proxy_sched_retire;
 	rh.reloaded = dp_reloaded;
 	registry_set_hooks(&rh);
+	if (dp_lock(db_default_path(db)) == -1)
+		return 1;
 	sc_err_clear(&e);
 	if (registry_open(db, key_file, &e) == -1) {
 		log_error("cannot start: %s", e.msg);
@@ -263,5 +314,7 @@ out:
 		upstream_shutdown();
 	registry_close();
 	loop_free(dp.loop);
+	if (dp.lock_fd != -1)
+		close(dp.lock_fd);
 	return rc;
 }

@@ -145,6 +145,12 @@ proxy_in_flight(void)
 	return px_in_flight;
 }
 
+size_t
+proxy_queue_depth(void)
+{
+	return queue_len(&px_queue);
+}
+
 static void proxy_sched_fire(struct loop *l, void *arg);
 
 int
@@ -425,6 +431,8 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 	int prev_failures;
 	char summary[160];
 
+	metrics_upstream_outcome(r->prov->p.name, fail == COOLDOWN_FAIL_CONNECT ? 1 : fail == COOLDOWN_FAIL_TTFB ? 2 : 0,
+	    status);
 	if (sp == NULL)
 		return status >= 200 && status < 300 ? COOLDOWN_ACT_DELIVER :
 		    (fail != COOLDOWN_FAIL_NONE || proxy_retryable_status(status)) ? COOLDOWN_ACT_RETRY :
@@ -444,6 +452,8 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
 		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
 		    wall + (cr.cooldown_until_ms - now + 999) / 1000 : 0;
+		if (cr.cooldown_started)
+			metrics_cooldown_started(r->prov->p.name);
 		if (cr.cooldown_started || cr.cooldown_extended)
 			log_warn("provider %s: %d from upstream, cooling down for %d s (consecutive %d)",
 			    r->prov->p.name, status, cr.cooldown_seconds, cr.count);
@@ -978,6 +988,7 @@ proxy_next(struct proxy_req *r)
 					full.why = SCHED_WHY_MAIN_FULL;
 					r->last_fail_http = 0;
 					r->last_fail = 0;
+					metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
 					proxy_reject(r, &full, "the wait queue is full; retry later");
 					return;
 				}
@@ -1137,6 +1148,7 @@ proxy_sched_fire(struct loop *l, void *arg)
 	while ((qn = queue_pop_expired(&px_queue, now)) != NULL) {
 		struct proxy_req *r = qn->owner;
 		snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
+		metrics_queue_rejected(METRICS_REJECT_TIMEOUT);
 		proxy_fail(r, 503, "timed out waiting for a provider; retry later", "queue_timeout", extra);
 	}
 	for (qn = queue_first(&px_queue); qn != NULL; qn = next) {
@@ -1370,6 +1382,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 		    (size_t)cfg->queue_capacity) == -1) {
 			char extra[64];
 			snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
+			metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
 			proxy_fail(r, 503, "the wait queue is full; retry later", "queue_full", extra);
 			return;
 		}

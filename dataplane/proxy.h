@@ -47,6 +47,8 @@ void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf 
 void proxy_set_public(int on);
 /* Requests in progress (for the drain on SIGTERM). */
 size_t proxy_in_flight(void);
+/* Requests parked in the wait queue now (metrics, live status). */
+size_t proxy_queue_depth(void);
 
 /* Registry hooks: scheduling state per provider, kept across reloads. */
 struct reg_provider;
