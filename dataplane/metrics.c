@@ -92,6 +92,7 @@ static struct {
 	double            start_time_s;	/* process start, Unix seconds */
 	char              db_path[4096];
 	int               started;
+	int64_t           build_max_us;	/* longest snapshot build on the loop */
 } mx;
 
 /* The maintenance thread and what it found (under mu). */
@@ -106,6 +107,16 @@ static struct {
 	int             backup_have_ok;
 	int64_t         backup_ok_ts;		/* Unix seconds of the last successful finish */
 } mt = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* Monotonic microseconds, for the loop-side cost of the periodic work. */
+static int64_t
+metrics_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* ---- counters ---- */
 
@@ -338,7 +349,11 @@ metrics_tick(struct loop *l, void *arg)
 	int64_t now = loop_now(l);
 	struct stats_settings set = metrics_stats_settings();
 	int flush = now >= mx.next_flush, publish = now >= mx.next_publish;
+	int64_t t0 = metrics_now_us();
 	char *json = publish ? metrics_snapshot() : NULL;
+
+	if (publish && metrics_now_us() - t0 > mx.build_max_us)
+		mx.build_max_us = metrics_now_us() - t0;
 
 	stats_handoff(flush, json, &set);
 	free(json);
@@ -706,6 +721,9 @@ metrics_render_db(struct sc_buf *b)
 	metrics_family(b, "sidecar_stats_handoff_max_seconds", "gauge",
 	    "Longest time the event loop spent handing statistics to the writer.");
 	sc_buf_printf(b, "sidecar_stats_handoff_max_seconds %.9g\n", si.handoff_max_s);
+	metrics_family(b, "sidecar_status_build_max_seconds", "gauge",
+	    "Longest time the event loop spent building the live status snapshot.");
+	sc_buf_printf(b, "sidecar_status_build_max_seconds %.9g\n", (double)mx.build_max_us / 1e6);
 	metrics_family(b, "sidecar_stats_flush_failures_total", "counter",
 	    "Statistics flushes that did not commit (rows kept for the next one).");
 	sc_buf_printf(b, "sidecar_stats_flush_failures_total %llu\n", (unsigned long long)si.flush_failures);
