@@ -377,7 +377,7 @@
 				el('td', { 'data-label': 'RPM', class: 'col-rpm' }, rpmBar(used, limit)),
 				el('td', { 'data-label': 'Cooldown' }, cooldownCell(id)),
 				el('td', { 'data-label': 'Health' }, el('span', { class: 'pill ' + (health === 'healthy' ? 'pill-ok' : health === 'unhealthy' ? 'pill-bad' : 'pill-off'), text: health })),
-				el('td', { 'data-label': 'Latency', class: 'num', text: fmtMs(latency) }),
+				el('td', { 'data-label': 'Latency', class: 'num', text: latency === 0 && live && live.requests_1m > 0 ? '<1 ms' : fmtMs(latency) }),
 				el('td', { 'data-label': 'Req/min', class: 'num', text: live ? fmtInt(live.requests_1m) : '–' }),
 				el('td', { 'data-label': 'Actions' }, cfg ? providerActions(cfg, cooling) : ''));
 			fresh.push(tr);
@@ -896,8 +896,13 @@
 		loadSettings(true);
 		loadHourly();
 		clearInterval(S.historyTimer);
-		/* History changes slowly; the live parts come from the stream. */
-		S.historyTimer = setInterval(() => { loadUsage(); if (S.range === '24h') loadHourly(); }, 60000);
+		/* Statistics are flushed every second but read here every 15 s: enough
+		 * for day/week totals; the live parts come from the stream. */
+		S.historyTimer = setInterval(() => {
+			if (document.hidden) return;
+			loadUsage();
+			if (S.range === '24h') loadHourly();
+		}, 15000);
 	}
 
 	async function boot() {
