@@ -434,7 +434,7 @@
 			const cf = live ? live.consecutive_failures : cfg && cfg.health ? cfg.health.consecutive_failures : 0;
 			const sr = cfg && cfg.health && typeof cfg.health.success_rate_5m === 'number' ? cfg.health.success_rate_5m : null;
 			body.append(el('tr', {},
-				el('td', { text: name }),
+				el('td', { text: name, title: name }),
 				el('td', { class: 'num', text: live ? fmtInt(live.errors_1m) : '–' }),
 				el('td', { class: 'num hide-narrow', text: sr === null ? '–' : (sr * 100).toFixed(sr >= 0.9995 || sr === 0 ? 0 : 1) + '%' }),
 				el('td', { class: 'num', text: fmtInt(cf || 0) }),
@@ -461,7 +461,7 @@
 			cursor: { drag: { x: false, y: false } },
 			scales: { x: { time: true } },
 			axes: [
-				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' } },
+				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' }, space: 72 },
 				{ stroke: '#647084', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e2e6ec' }, size: 56, values: (u, v) => v.map(fmtAxis) },
 			],
 			series: [{}].concat(series),
