@@ -780,7 +780,8 @@ function report() {
 		if (!x) { L.push(`| ${NAMES[s]} | failed |||||||| `); continue; }
 		const q = x.client.queue_ms;
 		L.push(`| ${NAMES[s]} | ${x.goodput} / ${x.capacity} | ${f1(100 * x.goodput_frac)}% | ${x.upstream_429} | ${x.client.ok} | ${x.client_errors} | ` +
-			`${JSON.stringify(x.by_status)}${Object.values(x.client.errors).some(Boolean) ? ` ${JSON.stringify(x.client.errors)}` : ''} | ` +
+			`${JSON.stringify(x.by_status)}${Object.values(x.client.errors).some(Boolean) ? ` ${JSON.stringify(x.client.errors)}` : ''}` +
+			`${x.client.stale_retries ? `, ${x.client.stale_retries} resent after a keep-alive close` : ''} | ` +
 			`${s === 'sidecar' && q.n ? q.p50 : '—'} | ${s === 'sidecar' && q.n ? q.p99 : '—'} |`);
 	}
 	L.push('', 'Client errors for Sidecar V2 are its 503 + `Retry-After` answers when the queue is full (demand is twice the capacity, so about half ' +

@@ -73,6 +73,7 @@ struct conn {
 	enum cstate st;
 	bool keep;		/* response allowed keep-alive */
 	bool busy;		/* a request is in progress */
+	bool reused;		/* the request went out on a kept-alive connection */
 	uint64_t due_us;	/* when this request should have started (rate mode) */
 	uint64_t start_us;	/* first byte of the request written (or connect begun) */
 	uint64_t ttfb_us;	/* first response byte; 0 = none yet */
@@ -120,6 +121,7 @@ static struct {
 	uint64_t issued, completed, ok;
 	uint64_t status[600];
 	uint64_t err_connect, err_closed, err_timeout, err_parse, short_streams;
+	uint64_t stale_retries;	/* requests resent after a keep-alive close race */
 	uint64_t events;
 	uint64_t bytes_in;
 	int active, peak_active;	/* requests in progress */
@@ -509,6 +511,28 @@ conn_input(struct conn *c, const char *p, size_t n, uint64_t t)
 	return true;
 }
 
+static void req_send(struct conn *c);
+
+/*
+ * The connection closed under a request. When the request went out on a
+ * kept-alive connection and no response byte came back, the server most
+ * likely closed the idle connection as we reused it (the keep-alive race):
+ * send the request again on a fresh connection, as HTTP clients do, instead
+ * of counting an error against the server.
+ */
+static void
+closed_fail(struct conn *c)
+{
+	if (c->busy && c->reused && c->ttfb_us == 0) {
+		conn_close(c);
+		c->reused = false;
+		g.stale_retries++;
+		req_send(c);
+		return;
+	}
+	req_fail(c, &g.err_closed);
+}
+
 static void
 conn_write(struct conn *c)
 {
@@ -521,7 +545,7 @@ conn_write(struct conn *c)
 					return;
 				continue;
 			}
-			req_fail(c, &g.err_closed);
+			closed_fail(c);
 			return;
 		}
 		c->sent += (size_t)w;
@@ -550,6 +574,17 @@ req_begin(struct conn *c, uint64_t due)
 	c->status = 0;
 	c->queue_ms = -1;
 	c->head_len = 0;
+	c->reused = c->fd >= 0;
+	req_send(c);
+}
+
+/* Put the request of c on the wire, connecting first when c has no connection. */
+static void
+req_send(struct conn *c)
+{
+	c->sent = 0;
+	c->head_len = 0;
+	c->ttfb_us = 0;
 	if (c->fd < 0) {
 		int one = 1;
 
@@ -591,7 +626,7 @@ conn_event(struct conn *c, uint32_t ev)
 	}
 	if (c->st == C_SENDING && (ev & EPOLLOUT))
 		conn_write(c);
-	if (c->fd < 0)
+	if (c->fd < 0 || c->st == C_CONNECTING)	/* closed, or resent on a new connection */
 		return;
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		for (;;) {
@@ -604,7 +639,7 @@ conn_event(struct conn *c, uint32_t ev)
 				if (errno == EAGAIN)
 					break;
 				if (c->busy)
-					req_fail(c, &g.err_closed);
+					closed_fail(c);
 				else
 					conn_close(c);
 				return;
@@ -612,8 +647,10 @@ conn_event(struct conn *c, uint32_t ev)
 			if (r == 0) {
 				if (c->busy && c->st == C_BODY_EOF)
 					req_end(c, true);
-				else if (c->busy)
-					req_fail(c, &g.err_closed);
+				else if (c->busy) {
+					closed_fail(c);
+					return;
+				}
 				conn_close(c);
 				return;
 			}
@@ -964,9 +1001,9 @@ main(int argc, char **argv)
 
 		printf("{\"elapsed_s\":%.3f,\"conns\":%d,\"rate\":%.1f,\"issued\":%" PRIu64 ",\"completed\":%" PRIu64
 		    ",\"ok\":%" PRIu64 ",\"rps\":%.1f,\"peak_active\":%d,\"events\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-		    ",\"short_streams\":%" PRIu64 ",\n",
+		    ",\"short_streams\":%" PRIu64 ",\"stale_retries\":%" PRIu64 ",\n",
 		    el, g.conns, g.rate, g.issued, g.completed, g.ok, el > 0 ? (double)g.ok / el : 0.0, g.peak_active,
-		    g.events, g.bytes_in, g.short_streams);
+		    g.events, g.bytes_in, g.short_streams, g.stale_retries);
 		printf("\"errors\":{\"connect\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"timeout\":%" PRIu64
 		    ",\"parse\":%" PRIu64 "},\n\"status\":{", g.err_connect, g.err_closed, g.err_timeout, g.err_parse);
 		for (i = 0; i < 600; i++) {
