@@ -316,15 +316,20 @@ main(int argc, char **argv)
 	env = getenv("SIDECAR_DEMO");
 	events_opt.demo = env != NULL && strcmp(env, "1") == 0;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);		/* a gone client is a failed write, not a signal */
-	/* SIGTERM keeps its default action: a stream has nothing to flush. */
-
 	if (FCGX_Init() != 0) {
 		log_error("FCGX_Init failed");
 		return 1;
 	}
+	/* After FCGX_Init, which installs its own handlers: a gone client is a
+	 * failed write, not a signal; and SIGTERM (lighttpd stopping) ends the
+	 * process at once. libfcgi's SIGTERM handler only sets a flag that a
+	 * thread blocked in accept() never sees, so it would keep us running;
+	 * a stream has nothing to flush. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGTERM, &sa, NULL);
 	if (sock != NULL) {
 		unlink(sock);
 		events_opt.listen_fd = FCGX_OpenSocket(sock, 128);

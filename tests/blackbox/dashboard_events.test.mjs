@@ -5,9 +5,9 @@
 // The live snapshot is written by the test itself (as the data plane does).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeAdminDb, startLighttpd, api, cleanup, sleep, EVENTS_BIN, ADMIN_BIN } from './lib/lighttpd.mjs';
@@ -235,5 +235,21 @@ test('a gone browser frees its thread', { skip, timeout: 40000 }, async () => {
 		clearInterval(writer);
 		await lt2.stop();
 		rmSync(st2.dir, { recursive: true, force: true });
+	}
+});
+
+test('SIGTERM ends sidecar-events at once (lighttpd stopping)', { skip, timeout: 20000 }, async () => {
+	const sock = join(st.dir, 'term-test.sock');
+	const p = spawn(EVENTS_BIN, ['--socket', sock, '--threads', '8', '--db', st.db], { stdio: 'ignore' });
+	try {
+		for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(20);
+		assert.ok(existsSync(sock), 'no socket');
+		const exited = new Promise((r) => p.on('exit', (code, sig) => r({ code, sig })));
+		p.kill('SIGTERM');
+		const r = await Promise.race([exited, sleep(2000).then(() => null)]);
+		assert.ok(r, 'still running 2 s after SIGTERM');
+		assert.equal(r.sig, 'SIGTERM');
+	} finally {
+		if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
 	}
 });
