@@ -725,6 +725,13 @@ schedule(void)
 			pend_push(due);
 			g.slots++;
 		}
+		/* bounded: slots still waiting for a connection a timeout past the end are abandoned as timeouts */
+		if (g.pend_len && g.duration_s > 0 && (double)(t - g.t0) > g.duration_s * 1e6 + (double)g.timeout_us) {
+			g.err_timeout += g.pend_len;
+			g.completed += g.pend_len;
+			g.issued += g.pend_len;
+			g.pend_len = 0;
+		}
 		for (i = 0; i < g.conns && g.pend_len; i++) {
 			struct conn *c = &g.c[i];
 
