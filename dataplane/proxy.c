@@ -450,8 +450,10 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 	prev_failures = sp->cd.consecutive_failures;
 	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
 	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
+		/* A success that resets the streak (a request sent before the 429)
+		 * leaves a running cooldown in force: keep its persisted end (-1). */
 		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
-		    wall + (cr.cooldown_until_ms - now + 999) / 1000 : 0;
+		    wall + (cr.cooldown_until_ms - now + 999) / 1000 : cooldown_is_cooling(&sp->cd, now) ? -1 : 0;
 		if (cr.cooldown_started)
 			metrics_cooldown_started(r->prov->p.name);
 		if (cr.cooldown_started || cr.cooldown_extended)
@@ -514,6 +516,15 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 	struct proxy_req *r = arg;
 
 	r->up_status = upstream_status(x);
+	if (r->up_status >= 200 && r->up_status < 300 &&
+	    strncasecmp(upstream_content_type(x), "text/html", 9) == 0) {
+		/* A 2xx HTML page (a proxy or captive portal in front of the
+		 * provider) is no API answer: an upstream failure like a 502,
+		 * retried elsewhere while nothing was sent to the client. */
+		log_warn("request %s: provider %s answered %d with an HTML page; treated as 502", r->rid,
+		    r->prov->p.name, r->up_status);
+		r->up_status = 502;
+	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
 		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);

@@ -352,16 +352,16 @@ registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 	char until[SC_TS_LEN], now[SC_TS_LEN], id[37];
 	int rc;
 
-	sc_ts_format(a->until, until);
+	sc_ts_format(a->until > 0 ? a->until : 0, until);
 	sc_ts_format(sc_wall_ms() / 1000, now);
-	rc = sqlite3_prepare_v2(db, "UPDATE providers SET cooldown_until = ?2, consecutive_429 = ?3 WHERE id = ?1",
-	    -1, &st, NULL);
+	rc = sqlite3_prepare_v2(db, a->until < 0 ? "UPDATE providers SET consecutive_429 = ?3 WHERE id = ?1" :
+	    "UPDATE providers SET cooldown_until = ?2, consecutive_429 = ?3 WHERE id = ?1", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_set_err(db, rc, e, "saving cooldown");
 	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	if (a->until > 0)
 		sqlite3_bind_text(st, 2, until, -1, SQLITE_STATIC);
-	else
+	else if (a->until == 0)
 		sqlite3_bind_null(st, 2);
 	sqlite3_bind_int(st, 3, a->count);
 	rc = sqlite3_step(st);

@@ -63,7 +63,8 @@ void reg_provider_unref(struct reg_provider *p);
 struct reg_provider *registry_by_id(const char *id);	/* current object for an id, or NULL */
 
 /* Persist runtime state (each its own short transaction; failures are logged).
- * until: Unix seconds (0 = not cooling); seconds > 0 records a cooldown event. */
+ * until: Unix seconds (0 = not cooling, -1 = keep the stored end and only set
+ * the count); seconds > 0 records a cooldown event. */
 void registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary);
 void registry_save_invalid(const char *id, const char *reason);
 void registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
