@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
+#include "stats.h"
 #include "tokens.h"
 
 #define REG_WATCH_MS    1000
@@ -335,7 +337,9 @@ registry_check_token(const char *token)
 }
 
 /* The persistence of runtime state. Each is one short BEGIN IMMEDIATE
- * transaction; a failure is logged and the in-memory state stays right. */
+ * transaction, run on the statistics writer thread (stats_submit) in the
+ * order of the calls; a failure is logged and the in-memory state stays
+ * right. */
 struct reg_cd_args {
 	const char *id;
 	int64_t     until;		/* Unix seconds, 0 = not cooling */
@@ -388,15 +392,56 @@ registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "saving cooldown event");
 }
 
+/* Arguments of a queued save: the strings copied in after the struct. */
+static void *
+registry_copy_args(const void *a, size_t size, const char *const *strs, const char **dst[], size_t n)
+{
+	size_t i, total = size, off;
+	char *p;
+
+	for (i = 0; i < n; i++)
+		total += (strs[i] != NULL ? strlen(strs[i]) : 0) + 1;
+	p = sc_xmalloc(total);
+	memcpy(p, a, size);
+	off = size;
+	for (i = 0; i < n; i++) {
+		size_t l = strs[i] != NULL ? strlen(strs[i]) : 0;
+		memcpy(p + off, strs[i] != NULL ? strs[i] : "", l);
+		p[off + l] = '\0';
+		*(const char **)((char *)p + ((char *)dst[i] - (char *)a)) = p + off;
+		off += l + 1;
+	}
+	return p;
+}
+
+/* Run a save on the statistics writer thread (never stalling the loop on
+ * a locked database), or here when that thread does not run. */
+static void
+registry_save(db_txn_fn fn, void *a, size_t size, const char *const *strs, const char **dst[], size_t n,
+    const char *what, const char *id)
+{
+	struct sc_err e;
+	char desc[128];
+	void *copy;
+
+	snprintf(desc, sizeof(desc), "%s of provider %s", what, id);
+	copy = registry_copy_args(a, size, strs, dst, n);
+	if (stats_submit(fn, copy, free, desc) == 0)
+		return;
+	free(copy);
+	sc_err_clear(&e);
+	if (db_write_txn(reg.db, fn, a, &e) == -1)
+		log_warn("could not save %s: %s", desc, e.msg);
+}
+
 void
 registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary)
 {
 	struct reg_cd_args a = { id, until, count, seconds, summary };
-	struct sc_err e;
+	const char *const strs[] = { id, summary };
+	const char **dst[] = { &a.id, &a.summary };
 
-	sc_err_clear(&e);
-	if (db_write_txn(reg.db, registry_cd_txn, &a, &e) == -1)
-		log_warn("could not save the cooldown of provider %s: %s", id, e.msg);
+	registry_save(registry_cd_txn, &a, sizeof(a), strs, dst, 2, "the cooldown", id);
 }
 
 struct reg_inv_args {
@@ -416,11 +461,10 @@ void
 registry_save_invalid(const char *id, const char *reason)
 {
 	struct reg_inv_args a = { id, reason };
-	struct sc_err e;
+	const char *const strs[] = { id, reason };
+	const char **dst[] = { &a.id, &a.reason };
 
-	sc_err_clear(&e);
-	if (db_write_txn(reg.db, registry_inv_txn, &a, &e) == -1)
-		log_warn("could not mark provider %s invalid: %s", id, e.msg);
+	registry_save(registry_inv_txn, &a, sizeof(a), strs, dst, 2, "the invalid mark", id);
 }
 
 struct reg_health_args {
@@ -473,11 +517,10 @@ registry_save_health(const char *id, int unhealthy, int failures, int status, in
     const char *error, int probe)
 {
 	struct reg_health_args a = { id, unhealthy, failures, status, latency_ms, error, probe };
-	struct sc_err e;
+	const char *const strs[] = { id, error };
+	const char **dst[] = { &a.id, &a.error };
 
-	sc_err_clear(&e);
-	if (db_write_txn(reg.db, registry_health_txn, &a, &e) == -1)
-		log_warn("could not save the health of provider %s: %s", id, e.msg);
+	registry_save(registry_health_txn, &a, sizeof(a), strs, dst, 2, "the health", id);
 }
 
 int

@@ -436,6 +436,15 @@ stats_prune(sqlite3 *db, int64_t now_s, int stats_days, int events_days, struct 
 
 /* ---- the writer thread ---- */
 
+/* A queued write (stats_submit). */
+struct stats_job {
+	int              (*fn)(sqlite3 *db, void *arg, struct sc_err *e);
+	void              *arg;
+	void             (*free_arg)(void *);
+	char              *what;	/* owned */
+	struct stats_job  *next;
+};
+
 static struct {
 	pthread_mutex_t   mu;
 	pthread_cond_t    cv;
@@ -449,6 +458,8 @@ static struct {
 	char             *slot_json;	/* owned */
 	int               slot_ready;
 	int               stop;
+	struct stats_job *jobs, **jobs_tail;	/* FIFO of queued writes */
+	size_t            njobs;
 	struct stats_settings set;
 	struct stats_info info;
 	/* Writer thread only. */
@@ -565,9 +576,66 @@ stats_writer_prune(const struct stats_settings *set)
 	pthread_mutex_unlock(&sw.mu);
 }
 
+/* Run queued writes in order; a failure is logged and the write dropped,
+ * as the in-memory state (which it only mirrors) stays right. */
+static void
+stats_writer_jobs(struct stats_job *j)
+{
+	struct stats_job *next;
+	struct sc_err e;
+
+	for (; j != NULL; j = next) {
+		next = j->next;
+		sc_err_clear(&e);
+		if (db_write_txn(sw.db, j->fn, j->arg, &e) == -1) {
+			log_warn("could not save %s: %s", j->what, e.msg);
+			pthread_mutex_lock(&sw.mu);
+			sw.info.jobs_failed++;
+			pthread_mutex_unlock(&sw.mu);
+		}
+		if (j->free_arg != NULL)
+			j->free_arg(j->arg);
+		free(j->what);
+		free(j);
+	}
+}
+
+int
+stats_submit(int (*fn)(sqlite3 *db, void *arg, struct sc_err *e), void *arg, void (*free_arg)(void *),
+    const char *what)
+{
+	struct stats_job *j;
+
+	if (!sw.running)
+		return -1;
+	pthread_mutex_lock(&sw.mu);
+	if (sw.njobs >= STATS_MAX_JOBS) {
+		sw.info.jobs_failed++;
+		pthread_mutex_unlock(&sw.mu);
+		log_error("database writes are %d behind: dropping the save of %s", STATS_MAX_JOBS, what);
+		if (free_arg != NULL)
+			free_arg(arg);
+		return 0;
+	}
+	j = sc_xcalloc(1, sizeof(*j));
+	j->fn = fn;
+	j->arg = arg;
+	j->free_arg = free_arg;
+	j->what = sc_xstrdup(what);
+	if (sw.jobs_tail == NULL)
+		sw.jobs_tail = &sw.jobs;
+	*sw.jobs_tail = j;
+	sw.jobs_tail = &j->next;
+	sw.njobs++;
+	pthread_cond_signal(&sw.cv);
+	pthread_mutex_unlock(&sw.mu);
+	return 0;
+}
+
 static void *
 stats_writer_main(void *arg)
 {
+	struct stats_job *jobs;
 	struct stats_agg batch;
 	struct stats_settings set;
 	uint64_t dropped;
@@ -576,8 +644,12 @@ stats_writer_main(void *arg)
 
 	pthread_mutex_lock(&sw.mu);
 	for (;;) {
-		while (!sw.slot_ready && !sw.stop)
+		while (!sw.slot_ready && sw.jobs == NULL && !sw.stop)
 			pthread_cond_wait(&sw.cv, &sw.mu);
+		jobs = sw.jobs;
+		sw.jobs = NULL;
+		sw.jobs_tail = &sw.jobs;
+		sw.njobs = 0;
 		batch = sw.slot;
 		stats_agg_init(&sw.slot);
 		json = sw.slot_json;
@@ -587,6 +659,7 @@ stats_writer_main(void *arg)
 		stopping = sw.stop;
 		pthread_mutex_unlock(&sw.mu);
 
+		stats_writer_jobs(jobs);
 		stats_agg_merge(&sw.pending, &batch);
 		dropped = sw.pending.dropped;
 		sw.pending.dropped = 0;
@@ -597,7 +670,7 @@ stats_writer_main(void *arg)
 
 		pthread_mutex_lock(&sw.mu);
 		sw.info.dropped += dropped;
-		if (stopping && !sw.slot_ready)
+		if (stopping && !sw.slot_ready && sw.jobs == NULL)
 			break;
 	}
 	pthread_mutex_unlock(&sw.mu);

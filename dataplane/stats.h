@@ -110,6 +110,16 @@ void stats_handoff(int with_stats, const char *json, const struct stats_settings
 /* Final flush of everything and of json (may be NULL), then stop the thread. */
 void stats_stop(const char *json);
 
+/* Other writes of the data plane (cooldowns, health, invalid keys) go
+ * through the same thread so that a locked database never stalls the loop:
+ * fn runs in its own write transaction on the writer's connection, in
+ * submission order, as soon as the writer is free; free_arg(arg) follows.
+ * what names the write in the log line of a failure. 0, or -1 when the
+ * writer does not run (the caller writes itself; arg is untouched). */
+#define STATS_MAX_JOBS 10000	/* queued writes at most; more are dropped and logged */
+int  stats_submit(int (*fn)(sqlite3 *db, void *arg, struct sc_err *e), void *arg, void (*free_arg)(void *),
+    const char *what);
+
 /* For the metrics. */
 #define STATS_FLUSH_BUCKETS 10
 extern const double stats_flush_bounds[STATS_FLUSH_BUCKETS];	/* seconds */
@@ -122,6 +132,7 @@ struct stats_info {
 	uint64_t dropped;		/* samples lost at the memory cap */
 	uint64_t pending;		/* usage rows waiting for a successful write */
 	uint64_t rows_pruned;
+	uint64_t jobs_failed;		/* submitted writes that failed or were dropped */
 	double   handoff_max_s;	/* longest stats_handoff on the loop thread */
 };
 void stats_get_info(struct stats_info *out);

@@ -3,8 +3,9 @@
  * (tokens, cost, latency rule, unknown usage), the aggregate and its merge,
  * the UPSERTs against a real temporary database (counts add up across
  * flushes, averages recomputed from sums, unique providers, rows of deleted
- * providers skipped), retention pruning, and the writer thread keeping its
- * rows through a locked database until the next interval.
+ * providers skipped), retention pruning, the writer thread keeping its
+ * rows through a locked database until the next interval, and queued writes
+ * run in order.
  */
 #define _GNU_SOURCE
 
@@ -388,6 +389,40 @@ test_writer_keeps_rows_through_busy(void **state)
 	assert_int_equal(si.pending, 0);
 }
 
+static int
+job_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "UPDATE meta SET value = value || '%s' WHERE key = 'config_version'",
+	    (const char *)arg);
+	return db_exec(db, sql, e);
+}
+
+/* Queued writes run on the writer thread in submission order, and all of
+ * them before stats_stop returns. */
+static void
+test_submit_in_order(void **state)
+{
+	struct fx *f = *state;
+	static const char *const parts[] = { "a", "b", "c", "d" };
+	struct sc_err e;
+	sqlite3_stmt *st;
+	int i;
+
+	sc_err_clear(&e);
+	assert_int_equal(stats_submit(job_txn, (void *)"x", NULL, "nothing"), -1);	/* not running */
+	assert_int_equal(stats_start(f->path, &e), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(stats_submit(job_txn, sc_xstrdup(parts[i]), free, "a test write"), 0);
+	stats_stop(NULL);
+	assert_int_equal(sqlite3_prepare_v2(f->db, "SELECT value FROM meta WHERE key = 'config_version'", -1, &st,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(st, 0), "abcd"));
+	sqlite3_finalize(st);
+}
+
 int
 main(void)
 {
@@ -399,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_keeps_rows_through_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_in_order, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
