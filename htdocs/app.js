@@ -241,6 +241,7 @@
 			try { ev = JSON.parse(m.data); } catch (e) { return; }
 			if (ev.kind === 'start') toast(`Cooldown started: ${ev.provider_name || ev.provider_id} for ${ev.cooldown_seconds} s`);
 			loadCooldowns();
+			loadProviders();	/* the list's cooling flag and reset button follow the event */
 		});
 		es.addEventListener('provider', () => { loadProviders(); loadSettings(false); });
 	}

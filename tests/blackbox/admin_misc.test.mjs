@@ -248,3 +248,15 @@ test('end to end: a provider added through the API serves within 2 s; disabled, 
 		await dp.stop();
 	}
 });
+
+test('the panel is served with a strict content security policy and no-sniff', async () => {
+	const r = await request(lt.base + '/', {});
+	assert.equal(r.status, 200);
+	assert.match(r.body, /<!doctype html>/i);
+	const csp = r.headers['content-security-policy'];
+	assert.ok(csp, 'Content-Security-Policy header present');
+	assert.match(csp, /default-src 'self'/);
+	assert.match(csp, /frame-ancestors 'none'/);
+	assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+	assert.equal(r.headers['x-content-type-options'], 'nosniff');
+});
