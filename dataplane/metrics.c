@@ -727,6 +727,9 @@ metrics_render_db(struct sc_buf *b)
 	metrics_family(b, "sidecar_stats_flush_failures_total", "counter",
 	    "Statistics flushes that did not commit (rows kept for the next one).");
 	sc_buf_printf(b, "sidecar_stats_flush_failures_total %llu\n", (unsigned long long)si.flush_failures);
+	metrics_family(b, "sidecar_db_write_failures_total", "counter",
+	    "Cooldown, health and invalid-key saves that failed or were dropped (the in-memory state stays right).");
+	sc_buf_printf(b, "sidecar_db_write_failures_total %llu\n", (unsigned long long)si.jobs_failed);
 	metrics_family(b, "sidecar_stats_pending_rows", "gauge", "Usage rows waiting for a successful flush.");
 	sc_buf_printf(b, "sidecar_stats_pending_rows %llu\n", (unsigned long long)si.pending);
 	metrics_family(b, "sidecar_stats_dropped_total", "counter",

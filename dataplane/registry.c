@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "crypto.h"
 #include "db.h"
@@ -44,6 +45,10 @@ static struct {
 	struct registry_hooks hooks;
 	struct loop          *loop;
 	struct loop_timer     watch;
+	char                 *path;		/* owned: the database file */
+	dev_t                 dev;		/* its identity when opened */
+	ino_t                 ino;
+	int                   file_state;	/* 0 in place, 1 deleted, 2 replaced (logged once each) */
 } reg;
 
 sqlite3 *
@@ -227,12 +232,41 @@ registry_reload(void)
 	return 0;
 }
 
+/* The database file deleted or replaced underneath us (a restore without
+ * the lock, an operator's mv): SQLite keeps using the old inode and nothing
+ * else would notice, so say so, once per change. */
+static void
+registry_check_file(void)
+{
+	struct stat st;
+	int state;
+
+	if (reg.path == NULL)
+		return;
+	if (stat(reg.path, &st) == -1)
+		state = 1;
+	else
+		state = st.st_dev != reg.dev || st.st_ino != reg.ino ? 2 : 0;
+	if (state == reg.file_state)
+		return;
+	if (state == 1)
+		log_error("database file %s was deleted underneath the data plane: changes go to the removed "
+		    "file and are lost; restore it and restart the data plane", reg.path);
+	else if (state == 2)
+		log_error("database file %s was replaced underneath the data plane: it still uses the old file; "
+		    "restart the data plane to use the new one", reg.path);
+	else
+		log_info("database file %s is back in place", reg.path);
+	reg.file_state = state;
+}
+
 /* Every second: did another program commit? Then maybe reload. */
 static void
 registry_watch_fire(struct loop *l, void *arg)
 {
 	int64_t dv = registry_data_version();
 
+	registry_check_file();
 	if (dv != -1 && dv != reg.data_version) {
 		reg.data_version = dv;
 		reg.ntok = 0;	/* tokens may have been revoked */
@@ -255,10 +289,17 @@ int
 registry_open(const char *db_path, const char *key_file, struct sc_err *e)
 {
 	const char *path = db_default_path(db_path);
+	struct stat st;
 
 	reg.db = db_open(path, 0, e);
 	if (reg.db == NULL)
 		return -1;
+	free(reg.path);
+	reg.path = sc_xstrdup(path);
+	if (stat(path, &st) == 0) {
+		reg.dev = st.st_dev;
+		reg.ino = st.st_ino;
+	}
 	if (db_schema_version(reg.db) < 1) {
 		sc_err_set(e, "db", 0, "%s has no schema: run `sidecarctl --db %s init` first", path, path);
 		goto fail;
@@ -308,6 +349,8 @@ registry_close(void)
 		db_close(reg.db);
 		reg.db = NULL;
 	}
+	free(reg.path);
+	reg.path = NULL;
 }
 
 int
