@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, setSetting, sleep, startDataplane } from './lib/stack.mjs';
 
 const KEY1 = 'nvapi-TEST-0001-xxxxxxxxxxxxxxxx';
 const KEY2 = 'nvapi-TEST-0002-xxxxxxxxxxxxxxxx';
@@ -209,9 +209,18 @@ describe('statistics across restarts', () => {
 		// Three runs at different upstream latencies; stopped gracefully twice
 		// (the final flush), then killed after a flush interval (a crash loses
 		// at most one interval, here nothing).
+		// The first two runs flush only when they stop (a one-minute interval).
 		const phases = [{ n: 3, lat: 50 }, { n: 2, lat: 250 }, { n: 4, lat: 120 }];
 		let total = 0;
+		// Rows past the retention go at the first flush after the start.
+		const pid = providerId(st, 'p-restart');
+		sql(st, `INSERT INTO provider_usage_logs (id, provider_id, model, hour_bucket, request_count) VALUES
+			('${pid}|old|2020-01-01T00', '${pid}', 'old', '2020-01-01T00', 5);
+			INSERT INTO daily_stats (id, date, pool, total_requests) VALUES ('2020-01-01|main', '2020-01-01', 'main', 5);
+			INSERT INTO cooldown_events (id, provider_id, consecutive_count, cooldown_seconds, started_at)
+			VALUES ('old-event', '${pid}', 1, 30, '2020-01-01T00:00:00Z')`);
 		for (const [i, ph] of phases.entries()) {
+			setSetting(st, 'stats_flush_ms', i < 2 ? 60000 : 200);
 			const dp = await startDataplane(st, { env: i === 2 ? { SIDECAR_DEMO: '1' } : {} });
 			try {
 				for (let k = 0; k < ph.n; k++) {
@@ -222,8 +231,11 @@ describe('statistics across restarts', () => {
 				if (i < 2) {
 					const ex = await dp.stop('SIGTERM');
 					assert.equal(ex.code, 0, dp.logs());
-					const u = usageRow(st, 'p-restart');
+					const u = usageRow(st, 'p-restart').filter((r) => r.model === 'm');
 					assert.equal(u[0].request_count, total, 'the graceful stop flushed everything');
+					assert.equal(usageRow(st, 'p-restart').length, 1, 'usage past the retention pruned');
+					assert.equal(rows(st, "SELECT * FROM daily_stats WHERE date = '2020-01-01'").length, 0);
+					assert.equal(rows(st, "SELECT * FROM cooldown_events WHERE id = 'old-event'").length, 0);
 				} else {
 					await until(() => usageRow(st, 'p-restart')[0].request_count === total, 5000, 'the periodic flush');
 					const s = JSON.parse(rows(st, 'SELECT snapshot FROM live_status')[0].snapshot);
