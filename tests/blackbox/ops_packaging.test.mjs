@@ -132,6 +132,8 @@ test('forced rotation while the data plane writes its request log', async (t) =>
 	const [code] = await Promise.all([new Promise((res) => lr.on('exit', res)), during]);
 	assert.equal(code, 0, lrErr);
 	await requests(10);
+	// The request line is written after the answer is sent: wait for the last one.
+	for (let i = 0; i < 100 && !fs.readFileSync(log, 'utf8').includes('model=nvidia/rotation-110 '); i++) await sleep(50);
 	const rotated = fs.readFileSync(log + '.1', 'utf8');
 	const live = fs.readFileSync(log);
 	assert.ok(!live.includes(0), 'no NUL bytes: the data plane appends');
