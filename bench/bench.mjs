@@ -13,7 +13,7 @@
 // kills those too) and killed on exit, also on failure or Ctrl-C.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -32,6 +32,7 @@ for (let i = 0; i < argv.length; i++) {
 	if (a === '--quick') opt.quick = true;
 	else if (a === '--no-pin') opt.pin = false;
 	else if (a === '--no-profile') opt.profile = false;
+	else if (a === '--callgrind-only') { opt.cgOnly = true; opt.only = new Set(); }
 	else if (a === '--build') opt.build = argv[++i];
 	else if (a === '--only') opt.only = new Set(argv[++i].split(',').map(Number));
 	else { console.error(`bench.mjs: unknown option ${a}`); process.exit(2); }
@@ -213,7 +214,7 @@ function ctl(st, ...args) {
 	return execFileSync(BIN.ctl, ['--db', st.db, ...args], { env: { ...process.env, SIDECAR_ENCRYPTION_KEY: st.key }, stdio: 'pipe' }).toString();
 }
 
-async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {} } = {}) {
+async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {}, wrap = null } = {}) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-sc-'));
 	const st = { dir, db: join(dir, 'sidecar_v2.db'), key: randomBytes(32).toString('base64') };
 	ctl(st, 'init');
@@ -226,15 +227,16 @@ async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings
 	ctl(st, 'import', join(dir, 'providers.yaml'));
 	for (const [k, v] of Object.entries(settings)) ctl(st, 'config', 'set', k, String(v));
 	const pf = join(dir, 'ports');
-	const h = startProc('sidecar', CPU_PROXY, BIN.dp, ['--db', st.db, '--listen', '127.0.0.1:0',
-		'--metrics-listen', '127.0.0.1:0', '--port-file', pf, '--log-level', 'warn', '--log-file', join(dir, 'dp.log')],
-	{ env: { SIDECAR_ENCRYPTION_KEY: st.key } });
+	const dpArgs = ['--db', st.db, '--listen', '127.0.0.1:0',
+		'--metrics-listen', '127.0.0.1:0', '--port-file', pf, '--log-level', 'warn', '--log-file', join(dir, 'dp.log')];
+	const h = wrap ? startProc('sidecar', CPU_PROXY, wrap[0], [...wrap.slice(1), BIN.dp, ...dpArgs], { env: { SIDECAR_ENCRYPTION_KEY: st.key } })
+		: startProc('sidecar', CPU_PROXY, BIN.dp, dpArgs, { env: { SIDECAR_ENCRYPTION_KEY: st.key } });
 	const port = await waitFor(() => {
 		if (h.exited()) throw new Error(`sidecar-dataplane exited: ${h.out()}`);
 		if (!existsSync(pf)) return null;
 		const m = /data (\d+)/.exec(readFileSync(pf, 'utf8'));
 		return m && +m[1];
-	}, 10000, 'sidecar port file');
+	}, wrap ? 60000 : 10000, 'sidecar port file');
 	h.port = port;
 	h.mainPid = h.pid;
 	h.workPids = () => [h.pid];
@@ -244,19 +246,20 @@ async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings
 	return h;
 }
 
-async function startNginx(mock) {
+async function startNginx(mock, { wrap = null } = {}) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-nginx-'));
 	const port = await freePort();
 	const user = os.userInfo().username;
 	const conf = readFileSync(join(HERE, 'nginx.conf.in'), 'utf8')
 		.replaceAll('@USER@', user).replaceAll('@DIR@', dir).replaceAll('@PORT@', String(port))
-		.replaceAll('@MOCK_PORT@', String(mock.port)).replaceAll('@KEY@', KEY);
+		.replaceAll('@MOCK_PORT@', String(mock.port)).replaceAll('@KEY@', KEY).replaceAll('@MASTER@', wrap ? 'off' : 'on');
 	writeFileSync(join(dir, 'nginx.conf'), conf);
-	const h = startProc('nginx', CPU_PROXY, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
+	const nargs = ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
+	const h = wrap ? startProc('nginx', CPU_PROXY, wrap[0], [...wrap.slice(1), '/usr/sbin/nginx', ...nargs]) : startProc('nginx', CPU_PROXY, 'nginx', nargs);
 	await waitFor(async () => {
 		if (h.exited()) throw new Error(`nginx exited: ${h.out()} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
 		try { return (await httpReq(port, 'GET', '/')).status > 0; } catch { return false; }
-	}, 10000, 'nginx');
+	}, wrap ? 60000 : 10000, 'nginx');
 	h.port = port;
 	h.workPids = () => childPids(h.pid);
 	const stop = h.stop;
@@ -621,6 +624,50 @@ async function profile() {
 		});
 	}
 	pinNow = true;
+	await tryOrNote('callgrind', callgrind);
+}
+
+// Instructions per request under callgrind: deterministic, so unlike times it does not
+// depend on what else the machine is doing. Counters are zeroed after a warm-up.
+async function callgrind() {
+	if (spawnSync('valgrind', ['--version']).status !== 0) { note('valgrind is not available: no callgrind profile'); return; }
+	R.callgrind = {};
+	for (const sys of ['sidecar', 'nginx']) {
+		await tryOrNote(`callgrind ${sys}`, () => callgrindOne(sys));
+	}
+}
+
+async function callgrindOne(sys) {
+	const N = Q ? 1000 : 3000;
+	const mock = await startMock({ cpu: CPU_LOAD });
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-cg-'));
+	const out = join(dir, 'callgrind.out');
+	const wrap = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`];
+	let px = null;
+	try {
+		px = sys === 'sidecar' ? await startSidecar(mock, { settings: SIDECAR_OPEN, wrap }) : await startNginx(mock, { wrap });
+		const t = { url: `http://127.0.0.1:${px.port}/v1/chat/completions`, headers: [], proxy: px, mock };
+		await streamload(t, { body: BODY_SMALL, conns: 8, requests: 300, timeout: 60 });
+		spawnSync('callgrind_control', ['-z', String(px.pid)]);
+		const res = await streamload(t, { body: BODY_SMALL, conns: 8, requests: N, timeout: 60 });
+		spawnSync('callgrind_control', ['-d', String(px.pid)]);
+		await sleep(500);
+		const dump = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
+		if (!dump) throw new Error(`no callgrind dump in ${dir}: ${readdirSync(dir).join(' ')}`);
+		const ann = spawnSync('callgrind_annotate', ['--inclusive=yes', join(dir, dump)], { maxBuffer: 64 << 20 }).stdout.toString();
+		const tot = /([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS/.exec(ann) || /([\d,]+)\s+PROGRAM TOTALS/.exec(ann);
+		const total = tot ? Number(tot[1].replace(/,/g, '')) : null;
+		// one line per function: drop the start-up frames and the duplicate absolute-path entries
+		const keep = (l) => /^\s*[\d,]+ \(\s*\d+\.\d+%\)\s+\S/.test(l) && !/PROGRAM TOTALS|below main|libc-start|ld-linux|main\.c:main |\)\s+\//.test(l);
+		const lines = ann.split('\n').filter(keep).slice(0, 30);
+		R.callgrind[sys] = { requests: res.ok, total_ir: total, ir_per_request: total && res.ok ? total / res.ok : null,
+			inclusive: lines.map((l) => l.replace(/\s+$/, '')) };
+		log(`  callgrind ${sys}: ${R.callgrind[sys].ir_per_request ? Math.round(R.callgrind[sys].ir_per_request).toLocaleString('en-US') : '?'} instructions per request (${res.ok} requests)`);
+	} finally {
+		if (px) await px.stop();
+		await mock.stop();
+		rmSync(dir, { recursive: true, force: true });
+	}
 }
 
 // ------------------------------------------------------------------ report
@@ -811,6 +858,17 @@ function report() {
 				'Inclusive time (children included, ≥ 1.5%) of the data plane\'s own functions and the library entry points it calls ' +
 				'(columns: children, self, object, symbol):', '', '```', ...(p.inclusive || []), '```', '');
 		}
+		if (R.callgrind) {
+			const c = R.callgrind.sidecar, n = R.callgrind.nginx;
+			const ir = (x) => (x?.ir_per_request ? Math.round(x.ir_per_request).toLocaleString('en-US') : 'n/a');
+			L.push('### callgrind: instructions per request (scenario 1 request, 8 connections)', '',
+				'`valgrind --tool=callgrind` on the optimised data plane and on nginx (one process, `master_process off`); counters zeroed after ' +
+				`300 warm-up requests, then ${c?.requests ?? 'n/a'} requests: **data plane ${ir(c)} instructions (Ir) per request, nginx ${ir(n)}` +
+				`${c?.ir_per_request && n?.ir_per_request ? ` (${(c.ir_per_request / n.ir_per_request).toFixed(1)} × nginx)` : ''}**, ` +
+				'libraries included, the kernel not. Deterministic: it does not depend on the other load on the machine, so it is the figure to ' +
+				'compare before and after a change.', '');
+			if (c) L.push('Data plane, inclusive (`callgrind_annotate --inclusive=yes`; libcurl has no symbols here):', '', '```', ...c.inclusive, '```', '');
+		}
 		if (R.profileNotes) L.push(...R.profileNotes, '');
 	}
 	if (R.notes.length || R.errors.length) {
@@ -858,6 +916,7 @@ async function main() {
 	if (want(3)) await scenario3();
 	if (want(4)) await scenario4();
 	if (want(5)) await scenario5();
+	if (opt.cgOnly) { await callgrind(); R.profile = R.profile || {}; }
 	report();	// computes R.targets
 	const missed = (R.targets || []).filter(([, , c]) => c.includes('missed')).map(([a]) => a);
 	if (opt.profile && missed.length && (want(1) || want(3))) {
