@@ -660,9 +660,21 @@ async function callgrindOne(sys) {
 		// one line per function: drop the start-up frames and the duplicate absolute-path entries
 		const keep = (l) => /^\s*[\d,]+ \(\s*\d+\.\d+%\)\s+\S/.test(l) && !/PROGRAM TOTALS|below main|libc-start|ld-linux|main\.c:main |\)\s+\//.test(l);
 		const lines = ann.split('\n').filter(keep).slice(0, 30);
+		// and per relayed stream (50 SSE chunks)
+		spawnSync('callgrind_control', ['-z', String(px.pid)]);
+		const sres = await streamload(t, { body: BODY_STREAM, conns: 20, requests: Q ? 40 : 100, chunks: 50, interval: 20, timeout: 60 });
+		spawnSync('callgrind_control', ['-d', String(px.pid)]);
+		await sleep(500);
+		const dump2 = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
+		const ann2 = dump2 && dump2 !== dump ? spawnSync('callgrind_annotate', [join(dir, dump2)], { maxBuffer: 64 << 20 }).stdout.toString() : '';
+		const tot2 = /([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS/.exec(ann2);
+		const total2 = tot2 ? Number(tot2[1].replace(/,/g, '')) : null;
 		R.callgrind[sys] = { requests: res.ok, total_ir: total, ir_per_request: total && res.ok ? total / res.ok : null,
+			streams: sres.ok, stream_events: sres.events, ir_per_stream: total2 && sres.ok ? total2 / sres.ok : null,
+			ir_per_chunk: total2 && sres.events ? total2 / sres.events : null,
 			inclusive: lines.map((l) => l.replace(/\s+$/, '')) };
-		log(`  callgrind ${sys}: ${R.callgrind[sys].ir_per_request ? Math.round(R.callgrind[sys].ir_per_request).toLocaleString('en-US') : '?'} instructions per request (${res.ok} requests)`);
+		log(`  callgrind ${sys}: ${R.callgrind[sys].ir_per_request ? Math.round(R.callgrind[sys].ir_per_request).toLocaleString('en-US') : '?'} instructions per request (${res.ok} requests), ` +
+			`${R.callgrind[sys].ir_per_stream ? Math.round(R.callgrind[sys].ir_per_stream).toLocaleString('en-US') : '?'} per stream of 50 chunks`);
 	} finally {
 		if (px) await px.stop();
 		await mock.stop();
@@ -867,6 +879,12 @@ function report() {
 				`${c?.ir_per_request && n?.ir_per_request ? ` (${(c.ir_per_request / n.ir_per_request).toFixed(1)} × nginx)` : ''}**, ` +
 				'libraries included, the kernel not. Deterministic: it does not depend on the other load on the machine, so it is the figure to ' +
 				'compare before and after a change.', '');
+			if (c?.ir_per_stream) {
+				L.push(`Per SSE stream of 50 chunks (${c.streams} streams, 20 at a time): **data plane ${Math.round(c.ir_per_stream).toLocaleString('en-US')} Ir ` +
+					`(${Math.round(c.ir_per_chunk).toLocaleString('en-US')} per chunk), nginx ${n?.ir_per_stream ? Math.round(n.ir_per_stream).toLocaleString('en-US') : 'n/a'} ` +
+					`(${n?.ir_per_chunk ? Math.round(n.ir_per_chunk).toLocaleString('en-US') : 'n/a'} per chunk)` +
+					`${n?.ir_per_stream ? `, ${(c.ir_per_stream / n.ir_per_stream).toFixed(1)} × nginx` : ''}**.`, '');
+			}
 			if (c) L.push('Data plane, inclusive (`callgrind_annotate --inclusive=yes`; libcurl has no symbols here):', '', '```', ...c.inclusive, '```', '');
 		}
 		if (R.profileNotes) L.push(...R.profileNotes, '');
