@@ -513,6 +513,7 @@ async function scenario3() {
 					R.s3[n][sys] = { ...m.res, rounds, cpu_s: m.cpu_s, cpu_pct: m.cpu_pct, hwm_kb: m.hwm_kb, rss_kb: m.rss_kb };
 					const mk = await t.mock.stats();
 					R.s3[n][sys].mock_max_streams = mk.max_concurrent_streams;
+					R.s3[n][sys].upstream_conns = mk.connections_total;
 					const e = m.res.errors;
 					log(`  ${sys} x${n}: chunk delay p50 ${m.res.chunk_delay_us.p50} us p99 ${m.res.chunk_delay_us.p99}, peak ${m.res.peak_active}, ` +
 						`ok ${m.res.ok}/${m.res.issued} short ${m.res.short_streams} err ${JSON.stringify(e)}, HWM ${(m.hwm_kb / 1024).toFixed(1)} MB, CPU ${m.cpu_s.toFixed(2)} s, ${m.res.elapsed_s} s, listen overflows ${m.res.listen_overflows}, p99 runs ${m.res.p99_runs}`);
@@ -794,8 +795,8 @@ function report() {
 	for (const n of P.s3Sizes) {
 		const X = R.s3[n] || {};
 		L.push(`### ${n.toLocaleString('en-US')} streams`, '');
-		L.push('| System | chunk delay p50 (ms) | p99 | added p50 | added p99 | p99 × nginx | peak simultaneous | dropped | proxy peak RSS (MB) | RSS × nginx | proxy CPU (s) | CPU × nginx | run (s) | listen overflows |');
-		L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+		L.push('| System | chunk delay p50 (ms) | p99 | added p50 | added p99 | p99 × nginx | peak simultaneous | dropped | proxy peak RSS (MB) | RSS × nginx | proxy CPU (s) | CPU × nginx | run (s) | listen overflows | upstream connections opened |');
+		L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 		for (const s of SYSTEMS) {
 			const x = X[s];
 			if (!x) { L.push(`| ${NAMES[s]} | ${X[`${s}_skipped`] ? 'not run with --quick (takes about a minute)' : 'failed'} |||||||||||||`); continue; }
@@ -805,7 +806,7 @@ function report() {
 				`${s === 'direct' || !d ? '—' : ms(x.chunk_delay_us.p99 - d.chunk_delay_us.p99)} | ${ratio(x.chunk_delay_us.p99, X.nginx?.chunk_delay_us?.p99)} | ` +
 				`${f0(x.peak_active)} | ${drop}${drop ? ` (${JSON.stringify(x.errors)}, status ${JSON.stringify(x.status)})` : ''} | ` +
 				`${s === 'direct' ? '—' : f1(x.hwm_kb / 1024)} | ${s === 'direct' ? '—' : ratio(x.hwm_kb, X.nginx?.hwm_kb)} | ` +
-				`${s === 'direct' ? '—' : f2(x.cpu_s)} | ${s === 'direct' ? '—' : ratio(x.cpu_s, X.nginx?.cpu_s)} | ${f1(x.elapsed_s)} | ${x.listen_overflows ?? 'n/a'} |`);
+				`${s === 'direct' ? '—' : f2(x.cpu_s)} | ${s === 'direct' ? '—' : ratio(x.cpu_s, X.nginx?.cpu_s)} | ${f1(x.elapsed_s)} | ${x.listen_overflows ?? 'n/a'} | ${x.upstream_conns != null ? `${f0(x.upstream_conns)} for ${f0(x.issued)} streams` : 'n/a'} |`);
 		}
 		if (X.direct && X.direct.chunk_delay_us.p50 > 5000) {
 			L.push('', `At ${n.toLocaleString('en-US')} streams the floor itself is saturated: against the mock directly a chunk already arrives ` +
