@@ -14,7 +14,8 @@ SC_ROBUST_BLACKBOX = \
 	tests/blackbox/robust_secrets.test.mjs
 TESTS += $(SC_ROBUST_BLACKBOX)
 # The corpora ship with tests/fuzz/corpus (dataplane/parse.mk).
-EXTRA_DIST += $(SC_ROBUST_BLACKBOX) tests/fuzz/fuzz_yaml.c tests/fuzz/fuzz_admin_json.c
+EXTRA_DIST += $(SC_ROBUST_BLACKBOX) tests/fuzz/fuzz_yaml.c tests/fuzz/fuzz_admin_json.c \
+	tests/README.md docs/security.md
 
 if FUZZING
 SC_ROBUST_FUZZ = tests/fuzz/fuzz_yaml tests/fuzz/fuzz_admin_json
