@@ -548,8 +548,11 @@ prov_reset_fn(sqlite3 *db, void *arg, struct sc_err *e)
 	if (prov_exec_id(db, "UPDATE providers SET cooldown_until = NULL, consecutive_429 = 0, "
 	    "updated_at = ?2 WHERE id = ?1", t->id, now, e) == -1 ||
 	    prov_exec_id(db, "UPDATE cooldown_events SET ended_at = ?2 WHERE provider_id = ?1 "
-	    "AND (ended_at IS NULL OR ended_at > ?2)", t->id, now, e) == -1)
+	    "AND (ended_at IS NULL OR ended_at > ?2)", t->id, now, e) == -1 ||
+	    prov_exec_id(db, "INSERT INTO meta (key, value) VALUES ('cooldown_reset:' || ?1, '1') "
+	    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", t->id, NULL, e) == -1)
 		return -1;
+	/* The counter tells a running data plane to drop its in-memory cooldown. */
 	/* cooldown columns are not covered by the providers_upd trigger. */
 	return api_bump_version(db, e);
 }

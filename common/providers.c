@@ -563,7 +563,19 @@ provider_exec_id(sqlite3 *db, const char *sql, const char *id, const char *a, co
 int
 provider_delete(sqlite3 *db, const char *id, struct sc_err *e)
 {
-	return provider_exec_id(db, "DELETE FROM providers WHERE id = ?1", id, NULL, NULL, e);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (provider_exec_id(db, "DELETE FROM providers WHERE id = ?1", id, NULL, NULL, e) == -1)
+		return -1;
+	/* The operator's cooldown-reset counter (admin API) goes with the row. */
+	rc = sqlite3_prepare_v2(db, "DELETE FROM meta WHERE key = 'cooldown_reset:' || ?1", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "deleting provider");
 }
 
 int

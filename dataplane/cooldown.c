@@ -56,6 +56,13 @@ cooldown_clear_invalid(struct cooldown *cd)
 }
 
 void
+cooldown_reset(struct cooldown *cd)
+{
+	cd->consecutive_429 = 0;
+	cd->cooldown_until_ms = 0;
+}
+
+void
 cooldown_restore(struct cooldown *cd, int64_t now, int64_t remaining_ms, int consecutive_429)
 {
 	cd->consecutive_429 = consecutive_429 > 0 ? consecutive_429 : 0;

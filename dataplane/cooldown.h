@@ -92,6 +92,8 @@ bool cooldown_is_cooling(const struct cooldown *cd, int64_t now);
 bool cooldown_probe_due(const struct cooldown *cd, int64_t now);
 /* Clear the invalid mark (the operator re-enabled or replaced the key). */
 void cooldown_clear_invalid(struct cooldown *cd);
+/* The operator reset the cooldown (admin API): not cooling, backoff back to n = 0. */
+void cooldown_reset(struct cooldown *cd);
 /* After a restart: a cooldown with remaining_ms left (from the persisted
  * wall-clock cooldown_until) and the persisted n. */
 void cooldown_restore(struct cooldown *cd, int64_t now, int64_t remaining_ms, int consecutive_429);

@@ -240,6 +240,7 @@ main(int argc, char **argv)
 	memset(&rh, 0, sizeof(rh));
 	rh.publish = proxy_sched_publish;
 	rh.retire = proxy_sched_retire;
+	rh.cooldown_reset = proxy_sched_cooldown_reset;
 	rh.reloaded = dp_reloaded;
 	registry_set_hooks(&rh);
 	if (dp_lock(db_default_path(db)) == -1)

@@ -218,6 +218,18 @@ proxy_sched_retire(struct reg_provider *p, void *arg)
 }
 
 void
+proxy_sched_cooldown_reset(struct reg_provider *p, void *arg)
+{
+	struct sched_provider *sp = p->sched;
+
+	if (sp == NULL)
+		return;
+	cooldown_reset(&sp->cd);
+	log_info("provider %s: cooldown reset by the operator", p->p.name);
+	/* proxy_sched_reloaded, which runs after every reload, wakes the waiters. */
+}
+
+void
 proxy_sched_reloaded(void)
 {
 	/* Limits or cooldowns may have changed: let the waiters try again. */

@@ -54,6 +54,7 @@ size_t proxy_queue_depth(void);
 struct reg_provider;
 void proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg);
 void proxy_sched_retire(struct reg_provider *p, void *arg);
+void proxy_sched_cooldown_reset(struct reg_provider *p, void *arg);
 /* Settings or providers changed: decide the waiters again. */
 void proxy_sched_reloaded(void);
 /* Re-arm the scheduler timer after a change of queue or provider state. */

@@ -139,6 +139,37 @@ registry_by_id(const char *id)
 	return NULL;
 }
 
+/* Cooldown resets by the operator: the admin API bumps meta('cooldown_reset:<id>')
+ * rather than relying on cooldown_until alone, because the data plane's own
+ * cooldown writes are queued and a reload may read the row before they land.
+ * A counter that moved since the last load clears the runtime cooldown; on the
+ * first load the counters are only recorded. */
+static void
+registry_apply_resets(struct reg_provider **v, size_t n, int notify)
+{
+	sqlite3_stmt *st;
+	size_t i;
+
+	if (sqlite3_prepare_v2(reg.db, "SELECT substr(key, 16), CAST(value AS INTEGER) FROM meta "
+	    "WHERE key >= 'cooldown_reset:' AND key < 'cooldown_reset;'", -1, &st, NULL) != SQLITE_OK) {
+		log_warn("reading cooldown resets: %s", sqlite3_errmsg(reg.db));
+		return;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		int64_t count = sqlite3_column_int64(st, 1);
+
+		for (i = 0; id != NULL && i < n; i++) {
+			if (strcmp(v[i]->p.id, id) != 0 || v[i]->resets == count)
+				continue;
+			v[i]->resets = count;
+			if (notify && reg.hooks.cooldown_reset != NULL)
+				reg.hooks.cooldown_reset(v[i], reg.hooks.arg);
+		}
+	}
+	sqlite3_finalize(st);
+}
+
 /* Read providers and settings; publish the new set. */
 static int
 registry_load(struct sc_err *e)
@@ -183,12 +214,16 @@ registry_load(struct sc_err *e)
 			rp = old;
 			rp->refs++;
 			rp->generation = reg.generation;
-		} else if (reg.hooks.publish != NULL) {
-			reg.hooks.publish(rp, old, reg.hooks.arg);
+		} else {
+			if (old != NULL)
+				rp->resets = old->resets;
+			if (reg.hooks.publish != NULL)
+				reg.hooks.publish(rp, old, reg.hooks.arg);
 		}
 		nv[nn++] = rp;
 	}
 	provider_list_free(&l);
+	registry_apply_resets(nv, nn, reg.v != NULL);
 	/* Release the previous set: retire those not carried over. */
 	for (i = 0; i < reg.n; i++) {
 		old = reg.v[i];

@@ -29,6 +29,7 @@ struct reg_provider {
 	uint64_t        generation;	/* the reload that (re)published it */
 	void           *sched;		/* scheduler runtime state; survives reloads of an unchanged provider */
 	int             in_flight;	/* attempts in progress */
+	int64_t         resets;		/* last seen meta('cooldown_reset:<id>'): the operator's resets */
 };
 
 /* Hooks for whoever keeps per-provider runtime state (the scheduler). */
@@ -38,6 +39,8 @@ struct registry_hooks {
 	void (*publish)(struct reg_provider *p, struct reg_provider *old, void *arg);
 	/* A provider left the registry (deleted or its row changed); free its state when refs allow. */
 	void (*retire)(struct reg_provider *p, void *arg);
+	/* The operator reset p's cooldown (the admin API bumped its reset counter). */
+	void (*cooldown_reset)(struct reg_provider *p, void *arg);
 	/* Called after each reload, settings included. */
 	void (*reloaded)(void *arg);
 	void *arg;

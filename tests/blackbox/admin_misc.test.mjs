@@ -249,6 +249,51 @@ test('end to end: a provider added through the API serves within 2 s; disabled, 
 	}
 });
 
+test('reset-cooldown through the API ends the running data plane cooldown within 2 s', async () => {
+	const KEY2 = 'nvapi-TEST-0102-xxxxxxxxxxxxxxxxRSET';
+	await mock.setKey(KEY2, 0, null, 0);
+	const dp = await startDataplane(st);
+	try {
+		let r = await api(lt, 'POST', '/providers?validate=false', { ...T(), body: { ...provider('rst'), api_key: KEY2 } });
+		assert.equal(r.status, 201, r.body);
+		const id = r.json.id;
+		const chat = () => request(`${dp.url}/chat/completions`, {
+			method: 'POST', headers: { 'content-type': 'application/json' },
+			body: JSON.stringify({ model: 'rst/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }),
+		});
+		const t0 = Date.now();
+		for (;;) {	// wait for the data plane to load the provider
+			r = await chat();
+			if (r.status === 200) break;
+			assert.ok(Date.now() - t0 < 2500, `not served within 2 s (last ${r.status})`);
+			await sleep(50);
+		}
+		// One upstream 429: a 30 s cooldown. That request has no other key to
+		// try (503); the next one is served by the emergency channel.
+		await mock.setKey(KEY2, 0, 'status=429', 1);
+		r = await chat();
+		assert.equal(r.status, 503, r.body);
+		assert.ok(r.headers['retry-after']);
+		r = await chat();
+		assert.equal(r.status, 200, r.body);
+		assert.equal(r.headers['x-sidecar-degraded'], 'emergency');
+		r = await api(lt, 'POST', `/providers/${id}/reset-cooldown`, T());
+		assert.equal(r.status, 200, r.body);
+		const t1 = Date.now();
+		for (;;) {	// until the reset lands: emergency (budget 4 a window), then 503
+			r = await chat();
+			if (r.status === 200 && r.headers['x-sidecar-degraded'] === undefined
+			    && r.headers['x-sidecar-pool'] === 'main') break;
+			assert.ok(Date.now() - t1 < 2500, `still cooling in the data plane 2 s after the reset (${r.status})`);
+			await sleep(200);
+		}
+		r = await request(`${dp.base}/health`, {});
+		assert.equal(JSON.parse(r.body).providers.cooling, 0, r.body);
+	} finally {
+		await dp.stop();
+	}
+});
+
 test('the panel is served with a strict content security policy and no-sniff', async () => {
 	const r = await request(lt.base + '/', {});
 	assert.equal(r.status, 200);

@@ -330,6 +330,28 @@ test_restore(void **state)
 	assert_int_equal(r.cooldown_seconds, 120);
 }
 
+/* The operator's reset ends the cooldown at once and restarts the backoff at 30 s. */
+static void
+test_operator_reset(void **state)
+{
+	struct config c;
+	struct cooldown cd;
+	struct cooldown_outcome o;
+	struct cooldown_result r;
+
+	(void)state;
+	test_config(&c);
+	cooldown_init(&cd);
+	cooldown_restore(&cd, 1000, 120000, 3);
+	assert_true(cooldown_is_cooling(&cd, 2000));
+	cooldown_reset(&cd);
+	assert_false(cooldown_is_cooling(&cd, 2000));
+	o = status_at(429, 3000);
+	r = cooldown_on_outcome(&cd, &c, 3000, &o);
+	assert_int_equal(r.count, 1);
+	assert_int_equal(r.cooldown_seconds, 30);
+}
+
 int
 main(void)
 {
@@ -342,6 +364,7 @@ main(void)
 		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_pass_through),
 		cmocka_unit_test(test_restore),
+		cmocka_unit_test(test_operator_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
