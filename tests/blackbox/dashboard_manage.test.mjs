@@ -119,9 +119,14 @@ test('edit, disable, enable, reset a cooldown', { skip, timeout: 30000 }, async 
 	await page.waitForSelector(`${rowSel('web-added')} [data-action=disable]`);
 	assert.equal((await providers()).find((x) => x.name === 'web-added').status, 'active');
 
-	// A cooling provider gets a reset button that ends the cooldown.
-	sql(`UPDATE providers SET cooldown_until = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+120 seconds'), consecutive_429 = 2
-		WHERE name = 'existing'`);
+	// A cooling provider gets a reset button that ends the cooldown. The
+	// cooldown is a real one: the mock answers 429 once to the data plane.
+	await mock.setKey(OTHER, 1000, 'status=429', 1);
+	const r = await fetch(`${dp.url}/chat/completions`, {
+		method: 'POST', headers: { 'content-type': 'application/json' },
+		body: JSON.stringify({ model: 'mock/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }),
+	});
+	await r.text();
 	await page.waitForSelector(`${rowSel('existing')} [data-action=reset]`, { timeout: 5000 });
 	await page.click(`${rowSel('existing')} [data-action=reset]`);
 	await page.waitForFunction(() => /reset/.test(document.querySelector('#providers-msg').textContent));
