@@ -7,7 +7,6 @@
 // refused), log out. Every change is checked through the admin API too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startMock } from './lib/mock.mjs';
@@ -25,10 +24,6 @@ const skip = browserSkipReason()
 	|| (!existsSync(join(BUILDDIR, 'sidecar-dataplane')) ? 'sidecar-dataplane not built' : false);
 
 let mock, st, dp, lt, b, shim, page;
-
-function sql(text) {
-	return execFileSync('sqlite3', ['-cmd', '.timeout 5000', st.db, text]).toString().trim();
-}
 
 async function providers() {
 	const r = await api(lt, 'GET', '/providers', { token: st.token });
