@@ -140,7 +140,9 @@ test('forced rotation while the data plane writes its request log', async (t) =>
 	const liveText = live.toString();
 	assert.match(liveText, /model=nvidia\/rotation-110 /, 'the data plane keeps writing to the same path');
 	const total = count(rotated, /model=nvidia\/rotation-\d+ /g) + count(liveText, /model=nvidia\/rotation-\d+ /g);
-	assert.ok(total >= 110 - 5 && total <= 110, `lines kept across the rotation: ${total} of 110`);
+	// copytruncate loses the lines written between the copy and the
+	// truncation: a few at this request rate, more on a loaded machine.
+	assert.ok(total >= 110 - 20 && total <= 110, `lines kept across the rotation: ${total} of 110`);
 	assert.ok(dp.exitCode === null, 'still running');
 	dp.kill('SIGTERM');
 	await new Promise((res) => dp.on('exit', res));
