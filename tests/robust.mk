@@ -11,7 +11,8 @@ SC_ROBUST_BLACKBOX = \
 	tests/blackbox/robust_crash.test.mjs \
 	tests/blackbox/robust_crash_stats.test.mjs \
 	tests/blackbox/robust_dbfault.test.mjs \
-	tests/blackbox/robust_secrets.test.mjs
+	tests/blackbox/robust_secrets.test.mjs \
+	tests/blackbox/robust_regress.test.mjs
 TESTS += $(SC_ROBUST_BLACKBOX)
 # The corpora ship with tests/fuzz/corpus (dataplane/parse.mk).
 EXTRA_DIST += $(SC_ROBUST_BLACKBOX) tests/fuzz/fuzz_yaml.c tests/fuzz/fuzz_admin_json.c \
