@@ -55,6 +55,7 @@ static const char *conn_state_names[] = {
 #define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
+#define CONN_ACCEPT_BATCH  512	/* accept() calls per wake-up of the listener */
 
 struct conn_listener {
 	int                       fd;
@@ -745,7 +746,9 @@ conn_accept(struct loop *l, int lfd, short revents, void *arg)
 	struct conn_listener *ls = arg;
 	int i;
 
-	for (i = 0; i < 64; i++) {
+	/* Until EAGAIN, bounded so that a flood of connects cannot starve the
+	 * streams already running. */
+	for (i = 0; i < CONN_ACCEPT_BATCH; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -760,8 +763,23 @@ conn_accept(struct loop *l, int lfd, short revents, void *arg)
 	}
 }
 
+/* net.core.somaxconn: the kernel's cap on a listen backlog (4096 when unreadable). */
+static int
+conn_somaxconn(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+	int n = 0;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n > 0 ? n : 4096;
+}
+
 int
-conn_listen(const char *addr, int *port_out, struct sc_err *e)
+conn_listen(const char *addr, int backlog, int *port_out, struct sc_err *e)
 {
 	char host[256];
 	const char *colon = strrchr(addr, ':');
@@ -804,7 +822,11 @@ conn_listen(const char *addr, int *port_out, struct sc_err *e)
 		sc_err_set(e, "listen", 0, "bind %s: %s", addr, strerror(errno));
 		goto fail;
 	}
-	if (listen(fd, 1024) == -1) {
+	if (backlog < 1024)
+		backlog = 1024;
+	if (backlog > conn_somaxconn())
+		backlog = conn_somaxconn();
+	if (listen(fd, backlog) == -1) {
 		sc_err_set(e, "listen", 0, "listen %s: %s", addr, strerror(errno));
 		goto fail;
 	}

@@ -42,8 +42,9 @@ struct conn_limits {
 };
 
 /* Bind a listening socket on "ADDR:PORT" (port 0 = ephemeral). Returns the fd,
- * *port_out the bound port, or -1 with e filled. */
-int  conn_listen(const char *addr, int *port_out, struct sc_err *e);
+ * *port_out the bound port, or -1 with e filled. The accept queue holds
+ * backlog connections (at least 1024, at most net.core.somaxconn). */
+int  conn_listen(const char *addr, int backlog, int *port_out, struct sc_err *e);
 /* Accept on lfd and dispatch complete requests to fn. */
 int  conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits *lim);
 /* Graceful stop: close the listeners, close idle connections, and close the

@@ -262,7 +262,7 @@ main(int argc, char **argv)
 	dp_limits_from_config();
 
 	dp.loop = loop_new();
-	if (upstream_init(dp.loop) == -1) {
+	if (upstream_init(dp.loop, (long)dp.lim.max_connections) == -1) {
 		log_error("cannot initialise libcurl");
 		goto out;
 	}
@@ -272,12 +272,12 @@ main(int argc, char **argv)
 		log_error("cannot set up metrics");
 		goto out;
 	}
-	lfd = conn_listen(listen_addr, &port, &e);
+	lfd = conn_listen(listen_addr, dp.lim.max_connections, &port, &e);
 	if (lfd == -1) {
 		log_error("cannot start: %s", e.msg);
 		goto out;
 	}
-	mfd = conn_listen(metrics_addr, &mport, &e);
+	mfd = conn_listen(metrics_addr, 0, &mport, &e);
 	if (mfd == -1) {
 		log_error("cannot start: %s", e.msg);
 		goto out;

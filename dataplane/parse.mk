@@ -7,6 +7,7 @@ dataplane_libparse_a_SOURCES = \
 	dataplane/http.c dataplane/http.h \
 	dataplane/sse.c dataplane/sse.h \
 	dataplane/shape.c dataplane/shape.h \
+	dataplane/jscan.c dataplane/jscan.h \
 	dataplane/oaierr.c dataplane/oaierr.h
 dataplane_libparse_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 

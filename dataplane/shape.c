@@ -23,6 +23,7 @@
 
 #include <json-c/json.h>
 
+#include "jscan.h"
 #include "shape.h"
 
 static int
@@ -138,18 +139,54 @@ shape_scan(struct shape_req *r)
 	return nmodel == 1 ? 0 : -1;
 }
 
-int
-shape_parse(struct shape_req *r, const char *body, size_t len, struct sc_err *e)
+/* The fast path: the scanner reads everything routing and the splice need.
+ * 0, or -1 when json-c must decide (refused document, model absent or not a
+ * plain string, duplicate keys...). */
+static int
+shape_parse_scan(struct shape_req *r)
 {
+	struct jscan_member m[5] = {
+		{ "model", NULL, 0 }, { "stream", NULL, 0 }, { "stream_options", NULL, 0 },
+		{ "max_completion_tokens", NULL, 0 }, { "messages", NULL, 0 },
+	};
+	struct jscan_member iu = { "include_usage", NULL, 0 };
+	const char *s;
+	size_t n;
+
+	if (jscan_object(r->body, r->body_len, m, 5) == -1 ||
+	    jscan_plain_string(m[0].val, m[0].val_len, &s, &n) == -1)
+		return -1;
+	if (jscan_type(m[2].val) == JSCAN_OBJECT) {
+		if (jscan_object(m[2].val, m[2].val_len, &iu, 1) == -1)
+			return -1;
+		r->include_usage = jscan_type(iu.val) == JSCAN_TRUE;
+	}
+	r->model_own = sc_xmalloc(n + 1);
+	memcpy(r->model_own, s, n);
+	r->model_own[n] = '\0';
+	r->model = r->model_own;
+	r->stream = jscan_type(m[1].val) == JSCAN_TRUE;
+	r->has_stream_options = m[2].val != NULL;
+	r->so_not_object = m[2].val != NULL && jscan_type(m[2].val) != JSCAN_OBJECT;
+	r->has_mct = m[3].val != NULL;
+	r->has_messages = m[4].val != NULL;
+	r->obj_open = (size_t)((const char *)memchr(r->body, '{', r->body_len) - r->body) + 1;
+	r->model_start = (size_t)(m[0].val - r->body);
+	r->model_end = r->model_start + m[0].val_len;
+	r->splice_ok = true;
+	return 0;
+}
+
+/* json-c's tree of the body (strict, UTF-8 checked, nesting capped); 0 with
+ * r->root, or -1 with the message for a 400 in e. */
+static int
+shape_tree(struct shape_req *r, struct sc_err *e)
+{
+	const char *body = r->body;
+	size_t len = r->body_len;
 	struct json_tokener *tok = NULL;
-	struct json_object *v, *so;
 	enum json_tokener_error jerr;
 
-	memset(r, 0, sizeof(*r));
-	r->body = body;
-	r->body_len = len;
-	if (len == 0 || len > INT32_MAX)
-		return shape_fail(e, "", "We could not parse the JSON body of your request.");
 	if ((tok = json_tokener_new_ex(SHAPE_MAX_DEPTH)) == NULL)
 		return shape_fail(e, "", "out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -160,13 +197,35 @@ shape_parse(struct shape_req *r, const char *body, size_t len, struct sc_err *e)
 		jerr = json_tokener_error_parse_unexpected;
 	json_tokener_free(tok);
 	if (jerr != json_tokener_success || r->root == NULL) {
-		shape_free(r);
+		json_object_put(r->root);
+		r->root = NULL;
 		if (jerr == json_tokener_error_depth)
 			return shape_fail(e, "", "The request body is nested too deeply (limit 64 levels).");
 		if (jerr == json_tokener_error_parse_utf8_string)
 			return shape_fail(e, "", "The request body is not valid UTF-8.");
 		return shape_fail(e, "", "We could not parse the JSON body of your request.");
 	}
+	return 0;
+}
+
+int
+shape_parse(struct shape_req *r, const char *body, size_t len, struct sc_err *e)
+{
+	struct json_object *v, *so;
+
+	memset(r, 0, sizeof(*r));
+	r->body = body;
+	r->body_len = len;
+	if (len == 0 || len > INT32_MAX)
+		return shape_fail(e, "", "We could not parse the JSON body of your request.");
+	if (shape_parse_scan(r) == 0)
+		return 0;
+	free(r->model_own);
+	memset(r, 0, sizeof(*r));
+	r->body = body;
+	r->body_len = len;
+	if (shape_tree(r, e) == -1)
+		return -1;
 	if (!json_object_is_type(r->root, json_type_object)) {
 		shape_free(r);
 		return shape_fail(e, "", "The request body must be a JSON object.");
@@ -196,6 +255,8 @@ shape_free(struct shape_req *r)
 {
 	json_object_put(r->root);
 	r->root = NULL;
+	free(r->model_own);
+	r->model_own = NULL;
 	r->model = NULL;
 }
 
@@ -266,14 +327,23 @@ shape_flatten(struct json_object *root, int apply)
 	return changed;
 }
 
-/* Append s as a JSON string literal, quotes included. */
+/* Append s as a JSON string literal, quotes included, exactly as json-c
+ * writes it (printable ASCII other than '"' and '\\' is copied as is). */
 static int
 shape_append_string(struct sc_buf *out, const char *s)
 {
-	struct json_object *o = json_object_new_string(s);
+	struct json_object *o;
 	const char *t;
+	size_t i, n = strlen(s);
 	int rc;
 
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+			break;
+	if (i == n)
+		return sc_buf_append(out, "\"", 1) == -1 || sc_buf_append(out, s, n) == -1 ||
+		    sc_buf_append(out, "\"", 1) == -1 ? -1 : 0;
+	o = json_object_new_string(s);
 	if (o == NULL)
 		return -1;
 	t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -282,8 +352,20 @@ shape_append_string(struct sc_buf *out, const char *s)
 	return rc;
 }
 
+/* An empty out gets its final size at once instead of doubling (bodies reach
+ * several MB). */
+static void
+shape_presize(struct sc_buf *out, size_t need)
+{
+	if (out->data == NULL && out->alloc == 0 && need <= out->cap) {
+		out->data = sc_xmalloc(need + 1);
+		out->alloc = need + 1;
+		out->data[0] = '\0';
+	}
+}
+
 int
-shape_build(const struct shape_req *r, const struct provider_compat *c, const char *model,
+shape_build(struct shape_req *r, const struct provider_compat *c, const char *model,
     struct sc_buf *out, bool *usage_injected, struct sc_err *e)
 {
 	static const char so_text[] = "\"stream_options\":{\"include_usage\":true},";
@@ -293,16 +375,26 @@ shape_build(const struct shape_req *r, const struct provider_compat *c, const ch
 	const char *s;
 
 	*usage_injected = false;
-	if (r->root == NULL)
+	if (r->root == NULL && r->model_own == NULL)
 		return sc_err_set(e, "", 0, "no parsed body"), 500;
-	rename = c->max_tokens_field && json_object_object_get_ex(r->root, "max_completion_tokens", NULL);
-	flatten = c->flatten_content && shape_flatten(r->root, 0);
-	if (json_object_object_get_ex(r->root, "stream_options", &v) &&
-	    !json_object_is_type(v, json_type_object))
-		so_ok = false;	/* the client's own odd value: leave it to the upstream */
+	/* The scanner's reading stands in for the tree until a rewrite needs it. */
+	if (r->root == NULL && c->flatten_content && r->has_messages && shape_tree(r, e) == -1)
+		return 500;
+	if (r->root != NULL) {
+		rename = c->max_tokens_field && json_object_object_get_ex(r->root, "max_completion_tokens", NULL);
+		flatten = c->flatten_content && shape_flatten(r->root, 0);
+		if (json_object_object_get_ex(r->root, "stream_options", &v) &&
+		    !json_object_is_type(v, json_type_object))
+			so_ok = false;	/* the client's own odd value: leave it to the upstream */
+	} else {
+		rename = c->max_tokens_field && r->has_mct;
+		flatten = false;
+		so_ok = !r->so_not_object;
+	}
 	inject = r->stream && !r->include_usage && c->stream_usage && so_ok;
 
 	if (!rename && !flatten && r->splice_ok && !(inject && r->has_stream_options)) {
+		shape_presize(out, r->body_len + strlen(model) + 2 + sizeof(so_text));
 		if (sc_buf_append(out, r->body, r->obj_open) == -1 ||
 		    (inject && sc_buf_append(out, so_text, sizeof(so_text) - 1) == -1) ||
 		    sc_buf_append(out, r->body + r->obj_open, r->model_start - r->obj_open) == -1 ||
@@ -313,6 +405,8 @@ shape_build(const struct shape_req *r, const struct provider_compat *c, const ch
 		return 0;
 	}
 
+	if (r->root == NULL && shape_tree(r, e) == -1)
+		return 500;
 	if (json_object_deep_copy(r->root, &copy, NULL) != 0)
 		return sc_err_set(e, "", 0, "could not copy the request body"), 500;
 	json_object_object_add(copy, "model", json_object_new_string(model));

@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "jscan.h"
 #include "sse.h"
 
 /* Line states, in the order a line passes through them. */
@@ -287,6 +288,50 @@ sse_int_field(struct json_object *o, const char *key)
 	return json_object_get_int64(v);
 }
 
+/* An integer member found by the scanner, -1 when absent or not an integer
+ * (json-c's json_type_int: no fraction, no exponent). */
+static int64_t
+sse_scan_int(const struct jscan_member *m)
+{
+	int64_t v;
+
+	if (jscan_type(m->val) != JSCAN_NUMBER || jscan_int64(m->val, m->val_len, &v) == -1)
+		return -1;
+	return v;
+}
+
+/* The fast path: locate the top-level "usage" with the scanner and read
+ * only that object. 1 or 0 as sse_usage_parse, -1 when the scanner refused
+ * the text (json-c decides). */
+static int
+sse_usage_scan(const char *data, size_t len, struct sse_usage *u)
+{
+	struct jscan_member m[2] = { { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member f[3] = {
+		{ "prompt_tokens", NULL, 0 }, { "completion_tokens", NULL, 0 }, { "total_tokens", NULL, 0 },
+	};
+	const char *p;
+
+	if (jscan_object(data, len, m, 2) == -1)
+		return -1;
+	if (jscan_type(m[0].val) != JSCAN_OBJECT)
+		return 0;
+	if (jscan_object(m[0].val, m[0].val_len, f, 3) == -1)
+		return -1;
+	u->prompt_tokens = sse_scan_int(&f[0]);
+	u->completion_tokens = sse_scan_int(&f[1]);
+	u->total_tokens = sse_scan_int(&f[2]);
+	if (u->total_tokens < 0 && u->prompt_tokens >= 0 && u->completion_tokens >= 0)
+		u->total_tokens = u->prompt_tokens + u->completion_tokens;
+	u->usage_only = m[1].val == NULL;
+	if (jscan_type(m[1].val) == JSCAN_ARRAY) {
+		for (p = m[1].val + 1; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++)
+			;
+		u->usage_only = *p == ']';
+	}
+	return 1;
+}
+
 int
 sse_usage_parse(const char *data, size_t len, struct sse_usage *u)
 {
@@ -298,6 +343,11 @@ sse_usage_parse(const char *data, size_t len, struct sse_usage *u)
 	u->prompt_tokens = u->completion_tokens = u->total_tokens = -1;
 	if (len == 0 || len > INT32_MAX || !sse_maybe_usage(data, len))
 		return 0;
+	if ((ret = sse_usage_scan(data, len, u)) != -1)
+		return ret;
+	memset(u, 0, sizeof(*u));
+	u->prompt_tokens = u->completion_tokens = u->total_tokens = -1;
+	ret = 0;
 	if ((tok = json_tokener_new_ex(64)) == NULL)
 		return 0;
 	root = json_tokener_parse_ex(tok, data, (int)len);

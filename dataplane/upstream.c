@@ -38,6 +38,8 @@ struct upstream_xfer {
 	int64_t                    content_length;	/* -1 = unknown */
 	int                        retry_after;		/* seconds, -1 = none */
 	uint64_t                   body_bytes;
+	int                        paused;		/* the write callback ever paused curl */
+	int                        completed;		/* curl reported the transfer done */
 	char                       errbuf[CURL_ERROR_SIZE];
 };
 
@@ -54,6 +56,8 @@ static struct {
 } up;
 
 static void upstream_check_done(void);
+static size_t upstream_header_cb(char *p, size_t sz, size_t nm, void *arg);
+static size_t upstream_write_cb(char *p, size_t sz, size_t nm, void *arg);
 
 static void
 upstream_sock_event(struct loop *l, int fd, short revents, void *arg)
@@ -110,7 +114,7 @@ upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 }
 
 int
-upstream_init(struct loop *l)
+upstream_init(struct loop *l, long max_connections)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
@@ -121,7 +125,11 @@ upstream_init(struct loop *l)
 	loop_timer_init(&up.timer, upstream_timer_fire, NULL);
 	curl_multi_setopt(up.multi, CURLMOPT_SOCKETFUNCTION, upstream_sock_cb);
 	curl_multi_setopt(up.multi, CURLMOPT_TIMERFUNCTION, upstream_timer_cb);
-	curl_multi_setopt(up.multi, CURLMOPT_MAXCONNECTS, 512L);
+	/* The connection cache must hold one connection per concurrent transfer:
+	 * with a smaller cache every connection handed back while more transfers
+	 * run than it holds is closed, and each new stream pays a connect. */
+	curl_multi_setopt(up.multi, CURLMOPT_MAXCONNECTS, max_connections > 512 ? max_connections : 512L);
+	curl_multi_setopt(up.multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 	curl_multi_setopt(up.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
 	return 0;
 }
@@ -157,6 +165,24 @@ upstream_free_headers(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
+/* The options every transfer shares, set once per handle: a pooled handle
+ * keeps them, so a request sets only what differs (URL, headers, body...). */
+static void
+upstream_easy_setup(CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
+	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
+	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
+}
+
 static void
 upstream_free(struct upstream_xfer *x)
 {
@@ -164,7 +190,18 @@ upstream_free(struct upstream_xfer *x)
 	if (x->easy != NULL) {
 		curl_multi_remove_handle(up.multi, x->easy);
 		if (up.npool < UPSTREAM_POOL_MAX) {
-			curl_easy_reset(x->easy);
+			if (x->completed && !x->paused) {
+				/* Drop what points into x; the shared options stay. */
+				curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+				curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, NULL);
+				curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, NULL);
+				curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, NULL);
+				curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
+			} else {
+				/* Cancelled or paused on the way: start from a clean handle. */
+				curl_easy_reset(x->easy);
+				upstream_easy_setup(x->easy);
+			}
 			up.pool[up.npool++] = x->easy;
 		} else {
 			curl_easy_cleanup(x->easy);
@@ -219,6 +256,7 @@ upstream_check_done(void)
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 		if (x == NULL)
 			continue;
+		x->completed = 1;
 		upstream_finish(x, upstream_map(x, m->data.result));
 	}
 }
@@ -318,8 +356,10 @@ upstream_write_cb(char *p, size_t sz, size_t nm, void *arg)
 		}
 	}
 	r = x->ops->on_data(x->arg, p, n);
-	if (r == UPSTREAM_PAUSE)
+	if (r == UPSTREAM_PAUSE) {
+		x->paused = 1;
 		return CURL_WRITEFUNC_PAUSE;
+	}
 	if (r != n) {
 		x->aborted = 1;
 		return 0;
@@ -341,31 +381,29 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
-	x->easy = e = up.npool > 0 ? up.pool[--up.npool] : curl_easy_init();
-	if (e == NULL)
-		goto fail;
+	if (up.npool > 0) {
+		x->easy = e = up.pool[--up.npool];
+	} else {
+		if ((x->easy = e = curl_easy_init()) == NULL)
+			goto fail;
+		upstream_easy_setup(e);
+	}
 	curl_easy_setopt(e, CURLOPT_URL, rq->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
-	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
-	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
 	if (rq->post) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body != NULL ? rq->body : "");
+	} else {
+		/* a pooled handle may have posted last time */
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
 	if (curl_multi_add_handle(up.multi, e) != CURLM_OK)
 		goto fail;

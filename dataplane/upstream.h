@@ -47,8 +47,9 @@ struct upstream_req {
 	long               ttfb_timeout_ms;	/* 0 = none */
 };
 
-/* Set up the multi handle on loop l. 0 or -1. */
-int  upstream_init(struct loop *l);
+/* Set up the multi handle on loop l; the idle-connection cache holds up to
+ * max_connections (at least 512) upstream connections. 0 or -1. */
+int  upstream_init(struct loop *l, long max_connections);
 void upstream_shutdown(void);
 /* Number of transfers in progress. */
 size_t upstream_active(void);

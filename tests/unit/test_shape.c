@@ -1,7 +1,9 @@
 /*
  * Unit tests for dataplane/shape.c: body checks with their messages, what is
  * extracted for routing, the byte-exact splice when only the model changes,
- * and each compat rewrite (max_tokens_field, flatten_content, stream_usage).
+ * and each compat rewrite (max_tokens_field, flatten_content, stream_usage);
+ * and the allocation-free scanner (dataplane/jscan.c) that reads bodies
+ * without json-c: what it accepts, what it refuses, what it returns.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "jscan.h"
 #include "shape.h"
 
 static const struct provider_compat none = { false, false, false };
@@ -294,11 +297,135 @@ test_retries_and_cap(void **state)
 	shape_free(&r);
 }
 
+static int
+scan(const char *doc)
+{
+	return jscan_object(doc, strlen(doc), NULL, 0);
+}
+
+static void
+test_jscan_syntax(void **state)
+{
+	static const char *const ok[] = {
+		"{}", " {\"a\":1} \r\n", "{\"a\":[1,2.5,-0,1e5,1E-2,0.5e+3,true,false,null,\"s\",{},[]]}",
+		"{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}", "{\"u\":\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
+		"{\"\":\"\"}",
+	};
+	static const char *const bad[] = {
+		"", " ", "[]", "1", "\"x\"", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}", "{\"a\":1 \"b\":2}",
+		"{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":-}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":NaN}",
+		"{\"a\":tru}", "{\"a\":True}", "{'a':1}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"\x01\"}",
+		"{\"a\":\"\xc3\"}", "{\"a\":\"\xc0\x80\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}",
+		"{\"a\":1}x", "{\"a\":1}{}", "{\"a\":1}\f", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{\"a\":1/*c*/}",
+		/* refused on purpose: json-c decides */
+		"{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\u0000\"}", "{\"a\":1234567890123456789}",
+		"{\"a\":1e999}",
+	};
+	char deep[200];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (scan(ok[i]) != 0)
+			fail_msg("refused: %s", ok[i]);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (scan(bad[i]) != -1)
+			fail_msg("accepted: %s", bad[i]);
+	/* nesting: JSCAN_MAX_DEPTH levels in all are accepted, one more is not */
+	memset(deep, 0, sizeof(deep));
+	deep[0] = '{';
+	strcat(deep, "\"a\":");
+	for (i = 1; i < JSCAN_MAX_DEPTH; i++)
+		strcat(deep, "[");
+	for (i = 1; i < JSCAN_MAX_DEPTH; i++)
+		strcat(deep, "]");
+	strcat(deep, "}");
+	assert_int_equal(scan(deep), 0);
+	memmove(deep + 6, deep + 5, strlen(deep + 5) + 1);
+	deep[5] = '[';
+	memmove(deep + strlen(deep), "]}", 3);
+	deep[strlen(deep) - 3] = ']';
+	assert_int_equal(scan(deep), -1);
+}
+
+static int
+scan_want(const char *doc, struct jscan_member *one)
+{
+	return jscan_object(doc, strlen(doc), one, 1);
+}
+
+static void
+test_jscan_members(void **state)
+{
+	const char *doc = "{\"model\" : \"m/x\", \"n\":-42,\"f\":1.5,\"o\":{\"model\":\"inner\"},"
+	    "\"e\":\"a\\nb\", \"t\":true}";
+	struct jscan_member m[6] = {
+		{ "model", NULL, 0 }, { "n", NULL, 0 }, { "f", NULL, 0 }, { "o", NULL, 0 }, { "e", NULL, 0 },
+		{ "absent", NULL, 0 },
+	};
+	struct jscan_member dup[1] = { { "a", NULL, 0 } };
+	const char *s;
+	size_t n;
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(jscan_object(doc, strlen(doc), m, 6), 0);
+	assert_int_equal(jscan_plain_string(m[0].val, m[0].val_len, &s, &n), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(s, "m/x", 3);
+	assert_int_equal(jscan_type(m[1].val), JSCAN_NUMBER);
+	assert_int_equal(jscan_int64(m[1].val, m[1].val_len, &v), 0);
+	assert_int_equal(v, -42);
+	assert_int_equal(jscan_int64(m[2].val, m[2].val_len, &v), -1);
+	assert_int_equal(jscan_type(m[3].val), JSCAN_OBJECT);
+	assert_int_equal(m[3].val_len, strlen("{\"model\":\"inner\"}"));
+	assert_int_equal(jscan_type(m[4].val), JSCAN_STRING);
+	assert_int_equal(jscan_plain_string(m[4].val, m[4].val_len, &s, &n), -1);
+	assert_null(m[5].val);
+	assert_int_equal(jscan_type(NULL), JSCAN_NONE);
+	/* a wanted key twice, or a top-level key with escapes: refused */
+	assert_int_equal(scan_want("{\"a\":1,\"a\":2}", dup), -1);
+	assert_int_equal(scan_want("{\"a\":1,\"b\":2,\"b\":3}", dup), 0);
+	assert_int_equal(scan_want("{\"\\u0061\":1}", dup), -1);
+}
+
+/* What the scanner refuses still gets json-c's answer (and the same result). */
+static void
+test_scanner_fallback(void **state)
+{
+	struct shape_req r;
+	struct sc_err e;
+	const char *esc = "{\"model\":\"a\\u002fb\",\"stream\":true}";
+	const char *dupm = "{\"model\":\"a\",\"model\":\"b\"}";
+	const char *big = "{\"model\":\"m\",\"seed\":12345678901234567890}";
+
+	(void)state;
+	assert_int_equal(shape_parse(&r, esc, strlen(esc), &e), 0);
+	assert_non_null(r.root);
+	assert_string_equal(r.model, "a/b");
+	assert_true(r.stream);
+	shape_free(&r);
+	assert_int_equal(shape_parse(&r, dupm, strlen(dupm), &e), 0);
+	assert_string_equal(r.model, "b");
+	shape_free(&r);
+	assert_int_equal(shape_parse(&r, big, strlen(big), &e), 0);
+	assert_non_null(r.root);
+	shape_free(&r);
+	/* the plain case never builds a tree */
+	assert_int_equal(shape_parse(&r, "{\"model\":\"m\"}", 13, &e), 0);
+	assert_null(r.root);
+	assert_string_equal(r.model, "m");
+	shape_free(&r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reject),
+		cmocka_unit_test(test_jscan_syntax),
+		cmocka_unit_test(test_jscan_members),
+		cmocka_unit_test(test_scanner_fallback),
 		cmocka_unit_test(test_extract),
 		cmocka_unit_test(test_splice),
 		cmocka_unit_test(test_fallback),

@@ -1,0 +1,58 @@
+/*
+ * A small, strict, allocation-free JSON scanner for the hot path: it checks
+ * the syntax of a whole document (RFC 8259: strings with their escapes and
+ * UTF-8, numbers, literals, nesting) and returns where chosen members of the
+ * top-level object are, without building a tree.
+ *
+ * It is deliberately stricter than json-c: whatever it accepts, json-c
+ * (strict mode, UTF-8 checked) accepts too and reads the same values, but it
+ * refuses some valid documents it does not want to reason about (nesting
+ * deeper than JSCAN_MAX_DEPTH, integers of more than 18 digits, exponents
+ * past ±300, escaped top-level keys, a wanted key twice, lone surrogate
+ * escapes, whitespace other than the four of RFC 8259). A caller treats a
+ * refusal as "ask json-c", which decides and words the error; so the scanner
+ * only ever makes the common case faster. tests/fuzz/fuzz_shape.c compares
+ * the two on every input.
+ *
+ * Use:
+ *   struct jscan_member m[2] = { { "model" }, { "stream" } };
+ *   if (jscan_object(buf, len, m, 2) == 0)
+ *       m[0].val .. m[0].val + m[0].val_len is the model value's text (quotes
+ *       included when a string), NULL when absent.
+ */
+#ifndef SC_JSCAN_H
+#define SC_JSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSCAN_MAX_DEPTH 32	/* deeper documents are refused (json-c decides) */
+
+struct jscan_member {
+	const char *key;	/* in: the member name wanted (plain ASCII) */
+	const char *val;	/* out: its value's first byte, NULL when absent */
+	size_t      val_len;	/* out: the value's length in bytes */
+};
+
+/* What a value is, from its first byte. */
+enum jscan_type {
+	JSCAN_NONE, JSCAN_OBJECT, JSCAN_ARRAY, JSCAN_STRING, JSCAN_NUMBER,
+	JSCAN_TRUE, JSCAN_FALSE, JSCAN_NULL,
+};
+
+/* Check that buf[0..len) is exactly one JSON object (surrounding whitespace
+ * allowed) and fill in the members named in want[0..n). 0, or -1 when
+ * refused (invalid, or one of the cases above). */
+int jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n);
+
+/* The type of a value found by jscan_object (JSCAN_NONE for NULL). */
+enum jscan_type jscan_type(const char *val);
+
+/* An integer value's number (no fraction, no exponent): 0 with *out, or -1. */
+int jscan_int64(const char *val, size_t len, int64_t *out);
+
+/* A string value (quotes included) without escapes: 0 with [*s, *s + *n)
+ * the text between the quotes, -1 when it holds a backslash or is not a string. */
+int jscan_plain_string(const char *val, size_t len, const char **s, size_t *n);
+
+#endif
