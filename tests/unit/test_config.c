@@ -16,48 +16,12 @@
 
 #include "config.h"
 #include "db.h"
-
-struct fx {
-	char     dir[64];
-	sqlite3 *db;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct sc_err e;
-	char path[96];
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-config-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/t.db", f->dir);
-	f->db = db_open(path, DB_OPEN_CREATE, &e);
-	if (f->db == NULL || db_migrate(f->db, &e) == -1)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[96];
-
-	db_close(f->db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
+#include "testdb.h"
 
 static void
 test_table_matches_schema(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	const struct config_desc *d;
 	sqlite3_stmt *st;
 	int rows = 0, descs = 0;
@@ -126,7 +90,7 @@ test_validate(void **state)
 static void
 test_set_get_load(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct sc_err e;
 	struct config c;
 	int64_t cv = db_config_version(f->db);
@@ -159,10 +123,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_table_matches_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_table_matches_schema, testdb_setup, testdb_teardown),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_validate),
-		cmocka_unit_test_setup_teardown(test_set_get_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_get_load, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,49 +17,11 @@
 #include "crypto.h"
 #include "db.h"
 #include "providers.h"
+#include "testdb.h"
 
-#define KEY_A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-#define KEY_B "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+#define KEY_A TESTDB_KEY_A
+#define KEY_B TESTDB_KEY_B
 #define TESTKEY "nvapi-TEST-0001-xxxxxxxxxxxxxxxxWXYZ"
-
-struct fx {
-	char     dir[64];
-	sqlite3 *db;
-	struct crypto_key k;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct sc_err e;
-	char path[96];
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-providers-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/t.db", f->dir);
-	f->db = db_open(path, DB_OPEN_CREATE, &e);
-	if (f->db == NULL || db_migrate(f->db, &e) == -1)
-		return -1;
-	crypto_key_from_base64(KEY_A, &f->k, NULL);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[96];
-
-	db_close(f->db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
 
 /* A valid provider to start each case from. */
 static void
@@ -297,7 +259,7 @@ test_mask(void **state)
 static void
 test_storage(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct provider p, g, dup;
 	struct provider_list l;
 	struct sc_err e;
@@ -400,7 +362,7 @@ test_storage(void **state)
 static void
 test_rekey(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct crypto_key nk;
 	struct provider p;
 	struct provider_list l;
@@ -432,8 +394,8 @@ main(void)
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_enums_compat),
 		cmocka_unit_test(test_mask),
-		cmocka_unit_test_setup_teardown(test_storage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rekey, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storage, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_rekey, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

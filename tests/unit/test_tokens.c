@@ -15,48 +15,12 @@
 #include "crypto.h"
 #include "db.h"
 #include "tokens.h"
-
-struct fx {
-	char     dir[64];
-	sqlite3 *db;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct sc_err e;
-	char path[96];
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-tokens-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/t.db", f->dir);
-	f->db = db_open(path, DB_OPEN_CREATE, &e);
-	if (f->db == NULL || db_migrate(f->db, &e) == -1)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[96];
-
-	db_close(f->db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
+#include "testdb.h"
 
 static void
 test_create_verify(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct sc_err e;
 	char *adm = NULL, *cli = NULL, id[37], hash[65];
 	sqlite3_stmt *st;
@@ -108,7 +72,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_verify, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

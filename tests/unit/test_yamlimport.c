@@ -19,48 +19,10 @@
 #include "crypto.h"
 #include "db.h"
 #include "yamlimport.h"
+#include "testdb.h"
 
-#define KEY_A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-#define KEY_B "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
-
-struct fx {
-	char     dir[64];
-	char     path[96];
-	sqlite3 *db;
-	struct crypto_key k;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct sc_err e;
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sc-test-yaml-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	f->db = db_open(f->path, DB_OPEN_CREATE, &e);
-	if (f->db == NULL || db_migrate(f->db, &e) == -1)
-		return -1;
-	crypto_key_from_base64(KEY_A, &f->k, NULL);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[96];
-
-	db_close(f->db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
+#define KEY_A TESTDB_KEY_A
+#define KEY_B TESTDB_KEY_B
 
 /* Whole file into a malloc'd buffer. */
 static char *
@@ -109,7 +71,7 @@ query_int(sqlite3 *db, const char *sql)
 
 /* Parse and apply text; returns the result and fills the report counts. */
 static int
-import(struct fx *f, const char *text, size_t len, size_t counts[3], struct sc_err *e)
+import(struct testdb *f, const char *text, size_t len, size_t counts[3], struct sc_err *e)
 {
 	struct yaml_doc d;
 	struct yaml_report r;
@@ -129,7 +91,7 @@ import(struct fx *f, const char *text, size_t len, size_t counts[3], struct sc_e
 static void
 test_example(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct yaml_doc d;
 	struct sc_err e;
 	size_t len, counts[3];
@@ -255,7 +217,7 @@ static const struct bad bad_cases[] = {
 static void
 test_malformed(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct sc_err e;
 	size_t counts[3], len;
 	char *buf = example(&len);
@@ -302,7 +264,7 @@ test_malformed(void **state)
 static void
 test_all_or_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct crypto_key other;
 	struct provider p;
 	struct sc_err e;
@@ -351,10 +313,10 @@ file_contains(const char *path, const char *needle)
 static void
 test_no_plaintext_on_disk(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct sc_err e;
 	size_t counts[3], len;
-	char *buf = example(&len), wal[128], key[128];
+	char *buf = example(&len), wal[320], key[128];
 
 	assert_int_equal(import(f, buf, len, counts, &e), 0);
 	free(buf);
@@ -383,10 +345,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_example, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_plaintext_on_disk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_example, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_malformed, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_all_or_nothing, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_no_plaintext_on_disk, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
