@@ -43,38 +43,48 @@ static const char *const pool_names[] = { "main", "fallback" };
 static const char *const status_names[] = { "active", "disabled", "invalid" };
 static const char *const source_names[] = { "yaml", "api", "webui", "cli" };
 
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Index of s in names[0..n), or -1. */
+static int
+provider_enum_index(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s != NULL && i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 const char *
 provider_pool_name(enum provider_pool p)
 {
-	return (unsigned)p < 2 ? pool_names[p] : "?";
+	return (unsigned)p < NELEM(pool_names) ? pool_names[p] : "?";
 }
 
 int
 provider_pool_parse(const char *s, enum provider_pool *out)
 {
-	for (int i = 0; i < 2; i++)
-		if (s != NULL && strcmp(s, pool_names[i]) == 0) {
-			*out = (enum provider_pool)i;
-			return 0;
-		}
-	return -1;
+	int i = provider_enum_index(pool_names, NELEM(pool_names), s);
+
+	if (i >= 0)
+		*out = (enum provider_pool)i;
+	return i >= 0 ? 0 : -1;
 }
 
 const char *
 provider_status_name(enum provider_status s)
 {
-	return (unsigned)s < 3 ? status_names[s] : "?";
+	return (unsigned)s < NELEM(status_names) ? status_names[s] : "?";
 }
 
 int
 provider_status_parse(const char *s, enum provider_status *out)
 {
-	for (int i = 0; i < 3; i++)
-		if (s != NULL && strcmp(s, status_names[i]) == 0) {
-			*out = (enum provider_status)i;
-			return 0;
-		}
-	return -1;
+	int i = provider_enum_index(status_names, NELEM(status_names), s);
+
+	if (i >= 0)
+		*out = (enum provider_status)i;
+	return i >= 0 ? 0 : -1;
 }
 
 void
@@ -217,7 +227,6 @@ int
 provider_validate(const struct provider *p, struct sc_err *e)
 {
 	long n;
-	size_t i;
 
 	if (p->name == NULL || (n = provider_printable(p->name, 0)) < 1 || n > PROVIDER_NAME_MAX)
 		return sc_err_set(e, "name", 0, "name: 1 to %d printable characters", PROVIDER_NAME_MAX);
@@ -245,13 +254,8 @@ provider_validate(const struct provider *p, struct sc_err *e)
 		return sc_err_set(e, "status", 0, "status: must be active, disabled or invalid");
 	if (p->status_reason != NULL && strlen(p->status_reason) > PROVIDER_REASON_MAX)
 		return sc_err_set(e, "status_reason", 0, "status_reason: at most %d bytes", PROVIDER_REASON_MAX);
-	if (p->source != NULL) {
-		for (i = 0; i < sizeof(source_names) / sizeof(source_names[0]); i++)
-			if (strcmp(p->source, source_names[i]) == 0)
-				break;
-		if (i == sizeof(source_names) / sizeof(source_names[0]))
-			return sc_err_set(e, "source", 0, "source: must be yaml, api, webui or cli");
-	}
+	if (p->source != NULL && provider_enum_index(source_names, NELEM(source_names), p->source) < 0)
+		return sc_err_set(e, "source", 0, "source: must be yaml, api, webui or cli");
 	if (p->rpm_limit < 1 || p->rpm_limit > PROVIDER_RPM_MAX)
 		return sc_err_set(e, "rpm_limit", 0, "rpm_limit: must be an integer from 1 to %d", PROVIDER_RPM_MAX);
 	if (p->tpm_limit < 0 || p->tpm_limit > PROVIDER_TPM_MAX)
