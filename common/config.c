@@ -242,14 +242,5 @@ config_set(sqlite3 *db, const char *key, const char *value, struct sc_err *e)
 char *
 config_get(sqlite3 *db, const char *key)
 {
-	sqlite3_stmt *st = NULL;
-	char *v = NULL;
-
-	if (sqlite3_prepare_v2(db, "SELECT value FROM system_config WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
-		return NULL;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-		v = sc_xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return v;
+	return db_query_text(db, "SELECT value FROM system_config WHERE key = ?1", key);
 }

@@ -341,18 +341,24 @@ db_exec(sqlite3 *db, const char *sql, struct sc_err *e)
 }
 
 char *
-db_meta_get(sqlite3 *db, const char *key)
+db_query_text(sqlite3 *db, const char *sql, const char *arg)
 {
 	sqlite3_stmt *st = NULL;
 	char *v = NULL;
 
-	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
 		v = sc_xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return v;
+}
+
+char *
+db_meta_get(sqlite3 *db, const char *key)
+{
+	return db_query_text(db, "SELECT value FROM meta WHERE key = ?1", key);
 }
 
 int

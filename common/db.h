@@ -42,6 +42,9 @@ int db_write_txn(sqlite3 *db, db_txn_fn fn, void *arg, struct sc_err *e);
 /* Execute SQL with no result rows. 0 or -1. */
 int db_exec(sqlite3 *db, const char *sql, struct sc_err *e);
 
+/* First column of the first row of sql with ?1 bound to arg, malloc'd; NULL if none or on error. */
+char *db_query_text(sqlite3 *db, const char *sql, const char *arg);
+
 /* Internal key/value values (table meta). Getter returns a malloc'd string or NULL. */
 char *db_meta_get(sqlite3 *db, const char *key);
 int   db_meta_set(sqlite3 *db, const char *key, const char *value, struct sc_err *e);
