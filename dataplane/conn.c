@@ -56,6 +56,7 @@ static const char *conn_state_names[] = {
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
 #define CONN_ACCEPT_BATCH  512	/* accept() calls per wake-up of the listener */
+#define CONN_PARK_MS       250	/* a client written to within this long is left out of poll() */
 
 struct conn_listener {
 	int                       fd;
@@ -94,6 +95,11 @@ struct conn {
 	void                 *hooks_arg;
 
 	int                   broken;			/* socket failed; tear down from the timer */
+	int                   batched;			/* on conn_batch_list: flush at conn_batch_end */
+	int                   parked;			/* fd out of the poll set (conn_parked list) */
+	int64_t               wrote_ms;			/* loop time of the last successful write */
+	struct conn          *pprev, *pnext;		/* conn_parked links */
+	struct conn          *bprev, *bnext;		/* conn_batch_list links */
 	struct loop_timer     timer;			/* header / body / linger timeout */
 	struct loop_timer     kick;			/* deferred work: teardown, next pipelined request */
 };
@@ -103,10 +109,16 @@ static size_t                conn_n;
 static uint64_t              conn_next_id;
 static struct conn_listener *conn_listeners;
 static int                   conn_draining;
+static int                   conn_batch_depth;	/* conn_batch_begin nesting */
+static struct conn          *conn_batch_list;	/* written to while batching, not yet flushed */
+static struct conn          *conn_parked;	/* streaming clients left out of poll() */
+static struct loop_timer     conn_park_timer;	/* brings quiet parked clients back */
+static int                   conn_park_ready;	/* conn_park_timer initialised */
 
 static void conn_free(struct conn *c);
 static void conn_process_input(struct conn *c);
 static void conn_flush(struct conn *c);
+static void conn_event(struct loop *l, int fd, short revents, void *arg);
 
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -211,11 +223,81 @@ conn_events(const struct conn *c)
 	return ev;
 }
 
+/*
+ * Parking. poll() costs time for every descriptor in its set, and with
+ * thousands of streams half of them are clients we only watch for a hang-up
+ * (POLLRDHUP) while we write to them every few milliseconds. Such a client
+ * leaves the poll set while it is being written to: a hang-up then shows as
+ * a failed write (the connection breaks as before), and a client not written
+ * to for CONN_PARK_MS is put back into the set by a sweep, so one whose
+ * stream went quiet is watched as before.
+ */
+static void
+conn_park_unlink(struct conn *c)
+{
+	if (!c->parked)
+		return;
+	if (c->pprev != NULL)
+		c->pprev->pnext = c->pnext;
+	else
+		conn_parked = c->pnext;
+	if (c->pnext != NULL)
+		c->pnext->pprev = c->pprev;
+	c->pprev = c->pnext = NULL;
+	c->parked = 0;
+}
+
+static void
+conn_unpark(struct conn *c)
+{
+	if (!c->parked)
+		return;
+	conn_park_unlink(c);
+	loop_fd_add(c->loop, c->fd, conn_events(c), conn_event, c);
+}
+
+static void
+conn_park_sweep(struct loop *l, void *arg)
+{
+	int64_t now = loop_now(l);
+	struct conn *c, *next;
+
+	for (c = conn_parked; c != NULL; c = next) {
+		next = c->pnext;
+		if (now - c->wrote_ms >= CONN_PARK_MS)
+			conn_unpark(c);
+	}
+	if (conn_parked != NULL)
+		loop_timer_arm_in(l, &conn_park_timer, CONN_PARK_MS / 2);
+}
+
 static void
 conn_update_events(struct conn *c)
 {
-	if (c->state != CONN_CLOSED)
-		loop_fd_set_events(c->loop, c->fd, conn_events(c));
+	short ev;
+
+	if (c->state == CONN_CLOSED)
+		return;
+	ev = conn_events(c);
+	if (ev == POLLRDHUP && c->state == CONN_RESPOND && c->wrote_ms != 0 &&
+	    loop_now(c->loop) - c->wrote_ms < CONN_PARK_MS) {
+		if (!c->parked) {
+			loop_fd_del(c->loop, c->fd);
+			c->parked = 1;
+			c->pprev = NULL;
+			c->pnext = conn_parked;
+			if (conn_parked != NULL)
+				conn_parked->pprev = c;
+			conn_parked = c;
+			if (!loop_timer_armed(&conn_park_timer))
+				loop_timer_arm_in(c->loop, &conn_park_timer, CONN_PARK_MS / 2);
+		}
+		return;
+	}
+	if (c->parked)
+		conn_unpark(c);
+	else
+		loop_fd_set_events(c->loop, c->fd, ev);
 }
 
 /* A short error body in the OpenAI shape, for errors found before any handler runs. */
@@ -274,21 +356,79 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 	conn_set_state(c, CONN_RESPOND);
 }
 
+static void
+conn_batch_unlink(struct conn *c)
+{
+	if (!c->batched)
+		return;
+	if (c->bprev != NULL)
+		c->bprev->bnext = c->bnext;
+	else
+		conn_batch_list = c->bnext;
+	if (c->bnext != NULL)
+		c->bnext->bprev = c->bprev;
+	c->bprev = c->bnext = NULL;
+	c->batched = 0;
+}
+
+void
+conn_batch_begin(void)
+{
+	conn_batch_depth++;
+}
+
+void
+conn_batch_end(void)
+{
+	if (conn_batch_depth == 0 || --conn_batch_depth > 0)
+		return;
+	while (conn_batch_list != NULL) {
+		struct conn *c = conn_batch_list;
+
+		conn_batch_unlink(c);
+		conn_flush(c);
+		/* A producer may have paused on the batch's queue that this write
+		 * emptied, with no POLLOUT to come: wake it here (outside curl's
+		 * callbacks, like conn_event does). */
+		if (!c->broken && c->state == CONN_RESPOND && c->out_len <= CONN_OUT_LOW &&
+		    c->hooks != NULL && c->hooks->drain != NULL && !c->resp_ended)
+			c->hooks->drain(c->hooks_arg);
+	}
+}
+
 void
 conn_response_body(struct conn *c, const void *p, size_t n)
 {
-	char sz[24];
-	int k;
+	static const char hex[] = "0123456789abcdef";
+	char sz[24], *q = sz + sizeof(sz);
 
 	if (c->state != CONN_RESPOND || n == 0)
 		return;
 	if (c->resp_chunked) {
-		k = snprintf(sz, sizeof(sz), "%zx\r\n", n);
-		conn_out_append(c, sz, (size_t)k);
+		size_t v = n;
+
+		*--q = '\n';
+		*--q = '\r';
+		do
+			*--q = hex[v & 15];
+		while ((v >>= 4) != 0);
+		conn_out_append(c, q, (size_t)(sz + sizeof(sz) - q));
 		conn_out_append(c, p, n);
 		conn_out_append(c, "\r\n", 2);
 	} else {
 		conn_out_append(c, p, n);
+	}
+	if (conn_batch_depth > 0) {
+		/* One write for everything a batch relays to this client. */
+		if (!c->batched) {
+			c->batched = 1;
+			c->bprev = NULL;
+			c->bnext = conn_batch_list;
+			if (conn_batch_list != NULL)
+				conn_batch_list->bprev = c;
+			conn_batch_list = c;
+		}
+		return;
 	}
 	conn_flush(c);
 }
@@ -374,6 +514,7 @@ conn_flush(struct conn *c)
 	while (c->out_len > 0 && !c->broken) {
 		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len);
 		if (n > 0) {
+			c->wrote_ms = loop_now(c->loop);
 			c->out_off += (size_t)n;
 			c->out_len -= (size_t)n;
 			continue;
@@ -673,6 +814,8 @@ conn_free(struct conn *c)
 	if (h != NULL && h->abort != NULL)
 		h->abort(c->hooks_arg);
 	conn_set_state(c, CONN_CLOSED);
+	conn_batch_unlink(c);
+	conn_park_unlink(c);
 	loop_timer_cancel(c->loop, &c->timer);
 	loop_timer_cancel(c->loop, &c->kick);
 	loop_fd_del(c->loop, c->fd);
@@ -851,6 +994,10 @@ conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits
 	ls->fn = fn;
 	ls->lim = lim;
 	loop_timer_init(&ls->retry, conn_accept_retry, ls);
+	if (!conn_park_ready) {
+		loop_timer_init(&conn_park_timer, conn_park_sweep, NULL);
+		conn_park_ready = 1;
+	}
 	if (loop_fd_add(l, lfd, POLLIN, conn_accept, ls) == -1) {
 		free(ls);
 		return -1;

@@ -68,6 +68,13 @@ void conn_response_abort(struct conn *c);
 void conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, const char *body, size_t len);
 int    conn_response_started(const struct conn *c);
 size_t conn_out_pending(const struct conn *c);
+/* Between conn_batch_begin and conn_batch_end (nestable) conn_response_body
+ * only queues; the end writes each connection touched once. The upstream
+ * wraps curl_multi_socket_action in it: curl hands over an SSE stream one
+ * HTTP chunk (one event) at a time, and a write per event costs a syscall
+ * and a TCP segment each. */
+void conn_batch_begin(void);
+void conn_batch_end(void);
 /* Ask for the connection to close after this response. */
 void   conn_set_close(struct conn *c);
 

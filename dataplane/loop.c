@@ -51,6 +51,7 @@ struct loop {
 	struct loop_timer **heap;	/* owned array of borrowed timers */
 	size_t              nheap, aheap;
 	int64_t             now;	/* ms, refreshed each iteration */
+	size_t              nready;	/* descriptors ready in this iteration */
 	int                 stop;
 	int                 sigpipe[2];
 	struct loop_sigslot sigs[LOOP_NSIG];
@@ -249,6 +250,12 @@ loop_now(struct loop *l)
 	return l->now;
 }
 
+size_t
+loop_ready_count(struct loop *l)
+{
+	return l->nready;
+}
+
 static void
 loop_sig_handler(int signo)
 {
@@ -348,6 +355,7 @@ loop_run(struct loop *l)
 			l->ready[nready].gen = l->slots[l->pfds[i].fd].gen;
 			nready++;
 		}
+		l->nready = nready;
 		for (i = 0; i < nready; i++) {
 			struct loop_fdslot *s = &l->slots[l->ready[i].fd];
 			if (s->pidx == -1 || s->gen != l->ready[i].gen)

@@ -47,6 +47,9 @@ int loop_signal_watch(struct loop *l, int signo, loop_signal_fn fn, void *arg);
 
 /* The monotonic time of the current iteration, in ms. */
 int64_t loop_now(struct loop *l);
+/* How many descriptors the current iteration's poll() reported ready: a
+ * measure of load for callbacks that trade latency for batching. */
+size_t  loop_ready_count(struct loop *l);
 /* Run until loop_stop; 0. */
 int  loop_run(struct loop *l);
 void loop_stop(struct loop *l);

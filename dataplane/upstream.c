@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conn.h"
 #include "crypto.h"
 #include "log.h"
 #include "loop.h"
@@ -44,6 +45,7 @@ struct upstream_xfer {
 };
 
 #define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
+#define UPSTREAM_BATCH_READY 16	/* ready descriptors from which client writes are batched */
 
 static struct {
 	struct loop      *loop;
@@ -70,7 +72,16 @@ upstream_sock_event(struct loop *l, int fd, short revents, void *arg)
 		flags |= CURL_CSELECT_OUT;
 	if (revents & (POLLERR | POLLNVAL))
 		flags |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(up.multi, fd, flags, &running);
+	/* Under load (many descriptors ready at once) what curl relays in one
+	 * call is written once per client, not once per HTTP chunk (an SSE
+	 * event each); a lone stream keeps writing each event through. */
+	if (loop_ready_count(l) >= UPSTREAM_BATCH_READY) {
+		conn_batch_begin();
+		curl_multi_socket_action(up.multi, fd, flags, &running);
+		conn_batch_end();
+	} else {
+		curl_multi_socket_action(up.multi, fd, flags, &running);
+	}
 	upstream_check_done();
 }
 
@@ -98,7 +109,13 @@ upstream_timer_fire(struct loop *l, void *arg)
 {
 	int running;
 
-	curl_multi_socket_action(up.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	if (loop_ready_count(l) >= UPSTREAM_BATCH_READY) {
+		conn_batch_begin();
+		curl_multi_socket_action(up.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		conn_batch_end();
+	} else {
+		curl_multi_socket_action(up.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	upstream_check_done();
 }
 
