@@ -53,6 +53,8 @@ static const char *conn_state_names[] = {
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
 #define CONN_IN_FIRST      4096		/* first input allocation; grows to CONN_IN_CAP */
 #define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
+#define CONN_OUT_FIRST     4096		/* first output allocation: a stream's events are small,
+					 * and thousands of streams each hold one */
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
 #define CONN_ACCEPT_BATCH  512	/* accept() calls per wake-up of the listener */
@@ -180,7 +182,7 @@ conn_out_append(struct conn *c, const void *p, size_t n)
 			c->out_off = 0;
 		}
 		if (c->out_len + n > c->out_alloc) {
-			size_t na = c->out_alloc ? c->out_alloc : 16384;
+			size_t na = c->out_alloc ? c->out_alloc : CONN_OUT_FIRST;
 			while (na < c->out_len + n)
 				na *= 2;
 			c->out = sc_xrealloc(c->out, na);

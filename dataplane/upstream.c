@@ -46,6 +46,7 @@ struct upstream_xfer {
 
 #define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
 #define UPSTREAM_BATCH_READY 16	/* ready descriptors from which client writes are batched */
+#define UPSTREAM_RECV_BUF 8192L	/* CURLOPT_BUFFERSIZE, bytes */
 
 static struct {
 	struct loop      *loop;
@@ -196,6 +197,10 @@ upstream_easy_setup(CURL *e)
 	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
 	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+	/* The receive buffer every transfer holds while it runs: 8 KiB (curl's
+	 * default is 16) keeps thousands of concurrent streams small; an SSE
+	 * event is a few hundred bytes, and large bodies just take more reads. */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UPSTREAM_RECV_BUF);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
 }
