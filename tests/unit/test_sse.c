@@ -366,6 +366,22 @@ test_usage(void **state)
 	assert_int_equal(u.prompt_tokens, -1);
 	assert_int_equal(u.total_tokens, -1);
 	assert_true(u.usage_only);
+	/* read by the scanner: non-integers are absent, an empty choices list
+	 * with spaces is empty, a nested "usage" is not the top-level one */
+	d = "{\"choices\":[ ],\"usage\":{\"prompt_tokens\":2.0,\"completion_tokens\":-3,\"total_tokens\":1e1}}";
+	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 1);
+	assert_int_equal(u.prompt_tokens, -1);
+	assert_int_equal(u.completion_tokens, -3);
+	assert_int_equal(u.total_tokens, -1);
+	assert_true(u.usage_only);
+	d = "{\"choices\":[{\"usage\":{\"prompt_tokens\":1}}]}";
+	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 0);
+	/* refused by the scanner, read by json-c: the same answer as before */
+	d = "{\"usage\":{\"prompt_tokens\":7,\"prompt_tokens\":8,\"completion_tokens\":1},\"seed\":123456789012345678901}";
+	assert_int_equal(sse_usage_parse(d, strlen(d), &u), 1);
+	assert_int_equal(u.prompt_tokens, 8);
+	assert_int_equal(u.total_tokens, 9);
+	assert_true(u.usage_only);
 }
 
 int
