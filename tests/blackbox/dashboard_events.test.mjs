@@ -4,6 +4,7 @@
 // admin API stays fast, and threads freed when browsers go away.
 // The live snapshot is written by the test itself (as the data plane does).
 import { test, before, after } from 'node:test';
+import { requireFiles } from './lib/deps.mjs';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import http from 'node:http';
@@ -12,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeAdminDb, startLighttpd, api, cleanup, sleep, EVENTS_BIN, ADMIN_BIN } from './lib/lighttpd.mjs';
 
-const skip = !EVENTS_BIN || !ADMIN_BIN ? 'sidecar-events or sidecar-admin not built' : false;
+requireFiles([[EVENTS_BIN, 'sidecar-events'], [ADMIN_BIN, 'sidecar-admin']]);
 
 function sql(st, text) {
 	return execFileSync('sqlite3', [st.db], { input: `PRAGMA busy_timeout=5000;\n${text}\n` }).toString();
@@ -96,7 +97,6 @@ function openStream(base, { token, cookie, lastEventId } = {}) {
 
 let st, lt;
 before(async () => {
-	if (skip) return;
 	st = makeAdminDb();
 	sql(st, `INSERT INTO providers (id, name, api_key, endpoint_url, model_prefix) VALUES
 		('p1', 'account01', 'v1:x', 'http://127.0.0.1:9/v1', 'mock/'),
@@ -108,7 +108,7 @@ after(async () => {
 	if (st) cleanup(st);
 });
 
-test('the stream needs the admin token or a session cookie', { skip, timeout: 20000 }, async () => {
+test('the stream needs the admin token or a session cookie', { timeout: 20000 }, async () => {
 	const r = await api(lt, 'GET', '/events');
 	assert.equal(r.status, 401);
 	const bad = await api(lt, 'GET', '/events', { token: 'sc_admin_wrong' });
@@ -132,7 +132,7 @@ test('the stream needs the admin token or a session cookie', { skip, timeout: 20
 	}
 });
 
-test('status on change, provider on config change, cooldown start and end, resume by id', { skip, timeout: 30000 }, async () => {
+test('status on change, provider on config change, cooldown start and end, resume by id', { timeout: 30000 }, async () => {
 	writeSnapshot(st, { n: 1, providers: [] });
 	const s = await openStream(lt.base, { token: st.token });
 	try {
@@ -188,7 +188,7 @@ test('status on change, provider on config change, cooldown start and end, resum
 	}
 });
 
-test('32 dashboards at once, and the admin API stays fast', { skip, timeout: 40000 }, async () => {
+test('32 dashboards at once, and the admin API stays fast', { timeout: 40000 }, async () => {
 	writeSnapshot(st, { n: 100, providers: [] });
 	const streams = await Promise.all(Array.from({ length: 32 }, () => openStream(lt.base, { token: st.token })));
 	try {
@@ -206,7 +206,7 @@ test('32 dashboards at once, and the admin API stays fast', { skip, timeout: 400
 	}
 });
 
-test('a gone browser frees its thread', { skip, timeout: 40000 }, async () => {
+test('a gone browser frees its thread', { timeout: 40000 }, async () => {
 	// A second lighttpd (own state directory) whose sidecar-events has only 2 threads.
 	const st2 = { ...st, dir: mkdtempSync(join(tmpdir(), 'sc-events-')) };
 	const lt2 = await startLighttpd(st2, { events: true, env: { SIDECAR_EVENTS_THREADS: '2', SIDECAR_DEMO: '1' } });
@@ -238,7 +238,7 @@ test('a gone browser frees its thread', { skip, timeout: 40000 }, async () => {
 	}
 });
 
-test('SIGTERM ends sidecar-events at once (lighttpd stopping)', { skip, timeout: 20000 }, async () => {
+test('SIGTERM ends sidecar-events at once (lighttpd stopping)', { timeout: 20000 }, async () => {
 	const sock = join(st.dir, 'term-test.sock');
 	const p = spawn(EVENTS_BIN, ['--socket', sock, '--threads', '8', '--db', st.db], { stdio: 'ignore' });
 	try {

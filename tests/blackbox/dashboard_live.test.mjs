@@ -12,20 +12,21 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startMock } from './lib/mock.mjs';
 import { startDataplane, postJson, BUILDDIR } from './lib/stack.mjs';
 import { makeAdminDb, startLighttpd, cleanup, sleep, EVENTS_BIN, ADMIN_BIN } from './lib/lighttpd.mjs';
-import { browserSkipReason, launchBrowser, login, screenshot, startSnapshotShim } from './lib/browser.mjs';
+import { requireFiles } from './lib/deps.mjs';
+import { requireBrowser, launchBrowser, login, screenshot, startSnapshotShim } from './lib/browser.mjs';
 
 const KEYS = ['nvapi-TEST-0001-xxxxxxxxxxxxxxxx', 'nvapi-TEST-0002-xxxxxxxxxxxxxxxx', 'nvapi-TEST-0003-xxxxxxxxxxxxxxxx'];
 const NAMES = ['acct-alpha', 'acct-beta', 'acct-gamma'];
 
-const skip = browserSkipReason()
-	|| (!EVENTS_BIN || !ADMIN_BIN ? 'sidecar-events or sidecar-admin not built' : false)
-	|| (!existsSync(join(BUILDDIR, 'sidecar-dataplane')) ? 'sidecar-dataplane not built' : false);
+// Prerequisites are installed by scripts/test and built by make: missing ones fail.
+requireBrowser();
+requireFiles([[EVENTS_BIN, 'sidecar-events'], [ADMIN_BIN, 'sidecar-admin'], [join(BUILDDIR, 'sidecar-dataplane'), 'sidecar-dataplane']]);
 
 let mock, st, dp, lt, b, shim;
 const sent = [];	// {t, provider, status}: what the test sent through the data plane
@@ -48,7 +49,6 @@ async function send(n, model = 'mock/some-model') {
 }
 
 before(async () => {
-	if (skip) return;
 	mock = await startMock({ keys: KEYS.map((key) => ({ key, rpm: 1000 })) });
 	st = makeAdminDb({
 		providers: KEYS.map((key, i) => ({ name: NAMES[i], key, url: mock.url, prefix: 'mock/', rpm: 40 })),
@@ -73,7 +73,7 @@ async function rpmUsed(page) {
 	return page.$$eval('#providers-body .bar-text', (els) => els.reduce((a, e) => a + Number(e.textContent.split('/')[0]), 0));
 }
 
-test('live dashboard: providers, traffic, cooldown, screenshots', { skip, timeout: 90000 }, async (t) => {
+test('live dashboard: providers, traffic, cooldown, screenshots', { timeout: 90000 }, async (t) => {
 	const page = await b.newPage({ width: 1280, height: 800 });
 	await login(page, lt.base, st.token);
 
@@ -150,7 +150,7 @@ test('live dashboard: providers, traffic, cooldown, screenshots', { skip, timeou
 	assert.equal(await page.isVisible('#demo-banner'), false, 'DEMO banner outside demo mode');
 });
 
-test('demo mode is labelled', { skip, timeout: 30000 }, async (t) => {
+test('demo mode is labelled', { timeout: 30000 }, async (t) => {
 	// What scripts/run --demo does: SIDECAR_DEMO=1 in the environment of lighttpd (and the data plane).
 	const st3 = { ...st, dir: mkdtempSync(join(tmpdir(), 'sc-demo-')) };
 	const lt3 = await startLighttpd(st3, { events: true, env: { SIDECAR_DEMO: '1' } });

@@ -7,21 +7,21 @@
 // refused), log out. Every change is checked through the admin API too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startMock } from './lib/mock.mjs';
 import { startDataplane, SRCDIR, BUILDDIR } from './lib/stack.mjs';
 import { makeAdminDb, startLighttpd, api, cleanup, EVENTS_BIN, ADMIN_BIN } from './lib/lighttpd.mjs';
-import { browserSkipReason, launchBrowser, login, screenshot, startSnapshotShim } from './lib/browser.mjs';
+import { requireFiles } from './lib/deps.mjs';
+import { requireBrowser, launchBrowser, login, screenshot, startSnapshotShim } from './lib/browser.mjs';
 
 const GOOD = 'nvapi-TEST-0101-xxxxxxxxxxxxxxxx';
 const OTHER = 'nvapi-TEST-0102-xxxxxxxxxxxxxxxx';
 const BAD = 'nvapi-TEST-BAD0-xxxxxxxxxxxxxxxx';
 const EXAMPLE = join(SRCDIR, 'tests', 'fixtures', 'providers-example.yaml');
 
-const skip = browserSkipReason()
-	|| (!EVENTS_BIN || !ADMIN_BIN ? 'sidecar-events or sidecar-admin not built' : false)
-	|| (!existsSync(join(BUILDDIR, 'sidecar-dataplane')) ? 'sidecar-dataplane not built' : false);
+// Prerequisites are installed by scripts/test and built by make: missing ones fail.
+requireBrowser();
+requireFiles([[EVENTS_BIN, 'sidecar-events'], [ADMIN_BIN, 'sidecar-admin'], [join(BUILDDIR, 'sidecar-dataplane'), 'sidecar-dataplane']]);
 
 let mock, st, dp, lt, b, shim, page;
 
@@ -34,7 +34,6 @@ async function providers() {
 const rowSel = (name) => `#providers-body tr[data-provider="${name}"]`;
 
 before(async () => {
-	if (skip) return;
 	mock = await startMock({ keys: [{ key: GOOD, rpm: 1000 }, { key: OTHER, rpm: 1000 }] });
 	st = makeAdminDb({ providers: [{ name: 'existing', key: OTHER, url: mock.url, prefix: 'mock/', rpm: 40 }] });
 	dp = await startDataplane(st);
@@ -55,7 +54,7 @@ after(async () => {
 	if (st) cleanup(st);
 });
 
-test('add a provider: a bad key is refused with the reason, a good one is added', { skip, timeout: 30000 }, async (t) => {
+test('add a provider: a bad key is refused with the reason, a good one is added', { timeout: 30000 }, async (t) => {
 	await page.click('#btn-add');
 	await page.waitForSelector('#provider-dialog[open]');
 	// Missing fields are caught before any call.
@@ -96,7 +95,7 @@ test('add a provider: a bad key is refused with the reason, a good one is added'
 	assert.ok(text.includes(p.api_key_mask), 'the mask is not shown');
 });
 
-test('edit, disable, enable, reset a cooldown', { skip, timeout: 30000 }, async () => {
+test('edit, disable, enable, reset a cooldown', { timeout: 30000 }, async () => {
 	await page.click(`${rowSel('web-added')} [data-action=edit]`);
 	await page.waitForSelector('#provider-dialog[open]');
 	assert.equal(await page.inputValue('#provider-form [name=name]'), 'web-added');
@@ -130,7 +129,7 @@ test('edit, disable, enable, reset a cooldown', { skip, timeout: 30000 }, async 
 	await page.waitForSelector(`${rowSel('existing')} [data-action=reset]`, { state: 'detached', timeout: 5000 });
 });
 
-test('delete asks first', { skip, timeout: 30000 }, async () => {
+test('delete asks first', { timeout: 30000 }, async () => {
 	await page.click(`${rowSel('web-added')} [data-action=delete]`);
 	await page.waitForSelector('#confirm-dialog[open]');
 	assert.match(await page.textContent('#confirm-title'), /web-added/);
@@ -145,7 +144,7 @@ test('delete asks first', { skip, timeout: 30000 }, async () => {
 	assert.ok(!(await providers()).some((x) => x.name === 'web-added'), 'not deleted');
 });
 
-test('import the example YAML file through the page', { skip, timeout: 30000 }, async (t) => {
+test('import the example YAML file through the page', { timeout: 30000 }, async (t) => {
 	await page.click('#btn-import');
 	await page.waitForSelector('#import-dialog[open]');
 	await page.setInputFiles('#import-file', EXAMPLE);
@@ -171,7 +170,7 @@ test('import the example YAML file through the page', { skip, timeout: 30000 }, 
 	await page.click('#import-dialog [data-close]');
 });
 
-test('settings: save a value, refuse a bad one', { skip, timeout: 30000 }, async () => {
+test('settings: save a value, refuse a bad one', { timeout: 30000 }, async () => {
 	await page.waitForSelector('#settings-form .setting[data-key=queue_timeout_seconds] input');
 	await page.fill('#set-queue_timeout_seconds', '20');
 	assert.equal(await page.isEnabled('#settings-save'), true);
@@ -188,7 +187,7 @@ test('settings: save a value, refuse a bad one', { skip, timeout: 30000 }, async
 	assert.equal(r2.json.settings.find((s) => s.key === 'rpm_window_seconds').value, 60);
 });
 
-test('log out ends the session', { skip, timeout: 30000 }, async () => {
+test('log out ends the session', { timeout: 30000 }, async () => {
 	await page.click('#logout');
 	await page.waitForSelector('#login-view', { state: 'visible' });
 	await page.reload();

@@ -5,7 +5,9 @@
 // while the data plane runs are used within 2 s, without a restart.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import OpenAI from 'openai';
+import { dep } from './lib/deps.mjs';
+
+const OpenAI = dep('openai');
 import { startMock } from './lib/mock.mjs';
 import { addProviders, cleanup, makeDb, postJson, sleep, startDataplane } from './lib/stack.mjs';
 

@@ -1,7 +1,8 @@
 // Headless Chromium for the dashboard tests: playwright-core driving Debian's
 // /usr/bin/chromium (no browser download), offline, loopback only.
 //
-//   const b = await launchBrowser();           // skips cleanly when unavailable: see browserSkipReason()
+//   requireBrowser();                          // throws when chromium or playwright-core is missing
+//   const b = await launchBrowser();
 //   const page = await b.newPage({ width: 1280, height: 800 });
 //   await login(page, baseUrl, adminToken);
 //   await screenshot(page, 'dashboard-1280');  // tests/blackbox/screenshots/dashboard-1280.png
@@ -12,9 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
+import { dep, requireFiles } from './deps.mjs';
 
 export const CHROMIUM = process.env.SC_CHROMIUM || '/usr/bin/chromium';
 export const CHROMIUM_ARGS = [
@@ -25,20 +24,14 @@ export const CHROMIUM_ARGS = [
 
 let pw = null;
 function loadPlaywright() {
-	if (pw) return pw;
-	try {
-		pw = require('playwright-core');
-	} catch (e) {
-		pw = null;
-	}
+	if (!pw) pw = dep('playwright-core');
 	return pw;
 }
 
-// Why the browser tests cannot run here (null when they can).
-export function browserSkipReason() {
-	if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} not installed (apt-get install chromium)`;
-	if (!loadPlaywright()) return 'playwright-core not installed (cd tests && npm ci)';
-	return null;
+// Throw unless Debian's chromium and playwright-core are installed.
+export function requireBrowser() {
+	requireFiles([[CHROMIUM, 'chromium (apt-get install chromium)']]);
+	loadPlaywright();
 }
 
 // Launch Chromium. Every page it opens refuses any request that is not to
