@@ -9,3 +9,5 @@ tests_mock_upstream_LDADD = $(JSONC_LIBS)
 # Black-box tests of the mock itself; lib/mock.mjs is what other tests import.
 TESTS += tests/blackbox/mock.test.mjs
 EXTRA_DIST += tests/blackbox/lib/mock.mjs tests/blackbox/lib/deps.mjs tests/blackbox/mock.test.mjs
+TESTS += tests/blackbox/sched_scenarios.test.mjs
+EXTRA_DIST += tests/blackbox/sched_scenarios.test.mjs
