@@ -62,7 +62,7 @@ function assertQueue503(r, retryAfter) {
 }
 
 describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
-	it('1. oversubscription: no upstream 429, >= 97 % of capacity per window, 200 or 503 + Retry-After: 30', async () => {
+	it('1. oversubscription: no upstream 429, >= 97 % of capacity per window, 200 or 503 + Retry-After: 30', async (t) => {
 		const N = 11, L = 10, WIN = 2000, MARGIN = 50, SPAN = WIN + MARGIN;
 		const keys = Array.from({ length: N }, (_, i) => ({ key: key(100 + i), rpm: L }));
 		await withStack({
@@ -111,12 +111,13 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 				const a = first + w * SPAN, b = a + SPAN;
 				fulls.push(rec.filter((x) => x.t_ms >= a && x.t_ms < b).length);
 			}
+			t.diagnostic(`clients: ${ok} served, ${rej} refused; starts per ${SPAN} ms window: ${fulls} (capacity ${N * L})`);
 			assert.ok(fulls.length >= 3, `windows ${fulls}`);
 			for (const c of fulls) assert.ok(c >= Math.ceil(0.97 * N * L), `starts per window ${fulls} (capacity ${N * L})`);
 		});
 	});
 
-	it('2. a key limited lower upstream: 429 -> backoff 1, 2, 4 s; retried on another key; client never sees 429', async () => {
+	it('2. a key limited lower upstream: 429 -> backoff 1, 2, 4 s; retried on another key; client never sees 429', async (t) => {
 		// The mock allows 2 per 8 s on K1; the data plane believes 10 per 2 s.
 		await withStack({
 			keys: [{ key: key(201), rpm: 2 }, { key: key(202) }], windowMs: 8000,
@@ -146,6 +147,7 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 				const l = t ? t.split('\n') : [];
 				return l.length >= 3 ? l : null;
 			}, 3000, 'three cooldown events');
+			t.diagnostic(`cooldown events (seconds:count): ${ev}`);
 			assert.deepEqual(ev.slice(0, 3), ['1:1', '2:2', '4:3']);
 			// The 429s at the mock are spaced by the cooldowns (about 1 s, then 2 s).
 			const t429 = k1.filter((x) => x.status === 429).map((x) => x.t_ms);
@@ -216,7 +218,7 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 		});
 	});
 
-	it('4. a main key recovering within recover_wait_seconds is waited for; a longer cooldown goes to fallback', async () => {
+	it('4. a main key recovering within recover_wait_seconds is waited for; a longer cooldown goes to fallback', async (t) => {
 		const M = key(401), F = key(402);
 		await withStack({
 			keys: [{ key: M }, { key: F }],
@@ -239,6 +241,7 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 			assert.equal(r2.headers['x-sidecar-provider'], 'main');
 			assert.equal(r2.headers['x-sidecar-degraded'], undefined);
 			const q = +r2.headers['x-sidecar-queue-ms'];
+			t.diagnostic(`waited ${q} ms for the main key`);
 			assert.ok(q >= 1500 && q <= 2600, `queue ms ${q}`);
 			assert.ok(el >= 1500 && el < 3500, `took ${el}`);
 			const after = await mock.record(seq1);
@@ -309,7 +312,7 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 		});
 	});
 
-	it('6. a cooldown holds across kill -9 and restart', async () => {
+	it('6. a cooldown holds across kill -9 and restart', async (t) => {
 		const C1 = key(601), C2 = key(602);
 		await withStack({
 			keys: [{ key: C1 }, { key: C2 }],
@@ -345,6 +348,7 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 			assert.ok(c1used, 'c1 not used again after its cooldown');
 			const c1 = (await mock.record(seq)).filter((x) => x.key === C1);
 			assert.ok(c1.length >= 1);
+			t.diagnostic(`c1 used again ${Math.round(c1[0].t_ms - hit.t_ms)} ms after its 429 (cooldown 5000 ms)`);
 			assert.ok(c1[0].t_ms >= end - 1000, `c1 used ${end - c1[0].t_ms} ms before its cooldown ended`);
 			assert.ok(stats0.requests >= 1);
 		});
