@@ -51,7 +51,7 @@ static const char *conn_state_names[] = {
 };
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
-#define CONN_IN_FIRST      4096		/* first input allocation; grows to CONN_IN_CAP */
+#define CONN_IN_FIRST      2048		/* first input allocation; grows to CONN_IN_CAP */
 #define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
 #define CONN_OUT_FIRST     4096		/* first output allocation: a stream's events are small,
 					 * and thousands of streams each hold one */

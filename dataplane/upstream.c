@@ -46,7 +46,7 @@ struct upstream_xfer {
 
 #define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
 #define UPSTREAM_BATCH_READY 16	/* ready descriptors from which client writes are batched */
-#define UPSTREAM_RECV_BUF 8192L	/* CURLOPT_BUFFERSIZE, bytes */
+#define UPSTREAM_RECV_BUF 4096L	/* CURLOPT_BUFFERSIZE, bytes */
 
 static struct {
 	struct loop      *loop;
