@@ -106,8 +106,14 @@ describe('issue 4 scheduling scenarios', { timeout: 150000 }, () => {
 			assert.ok(ok > 0 && rej > 0, `ok ${ok} rejected ${rej} of ${rs.length}`);
 
 			const st = await mock.stats();
-			for (const k of keys) assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, 'the mock answered 429');
 			const rec = (await mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
+			// On failure, show the key's starts at the mock in the window before its first 429.
+			const bad = rec.find((x) => x.status !== 200);
+			const before = bad ? rec.filter((x) => x.key === bad.key && x.t_ms <= bad.t_ms && x.t_ms > bad.t_ms - WIN - 200)
+				.map((x) => `${Math.round(x.t_ms)}:${x.status}`).join(' ') : '';
+			for (const k of keys) {
+				assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, `the mock answered 429; starts before it: ${before}`);
+			}
 			assert.equal(rec.length, ok, 'every start at the mock is one client success');
 			assert.ok(rec.every((x) => x.status === 200));
 			const first = Math.min(...rec.map((x) => x.t_ms));
