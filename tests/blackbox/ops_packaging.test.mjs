@@ -139,10 +139,17 @@ test('forced rotation while the data plane writes its request log', async (t) =>
 	assert.ok(!live.includes(0), 'no NUL bytes: the data plane appends');
 	const liveText = live.toString();
 	assert.match(liveText, /model=nvidia\/rotation-110 /, 'the data plane keeps writing to the same path');
-	const total = count(rotated, /model=nvidia\/rotation-\d+ /g) + count(liveText, /model=nvidia\/rotation-\d+ /g);
-	// copytruncate loses the lines written between the copy and the
-	// truncation: a few at this request rate, more on a loaded machine.
-	assert.ok(total >= 110 - 20 && total <= 110, `lines kept across the rotation: ${total} of 110`);
+	// copytruncate may lose lines written between its copy and its truncation
+	// (how many depends on the machine's load, so that is not asserted); what
+	// is ours to guarantee: every line from before the rotation is in the
+	// rotated file, every line from after it in the live one, none twice.
+	const seen = (text) => [...text.matchAll(/model=nvidia\/rotation-(\d+) /g)].map((m) => Number(m[1]));
+	const inRotated = new Set(seen(rotated));
+	const inLive = new Set(seen(liveText));
+	for (let i = 1; i <= 40; i++) assert.ok(inRotated.has(i), `line ${i} (before the rotation) kept in ${log}.1`);
+	for (let i = 101; i <= 110; i++) assert.ok(inLive.has(i), `line ${i} (after the rotation) in the live log`);
+	const all = [...seen(rotated), ...seen(liveText)];
+	assert.equal(all.length, new Set(all).size, 'no line written twice');
 	assert.ok(dp.exitCode === null, 'still running');
 	dp.kill('SIGTERM');
 	await new Promise((res) => dp.on('exit', res));
