@@ -383,7 +383,27 @@ stats_write_snapshot(sqlite3 *db, const char *json, int64_t wall_s, struct sc_er
 	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "live status");
+	if (rc != SQLITE_DONE)
+		return db_set_err(db, rc, e, "live status");
+	/* provider_health keeps each provider's 5-minute success rate and last
+	 * latency from the same snapshot; rows are rewritten only when they move. */
+	rc = sqlite3_prepare_v2(db,
+	    "INSERT INTO provider_health (provider_id, success_rate_5m, last_latency_ms, updated_at) "
+	    "SELECT json_extract(value, '$.id'), json_extract(value, '$.success_rate_5m'), "
+	    "COALESCE(json_extract(value, '$.last_latency_ms'), 0), ?1 FROM json_each(?2, '$.providers') "
+	    "WHERE json_extract(value, '$.success_rate_5m') IS NOT NULL "
+	    "AND json_extract(value, '$.id') IN (SELECT id FROM providers) "
+	    "ON CONFLICT (provider_id) DO UPDATE SET success_rate_5m = excluded.success_rate_5m, "
+	    "last_latency_ms = excluded.last_latency_ms, updated_at = excluded.updated_at "
+	    "WHERE provider_health.success_rate_5m IS NOT excluded.success_rate_5m "
+	    "OR provider_health.last_latency_ms IS NOT excluded.last_latency_ms", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_set_err(db, rc, e, "provider health");
+	sqlite3_bind_text(st, 1, ts, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "provider health");
 }
 
 struct stats_prune_args {

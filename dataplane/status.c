@@ -44,10 +44,19 @@ struct st_psec {
 	uint32_t requests, errors;
 };
 
+/* One minute of a provider's finished requests, for its 5-minute success rate. */
+struct st_pmin {
+	int64_t  min;			/* Unix minute */
+	uint32_t requests, errors;
+};
+
+#define ST_RATE_MINS 5
+
 struct st_prov {
 	char           id[37];
 	int64_t        last_latency_ms;	/* -1 none yet */
 	struct st_psec ring[ST_SECS];
+	struct st_pmin mins[ST_RATE_MINS];	/* success_rate_5m */
 };
 
 static struct {
@@ -137,8 +146,15 @@ status_record(const struct proxy_result *r, int64_t wall_ms)
 				memset(ps, 0, sizeof(*ps));
 				ps->sec = s;
 			}
+			struct st_pmin *pm = &p->mins[m % ST_RATE_MINS];
 			ps->requests++;
 			ps->errors += r->error != 0;
+			if (pm->min != m) {
+				memset(pm, 0, sizeof(*pm));
+				pm->min = m;
+			}
+			pm->requests++;
+			pm->errors += r->error != 0;
 			lat -= r->queue_ms > 0 ? r->queue_ms : 0;
 			p->last_latency_ms = lat > 0 ? lat : 0;
 		}
@@ -193,7 +209,7 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 	struct json_object *o = json_object_new_object();
 	struct sched_provider *sp = rp->sched;
 	struct st_prov *sp_st = NULL;
-	uint32_t req = 0, err = 0;
+	uint32_t req = 0, err = 0, req5 = 0, err5 = 0;
 	enum sched_state state = SCHED_ST_INVALID;
 	int64_t rem = 0;
 	size_t i;
@@ -207,6 +223,12 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 			if (sp_st->ring[i].sec > s - ST_SECS && sp_st->ring[i].sec <= s) {
 				req += sp_st->ring[i].requests;
 				err += sp_st->ring[i].errors;
+			}
+	if (sp_st != NULL)
+		for (i = 0; i < ST_RATE_MINS; i++)
+			if (sp_st->mins[i].min > s / 60 - ST_RATE_MINS && sp_st->mins[i].min <= s / 60) {
+				req5 += sp_st->mins[i].requests;
+				err5 += sp_st->mins[i].errors;
 			}
 	if (sp != NULL) {
 		state = sched_provider_state(sp, cfg, now);
@@ -239,6 +261,10 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 	status_add_int(o, "inflight", rp->in_flight);
 	status_add_int(o, "requests_1m", req);
 	status_add_int(o, "errors_1m", err);
+	/* Share of the last five minutes' requests that did not fail; null
+	 * before the first one. Also persisted to provider_health by the flush. */
+	json_object_object_add(o, "success_rate_5m",
+	    req5 > 0 ? json_object_new_double((double)(req5 - err5) / req5) : NULL);
 	return o;
 }
 

@@ -189,8 +189,30 @@ describe('usage statistics', () => {
 		assert.equal(p.inflight, 0);
 		assert.equal(p.requests_1m, 8);
 		assert.equal(p.errors_1m, 0);
+		assert.equal(p.success_rate_5m, 1);
 		// Keys never appear.
 		assert.ok(!row[0].snapshot.includes('nvapi-'), 'no key in the snapshot');
+
+		// A failed request moves the 5-minute success rate, in the snapshot and
+		// in provider_health (which the dashboard and the admin API read).
+		const bad = await postJson(`${dp.url}/chat/completions`, chat('mock/m'), { 'x-mock-fault': 'status=400' });
+		assert.equal(bad.status, 400);
+		const name = bad.headers['x-sidecar-provider'];
+		const id = providerId(st, name);
+		let snap, health;
+		for (let i = 0; i < 40; i++) {
+			await sleep(100);
+			snap = JSON.parse(rows(st, 'SELECT snapshot FROM live_status WHERE id = 1')[0].snapshot)
+				.providers.find((x) => x.name === name);
+			health = rows(st, `SELECT success_rate_5m, last_latency_ms FROM provider_health WHERE provider_id = '${id}'`)[0];
+			if (snap.success_rate_5m < 1 && health && Number(health.success_rate_5m) === snap.success_rate_5m) break;
+		}
+		// One failure among this file's requests (all within five minutes).
+		assert.ok(snap.errors_1m >= 1, `errors_1m ${snap.errors_1m}`);
+		assert.ok(snap.success_rate_5m < 1 && snap.success_rate_5m >= 0.8, `success_rate_5m ${snap.success_rate_5m}`);
+		assert.ok(health, 'provider_health row written');
+		assert.equal(Number(health.success_rate_5m), snap.success_rate_5m);
+		assert.equal(Number(health.last_latency_ms), snap.last_latency_ms);
 	});
 });
 
