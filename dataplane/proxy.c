@@ -181,7 +181,7 @@ void
 proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
 {
 	struct sched_provider *sp;
-	int64_t now = sc_now_ms(), wall = sc_wall_ms() / 1000;
+	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms(), wall = wall_ms / 1000;
 	int unhealthy = 0, failures = 0;
 
 	if (old != NULL && old->sched != NULL) {
@@ -195,7 +195,7 @@ proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
 	sched_provider_init(sp, &p->p, registry_config());
 	/* A restart keeps cooldowns, consecutive 429 counts and health. */
 	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
-		cooldown_restore(&sp->cd, now, p->p.cooldown_until > wall ? (p->p.cooldown_until - wall) * 1000 : 0,
+		cooldown_restore(&sp->cd, now, p->p.cooldown_until > wall ? p->p.cooldown_until * 1000 - wall_ms : 0,
 		    p->p.consecutive_429);
 	if (registry_load_health(p->p.id, &unhealthy, &failures) == 0) {
 		sp->cd.consecutive_failures = failures;
@@ -439,7 +439,7 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 	const struct config *cfg = registry_config();
 	struct cooldown_outcome o;
 	struct cooldown_result cr;
-	int64_t now = sc_now_ms(), wall = sc_wall_ms() / 1000;
+	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
 	int prev_failures;
 	char summary[160];
 
@@ -465,7 +465,7 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 		/* A success that resets the streak (a request sent before the 429)
 		 * leaves a running cooldown in force: keep its persisted end (-1). */
 		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
-		    wall + (cr.cooldown_until_ms - now + 999) / 1000 : cooldown_is_cooling(&sp->cd, now) ? -1 : 0;
+		    (wall_ms + cr.cooldown_until_ms - now + 999) / 1000 : cooldown_is_cooling(&sp->cd, now) ? -1 : 0;
 		if (cr.cooldown_started)
 			metrics_cooldown_started(r->prov->p.name);
 		if (cr.cooldown_started || cr.cooldown_extended)
@@ -953,6 +953,17 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	return 0;
 }
 
+/* The wait queue is at queue_capacity: 503 with Retry-After, at once. */
+static void
+proxy_queue_full(struct proxy_req *r)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", registry_config()->retry_after_seconds);
+	metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
+	proxy_fail(r, 503, "the wait queue is full; retry later", "queue_full", extra);
+}
+
 /* Answer a rejection: the last upstream error when a key answered one that
  * no other key can do better on, else 503 with Retry-After. */
 static void
@@ -1006,13 +1017,7 @@ proxy_next(struct proxy_req *r)
 			if (!r->qn.queued) {
 				if (queue_push(&px_queue, &r->qn, r->prio, now, (int64_t)cfg->queue_timeout_seconds * 1000,
 				    (size_t)cfg->queue_capacity) == -1) {
-					struct px_choice full = ch;
-					full.retry_after = cfg->retry_after_seconds;
-					full.why = SCHED_WHY_MAIN_FULL;
-					r->last_fail_http = 0;
-					r->last_fail = 0;
-					metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
-					proxy_reject(r, &full, "the wait queue is full; retry later");
+					proxy_queue_full(r);
 					return;
 				}
 				r->phase = PX_WAITING;
@@ -1403,10 +1408,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 		const struct config *cfg = registry_config();
 		if (queue_push(&px_queue, &r->qn, r->prio, r->t_start, (int64_t)cfg->queue_timeout_seconds * 1000,
 		    (size_t)cfg->queue_capacity) == -1) {
-			char extra[64];
-			snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
-			metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
-			proxy_fail(r, 503, "the wait queue is full; retry later", "queue_full", extra);
+			proxy_queue_full(r);
 			return;
 		}
 		r->phase = PX_WAITING;
