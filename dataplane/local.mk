@@ -31,7 +31,7 @@ tests_unit_test_loop_LDADD = $(SC_UNIT_LIBS)
 # Statistics aggregation and flush against a temporary database.
 check_PROGRAMS += tests/unit/test_stats
 TESTS += tests/unit/test_stats
-tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c
+tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c $(SC_TESTDB_SOURCES)
 tests_unit_test_stats_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 tests_unit_test_stats_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
 tests_unit_test_stats_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)

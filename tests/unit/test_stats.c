@@ -23,48 +23,25 @@
 #include "db.h"
 #include "proxy.h"
 #include "stats.h"
+#include "testdb.h"
 
 #define P1 "11111111-1111-4111-8111-111111111111"
 #define P2 "22222222-2222-4222-8222-222222222222"
 
-struct fx {
-	char     dir[64];
-	char     path[128];
-	sqlite3 *db;
-};
-
+/* The database fixture (testdb.h) with two providers the rows can refer to. */
 static int
 setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct testdb *f;
 	struct sc_err e;
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_stats-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/db", f->dir);
-	sc_err_clear(&e);
-	f->db = db_open(f->path, DB_OPEN_CREATE, &e);
-	assert_non_null(f->db);
-	assert_int_equal(db_migrate(f->db, &e), 0);
+	if (testdb_setup(state) == -1)
+		return -1;
+	f = *state;
 	assert_int_equal(db_exec(f->db,
 	    "INSERT INTO providers (id, name, api_key, endpoint_url, model_prefix, pool) VALUES "
 	    "('" P1 "', 'one', 'x', 'http://127.0.0.1:1/v1', 'a/', 'main'),"
 	    "('" P2 "', 'two', 'x', 'http://127.0.0.1:1/v1', 'a/', 'fallback');", &e), 0);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	char cmd[256];
-
-	db_close(f->db);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", f->dir);
-	free(f);
 	return 0;
 }
 
@@ -184,7 +161,7 @@ add(struct stats_agg *a, struct proxy_result r, int64_t wall)
 }
 
 static void
-flush(struct fx *f, struct stats_agg *a)
+flush(struct testdb *f, struct stats_agg *a)
 {
 	struct wr w = { a, "{\"ok\":true}" };
 	struct sc_err e;
@@ -197,7 +174,7 @@ flush(struct fx *f, struct stats_agg *a)
 static void
 test_flushes_add_up(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	const int64_t t = 1795680000;	/* 2026-11-26T08:00:00Z */
 	struct stats_agg a;
 	struct proxy_result r;
@@ -252,7 +229,7 @@ test_flushes_add_up(void **state)
 static void
 test_deleted_provider_skipped(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct stats_agg a;
 
 	stats_agg_init(&a);
@@ -328,7 +305,7 @@ test_cap(void **state)
 static void
 test_prune(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct sc_err e;
 	const int64_t now = 1795680000;	/* 2026-11-26 */
 
@@ -352,7 +329,7 @@ test_prune(void **state)
 static void
 test_writer_keeps_rows_through_busy(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	struct stats_settings set = { 90, 30 };
 	struct proxy_result r = result(P1, 200, 7);
 	struct stats_info si;
@@ -404,7 +381,7 @@ job_txn(sqlite3 *db, void *arg, struct sc_err *e)
 static void
 test_submit_in_order(void **state)
 {
-	struct fx *f = *state;
+	struct testdb *f = *state;
 	static const char *const parts[] = { "a", "b", "c", "d" };
 	struct sc_err e;
 	sqlite3_stmt *st;
@@ -428,13 +405,13 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sample_rules),
-		cmocka_unit_test_setup_teardown(test_flushes_add_up, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deleted_provider_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flushes_add_up, setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_provider_skipped, setup, testdb_teardown),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_cap),
-		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_writer_keeps_rows_through_busy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_submit_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune, setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_writer_keeps_rows_through_busy, setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_submit_in_order, setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
