@@ -27,22 +27,11 @@ struct fx {
 };
 
 /* The design's defaults (system_config), without linking common/. */
+/* The design's defaults (common/config.c), as a fresh database has them. */
 static void
 fx_config(struct config *c)
 {
-	memset(c, 0, sizeof(*c));
-	c->rpm_window_seconds = 60;
-	c->rpm_window_margin_ms = 500;
-	c->queue_capacity = 500;
-	c->queue_timeout_seconds = 30;
-	c->retry_after_seconds = 30;
-	c->cooldown_base_seconds = 30;
-	c->cooldown_max_seconds = 600;
-	c->max_attempts = 3;
-	c->recover_wait_seconds = 10;
-	c->emergency_rpm_ratio = 0.1;
-	c->unhealthy_after_failures = 3;
-	c->health_probe_interval_seconds = 30;
+	config_defaults(c);
 }
 
 static struct fx *
