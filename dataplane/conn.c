@@ -36,6 +36,7 @@
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "oaierr.h"
 
 enum conn_state {
 	CONN_READ_HEAD,		/* waiting for (the rest of) a request head */
@@ -52,6 +53,7 @@ static const char *conn_state_names[] = {
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
 #define CONN_IN_FIRST      2048		/* first input allocation; grows to CONN_IN_CAP */
+#define CONN_ERR_HDR_CAP   2048		/* header lines of a sidecar error response */
 #define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
 #define CONN_OUT_FIRST     4096		/* first output allocation: a stream's events are small,
 					 * and thousands of streams each hold one */
@@ -139,28 +141,10 @@ conn_count(void)
 	return conn_n;
 }
 
-int
-conn_http_minor(const struct conn *c)
-{
-	return c->req.minor_version;
-}
-
-int
-conn_response_started(const struct conn *c)
-{
-	return c->state >= CONN_RESPOND;
-}
-
 size_t
 conn_out_pending(const struct conn *c)
 {
 	return c->out_len;
-}
-
-void
-conn_set_close(struct conn *c)
-{
-	c->keep_alive = 0;
 }
 
 void
@@ -306,17 +290,31 @@ conn_update_events(struct conn *c)
 static void
 conn_error(struct conn *c, int status, const char *msg)
 {
-	char body[512];
-	int n;
-	const char *type = status >= 500 ? "server_error" : "invalid_request_error";
+	const char *code = status == 413 ? "request_too_large" : status == 431 ? "headers_too_large" :
+	    status == 408 ? "request_timeout" : "invalid_request";
 
-	n = snprintf(body, sizeof(body),
-	    "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":%d}}",
-	    msg, type, status);
 	c->keep_alive = 0;
 	c->hooks = NULL;
 	conn_set_state(c, CONN_HANDLE);
-	conn_respond(c, status, NULL, "application/json", body, (size_t)n);
+	conn_respond_error(c, status, NULL, msg, code, NULL);
+}
+
+void
+conn_respond_error(struct conn *c, int status, const char *rid, const char *msg, const char *code,
+    const char *extra_hdrs)
+{
+	struct sc_buf b;
+	char h[CONN_ERR_HDR_CAP];
+
+	sc_buf_init(&b, 4096);
+	if (oaierr_format(&b, status, msg, NULL, code) == -1) {
+		sc_buf_reset(&b);
+		sc_buf_append(&b, "{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", 77);
+	}
+	snprintf(h, sizeof(h), "%s%s%s%s", rid != NULL ? "X-Request-Id: " : "", rid != NULL ? rid : "",
+	    rid != NULL ? "\r\n" : "", extra_hdrs != NULL ? extra_hdrs : "");
+	conn_respond(c, status, h[0] != '\0' ? h : NULL, "application/json", b.data, b.len);
+	sc_buf_free(&b);
 }
 
 void

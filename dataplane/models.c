@@ -15,13 +15,12 @@
 #include <string.h>
 
 #include "conn.h"
-#include "crypto.h"
 #include "log.h"
 #include "loop.h"
 #include "models.h"
 #include "oaierr.h"
 #include "registry.h"
-#include "sched.h"
+#include "dispatch.h"
 #include "upstream.h"
 
 #define MODELS_BODY_CAP (4 * 1024 * 1024)	/* an upstream /models answer */
@@ -155,15 +154,10 @@ models_fetch(struct models_src *s, const struct reg_provider *p)
 {
 	const struct config *cfg = registry_config();
 	struct upstream_req rq;
-	struct curl_slist *h = NULL, *t;
+	struct curl_slist *h, *t;
 	char url[2048];
-	size_t kl = strlen(p->p.api_key) + 32;
-	char *auth = sc_xmalloc(kl);
 
-	snprintf(auth, kl, "Authorization: Bearer %s", p->p.api_key);
-	h = curl_slist_append(NULL, auth);
-	crypto_wipe(auth, kl);
-	free(auth);
+	h = upstream_add_bearer(NULL, p->p.api_key);
 	if (h == NULL || (t = curl_slist_append(h, "Accept: application/json")) == NULL) {
 		curl_slist_free_all(h);
 		return;
@@ -194,9 +188,7 @@ models_refresh(void)
 		s->seen = 0;
 	for (i = 0; i < registry_count(); i++) {
 		struct reg_provider *p = registry_at(i);
-		const struct sched_provider *sp = p->sched;
-		/* A key found invalid or unhealthy would only fetch an error. */
-		if (!p->usable || (sp != NULL && (sp->cd.invalid || sp->cd.unhealthy)))
+		if (!dispatch_rt_can_fetch(p))
 			continue;
 		for (s = msrc; s != NULL; s = s->next)
 			if (strcmp(s->endpoint, p->p.endpoint_url) == 0 && strcmp(s->prefix, p->p.model_prefix) == 0)

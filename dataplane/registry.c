@@ -128,8 +128,9 @@ registry_same(const struct provider *a, const struct provider *b)
 	    registry_streq(a->metadata, b->metadata);
 }
 
-struct reg_provider *
-registry_by_id(const char *id)
+/* The current object for an id, or NULL (reloads only). */
+static struct reg_provider *
+registry_find(const char *id)
 {
 	size_t i;
 
@@ -207,7 +208,7 @@ registry_load(struct sc_err *e)
 			rp->p = l.v[i];
 			memset(&l.v[i], 0, sizeof(l.v[i]));
 		}
-		old = registry_by_id(rp->p.id);
+		old = registry_find(rp->p.id);
 		if (old != NULL && registry_same(&old->p, &rp->p)) {
 			/* Unchanged: keep the old object with its runtime state. */
 			reg_provider_unref(rp);

@@ -126,7 +126,7 @@ const char *
 sched_state_name(enum sched_state s)
 {
 	switch (s) {
-	case SCHED_ST_READY:		return "ready";
+	case SCHED_ST_READY:		return "ok";	/* the name status, metrics and the dashboard show */
 	case SCHED_ST_FULL:		return "full";
 	case SCHED_ST_COOLING:		return "cooling";
 	case SCHED_ST_UNHEALTHY:	return "unhealthy";
@@ -199,17 +199,25 @@ sched_pick(struct sched_provider *const cand[], size_t n, const struct sched_req
 	return balancer_finish(&r);
 }
 
-int
-sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
+int64_t
+sched_next_free(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
 {
 	int64_t t = INT64_MAX;
-	int64_t s;
 
 	for (size_t i = 0; i < n; i++) {
 		sched_provider_sync(cand[i], c);
 		if (sched_usable(cand[i]))
 			t = sched_min64(t, sched_frees_at(cand[i], now));
 	}
+	return t;
+}
+
+int
+sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
+{
+	int64_t t = sched_next_free(cand, n, c, now);
+	int64_t s;
+
 	if (t == INT64_MAX)
 		return c->retry_after_seconds > 0 ? c->retry_after_seconds : 1;
 	s = (t - now + 999) / 1000;

@@ -126,6 +126,10 @@ int64_t sched_next_probe(struct sched_provider *const all[], size_t n);
  * and report with cooldown_on_probe. */
 bool sched_probe_start(struct sched_provider *p, const struct config *c, int64_t now);
 
+/* Earliest instant at which some usable provider of cand (ignoring
+ * tried-sets) can take a start: now when one can at once, else its window
+ * slot or cooldown end; INT64_MAX when none is usable. */
+int64_t sched_next_free(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now);
 /* Seconds until the earliest usable provider (ignoring tried-sets) frees,
  * rounded up, >= 1; retry_after_seconds when nothing is known to free. */
 int sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now);
