@@ -846,14 +846,14 @@
 		form.replaceChildren();
 		for (const s of S.settings) {
 			const id = 'set-' + s.key;
-			const input = el('input', { id, name: s.key, value: String(s.value), inputmode: 'decimal', spellcheck: 'false' });
+			const input = el('input', { id, name: s.key, value: String(s.value), inputmode: s.type === 'string' ? 'text' : 'decimal', spellcheck: 'false' });
 			input.addEventListener('input', () => {
 				input.parentElement.classList.toggle('changed', input.value !== String(s.value));
 				input.parentElement.classList.remove('invalid');
 				$('#settings-save').disabled = !form.querySelector('.changed');
 			});
-			const range = s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
-			form.append(el('div', { class: 'setting', 'data-key': s.key },
+			const range = s.type === 'string' ? '' : s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
+			form.append(el('div', { class: 'setting', 'data-key': s.key, 'data-type': s.type || '' },
 				el('label', { for: id, text: s.key }), input,
 				el('small', { text: (s.description || '') + range })));
 		}
@@ -866,7 +866,7 @@
 		for (const d of $$('.setting.changed', form)) {
 			const v = $('input', d).value.trim();
 			/* The API wants numbers; anything else goes as text so its error names the field. */
-			changed[d.dataset.key] = v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+			changed[d.dataset.key] = d.dataset.type !== 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
 		}
 		if (Object.keys(changed).length === 0) return;
 		try {
