@@ -94,11 +94,18 @@ sched_usable(const struct sched_provider *p)
 	return p->cfg->status == PSTATUS_ACTIVE && !p->cd.invalid && !p->cd.unhealthy;
 }
 
+/* Room in p's window: its own, and the shared one's as last seen. */
+static bool
+sched_room(struct sched_provider *p, int64_t now)
+{
+	return now >= p->held_until_ms && ratelimit_has_room(&p->rl, now);
+}
+
 /* When p (usable) can next take a start: cooldown end and window slot. */
 static int64_t
 sched_frees_at(struct sched_provider *p, int64_t now)
 {
-	int64_t t = ratelimit_next_free(&p->rl, now);
+	int64_t t = sched_max64(ratelimit_next_free(&p->rl, now), p->held_until_ms);
 
 	if (cooldown_is_cooling(&p->cd, now))
 		t = sched_max64(t, p->cd.cooldown_until_ms);
@@ -117,7 +124,7 @@ sched_provider_state(struct sched_provider *p, const struct config *c, int64_t n
 		return SCHED_ST_UNHEALTHY;
 	if (cooldown_is_cooling(&p->cd, now))
 		return SCHED_ST_COOLING;
-	if (!ratelimit_has_room(&p->rl, now))
+	if (!sched_room(p, now))
 		return SCHED_ST_FULL;
 	return SCHED_ST_READY;
 }
@@ -188,7 +195,7 @@ sched_pick(struct sched_provider *const cand[], size_t n, const struct sched_req
 		double eff;
 
 		if (p->cfg->pool != pool || !sched_usable(p) || cooldown_is_cooling(&p->cd, now) ||
-		    !ratelimit_has_room(&p->rl, now) || sched_request_tried(rq, p))
+		    !sched_room(p, now) || sched_request_tried(rq, p))
 			continue;
 		eff = balancer_effective_weight(p->cfg->weight, p->rl.limit, ratelimit_used(&p->rl, now));
 		/* Eligible means pickable, even with a nonsensical weight. */
@@ -250,7 +257,7 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 		if (!sched_usable(p) || sched_request_tried(rq, p))
 			continue;
 		cooling = cooldown_is_cooling(&p->cd, now);
-		if (!cooling && ratelimit_has_room(&p->rl, now))
+		if (!cooling && sched_room(p, now))
 			continue;	/* eligible: offered by sched_pick */
 		t = sched_frees_at(p, now);
 		if (p->cfg->pool == POOL_MAIN) {
@@ -295,7 +302,7 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 	if (em >= 0 && (rq == NULL || !rq->emergency_used)) {
 		struct sched_provider *p = cand[em];
 
-		if (ratelimit_has_room(&p->emergency, now) && ratelimit_has_room(&p->rl, now)) {
+		if (ratelimit_has_room(&p->emergency, now) && sched_room(p, now)) {
 			d.verdict = SCHED_GO;
 			d.why = SCHED_WHY_EMERGENCY;
 			d.index = (size_t)em;
@@ -318,6 +325,15 @@ sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		return -1;
 	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
 		return -1;
+	sched_record(p, pool, rq, c, now);
+	return 0;
+}
+
+void
+sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	sched_provider_sync(p, c);
 	(void)ratelimit_reserve(&p->rl, now);
 	if (pool == SCHED_POOL_EMERGENCY) {
 		(void)ratelimit_reserve(&p->emergency, now);
@@ -329,7 +345,38 @@ sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		rq->ntried++;
 	}
 	rq->attempts++;
-	return 0;
+}
+
+size_t
+sched_alternatives(struct sched_provider *const cand[], size_t n, const struct sched_request *rq,
+    size_t first, enum sched_pool pool, int64_t now, size_t out[], size_t max)
+{
+	double room[64];
+	size_t k = 0;
+
+	if (pool == SCHED_POOL_EMERGENCY || first >= n)
+		return 0;
+	if (max > 64)
+		max = 64;
+	for (size_t i = 0; i < n && k < max; i++) {
+		struct sched_provider *p = cand[i];
+		double r;
+		size_t j;
+
+		if (i == first || p->cfg->pool != cand[first]->cfg->pool || !sched_usable(p) ||
+		    cooldown_is_cooling(&p->cd, now) || !sched_room(p, now) || sched_request_tried(rq, p))
+			continue;
+		r = balancer_effective_weight(p->cfg->weight, p->rl.limit, ratelimit_used(&p->rl, now));
+		/* Insertion by room, largest first. */
+		for (j = k; j > 0 && room[j - 1] < r; j--) {
+			room[j] = room[j - 1];
+			out[j] = out[j - 1];
+		}
+		room[j] = r;
+		out[j] = i;
+		k++;
+	}
+	return k;
 }
 
 int64_t

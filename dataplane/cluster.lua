@@ -1,0 +1,232 @@
+-- The cluster admission script (docs/cluster.md): every data plane of a
+-- cluster runs this one script, through EVALSHA (EVAL again on NOSCRIPT),
+-- for every decision that must hold across hosts. It is compiled into the
+-- data plane (dataplane/cluster_lua.c is generated from this file) and
+-- driven directly by tests/blackbox/cluster_script.test.mjs.
+--
+-- One clock: redis.call('TIME'), so host clocks never matter. Keys (the
+-- data plane passes them all in KEYS, P = "sc:<namespace>:", F = a key's
+-- fingerprint, the hex SHA-256 of the API key, never the key):
+--   P.."hosts"   sorted set, host name -> last heartbeat (ms)
+--   P.."w:"..F   sorted set, the key's sliding window: member = a grant's
+--                stable id ("host:sequence"), score = its start (ms)
+--   P.."e:"..F   the same for the emergency channel's budget
+--   P.."c:"..F   the shared cooldown, "n:started:length", expiring with it (PX)
+--   P.."n:"..F   hash {n, started}: the backoff count, kept past the cooldown
+--   P.."i:"..F   the shared invalid mark (401/403): its reason
+--
+-- ARGV[1] is the operation:
+--   ask     KEYS hosts, then w, e, c, i per candidate
+--           ARGV span_ms, member, pool ("main"|"emergency"), hosts_known,
+--                stale_ms, member_ms, then limit, budget per candidate
+--           Grants the first candidate (the caller's preference order) that
+--           is not invalid, not cooling (unless pool is emergency) and has
+--           room in its window, records the grant, and says for every
+--           candidate it looked at why it did not grant and when it frees.
+--           A window's room is its limit minus the shares of the cluster's
+--           hosts that are not live (they may be running on their local
+--           share, floor(limit / hosts), without Redis).
+--           Returns {granted (1-based, 0 none), now, hosts, live,
+--                    then per candidate looked at: state (0 granted,
+--                    1 full, 2 cooling, 3 invalid), wait_ms, count,
+--                    cooldown n, cooldown started, cooldown length}
+--   replay  KEYS w, e per grant; ARGV span_ms, then score, member, emergency
+--           (0|1) per grant: re-adds this host's own recent grants (ZADD NX)
+--           after a reconnect or a failover. Returns the number added.
+--   cool    KEYS c, n; ARGV granted_ms (the failed attempt's grant, 0 =
+--           unknown), base_ms, max_ms, retry_after_ms (-1 none). A 429: a
+--           new backoff step unless the attempt was granted before the
+--           current cooldown began (the same overload, seen by another
+--           host or in flight), which only extends for a longer Retry-After.
+--           Returns {escalated 0|1, n, remaining_ms, started, length}.
+--   ok      KEYS n: a success resets the backoff count.
+--   inv     KEYS i; ARGV reason: the key answered 401/403.
+--   clear   KEYS c, n, i; ARGV what ("cooldown"|"all"): the operator reset
+--           the cooldown or re-enabled the key.
+--   beat    KEYS hosts, then w per key; ARGV host, span_ms, stale_ms,
+--           member_ms: the heartbeat. Returns {now, hosts, live,
+--           {name, age_ms, ...}, count per key}.
+
+local function now_ms()
+	local t = redis.call('TIME')
+	return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Drop window entries at or before now - span: the window is (now - span, now].
+local function trim(key, now, span)
+	redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+	return redis.call('ZCARD', key)
+end
+
+-- When a window holding count entries has room for one more under limit.
+local function frees_in(key, count, limit, now, span)
+	if limit <= 0 then
+		return span
+	end
+	local e = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+	if e[2] == nil then
+		return 1
+	end
+	local w = tonumber(e[2]) + span - now
+	if w < 1 then
+		w = 1
+	end
+	return w
+end
+
+local function cooldown_info(key)
+	local v = redis.call('GET', key)
+	if not v then
+		return 0, 0, 0
+	end
+	local n, started, len = string.match(v, '^(%d+):(%d+):(%d+)$')
+	return tonumber(n) or 0, tonumber(started) or 0, tonumber(len) or 0
+end
+
+local op = ARGV[1]
+
+if op == 'ask' then
+	local span, member, pool = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+	local known, stale, membership = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+	local now = now_ms()
+	local hosts = redis.call('ZCOUNT', KEYS[1], now - membership, '+inf')
+	local live = redis.call('ZCOUNT', KEYS[1], now - stale, '+inf')
+	if known > hosts then
+		hosts = known
+	end
+	local absent = hosts - live
+	if absent < 0 then
+		absent = 0
+	end
+	local out = {0, now, hosts, live}
+	local ncand = (#KEYS - 1) / 4
+	for i = 1, ncand do
+		local w, e, c, inv = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+		local limit, budget = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])
+		local count = trim(w, now, span)
+		local n, started, len = cooldown_info(c)
+		local state, wait = 0, 0
+		if redis.call('EXISTS', inv) == 1 then
+			state = 3
+		else
+			local ttl = redis.call('PTTL', c)
+			if pool ~= 'emergency' and ttl > 0 then
+				state, wait = 2, ttl
+			else
+				local room = limit
+				if hosts > 0 then
+					room = limit - absent * math.floor(limit / hosts)
+				end
+				if count >= room then
+					state, wait = 1, frees_in(w, count, room, now, span)
+				elseif pool == 'emergency' then
+					local ecount = trim(e, now, span)
+					if ecount >= budget then
+						state, wait = 1, frees_in(e, ecount, budget, now, span)
+					end
+				end
+			end
+		end
+		if state == 0 then
+			redis.call('ZADD', w, now, member)
+			redis.call('PEXPIRE', w, span + 1000)
+			if pool == 'emergency' then
+				redis.call('ZADD', e, now, member)
+				redis.call('PEXPIRE', e, span + 1000)
+			end
+			count = count + 1
+			out[1] = i
+		end
+		table.insert(out, state)
+		table.insert(out, wait)
+		table.insert(out, count)
+		table.insert(out, n)
+		table.insert(out, started)
+		table.insert(out, len)
+		if state == 0 then
+			break
+		end
+	end
+	return out
+elseif op == 'replay' then
+	local span = tonumber(ARGV[2])
+	local now = now_ms()
+	local added = 0
+	for i = 1, #KEYS / 2 do
+		local score, member, em = tonumber(ARGV[3 * i]), ARGV[3 * i + 1], ARGV[3 * i + 2]
+		if score > now - span then
+			added = added + redis.call('ZADD', KEYS[2 * i - 1], 'NX', score, member)
+			redis.call('PEXPIRE', KEYS[2 * i - 1], span + 1000)
+			if em == '1' then
+				redis.call('ZADD', KEYS[2 * i], 'NX', score, member)
+				redis.call('PEXPIRE', KEYS[2 * i], span + 1000)
+			end
+		end
+	end
+	return added
+elseif op == 'cool' then
+	local granted, base, max, ra = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+	local now = now_ms()
+	local st = redis.call('HMGET', KEYS[2], 'n', 'started')
+	local n0, started0 = tonumber(st[1]) or 0, tonumber(st[2]) or 0
+	local ttl = redis.call('PTTL', KEYS[1])
+	if ttl > 0 and granted < started0 then
+		-- The same overload: another host or an earlier attempt already counted it.
+		local _, _, len = cooldown_info(KEYS[1])
+		if ra > 0 and ra > ttl then
+			len = len + (ra - ttl)
+			redis.call('SET', KEYS[1], n0 .. ':' .. started0 .. ':' .. len, 'PX', ra)
+			ttl = ra
+		end
+		return {0, n0, ttl, started0, len}
+	end
+	local n = n0 + 1
+	local len = base
+	for _ = 2, n do
+		if len >= max then
+			break
+		end
+		len = len * 2
+	end
+	if len > max then
+		len = max
+	end
+	if ra > len then
+		len = ra
+	end
+	redis.call('SET', KEYS[1], n .. ':' .. now .. ':' .. len, 'PX', len)
+	redis.call('HSET', KEYS[2], 'n', n, 'started', now)
+	redis.call('PEXPIRE', KEYS[2], 86400000)
+	return {1, n, len, now, len}
+elseif op == 'ok' then
+	if redis.call('HEXISTS', KEYS[1], 'n') == 1 then
+		redis.call('HSET', KEYS[1], 'n', 0)
+	end
+	return 0
+elseif op == 'inv' then
+	redis.call('SET', KEYS[1], ARGV[2])
+	return 0
+elseif op == 'clear' then
+	redis.call('DEL', KEYS[1], KEYS[2])
+	if ARGV[2] == 'all' then
+		redis.call('DEL', KEYS[3])
+	end
+	return 0
+elseif op == 'beat' then
+	local host, span, stale, membership = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+	local now = now_ms()
+	redis.call('ZADD', KEYS[1], now, host)
+	redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - membership)
+	local list = {}
+	local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+	for i = 1, #all, 2 do
+		table.insert(list, all[i])
+		table.insert(list, now - tonumber(all[i + 1]))
+	end
+	local out = {now, redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], now - stale, '+inf'), list}
+	for i = 2, #KEYS do
+		table.insert(out, trim(KEYS[i], now, span))
+	end
+	return out
+end
+return redis.error_reply('unknown operation')
