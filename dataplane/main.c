@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "conn.h"
 #include "db.h"
 #include "dispatch.h"
@@ -89,6 +90,7 @@ dp_reloaded(void *arg)
 {
 	dp_limits_from_config();
 	dispatch_on_reloaded(NULL);
+	cluster_on_reloaded();
 }
 
 static void
@@ -274,6 +276,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dispatch_init(dp.loop);
+	cluster_init(dp.loop);
 	models_init(dp.loop);
 	/* The observers of the request path, in the order they hear each event. */
 	events_listen(metrics_on_event);
@@ -328,6 +331,7 @@ out:
 	if (mfd != -1)
 		close(mfd);
 	models_shutdown();
+	cluster_shutdown();
 	dispatch_shutdown();
 	if (dp.loop != NULL)
 		upstream_shutdown();
