@@ -80,7 +80,7 @@ struct cl_req {
 	int64_t  cool_until;			/* monotonic */
 	int64_t  cool_len;
 	char     summary[160];
-	/* CL_BEAT: the fingerprints asked about, in order */
+	/* CL_BEAT: the fingerprints asked about, in order; n = 1: the handshake's */
 	size_t   nbeat;
 	char   (*beat_fp)[33];			/* owned */
 };
@@ -569,11 +569,34 @@ cluster_beat_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 	free(cl.keys);
 	cl.keys = sc_xcalloc(r->nbeat + 1, sizeof(*cl.keys));
 	cl.nkeys = 0;
-	for (size_t i = 0; i < r->nbeat && 4 + i < rep->elements; i++) {
+	for (size_t i = 0; i < r->nbeat && 4 + 6 * i + 5 < rep->elements; i++) {
+		redisReply **e = rep->element + 4 + 6 * i;
+		long long ttl = cluster_int(e[1]), n = cluster_int(e[2]), started = cluster_int(e[3]);
+		struct prov_rt *rt = cluster_rt_of(r->beat_fp[i]);
+
 		snprintf(cl.keys[i].fp, sizeof(cl.keys[i].fp), "%s", r->beat_fp[i]);
-		cl.keys[i].used = (int)cluster_int(rep->element[4 + i]);
+		cl.keys[i].used = (int)cluster_int(e[0]);
 		cl.nkeys++;
+		if (rt == NULL)
+			continue;
+		if (ttl > 0)
+			dispatch_cluster_cooldown(rt, (int)n, ttl, cluster_int(e[4]), started,
+			    cluster_int(rep->element[0]) - started, "HTTP 429 on a host of the cluster");
+		if (cluster_int(e[5]) == 1)
+			dispatch_cluster_invalid(rt, "the key answered 401/403 on a host of the cluster");
 	}
+}
+
+/* The runtime state of the provider whose key has fingerprint fp, or NULL. */
+static struct prov_rt *
+cluster_rt_of(const char *fp)
+{
+	for (size_t i = 0; i < registry_count(); i++) {
+		struct reg_provider *p = registry_at(i);
+		if (p->rt != NULL && strcmp(p->rt->fp, fp) == 0)
+			return p->rt;
+	}
+	return NULL;
 }
 
 /* The heartbeat: this host, and every key's window as the cluster sees it. */
@@ -590,10 +613,13 @@ cluster_beat_req(void)
 			continue;
 		memcpy(fps[k++], p->rt->fp, 33);
 	}
-	r = cluster_script_req(CL_BEAT, (int)k + 1);
+	r = cluster_script_req(CL_BEAT, (int)(3 * k + 1));
 	cluster_arg(r, "%shosts", cl.prefix);
-	for (i = 0; i < k; i++)
+	for (i = 0; i < k; i++) {
 		cluster_arg(r, "%sw:%s", cl.prefix, fps[i]);
+		cluster_arg(r, "%sc:%s", cl.prefix, fps[i]);
+		cluster_arg(r, "%si:%s", cl.prefix, fps[i]);
+	}
 	cluster_arg(r, "beat");
 	cluster_arg(r, "%s", cl.host);
 	cluster_arg(r, "%lld", (long long)cluster_span());
@@ -643,8 +669,6 @@ cluster_send_replay(void)
 			cluster_arg(r, "%s", g->member);
 			cluster_arg(r, "%d", g->emergency ? 1 : 0);
 		}
-		/* Only the last chunk's answer completes the sync. */
-		r->n = i + k == total ? 1 : 0;
 		i += k;
 		cluster_send(r);
 	} while (i < total);
@@ -760,14 +784,14 @@ cluster_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1)
 			cl.offset = cluster_int(rep->element[0]) - now;
 		cluster_beat_reply(r, rep, now);
-		break;
-	case CL_REPLAY:
-		cl.replayed += (uint64_t)cluster_int(rep);
 		if (r->n == 1 && cl.conn == CL_SYNCING) {
 			cluster_req_free(r);
 			cluster_sync_done();
 			return;
 		}
+		break;
+	case CL_REPLAY:
+		cl.replayed += (uint64_t)cluster_int(rep);
 		break;
 	case CL_COOL:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 5 && r->cool_rt != NULL) {
@@ -851,8 +875,12 @@ cluster_on_connect(const redisAsyncContext *ac, int status)
 	cluster_arg(r, "LOAD");
 	cluster_arg(r, "%s", cluster_lua_source);
 	cluster_send(r);
-	cluster_send(cluster_beat_req());
+	/* The replay before the heartbeat: once this host is live again, the
+	 * others stop keeping its share, so its grants must be in Redis first. */
 	cluster_send_replay();
+	r = cluster_beat_req();
+	r->n = 1;	/* its answer completes the sync */
+	cluster_send(r);
 }
 
 static void
@@ -1232,6 +1260,8 @@ cluster_on_reloaded(void)
 	const char *why;
 	bool was_on = cl.on;
 
+	if (cl.loop == NULL)
+		return;	/* the first load, before cluster_init */
 	if (c->cluster_host_name[0] != '\0')
 		snprintf(host, sizeof(host), "%s", c->cluster_host_name);
 	else if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')

@@ -43,9 +43,11 @@
 --   inv     KEYS i; ARGV reason: the key answered 401/403.
 --   clear   KEYS c, n, i; ARGV what ("cooldown"|"all"): the operator reset
 --           the cooldown or re-enabled the key.
---   beat    KEYS hosts, then w per key; ARGV host, span_ms, stale_ms,
+--   beat    KEYS hosts, then w, c, i per key; ARGV host, span_ms, stale_ms,
 --           member_ms: the heartbeat. Returns {now, hosts, live,
---           {name, age_ms, ...}, count per key}.
+--           {name, age_ms, ...}, then per key: count, cooldown remaining
+--           ms (0 none), n, started, length, invalid 0|1}, so every host
+--           learns every shared cooldown within one heartbeat.
 
 local function now_ms()
 	local t = redis.call('TIME')
@@ -224,8 +226,19 @@ elseif op == 'beat' then
 		table.insert(list, now - tonumber(all[i + 1]))
 	end
 	local out = {now, redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], now - stale, '+inf'), list}
-	for i = 2, #KEYS do
-		table.insert(out, trim(KEYS[i], now, span))
+	for i = 1, (#KEYS - 1) / 3 do
+		local w, c, inv = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+		local n, started, len = cooldown_info(c)
+		local ttl = redis.call('PTTL', c)
+		if ttl < 0 then
+			ttl = 0
+		end
+		table.insert(out, trim(w, now, span))
+		table.insert(out, ttl)
+		table.insert(out, n)
+		table.insert(out, started)
+		table.insert(out, len)
+		table.insert(out, redis.call('EXISTS', inv))
 	end
 	return out
 end

@@ -713,6 +713,9 @@ dispatch_cluster_cooldown(struct prov_rt *rt, int n, int64_t remaining_ms, int64
 	struct cooldown *cd = &rt->sched.cd;
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms(), until = now + remaining_ms;
 	bool longer = remaining_ms > 0 && until > cd->cooldown_until_ms;
+	/* Heartbeats repeat what is known: persist a new end only when it moved. */
+	bool moved = remaining_ms > 0 && until > cd->cooldown_until_ms + 1000;
+	bool fresh = episode != rt->cluster_episode;
 	struct event ev;
 
 	if (rt->retired)
@@ -722,7 +725,7 @@ dispatch_cluster_cooldown(struct prov_rt *rt, int n, int64_t remaining_ms, int64
 		cd->cooldown_until_ms = until;
 	if (remaining_ms > 0)
 		cd->cooldown_started_ms = now - (started_ago_ms > 0 ? started_ago_ms : 0);
-	if (episode != rt->cluster_episode) {
+	if (fresh) {
 		/* One event per episode on every host: the cluster's step, once. */
 		rt->cluster_episode = episode;
 		memset(&ev, 0, sizeof(ev));
@@ -735,9 +738,9 @@ dispatch_cluster_cooldown(struct prov_rt *rt, int n, int64_t remaining_ms, int64
 		    rt->sched.cfg->name, (long long)((length_ms + 999) / 1000), n);
 		registry_save_cooldown(rt->sched.cfg->id, remaining_ms > 0 ? (wall_ms + remaining_ms + 999) / 1000 : -1, n,
 		    (int)((length_ms + 999) / 1000), summary);
-	} else if (longer)
+	} else if (moved)
 		registry_save_cooldown(rt->sched.cfg->id, (wall_ms + remaining_ms + 999) / 1000, n, 0, summary);
-	if (disp.loop != NULL)
+	if (disp.loop != NULL && (longer || fresh))
 		loop_timer_arm(disp.loop, &disp.timer, 0);
 }
 
