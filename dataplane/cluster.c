@@ -533,6 +533,19 @@ cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 
 /* ---- heartbeats ---- */
 
+/* The runtime state of the provider whose key has fingerprint fp, or NULL. */
+static struct prov_rt *
+cluster_rt_of(const char *fp)
+{
+	for (size_t i = 0; i < registry_count(); i++) {
+		struct reg_provider *p = registry_at(i);
+		if (p->rt != NULL && strcmp(p->rt->fp, fp) == 0)
+			return p->rt;
+	}
+	return NULL;
+}
+
+
 static void
 cluster_beat_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 {
@@ -585,18 +598,6 @@ cluster_beat_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 		if (cluster_int(e[5]) == 1)
 			dispatch_cluster_invalid(rt, "the key answered 401/403 on a host of the cluster");
 	}
-}
-
-/* The runtime state of the provider whose key has fingerprint fp, or NULL. */
-static struct prov_rt *
-cluster_rt_of(const char *fp)
-{
-	for (size_t i = 0; i < registry_count(); i++) {
-		struct reg_provider *p = registry_at(i);
-		if (p->rt != NULL && strcmp(p->rt->fp, fp) == 0)
-			return p->rt;
-	}
-	return NULL;
 }
 
 /* The heartbeat: this host, and every key's window as the cluster sees it. */
