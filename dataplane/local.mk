@@ -61,4 +61,4 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/stats_metrics.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
-	docs/metrics.md docs/status-snapshot.md docs/performance.md
+	docs/metrics.md docs/status-snapshot.md docs/performance.md dataplane/README.md
