@@ -96,6 +96,9 @@ api_error(struct api_response *rs, int status, const char *field, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages quote input (a query value, a YAML scalar) and may be cut
+	 * inside a character: the JSON must stay valid UTF-8. */
+	sc_utf8_scrub(msg);
 	root = json_object_new_object();
 	err = json_object_new_object();
 	json_object_object_add(err, "message", json_object_new_string(msg));
@@ -107,7 +110,19 @@ api_error(struct api_response *rs, int status, const char *field, const char *fm
 json_object *
 api_jstr(const char *s)
 {
-	return s != NULL ? json_object_new_string(s) : NULL;
+	json_object *o;
+	char *copy;
+
+	if (s == NULL)
+		return NULL;
+	if (sc_utf8_valid(s, strlen(s)))
+		return json_object_new_string(s);
+	/* Text stored before the programs checked it: answer valid JSON. */
+	copy = sc_xstrdup(s);
+	sc_utf8_scrub(copy);
+	o = json_object_new_string(copy);
+	free(copy);
+	return o;
 }
 
 bool
@@ -177,6 +192,7 @@ api_body_json(struct api_call *c)
 	json_object *obj;
 	enum json_tokener_error jerr;
 	size_t end;
+	long bad;
 
 	if (rq->body_too_large) {
 		api_error(c->rs, 413, NULL, "request body too large (limit %d bytes)", API_JSON_BODY_MAX);
@@ -196,6 +212,12 @@ api_body_json(struct api_call *c)
 	}
 	if (memchr(rq->body, '\0', rq->body_len) != NULL) {
 		api_error(c->rs, 400, NULL, "malformed JSON: NUL byte in body");
+		return NULL;
+	}
+	/* JSON text is UTF-8 (RFC 8259); json-c would pass raw bytes through
+	 * into names and notes, and from there into every view. */
+	if ((bad = sc_utf8_check(rq->body, rq->body_len)) != -1) {
+		api_error(c->rs, 400, NULL, "malformed JSON: not valid UTF-8 at byte %ld", bad);
 		return NULL;
 	}
 	tok = json_tokener_new_ex(API_JSON_DEPTH);

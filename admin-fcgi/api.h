@@ -108,7 +108,7 @@ int api_query(const struct api_request *rq, const char *name, char *out, size_t 
 /* "false"/"0"/"no" → false; absent → def. */
 bool api_query_bool(const struct api_request *rq, const char *name, bool def);
 
-/* JSON string or null. */
+/* JSON string or null; bytes that are not UTF-8 become '?'. */
 json_object *api_jstr(const char *s);
 /* Bump meta.config_version inside a write transaction. 0 or -1. */
 int api_bump_version(sqlite3 *db, struct sc_err *e);

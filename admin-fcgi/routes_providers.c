@@ -240,6 +240,10 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 				goto done;
 			}
 			const char *s = json_object_get_string(val);
+			if ((size_t)json_object_get_string_len(val) != strlen(s)) {
+				api_error(c->rs, 400, k, "'%s' must not contain a NUL character", k);
+				goto done;
+			}
 			if (strlen(s) > 4096) {
 				api_error(c->rs, 422, k, "'%s' is too long (at most 4096 characters)", k);
 				goto done;
@@ -318,6 +322,10 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 		} else if (prov_in(prov_meta_strings, k)) {
 			if (t != json_type_string) {
 				api_error(c->rs, 422, k, "'%s' must be a string", k);
+				goto done;
+			}
+			if ((size_t)json_object_get_string_len(val) != strlen(json_object_get_string(val))) {
+				api_error(c->rs, 400, k, "'%s' must not contain a NUL character", k);
 				goto done;
 			}
 			json_object_object_add(md, k, json_object_get(val));
@@ -948,6 +956,14 @@ prov_import(struct api_call *c)
 	}
 	if (rq->body == NULL || rq->body_len == 0) {
 		api_error(c->rs, 400, NULL, "empty body; expected the YAML file");
+		return;
+	}
+	/* Not text at all: 400, like a JSON body (yamlimport_parse would say
+	 * the same with a line, as a 422 for a malformed file). */
+	if (sc_utf8_check(rq->body, rq->body_len) != -1) {
+		yamlimport_parse(rq->body, rq->body_len, &doc, &e);
+		api_error(c->rs, 400, NULL, "%s", e.msg);
+		yamlimport_doc_free(&doc);
 		return;
 	}
 	if (yamlimport_parse(rq->body, rq->body_len, &doc, &e) == -1) {

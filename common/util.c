@@ -339,8 +339,8 @@ sc_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 	return len;
 }
 
-bool
-sc_utf8_valid(const char *s, size_t n)
+long
+sc_utf8_check(const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	uint32_t cp;
@@ -348,14 +348,40 @@ sc_utf8_valid(const char *s, size_t n)
 
 	while (i < n) {
 		if (u[i] == 0)
-			return false;
+			return (long)i;
 		if (u[i] < 0x80) {
 			i++;
 			continue;
 		}
 		if ((len = sc_utf8_next(u + i, n - i, &cp)) == 0)
-			return false;
+			return (long)i;
 		i += len;
 	}
-	return true;
+	return -1;
+}
+
+bool
+sc_utf8_valid(const char *s, size_t n)
+{
+	return sc_utf8_check(s, n) == -1;
+}
+
+void
+sc_utf8_scrub(char *s)
+{
+	unsigned char *u = (unsigned char *)s;
+	size_t n = strlen(s), i = 0, len;
+	uint32_t cp;
+
+	while (i < n) {
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((len = sc_utf8_next(u + i, n - i, &cp)) == 0) {
+			u[i++] = '?';
+			continue;
+		}
+		i += len;
+	}
 }

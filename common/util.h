@@ -47,6 +47,13 @@ void sc_fmt_double(double v, char *out, size_t outlen);
  * rule for every text field the programs store. */
 size_t sc_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 bool   sc_utf8_valid(const char *s, size_t n);
+/* Offset of the first byte of s[0..n) that is not well-formed UTF-8 (NUL
+ * included), or -1 when it all is. */
+long   sc_utf8_check(const char *s, size_t n);
+/* Replace, in place, every byte of the NUL-terminated s that is not part of
+ * a well-formed character by '?': for text from outside (upstream bodies,
+ * echoed input) about to go into JSON, a log line or the database. */
+void   sc_utf8_scrub(char *s);
 
 /* Random UUID v4 as 36 characters + NUL, from the OS random source. */
 void sc_uuid(char out[37]);

@@ -359,6 +359,21 @@ yamlimport_parse(const char *buf, size_t len, struct yaml_doc *out, struct sc_er
 	out->n = 0;
 	if (len > YAML_INPUT_MAX)
 		return sc_err_set(e, NULL, 0, "file larger than %d bytes", YAML_INPUT_MAX);
+	{
+		/* libyaml also reads UTF-16 and, inside quotes, takes escapes
+		 * only: the file itself must be UTF-8 text, checked here so the
+		 * error names the line. */
+		long bad = sc_utf8_check(buf, len);
+
+		if (bad != -1) {
+			int line = 1;
+
+			for (long i = 0; i < bad; i++)
+				line += buf[i] == '\n';
+			return sc_err_set(e, NULL, line, "line %d: not valid UTF-8 text (%s at byte %ld)", line,
+			    buf[bad] == '\0' ? "a NUL byte" : "a malformed sequence", bad);
+		}
+	}
 	if (!yaml_parser_initialize(&parser))
 		return sc_err_set(e, NULL, 0, "out of memory");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);

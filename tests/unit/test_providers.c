@@ -59,6 +59,44 @@ expect(struct provider *p, const char *field)
 	assert_memory_equal(e.msg, field, strlen(field));	/* "field: reason" */
 }
 
+/* Text fields are well-formed UTF-8 of printable characters (issue 14). */
+static void
+test_validate_utf8(void **state)
+{
+	struct provider p;
+
+	(void)state;
+	sample(&p, "account01");
+	set(&p.name, "bad \xff\xfe");
+	expect(&p, "name");
+	set(&p.name, "cut \xc3");
+	expect(&p, "name");
+	set(&p.name, "surrogate \xed\xa0\x80");
+	expect(&p, "name");
+	set(&p.name, "overlong \xc0\xaf");
+	expect(&p, "name");
+	set(&p.name, "c1 \xc2\x85");
+	expect(&p, "name");
+	set(&p.name, "ls \xe2\x80\xa8");
+	expect(&p, "name");
+	set(&p.name, "ünïcödé \xe6\xbc\xa2 \xf0\x9f\x99\x82");
+	expect(&p, NULL);
+	set(&p.metadata, "{\"notes\":\"\xff\"}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"notes\":\"a\\u0000b\"}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"k\":[\"x\\u0000\"]}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"notes\":\"tab\\tand\\nnewline \xe2\x9c\x93\"}");
+	expect(&p, NULL);
+	set(&p.status_reason, "upstream said \xff");
+	expect(&p, "status_reason");
+	set(&p.status_reason, "");
+	set(&p.model_prefix, "nv\xffidia/");
+	expect(&p, "model_prefix");
+	provider_clear(&p);
+}
+
 static void
 test_validate(void **state)
 {
@@ -392,6 +430,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_validate_utf8),
 		cmocka_unit_test(test_enums_compat),
 		cmocka_unit_test(test_mask),
 		cmocka_unit_test_setup_teardown(test_storage, testdb_setup, testdb_teardown),
