@@ -39,6 +39,7 @@ fuzz-harnesses: $(noinst_PROGRAMS)
 # Issue 14 (hardening after an independent attack): the admin/common items.
 SC_HARDEN_BLACKBOX = \
 	tests/blackbox/harden_admin.test.mjs \
-	tests/blackbox/harden_text.test.mjs
+	tests/blackbox/harden_text.test.mjs \
+	tests/blackbox/harden_redact.test.mjs
 TESTS += $(SC_HARDEN_BLACKBOX)
 EXTRA_DIST += $(SC_HARDEN_BLACKBOX)
