@@ -54,6 +54,14 @@ api_ctx_init(struct api_ctx *ctx, sqlite3 *db, const struct crypto_key *k, struc
 	ctx->validate = validate_key_check;
 	ctx->validate_timeout_ms = API_VALIDATE_TIMEOUT_MS;
 	ctx->now = api_wall_now;
+	if (k != NULL) {
+		/* The check value the key matches now: a change means a rekey. */
+		char *stored = db_meta_get(db, "key_check");
+
+		if (stored != NULL && crypto_check_verify(k, stored, NULL) == 0)
+			snprintf(ctx->key_check, sizeof(ctx->key_check), "%s", stored);
+		free(stored);
+	}
 	return auth_init_tables(db, e);
 }
 
@@ -126,6 +134,27 @@ api_jstr(const char *s)
 }
 
 bool
+api_err_is_stale_key(const struct sc_err *e)
+{
+	return e != NULL && strcmp(e->field, CRYPTO_STALE_FIELD) == 0;
+}
+
+/* Before a request uses the key: follow a rekey (crypto_key_sync), saying
+ * once per change whether this process now has the new key. */
+static void
+api_key_sync(struct api_ctx *ctx)
+{
+	int r = crypto_key_sync(ctx->db, &ctx->key, ctx->key_check, NULL, ctx->key_reload);
+
+	if (r == CRYPTO_SYNC_RELOADED)
+		log_info("encryption key reloaded: the database was rekeyed and the key source holds the new key");
+	if (r == CRYPTO_SYNC_STALE && !ctx->key_stale)
+		log_error("the database was rekeyed and this process has the old encryption key: writes of provider "
+		    "keys are refused (503) until its key file holds the new key or it is restarted with it");
+	ctx->key_stale = r == CRYPTO_SYNC_STALE;
+}
+
+bool
 api_err_is_busy(sqlite3 *db, const struct sc_err *e)
 {
 	int code = db != NULL ? sqlite3_extended_errcode(db) & 0xff : 0;
@@ -138,6 +167,14 @@ api_err_is_busy(sqlite3 *db, const struct sc_err *e)
 void
 api_db_error(struct api_response *rs, sqlite3 *db, const struct sc_err *e)
 {
+	if (api_err_is_stale_key(e)) {
+		/* Not a server fault: a rekey ran and this process has the old key. */
+		sc_buf_reset(&rs->headers);
+		api_header(rs, "Retry-After", "5");
+		log_warn("refused a write: %s", e->msg);
+		api_error(rs, 503, CRYPTO_STALE_FIELD, "%s", e->msg);
+		return;
+	}
 	if (api_err_is_busy(db, e)) {
 		sc_buf_reset(&rs->headers);
 		api_header(rs, "Retry-After", "1");
@@ -417,6 +454,7 @@ api_handle(struct api_ctx *ctx, const struct api_request *rq, struct api_respons
 		return;
 	}
 	memcpy(c.token_id, ai.token_id, sizeof(c.token_id));
+	api_key_sync(ctx);
 	c.via_cookie = ai.via_cookie;
 	memcpy(c.csrf, ai.csrf, sizeof(c.csrf));
 	memcpy(c.expires_at, ai.expires_at, sizeof(c.expires_at));

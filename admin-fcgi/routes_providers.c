@@ -592,7 +592,7 @@ prov_txn_error(struct prov_txn *t, const struct sc_err *e)
 	else if (t->conflict)
 		api_error(t->c->rs, 409, "name", "a provider named '%s' already exists",
 		    t->p && t->p->name ? t->p->name : "");
-	else if (e->field[0] && !api_err_is_busy(t->c->ctx->db, e))
+	else if (e->field[0] && !api_err_is_busy(t->c->ctx->db, e) && !api_err_is_stale_key(e))
 		api_error(t->c->rs, 422, e->field, "%s", e->msg);
 	else
 		api_db_error(t->c->rs, t->c->ctx->db, e);
@@ -1002,7 +1002,7 @@ prov_import(struct api_call *c)
 		}
 	}
 	if (yamlimport_apply(c->ctx->db, &c->ctx->key, &doc, "yaml", &rep, &e) == -1) {
-		if (e.field[0] && !api_err_is_busy(c->ctx->db, &e)) {
+		if (e.field[0] && !api_err_is_busy(c->ctx->db, &e) && !api_err_is_stale_key(&e)) {
 			root = json_object_new_object();
 			err = json_object_new_object();
 			json_object_object_add(err, "message", json_object_new_string(e.msg));

@@ -429,8 +429,10 @@ provider_from_row(sqlite3_stmt *st, const struct crypto_key *k, struct provider 
 	}
 	if (k != NULL && crypto_decrypt(k, out->id, (const char *)sqlite3_column_text(st, 2),
 	    &out->api_key, NULL, NULL) == -1) {
-		sc_err_set(e, "api_key", 0, "provider %s: key does not decrypt "
-		    "(wrong encryption key or damaged row)", out->name);
+		/* A rekey since the program loaded its key says so (503 upstairs). */
+		if (crypto_check_current(sqlite3_db_handle(st), k, e) == 0)
+			sc_err_set(e, "api_key", 0, "provider %s: key does not decrypt "
+			    "(wrong encryption key or damaged row)", out->name);
 		provider_clear(out);
 		return -1;
 	}
@@ -450,12 +452,17 @@ provider_normalize(struct provider *p)
 		p->endpoint_url[--n] = '\0';
 }
 
-/* Encrypt p->api_key under p->id and refresh the mask; *stored is malloc'd. */
+/* Encrypt p->api_key under p->id and refresh the mask; *stored is malloc'd.
+ * Inside the write transaction, so a rekey that committed since the program
+ * loaded k is seen here and nothing unreadable is written. */
 static int
-provider_seal(const struct crypto_key *k, struct provider *p, char **stored, struct sc_err *e)
+provider_seal(sqlite3 *db, const struct crypto_key *k, struct provider *p, char **stored, struct sc_err *e)
 {
 	char mask[64];
 
+	*stored = NULL;
+	if (crypto_check_current(db, k, e) == -1)
+		return -1;
 	*stored = crypto_encrypt(k, p->id, p->api_key, strlen(p->api_key));
 	if (*stored == NULL)
 		return sc_err_set(e, "api_key", 0, "api_key: encryption failed");
@@ -509,7 +516,7 @@ provider_insert(sqlite3 *db, const struct crypto_key *k, struct provider *p, str
 		sc_uuid(p->id);
 	if (provider_validate(p, e) == -1 || provider_parse_compat(p, e) == -1)
 		return -1;
-	if (provider_seal(k, p, &stored, e) == -1)
+	if (provider_seal(db, k, p, &stored, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db,
 	    "INSERT INTO providers (id, name, endpoint_url, model_prefix, pool, status, status_reason, "
@@ -549,7 +556,7 @@ provider_update(sqlite3 *db, const struct crypto_key *k, struct provider *p, str
 		return sc_err_set(e, "id", 0, "provider has no id");
 	if (provider_validate(p, e) == -1 || provider_parse_compat(p, e) == -1)
 		return -1;
-	if (p->api_key != NULL && provider_seal(k, p, &stored, e) == -1)
+	if (p->api_key != NULL && provider_seal(db, k, p, &stored, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db,
 	    "UPDATE providers SET name = ?2, endpoint_url = ?3, model_prefix = ?4, pool = ?5, "
@@ -716,6 +723,9 @@ provider_rekey_all(sqlite3 *db, const struct crypto_key *oldk, const struct cryp
 
 	if (count != NULL)
 		*count = 0;
+	/* Two rekeys at once: the second finds the first's check value. */
+	if (crypto_check_current(db, oldk, e) == -1)
+		return -1;
 	if (provider_list(db, oldk, &l, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db, "UPDATE providers SET api_key = ?2 WHERE id = ?1", -1, &st, NULL);

@@ -26,7 +26,8 @@ sc_err_set(struct sc_err *e, const char *field, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
-	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	if (field != e->field)	/* callers may pass e->field back: keep it */
+		snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
 	e->line = line;
 	return -1;
 }

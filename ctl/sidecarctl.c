@@ -533,7 +533,9 @@ cmd_rekey(struct ctl *c, int argc, char **argv)
 		rc = ctl_fail("rekey failed, nothing changed: %s", e.msg);
 		goto out;
 	}
-	printf("re-encrypted %d provider key%s; start every program with the new key\n",
+	printf("re-encrypted %d provider key%s; now put the new key where the programs read it "
+	    "(e.g. mv it over their key file): running programs pick it up from there; until then the "
+	    "data plane keeps the keys it has and the admin API refuses key writes with 503\n",
 	    r.count, r.count == 1 ? "" : "s");
 	rc = 0;
 out:

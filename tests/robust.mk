@@ -40,6 +40,7 @@ fuzz-harnesses: $(noinst_PROGRAMS)
 SC_HARDEN_BLACKBOX = \
 	tests/blackbox/harden_admin.test.mjs \
 	tests/blackbox/harden_text.test.mjs \
-	tests/blackbox/harden_redact.test.mjs
+	tests/blackbox/harden_redact.test.mjs \
+	tests/blackbox/harden_rekey.test.mjs
 TESTS += $(SC_HARDEN_BLACKBOX)
 EXTRA_DIST += $(SC_HARDEN_BLACKBOX)

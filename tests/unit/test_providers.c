@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -425,6 +426,72 @@ test_rekey(void **state)
 	provider_list_free(&l);
 }
 
+/* A rekey by another process while this one holds the old key (issue 14):
+ * writes that would encrypt with it fail with CRYPTO_STALE_FIELD inside the
+ * transaction, reads say so too; crypto_key_sync adopts the new key only
+ * from a source that holds it. */
+static void
+test_rekey_running(void **state)
+{
+	struct testdb *f = *state;
+	struct crypto_key nk, held = f->k;
+	struct provider p, got;
+	struct sc_err e;
+	char check[CRYPTO_CHECK_MAX], path[400], *stored;
+	FILE *fp;
+	int n = 0;
+
+	assert_int_equal(crypto_check_db(f->db, &f->k, &e), 0);
+	stored = db_meta_get(f->db, "key_check");
+	snprintf(check, sizeof(check), "%s", stored);
+	free(stored);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, NULL, 0), CRYPTO_SYNC_CURRENT);
+	sample(&p, "before");
+	assert_int_equal(provider_insert(f->db, &f->k, &p, &e), 0);
+	provider_clear(&p);
+	/* "sidecarctl rekey" in another process. */
+	crypto_key_from_base64(KEY_B, &nk, NULL);
+	assert_int_equal(db_exec(f->db, "BEGIN IMMEDIATE", &e), 0);
+	assert_int_equal(provider_rekey_all(f->db, &f->k, &nk, &n, &e), 0);
+	assert_int_equal(crypto_check_store(f->db, &nk, &e), 0);
+	assert_int_equal(db_exec(f->db, "COMMIT", &e), 0);
+	/* The old key can no longer write or read keys, and says why. */
+	sample(&p, "after");
+	sc_err_clear(&e);
+	assert_int_equal(provider_insert(f->db, &held, &p, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	assert_non_null(strstr(e.msg, "sidecarctl rekey"));
+	provider_clear(&p);
+	assert_int_equal(provider_get(f->db, &held, "name", "before", &got, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	assert_int_equal(provider_rekey_all(f->db, &held, &nk, &n, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	/* No source with the new key: stale, and the check value is kept so
+	 * the next call tries again. */
+	assert_int_equal(crypto_key_sync(f->db, &held, check, NULL, 0), CRYPTO_SYNC_STALE);
+	unsetenv("SIDECAR_ENCRYPTION_KEY");
+	unsetenv("SIDECAR_ENCRYPTION_KEY_FILE");
+	snprintf(path, sizeof(path), "%s/key", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(TESTDB_KEY_A "\n", fp);	/* still the old key */
+	fclose(fp);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_STALE);
+	fp = fopen(path, "w");
+	fputs(KEY_B "\n", fp);		/* the operator installs the new one */
+	fclose(fp);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_RELOADED);
+	assert_memory_equal(held.k, nk.k, CRYPTO_KEY_LEN);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_CURRENT);
+	sample(&p, "after");
+	assert_int_equal(provider_insert(f->db, &held, &p, &e), 0);
+	provider_clear(&p);
+	assert_int_equal(provider_get(f->db, &nk, "name", "before", &got, &e), 0);
+	assert_string_equal(got.api_key, TESTKEY);
+	provider_clear(&got);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -435,6 +502,7 @@ main(void)
 		cmocka_unit_test(test_mask),
 		cmocka_unit_test_setup_teardown(test_storage, testdb_setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_running, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
