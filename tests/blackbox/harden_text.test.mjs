@@ -13,8 +13,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
-import { makeAdminDb, startLighttpd, api, cleanup, request, sleep } from './lib/lighttpd.mjs';
+import { makeAdminDb, startLighttpd, api, cleanup, sleep } from './lib/lighttpd.mjs';
 import { postJson, startDataplane } from './lib/stack.mjs';
 import { startMock } from './lib/mock.mjs';
 
@@ -105,12 +106,23 @@ test('the admin API refuses text that is not UTF-8 with 400 and writes nothing',
 	assert.ok(r.body.includes('"name":"bad ??"'), r.body);
 });
 
+// The raw bytes of a scrape: they must be UTF-8 (Prometheus rejects the
+// whole scrape otherwise; promtool alone does not check it), and pass promtool.
 async function scrape() {
-	const r = await request(`http://127.0.0.1:${dp.metricsPort}/metrics`);
-	assert.equal(r.status, 200);
-	const c = spawnSync('promtool', ['check', 'metrics'], { input: r.body, encoding: 'utf8' });
+	const raw = await new Promise((resolve, reject) => {
+		http.get(`http://127.0.0.1:${dp.metricsPort}/metrics`, (res) => {
+			const parts = [];
+			assert.equal(res.statusCode, 200);
+			res.on('data', (d) => parts.push(d));
+			res.on('end', () => resolve(Buffer.concat(parts)));
+			res.on('error', reject);
+		}).on('error', reject);
+	});
+	let text;
+	assert.doesNotThrow(() => { text = new TextDecoder('utf-8', { fatal: true }).decode(raw); }, 'the scrape is valid UTF-8');
+	const c = spawnSync('promtool', ['check', 'metrics'], { input: raw });
 	assert.equal(c.status, 0, `promtool: ${c.stdout}${c.stderr}`);
-	return r.body;
+	return text;
 }
 
 test('a stored name that is not UTF-8 cannot break a scrape; a rename reaches /metrics', async () => {
