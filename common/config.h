@@ -69,7 +69,13 @@ void config_defaults(struct config *c);
 int config_load(sqlite3 *db, struct config *c, struct sc_err *e);
 /* Check a value against its descriptor (type, range). 0 or -1 with e->field set. */
 int config_validate(const char *key, const char *value, struct sc_err *e);
-/* Validate and store one value (own transaction). 0 or -1. */
+/* The canonical text of a valid value (what every writer stores): integers
+ * in decimal, doubles in the shortest %g form that reads back the same, so
+ * ".5" and "0x1p-1" are stored as "0.5"; strings as given. out holds CONFIG_VALUE_MAX bytes.
+ * 0, or -1 as config_validate. */
+#define CONFIG_VALUE_MAX 300	/* a redis_url fits (REDISURL_MAX) */
+int config_canonical(const char *key, const char *value, char *out, size_t outlen, struct sc_err *e);
+/* Validate and store one value in its canonical form (own transaction). 0 or -1. */
 int config_set(sqlite3 *db, const char *key, const char *value, struct sc_err *e);
 /* value as it may be shown (admin API, sidecarctl, logs): a secret's
  * password masked. Writes at most n bytes to out, NUL-terminated. */

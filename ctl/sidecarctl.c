@@ -463,7 +463,7 @@ cmd_config(struct ctl *c, int argc, char **argv)
 		for (const struct config_desc *d = config_descs(); d->key != NULL; d++) {
 			if (argc == 3 && strcmp(d->key, argv[2]) != 0)
 				continue;
-			char shown[300];
+			char shown[CONFIG_VALUE_MAX];
 			v = config_get(db, d->key);
 			config_display(d, v ? v : d->def, shown, sizeof(shown));	/* a password never shows */
 			if (argc == 3)
@@ -476,15 +476,17 @@ cmd_config(struct ctl *c, int argc, char **argv)
 		return 0;
 	}
 	if (argc == 4 && strcmp(argv[1], "set") == 0) {
-		if (config_validate(argv[2], argv[3], &e) == -1)
+		char canon[CONFIG_VALUE_MAX];
+
+		if (config_canonical(argv[2], argv[3], canon, sizeof(canon), &e) == -1)
 			return ctl_fail("%s", e.msg);
 		if ((db = ctl_open(c, 0, NULL)) == NULL)
 			return 1;
-		if (config_set(db, argv[2], argv[3], &e) == -1)
+		if (config_set(db, argv[2], canon, &e) == -1)
 			ret = ctl_fail("%s", e.msg);
 		else {
-			char shown[300];
-			config_display(config_find(argv[2]), argv[3], shown, sizeof(shown));
+			char shown[CONFIG_VALUE_MAX];
+			config_display(config_find(argv[2]), canon, shown, sizeof(shown));
 			printf("%s=%s\n", argv[2], shown);
 		}
 		db_close(db);
@@ -536,7 +538,9 @@ cmd_rekey(struct ctl *c, int argc, char **argv)
 		rc = ctl_fail("rekey failed, nothing changed: %s", e.msg);
 		goto out;
 	}
-	printf("re-encrypted %d provider key%s; start every program with the new key\n",
+	printf("re-encrypted %d provider key%s; now put the new key where the programs read it "
+	    "(e.g. mv it over their key file): running programs pick it up from there; until then the "
+	    "data plane keeps the keys it has and the admin API refuses key writes with 503\n",
 	    r.count, r.count == 1 ? "" : "s");
 	rc = 0;
 out:

@@ -6,6 +6,11 @@
  * over; a vanished row is marked removed and released. Objects are
  * refcounted because in-flight attempts keep using them across a reload.
  *
+ * A rekey (sidecarctl rekey) changes meta('key_check'): each reload first
+ * follows it (crypto_key_sync), re-reading the key source; while the source
+ * does not hold the new key yet, providers keep the plaintext keys they had
+ * (they still work upstream) and the source is looked at every second.
+ *
  * Change detection costs one PRAGMA per second: data_version moves whenever
  * another connection commits, and only then is meta.config_version read to
  * decide whether providers and settings must be reloaded. Token checks are
@@ -32,7 +37,10 @@
 
 static struct {
 	sqlite3              *db;
-	struct crypto_key     key;		/* wiped on close */
+	struct crypto_key     key;		/* wiped on close; replaced when a rekey is followed */
+	char                  key_check[CRYPTO_CHECK_MAX];	/* the check value key matches */
+	char                 *key_file;		/* owned: --key-file, NULL for the environment */
+	int                   key_stale;	/* the database has another key and no source holds it */
 	struct config         cfg;
 	struct reg_provider **v;		/* owned array of refs */
 	size_t                n;
@@ -171,6 +179,22 @@ registry_apply_resets(struct reg_provider **v, size_t n, int notify)
 	sqlite3_finalize(st);
 }
 
+/* Follow a rekey (crypto_key_sync): reload the key from its source when
+ * the database's check value changed; say once per change what came of it. */
+static void
+registry_key_sync(void)
+{
+	int r = crypto_key_sync(reg.db, &reg.key, reg.key_check, reg.key_file, 1);
+
+	if (r == CRYPTO_SYNC_RELOADED)
+		log_info("encryption key reloaded: the database was rekeyed and the key source holds the new key");
+	else if (r == CRYPTO_SYNC_STALE && !reg.key_stale)
+		log_error("the database was rekeyed and the data plane has the old encryption key: providers keep "
+		    "the keys they had; put the new key where the data plane reads it (it is re-read on every "
+		    "change) or restart it, so that new or changed keys can be used");
+	reg.key_stale = r == CRYPTO_SYNC_STALE;
+}
+
 /* Read providers and settings; publish the new set. */
 static int
 registry_load(struct sc_err *e)
@@ -184,6 +208,7 @@ registry_load(struct sc_err *e)
 	config_defaults(&cfg);
 	if (config_load(reg.db, &cfg, e) == -1)
 		return -1;
+	registry_key_sync();
 	if (provider_list(reg.db, NULL, &l, e) == -1)
 		return -1;
 	reg.cfg = cfg;	/* before the hooks run: they read the settings */
@@ -200,9 +225,18 @@ registry_load(struct sc_err *e)
 			if (provider_get(reg.db, &reg.key, "id", l.v[i].id, &rp->p, &de) == 0) {
 				rp->usable = rp->p.api_key != NULL;
 			} else {
-				log_warn("provider %s: not loaded: %s", l.v[i].name, de.msg);
 				rp->p = l.v[i];
 				memset(&l.v[i], 0, sizeof(l.v[i]));
+				old = registry_by_id(rp->p.id);
+				if (reg.key_stale && old != NULL && old->p.api_key != NULL) {
+					/* Rekeyed under us: the key this provider had still
+					 * works upstream, so a rekey never takes it away. */
+					rp->p.api_key = sc_xstrdup(old->p.api_key);
+					rp->usable = 1;
+					log_warn("provider %s: keeps the key loaded before the rekey (its new "
+					    "ciphertext needs the new encryption key)", rp->p.name);
+				} else
+					log_warn("provider %s: not loaded: %s", rp->p.name, de.msg);
 			}
 		} else {
 			rp->p = l.v[i];
@@ -303,6 +337,13 @@ registry_watch_fire(struct loop *l, void *arg)
 	int64_t dv = registry_data_version();
 
 	registry_check_file();
+	if (reg.key_stale) {
+		/* Rekeyed and the new key not found yet: look again, and use it
+		 * for every ciphertext as soon as it is there. */
+		registry_key_sync();
+		if (!reg.key_stale)
+			registry_reload();
+	}
 	if (dv != -1 && dv != reg.data_version) {
 		reg.data_version = dv;
 		reg.ntok = 0;	/* tokens may have been revoked */
@@ -354,6 +395,14 @@ registry_open(const char *db_path, const char *key_file, struct sc_err *e)
 		goto fail;
 	if (crypto_check_db(reg.db, &reg.key, e) == -1)
 		goto fail;
+	free(reg.key_file);
+	reg.key_file = key_file != NULL ? sc_xstrdup(key_file) : NULL;
+	{
+		char *stored = db_meta_get(reg.db, "key_check");
+
+		snprintf(reg.key_check, sizeof(reg.key_check), "%s", stored != NULL ? stored : "");
+		free(stored);
+	}
 	reg.data_version = registry_data_version();
 	if (registry_load(e) == -1)
 		goto fail;
@@ -381,6 +430,9 @@ registry_close(void)
 	reg.n = 0;
 	crypto_key_wipe(&reg.key);
 	crypto_wipe(reg.tok_cache, sizeof(reg.tok_cache));
+	free(reg.key_file);
+	reg.key_file = NULL;
+	reg.key_stale = 0;
 	if (reg.db != NULL) {
 		db_close(reg.db);
 		reg.db = NULL;
@@ -416,15 +468,15 @@ registry_check_token(const char *token)
 }
 
 /* The persistence of runtime state. Each is one short BEGIN IMMEDIATE
- * transaction, run on the statistics writer thread (stats_submit) in the
- * order of the calls; a failure is logged and the in-memory state stays
- * right. */
+ * transaction, run on the data plane's database writer thread (stats.h:
+ * stats_submit) in the order of the calls; a failure is logged and the
+ * in-memory state stays right. */
 struct reg_cd_args {
-	const char *id;
-	int64_t     until;		/* Unix seconds, 0 = not cooling */
-	int         count;
-	int         seconds;	/* > 0: a cooldown began, record an event */
-	const char *summary;
+	char    *id;		/* owned */
+	int64_t  until;		/* Unix seconds, 0 = not cooling, -1 = keep the stored end */
+	int      count;
+	int      seconds;	/* > 0: a cooldown began, record an event */
+	char    *summary;	/* owned */
 };
 
 static int
@@ -471,62 +523,61 @@ registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "saving cooldown event");
 }
 
-/* Arguments of a queued save: the strings copied in after the struct. */
-static void *
-registry_copy_args(const void *a, size_t size, const char *const *strs, const char **dst[], size_t n)
-{
-	size_t i, total = size, off;
-	char *p;
-
-	for (i = 0; i < n; i++)
-		total += (strs[i] != NULL ? strlen(strs[i]) : 0) + 1;
-	p = sc_xmalloc(total);
-	memcpy(p, a, size);
-	off = size;
-	for (i = 0; i < n; i++) {
-		size_t l = strs[i] != NULL ? strlen(strs[i]) : 0;
-		memcpy(p + off, strs[i] != NULL ? strs[i] : "", l);
-		p[off + l] = '\0';
-		*(const char **)((char *)p + ((char *)dst[i] - (char *)a)) = p + off;
-		off += l + 1;
-	}
-	return p;
-}
-
-/* Run a save on the statistics writer thread (never stalling the loop on
- * a locked database), or here when that thread does not run. */
+/* Run a save on the writer thread (never stalling the loop on a locked
+ * database), or here when that thread does not run; free_arg(a) follows
+ * either way. */
 static void
-registry_save(db_txn_fn fn, void *a, size_t size, const char *const *strs, const char **dst[], size_t n,
-    const char *what, const char *id)
+registry_save(db_txn_fn fn, void *a, void (*free_arg)(void *), const char *what, const char *id)
 {
 	struct sc_err e;
 	char desc[128];
-	void *copy;
 
 	snprintf(desc, sizeof(desc), "%s of provider %s", what, id);
-	copy = registry_copy_args(a, size, strs, dst, n);
-	if (stats_submit(fn, copy, free, desc) == 0)
+	if (stats_submit(fn, a, free_arg, desc) == 0)
 		return;
-	free(copy);
 	sc_err_clear(&e);
 	if (db_write_txn(reg.db, fn, a, &e) == -1)
 		log_warn("could not save %s: %s", desc, e.msg);
+	free_arg(a);
+}
+
+static void
+registry_cd_free(void *arg)
+{
+	struct reg_cd_args *a = arg;
+
+	free(a->id);
+	free(a->summary);
+	free(a);
 }
 
 void
 registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary)
 {
-	struct reg_cd_args a = { id, until, count, seconds, summary };
-	const char *const strs[] = { id, summary };
-	const char **dst[] = { &a.id, &a.summary };
+	struct reg_cd_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_cd_txn, &a, sizeof(a), strs, dst, 2, "the cooldown", id);
+	a->id = sc_xstrdup(id);
+	a->until = until;
+	a->count = count;
+	a->seconds = seconds;
+	a->summary = sc_xstrdup(summary != NULL ? summary : "");
+	registry_save(registry_cd_txn, a, registry_cd_free, "the cooldown", id);
 }
 
 struct reg_inv_args {
-	const char *id;
-	const char *reason;
+	char *id;	/* owned */
+	char *reason;	/* owned */
 };
+
+static void
+registry_inv_free(void *arg)
+{
+	struct reg_inv_args *a = arg;
+
+	free(a->id);
+	free(a->reason);
+	free(a);
+}
 
 static int
 registry_inv_txn(sqlite3 *db, void *arg, struct sc_err *e)
@@ -539,22 +590,32 @@ registry_inv_txn(sqlite3 *db, void *arg, struct sc_err *e)
 void
 registry_save_invalid(const char *id, const char *reason)
 {
-	struct reg_inv_args a = { id, reason };
-	const char *const strs[] = { id, reason };
-	const char **dst[] = { &a.id, &a.reason };
+	struct reg_inv_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_inv_txn, &a, sizeof(a), strs, dst, 2, "the invalid mark", id);
+	a->id = sc_xstrdup(id);
+	a->reason = sc_xstrdup(reason != NULL ? reason : "");
+	registry_save(registry_inv_txn, a, registry_inv_free, "the invalid mark", id);
 }
 
 struct reg_health_args {
-	const char *id;
-	int         unhealthy;
-	int         failures;
-	int         status;
-	int64_t     latency_ms;
-	const char *error;
-	int         probe;
+	char    *id;		/* owned */
+	int      unhealthy;
+	int      failures;
+	int      status;
+	int64_t  latency_ms;
+	char    *error;		/* owned */
+	int      probe;
 };
+
+static void
+registry_health_free(void *arg)
+{
+	struct reg_health_args *a = arg;
+
+	free(a->id);
+	free(a->error);
+	free(a);
+}
 
 static int
 registry_health_txn(sqlite3 *db, void *arg, struct sc_err *e)
@@ -595,11 +656,16 @@ void
 registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
     const char *error, int probe)
 {
-	struct reg_health_args a = { id, unhealthy, failures, status, latency_ms, error, probe };
-	const char *const strs[] = { id, error };
-	const char **dst[] = { &a.id, &a.error };
+	struct reg_health_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_health_txn, &a, sizeof(a), strs, dst, 2, "the health", id);
+	a->id = sc_xstrdup(id);
+	a->unhealthy = unhealthy;
+	a->failures = failures;
+	a->status = status;
+	a->latency_ms = latency_ms;
+	a->error = sc_xstrdup(error != NULL ? error : "");
+	a->probe = probe;
+	registry_save(registry_health_txn, a, registry_health_free, "the health", id);
 }
 
 int

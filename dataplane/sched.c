@@ -51,6 +51,8 @@ sched_emergency_budget(const struct provider *cfg, const struct config *c)
 	return b > RATELIMIT_MAX_LIMIT ? RATELIMIT_MAX_LIMIT : (int)b;
 }
 
+static void sched_provider_sync(struct sched_provider *p, const struct config *c);
+
 void
 sched_provider_init(struct sched_provider *p, const struct provider *cfg, const struct config *c)
 {
@@ -71,7 +73,10 @@ sched_provider_free(struct sched_provider *p)
 	p->cfg = NULL;
 }
 
-void
+/* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
+ * keeping history; clears a stale invalid mark when the operator makes an
+ * invalid/disabled key active again. Cheap; every entry point calls it. */
+static void
 sched_provider_sync(struct sched_provider *p, const struct config *c)
 {
 	int64_t span = sched_span_ms(c);

@@ -182,6 +182,13 @@ static const struct bad bad_cases[] = {
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
 	  "  rpm_limit: 40\n  tpm_limit: -1\n", "line 7: tpm_limit: must be a non-negative integer", 7 },
+	/* Ranges come from provider_validate, pointed at the value's line. */
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 100001\n", "line 6: rpm_limit: must be a positive integer (1 to 100000)", 6 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  weight: 1000.5\n", "line 7: weight: must be a number greater than 0 and at most 1000", 7 },
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: http://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
 	  "  rpm_limit: 40\n", "line 4: endpoint_url: must use https://", 4 },
@@ -193,6 +200,14 @@ static const struct bad bad_cases[] = {
 	  "  rpm_limit: 40\n  colour: red\n", "line 7: colour: unknown field", 7 },
 	{ "providers:\n  account: acct\n  api_key: x\n", "line 2: providers: must be a list", 2 },
 	{ "- account: acct\n", "line 1: expected a mapping", 1 },
+	/* A second document is refused, naming the line of its "---". */
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n---\nproviders: []\n", "line 7: a second YAML document starts here", 7 },
+	{ "providers: []\n--- x\n", "line 2: a second YAML document", 2 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  status: gone\n", "line 7: status: must be active, disabled or invalid", 7 },
 	{ "providers:\n- just a string\n", "line 2: providers: each entry must be a mapping", 2 },
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: [a, b]\n"
