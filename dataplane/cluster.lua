@@ -11,7 +11,10 @@
 --   P.."w:"..F   sorted set, the key's sliding window: member = a grant's
 --                stable id ("host:sequence"), score = its start (ms)
 --   P.."e:"..F   the same for the emergency channel's budget
---   P.."c:"..F   the shared cooldown, "n:started:length", expiring with it (PX)
+--   P.."c:"..F   the shared cooldown, "n:started:length:until" (ms on TIME's
+--                clock; the key expires a second after its end, PX, only to
+--                clean up: the end is read from the value, so Redis's own
+--                cached clock, which may lag TIME, never decides)
 --   P.."n:"..F   hash {n, started}: the backoff count, kept past the cooldown
 --   P.."i:"..F   the shared invalid mark (401/403): its reason
 --
@@ -38,7 +41,7 @@
 --           new backoff step unless the attempt was granted before the
 --           current cooldown began (the same overload, seen by another
 --           host or in flight), which only extends for a longer Retry-After.
---           Returns {escalated 0|1, n, remaining_ms, started, length}.
+--           Returns {escalated 0|1, n, remaining_ms, started, length, now}.
 --   ok      KEYS n: a success resets the backoff count.
 --   inv     KEYS i; ARGV reason: the key answered 401/403.
 --   clear   KEYS c, n, i; ARGV what ("cooldown"|"all"): the operator reset
@@ -76,13 +79,22 @@ local function frees_in(key, count, limit, now, span)
 	return w
 end
 
-local function cooldown_info(key)
+-- A running cooldown: n, started, length, remaining ms; all 0 when none.
+local function cooldown_info(key, now)
 	local v = redis.call('GET', key)
 	if not v then
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	end
-	local n, started, len = string.match(v, '^(%d+):(%d+):(%d+)$')
-	return tonumber(n) or 0, tonumber(started) or 0, tonumber(len) or 0
+	local n, started, len, ends = string.match(v, '^(%d+):(%d+):(%d+):(%d+)$')
+	ends = tonumber(ends) or 0
+	if ends <= now then
+		return 0, 0, 0, 0
+	end
+	return tonumber(n) or 0, tonumber(started) or 0, tonumber(len) or 0, ends - now
+end
+
+local function cooldown_set(key, n, started, len, ends, now)
+	redis.call('SET', key, n .. ':' .. started .. ':' .. len .. ':' .. ends, 'PX', ends - now + 1000)
 end
 
 local op = ARGV[1]
@@ -106,12 +118,11 @@ if op == 'ask' then
 		local w, e, c, inv = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
 		local limit, budget = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])
 		local count = trim(w, now, span)
-		local n, started, len = cooldown_info(c)
+		local n, started, len, ttl = cooldown_info(c, now)
 		local state, wait = 0, 0
 		if redis.call('EXISTS', inv) == 1 then
 			state = 3
 		else
-			local ttl = redis.call('PTTL', c)
 			if pool ~= 'emergency' and ttl > 0 then
 				state, wait = 2, ttl
 			else
@@ -171,16 +182,16 @@ elseif op == 'cool' then
 	local now = now_ms()
 	local st = redis.call('HMGET', KEYS[2], 'n', 'started')
 	local n0, started0 = tonumber(st[1]) or 0, tonumber(st[2]) or 0
-	local ttl = redis.call('PTTL', KEYS[1])
+	local cn, cstarted, clen, ttl = cooldown_info(KEYS[1], now)
 	if ttl > 0 and granted < started0 then
 		-- The same overload: another host or an earlier attempt already counted it.
-		local _, _, len = cooldown_info(KEYS[1])
+		-- (The episode keeps its step even if a success reset the count since.)
 		if ra > 0 and ra > ttl then
-			len = len + (ra - ttl)
-			redis.call('SET', KEYS[1], n0 .. ':' .. started0 .. ':' .. len, 'PX', ra)
+			clen = clen + (ra - ttl)
 			ttl = ra
+			cooldown_set(KEYS[1], cn, cstarted, clen, now + ttl, now)
 		end
-		return {0, n0, ttl, started0, len}
+		return {0, cn, ttl, cstarted, clen, now}
 	end
 	local n = n0 + 1
 	local len = base
@@ -196,10 +207,10 @@ elseif op == 'cool' then
 	if ra > len then
 		len = ra
 	end
-	redis.call('SET', KEYS[1], n .. ':' .. now .. ':' .. len, 'PX', len)
+	cooldown_set(KEYS[1], n, now, len, now + len, now)
 	redis.call('HSET', KEYS[2], 'n', n, 'started', now)
 	redis.call('PEXPIRE', KEYS[2], 86400000)
-	return {1, n, len, now, len}
+	return {1, n, len, now, len, now}
 elseif op == 'ok' then
 	if redis.call('HEXISTS', KEYS[1], 'n') == 1 then
 		redis.call('HSET', KEYS[1], 'n', 0)
@@ -228,11 +239,7 @@ elseif op == 'beat' then
 	local out = {now, redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], now - stale, '+inf'), list}
 	for i = 1, (#KEYS - 1) / 3 do
 		local w, c, inv = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
-		local n, started, len = cooldown_info(c)
-		local ttl = redis.call('PTTL', c)
-		if ttl < 0 then
-			ttl = 0
-		end
+		local n, started, len, ttl = cooldown_info(c, now)
 		table.insert(out, trim(w, now, span))
 		table.insert(out, ttl)
 		table.insert(out, n)
