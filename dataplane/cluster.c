@@ -120,6 +120,7 @@ static struct {
 	enum cluster_mode  mode;
 	int64_t            last_good;		/* monotonic ms of the last good reply, 0 never */
 	int64_t            offset;		/* Redis clock - monotonic clock, ms */
+	bool               have_offset;		/* offset was measured */
 	int64_t            connect_deadline;	/* monotonic, while CL_CONNECTING */
 	int64_t            retry_ms;		/* reconnect backoff */
 	struct loop_timer  reply_timer, beat_timer, mode_timer, retry_timer;
@@ -182,6 +183,16 @@ cluster_beat_ms(void)
 	int64_t b = cluster_stale_ms() / 4;
 
 	return b < 50 ? 50 : b > 1000 ? 1000 : b;
+}
+
+/* The latest Redis time at which a command sent now may still act (its
+ * reply deadline on Redis's clock); 0 before the clock offset is known. */
+static int64_t
+cluster_deadline(void)
+{
+	if (!cl.have_offset)
+		return 0;
+	return sc_now_ms() + cl.offset + registry_config()->cluster_reply_timeout_ms;
 }
 
 static const char *
@@ -626,6 +637,7 @@ cluster_beat_req(void)
 	cluster_arg(r, "%lld", (long long)cluster_span());
 	cluster_arg(r, "%lld", (long long)cluster_stale_ms());
 	cluster_arg(r, "%lld", (long long)CL_MEMBERSHIP_MS);
+	cluster_arg(r, "%lld", (long long)cluster_deadline());
 	r->beat_fp = fps;
 	r->nbeat = k;
 	return r;
@@ -778,12 +790,12 @@ cluster_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	switch (r->kind) {
 	case CL_ASK:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2)
-			cl.offset = cluster_int(rep->element[1]) - now;
+			cl.offset = cluster_int(rep->element[1]) - now, cl.have_offset = true;
 		cluster_ask_reply(r, rep, now);
 		break;
 	case CL_BEAT:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1)
-			cl.offset = cluster_int(rep->element[0]) - now;
+			cl.offset = cluster_int(rep->element[0]) - now, cl.have_offset = true;
 		cluster_beat_reply(r, rep, now);
 		if (r->n == 1 && cl.conn == CL_SYNCING) {
 			cluster_req_free(r);
@@ -1097,6 +1109,7 @@ cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct
 	cluster_arg(r, "%d", cl.hosts_known);
 	cluster_arg(r, "%lld", (long long)cluster_stale_ms());
 	cluster_arg(r, "%lld", (long long)CL_MEMBERSHIP_MS);
+	cluster_arg(r, "%lld", (long long)cluster_deadline());
 	for (i = 0; i < n; i++) {
 		cluster_arg(r, "%d", cand[i]->sched.rl.limit);
 		cluster_arg(r, "%d", cand[i]->sched.emergency.limit);
@@ -1288,6 +1301,7 @@ cluster_on_reloaded(void)
 	}
 	/* A new cluster (or a first start): what this host knew no longer applies. */
 	cl.last_good = 0;
+	cl.have_offset = false;
 	cl.hosts_known = 0;
 	cl.ring_len = 0;
 	cl.retry_ms = CL_RETRY_MIN_MS;

@@ -21,7 +21,10 @@
 -- ARGV[1] is the operation:
 --   ask     KEYS hosts, then w, e, c, i per candidate
 --           ARGV span_ms, member, pool ("main"|"emergency"), hosts_known,
---                stale_ms, member_ms, then limit, budget per candidate
+--                stale_ms, member_ms, deadline, then limit, budget per
+--                candidate. An ask that runs after its deadline (TIME ms,
+--                0 = none: a paused Redis running what a dead connection
+--                left behind) grants nothing and looks at nothing.
 --           Grants the first candidate (the caller's preference order) that
 --           is not invalid, not cooling (unless pool is emergency) and has
 --           room in its window, records the grant, and says for every
@@ -47,7 +50,9 @@
 --   clear   KEYS c, n, i; ARGV what ("cooldown"|"all"): the operator reset
 --           the cooldown or re-enabled the key.
 --   beat    KEYS hosts, then w, c, i per key; ARGV host, span_ms, stale_ms,
---           member_ms: the heartbeat. Returns {now, hosts, live,
+--           member_ms, deadline: the heartbeat; one that runs after its
+--           deadline does not count (the host may be running on its local
+--           share by then, and must not look live to the others). Returns {now, hosts, live,
 --           {name, age_ms, ...}, then per key: count, cooldown remaining
 --           ms (0 none), n, started, length, invalid 0|1}, so every host
 --           learns every shared cooldown within one heartbeat.
@@ -102,6 +107,7 @@ local op = ARGV[1]
 if op == 'ask' then
 	local span, member, pool = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 	local known, stale, membership = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+	local deadline = tonumber(ARGV[8])
 	local now = now_ms()
 	local hosts = redis.call('ZCOUNT', KEYS[1], now - membership, '+inf')
 	local live = redis.call('ZCOUNT', KEYS[1], now - stale, '+inf')
@@ -114,9 +120,12 @@ if op == 'ask' then
 	end
 	local out = {0, now, hosts, live}
 	local ncand = (#KEYS - 1) / 4
+	if deadline > 0 and now > deadline then
+		ncand = 0
+	end
 	for i = 1, ncand do
 		local w, e, c, inv = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
-		local limit, budget = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])
+		local limit, budget = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])
 		local count = trim(w, now, span)
 		local n, started, len, ttl = cooldown_info(c, now)
 		local state, wait = 0, 0
@@ -227,8 +236,11 @@ elseif op == 'clear' then
 	return 0
 elseif op == 'beat' then
 	local host, span, stale, membership = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+	local deadline = tonumber(ARGV[6])
 	local now = now_ms()
-	redis.call('ZADD', KEYS[1], now, host)
+	if deadline == 0 or now <= deadline then
+		redis.call('ZADD', KEYS[1], now, host)
+	end
 	redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - membership)
 	local list = {}
 	local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')

@@ -134,6 +134,14 @@ function assertAnswers(rs) {
 	return { ok, rej };
 }
 
+// On a failure: each upstream 429 with the starts of its key in the window before it
+// (mock ms, status, the host's request-id prefix).
+function explain429(rec) {
+	return rec.filter((x) => x.status === 429).map((b) => `429 at ${Math.round(b.t_ms)} on ${b.key.slice(11, 15)} after ` +
+		rec.filter((x) => x.key === b.key && x.t_ms <= b.t_ms && x.t_ms > b.t_ms - WIN - 300)
+			.map((x) => `${Math.round(x.t_ms)}:${x.status}:${String(x.headers['x-request-id'] || '').slice(0, 8)}`).join(' ')).join('; ');
+}
+
 // No key ever had more than its limit of starts at the mock in any WIN interval.
 function assertNeverOver(rec, limits) {
 	for (const [k, L] of Object.entries(limits)) {
@@ -285,7 +293,10 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 			t.diagnostic(`clients: ${ok} served, ${rej} refused`);
 			const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
 			const st = await c.mock.stats();
-			for (const k of keys) assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, 'the mock answered 429');
+			const first = Math.min(...rec.map((x) => x.t_ms));
+			t.diagnostic(`first start at mock ${Math.round(first)}; hosts' request ids: ` +
+				c.hosts.map((h) => `${h.name}=${(rs.find((r) => r.host === h.name && r.headers['x-request-id'])?.headers['x-request-id'] || '').slice(0, 8)}`).join(' '));
+			for (const k of keys) assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, `the mock answered 429: ${explain429(rec)}`);
 			assertNeverOver(rec, Object.fromEntries(keys.map((k) => [k.key, L])));
 			// Service continued: requests were served after each phase began.
 			for (const [p, at] of phases) {

@@ -84,7 +84,13 @@ describe('cluster admission script against a reference model', { timeout: 120000
 			const pick = (a) => a[Math.floor(rnd() * a.length)];
 			const m = new Model();
 			const evalsha = (keys, args) => redis.cmd('EVALSHA', sha, keys.length, ...keys, ...args);
-			let seq = 0, grants = 0, denials = 0, cools = 0, escalations = 0, replayed = 0;
+			let seq = 0, grants = 0, denials = 0, cools = 0, escalations = 0, replayed = 0, late = 0;
+			let lastNow = 0;	/* the script's clock as last seen */
+			// A command's deadline on the script's clock: none, far ahead, or already past.
+			const deadline = () => {
+				const x = rnd();
+				return x < 0.5 ? 0 : x < 0.9 ? lastNow + 60000 : Math.max(1, lastNow - 1);
+			};
 			const recent = [];	/* [{fp, member, score}] granted by asks */
 			const OPS = Number(process.env.SC_PROP_OPS || 700);
 
@@ -102,12 +108,20 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					const member = `h:${++seq}`;
 					const keys = [`${P}hosts`];
 					for (const f of cand) keys.push(`${P}w:${f}`, `${P}e:${f}`, `${P}c:${f}`, `${P}i:${f}`);
-					const args = ['ask', SPAN, member, pool, known, STALE, MEMBERSHIP];
+					const dl = deadline();
+					const args = ['ask', SPAN, member, pool, known, STALE, MEMBERSHIP, dl];
 					cand.forEach((_, i) => args.push(lim[i], bud[i]));
 					const rep = await evalsha(keys, args);
 					const now = rep[1];
+					lastNow = now;
 					const hc = m.hostCounts(now, known);
 					assert.deepEqual([rep[2], rep[3]], [hc.hosts, hc.live], `${ctx}: hosts/live`);
+					if (dl > 0 && now > dl) {
+						// Ran after its deadline: nothing looked at, nothing granted.
+						assert.deepEqual(rep, [0, now, hc.hosts, hc.live], `${ctx}: a late ask`);
+						late++;
+						continue;
+					}
 					const absent = Math.max(0, hc.hosts - hc.live);
 					let granted = 0;
 					for (let i = 0; i < cand.length; i++) {
@@ -158,9 +172,12 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					const host = pick(HOSTS);
 					const keys = [`${P}hosts`];
 					for (const f of FPS) keys.push(`${P}w:${f}`, `${P}c:${f}`, `${P}i:${f}`);
-					const rep = await evalsha(keys, ['beat', host, SPAN, STALE, MEMBERSHIP]);
+					const dl = deadline();
+					const rep = await evalsha(keys, ['beat', host, SPAN, STALE, MEMBERSHIP, dl]);
 					const now = rep[0];
-					m.hosts.set(host, now);
+					lastNow = now;
+					if (dl === 0 || now <= dl) m.hosts.set(host, now);
+					else late++;
 					for (const [h, at] of [...m.hosts]) if (at <= now - MEMBERSHIP) m.hosts.delete(h);
 					const hc = m.hostCounts(now, 0);
 					assert.deepEqual([rep[1], rep[2]], [m.hosts.size, hc.live], `${ctx}: beat hosts`);
@@ -189,6 +206,7 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					cools++;
 					const n0 = k.nh ? k.nh.n : 0, started0 = k.nh ? k.nh.started : 0;
 					const now = rep[5];
+					lastNow = now;
 					const cs = m.cooling(k, now);
 					if (rep[0] === 1) {
 						assert.ok(!(cs === 'yes' && grantedAt < started0), `${ctx}: escalated during the same overload`);
@@ -264,8 +282,9 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					replayed += added;
 				}
 			}
-			t.diagnostic(`${grants} grants, ${denials} denials, ${cools} 429 reports (${escalations} steps), ${replayed} replayed`);
-			assert.ok(grants > 40 && denials > 40 && escalations > 5 && replayed > 0, 'the operations covered the cases');
+			t.diagnostic(`${grants} grants, ${denials} denials, ${cools} 429 reports (${escalations} steps), ${replayed} replayed, ` +
+				`${late} late commands`);
+			assert.ok(grants > 40 && denials > 40 && escalations > 5 && replayed > 0 && late > 5, 'the operations covered the cases');
 		} finally {
 			await redis.stop();
 		}
