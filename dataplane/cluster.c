@@ -1086,6 +1086,14 @@ cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct
 			dispatch_cluster_hold(cand[i], a.next_free_ms);
 		return a;
 	case CLUSTER_LOCAL_SHARE:
+		if (cl.conn == CL_SYNCING) {
+			/* The replay is on its way: a grant made now would be in no
+			 * replay and, once this host looks live, in nobody's reserve. */
+			a.next_free_ms = now + c->cluster_reply_timeout_ms;
+			for (i = 0; i < n; i++)
+				dispatch_cluster_hold(cand[i], a.next_free_ms);
+			return a;
+		}
 		return cluster_local_share(cand[0], pool, t, c, now);
 	}
 	r = cluster_script_req(CL_ASK, (int)(1 + 4 * n));
