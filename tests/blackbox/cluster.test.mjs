@@ -313,10 +313,50 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 			assert.match(m, /sidecar_cluster_redis_connected 1/);
 			assert.match(m, /sidecar_cluster_redis_timeouts_total [1-9]/);
 			assert.match(m, /sidecar_cluster_replayed_total [1-9]/);
+			execFileSync('promtool', ['check', 'metrics'], { input: m });
 			assert.ok(c.hosts[0].dp.logs().includes('QUARANTINE'), 'the quarantine is logged');
 			assert.ok(c.hosts[0].dp.logs().includes('LOCAL SHARE'), 'the local share is logged');
 		} finally {
 			await c.stop();
+		}
+	});
+
+	it('4. requirepass: AUTH works, a wrong password is refused loudly, the password is never shown; settings apply without restart', async () => {
+		const PW = 'Pw-s3cret-Cluster-9137';
+		const redis = await startRedis({ password: PW });
+		const mock = await startMock({ keys: [{ key: key(1730), rpm: 5 }], windowMs: WIN, chunks: 1, intervalMs: 1 });
+		const st = makeDb({
+			providers: [{ name: 'p0', key: key(1730), url: mock.url, rpm: 5 }],
+			settings: { rpm_window_seconds: 2, rpm_window_margin_ms: MARGIN, cluster_namespace: 'pw', cluster_host_name: 'solo',
+				redis_url: `redis://:wrong-${PW}@127.0.0.1:${redis.port}/0` },
+		});
+		let dp = null;
+		try {
+			dp = await startDataplane(st);
+			await until(() => dp.logs().includes('Redis refused the password'), 5000, 'the AUTH refusal in the log');
+			assert.equal(await modeOf(dp), 'quarantine');
+			assert.equal((await health(dp)).status, 'degraded');
+			// The right password, set while it runs.
+			execFileSync(st.ctl, ['--db', st.db, 'config', 'set', 'redis_url', redis.url], { env: st.env });
+			await until(async () => (await modeOf(dp)) === 'shared', 8000, 'shared after the setting changed');
+			const r = await request(`${dp.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+				body: JSON.stringify({ model: 'mock/x', messages: [{ role: 'user', content: 'hi' }] }) });
+			assert.equal(r.status, 200, r.body);
+			assert.equal(await redis.cmd('ZCARD', `sc:pw:w:${(await redis.cmd('KEYS', 'sc:pw:w:*'))[0].slice(8)}`), 1);
+			const shown = execFileSync(st.ctl, ['--db', st.db, 'config', 'get', 'redis_url'], { env: st.env }).toString();
+			assert.equal(shown.trim(), `redis://:****@127.0.0.1:${redis.port}/0`);
+			const m = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
+			const s = sql(st, 'SELECT snapshot FROM live_status WHERE id = 1');
+			for (const text of [dp.logs(), m, s, shown]) assert.ok(!text.includes(PW), 'the password leaked');
+			// Back to a single host without a restart.
+			execFileSync(st.ctl, ['--db', st.db, 'config', 'set', 'redis_url', ''], { env: st.env });
+			await until(async () => (await health(dp)).cluster === undefined, 8000, 'single host again');
+			assert.ok(!(await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body.includes('sidecar_cluster_mode'));
+		} finally {
+			await dp?.stop();
+			await mock.stop();
+			await redis.stop();
+			cleanup(st);
 		}
 	});
 });
