@@ -153,11 +153,11 @@ ratelimit_next_free_below(const struct ratelimit *rl, int64_t now, int cap)
 {
 	int64_t t;
 
-	if (cap < 1)
-		return INT64_MAX;
-	if (rl->ring == NULL || cap > rl->limit)
+	if (cap < 1 || rl->ring == NULL)
+		return INT64_MAX;	/* unconfigured: never admits, as ratelimit_next_free */
+	if (cap > rl->limit)
 		cap = rl->limit;
-	if (rl->ring == NULL || ratelimit_used(rl, now) < cap)
+	if (ratelimit_used(rl, now) < cap)
 		return now;
 	/* The cap-th newest start has to leave the window. */
 	t = rl_at(rl, rl->count - cap) + rl->span_ms;
