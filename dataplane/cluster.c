@@ -1284,6 +1284,8 @@ cluster_on_reloaded(void)
 
 	if (cl.loop == NULL)
 		return;	/* the first load, before cluster_init */
+	if (!was_on && c->redis_url[0] == '\0')
+		return;	/* a single host, and still one */
 	if (c->cluster_host_name[0] != '\0')
 		snprintf(host, sizeof(host), "%s", c->cluster_host_name);
 	else if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')

@@ -48,7 +48,7 @@ async function startCluster({ keys, providers, settings = {}, n = 3 }) {
 		redis, mock, hosts,
 		async stop() {
 			for (const h of hosts) {
-				await h.dp?.stop();
+				await h.dp?.stop('SIGTERM');	/* graceful: the sanitizer build checks for leaks at exit */
 				h.proxy.stop();
 				cleanup(h.st);
 			}
@@ -353,7 +353,7 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 			await until(async () => (await health(dp)).cluster === undefined, 8000, 'single host again');
 			assert.ok(!(await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body.includes('sidecar_cluster_mode'));
 		} finally {
-			await dp?.stop();
+			await dp?.stop('SIGTERM');
 			await mock.stop();
 			await redis.stop();
 			cleanup(st);
