@@ -19,8 +19,9 @@
 #     a client token for OpenClaw is created and printed once too: the data
 #     plane refuses such a listener without one, and that refusal stays (a
 #     database without client tokens is never given one later);
-#   - a database: the key is checked against it before anything changes; an
-#     older schema is migrated (`sidecarctl migrate`, which backs up first).
+#   - a database: `sidecarctl check` (read-only) checks the key, the schema and
+#     the integrity before anything changes; an older schema is migrated
+#     (`sidecarctl migrate`, which backs up first).
 # Any failure: one line "sidecar: cannot start: ..." on stderr, exit 1, and
 # the database is left as it was.
 set -eu
@@ -94,6 +95,27 @@ create_token() {
 	echo "sidecar: created the $what, shown only this once (only its hash is stored): $tok"
 }
 
+# An existing database: `sidecarctl check` opens it read-only, so a wrong key
+# changes no byte. A schema older than this image's (with the key matching)
+# is migrated by `sidecarctl migrate`, which takes a backup first.
+check_existing_db() {
+	if out=$(sidecarctl check 2>&1); then
+		return 0
+	fi
+	problems=$(echo "$out" | sed -n 's/^PROBLEM  //p')
+	if echo "$out" | grep -q '^ok       encryption key matches' &&
+	    echo "$out" | grep -q '^ok       integrity_check' &&
+	    echo "$problems" | grep -q '(run sidecarctl migrate)'; then
+		ctl_or_die migrate
+		if ! out=$(sidecarctl check 2>&1); then
+			die "after the migration: $(echo "$out" | sed -n 's/^PROBLEM  //p' | paste -sd ';' -)"
+		fi
+		return 0
+	fi
+	[ -n "$problems" ] || problems=$(echo "$out" | sed 's/^sidecarctl: //')
+	die "$(echo "$problems" | paste -sd ';' - | sed 's/;/; /g')"
+}
+
 prepare_db() {
 	listen=$1
 	dir=$(dirname "$SIDECAR_DB")
@@ -111,17 +133,7 @@ prepare_db() {
 			create_token client "client token for OpenClaw (its apiKey for this sidecar)"
 		fi
 	else
-		# init checks the key before it changes anything, and refuses an
-		# older schema (the key already matched): then migrate, backup first.
-		if ! out=$(sidecarctl init 2>&1); then
-			case $out in
-			*"run \`sidecarctl migrate\`"*)
-				ctl_or_die migrate
-				ctl_or_die init
-				;;
-			*) die "$(echo "$out" | sed 's/^sidecarctl: //')" ;;
-			esac
-		fi
+		check_existing_db
 	fi
 	exec 9>&-
 }

@@ -230,7 +230,7 @@ test('the image builds from a clean checkout; no compiler; user sidecar; size', 
 	const info = JSON.parse(podman(['image', 'inspect', IMAGE]).stdout)[0];
 	assert.equal(info.Config.User, 'sidecar');
 	assert.deepEqual(info.Config.Entrypoint, ['sidecar-entrypoint']);
-	assert.ok(JSON.stringify(info.Config.Healthcheck ?? info.HealthCheck ?? {}).includes('sidecar-healthcheck'), 'HEALTHCHECK kept (docker format)');
+	assert.deepEqual(info.Healthcheck?.Test, ['CMD', 'sidecar-healthcheck'], 'HEALTHCHECK kept (docker format)');
 	assert.ok(Object.keys(info.Config.Volumes ?? {}).includes('/var/lib/sidecar'));
 	t.diagnostic(`image ${IMAGE}: ${(info.Size / 1e6).toFixed(0)} MB`);
 	console.log(`== container image size: ${(info.Size / 1e6).toFixed(0)} MB`);
@@ -281,8 +281,9 @@ test('compose: both roles; chat reaches the mock; admin panel; metrics; health; 
 		assert.ok(JSON.parse(body).choices.length > 0, body);
 		assert.match(res.headers.get('x-sidecar-provider') ?? '', /^ctr-main-/);
 	}
+	// They reached the mock (one 429 of the limited key was retried invisibly).
 	const ms = mockStats();
-	assert.ok(JSON.stringify(ms).match(/\d/), JSON.stringify(ms));
+	assert.ok(ms.by_status['200'] >= 8, JSON.stringify(ms));
 	t.diagnostic(`mock stats: ${JSON.stringify(ms)}`);
 
 	// The admin panel with its token; the limited key is now cooling.
@@ -459,7 +460,6 @@ test('an old database is migrated on start, after a pre-migration backup', { tim
 	assert.equal(r.code, 0, r.out);
 	// `dataplane --help` went through the setup: the migration ran with its backup.
 	assert.match(r.stdout, /migrated .* from schema version 1 to \d+ \(pre-migration backup: .*premigrate-v1/);
-	assert.match(r.stdout, /up to date/);
 	assert.ok(fs.readdirSync(path.join(dir, 'backups')).some((f) => f.includes('premigrate-v1')));
 	assert.doesNotMatch(r.out, /admin token/, 'an existing database gets no new admin token');
 });
