@@ -96,24 +96,29 @@ create_token() {
 }
 
 # An existing database: `sidecarctl check` opens it read-only, so a wrong key
-# changes no byte. A schema older than this image's (with the key matching)
-# is migrated by `sidecarctl migrate`, which takes a backup first.
+# changes no byte. Refused: a key that is missing or does not match, a
+# damaged database, a schema newer than this image's. Migrated: an older
+# schema (`sidecarctl migrate` takes a backup first). Only reported: a
+# provider row that does not decrypt (left to the programs, as on a host).
 check_existing_db() {
 	if out=$(sidecarctl check 2>&1); then
 		return 0
 	fi
-	problems=$(echo "$out" | sed -n 's/^PROBLEM  //p')
-	if echo "$out" | grep -q '^ok       encryption key matches' &&
-	    echo "$out" | grep -q '^ok       integrity_check' &&
-	    echo "$problems" | grep -q '(run sidecarctl migrate)'; then
-		ctl_or_die migrate
-		if ! out=$(sidecarctl check 2>&1); then
-			die "after the migration: $(echo "$out" | sed -n 's/^PROBLEM  //p' | paste -sd ';' -)"
-		fi
-		return 0
+	if ! echo "$out" | grep -q '^ok       encryption key matches'; then
+		why=$(echo "$out" | sed -n 's/^PROBLEM  //p' | grep -v '^schema version\|^integrity_check' | head -n 1)
+		[ -n "$why" ] || why=$(echo "$out" | sed 's/^sidecarctl: //' | head -n 1)
+		die "$why"
 	fi
-	[ -n "$problems" ] || problems=$(echo "$out" | sed 's/^sidecarctl: //')
-	die "$(echo "$problems" | paste -sd ';' - | sed 's/;/; /g')"
+	if ! echo "$out" | grep -q '^ok       integrity_check'; then
+		die "$(echo "$out" | sed -n 's/^PROBLEM  \(integrity_check.*\)/\1/p') (restore a backup: docs/operations.md)"
+	fi
+	schema=$(echo "$out" | sed -n 's/^PROBLEM  \(schema version .*\)/\1/p')
+	case $schema in
+	'') ;;
+	*'(run sidecarctl migrate)'*) ctl_or_die migrate ;;
+	*) die "database $schema" ;;
+	esac
+	echo "$out" | sed -n 's/^PROBLEM  \(provider .*\)/sidecar: warning: \1/p' >&2
 }
 
 prepare_db() {

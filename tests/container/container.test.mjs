@@ -84,13 +84,15 @@ function volumeDir(v) {
 }
 
 // Every file in a directory tree with its SHA-256: "the database is untouched".
+// Not the -shm file: SQLite's shared-memory index of the WAL, which every
+// reader, even a read-only one, may rebuild; it holds no data.
 function snapshot(dir) {
 	const out = {};
 	const walk = (d) => {
 		for (const e of fs.readdirSync(d, { withFileTypes: true })) {
 			const p = path.join(d, e.name);
 			if (e.isDirectory()) walk(p);
-			else out[path.relative(dir, p)] = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+			else if (!e.name.endsWith('-shm')) out[path.relative(dir, p)] = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 		}
 	};
 	walk(dir);
