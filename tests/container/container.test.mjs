@@ -380,6 +380,20 @@ test('SIGTERM under load drains; restart keeps providers, cooldowns, statistics;
 	assert.equal(r.code, 0, r.out);
 	assert.match(r.stdout, /ctr-main-1/);
 	assert.ok(!r.stdout.includes(K1));
+
+	// The documented restore: refused while the data plane runs, done when stopped.
+	const file = `/var/lib/sidecar/backups/${backups.sort().at(-1)}`;
+	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
+	assert.notEqual(r.code, 0, 'restore while the data plane runs');
+	assert.match(r.out, /data plane is running/);
+	podman(['rm', '-f', '-t', '1', MOCK]);
+	for (const c of [DP, ADMIN]) assert.equal(podman(['stop', '-t', '45', c]).code, 0);
+	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
+	assert.equal(r.code, 0, r.out);
+	assert.equal(podman(['start', DP, ADMIN]).code, 0);
+	await waitHttp(`http://127.0.0.1:${PORTS.admin}/`, (s) => s === 200);
+	assert.deepEqual(Object.keys(await providersState()).sort(), ['ctr-main-1', 'ctr-main-2-limited']);
+	await waitHttp(`http://127.0.0.1:${PORTS.dp}/health`, (s) => s === 200);
 });
 
 test('a wrong, missing or unreadable key: exit 1 with the message, the database untouched', { timeout: 300000 }, async () => {
