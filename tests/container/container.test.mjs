@@ -374,21 +374,21 @@ test('SIGTERM under load drains; restart keeps providers, cooldowns, statistics;
 	// The documented cron backup: a one-off container of the same image.
 	// podman-compose 1.0.3 (Debian 12) exits 0 whatever `run` did, so the
 	// outcome is read from the output (and the files).
-	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'backup'], { timeout: 120000 });
+	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'backup'], { timeout: 120000 });
 	assert.match(r.stdout, /^backup ok: \/var\/lib\/sidecar\/backups\/sidecar_v2-\d{8}T\d{6}Z\.db/m, r.out);
 	const backups = fs.readdirSync(path.join(volumeDir(VOL), 'backups')).filter((f) => f.endsWith('.db'));
 	assert.ok(backups.length >= 1, `backups: ${backups}`);
-	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'providers', 'list'], { timeout: 120000 });
+	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'providers', 'list'], { timeout: 120000 });
 	assert.match(r.stdout, /ctr-main-1/, r.out);
 	assert.ok(!r.stdout.includes(K1));
 
 	// The documented restore: refused while the data plane runs, done when stopped.
 	const file = `/var/lib/sidecar/backups/${backups.sort().at(-1)}`;
-	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
+	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
 	assert.match(r.stderr, /sidecarctl restore: refused: the data plane is running/, r.out);
 	podman(['rm', '-f', '-t', '1', MOCK]);
 	for (const c of [DP, ADMIN]) assert.equal(podman(['stop', '-t', '45', c]).code, 0);
-	r = compose(['run', '--rm', '-T', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
+	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
 	assert.match(r.stdout, /^restored /m, r.out);
 	assert.doesNotMatch(r.stderr, /sidecarctl restore: /, r.out);
 	assert.equal(podman(['start', DP, ADMIN]).code, 0);
