@@ -227,7 +227,8 @@ test('the image builds from a clean checkout; no compiler; user sidecar; size', 
 	const id = podman(['image', 'inspect', '--format', '{{.Id}}', IMAGE]).stdout.trim();
 	// The previous image of this tag and builds' leftovers older than this one.
 	if (old && old !== id) podman(['rmi', old]);
-	podman(['image', 'prune', '-f', '--filter', 'label=io.sidecar-v2.stage=build', '--filter', `until=${new Date(t0).toISOString()}`]);
+	for (const label of ['io.sidecar-v2.stage=build', 'org.opencontainers.image.title=sidecar-v2'])
+		podman(['image', 'prune', '-f', '--filter', `label=${label}`, '--filter', `until=${new Date(t0).toISOString()}`]);
 
 	const info = JSON.parse(podman(['image', 'inspect', IMAGE]).stdout)[0];
 	assert.equal(info.Config.User, 'sidecar');
