@@ -236,7 +236,6 @@ test('the image builds from a clean checkout; no compiler; user sidecar; size', 
 	assert.deepEqual(info.Healthcheck?.Test, ['CMD', 'sidecar-healthcheck'], 'HEALTHCHECK kept (docker format)');
 	assert.ok(Object.keys(info.Config.Volumes ?? {}).includes('/var/lib/sidecar'));
 	t.diagnostic(`image ${IMAGE}: ${(info.Size / 1e6).toFixed(0)} MB`);
-	console.log(`== container image size: ${(info.Size / 1e6).toFixed(0)} MB`);
 
 	r = podman(['run', '--rm', ...ULIMITS, '--no-healthcheck', '--entrypoint', 'sh', IMAGE, '-c', `
 		id -un; id -u
