@@ -213,6 +213,7 @@ after(() => {
 test('the image builds from a clean checkout; no compiler; user sidecar; size', { timeout: 900000 }, (t) => {
 	let r = sh(path.join(SRC, 'tests/container/base-image.sh'), [BASE], { timeout: 600000 });
 	assert.equal(r.code, 0, r.out);
+	t.diagnostic(r.stderr.match(/base-image: made .*/)?.[0] ?? `base image ${BASE} reused`);
 	// A clean checkout: what git tracks plus new files it does not ignore.
 	const ctx = path.join(work, 'context');
 	fs.mkdirSync(ctx);
