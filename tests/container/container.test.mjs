@@ -71,8 +71,10 @@ function compose(args, opts = {}) {
 	});
 }
 
+// Containers with -v: the image declares VOLUME /var/lib/sidecar, so one
+// started without that mount (the mock) has an anonymous volume.
 function removeAll() {
-	for (const c of [MOCK, HOSTDP, DP, ADMIN]) podman(['rm', '-f', '-t', '2', c]);
+	for (const c of [MOCK, HOSTDP, DP, ADMIN]) podman(['rm', '-f', '-v', '-t', '2', c]);
 	for (const v of [VOL, HOSTVOL, V1VOL, EMPTYVOL]) podman(['volume', 'rm', '-f', v]);
 	podman(['network', 'rm', '-f', `${P}_default`]);
 }
@@ -159,7 +161,7 @@ function ctlIn(ctr, args, input) {
 
 // The mock upstream of this build, in a container that joins ctr's network namespace.
 function startMock(ctr) {
-	podman(['rm', '-f', '-t', '1', MOCK]);
+	podman(['rm', '-f', '-v', '-t', '1', MOCK]);
 	const r = podman(['run', '-d', '--name', MOCK, '--network', `container:${ctr}`, '--user', String(UID),
 		...ULIMITS, '--no-healthcheck', '-v', `${path.join(BUILD, 'tests/mock-upstream')}:/usr/local/bin/mock-upstream:ro`,
 		'--entrypoint', '/usr/local/bin/mock-upstream', IMAGE,
@@ -346,7 +348,7 @@ test('SIGTERM under load drains; restart keeps providers, cooldowns, statistics;
 	assert.match(podman(['logs', DP]).out, /SIGTERM: draining[\s\S]*drained; exiting/);
 
 	// Restart everything (the mock first: it lives in the data plane's namespace).
-	podman(['rm', '-f', '-t', '1', MOCK]);
+	podman(['rm', '-f', '-v', '-t', '1', MOCK]);
 	r = podman(['stop', '-t', '45', ADMIN]);
 	assert.equal(r.code, 0, r.out);
 	r = podman(['start', DP, ADMIN]);
@@ -387,7 +389,7 @@ test('SIGTERM under load drains; restart keeps providers, cooldowns, statistics;
 	const file = `/var/lib/sidecar/backups/${backups.sort().at(-1)}`;
 	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
 	assert.match(r.stderr, /sidecarctl restore: refused: the data plane is running/, r.out);
-	podman(['rm', '-f', '-t', '1', MOCK]);
+	podman(['rm', '-f', '-v', '-t', '1', MOCK]);
 	for (const c of [DP, ADMIN]) assert.equal(podman(['stop', '-t', '45', c]).code, 0);
 	r = compose(['run', '--rm', '-T', '--no-deps', 'dataplane', 'sidecarctl', 'restore', file], { timeout: 120000 });
 	assert.match(r.stdout, /^restored /m, r.out);
@@ -399,7 +401,7 @@ test('SIGTERM under load drains; restart keeps providers, cooldowns, statistics;
 });
 
 test('a wrong, missing or unreadable key: exit 1 with the message, the database untouched', { timeout: 300000 }, async () => {
-	podman(['rm', '-f', '-t', '1', MOCK]);
+	podman(['rm', '-f', '-v', '-t', '1', MOCK]);
 	for (const c of [DP, ADMIN]) assert.equal(podman(['stop', '-t', '45', c]).code, 0);
 	let r;
 	const dir = volumeDir(VOL);
