@@ -253,7 +253,7 @@ main(int argc, char **argv)
 	}
 	if (!dp_is_loopback(listen_addr) && registry_client_tokens() <= 0) {
 		log_error("refusing to listen on %s without client tokens (create one with "
-		    "`sidecarctl tokens create --kind client`)", listen_addr);
+		    "`sidecarctl token create --client`)", listen_addr);
 		fprintf(stderr, "sidecar-dataplane: refusing to listen on non-loopback %s without client tokens\n",
 		    listen_addr);
 		goto out;
