@@ -1272,7 +1272,8 @@ proxy_health(struct conn *c, const char *rid)
 	conn_respond(c, serve > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
 }
 
-/* Client token check when tokens are configured. 1 ok, else answered. */
+/* Client token check when tokens are configured. 1 ok, else answered. A
+ * valid token makes the connection trusted (conn_set_trusted). */
 static int
 proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 {
@@ -1293,8 +1294,10 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 	tok[a->value.len - 7] = '\0';
 	r = registry_check_token(tok);
 	crypto_wipe(tok, sizeof(tok));
-	if (r == 1)
+	if (r == 1) {
+		conn_set_trusted(c);
 		return 1;
+	}
 	if (r == -1)
 		proxy_error(c, rid, 500, "token check failed", "internal_error", NULL);
 	else
@@ -1303,59 +1306,112 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 	return 0;
 }
 
-void
-proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body)
+/* What a request asks for, from its path (origin- or absolute-form) and method. */
+enum px_endpoint { PX_EP_UNKNOWN, PX_EP_HEALTH, PX_EP_MODELS, PX_EP_POST };
+
+/* Classify req. *up: the upstream path of a PX_EP_POST; *allow: the Allow
+ * header line when the method does not fit the endpoint, else NULL. GET
+ * routes take HEAD too (answered without a body, conn.c). */
+static enum px_endpoint
+proxy_endpoint(const struct http_request *req, const char **up, const char **allow)
 {
 	static const char *const posts[] = { "chat/completions", "completions", "embeddings", NULL };
-	const struct http_header *h;
-	struct proxy_req *r;
-	struct http_slice path = req->target;
-	const char *q, *pf, *up = NULL;
-	char rid[PX_RID_MAX + 1];
-	struct sc_err e;
+	struct http_slice path = http_target_path(req->target), rest;
+	int get = http_slice_eq(req->method, "GET") || http_slice_eq(req->method, "HEAD");
+	const char *q;
 	size_t i;
 
+	*up = NULL;
+	*allow = NULL;
 	if ((q = memchr(path.p, '?', path.len)) != NULL)
 		path.len = (size_t)(q - path.p);
-	h = http_find_header(req, "x-request-id");
+	if (http_slice_eq(path, "/health") || http_slice_eq(path, "/v1/models")) {
+		if (!get)
+			*allow = "Allow: GET, HEAD\r\n";
+		return path.len == 7 ? PX_EP_HEALTH : PX_EP_MODELS;
+	}
+	if (path.len < 4 || memcmp(path.p, "/v1/", 4) != 0)
+		return PX_EP_UNKNOWN;
+	rest.p = path.p + 4;
+	rest.len = path.len - 4;
+	for (i = 0; posts[i] != NULL; i++)
+		if (http_slice_eq(rest, posts[i])) {
+			*up = posts[i];
+			if (!http_slice_eq(req->method, "POST"))
+				*allow = "Allow: POST\r\n";
+			return PX_EP_POST;
+		}
+	return PX_EP_UNKNOWN;
+}
+
+/* The request id: the client's X-Request-Id when plain, else a new one. */
+static void
+proxy_request_id(const struct http_request *req, char rid[PX_RID_MAX + 1])
+{
+	const struct http_header *h = http_find_header(req, "x-request-id");
+
 	if (h != NULL && proxy_rid_ok(h->value)) {
 		memcpy(rid, h->value.p, h->value.len);
 		rid[h->value.len] = '\0';
 	} else {
 		proxy_new_rid(rid);
 	}
-	if (http_slice_eq(path, "/health")) {
-		if (!http_slice_eq(req->method, "GET"))
-			proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-		else
-			proxy_health(c, rid);
-		return;
-	}
-	if (path.len >= 4 && memcmp(path.p, "/v1/", 4) == 0) {
-		struct http_slice rest = { path.p + 4, path.len - 4 };
-		if (http_slice_eq(rest, "models")) {
-			if (!http_slice_eq(req->method, "GET")) {
-				proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-				return;
-			}
-			if (proxy_auth(c, req, rid))
-				models_handle(c, rid);
-			return;
-		}
-		for (i = 0; posts[i] != NULL; i++)
-			if (http_slice_eq(rest, posts[i]))
-				up = posts[i];
-	}
-	if (up == NULL) {
+}
+
+/* 404 for an unknown endpoint, 405 for a wrong method: 1 when answered. */
+static int
+proxy_refuse(struct conn *c, enum px_endpoint ep, const char *allow, const char *rid)
+{
+	if (ep == PX_EP_UNKNOWN) {
 		proxy_error(c, rid, 404, "unknown endpoint", "not_found", NULL);
+		return 1;
+	}
+	if (allow != NULL) {
+		proxy_error(c, rid, 405, "method not allowed", NULL, allow);
+		return 1;
+	}
+	return 0;
+}
+
+int
+proxy_admit(struct conn *c, const struct http_request *req)
+{
+	enum px_endpoint ep;
+	const char *up, *allow;
+	char rid[PX_RID_MAX + 1];
+
+	ep = proxy_endpoint(req, &up, &allow);
+	if (ep == PX_EP_HEALTH && allow == NULL)
+		return 1;
+	proxy_request_id(req, rid);
+	if (proxy_refuse(c, ep, allow, rid))
+		return 0;
+	return proxy_auth(c, req, rid);
+}
+
+void
+proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body)
+{
+	const struct http_header *h;
+	struct proxy_req *r;
+	enum px_endpoint ep;
+	const char *pf, *up, *allow;
+	char rid[PX_RID_MAX + 1];
+	struct sc_err e;
+
+	/* proxy_admit ran on the head: the endpoint and the token are checked. */
+	ep = proxy_endpoint(req, &up, &allow);
+	proxy_request_id(req, rid);
+	if (proxy_refuse(c, ep, allow, rid))
+		return;
+	if (ep == PX_EP_HEALTH) {
+		proxy_health(c, rid);
 		return;
 	}
-	if (!http_slice_eq(req->method, "POST")) {
-		proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: POST\r\n");
+	if (ep == PX_EP_MODELS) {
+		models_handle(c, rid);
 		return;
 	}
-	if (!proxy_auth(c, req, rid))
-		return;
 
 	r = sc_xcalloc(1, sizeof(*r));
 	px_in_flight++;
