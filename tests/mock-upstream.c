@@ -1081,11 +1081,41 @@ static void resp_full(struct conn *c, int status, const char *ctype, const char 
 	conn_set_state(c, CS_FLUSH);
 }
 
+static const char *hdr_get(const struct conn *c, const char *name, size_t *len);
+
+/* The Retry-After header line for retry_after seconds: delta-seconds, or an
+ * HTTP-date that far ahead when the request asks for one with
+ * X-Mock-Retry-After-Form: imf | rfc850 | asctime (RFC 9110 §5.6.7). */
+static void retry_after_line(const struct conn *c, int64_t retry_after, char *out, size_t outlen)
+{
+	size_t fn = 0;
+	const char *form = hdr_get(c, "x-mock-retry-after-form", &fn);
+	char date[64] = "";
+	time_t t = time(NULL) + (time_t)retry_after;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	if (form != NULL && fn == 3 && strncasecmp(form, "imf", 3) == 0)
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	else if (form != NULL && fn == 6 && strncasecmp(form, "rfc850", 6) == 0) {
+		char day[24], clock[16];	/* the obsolete form's two-digit year is the point */
+		strftime(day, sizeof(day), "%A, %d-%b", &tm);
+		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+		snprintf(date, sizeof(date), "%s-%02d %s GMT", day, tm.tm_year % 100, clock);
+	}
+	else if (form != NULL && fn == 7 && strncasecmp(form, "asctime", 7) == 0)
+		strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm);
+	if (date[0] != '\0')
+		snprintf(out, outlen, "Retry-After: %s\r\n", date);
+	else
+		snprintf(out, outlen, "Retry-After: %" PRId64 "\r\n", retry_after);
+}
+
 /* An error in NIM's shape: {"status":S,"title":"..."[,"detail":"..."]}. */
 static void resp_nim(struct conn *c, int status, const char *detail, int64_t retry_after)
 {
 	struct buf *b = &g.scratch;
-	char extra[64];
+	char extra[96];
 
 	b->len = 0;
 	buf_printf(b, "{\"status\":%d,\"title\":", status);
@@ -1096,7 +1126,7 @@ static void resp_nim(struct conn *c, int status, const char *detail, int64_t ret
 	}
 	buf_adds(b, "}");
 	if (retry_after >= 0)
-		snprintf(extra, sizeof(extra), "Retry-After: %" PRId64 "\r\n", retry_after);
+		retry_after_line(c, retry_after, extra, sizeof(extra));
 	resp_full(c, status, "application/json", b->p, b->len, retry_after >= 0 ? extra : NULL);
 }
 
@@ -2657,6 +2687,7 @@ static void usage(FILE *f)
 	      "POST /v1/embeddings, GET /v1/models (Authorization: Bearer KEY; unknown key 401; past\n"
 	      "RPM in the sliding window 429). Per-request headers: X-Mock-Chunks, X-Mock-Interval-Ms,\n"
 	      "X-Mock-First-Delay-Ms, X-Mock-Latency-Ms, X-Mock-Chunk-Bytes, X-Mock-Retry-After,\n"
+	      "X-Mock-Retry-After-Form (imf|rfc850|asctime: send Retry-After as an HTTP-date),\n"
 	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"
 	      "slow-headers=MS | delay=MS. Control API (loopback only): GET /_mock/record[?since=SEQ],\n"

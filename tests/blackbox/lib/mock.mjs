@@ -10,7 +10,8 @@
 // Every mock started here is killed when the process exits, even on failure.
 // Per-request behaviour is chosen with request headers that the data plane
 // forwards: X-Mock-Chunks, X-Mock-Interval-Ms, X-Mock-First-Delay-Ms,
-// X-Mock-Latency-Ms, X-Mock-Retry-After and X-Mock-Fault (status=CODE, hang,
+// X-Mock-Latency-Ms, X-Mock-Retry-After (X-Mock-Retry-After-Form: imf, rfc850
+// or asctime sends it as an HTTP-date that far ahead) and X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
 // slow-headers=MS, delay=MS) and X-Mock-Chunk-Bytes (pad each token to N
 // bytes, for volume). See `tests/mock-upstream --help`.
