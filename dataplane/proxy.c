@@ -478,11 +478,14 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 		log_warn("provider %s: upstream answered %d, key marked invalid", r->prov->p.name, status);
 		registry_save_invalid(r->prov->p.id, summary);
 	}
-	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures) {
+	/* Persisted when the health changes, and when the answer's status does
+	 * (not per request: one write per change of last_status_code). */
+	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures || status != sp->saved_status) {
 		if (cr.became_unhealthy)
 			log_warn("provider %s: unhealthy after %d failures", r->prov->p.name, cr.failures);
 		registry_save_health(r->prov->p.id, sp->cd.unhealthy, cr.failures, status, now - r->t_attempt,
 		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
+		sp->saved_status = status;
 	}
 	/* Waiters may go now, or a provider's state changed: decide again and
 	 * re-arm from the timer (never here: this may run inside a curl callback). */
@@ -1106,6 +1109,7 @@ proxy_probe_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res
 		    upstream_status(x), cr.became_healthy ? ", healthy again" : "");
 		registry_save_health(pr->prov->p.id, sp->cd.unhealthy, sp->cd.consecutive_failures,
 		    upstream_status(x), now - pr->t0, ok ? "" : upstream_error(x), 1);
+		sp->saved_status = upstream_status(x);
 	}
 	if (pr->prev != NULL)
 		pr->prev->next = pr->next;

@@ -1,11 +1,13 @@
 // Black-box: what the data plane makes of upstream answers (issue 14): a
 // Retry-After as an HTTP-date in its three forms, or past the one-day cap,
-// sets the cooldown it says (item 5).
+// sets the cooldown it says (item 5); proxied answers update
+// provider_health.last_status_code, and a cooldown replaced by a newer one
+// is no longer active (item 9).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, sleep, startDataplane } from './lib/stack.mjs';
 
 const KEYS = Array.from({ length: 6 }, (_, i) => `nvapi-TEST-014${i}-xxxxxxxxxxxxxxxx`);
 const sql = (st, q) => execFileSync('sqlite3', [st.db, q]).toString().trim();
@@ -52,5 +54,63 @@ describe('upstream Retry-After', { timeout: 60000 }, () => {
 		assert.ok(date >= 86395 && date <= 86401, `a date 3 days ahead gave ${date} s`);
 		const plain = await cooldownAfter(5, 45);
 		assert.ok(plain >= 43 && plain <= 46, `Retry-After: 45 gave ${plain} s`);
+	});
+});
+
+describe('status the data plane persists', { timeout: 60000 }, () => {
+	let mock, st, dp;
+	const H = 'nvapi-TEST-0149-hhhhhhhhhhhhhhhh', C = 'nvapi-TEST-0149-cccccccccccccccc';
+
+	before(async () => {
+		mock = await startMock({ keys: [{ key: H }, { key: C }] });
+		st = makeDb({ providers: [
+			{ name: 'h', key: H, url: mock.url, prefix: 'h/' },
+			{ name: 'c', key: C, url: mock.url, prefix: 'c/', rpm: 40 },
+		] });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		await dp.stop();
+		await mock.stop();
+		cleanup(st);
+	});
+
+	// Poll the database (saves go through the statistics writer) until q gives want.
+	async function until(q, want) {
+		let got;
+		for (let i = 0; i < 60; i++) {
+			got = sql(st, q);
+			if (got === want) return got;
+			await sleep(100);
+		}
+		return got;
+	}
+
+	it('provider_health.last_status_code follows proxied answers, not only probes', async () => {
+		const q = "SELECT last_status_code FROM provider_health h JOIN providers p ON p.id = h.provider_id WHERE p.name='h'";
+		const ok = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] });
+		assert.equal(ok.status, 200, ok.body);
+		assert.equal(await until(q, '200'), '200');
+		const nf = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] }, { 'x-mock-fault': 'status=404' });
+		assert.equal(nf.status, 404, nf.body);
+		assert.equal(await until(q, '404'), '404');
+		assert.equal((await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] })).status, 200);
+		assert.equal(await until(q, '200'), '200');
+	});
+
+	it('a cooldown replaced by a newer one is no longer active', async () => {
+		const chat = () => postJson(`${dp.url}/chat/completions`, { model: 'c/m', messages: [] }, { 'x-mock-fault': 'status=429' });
+		assert.equal((await chat()).status, 503);
+		// The key is cooling: the emergency channel sends the next one, which gets a 429 again.
+		assert.equal((await chat()).status, 503);
+		const events = "SELECT COUNT(*) FROM cooldown_events e JOIN providers p ON p.id = e.provider_id WHERE p.name='c'";
+		assert.equal(await until(events, '2'), '2', 'the emergency attempt started a second cooldown');
+		const active = `${events} AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`;
+		const fmt = sql(st, "SELECT ended_at FROM cooldown_events LIMIT 1");
+		assert.match(fmt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'ended_at format');
+		assert.equal(sql(st, active), '1', sql(st, "SELECT started_at, ended_at, cooldown_seconds FROM cooldown_events"));
+		// The one still active is the newer, longer one.
+		assert.equal(sql(st, `SELECT e.cooldown_seconds FROM cooldown_events e JOIN providers p ON p.id = e.provider_id
+			WHERE p.name='c' AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`), '60');
 	});
 });
