@@ -72,6 +72,7 @@ struct proxy_req {
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
+	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
 	int64_t               t_start;		/* ms, monotonic */
 	int64_t               t_wait;		/* when parked, 0 when not */
@@ -317,12 +318,16 @@ static void
 proxy_log_free(struct proxy_req *r, int status, const char *note)
 {
 	int64_t now = sc_now_ms();
+	char pname[160], model[320];
 
 	if (r->t_wait != 0)
 		r->queue_ms += now - r->t_wait;
+	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+	log_value(r->prov != NULL ? r->prov->p.name : "-", pname, sizeof(pname));
+	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
 	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, r->prov != NULL ? r->prov->p.name : "-", r->model != NULL ? r->model : "-", status,
+	    r->rid, pname, model, status,
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)r->queue_ms, r->attempts,
 	    r->pool != NULL ? r->pool : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
@@ -537,6 +542,14 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		 * provider) is no API answer: an upstream failure like a 502,
 		 * retried elsewhere while nothing was sent to the client. */
 		log_warn("request %s: provider %s answered %d with an HTML page; treated as 502", r->rid,
+		    r->prov->p.name, r->up_status);
+		r->up_status = 502;
+	}
+	if (r->up_status >= 300 && r->up_status < 400) {
+		/* A redirect is no API answer either, and following it would send
+		 * the key elsewhere: an upstream failure (502), retried on another
+		 * key while nothing was sent to the client (docs/security.md). */
+		log_warn("request %s: provider %s answered a redirect (%d); treated as 502", r->rid,
 		    r->prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
@@ -893,6 +906,13 @@ proxy_up_headers(struct proxy_req *r, struct reg_provider *p)
 	if ((t = curl_slist_append(l, line)) == NULL)
 		goto fail;
 	l = t;
+	/* The body is JSON: say so when the client did not (libcurl would send
+	 * application/x-www-form-urlencoded). */
+	if (!r->has_ctype) {
+		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
+			goto fail;
+		l = t;
+	}
 	if ((t = curl_slist_append(l, "Expect:")) == NULL)
 		goto fail;
 	l = t;
@@ -1208,7 +1228,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (http_is_hop_by_hop(h->name))
+		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
 		for (k = 0; skip[k] != NULL; k++)
 			if (http_slice_ieq(h->name, skip[k]))
@@ -1217,6 +1237,8 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
+		if (http_slice_ieq(h->name, "content-type"))
+			r->has_ctype = 1;
 		sc_buf_append(&r->fwd, h->name.p, h->name.len);
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);
