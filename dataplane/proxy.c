@@ -53,6 +53,7 @@
 #define PX_RID_MAX      128
 #define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
 #define PX_MAX_CAND     256		/* providers of one route */
+#define PX_FIRST_CAP    (64 * 1024)	/* bytes of a 2xx stream held for its first event */
 
 enum px_phase {
 	PX_ROUTED,	/* parsed and routed, no attempt yet */
@@ -97,6 +98,11 @@ struct proxy_req {
 	struct sc_buf         hold;		/* owned: relayed bytes held back in sse_drop mode */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   sse_observe;	/* scanning (not holding) for usage */
+	int                   sse_first;		/* a 2xx stream held until its first data event */
+	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sc_buf         first;		/* owned: the bytes held while sse_first */
+	int                   first_limited;	/* that first event was a rate-limit error */
+	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
 	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               prompt_tokens;	/* -1 unknown */
@@ -129,6 +135,7 @@ static struct px_probe  *px_probes;
 static int               px_public;	/* listening beyond loopback: a token is always required */
 
 static void proxy_next(struct proxy_req *r);
+static void proxy_first_reset(struct proxy_req *r);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
@@ -301,6 +308,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->sse_drop || r->sse_observe)
 		sse_free(&r->sse);
+	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
@@ -553,11 +561,45 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		    r->prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
+	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL &&
+	    strncasecmp(upstream_content_type(x), "text/event-stream", 17) == 0) {
+		/* Held until its first event: an error event there (a 429 inside
+		 * a 200) is retried on another key while the client has nothing. */
+		r->sse_first = 1;
+		sse_init(&r->fsse, PX_FIRST_CAP);
+		sc_buf_init(&r->first, PX_FIRST_CAP);
+		return 0;
+	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
 		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
+}
+
+/* Drop the first-event hold (a new attempt, or the end of the request). */
+static void
+proxy_first_reset(struct proxy_req *r)
+{
+	if (r->sse_first)
+		sse_free(&r->fsse);
+	sc_buf_free(&r->first);
+	r->sse_first = 0;
+	r->first_limited = 0;
+}
+
+/* A rate-limit error event inside a committed 2xx stream: once per request
+ * it counts as a 429 for the key (cooldown, metrics). The event itself is
+ * relayed: the client already has the stream. */
+static void
+proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
+{
+	if (r->limit_counted || !ev->has_data || ev->done || !sse_rate_limited(ev->data, ev->data_len))
+		return;
+	r->limit_counted = 1;
+	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->prov->p.name,
+	    r->up_status);
+	proxy_outcome(r, COOLDOWN_FAIL_NONE, 429, -1, NULL);
 }
 
 /* Note an event's usage (total tokens), when it carries one. */
@@ -585,6 +627,8 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 
 	while (n > 0) {
 		sr = sse_feed(&r->sse, p, n, &used, &ev);
+		if (sr == SSE_EVENT)
+			proxy_event_limit(r, &ev);
 		if (sc_buf_append(&r->hold, p, used) == -1) {
 			/* Cannot happen with the scanner's cap below ours; relay what we have. */
 			conn_response_body(r->conn, r->hold.data, r->hold.len);
@@ -618,11 +662,64 @@ proxy_observe_sse(struct proxy_req *r, const char *p, size_t n)
 	size_t used;
 
 	while (n > 0) {
-		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT)
+		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT) {
+			proxy_event_limit(r, &ev);
 			proxy_event_usage(r, &ev);
+		}
 		p += used;
 		n -= used;
 	}
+}
+
+static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
+
+/* Commit a held 2xx stream: count the success, send the head, relay what
+ * was held (the client's output is empty: it takes it all). */
+static void
+proxy_first_commit(struct proxy_req *r, struct upstream_xfer *x)
+{
+	struct sc_buf held = r->first;
+
+	sc_buf_init(&r->first, 0);
+	proxy_first_reset(r);
+	proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+	proxy_commit(r, x);
+	if (held.len > 0)
+		proxy_relay_data(r, held.data, held.len);
+	sc_buf_free(&held);
+}
+
+/* Bytes of a held 2xx stream: hold them until the first data event. A
+ * rate-limit error there aborts the transfer (first_limited: proxy_on_done
+ * retries); any other event, or more than PX_FIRST_CAP bytes, commits. */
+static size_t
+proxy_first_event(struct proxy_req *r, const char *p, size_t n)
+{
+	struct sse_event ev;
+	size_t off = 0, used;
+	enum sse_result sr;
+
+	if (sc_buf_append(&r->first, p, n) == -1) {
+		proxy_first_commit(r, r->xfer);
+		return proxy_relay_data(r, p, n);
+	}
+	while (off < n) {
+		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		off += used;
+		if (sr == SSE_EVENT && !ev.has_data)
+			continue;	/* a comment or blank line: wait for data */
+		if (sr == SSE_EVENT && sse_rate_limited(ev.data, ev.data_len)) {
+			r->first_limited = 1;
+			sc_buf_reset(&r->errbody);
+			sc_buf_append(&r->errbody, ev.data, ev.data_len < r->errbody.cap ? ev.data_len : r->errbody.cap);
+			return 0;	/* stop this transfer */
+		}
+		if (sr != SSE_MORE) {
+			proxy_first_commit(r, r->xfer);
+			return n;
+		}
+	}
+	return n;
 }
 
 static size_t
@@ -630,6 +727,15 @@ proxy_on_data(void *arg, const char *p, size_t n)
 {
 	struct proxy_req *r = arg;
 
+	if (r->sse_first && r->conn != NULL)
+		return proxy_first_event(r, p, n);
+	return proxy_relay_data(r, p, n);
+}
+
+/* Body bytes of the attempt: an error body kept for the rewrite, or relayed. */
+static size_t
+proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
+{
 	if (r->phase != PX_RELAY) {
 		/* An error body: keep the first PX_ERRBODY_CAP bytes for the rewrite. */
 		size_t room = r->errbody.cap - r->errbody.len;
@@ -760,6 +866,21 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 	if (r->phase == PX_RELAY) {
 		proxy_end_relay(r, res);
 		return;
+	}
+	if (r->first_limited) {
+		/* A 200 stream whose first event said 429: a 429 for this key. */
+		log_warn("request %s: provider %s sent a rate-limit error as its stream's first event; "
+		    "treated as 429", r->rid, r->prov->p.name);
+		proxy_first_reset(r);
+		r->up_status = 429;
+		res = UPSTREAM_OK;
+	} else if (r->sse_first && res == UPSTREAM_OK) {
+		/* The stream ended before any data event: relay what it was. */
+		proxy_first_commit(r, x);
+		proxy_end_relay(r, res);
+		return;
+	} else if (r->sse_first) {
+		proxy_first_reset(r);	/* broken before its first event: retried as below */
 	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
@@ -941,6 +1062,8 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	r->pool = pool;
 	r->up_status = 0;
 	r->last_fail_http = 0;
+	r->limit_counted = 0;
+	proxy_first_reset(r);
 	sc_buf_reset(&r->errbody);
 	sc_buf_free(&r->upbody);
 	if (r->shape_ok) {

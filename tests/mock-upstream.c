@@ -88,6 +88,8 @@ enum fault_kind {
 	F_DRIP,		/* arg = ms between single bytes of the whole response */
 	F_SLOW_HEADERS,	/* arg = ms between single bytes of the header block */
 	F_DELAY,	/* arg = ms before any byte of the response */
+	F_SSE_429,	/* arg = content chunks, then a 429 error event in NIM's shape (streams) */
+	F_SSE_429_OPENAI,	/* the same in OpenAI's shape */
 };
 
 struct fault {
@@ -540,6 +542,8 @@ static bool fault_parse(const char *s, size_t n, struct fault *f)
 		{ "drip", F_DRIP, true },
 		{ "slow-headers", F_SLOW_HEADERS, true },
 		{ "delay", F_DELAY, true },
+		{ "sse-429", F_SSE_429, true },
+		{ "sse-429-openai", F_SSE_429_OPENAI, true },
 		{ "none", F_NONE, false },
 	};
 	const char *eq;
@@ -1411,14 +1415,31 @@ static void resp_start(struct conn *c)
 	conn_set_state(c, CS_FLUSH);
 }
 
+/* A rate-limit error event inside the 200 stream, then its end (sse-429*). */
+static void stream_error_tail(struct conn *c)
+{
+	static const char nim[] = "data: {\"status\":429,\"title\":\"Too Many Requests\","
+		"\"detail\":\"Rate limit exceeded\"}\n\n";
+	static const char oai[] = "data: {\"error\":{\"message\":\"Rate limit reached for requests\","
+		"\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n";
+	struct req *r = &c->r;
+	const char *ev = r->fault.kind == F_SSE_429 ? nim : oai;
+	size_t n = r->fault.kind == F_SSE_429 ? sizeof(nim) - 1 : sizeof(oai) - 1;
+
+	http_chunk(c, ev, n);
+	buf_adds(&c->out, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+	rec_resp_add(r, "data: [DONE]\n\n", 14);
+}
+
 /* Queue the stream chunks that are due, up to the output high-water mark. */
 static void stream_emit(struct conn *c)
 {
 	struct req *r = &c->r;
 	uint32_t n = req_content_chunks(r), stop = n;
 	bool cut = r->fault.kind == F_RESET || r->fault.kind == F_CLOSE;
+	bool err = r->fault.kind == F_SSE_429 || r->fault.kind == F_SSE_429_OPENAI;
 
-	if (cut && r->fault.arg < stop)
+	if ((cut || err) && r->fault.arg < stop)
 		stop = (uint32_t)r->fault.arg;
 	while (r->sent < stop) {
 		if (c->due > g_now || conn_pending(c) >= OUT_HIGH)
@@ -1428,6 +1449,8 @@ static void stream_emit(struct conn *c)
 	}
 	if (cut)
 		r->term = r->fault.kind == F_RESET ? TERM_RESET : TERM_CLOSE;
+	else if (err)
+		stream_error_tail(c);
 	else
 		stream_tail(c);
 	conn_set_state(c, CS_FLUSH);
@@ -2690,7 +2713,8 @@ static void usage(FILE *f)
 	      "X-Mock-Retry-After-Form (imf|rfc850|asctime: send Retry-After as an HTTP-date),\n"
 	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"
-	      "slow-headers=MS | delay=MS. Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
+	      "slow-headers=MS | delay=MS | sse-429=N | sse-429-openai=N (a stream: N chunks, then a\n"
+	      "429 error event in NIM's or OpenAI's shape). Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
 	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after}.\n",
 	      f);
 }

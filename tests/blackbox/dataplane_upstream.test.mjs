@@ -2,12 +2,14 @@
 // Retry-After as an HTTP-date in its three forms, or past the one-day cap,
 // sets the cooldown it says (item 5); proxied answers update
 // provider_health.last_status_code, and a cooldown replaced by a newer one
-// is no longer active (item 9).
+// is no longer active (item 9); a rate-limit error event inside a 200
+// stream, in NIM's or OpenAI's shape, is a 429 for the key, and retried on
+// another key when it is the first event (item 7).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
 
 const KEYS = Array.from({ length: 6 }, (_, i) => `nvapi-TEST-014${i}-xxxxxxxxxxxxxxxx`);
 const sql = (st, q) => execFileSync('sqlite3', [st.db, q]).toString().trim();
@@ -112,5 +114,78 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 		// The one still active is the newer, longer one.
 		assert.equal(sql(st, `SELECT e.cooldown_seconds FROM cooldown_events e JOIN providers p ON p.id = e.provider_id
 			WHERE p.name='c' AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`), '60');
+	});
+});
+
+describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
+	let mock, st, dp;
+	const S1 = 'nvapi-TEST-0171-ssssssssssssssss', S2 = 'nvapi-TEST-0172-ssssssssssssssss';
+	const T1 = 'nvapi-TEST-0173-tttttttttttttttt', U1 = 'nvapi-TEST-0174-uuuuuuuuuuuuuuuu';
+
+	before(async () => {
+		mock = await startMock({ keys: [S1, S2, T1, U1].map((key) => ({ key })), chunks: 4, intervalMs: 5 });
+		st = makeDb({ providers: [
+			{ name: 's1', key: S1, url: mock.url, prefix: 's/' },
+			{ name: 's2', key: S2, url: mock.url, prefix: 's/' },
+			{ name: 't1', key: T1, url: mock.url, prefix: 't/' },
+			{ name: 'u1', key: U1, url: mock.url, prefix: 'u/' },
+		] });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		await dp.stop();
+		await mock.stop();
+		cleanup(st);
+	});
+
+	const stream = (model) => postJson(`${dp.url}/chat/completions`, { model, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+	const metric = async (provider, result) => {
+		const m = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
+		const line = m.split('\n').find((l) => l.startsWith('sidecar_upstream_responses_total{') &&
+			l.includes(`provider="${provider}"`) && l.includes(`result="${result}"`));
+		return line ? +line.split(' ').pop() : 0;
+	};
+	const consecutive429 = (name) => sql(st, `SELECT consecutive_429 FROM providers WHERE name='${name}'`);
+
+	it('a first event that says 429 (NIM shape) cools the key and the request is retried on another', async () => {
+		await mock.setKey(S1, 0, 'sse-429=0', 0);
+		for (let i = 0; i < 3; i++) {
+			const r = await stream('s/m');
+			assert.equal(r.status, 200, r.body);
+			assert.equal(r.headers['x-sidecar-provider'], 's2');
+			assert.doesNotMatch(r.body, /429|Too Many Requests/);
+			assert.match(r.body, /data: \[DONE\]/);
+		}
+		const rec = await mock.record();
+		assert.equal(rec.filter((x) => x.key === S1).length, 1, 'the cooling key was used again');
+		assert.equal(consecutive429('s1'), '1');
+		assert.ok(coolingFor(st, 's1') >= 25, 'cooldown persisted');
+		assert.equal(await metric('s1', '429'), 1);
+		assert.equal(await metric('s1', '2xx'), 0);
+		assert.match(dp.logs(), /provider s1 sent a rate-limit error as its stream's first event; treated as 429/);
+		await mock.setKey(S1, 0, null, 0);
+	});
+
+	it('with no other key, a first-event 429 (OpenAI shape) is answered as rate limited, not as a 200', async () => {
+		await mock.setKey(U1, 0, 'sse-429-openai=0', 0);
+		const r = await stream('u/m');
+		assert.equal(r.status, 503, r.body);
+		assert.equal(JSON.parse(r.body).error.code, 'no_capacity');
+		assert.ok(+r.headers['retry-after'] > 0);
+		assert.equal(consecutive429('u1'), '1');
+		assert.equal(await metric('u1', '429'), 1);
+		await mock.setKey(U1, 0, null, 0);
+	});
+
+	it('a later rate-limit event (OpenAI shape) is relayed, and counts as a 429 for the key', async () => {
+		await mock.setKey(T1, 0, 'sse-429-openai=2', 0);
+		const r = await stream('t/m');
+		assert.equal(r.status, 200, r.body);
+		assert.match(r.body, /rate_limit_exceeded/);	// the client already had two chunks: it gets the rest as sent
+		assert.equal(consecutive429('t1'), '1');
+		assert.ok(coolingFor(st, 't1') >= 25, 'cooldown persisted');
+		assert.equal(await metric('t1', '429'), 1);
+		assert.match(dp.logs(), /provider t1 sent a rate-limit error inside its 200 stream/);
+		await mock.setKey(T1, 0, null, 0);
 	});
 });
