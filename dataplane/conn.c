@@ -1030,16 +1030,18 @@ conn_evict_pending(struct loop *l, const char *why)
 }
 
 /* Room for one more connection: the oldest pending one gives way when the
- * pending allowance or max_connections is reached. 0, or -1 when it cannot
+ * pending allowance or max_connections is reached. The allowance is soft:
+ * while every pending connection is still within its grace, a new one is
+ * taken beyond it (until max_connections), so a burst of newcomers does not
+ * lock out one more. 0, or -1 at max_connections when nothing can give way
  * (every connection held is trusted, has a request in progress, or is new). */
 static int
 conn_make_room(struct conn_listener *ls)
 {
 	const struct conn_limits *lim = ls->lim;
 
-	if (lim->max_pending > 0 && conn_pending_n >= (size_t)lim->max_pending &&
-	    conn_evict_pending(ls->loop, "max_pending_connections") == -1)
-		return -1;
+	if (lim->max_pending > 0 && conn_pending_n >= (size_t)lim->max_pending)
+		(void)conn_evict_pending(ls->loop, "max_pending_connections");
 	if (lim->max_connections > 0 && conn_n >= (size_t)lim->max_connections &&
 	    conn_evict_pending(ls->loop, "max_connections") == -1)
 		return -1;
