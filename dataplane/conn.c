@@ -31,11 +31,11 @@
  * - all bodies held at once (received or being received, until their
  *   response ends) stay under max_body_memory: a new body past it is 503;
  * - a connection receiving a request (or lingering after its last answer)
- *   without having shown a valid token is "pending"; at most max_pending of
- *   them are held, and when that or max_connections is reached the oldest
- *   pending one is closed to make room (once it has had CONN_PENDING_GRACE
- *   to send), so pending clients can never lock out the trusted ones or
- *   those with a request in progress.
+ *   without having shown a valid token is "pending"; past max_pending of
+ *   them, or at max_connections, the oldest pending one is closed to make
+ *   room once it has had CONN_PENDING_GRACE to send (until then max_pending
+ *   may be exceeded, never max_connections), so pending clients can never
+ *   lock out the trusted ones or those with a request in progress.
  */
 #define _GNU_SOURCE
 

@@ -1,8 +1,9 @@
 /*
  * One client request from routing to the last byte.
  *
- * proxy_handle checks the client token, picks the endpoint, parses the body
- * (shape_parse) and the route (longest model_prefix). proxy_next then asks
+ * proxy_admit, on the head before any body is read, picks the endpoint and
+ * checks the method and the client token; proxy_handle, with the whole body,
+ * parses it (shape_parse) and the route (longest model_prefix). proxy_next then asks
  * proxy_choose — the single place that decides "which provider, now, later,
  * or never", through sched_decide (dataplane/sched.h, docs/scheduling.md) —
  * and either starts an attempt, parks the request in the wait queue, or
@@ -10,8 +11,9 @@
  * earliest of the next queue deadline, the next moment a provider frees
  * (window slot, cooldown end) and the next health probe; then expired
  * waiters get 503 and the others are decided again in service order. An attempt is one upstream
- * transfer: a 2xx head commits the response to the client and the body is
- * relayed as it arrives (pausing curl while the client's buffer is full); an
+ * transfer: a 2xx head commits the response to the client (a 2xx event
+ * stream after its first data event, so that a rate-limit error there can be
+ * retried like a 429) and the body is relayed as it arrives (pausing curl while the client's buffer is full); an
  * error head is buffered (bounded) so that a retryable failure (429,
  * 401/403, 5xx, connect error, first-byte timeout) can go to another
  * provider while nothing has been sent, and a final error reaches the client
