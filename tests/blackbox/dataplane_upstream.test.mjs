@@ -13,9 +13,21 @@ import { cleanup, makeDb, postJson, request, sleep, startDataplane } from './lib
 
 const KEYS = Array.from({ length: 6 }, (_, i) => `nvapi-TEST-014${i}-xxxxxxxxxxxxxxxx`);
 const sql = (st, q) => execFileSync('sqlite3', [st.db, q]).toString().trim();
-// Seconds from now to the persisted end of provider name's cooldown.
-const coolingFor = (st, name) =>
-	+sql(st, `SELECT CAST(strftime('%s', cooldown_until) AS INTEGER) - CAST(strftime('%s', 'now') AS INTEGER) FROM providers WHERE name='${name}'`);
+// Poll the database (saves go through the statistics writer thread) until
+// q gives something accepted by ok (up to 6 s); the last answer.
+async function until(st, q, ok) {
+	let got;
+	for (let i = 0; i < 60; i++) {
+		got = sql(st, q);
+		if (ok(got)) return got;
+		await sleep(100);
+	}
+	return got;
+}
+// Seconds from now to the persisted end of provider name's cooldown, once saved.
+const coolingFor = async (st, name) =>
+	+(await until(st, `SELECT CAST(strftime('%s', cooldown_until) AS INTEGER) - CAST(strftime('%s', 'now') AS INTEGER) ` +
+		`FROM providers WHERE name='${name}'`, (v) => v !== ''));
 
 describe('upstream Retry-After', { timeout: 60000 }, () => {
 	let mock, st, dp;
@@ -77,27 +89,18 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 		cleanup(st);
 	});
 
-	// Poll the database (saves go through the statistics writer) until q gives want.
-	async function until(q, want) {
-		let got;
-		for (let i = 0; i < 60; i++) {
-			got = sql(st, q);
-			if (got === want) return got;
-			await sleep(100);
-		}
-		return got;
-	}
+	const untilIs = (q, want) => until(st, q, (v) => v === want);
 
 	it('provider_health.last_status_code follows proxied answers, not only probes', async () => {
 		const q = "SELECT last_status_code FROM provider_health h JOIN providers p ON p.id = h.provider_id WHERE p.name='h'";
 		const ok = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] });
 		assert.equal(ok.status, 200, ok.body);
-		assert.equal(await until(q, '200'), '200');
+		assert.equal(await untilIs(q, '200'), '200');
 		const nf = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] }, { 'x-mock-fault': 'status=404' });
 		assert.equal(nf.status, 404, nf.body);
-		assert.equal(await until(q, '404'), '404');
+		assert.equal(await untilIs(q, '404'), '404');
 		assert.equal((await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] })).status, 200);
-		assert.equal(await until(q, '200'), '200');
+		assert.equal(await untilIs(q, '200'), '200');
 	});
 
 	it('a cooldown replaced by a newer one is no longer active', async () => {
@@ -106,7 +109,7 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 		// The key is cooling: the emergency channel sends the next one, which gets a 429 again.
 		assert.equal((await chat()).status, 503);
 		const events = "SELECT COUNT(*) FROM cooldown_events e JOIN providers p ON p.id = e.provider_id WHERE p.name='c'";
-		assert.equal(await until(events, '2'), '2', 'the emergency attempt started a second cooldown');
+		assert.equal(await untilIs(events, '2'), '2', 'the emergency attempt started a second cooldown');
 		const active = `${events} AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`;
 		const fmt = sql(st, "SELECT ended_at FROM cooldown_events LIMIT 1");
 		assert.match(fmt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'ended_at format');
@@ -145,7 +148,7 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 			l.includes(`provider="${provider}"`) && l.includes(`result="${result}"`));
 		return line ? +line.split(' ').pop() : 0;
 	};
-	const consecutive429 = (name) => sql(st, `SELECT consecutive_429 FROM providers WHERE name='${name}'`);
+	const consecutive429 = (name) => until(st, `SELECT consecutive_429 FROM providers WHERE name='${name}'`, (v) => v !== '0');
 
 	it('a first event that says 429 (NIM shape) cools the key and the request is retried on another', async () => {
 		await mock.setKey(S1, 0, 'sse-429=0', 0);
@@ -158,8 +161,8 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		}
 		const rec = await mock.record();
 		assert.equal(rec.filter((x) => x.key === S1).length, 1, 'the cooling key was used again');
-		assert.equal(consecutive429('s1'), '1');
-		assert.ok(coolingFor(st, 's1') >= 25, 'cooldown persisted');
+		assert.equal(await consecutive429('s1'), '1');
+		assert.ok(await coolingFor(st, 's1') >= 25, 'cooldown persisted');
 		assert.equal(await metric('s1', '429'), 1);
 		assert.equal(await metric('s1', '2xx'), 0);
 		assert.match(dp.logs(), /provider s1 sent a rate-limit error as its stream's first event; treated as 429/);
@@ -172,7 +175,7 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		assert.equal(r.status, 503, r.body);
 		assert.equal(JSON.parse(r.body).error.code, 'no_capacity');
 		assert.ok(+r.headers['retry-after'] > 0);
-		assert.equal(consecutive429('u1'), '1');
+		assert.equal(await consecutive429('u1'), '1');
 		assert.equal(await metric('u1', '429'), 1);
 		await mock.setKey(U1, 0, null, 0);
 	});
@@ -182,8 +185,8 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		const r = await stream('t/m');
 		assert.equal(r.status, 200, r.body);
 		assert.match(r.body, /rate_limit_exceeded/);	// the client already had two chunks: it gets the rest as sent
-		assert.equal(consecutive429('t1'), '1');
-		assert.ok(coolingFor(st, 't1') >= 25, 'cooldown persisted');
+		assert.equal(await consecutive429('t1'), '1');
+		assert.ok(await coolingFor(st, 't1') >= 25, 'cooldown persisted');
 		assert.equal(await metric('t1', '429'), 1);
 		assert.match(dp.logs(), /provider t1 sent a rate-limit error inside its 200 stream/);
 		await mock.setKey(T1, 0, null, 0);
