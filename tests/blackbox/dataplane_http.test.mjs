@@ -9,7 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, rawExchange, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, logShows, makeDb, postJson, rawExchange, sleep, startDataplane } from './lib/stack.mjs';
+
 
 const K1 = 'nvapi-TEST-0181-xxxxxxxxxxxxxxxx';
 const K2 = 'nvapi-TEST-0182-xxxxxxxxxxxxxxxx';
@@ -110,8 +111,9 @@ describe('data plane HTTP details', { timeout: 60000 }, () => {
 		const model = 'mock/x provider=FAKE status=200 "q"';
 		const r = await postJson(`${dp.url}/chat/completions`, { model, messages: [] }, { 'x-request-id': 'req-logq-1' });
 		assert.equal(r.status, 200, r.body);
-		await sleep(100);
-		const line = dp.logs().split('\n').find((l) => l.includes('request req-logq-1 '));
+		let line;
+		for (let i = 0; i < 50 && !line; i++, await sleep(60))
+			line = dp.logs().split('\n').find((l) => l.includes('request req-logq-1 '));
 		assert.ok(line, dp.logs().slice(-2000));
 		assert.ok(line.includes('provider=p1 model="mock/x provider=FAKE status=200 \\"q\\"" status=200 '), line);
 		// Parsed as key=value fields, the line names the real provider once.
@@ -131,7 +133,7 @@ describe('data plane HTTP details', { timeout: 60000 }, () => {
 		const r = await postJson(`${dp.url}/chat/completions`, { model: 'r/m', messages: [] });
 		assert.equal(r.status, 502, r.body);
 		assert.ok(JSON.parse(r.body).error);
-		assert.match(dp.logs(), /answered a redirect \(307\); treated as 502/);
+		assert.ok(await logShows(dp, /answered a redirect \(307\); treated as 502/), dp.logs().slice(-2000));
 		await mock.setKey(K2, 0, null, 0);
 		await mock.setKey(K3, 0, null, 0);
 	});
