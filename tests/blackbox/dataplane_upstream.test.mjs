@@ -39,7 +39,7 @@ describe('upstream Retry-After', { timeout: 60000 }, () => {
 		dp = await startDataplane(st);
 	});
 	after(async () => {
-		await dp.stop();
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
 		await mock.stop();
 		cleanup(st);
 	});
@@ -85,7 +85,7 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 		dp = await startDataplane(st);
 	});
 	after(async () => {
-		await dp.stop();
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
 		await mock.stop();
 		cleanup(st);
 	});
@@ -137,7 +137,7 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		dp = await startDataplane(st);
 	});
 	after(async () => {
-		await dp.stop();
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
 		await mock.stop();
 		cleanup(st);
 	});
