@@ -13,8 +13,10 @@
 // X-Mock-Latency-Ms, X-Mock-Retry-After (X-Mock-Retry-After-Form: imf, rfc850
 // or asctime sends it as an HTTP-date that far ahead) and X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
-// slow-headers=MS, delay=MS, sse-429=N and sse-429-openai=N: a 200 stream of N
-// chunks, then a 429 error event in NIM's or OpenAI's shape) and X-Mock-Chunk-Bytes (pad each token to N
+// slow-headers=MS, delay=MS, echo-key=CODE: an error body echoing the key
+// without prefix, glued into text, in 9-12 character pieces, \u-escaped;
+// sse-429=N and sse-429-openai=N: a 200 stream of N chunks, then a 429 error
+// event in NIM's or OpenAI's shape) and X-Mock-Chunk-Bytes (pad each token to N
 // bytes, for volume). See `tests/mock-upstream --help`.
 //
 // A record entry: {seq, t_ms, t_end_ms (null while running), conn (connection
