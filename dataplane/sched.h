@@ -51,6 +51,7 @@ struct sched_provider {
 	enum provider_status seen_status;	/* cfg->status at the last sync */
 	int64_t held_until_ms;		/* a shared window (cluster admission) has no room before
 					 * this monotonic ms; 0 = none. Counts like a full window */
+	int              saved_status;	/* upstream status last persisted (provider_health.last_status_code) */
 };
 
 /* Per-request memory across attempts. */
