@@ -343,6 +343,14 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 				body: JSON.stringify({ model: 'mock/x', messages: [{ role: 'user', content: 'hi' }] }) });
 			assert.equal(r.status, 200, r.body);
 			assert.equal(await redis.cmd('ZCARD', `sc:pw:w:${(await redis.cmd('KEYS', 'sc:pw:w:*'))[0].slice(8)}`), 1);
+			// An empty script cache (a failover to a replica, SCRIPT FLUSH): NOSCRIPT, then EVAL.
+			await redis.cmd('SCRIPT', 'FLUSH');
+			const r2 = await request(`${dp.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+				body: JSON.stringify({ model: 'mock/x', messages: [{ role: 'user', content: 'hi' }] }) });
+			assert.equal(r2.status, 200, r2.body);
+			assert.equal(await redis.cmd('ZCARD', `sc:pw:w:${(await redis.cmd('KEYS', 'sc:pw:w:*'))[0].slice(8)}`), 2);
+			assert.equal(await modeOf(dp), 'shared');
+			assert.match((await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body, /sidecar_cluster_script_errors_total 0/);
 			const shown = execFileSync(st.ctl, ['--db', st.db, 'config', 'get', 'redis_url'], { env: st.env }).toString();
 			assert.equal(shown.trim(), `redis://:****@127.0.0.1:${redis.port}/0`);
 			const m = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
