@@ -321,6 +321,46 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 		}
 	});
 
+	it('5. a key refused (401) on one host is marked invalid on every host; re-enabled, the shared mark goes', async () => {
+		const good = key(1740), revoked = key(1741);	/* the mock does not know the second: 401 */
+		const c = await startCluster({
+			n: 2, keys: [{ key: good, rpm: 100 }],
+			providers: (m) => [{ name: 'good', key: good, url: m.url, rpm: 50 }, { name: 'revoked', key: revoked, url: m.url, rpm: 50 }],
+		});
+		try {
+			const body = JSON.stringify({ model: 'mock/x', messages: [{ role: 'user', content: 'hi' }] });
+			const post = (h) => request(`${h.dp.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+			// host0 meets the 401 (and retries on the good key: the client sees a 200).
+			await until(async () => {
+				assert.equal((await post(c.hosts[0])).status, 200);
+				return (await c.mock.record()).some((x) => x.key === revoked);
+			}, 10000, 'a request to the revoked key');
+			const status1 = () => sql(c.hosts[1].st, "SELECT status FROM providers WHERE name = 'revoked'");
+			await until(() => status1() === 'invalid', 3000, 'host1 marks the key invalid');
+			assert.match(sql(c.hosts[1].st, "SELECT status_reason FROM providers WHERE name = 'revoked'"), /401\/403 on a host of the cluster/);
+			const before = (await c.mock.record()).filter((x) => x.key === revoked).length;
+			for (let i = 0; i < 20; i++) assert.equal((await post(c.hosts[1])).status, 200);
+			assert.equal((await c.mock.record()).filter((x) => x.key === revoked).length, before, 'host1 sent to the invalid key');
+			const names = await c.redis.cmd('KEYS', 'sc:bb:i:*');
+			assert.equal(names.length, 1);
+			// The operator, having seen it invalid on host1 (its data plane has
+			// loaded the row), makes it active again there: the shared mark goes.
+			await until(() => {
+				const snap = JSON.parse(sql(c.hosts[1].st, 'SELECT snapshot FROM live_status WHERE id = 1') || '{}');
+				return snap.providers?.find((p) => p.name === 'revoked')?.status === 'invalid';
+			}, 5000, 'host1 shows the key invalid');
+			execFileSync(c.hosts[1].st.ctl, ['--db', c.hosts[1].st.db, 'providers', 'enable', 'revoked'], { env: c.hosts[1].st.env, stdio: 'pipe' });
+			await until(async () => (await c.redis.cmd('KEYS', 'sc:bb:i:*')).length === 0, 5000, 'the shared mark cleared');
+			// And host1 uses the key again (the mock still refuses it: marked again, shared again).
+			await until(async () => {
+				await post(c.hosts[1]);
+				return (await c.mock.record()).filter((x) => x.key === revoked).length > before;
+			}, 5000, 'host1 tries the re-enabled key');
+		} finally {
+			await c.stop();
+		}
+	});
+
 	it('4. requirepass: AUTH works, a wrong password is refused loudly, the password is never shown; settings apply without restart', async () => {
 		const PW = 'Pw-s3cret-Cluster-9137';
 		const redis = await startRedis({ password: PW });
