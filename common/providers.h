@@ -16,11 +16,22 @@
 enum provider_pool   { POOL_MAIN, POOL_FALLBACK };
 enum provider_status { PSTATUS_ACTIVE, PSTATUS_DISABLED, PSTATUS_INVALID };
 
-/* Request-shaping options from metadata (SPEC §5.6). */
+#define PROVIDER_MODEL_RPM_MAX 64	/* entries of metadata.model_rpm_limits */
+
+/* One per-model window: requests for `model` (as the upstream knows it, the
+ * route prefix stripped) may start at most `rpm` times per window. */
+struct provider_model_rpm {
+	char *model;		/* owned */
+	int   rpm;		/* 1..100000 */
+};
+
+/* Request-shaping options and per-model limits from metadata (SPEC §5.6). */
 struct provider_compat {
 	bool max_tokens_field;	/* rename max_completion_tokens to max_tokens */
 	bool flatten_content;	/* join text parts of list-valued content */
 	bool stream_usage;	/* may ask upstream for usage in streams (default true) */
+	struct provider_model_rpm *model_rpm;	/* owned: metadata.model_rpm_limits, sorted by model */
+	size_t n_model_rpm;
 };
 
 struct provider {
@@ -67,7 +78,8 @@ void provider_list_free(struct provider_list *l);
  * The key may be NULL only for a stored provider (p->id set: update keeps it).
  * 0, or -1 with e->field naming the first bad field and e->msg "field: reason". */
 int provider_validate(const struct provider *p, struct sc_err *e);
-/* Parse compat options out of p->metadata into p->compat. */
+/* Parse compat options and model_rpm_limits ({"model": rpm, ...}, each rpm
+ * 1..100000, at most PROVIDER_MODEL_RPM_MAX) out of p->metadata into p->compat. */
 int provider_parse_compat(struct provider *p, struct sc_err *e);
 
 /* Display form of a key: a short known prefix such as "nvapi-", then at most

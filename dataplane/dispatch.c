@@ -31,6 +31,7 @@
 #include "loop.h"
 #include "registry.h"
 #include "upstream.h"
+#include "winstore.h"
 
 #define DISP_MAX_CAND 256	/* providers of one route */
 #define DISP_TRIES    4		/* decisions per ask when reservations keep failing */
@@ -73,6 +74,22 @@ static struct {
 } disp = { .admit = &disp_local, .probes = TAILQ_HEAD_INITIALIZER(disp.probes) };
 
 static void dispatch_fire(struct loop *l, void *arg);
+
+/* Persist rt's windows and learned limits (winstore.h): exact with clean
+ * (a graceful stop), else as a write-ahead record. Synchronous on purpose. */
+static void
+dispatch_save_windows(struct prov_rt *rt, int64_t now, bool clean)
+{
+	char key[64], *v;
+
+	if (rt->retired || rt->sched.cfg == NULL)
+		return;
+	snprintf(key, sizeof(key), "windows:%s", rt->sched.cfg->id);
+	v = winstore_encode(&rt->sched, now, sc_wall_ms(), clean ? 0 : winstore_ahead(&rt->sched));
+	if (registry_put_meta_now(key, v) == 0)
+		rt->unsaved = 0;
+	free(v);
+}
 
 /* ---- runtime objects ---- */
 
@@ -119,6 +136,18 @@ dispatch_on_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
 	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
 		cooldown_restore(&rt->sched.cd, now,
 		    p->p.cooldown_until > wall ? p->p.cooldown_until * 1000 - wall_ms : 0, p->p.consecutive_429);
+	{
+		char key[64], *v;
+
+		snprintf(key, sizeof(key), "windows:%s", p->p.id);
+		if ((v = registry_get_meta(key)) != NULL) {
+			if (winstore_restore(&rt->sched, v, now, wall_ms) == -1)
+				log_warn("provider %s: stored windows unreadable, starting empty", p->p.name);
+			free(v);
+		}
+		/* The first record of this run: a crash from now on loses at most its ahead. */
+		dispatch_save_windows(rt, now, false);
+	}
 	if (registry_load_health(p->p.id, &unhealthy, &failures) == 0) {
 		rt->sched.cd.consecutive_failures = failures;
 		if (unhealthy) {
@@ -313,11 +342,18 @@ dispatch_local_ask(struct prov_rt *rt, enum sched_pool pool, struct dispatch_tic
     const struct config *c, int64_t now)
 {
 	struct admit_answer a = { ADMIT_GRANT, INT64_MAX };
+	struct sched_model *m;
 
-	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0)
+	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
+		/* Write ahead before the record's promise runs out. */
+		if (++rt->unsaved >= winstore_ahead(&rt->sched))
+			dispatch_save_windows(rt, now, false);
 		return a;
+	}
 	a.verdict = ADMIT_DENY;
 	a.next_free_ms = ratelimit_next_free(&rt->sched.rl, now);
+	if ((m = sched_model_of(&rt->sched, t->srq.model)) != NULL && ratelimit_next_free(&m->rl, now) > a.next_free_ms)
+		a.next_free_ms = ratelimit_next_free(&m->rl, now);
 	return a;
 }
 
@@ -340,6 +376,28 @@ dispatch_grant(struct dispatch_ticket *t, const struct dispatch_route *r, size_t
 	t->pool = pool;
 }
 
+/* The last attempt was t's half-open probe and is over without an answer
+ * (or its answer is in): the next request may probe. */
+static void
+dispatch_probe_drop(struct dispatch_ticket *t)
+{
+	if (t->rt != NULL && t->srq.stamp.probe) {
+		cooldown_probe_release(&t->rt->sched.cd, &t->srq.stamp);
+		t->srq.stamp.probe = false;
+	}
+}
+
+void
+dispatch_admit_limits(const struct prov_rt *rt, const struct dispatch_ticket *t, struct dispatch_limits *out)
+{
+	const struct config *cfg = registry_config();
+
+	out->key_configured = rt->sched.cfg->rpm_limit;
+	out->key_effective = sched_limit_effective(&rt->sched, cfg);
+	out->model = sched_model_of(&rt->sched, t->srq.model) != NULL ? t->srq.model : NULL;
+	sched_model_limits(&rt->sched, t->srq.model, cfg, &out->model_configured, &out->model_effective);
+}
+
 /* Which provider, now, later, or never (SPEC §5): sched_decide over the
  * route's providers, then the admission for the chosen one. */
 static enum dispatch_verdict
@@ -349,6 +407,7 @@ dispatch_decide(struct dispatch_ticket *t, int64_t now)
 	const struct dispatch_route *r = dispatch_ticket_route(t);
 	int i;
 
+	dispatch_probe_drop(t);
 	t->reject = DISPATCH_REJ_NO_PROVIDER;
 	t->retry_after_s = cfg->retry_after_seconds;
 	if (r == NULL || r->n == 0)
@@ -488,12 +547,13 @@ dispatch_admit_answer(struct dispatch_ticket *t, const struct admit_answer *a)
 /* ---- tickets ---- */
 
 void
-dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, enum queue_prio prio,
-    void (*answer)(struct dispatch_ticket *, enum dispatch_verdict))
+dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, const char *model,
+    enum queue_prio prio, void (*answer)(struct dispatch_ticket *, enum dispatch_verdict))
 {
 	memset(t, 0, sizeof(*t));
 	queue_node_init(&t->qn, t);
 	sched_request_init(&t->srq);
+	t->srq.model = model;
 	t->prio = prio;
 	t->route = route;
 	route->refs++;
@@ -512,6 +572,7 @@ dispatch_attempt_started(struct dispatch_ticket *t, int64_t t0)
 void
 dispatch_attempt_ended(struct dispatch_ticket *t)
 {
+	dispatch_probe_drop(t);
 	if (!t->running)
 		return;
 	t->running = false;
@@ -526,6 +587,7 @@ dispatch_ticket_release(struct dispatch_ticket *t)
 	if (t->admitting && disp.admit->cancel != NULL)
 		disp.admit->cancel(t);
 	t->admitting = false;
+	dispatch_probe_drop(t);
 	dispatch_attempt_ended(t);
 	reg_provider_unref(t->prov);
 	dispatch_rt_unref(t->rt);
@@ -560,7 +622,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	struct cooldown_outcome o;
 	struct cooldown_result cr;
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
-	int prev_failures;
+	int prev_failures, prev_eff;
 	char summary[160];
 	struct event ev;
 
@@ -577,7 +639,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	memset(&o, 0, sizeof(o));
 	o.failure = fail;
 	o.status = status;
-	o.started_ms = t->t_attempt;
+	o.sent = t->srq.stamp;
 	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
 	if (fail != COOLDOWN_FAIL_NONE)
 		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
@@ -585,7 +647,25 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
 	o.reason = summary;
 	prev_failures = sp->cd.consecutive_failures;
+	prev_eff = sched_limit_effective(sp, cfg);
 	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
+	t->srq.stamp.probe = false;	/* its slot was freed by the outcome */
+	if (sched_note_outcome(sp, cfg, &t->srq, &cr, status, now)) {
+		struct sched_model *m = sched_model_of(sp, t->srq.model);
+		int conf, eff;
+
+		if (m != NULL)
+			sched_model_limits(sp, t->srq.model, cfg, &conf, &eff);
+		else
+			conf = p->p.rpm_limit, eff = sched_limit_effective(sp, cfg);
+		log_warn("provider %s%s%s: 429 with %d starts in the window, effective limit %d of %d (was %d)",
+		    p->p.name, m != NULL ? " model " : "", m != NULL ? m->model : "",
+		    m != NULL ? t->srq.sent_model_used : t->srq.sent_used, eff, conf,
+		    m != NULL ? conf : prev_eff);
+		dispatch_save_windows(rt, now, false);
+	}
+	if (cr.recovered)
+		log_info("provider %s: half-open probe answered %d, full capacity again", p->p.name, status);
 	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
 		/* A success that resets the streak (a request sent before the 429)
 		 * leaves a running cooldown in force: keep its persisted end (-1). */
@@ -802,6 +882,10 @@ dispatch_shutdown(void)
 
 	if (disp.loop != NULL)
 		loop_timer_cancel(disp.loop, &disp.timer);
+	/* A graceful stop: every window exactly as it is. */
+	if (disp.all != NULL)
+		for (size_t i = 0; i < disp.all->n; i++)
+			dispatch_save_windows(disp.all->rt[i], sc_now_ms(), true);
 	while ((pr = TAILQ_FIRST(&disp.probes)) != NULL) {
 		upstream_cancel(pr->xfer);
 		dispatch_probe_free(pr);

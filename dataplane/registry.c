@@ -625,3 +625,58 @@ registry_load_health(const char *id, int *unhealthy, int *failures)
 	sqlite3_finalize(st);
 	return ret;
 }
+
+struct reg_meta_args {
+	const char *key;
+	const char *value;
+};
+
+static int
+registry_meta_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	struct reg_meta_args *a = arg;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", -1, &st, NULL) != SQLITE_OK)
+		return sc_err_set(e, NULL, 0, "%s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, a->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sc_err_set(e, NULL, 0, "%s", sqlite3_errmsg(db));
+	return 0;
+}
+
+int
+registry_put_meta_now(const char *key, const char *value)
+{
+	struct reg_meta_args a = { key, value };
+	struct sc_err e;
+
+	if (reg.db == NULL)
+		return -1;
+	sc_err_clear(&e);
+	if (db_write_txn(reg.db, registry_meta_txn, &a, &e) == -1) {
+		log_warn("could not save %s: %s", key, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+char *
+registry_get_meta(const char *key)
+{
+	sqlite3_stmt *st = NULL;
+	char *v = NULL;
+
+	if (reg.db == NULL || sqlite3_prepare_v2(reg.db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+		v = sc_xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}

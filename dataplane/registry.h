@@ -70,6 +70,12 @@ void registry_save_cooldown(const char *id, int64_t until, int count, int second
 void registry_save_invalid(const char *id, const char *reason);
 void registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
     const char *error, int probe);
+/* meta(key) = value, written now on the loop's own connection (not through
+ * the writer thread): the caller relies on it being durable before it goes
+ * on (the window store's write-ahead). 0 or -1 (logged). */
+int   registry_put_meta_now(const char *key, const char *value);
+/* meta(key) (malloc'd), or NULL. */
+char *registry_get_meta(const char *key);
 /* Health as persisted (for a restart). 0 or -1. */
 int  registry_load_health(const char *id, int *unhealthy, int *failures);
 
