@@ -114,7 +114,7 @@ winstore_restore(struct sched_provider *p, const char *json, int64_t now, int64_
 	struct json_object *o = json != NULL ? json_tokener_parse(json) : NULL, *models, *m;
 	int ahead;
 
-	if (o == NULL || !json_object_is_type(o, json_type_object) || ws_int(o, "v", 0, 1) != 1) {
+	if (o == NULL || !json_object_is_type(o, json_type_object) || ws_int(o, "v", 0, 1000) != 1) {
 		json_object_put(o);
 		return -1;
 	}
