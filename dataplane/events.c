@@ -26,9 +26,3 @@ events_emit(const struct event *ev)
 	for (i = 0; i < ev_n; i++)
 		ev_fn[i](ev);
 }
-
-void
-events_clear(void)
-{
-	ev_n = 0;
-}

@@ -69,7 +69,5 @@ typedef void (*event_listener_fn)(const struct event *ev);
 /* Add a listener (at start-up); -1 when the table is full. */
 int  events_listen(event_listener_fn fn);
 void events_emit(const struct event *ev);
-/* Remove every listener (shutdown, tests). */
-void events_clear(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "conn.h"
 #include "log.h"
@@ -39,13 +40,14 @@ struct models_src {
 };
 
 struct models_wait {
-	struct conn        *conn;
-	char                rid[129];
-	struct models_wait *prev, *next;
+	struct conn *conn;
+	char         rid[129];
+	TAILQ_ENTRY(models_wait) link;
 };
+TAILQ_HEAD(models_waits, models_wait);
 
-static struct models_src  *msrc;
-static struct models_wait *mwait;
+static struct models_src   *msrc;
+static struct models_waits  mwait = TAILQ_HEAD_INITIALIZER(mwait);
 static size_t              mpending;	/* fetches running */
 static struct loop        *mloop;
 
@@ -255,22 +257,11 @@ models_answer(struct conn *c, const char *rid)
 }
 
 static void
-models_wait_unlink(struct models_wait *w)
-{
-	if (w->prev != NULL)
-		w->prev->next = w->next;
-	else
-		mwait = w->next;
-	if (w->next != NULL)
-		w->next->prev = w->prev;
-}
-
-static void
 models_wait_abort(void *arg)
 {
 	struct models_wait *w = arg;
 
-	models_wait_unlink(w);
+	TAILQ_REMOVE(&mwait, w, link);
 	free(w);
 }
 
@@ -279,9 +270,10 @@ static const struct conn_hooks models_hooks = { models_wait_abort, NULL };
 static void
 models_answer_all(void)
 {
-	while (mwait != NULL) {
-		struct models_wait *w = mwait;
-		models_wait_unlink(w);
+	struct models_wait *w;
+
+	while ((w = TAILQ_FIRST(&mwait)) != NULL) {
+		TAILQ_REMOVE(&mwait, w, link);
 		models_answer(w->conn, w->rid);
 		free(w);
 	}
@@ -301,9 +293,6 @@ models_handle(struct conn *c, const char *rid)
 	w = sc_xcalloc(1, sizeof(*w));
 	w->conn = c;
 	snprintf(w->rid, sizeof(w->rid), "%s", rid);
-	w->next = mwait;
-	if (mwait != NULL)
-		mwait->prev = w;
-	mwait = w;
+	TAILQ_INSERT_HEAD(&mwait, w, link);
 	conn_attach(c, &models_hooks, w);
 }

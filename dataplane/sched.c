@@ -49,6 +49,8 @@ sched_span_ms(const struct config *c)
 	return span > 0 ? span : 1;
 }
 
+static void sched_provider_sync(struct sched_provider *p, const struct config *c);
+
 /* max(1, floor(effective rpm limit × emergency_rpm_ratio)). */
 static int
 sched_emergency_budget(const struct sched_provider *p, const struct config *c)
@@ -221,7 +223,10 @@ sched_provider_free(struct sched_provider *p)
 	p->cfg = NULL;
 }
 
-void
+/* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
+ * keeping history; clears a stale invalid mark when the operator makes an
+ * invalid/disabled key active again. Cheap; every entry point calls it. */
+static void
 sched_provider_sync(struct sched_provider *p, const struct config *c)
 {
 	int64_t span = sched_span_ms(c);

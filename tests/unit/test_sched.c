@@ -809,7 +809,7 @@ test_learned_in_sched(void **state)
 	/* Learning off: the configured limit is in force again. */
 	f->c.learn_limits = 0;
 	assert_int_equal(sched_limit_effective(&f->sp[0], &f->c), 40);
-	sched_provider_sync(&f->sp[0], &f->c);
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);	/* syncs */
 	assert_int_equal(f->sp[0].rl.admit, 40);
 	fx_free(f);
 }
@@ -870,7 +870,7 @@ test_model_windows(void **state)
 	f->pv[0].compat.model_rpm = mr;
 	f->pv[0].compat.n_model_rpm = 1;
 	f->sp[0].models_of = NULL;	/* as after a reload */
-	sched_provider_sync(&f->sp[0], &f->c);
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);	/* syncs */
 	assert_int_equal(f->sp[0].nmodels, 1);
 	for (int i = 0; i < 3; i++) {
 		sched_request_init(&q);
@@ -976,7 +976,7 @@ test_winstore(void **state)
 	rec = winstore_encode(&f->sp[0], 2000, 1000000002000LL, 0);
 	assert_int_equal(winstore_restore(&g->sp[0], rec, 50, 1000000005000LL), 0);
 	free(rec);
-	sched_provider_sync(&g->sp[0], &g->c);
+	(void)sched_provider_state(&g->sp[0], &g->c, 50);
 	assert_int_equal(ratelimit_used(&g->sp[0].rl, 50), 5);
 	assert_int_equal(sched_limit_effective(&g->sp[0], &g->c), 4);
 	/* The first restored start (wall +1000) leaves at its true time: restart + 58 s. */
