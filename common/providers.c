@@ -21,7 +21,7 @@
 #include "db.h"
 #include "providers.h"
 
-static void provider_compat_clear(struct provider_compat *c);
+static void provider_model_rpm_clear(struct provider *p);
 
 #define PROVIDER_NAME_MAX      128
 #define PROVIDER_KEY_MIN       8
@@ -113,7 +113,7 @@ provider_clear(struct provider *p)
 	free(p->status_reason);
 	free(p->source);
 	free(p->metadata);
-	provider_compat_clear(&p->compat);
+	provider_model_rpm_clear(p);
 	provider_init(p);
 }
 
@@ -276,7 +276,7 @@ provider_validate(const struct provider *p, struct sc_err *e)
 }
 
 static void
-provider_compat_clear(struct provider_compat *c)
+provider_model_rpm_clear(struct provider *c)
 {
 	for (size_t i = 0; i < c->n_model_rpm; i++)
 		free(c->model_rpm[i].model);
@@ -293,7 +293,7 @@ provider_model_rpm_cmp(const void *a, const void *b)
 
 /* metadata.model_rpm_limits: an object of model name -> requests per window. */
 static int
-provider_model_rpm_parse(struct json_object *md, struct provider_compat *c, struct sc_err *e)
+provider_model_rpm_parse(struct json_object *md, struct provider *c, struct sc_err *e)
 {
 	struct json_object *v;
 	size_t n;
@@ -344,7 +344,7 @@ provider_parse_compat(struct provider *p, struct sc_err *e)
 	struct json_object *md;
 	int ret = 0;
 
-	provider_compat_clear(&p->compat);
+	provider_model_rpm_clear(p);
 	p->compat.max_tokens_field = false;
 	p->compat.flatten_content = false;
 	p->compat.stream_usage = true;
@@ -358,10 +358,10 @@ provider_parse_compat(struct provider *p, struct sc_err *e)
 	if (provider_compat_bool(md, "max_tokens_field", &p->compat.max_tokens_field, e) == -1 ||
 	    provider_compat_bool(md, "flatten_content", &p->compat.flatten_content, e) == -1 ||
 	    provider_compat_bool(md, "stream_usage", &p->compat.stream_usage, e) == -1 ||
-	    provider_model_rpm_parse(md, &p->compat, e) == -1)
+	    provider_model_rpm_parse(md, p, e) == -1)
 		ret = -1;
 	if (ret == -1)
-		provider_compat_clear(&p->compat);
+		provider_model_rpm_clear(p);
 	json_object_put(md);
 	return ret;
 }

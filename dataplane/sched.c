@@ -166,7 +166,7 @@ sched_model_limits(const struct sched_provider *p, const char *model, const stru
 static void
 sched_models_sync(struct sched_provider *p)
 {
-	const struct provider_compat *pc = &p->cfg->compat;
+	const struct provider *pc = p->cfg;
 	struct sched_model *nv = pc->n_model_rpm ? calloc(pc->n_model_rpm, sizeof(*nv)) : NULL;
 	size_t i;
 

@@ -72,7 +72,7 @@ struct sched_provider {
 	struct balancer_node bn;	/* smooth-WRR current weight */
 	enum provider_status seen_status;	/* cfg->status at the last sync */
 	struct sched_learn learn;	/* the key window's learned limit */
-	struct sched_model *models;	/* owned array, sorted by model, from cfg->compat.model_rpm */
+	struct sched_model *models;	/* owned array, sorted by model, from cfg->model_rpm */
 	size_t nmodels;
 	const struct provider *models_of;	/* the cfg the model windows were built from */
 };

@@ -867,8 +867,8 @@ test_model_windows(void **state)
 	mr[0].model = (char *)"big";
 	mr[0].rpm = 3;
 	fx_add(f, POOL_MAIN, 10, 1);
-	f->pv[0].compat.model_rpm = mr;
-	f->pv[0].compat.n_model_rpm = 1;
+	f->pv[0].model_rpm = mr;
+	f->pv[0].n_model_rpm = 1;
 	f->sp[0].models_of = NULL;	/* as after a reload */
 	(void)sched_provider_state(&f->sp[0], &f->c, 0);	/* syncs */
 	assert_int_equal(f->sp[0].nmodels, 1);
@@ -909,8 +909,8 @@ test_model_windows(void **state)
 	assert_int_equal(sched_limit_effective(&f->sp[0], &f->c), 10);
 	sched_model_limits(&f->sp[0], "small", &f->c, &conf, &eff);
 	assert_int_equal(conf, 0);
-	f->pv[0].compat.model_rpm = NULL;
-	f->pv[0].compat.n_model_rpm = 0;
+	f->pv[0].model_rpm = NULL;
+	f->pv[0].n_model_rpm = 0;
 	fx_free(f);
 }
 
