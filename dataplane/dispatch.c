@@ -86,8 +86,10 @@ dispatch_save_windows(struct prov_rt *rt, int64_t now, bool clean)
 		return;
 	snprintf(key, sizeof(key), "windows:%s", rt->sched.cfg->id);
 	v = winstore_encode(&rt->sched, now, sc_wall_ms(), clean ? 0 : winstore_ahead(&rt->sched));
-	if (registry_put_meta_now(key, v) == 0)
-		rt->unsaved = 0;
+	/* Written, or (the database busy past 50 ms) queued for the writer
+	 * thread: either way the next record is due N starts from now. */
+	(void)registry_put_meta_now(key, v);
+	rt->unsaved = 0;
 	free(v);
 }
 

@@ -692,10 +692,22 @@ registry_load_health(const char *id, int *unhealthy, int *failures)
 	return ret;
 }
 
+#define REG_META_WAIT_MS 50	/* longest the loop waits for the write lock in registry_put_meta_now */
+
 struct reg_meta_args {
-	const char *key;
-	const char *value;
+	char *key;	/* owned when queued for the writer */
+	char *value;	/* owned when queued for the writer */
 };
+
+static void
+registry_meta_free(void *arg)
+{
+	struct reg_meta_args *a = arg;
+
+	free(a->key);
+	free(a->value);
+	free(a);
+}
 
 static int
 registry_meta_txn(sqlite3 *db, void *arg, struct sc_err *e)
@@ -719,14 +731,20 @@ registry_meta_txn(sqlite3 *db, void *arg, struct sc_err *e)
 int
 registry_put_meta_now(const char *key, const char *value)
 {
-	struct reg_meta_args a = { key, value };
+	struct reg_meta_args a = { (char *)key, (char *)value }, *q;
 	struct sc_err e;
 
 	if (reg.db == NULL)
 		return -1;
 	sc_err_clear(&e);
-	if (db_write_txn(reg.db, registry_meta_txn, &a, &e) == -1) {
-		log_warn("could not save %s: %s", key, e.msg);
+	/* On the loop: wait at most REG_META_WAIT_MS for a busy database, then
+	 * let the writer thread take it (late, but not lost) and report -1. */
+	if (db_write_txn_within(reg.db, registry_meta_txn, &a, REG_META_WAIT_MS, &e) == -1) {
+		log_warn("could not save %s now (%s); queued for the writer", key, e.msg);
+		q = sc_xcalloc(1, sizeof(*q));
+		q->key = sc_xstrdup(key);
+		q->value = sc_xstrdup(value);
+		registry_save(registry_meta_txn, q, registry_meta_free, "the windows", key);
 		return -1;
 	}
 	return 0;

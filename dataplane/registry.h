@@ -72,7 +72,9 @@ void registry_save_health(const char *id, int unhealthy, int failures, int statu
     const char *error, int probe);
 /* meta(key) = value, written now on the loop's own connection (not through
  * the writer thread): the caller relies on it being durable before it goes
- * on (the window store's write-ahead). 0 or -1 (logged). */
+ * on (the window store's write-ahead). It waits at most 50 ms for a busy
+ * database (the loop must not stall); then the write is handed to the
+ * writer thread and -1 returned (logged). */
 int   registry_put_meta_now(const char *key, const char *value);
 /* meta(key) (malloc'd), or NULL. */
 char *registry_get_meta(const char *key);
