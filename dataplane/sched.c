@@ -453,6 +453,7 @@ sched_revisit(struct sched_provider *const cand[], size_t n, const struct sched_
 {
 	int64_t recover_ms = (int64_t)c->recover_wait_seconds * 1000, best = INT64_MAX;
 	ssize_t go = -1;
+	bool wait = false;
 
 	if (rq == NULL || rq->ntried == 0 || !sched_may_retry(rq, c))
 		return false;
@@ -467,12 +468,12 @@ sched_revisit(struct sched_provider *const cand[], size_t n, const struct sched_
 			go = (ssize_t)i;
 			break;
 		}
+		/* INT64_MAX: its half-open probe is out; the probe's answer wakes us. */
 		t = sched_frees_at(p, rq, now);
-		if (cooldown_is_cooling(&p->cd, now) && t - now > recover_ms)
+		if (t != INT64_MAX && t - now > recover_ms)
 			continue;
-		best = sched_min64(best, t);	/* INT64_MAX: its probe is out, the answer wakes us */
-		if (best == INT64_MAX)
-			best = INT64_MAX - 1;
+		best = sched_min64(best, t);
+		wait = true;
 	}
 	memset(d, 0, sizeof(*d));
 	d->why = SCHED_WHY_REVISIT;
@@ -482,10 +483,10 @@ sched_revisit(struct sched_provider *const cand[], size_t n, const struct sched_
 		d->pool = cand[go]->cfg->pool == POOL_MAIN ? SCHED_POOL_MAIN : SCHED_POOL_FALLBACK;
 		return true;
 	}
-	if (best == INT64_MAX)
+	if (!wait)
 		return false;
 	d->verdict = SCHED_WAIT;
-	d->until_ms = best == INT64_MAX - 1 ? INT64_MAX : best;
+	d->until_ms = best;
 	return true;
 }
 
