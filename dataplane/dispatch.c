@@ -75,6 +75,17 @@ static struct {
 
 static void dispatch_fire(struct loop *l, void *arg);
 
+static void dispatch_save_windows(struct prov_rt *rt, int64_t now, bool clean);
+
+/* A start was recorded in rt's window: write ahead before the last record's
+ * promise (its ahead) runs out. */
+static void
+dispatch_count_start(struct prov_rt *rt, int64_t now)
+{
+	if (++rt->unsaved >= winstore_ahead(&rt->sched))
+		dispatch_save_windows(rt, now, false);
+}
+
 /* Persist rt's windows and learned limits (winstore.h): exact with clean
  * (a graceful stop), else as a write-ahead record. Synchronous on purpose. */
 static void
@@ -292,6 +303,7 @@ dispatch_on_reloaded(void *arg)
 {
 	(void)arg;
 	dispatch_routes_build();
+	registry_prune_windows();	/* records of providers deleted meanwhile */
 	/* Limits or cooldowns may have changed: let the waiters try again. */
 	if (disp.loop != NULL)
 		loop_timer_arm(disp.loop, &disp.timer, 0);
@@ -347,9 +359,7 @@ dispatch_local_ask(struct prov_rt *rt, enum sched_pool pool, struct dispatch_tic
 	struct sched_model *m;
 
 	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
-		/* Write ahead before the record's promise runs out. */
-		if (++rt->unsaved >= winstore_ahead(&rt->sched))
-			dispatch_save_windows(rt, now, false);
+		dispatch_count_start(rt, now);
 		return a;
 	}
 	a.verdict = ADMIT_DENY;
@@ -857,8 +867,10 @@ dispatch_fire(struct loop *l, void *arg)
 	if ((all = disp.all) != NULL) {
 		all->refs++;
 		for (i = 0; i < all->n; i++)
-			if (sched_probe_start(all->sp[i], cfg, now))
+			if (sched_probe_start(all->sp[i], cfg, now)) {
+				dispatch_count_start(all->rt[i], now);	/* a start like any other */
 				dispatch_probe_start(all->rp[i], all->rt[i]);
+			}
 		dispatch_route_unref(all);
 	}
 	dispatch_rearm();

@@ -764,3 +764,24 @@ registry_get_meta(const char *key)
 	sqlite3_finalize(st);
 	return v;
 }
+
+static int
+registry_prune_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	(void)arg;
+	return db_exec(db, "DELETE FROM meta WHERE key LIKE 'windows:%' "
+	    "AND substr(key, 9) NOT IN (SELECT id FROM providers)", e);
+}
+
+static void
+registry_prune_free(void *arg)
+{
+	(void)arg;
+}
+
+void
+registry_prune_windows(void)
+{
+	if (reg.db != NULL)
+		registry_save(registry_prune_txn, NULL, registry_prune_free, "the window records", "(deleted)");
+}

@@ -76,6 +76,8 @@ void registry_save_health(const char *id, int unhealthy, int failures, int statu
  * database (the loop must not stall); then the write is handed to the
  * writer thread and -1 returned (logged). */
 int   registry_put_meta_now(const char *key, const char *value);
+/* Drop the window records (meta 'windows:<id>') of deleted providers (on the writer thread). */
+void  registry_prune_windows(void);
 /* meta(key) (malloc'd), or NULL. */
 char *registry_get_meta(const char *key);
 /* Health as persisted (for a restart). 0 or -1. */

@@ -111,7 +111,8 @@ describe('issue 15: real upstream limits', { timeout: 120000 }, () => {
 			],
 			settings: { rpm_window_seconds: 2, rpm_window_margin_ms: MARGIN, cooldown_base_seconds: 1,
 				queue_timeout_seconds: 4, recover_wait_seconds: 10, max_attempts: 3 },
-		}, async ({ mock, dp }) => {
+		}, async (ctx) => {
+			const { mock, dp } = ctx;
 			const LOAD_MS = 6 * SPAN;
 			const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 			const perMs = (1.6 * REAL) / SPAN;
@@ -151,6 +152,10 @@ describe('issue 15: real upstream limits', { timeout: 120000 }, () => {
 			assert.ok(good >= 0.95 * REAL * (spans.length - 1), `goodput ${good} of ${REAL * (spans.length - 1)}`);
 			// The client never saw a 429.
 			assert.ok(rs.every((r) => r.status !== 429));
+			// Persisted: after a restart the limit is still the learned one (no 429 to learn it again).
+			await ctx.dp.stop('SIGTERM');
+			ctx.dp = await startDataplane(ctx.st);
+			assert.equal(await metric(ctx.dp, 'sidecar_provider_rpm_limit{provider="lower",kind="effective"}'), eff);
 		});
 	});
 
