@@ -11,11 +11,12 @@
  * and only proxy_set_phase changes them. ROUTE asks (dispatch_ask): GO
  * starts an attempt, WAIT parks, REJECT answers 503 or the last upstream
  * error. An attempt's error head is buffered (bounded) so that a retryable
- * failure (429, 401/403, 5xx, connect error, first-byte timeout) goes back
- * to ROUTE for another provider while nothing was sent; a final error
- * reaches the client in OpenAI shape with the upstream's status. A 2xx head
- * commits (RELAY): the body is relayed as it arrives, pausing curl while the
- * client's buffer is full. When the sidecar asked the upstream for stream
+ * failure (429, 401/403, 5xx, a redirect, connect error, first-byte timeout)
+ * goes back to ROUTE for another provider while nothing was sent; a final
+ * error reaches the client in OpenAI shape with the upstream's status. A 2xx
+ * head commits (RELAY) — a 2xx event stream after its first data event, so
+ * that a rate-limit error there is retried like a 429 — and the body is
+ * relayed as it arrives, pausing curl while the client's buffer is full. When the sidecar asked the upstream for stream
  * usage the client did not request, the usage-only SSE event is dropped from
  * the relay (sse.h), holding back at most one event.
  *
@@ -47,6 +48,7 @@
 #define PX_HDR_CAP      2048		/* response header lines the sidecar adds */
 #define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
 #define PX_TRIES        8		/* decisions per step when attempts fail to start */
+#define PX_FIRST_CAP    (64 * 1024)	/* bytes of a 2xx stream held for its first event */
 
 /* Ordered by lifecycle. */
 enum px_phase { PX_ROUTE, PX_WAIT, PX_ATTEMPT, PX_RELAY, PX_DONE };
@@ -63,6 +65,7 @@ struct proxy_req {
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
+	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
 	int64_t               t_start;		/* ms, monotonic */
 	struct dispatch_ticket dt;		/* the dispatcher's: route, queue, provider, pool */
@@ -81,6 +84,11 @@ struct proxy_req {
 	struct sc_buf         hold;		/* owned: relayed bytes held back in sse_drop mode */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   sse_observe;	/* scanning (not holding) for usage */
+	int                   sse_first;		/* a 2xx stream held until its first data event */
+	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sc_buf         first;		/* owned: the bytes held while sse_first */
+	int                   first_limited;	/* that first event was a rate-limit error */
+	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
 	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               prompt_tokens;	/* -1 unknown */
@@ -100,6 +108,7 @@ struct proxy_req {
 static size_t px_in_flight;
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
+static void proxy_first_reset(struct proxy_req *r);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
@@ -133,6 +142,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->sse_drop || r->sse_observe)
 		sse_free(&r->sse);
+	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
@@ -154,11 +164,15 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	int64_t qms = r->ticket ? r->dt.queue_ms + (r->dt.t_wait != 0 ? now - r->dt.t_wait : 0) : 0;
 	struct request_result res;
 	struct event ev;
+	char pname[160], model[320];
 
 	proxy_set_phase(r, PX_DONE);
+	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+	log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
+	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
 	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, p != NULL ? p->p.name : "-", r->model != NULL ? r->model : "-", status,
+	    r->rid, pname, model, status,
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
 	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
@@ -301,11 +315,53 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		    r->dt.prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
+	if (r->up_status >= 300 && r->up_status < 400) {
+		/* A redirect is no API answer either, and following it would send
+		 * the key elsewhere: an upstream failure (502), retried on another
+		 * key while nothing was sent to the client (docs/security.md). */
+		log_warn("request %s: provider %s answered a redirect (%d); treated as 502", r->rid,
+		    r->dt.prov->p.name, r->up_status);
+		r->up_status = 502;
+	}
+	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL &&
+	    strncasecmp(upstream_content_type(x), "text/event-stream", 17) == 0) {
+		/* Held until its first event: an error event there (a 429 inside
+		 * a 200) is retried on another key while the client has nothing. */
+		r->sse_first = 1;
+		sse_init(&r->fsse, PX_FIRST_CAP);
+		sc_buf_init(&r->first, PX_FIRST_CAP);
+		return 0;
+	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
 		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
+}
+
+/* Drop the first-event hold (a new attempt, or the end of the request). */
+static void
+proxy_first_reset(struct proxy_req *r)
+{
+	if (r->sse_first)
+		sse_free(&r->fsse);
+	sc_buf_free(&r->first);
+	r->sse_first = 0;
+	r->first_limited = 0;
+}
+
+/* A rate-limit error event inside a committed 2xx stream: once per request
+ * it counts as a 429 for the key (cooldown, metrics). The event itself is
+ * relayed: the client already has the stream. */
+static void
+proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
+{
+	if (r->limit_counted || !ev->has_data || ev->done || !sse_rate_limited(ev->data, ev->data_len))
+		return;
+	r->limit_counted = 1;
+	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->dt.prov->p.name,
+	    r->up_status);
+	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, 429, -1, NULL);
 }
 
 /* Note an event's usage (total tokens), when it carries one. */
@@ -333,6 +389,8 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 
 	while (n > 0) {
 		sr = sse_feed(&r->sse, p, n, &used, &ev);
+		if (sr == SSE_EVENT)
+			proxy_event_limit(r, &ev);
 		if (sc_buf_append(&r->hold, p, used) == -1) {
 			/* Cannot happen with the scanner's cap below ours; relay what we have. */
 			conn_response_body(r->conn, r->hold.data, r->hold.len);
@@ -366,11 +424,64 @@ proxy_observe_sse(struct proxy_req *r, const char *p, size_t n)
 	size_t used;
 
 	while (n > 0) {
-		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT)
+		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT) {
+			proxy_event_limit(r, &ev);
 			proxy_event_usage(r, &ev);
+		}
 		p += used;
 		n -= used;
 	}
+}
+
+static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
+
+/* Commit a held 2xx stream: count the success, send the head, relay what
+ * was held (the client's output is empty: it takes it all). */
+static void
+proxy_first_commit(struct proxy_req *r, struct upstream_xfer *x)
+{
+	struct sc_buf held = r->first;
+
+	sc_buf_init(&r->first, 0);
+	proxy_first_reset(r);
+	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+	proxy_commit(r, x);
+	if (held.len > 0)
+		proxy_relay_data(r, held.data, held.len);
+	sc_buf_free(&held);
+}
+
+/* Bytes of a held 2xx stream: hold them until the first data event. A
+ * rate-limit error there aborts the transfer (first_limited: proxy_on_done
+ * retries); any other event, or more than PX_FIRST_CAP bytes, commits. */
+static size_t
+proxy_first_event(struct proxy_req *r, const char *p, size_t n)
+{
+	struct sse_event ev;
+	size_t off = 0, used;
+	enum sse_result sr;
+
+	if (sc_buf_append(&r->first, p, n) == -1) {
+		proxy_first_commit(r, r->xfer);
+		return proxy_relay_data(r, p, n);
+	}
+	while (off < n) {
+		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		off += used;
+		if (sr == SSE_EVENT && !ev.has_data)
+			continue;	/* a comment or blank line: wait for data */
+		if (sr == SSE_EVENT && sse_rate_limited(ev.data, ev.data_len)) {
+			r->first_limited = 1;
+			sc_buf_reset(&r->errbody);
+			sc_buf_append(&r->errbody, ev.data, ev.data_len < r->errbody.cap ? ev.data_len : r->errbody.cap);
+			return 0;	/* stop this transfer */
+		}
+		if (sr != SSE_MORE) {
+			proxy_first_commit(r, r->xfer);
+			return n;
+		}
+	}
+	return n;
 }
 
 static size_t
@@ -378,6 +489,15 @@ proxy_on_data(void *arg, const char *p, size_t n)
 {
 	struct proxy_req *r = arg;
 
+	if (r->sse_first && r->conn != NULL)
+		return proxy_first_event(r, p, n);
+	return proxy_relay_data(r, p, n);
+}
+
+/* Body bytes of the attempt: an error body kept for the rewrite, or relayed. */
+static size_t
+proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
+{
 	if (r->phase != PX_RELAY) {
 		/* An error body: keep the first PX_ERRBODY_CAP bytes for the rewrite. */
 		size_t room = r->errbody.cap - r->errbody.len;
@@ -556,6 +676,13 @@ proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
 	if ((t = curl_slist_append(l, line)) == NULL)
 		goto fail;
 	l = t;
+	/* The body is JSON: say so when the client did not (libcurl would send
+	 * application/x-www-form-urlencoded). */
+	if (!r->has_ctype) {
+		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
+			goto fail;
+		l = t;
+	}
 	if ((t = curl_slist_append(l, "Expect:")) == NULL)
 		goto fail;
 	l = t;
@@ -583,6 +710,8 @@ proxy_attempt(struct proxy_req *r)
 	r->attempts++;
 	r->up_status = 0;
 	r->last_fail_http = 0;
+	r->limit_counted = 0;
+	proxy_first_reset(r);
 	sc_buf_reset(&r->errbody);
 	sc_buf_free(&r->upbody);
 	if (r->shape_ok) {
@@ -679,6 +808,21 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 		proxy_end_relay(r, res);
 		return;
 	}
+	if (r->first_limited) {
+		/* A 200 stream whose first event said 429: a 429 for this key. */
+		log_warn("request %s: provider %s sent a rate-limit error as its stream's first event; "
+		    "treated as 429", r->rid, r->dt.prov->p.name);
+		proxy_first_reset(r);
+		r->up_status = 429;
+		res = UPSTREAM_OK;
+	} else if (r->sse_first && res == UPSTREAM_OK) {
+		/* The stream ended before any data event: relay what it was. */
+		proxy_first_commit(r, x);
+		proxy_end_relay(r, res);
+		return;
+	} else if (r->sse_first) {
+		proxy_first_reset(r);	/* broken before its first event: retried as below */
+	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
 		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
@@ -731,7 +875,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (http_is_hop_by_hop(h->name))
+		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
 		for (k = 0; skip[k] != NULL; k++)
 			if (http_slice_ieq(h->name, skip[k]))
@@ -740,6 +884,8 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
+		if (http_slice_ieq(h->name, "content-type"))
+			r->has_ctype = 1;
 		sc_buf_append(&r->fwd, h->name.p, h->name.len);
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);

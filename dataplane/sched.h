@@ -75,6 +75,7 @@ struct sched_provider {
 	struct sched_model *models;	/* owned array, sorted by model, from cfg->model_rpm */
 	size_t nmodels;
 	const struct provider *models_of;	/* the cfg the model windows were built from */
+	int              saved_status;	/* upstream status last persisted (provider_health.last_status_code) */
 };
 
 /* Per-request memory across attempts. */
