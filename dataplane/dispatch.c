@@ -396,7 +396,26 @@ dispatch_probe_drop(struct dispatch_ticket *t)
 	if (t->rt != NULL && t->srq.stamp.probe) {
 		cooldown_probe_release(&t->rt->sched.cd, &t->srq.stamp);
 		t->srq.stamp.probe = false;
+		/* A waiter may be the next probe (this may run in a curl callback: only arm). */
+		if (disp.loop != NULL && queue_len(&disp.queue) > 0)
+			loop_timer_arm(disp.loop, &disp.timer, 0);
 	}
+}
+
+/* The window a start of srq on sp counts against for learning: the model's
+ * when it has one, else the key's. Its effective limit; *conf the configured. */
+static int
+dispatch_learned_limit(const struct sched_provider *sp, const struct config *cfg, const struct sched_request *srq,
+    int *conf)
+{
+	int eff;
+
+	if (sched_model_of(sp, srq->model) != NULL) {
+		sched_model_limits(sp, srq->model, cfg, conf, &eff);
+		return eff;
+	}
+	*conf = sp->cfg->rpm_limit;
+	return sched_limit_effective(sp, cfg);
 }
 
 void
@@ -634,7 +653,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	struct cooldown_outcome o;
 	struct cooldown_result cr;
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
-	int prev_failures, prev_eff;
+	int prev_failures, prev_eff, conf;
 	char summary[160];
 	struct event ev;
 
@@ -659,21 +678,16 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
 	o.reason = summary;
 	prev_failures = sp->cd.consecutive_failures;
-	prev_eff = sched_limit_effective(sp, cfg);
+	prev_eff = dispatch_learned_limit(sp, cfg, &t->srq, &conf);
 	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
 	t->srq.stamp.probe = false;	/* its slot was freed by the outcome */
 	if (sched_note_outcome(sp, cfg, &t->srq, &cr, status, now)) {
-		struct sched_model *m = sched_model_of(sp, t->srq.model);
-		int conf, eff;
+		bool model = sched_model_of(sp, t->srq.model) != NULL;
 
-		if (m != NULL)
-			sched_model_limits(sp, t->srq.model, cfg, &conf, &eff);
-		else
-			conf = p->p.rpm_limit, eff = sched_limit_effective(sp, cfg);
 		log_warn("provider %s%s%s: 429 with %d starts in the window, effective limit %d of %d (was %d)",
-		    p->p.name, m != NULL ? " model " : "", m != NULL ? m->model : "",
-		    m != NULL ? t->srq.sent_model_used : t->srq.sent_used, eff, conf,
-		    m != NULL ? conf : prev_eff);
+		    p->p.name, model ? " model " : "", model ? t->srq.model : "",
+		    model ? t->srq.sent_model_used : t->srq.sent_used, dispatch_learned_limit(sp, cfg, &t->srq, &conf),
+		    conf, prev_eff);
 		dispatch_save_windows(rt, now, false);
 	}
 	if (cr.recovered)
