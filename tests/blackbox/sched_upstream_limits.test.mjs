@@ -171,20 +171,33 @@ describe('issue 15: real upstream limits', { timeout: 120000 }, () => {
 	it('3. a cooldown ends with 30 waiting: one request reaches the upstream before the first answer returns', async () => {
 		const K = key(1504);
 		await withStack({
-			keys: [{ key: K }], mockOpts: { latencyMs: 400 },
+			keys: [{ key: K }], mockOpts: { latencyMs: 1000 },
 			providers: (m) => [{ name: 'solo', key: K, url: m.url, rpm: 1000 }],
-			settings: { cooldown_base_seconds: 2, recover_wait_seconds: 10, queue_timeout_seconds: 20 },
-		}, async ({ mock, dp }) => {
+			settings: { cooldown_base_seconds: 2, recover_wait_seconds: 10, queue_timeout_seconds: 20,
+				status_publish_ms: 100 },
+		}, async ({ mock, st, dp }) => {
 			await mock.setKey(K, 0, 'status=429', 1);
 			const first = chat(dp);	/* meets the 429, waits for the key (recover_wait) */
+			first.catch(() => {});	/* a failed assertion below must not hide behind its rejection */
 			await until(async () => (await health(dp)).providers.cooling === 1, 3000, 'cooling');
 			const rest = Array.from({ length: 30 }, () => chat(dp));
+			for (const r of rest) r.catch(() => {});
 			await sleep(200);
 			assert.equal((await health(dp)).queue.depth, 31);
 			// While the probe is out the key is probing and nothing else goes.
 			const h = await until(async () => { const x = await health(dp); return x.providers.probing === 1 ? x : null; },
 				4000, 'probing');
 			assert.equal(h.providers.cooling, 0);
+			// The same state in /metrics and in the live status snapshot (what the
+			// admin API's provider objects carry as live and the dashboard shows).
+			assert.equal(await metric(dp, 'sidecar_provider_state{provider="solo",state="probing"}'), 1);
+			const live = await until(() => {
+				const snap = JSON.parse(sql(st, 'SELECT snapshot FROM live_status WHERE id = 1') || '{}');
+				return (snap.providers || []).find((p) => p.name === 'solo' && p.state === 'probing');
+			}, 900, 'probing in the live status');
+			// The isolated 429 (at 0 of 1000 in the window) halved the effective limit, no more.
+			assert.equal(live.rpm_limit, 1000);
+			assert.equal(live.rpm_limit_effective, 500);
 			const rs = await Promise.all([first, ...rest]);
 			for (const r of rs) assert.equal(r.status, 200, r.body);
 			const rec = (await chatRec(mock)).filter((x) => x.status === 200).sort((a, b) => a.t_ms - b.t_ms);
