@@ -130,8 +130,9 @@ void dispatch_on_reloaded(void *arg);
 struct dispatch_route *dispatch_route_find(const char *model);
 const char *dispatch_route_prefix(const struct dispatch_route *rt);
 
-/* A new request's ticket on route (takes a ref). model: as the upstream
- * knows it (prefix stripped), borrowed for the ticket's life. */
+/* A new request's ticket on route (takes a ref); t must be zeroed (the
+ * request that embeds it is calloc'd). model: as the upstream knows it
+ * (prefix stripped), borrowed for the ticket's life. */
 void dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, const char *model,
     enum queue_prio prio, void (*answer)(struct dispatch_ticket *, enum dispatch_verdict));
 /* Leave the queue, end a running attempt, drop the refs. */
