@@ -810,7 +810,8 @@ cluster_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 5 && r->cool_rt != NULL) {
 			long long n = cluster_int(rep->element[1]), remaining = cluster_int(rep->element[2]);
 			long long started = cluster_int(rep->element[3]), len = cluster_int(rep->element[4]);
-			dispatch_cluster_cooldown(r->cool_rt, (int)n, remaining, len, started,
+			if (remaining > 0 || cluster_int(rep->element[0]) == 1)
+				dispatch_cluster_cooldown(r->cool_rt, (int)n, remaining, len, started,
 			    now + cl.offset - started, r->summary);
 		}
 		break;
@@ -1042,7 +1043,7 @@ cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ti
 {
 	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL };
 	int h = cluster_hosts();
-	int share = rt->sched.rl.limit / h, eshare = rt->sched.emergency.limit / h;
+	int share = rt->sched.rl.admit / h, eshare = rt->sched.emergency.limit / h;
 	int64_t free_at;
 	char member[96];
 
@@ -1119,7 +1120,11 @@ cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct
 	cluster_arg(r, "%lld", (long long)CL_MEMBERSHIP_MS);
 	cluster_arg(r, "%lld", (long long)cluster_deadline());
 	for (i = 0; i < n; i++) {
-		cluster_arg(r, "%d", cand[i]->sched.rl.limit);
+		struct dispatch_limits lim;
+
+		dispatch_admit_limits(cand[i], t, &lim);
+		cluster_arg(r, "%d", lim.key_effective);
+		cluster_arg(r, "%d", lim.key_configured);
 		cluster_arg(r, "%d", cand[i]->sched.emergency.limit);
 	}
 	if (cl.asks_sent < CL_MAX_ASKS && TAILQ_EMPTY(&cl.waiting)) {
@@ -1228,6 +1233,7 @@ cluster_outcome(struct prov_rt *rt, const struct dispatch_ticket *t, const struc
 	cluster_arg(r, "%lld", (long long)c->cooldown_base_seconds * 1000);
 	cluster_arg(r, "%lld", (long long)c->cooldown_max_seconds * 1000);
 	cluster_arg(r, "%lld", (long long)(retry_after_ms > 0 ? retry_after_ms : -1));
+	cluster_arg(r, "%d", cr->cooldown_started ? 1 : 0);
 	dispatch_rt_hold(rt);
 	r->cool_rt = rt;
 	r->cool_n = cr->count;

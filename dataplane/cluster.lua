@@ -21,17 +21,18 @@
 -- ARGV[1] is the operation:
 --   ask     KEYS hosts, then w, e, c, i per candidate
 --           ARGV span_ms, member, pool ("main"|"emergency"), hosts_known,
---                stale_ms, member_ms, deadline, then limit, budget per
---                candidate. An ask that runs after its deadline (TIME ms,
+--                stale_ms, member_ms, deadline, then effective limit,
+--                configured limit, budget per candidate (the effective limit
+--                is the asking host's learned one, docs/scheduling.md). An ask that runs after its deadline (TIME ms,
 --                0 = none: a paused Redis running what a dead connection
 --                left behind) grants nothing and looks at nothing.
 --           Grants the first candidate (the caller's preference order) that
 --           is not invalid, not cooling (unless pool is emergency) and has
 --           room in its window, records the grant, and says for every
 --           candidate it looked at why it did not grant and when it frees.
---           A window's room is its limit minus the shares of the cluster's
---           hosts that are not live (they may be running on their local
---           share, floor(limit / hosts), without Redis).
+--           A window's room is its effective limit minus the shares of the
+--           cluster's hosts that are not live (they may be running on their
+--           local share without Redis, at most floor(configured / hosts)).
 --           Returns {granted (1-based, 0 none), now, hosts, live,
 --                    then per candidate looked at: state (0 granted,
 --                    1 full, 2 cooling, 3 invalid), wait_ms, count,
@@ -40,10 +41,15 @@
 --           (0|1) per grant: re-adds this host's own recent grants (ZADD NX)
 --           after a reconnect or a failover. Returns the number added.
 --   cool    KEYS c, n; ARGV granted_ms (the failed attempt's grant, 0 =
---           unknown), base_ms, max_ms, retry_after_ms (-1 none). A 429: a
---           new backoff step unless the attempt was granted before the
---           current cooldown began (the same overload, seen by another
---           host or in flight), which only extends for a longer Retry-After.
+--           unknown), base_ms, max_ms, retry_after_ms (-1 none), current
+--           (1 = the host's episode rule says a new overload, 0 = only an
+--           extension: sent before the host's last cooldown ended, or
+--           during it on the emergency channel). A 429: a new backoff step
+--           when current and the attempt was not granted before the
+--           running cooldown began (the same overload, seen by another
+--           host or in flight); else only a longer Retry-After extends the
+--           running cooldown (or, with none running, starts one of that
+--           length without a step).
 --           Returns {escalated 0|1, n, remaining_ms, started, length, now}.
 --   ok      KEYS n: a success resets the backoff count.
 --   inv     KEYS i; ARGV reason: the key answered 401/403.
@@ -125,7 +131,7 @@ if op == 'ask' then
 	end
 	for i = 1, ncand do
 		local w, e, c, inv = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
-		local limit, budget = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])
+		local limit, conf, budget = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i])
 		local count = trim(w, now, span)
 		local n, started, len, ttl = cooldown_info(c, now)
 		local state, wait = 0, 0
@@ -137,7 +143,7 @@ if op == 'ask' then
 			else
 				local room = limit
 				if hosts > 0 then
-					room = limit - absent * math.floor(limit / hosts)
+					room = limit - absent * math.floor(conf / hosts)
 				end
 				if count >= room then
 					state, wait = 1, frees_in(w, count, room, now, span)
@@ -188,11 +194,20 @@ elseif op == 'replay' then
 	return added
 elseif op == 'cool' then
 	local granted, base, max, ra = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+	local current = ARGV[6] ~= '0'
 	local now = now_ms()
 	local st = redis.call('HMGET', KEYS[2], 'n', 'started')
 	local n0, started0 = tonumber(st[1]) or 0, tonumber(st[2]) or 0
 	local cn, cstarted, clen, ttl = cooldown_info(KEYS[1], now)
-	if ttl > 0 and granted < started0 then
+	if ttl == 0 and not current then
+		-- Old news with no cooldown running: a Retry-After still holds the key.
+		if ra > 0 then
+			cooldown_set(KEYS[1], n0, now, ra, now + ra, now)
+			return {0, n0, ra, now, ra, now}
+		end
+		return {0, n0, 0, 0, 0, now}
+	end
+	if ttl > 0 and (granted < started0 or not current) then
 		-- The same overload: another host or an earlier attempt already counted it.
 		-- (The episode keeps its step even if a success reset the count since.)
 		if ra > 0 and ra > ttl then

@@ -18,7 +18,7 @@
 void
 health_handle(struct conn *c, const char *rid)
 {
-	size_t i, cnt[SCHED_ST_DISABLED + 1] = { 0 }, total = 0, nokey = 0, serve;
+	size_t i, cnt[SCHED_ST_COUNT] = { 0 }, total = 0, nokey = 0, serve;
 	const struct config *cfg = registry_config();
 	int64_t now = sc_now_ms();
 	const char *st;
@@ -34,11 +34,11 @@ health_handle(struct conn *c, const char *rid)
 		else
 			cnt[dispatch_rt_state(p, now)]++;
 	}
-	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL];
+	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL] + cnt[SCHED_ST_PROBING];
 	/* A cluster host that cannot reach Redis serves less (or nothing): degraded. */
 	cm = cluster_mode();
 	st = serve == 0 ? "unavailable" :
-	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] > 0 ||
+	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] + cnt[SCHED_ST_PROBING] > 0 ||
 	    (cm != CLUSTER_OFF && cm != CLUSTER_SHARED)) ? "degraded" : "ok";
 	if (cm != CLUSTER_OFF)
 		snprintf(cluster, sizeof(cluster), ",\"cluster\":{\"mode\":\"%s\",\"hosts\":%d}", cluster_mode_name(cm),
@@ -47,9 +47,9 @@ health_handle(struct conn *c, const char *rid)
 		cluster[0] = '\0';
 	n = snprintf(body, sizeof(body),
 	    "{\"status\":\"%s\",\"providers\":{\"total\":%zu,\"ready\":%zu,\"full\":%zu,\"cooling\":%zu,"
-	    "\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
+	    "\"probing\":%zu,\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
 	    "\"queue\":{\"depth\":%zu,\"capacity\":%d},\"in_flight\":%zu%s}",
-	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING],
+	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING], cnt[SCHED_ST_PROBING],
 	    cnt[SCHED_ST_UNHEALTHY], cnt[SCHED_ST_INVALID], cnt[SCHED_ST_DISABLED], nokey,
 	    dispatch_queue_depth(), cfg->queue_capacity, proxy_in_flight(), cluster);
 	snprintf(h, sizeof(h), "X-Request-Id: %s\r\nCache-Control: no-store\r\n", rid);

@@ -101,7 +101,9 @@ describe('cluster admission script against a reference model', { timeout: 120000
 				if (r < 0.6) {
 					// ask
 					const cand = [...FPS].sort(() => rnd() - 0.5).slice(0, 1 + Math.floor(rnd() * 4));
-					const lim = cand.map(() => 1 + Math.floor(rnd() * 4));
+					// The configured limit, and the asking host's effective (learned) one, 1..configured.
+					const conf = cand.map(() => 1 + Math.floor(rnd() * 4));
+					const lim = conf.map((c) => (rnd() < 0.4 ? 1 + Math.floor(rnd() * c) : c));
 					const bud = cand.map(() => 1 + Math.floor(rnd() * 2));
 					const pool = rnd() < 0.15 ? 'emergency' : 'main';
 					const known = Math.floor(rnd() * 4);
@@ -110,7 +112,7 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					for (const f of cand) keys.push(`${P}w:${f}`, `${P}e:${f}`, `${P}c:${f}`, `${P}i:${f}`);
 					const dl = deadline();
 					const args = ['ask', SPAN, member, pool, known, STALE, MEMBERSHIP, dl];
-					cand.forEach((_, i) => args.push(lim[i], bud[i]));
+					cand.forEach((_, i) => args.push(lim[i], conf[i], bud[i]));
 					const rep = await evalsha(keys, args);
 					const now = rep[1];
 					lastNow = now;
@@ -138,7 +140,7 @@ describe('cluster admission script against a reference model', { timeout: 120000
 								state = 2;
 								wait = k.cd.until - now;
 							} else {
-								const room = hc.hosts > 0 ? lim[i] - absent * Math.floor(lim[i] / hc.hosts) : lim[i];
+								const room = hc.hosts > 0 ? lim[i] - absent * Math.floor(conf[i] / hc.hosts) : lim[i];
 								if (count >= room) {
 									state = 1;
 									wait = Model.freesIn(k.w, count, room, now);
@@ -202,14 +204,22 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					const g = recent.filter((x) => x.fp === f);
 					const grantedAt = rnd() < 0.7 && g.length ? pick(g).score : 0;
 					const ra = rnd() < 0.3 ? 20 + Math.floor(rnd() * 200) : -1;
-					const rep = await evalsha([`${P}c:${f}`, `${P}n:${f}`], ['cool', grantedAt, BASE, MAX, ra]);
+					// current: the host's episode rule (issue 15) called it a new overload.
+					const current = rnd() < 0.8 ? 1 : 0;
+					const rep = await evalsha([`${P}c:${f}`, `${P}n:${f}`], ['cool', grantedAt, BASE, MAX, ra, current]);
 					cools++;
 					const n0 = k.nh ? k.nh.n : 0, started0 = k.nh ? k.nh.started : 0;
 					const now = rep[5];
 					lastNow = now;
 					const cs = m.cooling(k, now);
-					if (rep[0] === 1) {
-						assert.ok(!(cs === 'yes' && grantedAt < started0), `${ctx}: escalated during the same overload`);
+					if (!current && cs === 'no') {
+						// Old news, no cooldown running: never a step; a Retry-After holds the key.
+						if (ra > 0) {
+							assert.deepEqual(rep, [0, n0, ra, now, ra, now], `${ctx}: old news with Retry-After`);
+							k.cd = { n: n0, started: now, len: ra, until: now + ra };
+						} else assert.deepEqual(rep, [0, n0, 0, 0, 0, now], `${ctx}: old news`);
+					} else if (rep[0] === 1) {
+						assert.ok(current && !(cs === 'yes' && grantedAt < started0), `${ctx}: escalated during the same overload`);
 						let len = BASE;
 						for (let i = 2; i <= n0 + 1 && len < MAX; i++) len *= 2;
 						len = Math.min(len, MAX);
@@ -219,7 +229,7 @@ describe('cluster admission script against a reference model', { timeout: 120000
 						k.nh = { n: n0 + 1, started: now };
 						escalations++;
 					} else {
-						assert.ok(k.cd && cs !== 'no' && grantedAt < started0,
+						assert.ok(k.cd && cs !== 'no' && (grantedAt < started0 || !current),
 							`${ctx}: not escalated without a running cooldown of a later overload`);
 						assert.equal(rep[1], k.cd.n, `${ctx}: the episode's step kept`);
 						assert.equal(rep[3], k.cd.started, `${ctx}: started kept`);
