@@ -440,7 +440,7 @@ cluster_send(struct cl_req *r)
 static void
 cluster_ask_denied_locally(struct cl_req *r, int64_t until)
 {
-	struct admit_answer a = { ADMIT_DENY, until, NULL };
+	struct admit_answer a = { ADMIT_DENY, until, NULL, -1 };
 	struct dispatch_ticket *t = r->t;
 
 	if (t == NULL)
@@ -491,7 +491,7 @@ static void
 cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 {
 	struct dispatch_ticket *t = r->t;
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
 	long long granted, shared_now;
 	size_t looked;
 
@@ -517,6 +517,7 @@ cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 		switch (state) {
 		case 0:
 			dispatch_cluster_hold(r->rt[i], 0);
+			a.used = (int)cluster_int(e[2]) - 1;	/* e[2]: the count with this grant */
 			break;
 		case 1:
 			dispatch_cluster_hold(r->rt[i], now + wait);
@@ -1041,13 +1042,22 @@ static struct admit_answer
 cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ticket *t, const struct config *c,
     int64_t now)
 {
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
 	int h = cluster_hosts();
 	int share = rt->sched.rl.admit / h, eshare = rt->sched.emergency.limit / h;
 	int64_t free_at;
+	struct sched_model *m;
 	char member[96];
 
 	free_at = ratelimit_next_free_below(&rt->sched.rl, now, share);
+	if ((m = sched_model_of(&rt->sched, t->srq.model)) != NULL) {
+		/* The model's window: a share of its (effective) limit too. A
+		 * full share holds the whole key until it frees (other models
+		 * included: degraded mode costs capacity, never overshoots). */
+		int64_t f = ratelimit_next_free_below(&m->rl, now, m->rl.admit / h);
+		if (f > free_at)
+			free_at = f;
+	}
 	if (pool == SCHED_POOL_EMERGENCY) {
 		int64_t e = ratelimit_next_free_below(&rt->sched.emergency, now, eshare);
 		if (e > free_at)
@@ -1071,7 +1081,7 @@ static struct admit_answer
 cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct dispatch_ticket *t,
     const struct config *c, int64_t now)
 {
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
 	struct cl_req *r;
 	size_t i;
 
@@ -1166,7 +1176,7 @@ cluster_send_waiting(void)
 			if (r->rt[i]->sched.held_until_ms < held)
 				held = r->rt[i]->sched.held_until_ms;
 		if (i == r->n) {
-			struct admit_answer a = { ADMIT_DENY, held, NULL };
+			struct admit_answer a = { ADMIT_DENY, held, NULL, -1 };
 			struct dispatch_ticket *t = r->t;
 			cluster_req_free(r);
 			dispatch_admit_answer(t, &a);

@@ -390,7 +390,7 @@ static struct admit_answer
 dispatch_local_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct dispatch_ticket *t,
     const struct config *c, int64_t now)
 {
-	struct admit_answer a = { ADMIT_GRANT, INT64_MAX, NULL };
+	struct admit_answer a = { ADMIT_GRANT, INT64_MAX, NULL, -1 };
 	struct prov_rt *rt = cand[0];
 	struct sched_model *m;
 
@@ -633,6 +633,8 @@ dispatch_admit_answer(struct dispatch_ticket *t, const struct admit_answer *a)
 			loop_timer_arm(disp.loop, &disp.timer, 0);
 			return;
 		}
+		if (a->used >= 0)
+			t->srq.sent_used = a->used;	/* the cluster's window, not this host's share of it */
 		dispatch_grant(t, r, i, t->pool);
 		dispatch_count_start(g, now);
 		dispatch_unpark(t, now);

@@ -104,6 +104,9 @@ struct admit_answer {
 	int64_t            next_free_ms;	/* DENY: when a slot frees (monotonic ms), INT64_MAX unknown */
 	struct prov_rt    *granted;		/* GRANT through dispatch_admit_answer: which candidate
 						 * (NULL = the first) */
+	int                used;		/* GRANT through dispatch_admit_answer: the starts the
+						 * shared window held before it (what a 429 on it is
+						 * judged by, learned limits); -1 = the local count */
 };
 /* cand[0] is the dispatcher's choice, the others (same pool, also eligible)
  * follow in its preference order; an admission may grant any one of them

@@ -903,6 +903,59 @@ test_half_open_sched(void **state)
 	fx_free(f);
 }
 
+/* sched_record (a grant made by a shared window) keeps sched_commit's
+ * books: the episode stamp and window counts a 429 is judged by, the model
+ * window, the half-open probe; a second grant while the probe is out
+ * records nothing. */
+static void
+test_record_books(void **state)
+{
+	struct fx *f = fx_new();
+	struct provider_model_rpm mr[1];
+	struct sched_request a, b;
+	struct cooldown_result r;
+	struct sched_model *m;
+
+	(void)state;
+	mr[0].model = (char *)"big";
+	mr[0].rpm = 3;
+	fx_add(f, POOL_MAIN, 40, 1);
+	f->pv[0].model_rpm = mr;
+	f->pv[0].n_model_rpm = 1;
+	f->sp[0].models_of = NULL;
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);
+	m = sched_model_of(&f->sp[0], "big");
+	assert_non_null(m);
+	sched_request_init(&a);
+	a.model = "big";
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &a, &f->c, 0), 0);
+	assert_int_equal(a.sent_used, 0);
+	assert_int_equal(a.sent_model_used, 0);
+	assert_int_equal(ratelimit_used(&m->rl, 0), 1);
+	assert_int_equal(ratelimit_used(&f->sp[0].rl, 0), 1);
+	assert_int_equal(a.attempts, 1);
+	assert_true(sched_request_tried(&a, &f->sp[0]));
+	/* Its 429 is current: one episode, cooling, then half-open. */
+	r = fx_answer(f, 0, &a, 429, 10);
+	assert_true(r.cooldown_started);
+	assert_int_equal(sched_provider_state(&f->sp[0], &f->c, 30010), SCHED_ST_PROBING);
+	sched_request_init(&a);
+	sched_request_init(&b);
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &a, &f->c, 30010), 0);
+	assert_true(a.stamp.probe);
+	assert_int_equal(a.stamp.episode, f->sp[0].cd.episode);
+	assert_int_equal(a.sent_used, 1);	/* the first start is still in the 60 s window */
+	assert_int_equal(a.sent_model_used, -1);	/* no model: no model window */
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &b, &f->c, 30010), -1);
+	assert_int_equal(b.attempts, 0);
+	assert_int_equal(ratelimit_used(&f->sp[0].rl, 30010), 2);
+	/* The probe's 200 reopens the key: the next grant is no probe. */
+	(void)fx_answer(f, 0, &a, 200, 30020);
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &b, &f->c, 30020), 0);
+	assert_false(b.stamp.probe);
+	fx_free(f);
+}
+
 /* Per-model windows: a model with its own limit waits when its window is
  * full while other models flow; both windows must have room; the timer
  * wakes at the model window's exact free instant; learning cuts the model
@@ -1055,6 +1108,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_main_ok),
 		cmocka_unit_test(test_held_and_alternatives),
+		cmocka_unit_test(test_record_books),
 		cmocka_unit_test(test_learn_rule),
 		cmocka_unit_test(test_learned_in_sched),
 		cmocka_unit_test(test_half_open_sched),
