@@ -324,7 +324,7 @@ static struct stats_settings
 metrics_stats_settings(void)
 {
 	const struct config *cfg = registry_config();
-	struct stats_settings s = { cfg->stats_retention_days, cfg->events_retention_days };
+	struct stats_settings s = { cfg->stats_retention_days, cfg->events_retention_days, cfg->request_log_rows };
 
 	return s;
 }

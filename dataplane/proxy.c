@@ -42,6 +42,7 @@
 #include "proxy.h"
 #include "queue.h"
 #include "registry.h"
+#include "reqlog.h"
 #include "sched.h"
 #include "shape.h"
 #include "sse.h"
@@ -106,6 +107,8 @@ struct proxy_req {
 	uint64_t              relayed;		/* body bytes sent to the client */
 
 	/* Outcome for the log line. */
+	struct reqlog_trail   trail;		/* owned: the attempts, for the request log */
+	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
@@ -306,6 +309,7 @@ proxy_free(struct proxy_req *r)
 	sc_buf_free(&r->upbody);
 	sc_buf_free(&r->errbody);
 	sc_buf_free(&r->hold);
+	reqlog_trail_free(&r->trail);
 	free(r->model);
 	free(r->prefix);
 	free(r);
@@ -328,6 +332,13 @@ proxy_log_free(struct proxy_req *r, int status, const char *note)
 	    note ? " " : "", note ? note : "");
 	{
 		struct proxy_result res;
+		struct reqlog_attempt *last;
+		/* An attempt still running ended with the request; a 2xx whose body
+		 * broke is the attempt's failure too. */
+		reqlog_trail_end(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED : REQLOG_INTERRUPTED, r->up_status,
+		    now - r->t_start);
+		if (r->interrupted && r->trail.n > 0 && (last = &r->trail.a[r->trail.n - 1])->outcome == REQLOG_OK)
+			last->outcome = REQLOG_INTERRUPTED;
 		memset(&res, 0, sizeof(res));
 		res.rid = r->rid;
 		res.provider_id = r->prov != NULL ? r->prov->p.id : NULL;
@@ -348,6 +359,10 @@ proxy_log_free(struct proxy_req *r, int status, const char *note)
 		res.completion_tokens = r->completion_tokens;
 		res.total_tokens = r->tokens;
 		res.bytes = r->relayed;
+		res.client = r->client;
+		res.error_code = note;
+		res.client_closed = status == 499;
+		res.trail = &r->trail;
 		metrics_request_done(&res);
 	}
 	proxy_free(r);
@@ -445,6 +460,8 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 
 	metrics_upstream_outcome(r->prov->p.name, fail == COOLDOWN_FAIL_CONNECT ? 1 : fail == COOLDOWN_FAIL_TTFB ? 2 : 0,
 	    status);
+	reqlog_trail_end(&r->trail, reqlog_outcome_of(fail != COOLDOWN_FAIL_NONE, fail == COOLDOWN_FAIL_TTFB, status),
+	    status, now - r->t_start);
 	if (sp == NULL)
 		return status >= 200 && status < 300 ? COOLDOWN_ACT_DELIVER :
 		    (fail != COOLDOWN_FAIL_NONE || proxy_retryable_status(status)) ? COOLDOWN_ACT_RETRY :
@@ -916,6 +933,7 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	r->prov = p;
 	reg_provider_ref(p);
 	r->pool = pool;
+	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, pool, sc_now_ms() - r->t_start);
 	r->up_status = 0;
 	r->last_fail_http = 0;
 	sc_buf_reset(&r->errbody);
@@ -1005,6 +1023,7 @@ proxy_next(struct proxy_req *r)
 			}
 			if (proxy_start(r, ch.prov, ch.pool) == 0)
 				return;
+			reqlog_trail_end(&r->trail, REQLOG_START_FAILED, 0, sc_now_ms() - r->t_start);
 			r->last_fail = 502;
 			r->last_fail_http = 0;
 			r->last_fail_msg = "could not reach the provider";
@@ -1272,14 +1291,16 @@ proxy_health(struct conn *c, const char *rid)
 	conn_respond(c, serve > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
 }
 
-/* Client token check when tokens are configured. 1 ok, else answered. */
+/* Client token check when tokens are configured. 1 ok (label: the token's
+ * label, "" without tokens), else answered. */
 static int
-proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
+proxy_auth(struct conn *c, const struct http_request *req, const char *rid, char label[TOKENS_LABEL_MAX + 1])
 {
 	const struct http_header *a;
 	char tok[512];
 	int r;
 
+	label[0] = '\0';
 	if (registry_client_tokens() <= 0 && !px_public)
 		return 1;
 	a = http_find_header(req, "authorization");
@@ -1291,7 +1312,7 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 	}
 	memcpy(tok, a->value.p + 7, a->value.len - 7);
 	tok[a->value.len - 7] = '\0';
-	r = registry_check_token(tok);
+	r = registry_check_token(tok, label);
 	crypto_wipe(tok, sizeof(tok));
 	if (r == 1)
 		return 1;
@@ -1311,7 +1332,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	struct proxy_req *r;
 	struct http_slice path = req->target;
 	const char *q, *pf, *up = NULL;
-	char rid[PX_RID_MAX + 1];
+	char rid[PX_RID_MAX + 1], label[TOKENS_LABEL_MAX + 1];
 	struct sc_err e;
 	size_t i;
 
@@ -1338,7 +1359,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 				proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
 				return;
 			}
-			if (proxy_auth(c, req, rid))
+			if (proxy_auth(c, req, rid, label))
 				models_handle(c, rid);
 			return;
 		}
@@ -1354,7 +1375,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 		proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: POST\r\n");
 		return;
 	}
-	if (!proxy_auth(c, req, rid))
+	if (!proxy_auth(c, req, rid, label))
 		return;
 
 	r = sc_xcalloc(1, sizeof(*r));
@@ -1364,6 +1385,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	r->ttfb_ms = -1;
 	r->path = up;
 	memcpy(r->rid, rid, sizeof(rid));
+	memcpy(r->client, label, sizeof(label));
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	queue_node_init(&r->qn, r);
 	sched_request_init(&r->srq);

@@ -13,6 +13,7 @@
 #include "conn.h"
 
 struct loop;
+struct reqlog_trail;
 
 /* What a finished request was, for statistics and metrics (metrics_request_done).
  * Pointers are valid only during the call. */
@@ -36,6 +37,10 @@ struct proxy_result {
 	int64_t     completion_tokens;	/* -1 unknown */
 	int64_t     total_tokens;	/* -1 unknown (a stream that ended without usage) */
 	uint64_t    bytes;		/* body bytes relayed to the client */
+	const char *client;		/* the client token's label, NULL without tokens */
+	const char *error_code;		/* why it failed (queue_timeout, upstream_error, ...), NULL on success */
+	int         client_closed;	/* the client went away before the end */
+	const struct reqlog_trail *trail;	/* the upstream attempts, in order */
 };
 
 int  proxy_init(struct loop *l);
