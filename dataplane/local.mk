@@ -61,7 +61,8 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_sdk.test.mjs \
 	tests/blackbox/dataplane_sched.test.mjs \
 	tests/blackbox/stats_usage.test.mjs \
-	tests/blackbox/stats_metrics.test.mjs
+	tests/blackbox/stats_metrics.test.mjs \
+	tests/blackbox/reqlog.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
 	docs/metrics.md docs/status-snapshot.md docs/performance.md

@@ -332,13 +332,8 @@ proxy_log_free(struct proxy_req *r, int status, const char *note)
 	    note ? " " : "", note ? note : "");
 	{
 		struct proxy_result res;
-		struct reqlog_attempt *last;
-		/* An attempt still running ended with the request; a 2xx whose body
-		 * broke is the attempt's failure too. */
-		reqlog_trail_end(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED : REQLOG_INTERRUPTED, r->up_status,
-		    now - r->t_start);
-		if (r->interrupted && r->trail.n > 0 && (last = &r->trail.a[r->trail.n - 1])->outcome == REQLOG_OK)
-			last->outcome = REQLOG_INTERRUPTED;
+		reqlog_trail_finish(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED :
+		    r->interrupted ? REQLOG_INTERRUPTED : REQLOG_PENDING, r->up_status, now - r->t_start);
 		memset(&res, 0, sizeof(res));
 		res.rid = r->rid;
 		res.provider_id = r->prov != NULL ? r->prov->p.id : NULL;

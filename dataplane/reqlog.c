@@ -124,6 +124,21 @@ reqlog_trail_end(struct reqlog_trail *t, enum reqlog_outcome o, int status, int6
 }
 
 void
+reqlog_trail_finish(struct reqlog_trail *t, enum reqlog_outcome how, int status, int64_t now_ms)
+{
+	struct reqlog_attempt *a;
+
+	if (reqlog_trail_open(t) != NULL) {
+		reqlog_trail_end(t, how == REQLOG_PENDING ? REQLOG_INTERRUPTED : how, status, now_ms);
+		return;
+	}
+	if (how == REQLOG_PENDING || t->n == 0 || (a = &t->a[t->n - 1])->outcome != REQLOG_OK)
+		return;
+	a->outcome = how;
+	a->duration_ms = now_ms > a->start_ms ? now_ms - a->start_ms : 0;
+}
+
+void
 reqlog_record_free(struct reqlog_record *r)
 {
 	free(r->att);

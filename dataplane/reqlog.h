@@ -58,7 +58,8 @@ struct reqlog_attempt {
 	int                 status;		/* upstream HTTP status, 0 when none came */
 	enum reqlog_outcome outcome;
 	int64_t             start_ms;		/* from the request's arrival */
-	int64_t             duration_ms;	/* start to answer (response head) or failure */
+	int64_t             duration_ms;	/* start to answer (response head) or failure;
+						 * to the end for client_closed / interrupted */
 };
 
 /* The attempts of one running request. */
@@ -109,6 +110,12 @@ void reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const c
     const char *pool, int64_t start_ms);
 /* The running attempt ended (no-op when none runs); now_ms is from the arrival too. */
 void reqlog_trail_end(struct reqlog_trail *t, enum reqlog_outcome o, int status, int64_t now_ms);
+/* The request ended (now_ms from its arrival). how: REQLOG_CLIENT_CLOSED
+ * (the client went away), REQLOG_INTERRUPTED (the response broke after it
+ * began) or REQLOG_PENDING (it ended normally). An attempt still running
+ * ends so (as interrupted when how is PENDING); a last attempt that had
+ * answered 2xx takes how, its duration running to now. */
+void reqlog_trail_finish(struct reqlog_trail *t, enum reqlog_outcome how, int status, int64_t now_ms);
 /* The running attempt, or NULL. */
 struct reqlog_attempt *reqlog_trail_open(struct reqlog_trail *t);
 

@@ -144,6 +144,20 @@ test_trail(void **state)
 	reqlog_trail_end(&t, REQLOG_PENDING, 0, 100);
 	assert_int_equal(t.a[2].outcome, REQLOG_CLIENT_CLOSED);
 	assert_int_equal(t.a[2].duration_ms, 0);	/* clock before the start: 0, not negative */
+	/* The end of the request: a 2xx attempt whose client left takes that
+	 * outcome, its duration running to the end. */
+	t.a[2].outcome = REQLOG_OK;
+	reqlog_trail_finish(&t, REQLOG_PENDING, 200, 400);	/* ended normally: unchanged */
+	assert_int_equal(t.a[2].outcome, REQLOG_OK);
+	reqlog_trail_finish(&t, REQLOG_CLIENT_CLOSED, 200, 400);
+	assert_int_equal(t.a[2].outcome, REQLOG_CLIENT_CLOSED);
+	assert_int_equal(t.a[2].duration_ms, 250);
+	reqlog_trail_finish(&t, REQLOG_INTERRUPTED, 200, 500);	/* only a 2xx is rewritten */
+	assert_int_equal(t.a[2].outcome, REQLOG_CLIENT_CLOSED);
+	reqlog_trail_begin(&t, "p4", "four", "main", 450);
+	reqlog_trail_finish(&t, REQLOG_PENDING, 0, 460);	/* still running at the end */
+	assert_int_equal(t.a[3].outcome, REQLOG_INTERRUPTED);
+	assert_int_equal(t.a[3].duration_ms, 10);
 	for (i = 0; i < 2 * REQLOG_ATTEMPTS_MAX; i++) {
 		reqlog_trail_begin(&t, "p", "n", "main", i);
 		reqlog_trail_end(&t, REQLOG_SERVER_ERROR, 500, i + 1);
