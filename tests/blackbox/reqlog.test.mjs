@@ -50,7 +50,7 @@ async function logged(st, rid) {
 }
 
 describe('request log', { timeout: 120000 }, () => {
-	let mock, st, dp, token;
+	let mock, st, dp, token, retried;
 	const auth = () => ({ authorization: `Bearer ${token}` });
 	const send = (rid, model, extra = {}, headers = {}) =>
 		postJson(`${dp.url}/chat/completions`, chat(model, extra), { 'x-request-id': rid, ...auth(), ...headers });
@@ -152,6 +152,7 @@ describe('request log', { timeout: 120000 }, () => {
 			if (x.attempts === 2) r = x;
 		}
 		assert.ok(r, JSON.stringify(seen));
+		retried = r.request_id;
 		assert.ok(seen.slice(0, -1).every((x) => x.attempts === 1 && x.provider_name === 'm2'), JSON.stringify(seen));
 		assert.equal(r.status, 200);
 		assert.equal(r.provider_name, 'm2');
@@ -199,10 +200,59 @@ describe('request log', { timeout: 120000 }, () => {
 		assert.equal((await logged(st, rid)).status, 200);
 	});
 
+	it('sidecarctl requests prints the same: --errors, --since, --provider, --status, --id with attempts', () => {
+		const ctl = (args) => {
+			try {
+				return { code: 0, out: execFileSync(st.ctl, ['--db', st.db, 'requests', ...args], { env: st.env, encoding: 'utf8' }) };
+			} catch (e) {
+				return { code: e.status, out: String(e.stdout), err: String(e.stderr) };
+			}
+		};
+		let r = ctl([]);
+		assert.equal(r.code, 0);
+		assert.match(r.out, /^FINISHED\s+REQUEST ID\s+CLIENT\s+MODEL\s+PROVIDER\s+POOL\s+STATUS\s+ERROR/);
+		assert.match(r.out, /rl-ok-plain\s+openclaw-test\s+mock\/m\s+m[12]\s+main\s+200\s/);
+		// Oldest of the newest first: the plain success comes before the fallback.
+		assert.ok(r.out.indexOf('rl-ok-plain') < r.out.indexOf('rl-fallback'));
+		r = ctl(['--errors']);
+		assert.equal(r.code, 0);
+		assert.match(r.out, /rl-gone\s+openclaw-test\s+mock\/m\s+m[12]\s+main\s+499\s+client_closed/);
+		assert.match(r.out, /rl-q-timeout\s+openclaw-test\s+q\/m\s+-\s+-\s+503\s+queue_timeout\s+0\s+\d+\s+-\s/);
+		assert.ok(!r.out.includes('rl-ok-plain'), r.out);
+		r = ctl(['--errors', '--since', '10m', '--status', '5xx']);
+		assert.ok(r.out.includes('rl-q-timeout') && !r.out.includes('rl-gone'), r.out);
+		r = ctl(['--since', '2099-01-01']);
+		assert.match(r.out, /no matching requests/);
+		r = ctl(['--provider', 'f1']);
+		assert.ok(r.out.includes('rl-fallback') && !r.out.includes('rl-ok-plain'), r.out);
+		r = ctl(['--limit', '1']);
+		assert.equal(r.out.trim().split('\n').length, 2, r.out);
+		r = ctl(['--id', retried]);
+		assert.equal(r.code, 0);
+		assert.match(r.out, new RegExp(`^request   ${retried} \\(seq \\d+\\)$`, 'm'));
+		assert.match(r.out, /^client    openclaw-test$/m);
+		assert.match(r.out, /^provider  m2 \(main\)$/m);
+		assert.match(r.out, /^  1  m1\s+main\s+429  rate_limited\s+at \+\d+ ms, \d+ ms$/m);
+		assert.match(r.out, /^  2  m2\s+main\s+200  ok\s+at \+\d+ ms, \d+ ms$/m);
+		r = ctl(['--id', 'never-sent']);
+		assert.equal(r.code, 1);
+		assert.match(r.err, /no request never-sent in the request log/);
+		for (const bad of [['--since', 'yesterday'], ['--status', '6xx'], ['--limit', '0'], ['--bogus'], ['extra']]) {
+			r = ctl(bad);
+			assert.equal(r.code, 2, bad.join(' '));
+		}
+		// Never a key, never the token.
+		for (const s of [K1, K2, KF, token]) assert.ok(!ctl([]).out.includes(s));
+	});
+
 	it('the ring keeps exactly request_log_rows rows under sustained load; the file stays bounded', async () => {
 		setSetting(st, 'request_log_rows', '40');
-		// The writer prunes at its next flush after the data plane re-read the setting.
-		await until(() => rows(st, 'SELECT count(*) AS n FROM request_log')[0].n <= 40, 5000, 'pruning to 40 rows');
+		// More than 40 rows until the data plane re-reads the setting (within
+		// 1 s); then its writer prunes them to 40 at the next flush.
+		await until(async () => {
+			await send('rl-warm', 'mock/m');
+			return rows(st, 'SELECT count(*) AS n FROM request_log')[0].n === 40;
+		}, 10000, 'pruning to 40 rows');
 		const sizes = [];
 		let sent = 0;
 		for (let round = 0; round < 6; round++) {
