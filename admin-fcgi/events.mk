@@ -29,4 +29,6 @@ EXTRA_DIST += tests/blackbox/dashboard_events.test.mjs tests/blackbox/lib/browse
 TESTS += tests/blackbox/dashboard_live.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_live.test.mjs
 TESTS += tests/blackbox/dashboard_manage.test.mjs
+TESTS += tests/blackbox/dashboard_requests.test.mjs
+EXTRA_DIST += tests/blackbox/dashboard_requests.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_manage.test.mjs
