@@ -271,6 +271,10 @@ describe('request log', { timeout: 120000 }, () => {
 			sizes.push(rows(st, 'SELECT page_count AS n FROM pragma_page_count')[0].n);
 		}
 		assert.equal(sent, 240);
+		const m = await request(`http://127.0.0.1:${dp.metricsPort}/metrics`);
+		const written = +(/^sidecar_request_log_written_total (\d+)$/m.exec(m.body) || [])[1];
+		assert.ok(written >= 240, `sidecar_request_log_written_total ${written}`);
+		assert.match(m.body, /^sidecar_request_log_dropped_total 0$/m);
 		// The newest row is the last request sent.
 		const newest = rows(st, 'SELECT request_id FROM request_log ORDER BY seq DESC LIMIT 40').map((x) => x.request_id);
 		assert.ok(newest.every((x) => x.startsWith('rl-load-5-')), JSON.stringify(newest));
