@@ -15,7 +15,7 @@
 // to bench/out/reqlog.json. Every process started here is killed on exit.
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -75,6 +75,21 @@ function get(port, path) {
 	});
 }
 
+// CPU seconds (user + system) of the process's threads: [the loop thread, all others].
+function threadCpu(pid) {
+	const tick = 100;	/* USER_HZ on Linux */
+	let main = 0, rest = 0;
+	for (const tid of readdirSync(`/proc/${pid}/task`)) {
+		try {
+			const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+			const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+			const t = (+f[11] + +f[12]) / tick;
+			if (+tid === pid) main += t; else rest += t;
+		} catch { /* thread gone */ }
+	}
+	return [main, rest];
+}
+
 function metric(text, name) {
 	const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(text);
 	return m ? +m[1] : NaN;
@@ -107,13 +122,17 @@ async function runOnce(rows, mockPort) {
 	};
 	wrk(1);	/* warm-up: connections, caches, the first rows */
 	const before = await get(mport, '/metrics');
+	const cpu0 = threadCpu(dp.pid);
 	const r = wrk(opt.seconds);
 	await sleep(1500);	/* the last flush of the run */
+	const cpu1 = threadCpu(dp.pid);
 	const after = await get(mport, '/metrics');
 	const d = (n) => metric(after, n) - metric(before, n);
 	const flushes = d('sidecar_stats_flush_seconds_count');
 	const res = {
-		rows, rps: r.rps, p50_us: r.lat_us.p50, p99_us: r.lat_us.p99,
+		rows, rps: r.rps, p50_us: r.lat_us.p50, p99_us: r.lat_us.p99, requests: r.requests,
+		/* CPU µs per request: the event loop, and the other threads (statistics writer, maintenance) */
+		loop_us: (cpu1[0] - cpu0[0]) / r.requests * 1e6, other_us: (cpu1[1] - cpu0[1]) / r.requests * 1e6,
 		errors: r.errors.connect + r.errors.read + r.errors.write + r.errors.status + r.errors.timeout,
 		flushes, flush_mean_ms: flushes > 0 ? d('sidecar_stats_flush_seconds_sum') / flushes * 1000 : NaN,
 		flush_max_ms: metric(after, 'sidecar_stats_flush_max_seconds') * 1000,
@@ -166,14 +185,18 @@ async function main() {
 		'BEGIN IMMEDIATE transaction: usage UPSERTs, live snapshot and, when on, the request log INSERTs and ring pruning, ' +
 		'about one flush per `stats_flush_ms` = 1 s).',
 		'',
-		`| request_log_rows | req/s (best of ${opt.runs}) | p50 | p99 | flushes | flush mean (all runs) | flush max | rows logged | rows kept | db size |`,
-		'|---|---|---|---|---|---|---|---|---|---|',
+		`| request_log_rows | req/s (best of ${opt.runs}) | p50 | p99 | loop CPU / request | other threads CPU / request | flushes | flush mean (all runs) | flush max | rows logged | rows kept | db size |`,
+		'|---|---|---|---|---|---|---|---|---|---|---|---|',
 	];
 	for (const [name, r, rows] of [['20000 (on, default)', on, 20000], ['0 (off)', off, 0]])
-		lines.push(`| ${name} | ${f(r.rps, 0)} | ${f(r.p50_us / 1000, 2)} ms | ${f(r.p99_us / 1000, 2)} ms | ${r.flushes} | ` +
+		lines.push(`| ${name} | ${f(r.rps, 0)} | ${f(r.p50_us / 1000, 2)} ms | ${f(r.p99_us / 1000, 2)} ms | ` +
+			`${f(mean(rows, 'loop_us'), 1)} µs | ${f(mean(rows, 'other_us'), 1)} µs | ${r.flushes} | ` +
 			`${f(mean(rows, 'flush_mean_ms'), 2)} ms | ${f(r.flush_max_ms, 1)} ms | ${r.logged} | ${r.log_rows} | ${f(r.db_mb, 2)} MB |`);
 	lines.push('', `- **Throughput on / off: ${f(summary.rps_ratio, 3)}**; mean flush time on / off: ${f(summary.flush_mean_ratio, 1)}; ` +
 		`flush time per logged request: ${f(perRow(20000), 1)} µs (wall, on the writer thread).`);
+	lines.push(`- CPU per request (mean of all runs, from /proc per-thread times, so less sensitive to the machine's load than ` +
+		`req/s): event loop on ${f(mean(20000, 'loop_us'), 1)} vs off ${f(mean(0, 'loop_us'), 1)} µs; statistics writer and ` +
+		`other threads on ${f(mean(20000, 'other_us'), 1)} vs off ${f(mean(0, 'other_us'), 1)} µs.`);
 	lines.push(`- Load average (1/5/15 min) at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; every run: ` +
 		all.map((r) => `${r.rows ? 'on' : 'off'} ${f(r.rps, 0)} req/s`).join(', ') + '.');
 	lines.push('<!-- reqlog:end -->');
