@@ -128,7 +128,7 @@ test('sidecarctl end to end', { timeout: 60000 }, () => {
   assert.equal(r.code, 0, r.err);
   assert.equal(ctl(['config', 'get', 'queue_capacity']).out.trim(), '800');
   r = ctl(['config', 'get']);
-  assert.equal(r.out.trim().split('\n').length, 24);
+  assert.equal(r.out.trim().split('\n').length, 25);
   assert.match(r.out, /^queue_capacity=800$/m);
   assertFails(ctl(['config', 'set', 'queue_capacity', 'lots']), /queue_capacity: must be an integer/);
   assertFails(ctl(['config', 'set', 'no_such', '1']), /unknown setting/);
