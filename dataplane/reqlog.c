@@ -188,6 +188,11 @@ reqlog_batch_merge(struct reqlog_batch *dst, struct reqlog_batch *src)
 {
 	size_t total, drop, i;
 
+	if (src->n == 0) {
+		dst->dropped += src->dropped;
+		reqlog_batch_free(src);
+		return;
+	}
 	if (dst->n == 0) {
 		uint64_t dropped = dst->dropped + src->dropped;
 		reqlog_batch_free(dst);
