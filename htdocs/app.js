@@ -715,10 +715,19 @@
 		return tr;
 	}
 
+	/* The request_log_rows setting as last loaded (null: not known yet). */
+	function reqLogRows() {
+		const s = S.settings.find((x) => x.key === 'request_log_rows');
+		return s ? +s.value : null;
+	}
+
 	function renderRequests() {
 		const body = $('#requests-body');
+		const rows = reqLogRows();
+		$('#requests-note').textContent = rows === 0 ? 'The request log is off (setting request_log_rows = 0).'
+			: `The most recent ${rows ? fmtInt(rows) + ' ' : ''}requests; a row opens its attempts.`;
 		if (S.req.rows.length === 0) {
-			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 12, text: 'No requests match.' })));
+			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 12, text: rows === 0 ? 'The request log is off.' : 'No requests match.' })));
 		} else {
 			body.replaceChildren(...S.req.rows.map((r) => reqRow(r, false)));
 		}
@@ -1103,6 +1112,7 @@
 		}
 		if (!force && form.querySelector('.changed')) return;	/* edited while we fetched */
 		S.settings = normaliseSettings(r);
+		renderRequests();	/* its note says how many requests the log keeps */
 		form.replaceChildren();
 		for (const s of S.settings) {
 			const id = 'set-' + s.key;

@@ -83,6 +83,7 @@ test('Requests view: filter to errors, open a request and its attempts, live row
 	let ids = await listed(page);
 	for (const rid of ['br-ok-1', 'br-bad', 'br-404', retried]) assert.ok(ids.includes(rid), `${rid} listed: ${ids}`);
 	assert.ok(ids.indexOf(retried) < ids.indexOf('br-ok-1'), 'newest first');
+	await page.waitForFunction(() => /most recent 20,000 requests/.test(document.querySelector('#requests-note').textContent));
 	await page.evaluate(() => { window.__noReload = true; });
 
 	// Errors only: the 400 and the 404 stay, the successes go.
