@@ -5,18 +5,31 @@
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "reqrow.h"
+#include "util.h"
 
+/* Column i as a JSON string; text that is not UTF-8 (a model cut at its
+ * byte cap inside a character, bytes the client sent) has the bad bytes
+ * replaced, so every answer is valid JSON text. */
 static json_object *
 reqrow_str(sqlite3_stmt *st, int i, bool null_if_empty)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = (const char *)sqlite3_column_text(st, i);
+	json_object *o;
+	char *copy;
 
 	if (t == NULL || (null_if_empty && t[0] == '\0'))
 		return NULL;
-	return json_object_new_string((const char *)t);
+	if (sc_utf8_valid(t, strlen(t)))
+		return json_object_new_string(t);
+	copy = sc_xstrdup(t);
+	sc_utf8_scrub(copy);
+	o = json_object_new_string(copy);
+	free(copy);
+	return o;
 }
 
 /* -1 (unknown) as null. */

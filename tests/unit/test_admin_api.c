@@ -892,6 +892,13 @@ test_requests(void **state)
 	assert_int_equal(call(f, "GET", "/api/v2/requests/a1?seq=x", NULL), 400);
 	assert_int_equal(call(f, "GET", "/api/v2/requests/%zz", NULL), 400);
 	assert_int_equal(call(f, "DELETE", "/api/v2/requests/a1", NULL), 405);
+	/* A model cut inside a character (or odd client bytes): valid JSON anyway. */
+	assert_int_equal(sqlite3_exec(f->db, "INSERT INTO request_log (request_id, finished_at, finished_ms, model, "
+	    "status) VALUES ('bad-utf8', '2025-11-26T07:50:00Z', 1764143400000, CAST(X'6e762fc3' AS TEXT), 200)",
+	    NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(call(f, "GET", "/api/v2/requests?request_id=bad-utf8", NULL), 200);
+	assert_non_null(f->json);
+	assert_string_equal(jget(f->json, "requests.0.model"), "nv/?");
 	/* Admin only. */
 	assert_int_equal(call_full(f, "GET", "/api/v2/requests", NULL, NULL, NULL, NULL, NULL), 401);
 }
