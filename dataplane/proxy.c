@@ -1,8 +1,9 @@
 /*
  * One client request from routing to the last byte.
  *
- * proxy_handle checks the client token, picks the endpoint, parses the body
- * (shape_parse) and the route (longest model_prefix). proxy_next then asks
+ * proxy_admit, on the head before any body is read, picks the endpoint and
+ * checks the method and the client token; proxy_handle, with the whole body,
+ * parses it (shape_parse) and the route (longest model_prefix). proxy_next then asks
  * proxy_choose — the single place that decides "which provider, now, later,
  * or never", through sched_decide (dataplane/sched.h, docs/scheduling.md) —
  * and either starts an attempt, parks the request in the wait queue, or
@@ -10,8 +11,9 @@
  * earliest of the next queue deadline, the next moment a provider frees
  * (window slot, cooldown end) and the next health probe; then expired
  * waiters get 503 and the others are decided again in service order. An attempt is one upstream
- * transfer: a 2xx head commits the response to the client and the body is
- * relayed as it arrives (pausing curl while the client's buffer is full); an
+ * transfer: a 2xx head commits the response to the client (a 2xx event
+ * stream after its first data event, so that a rate-limit error there can be
+ * retried like a 429) and the body is relayed as it arrives (pausing curl while the client's buffer is full); an
  * error head is buffered (bounded) so that a retryable failure (429,
  * 401/403, 5xx, connect error, first-byte timeout) can go to another
  * provider while nothing has been sent, and a final error reaches the client
@@ -54,6 +56,7 @@
 #define PX_RID_MAX      128
 #define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
 #define PX_MAX_CAND     256		/* providers of one route */
+#define PX_FIRST_CAP    (64 * 1024)	/* bytes of a 2xx stream held for its first event */
 
 enum px_phase {
 	PX_ROUTED,	/* parsed and routed, no attempt yet */
@@ -73,6 +76,7 @@ struct proxy_req {
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
+	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
 	int64_t               t_start;		/* ms, monotonic */
 	int64_t               t_wait;		/* when parked, 0 when not */
@@ -97,6 +101,11 @@ struct proxy_req {
 	struct sc_buf         hold;		/* owned: relayed bytes held back in sse_drop mode */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   sse_observe;	/* scanning (not holding) for usage */
+	int                   sse_first;		/* a 2xx stream held until its first data event */
+	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sc_buf         first;		/* owned: the bytes held while sse_first */
+	int                   first_limited;	/* that first event was a rate-limit error */
+	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
 	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               prompt_tokens;	/* -1 unknown */
@@ -106,9 +115,9 @@ struct proxy_req {
 	int64_t               ttfb_ms;		/* first body byte, -1 before */
 	uint64_t              relayed;		/* body bytes sent to the client */
 
-	/* Outcome for the log line. */
-	struct reqlog_trail   trail;		/* owned: the attempts, for the request log */
-	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label */
+	/* Outcome for the log line and the request log. */
+	struct reqlog_trail   trail;		/* owned: the attempts */
+	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label, "" without tokens */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
@@ -131,6 +140,7 @@ static struct px_probe  *px_probes;
 static int               px_public;	/* listening beyond loopback: a token is always required */
 
 static void proxy_next(struct proxy_req *r);
+static void proxy_first_reset(struct proxy_req *r);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
@@ -303,6 +313,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->sse_drop || r->sse_observe)
 		sse_free(&r->sse);
+	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
@@ -321,12 +332,16 @@ static void
 proxy_log_free(struct proxy_req *r, int status, const char *note)
 {
 	int64_t now = sc_now_ms();
+	char pname[160], model[320];
 
 	if (r->t_wait != 0)
 		r->queue_ms += now - r->t_wait;
+	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+	log_value(r->prov != NULL ? r->prov->p.name : "-", pname, sizeof(pname));
+	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
 	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, r->prov != NULL ? r->prov->p.name : "-", r->model != NULL ? r->model : "-", status,
+	    r->rid, pname, model, status,
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)r->queue_ms, r->attempts,
 	    r->pool != NULL ? r->pool : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
@@ -490,11 +505,14 @@ proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int r
 		log_warn("provider %s: upstream answered %d, key marked invalid", r->prov->p.name, status);
 		registry_save_invalid(r->prov->p.id, summary);
 	}
-	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures) {
+	/* Persisted when the health changes, and when the answer's status does
+	 * (not per request: one write per change of last_status_code). */
+	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures || status != sp->saved_status) {
 		if (cr.became_unhealthy)
 			log_warn("provider %s: unhealthy after %d failures", r->prov->p.name, cr.failures);
 		registry_save_health(r->prov->p.id, sp->cd.unhealthy, cr.failures, status, now - r->t_attempt,
 		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
+		sp->saved_status = status;
 	}
 	/* Waiters may go now, or a provider's state changed: decide again and
 	 * re-arm from the timer (never here: this may run inside a curl callback). */
@@ -549,11 +567,53 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		    r->prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
+	if (r->up_status >= 300 && r->up_status < 400) {
+		/* A redirect is no API answer either, and following it would send
+		 * the key elsewhere: an upstream failure (502), retried on another
+		 * key while nothing was sent to the client (docs/security.md). */
+		log_warn("request %s: provider %s answered a redirect (%d); treated as 502", r->rid,
+		    r->prov->p.name, r->up_status);
+		r->up_status = 502;
+	}
+	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL &&
+	    strncasecmp(upstream_content_type(x), "text/event-stream", 17) == 0) {
+		/* Held until its first event: an error event there (a 429 inside
+		 * a 200) is retried on another key while the client has nothing. */
+		r->sse_first = 1;
+		sse_init(&r->fsse, PX_FIRST_CAP);
+		sc_buf_init(&r->first, PX_FIRST_CAP);
+		return 0;
+	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
 		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
+}
+
+/* Drop the first-event hold (a new attempt, or the end of the request). */
+static void
+proxy_first_reset(struct proxy_req *r)
+{
+	if (r->sse_first)
+		sse_free(&r->fsse);
+	sc_buf_free(&r->first);
+	r->sse_first = 0;
+	r->first_limited = 0;
+}
+
+/* A rate-limit error event inside a committed 2xx stream: once per request
+ * it counts as a 429 for the key (cooldown, metrics). The event itself is
+ * relayed: the client already has the stream. */
+static void
+proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
+{
+	if (r->limit_counted || !ev->has_data || ev->done || !sse_rate_limited(ev->data, ev->data_len))
+		return;
+	r->limit_counted = 1;
+	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->prov->p.name,
+	    r->up_status);
+	proxy_outcome(r, COOLDOWN_FAIL_NONE, 429, -1, NULL);
 }
 
 /* Note an event's usage (total tokens), when it carries one. */
@@ -581,6 +641,8 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 
 	while (n > 0) {
 		sr = sse_feed(&r->sse, p, n, &used, &ev);
+		if (sr == SSE_EVENT)
+			proxy_event_limit(r, &ev);
 		if (sc_buf_append(&r->hold, p, used) == -1) {
 			/* Cannot happen with the scanner's cap below ours; relay what we have. */
 			conn_response_body(r->conn, r->hold.data, r->hold.len);
@@ -614,11 +676,64 @@ proxy_observe_sse(struct proxy_req *r, const char *p, size_t n)
 	size_t used;
 
 	while (n > 0) {
-		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT)
+		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT) {
+			proxy_event_limit(r, &ev);
 			proxy_event_usage(r, &ev);
+		}
 		p += used;
 		n -= used;
 	}
+}
+
+static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
+
+/* Commit a held 2xx stream: count the success, send the head, relay what
+ * was held (the client's output is empty: it takes it all). */
+static void
+proxy_first_commit(struct proxy_req *r, struct upstream_xfer *x)
+{
+	struct sc_buf held = r->first;
+
+	sc_buf_init(&r->first, 0);
+	proxy_first_reset(r);
+	proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+	proxy_commit(r, x);
+	if (held.len > 0)
+		proxy_relay_data(r, held.data, held.len);
+	sc_buf_free(&held);
+}
+
+/* Bytes of a held 2xx stream: hold them until the first data event. A
+ * rate-limit error there aborts the transfer (first_limited: proxy_on_done
+ * retries); any other event, or more than PX_FIRST_CAP bytes, commits. */
+static size_t
+proxy_first_event(struct proxy_req *r, const char *p, size_t n)
+{
+	struct sse_event ev;
+	size_t off = 0, used;
+	enum sse_result sr;
+
+	if (sc_buf_append(&r->first, p, n) == -1) {
+		proxy_first_commit(r, r->xfer);
+		return proxy_relay_data(r, p, n);
+	}
+	while (off < n) {
+		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		off += used;
+		if (sr == SSE_EVENT && !ev.has_data)
+			continue;	/* a comment or blank line: wait for data */
+		if (sr == SSE_EVENT && sse_rate_limited(ev.data, ev.data_len)) {
+			r->first_limited = 1;
+			sc_buf_reset(&r->errbody);
+			sc_buf_append(&r->errbody, ev.data, ev.data_len < r->errbody.cap ? ev.data_len : r->errbody.cap);
+			return 0;	/* stop this transfer */
+		}
+		if (sr != SSE_MORE) {
+			proxy_first_commit(r, r->xfer);
+			return n;
+		}
+	}
+	return n;
 }
 
 static size_t
@@ -626,6 +741,15 @@ proxy_on_data(void *arg, const char *p, size_t n)
 {
 	struct proxy_req *r = arg;
 
+	if (r->sse_first && r->conn != NULL)
+		return proxy_first_event(r, p, n);
+	return proxy_relay_data(r, p, n);
+}
+
+/* Body bytes of the attempt: an error body kept for the rewrite, or relayed. */
+static size_t
+proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
+{
 	if (r->phase != PX_RELAY) {
 		/* An error body: keep the first PX_ERRBODY_CAP bytes for the rewrite. */
 		size_t room = r->errbody.cap - r->errbody.len;
@@ -756,6 +880,21 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 	if (r->phase == PX_RELAY) {
 		proxy_end_relay(r, res);
 		return;
+	}
+	if (r->first_limited) {
+		/* A 200 stream whose first event said 429: a 429 for this key. */
+		log_warn("request %s: provider %s sent a rate-limit error as its stream's first event; "
+		    "treated as 429", r->rid, r->prov->p.name);
+		proxy_first_reset(r);
+		r->up_status = 429;
+		res = UPSTREAM_OK;
+	} else if (r->sse_first && res == UPSTREAM_OK) {
+		/* The stream ended before any data event: relay what it was. */
+		proxy_first_commit(r, x);
+		proxy_end_relay(r, res);
+		return;
+	} else if (r->sse_first) {
+		proxy_first_reset(r);	/* broken before its first event: retried as below */
 	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
@@ -902,6 +1041,13 @@ proxy_up_headers(struct proxy_req *r, struct reg_provider *p)
 	if ((t = curl_slist_append(l, line)) == NULL)
 		goto fail;
 	l = t;
+	/* The body is JSON: say so when the client did not (libcurl would send
+	 * application/x-www-form-urlencoded). */
+	if (!r->has_ctype) {
+		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
+			goto fail;
+		l = t;
+	}
 	if ((t = curl_slist_append(l, "Expect:")) == NULL)
 		goto fail;
 	l = t;
@@ -931,6 +1077,8 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, pool, sc_now_ms() - r->t_start);
 	r->up_status = 0;
 	r->last_fail_http = 0;
+	r->limit_counted = 0;
+	proxy_first_reset(r);
 	sc_buf_reset(&r->errbody);
 	sc_buf_free(&r->upbody);
 	if (r->shape_ok) {
@@ -1120,6 +1268,7 @@ proxy_probe_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res
 		    upstream_status(x), cr.became_healthy ? ", healthy again" : "");
 		registry_save_health(pr->prov->p.id, sp->cd.unhealthy, sp->cd.consecutive_failures,
 		    upstream_status(x), now - pr->t0, ok ? "" : upstream_error(x), 1);
+		sp->saved_status = upstream_status(x);
 	}
 	if (pr->prev != NULL)
 		pr->prev->next = pr->next;
@@ -1218,7 +1367,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (http_is_hop_by_hop(h->name))
+		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
 		for (k = 0; skip[k] != NULL; k++)
 			if (http_slice_ieq(h->name, skip[k]))
@@ -1227,6 +1376,8 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
+		if (http_slice_ieq(h->name, "content-type"))
+			r->has_ctype = 1;
 		sc_buf_append(&r->fwd, h->name.p, h->name.len);
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);
@@ -1286,16 +1437,17 @@ proxy_health(struct conn *c, const char *rid)
 	conn_respond(c, serve > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
 }
 
-/* Client token check when tokens are configured. 1 ok (label: the token's
- * label, "" without tokens), else answered. */
+/* Client token check when tokens are configured. 1 ok, else answered. A
+ * valid token makes the connection trusted (conn_set_trusted) and names the
+ * request's client (conn_set_client: the token's label, for the request log). */
 static int
-proxy_auth(struct conn *c, const struct http_request *req, const char *rid, char label[TOKENS_LABEL_MAX + 1])
+proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
 {
 	const struct http_header *a;
-	char tok[512];
+	char tok[512], label[TOKENS_LABEL_MAX + 1];
 	int r;
 
-	label[0] = '\0';
+	conn_set_client(c, "");
 	if (registry_client_tokens() <= 0 && !px_public)
 		return 1;
 	a = http_find_header(req, "authorization");
@@ -1309,8 +1461,11 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid, char
 	tok[a->value.len - 7] = '\0';
 	r = registry_check_token(tok, label);
 	crypto_wipe(tok, sizeof(tok));
-	if (r == 1)
+	if (r == 1) {
+		conn_set_trusted(c);
+		conn_set_client(c, label);
 		return 1;
+	}
 	if (r == -1)
 		proxy_error(c, rid, 500, "token check failed", "internal_error", NULL);
 	else
@@ -1319,59 +1474,112 @@ proxy_auth(struct conn *c, const struct http_request *req, const char *rid, char
 	return 0;
 }
 
-void
-proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body)
+/* What a request asks for, from its path (origin- or absolute-form) and method. */
+enum px_endpoint { PX_EP_UNKNOWN, PX_EP_HEALTH, PX_EP_MODELS, PX_EP_POST };
+
+/* Classify req. *up: the upstream path of a PX_EP_POST; *allow: the Allow
+ * header line when the method does not fit the endpoint, else NULL. GET
+ * routes take HEAD too (answered without a body, conn.c). */
+static enum px_endpoint
+proxy_endpoint(const struct http_request *req, const char **up, const char **allow)
 {
 	static const char *const posts[] = { "chat/completions", "completions", "embeddings", NULL };
-	const struct http_header *h;
-	struct proxy_req *r;
-	struct http_slice path = req->target;
-	const char *q, *pf, *up = NULL;
-	char rid[PX_RID_MAX + 1], label[TOKENS_LABEL_MAX + 1];
-	struct sc_err e;
+	struct http_slice path = http_target_path(req->target), rest;
+	int get = http_slice_eq(req->method, "GET") || http_slice_eq(req->method, "HEAD");
+	const char *q;
 	size_t i;
 
+	*up = NULL;
+	*allow = NULL;
 	if ((q = memchr(path.p, '?', path.len)) != NULL)
 		path.len = (size_t)(q - path.p);
-	h = http_find_header(req, "x-request-id");
+	if (http_slice_eq(path, "/health") || http_slice_eq(path, "/v1/models")) {
+		if (!get)
+			*allow = "Allow: GET, HEAD\r\n";
+		return path.len == 7 ? PX_EP_HEALTH : PX_EP_MODELS;
+	}
+	if (path.len < 4 || memcmp(path.p, "/v1/", 4) != 0)
+		return PX_EP_UNKNOWN;
+	rest.p = path.p + 4;
+	rest.len = path.len - 4;
+	for (i = 0; posts[i] != NULL; i++)
+		if (http_slice_eq(rest, posts[i])) {
+			*up = posts[i];
+			if (!http_slice_eq(req->method, "POST"))
+				*allow = "Allow: POST\r\n";
+			return PX_EP_POST;
+		}
+	return PX_EP_UNKNOWN;
+}
+
+/* The request id: the client's X-Request-Id when plain, else a new one. */
+static void
+proxy_request_id(const struct http_request *req, char rid[PX_RID_MAX + 1])
+{
+	const struct http_header *h = http_find_header(req, "x-request-id");
+
 	if (h != NULL && proxy_rid_ok(h->value)) {
 		memcpy(rid, h->value.p, h->value.len);
 		rid[h->value.len] = '\0';
 	} else {
 		proxy_new_rid(rid);
 	}
-	if (http_slice_eq(path, "/health")) {
-		if (!http_slice_eq(req->method, "GET"))
-			proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-		else
-			proxy_health(c, rid);
-		return;
-	}
-	if (path.len >= 4 && memcmp(path.p, "/v1/", 4) == 0) {
-		struct http_slice rest = { path.p + 4, path.len - 4 };
-		if (http_slice_eq(rest, "models")) {
-			if (!http_slice_eq(req->method, "GET")) {
-				proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-				return;
-			}
-			if (proxy_auth(c, req, rid, label))
-				models_handle(c, rid);
-			return;
-		}
-		for (i = 0; posts[i] != NULL; i++)
-			if (http_slice_eq(rest, posts[i]))
-				up = posts[i];
-	}
-	if (up == NULL) {
+}
+
+/* 404 for an unknown endpoint, 405 for a wrong method: 1 when answered. */
+static int
+proxy_refuse(struct conn *c, enum px_endpoint ep, const char *allow, const char *rid)
+{
+	if (ep == PX_EP_UNKNOWN) {
 		proxy_error(c, rid, 404, "unknown endpoint", "not_found", NULL);
+		return 1;
+	}
+	if (allow != NULL) {
+		proxy_error(c, rid, 405, "method not allowed", NULL, allow);
+		return 1;
+	}
+	return 0;
+}
+
+int
+proxy_admit(struct conn *c, const struct http_request *req)
+{
+	enum px_endpoint ep;
+	const char *up, *allow;
+	char rid[PX_RID_MAX + 1];
+
+	ep = proxy_endpoint(req, &up, &allow);
+	if (ep == PX_EP_HEALTH && allow == NULL)
+		return 1;
+	proxy_request_id(req, rid);
+	if (proxy_refuse(c, ep, allow, rid))
+		return 0;
+	return proxy_auth(c, req, rid);
+}
+
+void
+proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body)
+{
+	const struct http_header *h;
+	struct proxy_req *r;
+	enum px_endpoint ep;
+	const char *pf, *up, *allow;
+	char rid[PX_RID_MAX + 1];
+	struct sc_err e;
+
+	/* proxy_admit ran on the head: the endpoint and the token are checked. */
+	ep = proxy_endpoint(req, &up, &allow);
+	proxy_request_id(req, rid);
+	if (proxy_refuse(c, ep, allow, rid))
+		return;
+	if (ep == PX_EP_HEALTH) {
+		proxy_health(c, rid);
 		return;
 	}
-	if (!http_slice_eq(req->method, "POST")) {
-		proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: POST\r\n");
+	if (ep == PX_EP_MODELS) {
+		models_handle(c, rid);
 		return;
 	}
-	if (!proxy_auth(c, req, rid, label))
-		return;
 
 	r = sc_xcalloc(1, sizeof(*r));
 	px_in_flight++;
@@ -1380,7 +1588,7 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	r->ttfb_ms = -1;
 	r->path = up;
 	memcpy(r->rid, rid, sizeof(rid));
-	memcpy(r->client, label, sizeof(label));
+	snprintf(r->client, sizeof(r->client), "%s", conn_client(c));
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	queue_node_init(&r->qn, r);
 	sched_request_init(&r->srq);

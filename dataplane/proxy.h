@@ -45,7 +45,10 @@ struct proxy_result {
 
 int  proxy_init(struct loop *l);
 void proxy_shutdown(void);
-/* conn_handler_fn for the data-plane port. */
+/* conn_admit_fn for the data-plane port: the endpoint, the method and the
+ * client token, decided on the head before any body is read. */
+int  proxy_admit(struct conn *c, const struct http_request *req);
+/* conn_handler_fn for the data-plane port (after proxy_admit). */
 void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
 /* The data port listens beyond loopback: refuse requests without a valid
  * client token even if every token was revoked after the start. */

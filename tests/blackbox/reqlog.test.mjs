@@ -192,6 +192,29 @@ describe('request log', { timeout: 120000 }, () => {
 		assert.equal(r.client, 'openclaw-test');
 	});
 
+	it('the client label is per request, also on one kept-alive connection', async () => {
+		const other = execFileSync(st.ctl, ['--db', st.db, 'token', 'create', '--client', '--label', 'second-client'],
+			{ env: st.env, encoding: 'utf8' }).trim();
+		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+		try {
+			for (const [rid, tok] of [['rl-ka-1', token], ['rl-ka-2', other], ['rl-ka-3', token]]) {
+				const r = await request(`${dp.url}/chat/completions`, { method: 'POST', agent, body: JSON.stringify(chat('mock/m')),
+					headers: { 'content-type': 'application/json', 'x-request-id': rid, authorization: `Bearer ${tok}` } });
+				assert.equal(r.status, 200, r.body);
+			}
+		} finally {
+			agent.destroy();
+		}
+		assert.equal((await logged(st, 'rl-ka-1')).client, 'openclaw-test');
+		assert.equal((await logged(st, 'rl-ka-2')).client, 'second-client');
+		assert.equal((await logged(st, 'rl-ka-3')).client, 'openclaw-test');
+		// Without a valid token: refused before routing, so not a logged request.
+		const bad = await postJson(`${dp.url}/chat/completions`, chat('mock/m'), { 'x-request-id': 'rl-no-token' });
+		assert.equal(bad.status, 401);
+		await sleep(500);
+		assert.equal(rows(st, "SELECT count(*) AS n FROM request_log WHERE request_id = 'rl-no-token'")[0].n, 0);
+	});
+
 	it('an id the client did not send is the one it received', async () => {
 		const r = await postJson(`${dp.url}/chat/completions`, chat('mock/m'), auth());
 		assert.equal(r.status, 200);
