@@ -7,13 +7,19 @@ SC_DP_SOURCES = \
 	dataplane/loop.c dataplane/loop.h \
 	dataplane/conn.c dataplane/conn.h \
 	dataplane/upstream.c dataplane/upstream.h \
+	dataplane/router.c dataplane/router.h \
+	dataplane/auth.c dataplane/auth.h \
+	dataplane/health.c dataplane/health.h \
 	dataplane/proxy.c dataplane/proxy.h \
+	dataplane/dispatch.c dataplane/dispatch.h \
 	dataplane/registry.c dataplane/registry.h \
 	dataplane/models.c dataplane/models.h \
+	dataplane/events.c dataplane/events.h \
 	dataplane/metrics.c dataplane/metrics.h \
 	dataplane/stats.c dataplane/stats.h \
 	dataplane/reqlog.c dataplane/reqlog.h \
-	dataplane/status.c dataplane/status.h
+	dataplane/status.c dataplane/status.h \
+	dataplane/persist.c dataplane/persist.h
 SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(PTHREAD_LIBS)
 sidecar_dataplane_SOURCES = dataplane/main.c $(SC_DP_SOURCES)
 # -iquote, not -I: dataplane/sched.h must not hide the system <sched.h> that <pthread.h> includes.
@@ -35,7 +41,7 @@ TESTS += tests/unit/test_stats
 tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c dataplane/reqlog.c $(SC_TESTDB_SOURCES)
 tests_unit_test_stats_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 tests_unit_test_stats_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
-tests_unit_test_stats_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
+tests_unit_test_stats_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
 
 # The request log: trails, batches, the ring's inserts and pruning.
 check_PROGRAMS += tests/unit/test_reqlog
@@ -43,7 +49,7 @@ TESTS += tests/unit/test_reqlog
 tests_unit_test_reqlog_SOURCES = tests/unit/test_reqlog.c dataplane/reqlog.c $(SC_TESTDB_SOURCES)
 tests_unit_test_reqlog_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 tests_unit_test_reqlog_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
-tests_unit_test_reqlog_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_reqlog_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS)
 
 # The Prometheus exposition, rendered with the data plane's modules linked
 # (no database, no sockets).
@@ -60,6 +66,7 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_stream.test.mjs \
 	tests/blackbox/dataplane_sdk.test.mjs \
 	tests/blackbox/dataplane_sched.test.mjs \
+	tests/blackbox/dataplane_tls.test.mjs \
 	tests/blackbox/dataplane_flood.test.mjs \
 	tests/blackbox/dataplane_http.test.mjs \
 	tests/blackbox/dataplane_upstream.test.mjs \
@@ -68,4 +75,4 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/reqlog.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
-	docs/metrics.md docs/status-snapshot.md docs/performance.md
+	docs/metrics.md docs/status-snapshot.md docs/performance.md dataplane/README.md

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "db.h"
-#include "proxy.h"
+#include "events.h"
 #include "reqlog.h"
 
 static const char *const reqlog_outcomes[REQLOG_OUTCOME_N] = {
@@ -28,29 +28,10 @@ static const char *const reqlog_outcomes[REQLOG_OUTCOME_N] = {
 	"connect_error", "ttfb_timeout", "start_failed", "client_closed", "interrupted",
 };
 
-static const char *const reqlog_pools[3] = { "main", "fallback", "emergency" };
-
 const char *
 reqlog_outcome_name(enum reqlog_outcome o)
 {
 	return o >= 0 && o < REQLOG_OUTCOME_N ? reqlog_outcomes[o] : "pending";
-}
-
-const char *
-reqlog_pool_name(enum reqlog_pool p)
-{
-	return p >= REQLOG_POOL_MAIN && p <= REQLOG_POOL_EMERGENCY ? reqlog_pools[p] : NULL;
-}
-
-enum reqlog_pool
-reqlog_pool_parse(const char *s)
-{
-	int i;
-
-	for (i = 0; s != NULL && i < 3; i++)
-		if (strcmp(s, reqlog_pools[i]) == 0)
-			return (enum reqlog_pool)i;
-	return REQLOG_POOL_NONE;
 }
 
 enum reqlog_outcome
@@ -90,7 +71,7 @@ reqlog_trail_open(struct reqlog_trail *t)
 
 void
 reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *provider_name,
-    const char *pool, int64_t start_ms)
+    enum sched_pool pool, int64_t start_ms)
 {
 	struct reqlog_attempt *a;
 
@@ -104,9 +85,7 @@ reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *
 	memset(a, 0, sizeof(*a));
 	snprintf(a->provider_id, sizeof(a->provider_id), "%s", provider_id ? provider_id : "");
 	snprintf(a->provider_name, sizeof(a->provider_name), "%s", provider_name ? provider_name : "");
-	a->pool = reqlog_pool_parse(pool);
-	if (a->pool == REQLOG_POOL_NONE)
-		a->pool = REQLOG_POOL_MAIN;
+	a->pool = pool;
 	a->outcome = REQLOG_PENDING;
 	a->start_ms = start_ms;
 }
@@ -229,7 +208,7 @@ reqlog_batch_merge(struct reqlog_batch *dst, struct reqlog_batch *src)
 }
 
 void
-reqlog_record_fill(struct reqlog_record *r, const struct proxy_result *res, int64_t wall_ms)
+reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, int64_t wall_ms)
 {
 	const struct reqlog_trail *t = res->trail;
 
@@ -240,7 +219,7 @@ reqlog_record_fill(struct reqlog_record *r, const struct proxy_result *res, int6
 	snprintf(r->provider_id, sizeof(r->provider_id), "%s", res->provider_id ? res->provider_id : "");
 	snprintf(r->provider_name, sizeof(r->provider_name), "%s",
 	    res->provider_id && res->provider_name ? res->provider_name : "");
-	r->pool = res->provider_id ? reqlog_pool_parse(res->pool) : REQLOG_POOL_NONE;
+	r->pool = res->provider_id ? res->pool : SCHED_POOL_MAIN;
 	r->status = res->status;
 	snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code ? res->error_code : "");
 	r->queue_ms = res->queue_ms > 0 ? res->queue_ms : 0;
@@ -295,7 +274,7 @@ reqlog_insert(sqlite3 *db, sqlite3_stmt *si, sqlite3_stmt *sa, const struct reql
 	sqlite3_bind_text(si, 5, r->model, -1, SQLITE_STATIC);
 	reqlog_bind_text(si, 6, r->provider_id, true);
 	sqlite3_bind_text(si, 7, r->provider_name, -1, SQLITE_STATIC);
-	reqlog_bind_text(si, 8, reqlog_pool_name(r->pool), true);
+	reqlog_bind_text(si, 8, r->provider_id[0] != '\0' ? sched_pool_name(r->pool) : NULL, true);
 	sqlite3_bind_int(si, 9, r->status);
 	sqlite3_bind_text(si, 10, r->error_code, -1, SQLITE_STATIC);
 	sqlite3_bind_int(si, 11, r->natt);
@@ -319,8 +298,7 @@ reqlog_insert(sqlite3 *db, sqlite3_stmt *si, sqlite3_stmt *sa, const struct reql
 		sqlite3_bind_int(sa, 2, k + 1);
 		sqlite3_bind_text(sa, 3, a->provider_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(sa, 4, a->provider_name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(sa, 5, reqlog_pool_name(a->pool) ? reqlog_pool_name(a->pool) : "main", -1,
-		    SQLITE_STATIC);
+		sqlite3_bind_text(sa, 5, sched_pool_name(a->pool), -1, SQLITE_STATIC);
 		sqlite3_bind_int(sa, 6, a->status);
 		sqlite3_bind_text(sa, 7, reqlog_outcome_name(a->outcome), -1, SQLITE_STATIC);
 		sqlite3_bind_int64(sa, 8, a->start_ms);

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sched.h"
 #include "util.h"
 
 #define REQLOG_RID_MAX      128		/* = the data plane's request id cap */
@@ -49,12 +50,10 @@ enum reqlog_outcome {
 	REQLOG_OUTCOME_N
 };
 
-enum reqlog_pool { REQLOG_POOL_NONE = -1, REQLOG_POOL_MAIN, REQLOG_POOL_FALLBACK, REQLOG_POOL_EMERGENCY };
-
 struct reqlog_attempt {
 	char                provider_id[37];
 	char                provider_name[REQLOG_NAME_MAX + 1];
-	enum reqlog_pool    pool;
+	enum sched_pool     pool;
 	int                 status;		/* upstream HTTP status, 0 when none came */
 	enum reqlog_outcome outcome;
 	int64_t             start_ms;		/* from the request's arrival */
@@ -76,7 +75,7 @@ struct reqlog_record {
 	char                   model[REQLOG_MODEL_MAX + 1];
 	char                   provider_id[37];	/* "" when no provider was tried */
 	char                   provider_name[REQLOG_NAME_MAX + 1];
-	enum reqlog_pool       pool;
+	enum sched_pool        pool;		/* meaningful when provider_id is not "" */
 	int                    status;		/* sent to the client; 499 = went away */
 	char                   error_code[32];	/* "" on success */
 	int64_t                queue_ms, ttfb_ms, latency_ms;	/* ttfb -1 none */
@@ -95,10 +94,6 @@ struct reqlog_batch {
 };
 
 const char *reqlog_outcome_name(enum reqlog_outcome o);
-/* "main" | "fallback" | "emergency", NULL for REQLOG_POOL_NONE. */
-const char *reqlog_pool_name(enum reqlog_pool p);
-/* The pool named s (NULL or unknown: REQLOG_POOL_NONE). */
-enum reqlog_pool reqlog_pool_parse(const char *s);
 /* The outcome of an upstream answer (failed: no answer came; ttfb: because
  * of the first-byte timeout). */
 enum reqlog_outcome reqlog_outcome_of(bool failed, bool ttfb, int status);
@@ -107,7 +102,7 @@ void reqlog_trail_init(struct reqlog_trail *t);
 void reqlog_trail_free(struct reqlog_trail *t);
 /* An attempt starts at start_ms after the request's arrival. */
 void reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *provider_name,
-    const char *pool, int64_t start_ms);
+    enum sched_pool pool, int64_t start_ms);
 /* The running attempt ended (no-op when none runs); now_ms is from the arrival too. */
 void reqlog_trail_end(struct reqlog_trail *t, enum reqlog_outcome o, int status, int64_t now_ms);
 /* The request ended (now_ms from its arrival). how: REQLOG_CLIENT_CLOSED
@@ -128,10 +123,10 @@ struct reqlog_record *reqlog_batch_add(struct reqlog_batch *b);
 /* Append src to dst (src is left empty); records past the cap are dropped oldest first. */
 void reqlog_batch_merge(struct reqlog_batch *dst, struct reqlog_batch *src);
 
-struct proxy_result;
-/* Fill r (zeroed by reqlog_batch_add) from a finished request at wall_ms;
- * the attempts are copied. */
-void reqlog_record_fill(struct reqlog_record *r, const struct proxy_result *res, int64_t wall_ms);
+struct request_result;
+/* Fill r (zeroed by reqlog_batch_add) from a finished request (the
+ * request-done event, events.h) at wall_ms; the attempts are copied. */
+void reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, int64_t wall_ms);
 
 /* Insert the newest min(b->n, keep) records of b and delete every row but
  * the newest keep (keep 0 empties the log), inside the caller's write

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -56,6 +57,7 @@ static struct {
 	CURL             *pool[UPSTREAM_POOL_MAX];	/* owned idle handles: reusing them
 							 * saves their buffers' allocation per request */
 	size_t            npool;
+	char             *ca_file;	/* owned: CA bundle for TLS upstreams, NULL = the system's */
 } up;
 
 static void upstream_check_done(void);
@@ -132,11 +134,12 @@ upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 }
 
 int
-upstream_init(struct loop *l, long max_connections)
+upstream_init(struct loop *l, long max_connections, const char *ca_file)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
 	up.loop = l;
+	up.ca_file = ca_file != NULL ? sc_xstrdup(ca_file) : NULL;
 	up.multi = curl_multi_init();
 	if (up.multi == NULL)
 		return -1;
@@ -162,13 +165,9 @@ upstream_shutdown(void)
 		curl_multi_cleanup(up.multi);
 		up.multi = NULL;
 	}
+	free(up.ca_file);
+	up.ca_file = NULL;
 	curl_global_cleanup();
-}
-
-size_t
-upstream_active(void)
-{
-	return up.active;
 }
 
 /* The header list carries the provider key: wipe it before freeing. */
@@ -183,12 +182,30 @@ upstream_free_headers(struct curl_slist *l)
 	curl_slist_free_all(l);
 }
 
+struct curl_slist *
+upstream_add_bearer(struct curl_slist *l, const char *key)
+{
+	size_t kl = strlen(key) + 32;
+	char *auth = sc_xmalloc(kl);
+	struct curl_slist *t;
+
+	snprintf(auth, kl, "Authorization: Bearer %s", key);
+	t = curl_slist_append(l, auth);
+	crypto_wipe(auth, kl);
+	free(auth);
+	if (t == NULL)
+		upstream_free_headers(l);
+	return t;
+}
+
 /* The options every transfer shares, set once per handle: a pooled handle
  * keeps them, so a request sets only what differs (URL, headers, body...). */
 static void
 upstream_easy_setup(CURL *e)
 {
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	if (up.ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, up.ca_file);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -470,12 +487,6 @@ int
 upstream_retry_after(const struct upstream_xfer *x)
 {
 	return x->retry_after;
-}
-
-uint64_t
-upstream_body_bytes(const struct upstream_xfer *x)
-{
-	return x->body_bytes;
 }
 
 const char *

@@ -1,5 +1,5 @@
 /*
- * Unit tests of dataplane/reqlog.c: outcome and pool names, the trail of
+ * Unit tests of dataplane/reqlog.c: outcome names, the trail of
  * attempts (begin/end, the cap, an attempt left open), a record filled from a
  * finished request (no secret fields, attempts copied), batches (merge keeps
  * the newest at the cap), and reqlog_write against a real temporary database:
@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "db.h"
-#include "proxy.h"
+#include "events.h"
 #include "reqlog.h"
 #include "testdb.h"
 
@@ -83,7 +83,6 @@ fill_batch(struct reqlog_batch *b, const char *prefix, int n)
 		assert_non_null(r);
 		snprintf(r->request_id, sizeof(r->request_id), "%s-%d", prefix, i);
 		r->finished_ms = 1764547200000LL + i;
-		r->pool = REQLOG_POOL_NONE;
 		r->status = 200;
 		r->ttfb_ms = -1;
 		r->prompt_tokens = r->completion_tokens = r->total_tokens = -1;
@@ -97,11 +96,6 @@ test_names(void **state)
 	assert_string_equal(reqlog_outcome_name(REQLOG_RATE_LIMITED), "rate_limited");
 	assert_string_equal(reqlog_outcome_name(REQLOG_INTERRUPTED), "interrupted");
 	assert_string_equal(reqlog_outcome_name(REQLOG_OUTCOME_N), "pending");
-	assert_string_equal(reqlog_pool_name(REQLOG_POOL_EMERGENCY), "emergency");
-	assert_null(reqlog_pool_name(REQLOG_POOL_NONE));
-	assert_int_equal(reqlog_pool_parse("fallback"), REQLOG_POOL_FALLBACK);
-	assert_int_equal(reqlog_pool_parse("bogus"), REQLOG_POOL_NONE);
-	assert_int_equal(reqlog_pool_parse(NULL), REQLOG_POOL_NONE);
 	assert_int_equal(reqlog_outcome_of(false, false, 200), REQLOG_OK);
 	assert_int_equal(reqlog_outcome_of(false, false, 429), REQLOG_RATE_LIMITED);
 	assert_int_equal(reqlog_outcome_of(false, false, 401), REQLOG_INVALID_KEY);
@@ -122,23 +116,23 @@ test_trail(void **state)
 	reqlog_trail_init(&t);
 	reqlog_trail_end(&t, REQLOG_OK, 200, 5);	/* nothing open: no-op */
 	assert_int_equal(t.n, 0);
-	reqlog_trail_begin(&t, "p1", "one", "main", 10);
+	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 10);
 	assert_non_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_RATE_LIMITED, 429, 40);
 	assert_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_OK, 200, 99);	/* already closed: unchanged */
-	reqlog_trail_begin(&t, "p2", "two", "fallback", 41);
+	reqlog_trail_begin(&t, "p2", "two", SCHED_POOL_FALLBACK, 41);
 	reqlog_trail_end(&t, REQLOG_OK, 200, 141);
-	reqlog_trail_begin(&t, "p3", "three", NULL, 150);	/* unknown pool: main */
+	reqlog_trail_begin(&t, "p3", "three", SCHED_POOL_MAIN, 150);
 	assert_int_equal(t.n, 3);
 	assert_string_equal(t.a[0].provider_id, "p1");
 	assert_int_equal(t.a[0].outcome, REQLOG_RATE_LIMITED);
 	assert_int_equal(t.a[0].status, 429);
 	assert_int_equal(t.a[0].start_ms, 10);
 	assert_int_equal(t.a[0].duration_ms, 30);
-	assert_int_equal(t.a[1].pool, REQLOG_POOL_FALLBACK);
+	assert_int_equal(t.a[1].pool, SCHED_POOL_FALLBACK);
 	assert_int_equal(t.a[1].duration_ms, 100);
-	assert_int_equal(t.a[2].pool, REQLOG_POOL_MAIN);
+	assert_int_equal(t.a[2].pool, SCHED_POOL_MAIN);
 	assert_int_equal(t.a[2].outcome, REQLOG_PENDING);
 	/* Ending with "pending" means the request ended around it. */
 	reqlog_trail_end(&t, REQLOG_PENDING, 0, 100);
@@ -154,12 +148,12 @@ test_trail(void **state)
 	assert_int_equal(t.a[2].duration_ms, 250);
 	reqlog_trail_finish(&t, REQLOG_INTERRUPTED, 200, 500);	/* only a 2xx is rewritten */
 	assert_int_equal(t.a[2].outcome, REQLOG_CLIENT_CLOSED);
-	reqlog_trail_begin(&t, "p4", "four", "main", 450);
+	reqlog_trail_begin(&t, "p4", "four", SCHED_POOL_MAIN, 450);
 	reqlog_trail_finish(&t, REQLOG_PENDING, 0, 460);	/* still running at the end */
 	assert_int_equal(t.a[3].outcome, REQLOG_INTERRUPTED);
 	assert_int_equal(t.a[3].duration_ms, 10);
 	for (i = 0; i < 2 * REQLOG_ATTEMPTS_MAX; i++) {
-		reqlog_trail_begin(&t, "p", "n", "main", i);
+		reqlog_trail_begin(&t, "p", "n", SCHED_POOL_MAIN, i);
 		reqlog_trail_end(&t, REQLOG_SERVER_ERROR, 500, i + 1);
 	}
 	assert_int_equal(t.n, REQLOG_ATTEMPTS_MAX);
@@ -171,21 +165,21 @@ static void
 test_fill(void **state)
 {
 	struct reqlog_trail t;
-	struct proxy_result res;
+	struct request_result res;
 	struct reqlog_batch b;
 	struct reqlog_record *r;
 
 	(void)state;
 	reqlog_trail_init(&t);
-	reqlog_trail_begin(&t, "p1", "one", "main", 0);
+	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 0);
 	reqlog_trail_end(&t, REQLOG_RATE_LIMITED, 429, 12);
-	reqlog_trail_begin(&t, "p2", "two", "fallback", 13);
+	reqlog_trail_begin(&t, "p2", "two", SCHED_POOL_FALLBACK, 13);
 	reqlog_trail_end(&t, REQLOG_OK, 200, 50);
 	memset(&res, 0, sizeof(res));
 	res.rid = "rid-1";
 	res.provider_id = "p2";
 	res.provider_name = "two";
-	res.pool = "fallback";
+	res.pool = SCHED_POOL_FALLBACK;
 	res.cost_per_1k = 2.0;
 	res.model = "nv/m";
 	res.status = 200;
@@ -205,7 +199,7 @@ test_fill(void **state)
 	assert_string_equal(r->request_id, "rid-1");
 	assert_string_equal(r->client, "openclaw");
 	assert_string_equal(r->provider_name, "two");
-	assert_int_equal(r->pool, REQLOG_POOL_FALLBACK);
+	assert_int_equal(r->pool, SCHED_POOL_FALLBACK);
 	assert_string_equal(r->error_code, "");
 	assert_true(r->streamed);
 	assert_false(r->client_disconnected);
@@ -214,18 +208,18 @@ test_fill(void **state)
 	assert_string_equal(r->att[0].provider_name, "one");
 	assert_int_equal(r->att[1].outcome, REQLOG_OK);
 
-	/* No provider: no pool, no name even when a name pointer came along. */
+	/* No provider: no name even when a name pointer came along. */
 	memset(&res, 0, sizeof(res));
 	res.rid = "rid-2";
 	res.provider_name = "stale";
-	res.pool = "main";
+	res.pool = SCHED_POOL_MAIN;
 	res.status = 499;
 	res.error_code = "client_closed";
 	res.client_closed = 1;
 	res.total_tokens = -1;
 	r = reqlog_batch_add(&b);
 	reqlog_record_fill(r, &res, 1764547200999LL);
-	assert_int_equal(r->pool, REQLOG_POOL_NONE);
+	assert_string_equal(r->provider_id, "");
 	assert_string_equal(r->provider_name, "");
 	assert_string_equal(r->error_code, "client_closed");
 	assert_true(r->client_disconnected);
@@ -283,7 +277,7 @@ test_write_fields(void **state)
 	snprintf(r->model, sizeof(r->model), "nv/m");
 	snprintf(r->provider_id, sizeof(r->provider_id), "p2");
 	snprintf(r->provider_name, sizeof(r->provider_name), "two");
-	r->pool = REQLOG_POOL_FALLBACK;
+	r->pool = SCHED_POOL_FALLBACK;
 	r->status = 200;
 	r->queue_ms = 5;
 	r->ttfb_ms = 60;
@@ -297,12 +291,12 @@ test_write_fields(void **state)
 	r->att = calloc(2, sizeof(*r->att));
 	snprintf(r->att[0].provider_id, sizeof(r->att[0].provider_id), "p1");
 	snprintf(r->att[0].provider_name, sizeof(r->att[0].provider_name), "one");
-	r->att[0].pool = REQLOG_POOL_MAIN;
+	r->att[0].pool = SCHED_POOL_MAIN;
 	r->att[0].status = 429;
 	r->att[0].outcome = REQLOG_RATE_LIMITED;
 	r->att[0].duration_ms = 12;
 	snprintf(r->att[1].provider_id, sizeof(r->att[1].provider_id), "p2");
-	r->att[1].pool = REQLOG_POOL_FALLBACK;
+	r->att[1].pool = SCHED_POOL_FALLBACK;
 	r->att[1].status = 200;
 	r->att[1].outcome = REQLOG_OK;
 	r->att[1].start_ms = 13;
@@ -310,7 +304,6 @@ test_write_fields(void **state)
 	r = reqlog_batch_add(&b);
 	snprintf(r->request_id, sizeof(r->request_id), "req-b");
 	r->finished_ms = 1764547201000LL;
-	r->pool = REQLOG_POOL_NONE;
 	r->status = 503;
 	snprintf(r->error_code, sizeof(r->error_code), "queue_timeout");
 	r->queue_ms = 1000;
