@@ -11,3 +11,5 @@ TESTS += tests/blackbox/mock.test.mjs
 EXTRA_DIST += tests/blackbox/lib/mock.mjs tests/blackbox/lib/deps.mjs tests/blackbox/mock.test.mjs
 TESTS += tests/blackbox/sched_scenarios.test.mjs
 EXTRA_DIST += tests/blackbox/sched_scenarios.test.mjs
+TESTS += tests/blackbox/sched_upstream_limits.test.mjs
+EXTRA_DIST += tests/blackbox/sched_upstream_limits.test.mjs
