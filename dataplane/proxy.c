@@ -382,6 +382,7 @@ proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
 	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->dt.prov->p.name,
 	    r->up_status);
 	proxy_report(r, COOLDOWN_FAIL_NONE, 429, -1, NULL);
+	reqlog_trail_late(&r->trail, REQLOG_RATE_LIMITED, 429);	/* the attempt had answered 200 */
 }
 
 /* Note an event's usage (total tokens), when it carries one. */

@@ -118,6 +118,17 @@ reqlog_trail_finish(struct reqlog_trail *t, enum reqlog_outcome how, int status,
 }
 
 void
+reqlog_trail_late(struct reqlog_trail *t, enum reqlog_outcome o, int status)
+{
+	struct reqlog_attempt *a;
+
+	if (t->n == 0 || (a = &t->a[t->n - 1])->outcome != REQLOG_OK)
+		return;
+	a->outcome = o;
+	a->status = status;
+}
+
+void
 reqlog_record_free(struct reqlog_record *r)
 {
 	free(r->att);

@@ -111,6 +111,10 @@ void reqlog_trail_end(struct reqlog_trail *t, enum reqlog_outcome o, int status,
  * ends so (as interrupted when how is PENDING); a last attempt that had
  * answered 2xx takes how, its duration running to now. */
 void reqlog_trail_finish(struct reqlog_trail *t, enum reqlog_outcome how, int status, int64_t now_ms);
+/* A failure the last attempt reported after it had answered 2xx (a
+ * rate-limit error event inside its stream): its outcome becomes o and its
+ * status the failure's. No-op unless that attempt ended ok. */
+void reqlog_trail_late(struct reqlog_trail *t, enum reqlog_outcome o, int status);
 /* The running attempt, or NULL. */
 struct reqlog_attempt *reqlog_trail_open(struct reqlog_trail *t);
 

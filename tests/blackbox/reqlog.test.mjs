@@ -328,4 +328,15 @@ describe('request log', { timeout: 120000 }, () => {
 		// And the rows do hold what they should (the test is not vacuous).
 		assert.ok(rows(st, "SELECT count(*) AS n FROM request_log WHERE client = 'openclaw-test'")[0].n >= 1);
 	});
+
+	// Last: the 429 puts whichever provider serves it into a cooldown.
+	it('a rate-limit error inside a 200 stream: the attempt is rate_limited', async () => {
+		const r = await send('rl-sse-429', 'mock/m', { stream: true }, { 'x-mock-fault': 'sse-429=1' });
+		assert.equal(r.status, 200);
+		const g = await logged(st, 'rl-sse-429');
+		assert.equal(g.status, 200);
+		assert.equal(g.att.length, 1);
+		assert.equal(g.att[0].outcome, 'rate_limited');
+		assert.equal(g.att[0].status, 429);
+	});
 });

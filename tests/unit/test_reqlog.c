@@ -152,6 +152,16 @@ test_trail(void **state)
 	reqlog_trail_finish(&t, REQLOG_PENDING, 0, 460);	/* still running at the end */
 	assert_int_equal(t.a[3].outcome, REQLOG_INTERRUPTED);
 	assert_int_equal(t.a[3].duration_ms, 10);
+	/* A rate-limit error inside a 200 stream, reported after the 2xx. */
+	reqlog_trail_begin(&t, "p5", "five", SCHED_POOL_MAIN, 470);
+	reqlog_trail_end(&t, REQLOG_OK, 200, 480);
+	reqlog_trail_late(&t, REQLOG_RATE_LIMITED, 429);
+	assert_int_equal(t.a[4].outcome, REQLOG_RATE_LIMITED);
+	assert_int_equal(t.a[4].status, 429);
+	reqlog_trail_late(&t, REQLOG_SERVER_ERROR, 500);	/* only an ok attempt changes */
+	assert_int_equal(t.a[4].outcome, REQLOG_RATE_LIMITED);
+	reqlog_trail_finish(&t, REQLOG_CLIENT_CLOSED, 429, 600);	/* nor does a later end */
+	assert_int_equal(t.a[4].outcome, REQLOG_RATE_LIMITED);
 	for (i = 0; i < 2 * REQLOG_ATTEMPTS_MAX; i++) {
 		reqlog_trail_begin(&t, "p", "n", SCHED_POOL_MAIN, i);
 		reqlog_trail_end(&t, REQLOG_SERVER_ERROR, 500, i + 1);
