@@ -46,6 +46,7 @@ struct config {
 	char   cluster_namespace[65];	/* prefix of every Redis key: two clusters may share one Redis */
 	char   cluster_host_name[65];	/* this host in the cluster; "" = the host name */
 	int    cluster_reply_timeout_ms;	/* a Redis reply later than this counts as Redis unreachable */
+	int    request_log_rows;	/* requests kept in request_log; 0 = log off */
 };
 
 /* int, double, int64_t fields; CONFIG_STRING: a char array of max + 1 bytes. */
