@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "tokens.h"
+#include "util.h"
 
 #define KEY_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 #define TESTKEY "nvapi-TEST-0001-xxxxxxxxxxxxxxxxWXYZ"
@@ -756,6 +757,33 @@ test_classify(void **state)
 	assert_string_equal(r.message, "upstream answered 500: oops ");
 }
 
+/* Query values are echoed into answers (stats filters, errors): one that is
+ * not UTF-8, raw or percent-encoded, is a 400 naming the parameter, and
+ * every answer body stays UTF-8 (the fuzz_admin_json crash). */
+static void
+test_query_not_utf8(void **state)
+{
+	struct fx *f = *state;
+	static const char *const uris[] = {
+		"/api/v2/stats/daily?group_by=model&provider=f\xf8",
+		"/api/v2/stats/hourly?provider=f%F8",
+		"/api/v2/stats/hourly?model=%C3",
+		"/api/v2/stats/totals?range=%FF",
+		"/api/v2/stats/by-model?provider=%ED%A0%80",
+		"/api/v2/cooldowns?provider=\xc3\x28",
+	};
+	static const char *const fields[] = { "provider", "provider", "model", "range", "provider", "provider" };
+
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		assert_int_equal(call(f, "GET", uris[i], NULL), 400);
+		assert_true(sc_utf8_valid(f->rs.body.data, f->rs.body.len));
+		assert_string_equal(jget(f->json, "error.field"), fields[i]);
+	}
+	/* Well-formed UTF-8 is echoed as given. */
+	assert_int_equal(call(f, "GET", "/api/v2/stats/hourly?provider=caf%C3%A9", NULL), 200);
+	assert_string_equal(jget(f->json, "filters.provider"), "caf\xc3\xa9");
+}
+
 int
 main(void)
 {
@@ -770,6 +798,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_export, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_query_not_utf8, setup, teardown),
 		cmocka_unit_test(test_classify),
 	};
 
