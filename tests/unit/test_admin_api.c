@@ -782,6 +782,16 @@ test_query_not_utf8(void **state)
 	/* Well-formed UTF-8 is echoed as given. */
 	assert_int_equal(call(f, "GET", "/api/v2/stats/hourly?provider=caf%C3%A9", NULL), 200);
 	assert_string_equal(jget(f->json, "filters.provider"), "caf\xc3\xa9");
+
+	/* An import error quoting a value cut inside a character ("%.40s"):
+	 * the answer is still UTF-8. */
+	assert_int_equal(call_full(f, "POST", "/api/v2/providers/import?validate=false", "application/yaml",
+	    "providers:\n- account: a1\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	    "  endpoint_url: http://127.0.0.1:9/v1\n  model_prefix: \"a/\"\n"
+	    "  pool: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"\n  rpm_limit: 40\n",
+	    f->authz, NULL, NULL), 422);
+	assert_true(sc_utf8_valid(f->rs.body.data, f->rs.body.len));
+	assert_non_null(strstr(jget(f->json, "error.message"), "unknown pool"));
 }
 
 int
