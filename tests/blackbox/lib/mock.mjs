@@ -10,7 +10,10 @@
 // Every mock started here is killed when the process exits, even on failure.
 // Per-request behaviour is chosen with request headers that the data plane
 // forwards: X-Mock-Chunks, X-Mock-Interval-Ms, X-Mock-First-Delay-Ms,
-// X-Mock-Latency-Ms, X-Mock-Retry-After and X-Mock-Fault (status=CODE, hang,
+// X-Mock-Latency-Ms, X-Mock-Retry-After, X-Mock-Tool (none: answer text although
+// the request has tools; NAME: call that tool with X-Mock-Tool-Args, then text once
+// the messages hold a tool result — for agents such as OpenClaw) and
+// X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
 // slow-headers=MS, delay=MS) and X-Mock-Chunk-Bytes (pad each token to N
 // bytes, for volume). See `tests/mock-upstream --help`.
