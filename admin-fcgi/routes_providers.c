@@ -290,12 +290,10 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 				api_error(c->rs, 422, k, "'%s' must be an integer", k);
 				goto done;
 			}
+			/* The range is provider_validate's (prov_check); only what fits an int gets there. */
 			iv = json_object_get_int64(val);
-			if (iv < 0 || iv > INT_MAX || (iv == 0 && strcmp(k, "rpm_limit") == 0)) {
-				api_error(c->rs, 422, k, "'%s' out of range (%s)", k,
-				    strcmp(k, "rpm_limit") == 0 ? "at least 1" : "0 = no limit, or positive");
-				goto done;
-			}
+			if (iv < INT_MIN || iv > INT_MAX)
+				iv = iv < 0 ? -1 : INT_MAX;
 			if (strcmp(k, "rpm_limit") == 0)
 				p->rpm_limit = (int)iv;
 			else
@@ -305,12 +303,7 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 				api_error(c->rs, 422, k, "'%s' must be a number", k);
 				goto done;
 			}
-			dv = json_object_get_double(val);
-			if (!isfinite(dv) || dv < 0 || (dv <= 0 && strcmp(k, "weight") == 0) || dv > 1e9) {
-				api_error(c->rs, 422, k, "'%s' out of range (%s)", k,
-				    strcmp(k, "weight") == 0 ? "greater than 0" : "0 or more");
-				goto done;
-			}
+			dv = json_object_get_double(val);	/* its range: provider_validate (prov_check) */
 			if (strcmp(k, "weight") == 0)
 				p->weight = dv;
 			else

@@ -257,14 +257,16 @@ provider_validate(const struct provider *p, struct sc_err *e)
 	if (p->source != NULL && provider_enum_index(source_names, NELEM(source_names), p->source) < 0)
 		return sc_err_set(e, "source", 0, "source: must be yaml, api, webui or cli");
 	if (p->rpm_limit < 1 || p->rpm_limit > PROVIDER_RPM_MAX)
-		return sc_err_set(e, "rpm_limit", 0, "rpm_limit: must be an integer from 1 to %d", PROVIDER_RPM_MAX);
+		return sc_err_set(e, "rpm_limit", 0, "rpm_limit: must be a positive integer (1 to %d)", PROVIDER_RPM_MAX);
 	if (p->tpm_limit < 0 || p->tpm_limit > PROVIDER_TPM_MAX)
-		return sc_err_set(e, "tpm_limit", 0, "tpm_limit: must be an integer from 0 to %d (0 = none)",
+		return sc_err_set(e, "tpm_limit", 0, "tpm_limit: must be a non-negative integer (0 to %d, 0 = no limit)",
 		    PROVIDER_TPM_MAX);
 	if (!isfinite(p->weight) || p->weight <= 0 || p->weight > PROVIDER_WEIGHT_MAX)
-		return sc_err_set(e, "weight", 0, "weight: must be greater than 0 and at most %g", PROVIDER_WEIGHT_MAX);
+		return sc_err_set(e, "weight", 0, "weight: must be a number greater than 0 and at most %g",
+		    PROVIDER_WEIGHT_MAX);
 	if (!isfinite(p->cost_per_1k) || p->cost_per_1k < 0 || p->cost_per_1k > PROVIDER_COST_MAX)
-		return sc_err_set(e, "cost_per_1k", 0, "cost_per_1k: must be a number from 0 to %g", PROVIDER_COST_MAX);
+		return sc_err_set(e, "cost_per_1k", 0, "cost_per_1k: must be a non-negative number (at most %g)",
+		    PROVIDER_COST_MAX);
 	if (provider_validate_metadata(p->metadata, e) == -1)
 		return -1;
 	return 0;

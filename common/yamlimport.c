@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,20 +218,22 @@ yaml_set_field(struct yaml_entry *en, struct yaml_fields *f, enum yaml_field fld
 		else
 			return yaml_fail(e, line, name, "must be active or disabled");
 		break;
+	/* Only the syntax here: the ranges are provider_validate's (common/providers.c),
+	 * whose message is pointed at this line after the entry is read. */
 	case YF_RPM:
-		if (yaml_parse_int(v, 1, 100000, &p->rpm_limit) == -1)
-			return yaml_fail(e, line, name, "must be a positive integer (1 to 100000)");
+		if (yaml_parse_int(v, INT_MIN, INT_MAX, &p->rpm_limit) == -1)
+			return yaml_fail(e, line, name, "must be a positive integer");
 		break;
 	case YF_TPM:
-		if (yaml_parse_int(v, 0, 1000000000, &p->tpm_limit) == -1)
+		if (yaml_parse_int(v, INT_MIN, INT_MAX, &p->tpm_limit) == -1)
 			return yaml_fail(e, line, name, "must be a non-negative integer (0 = no limit)");
 		break;
 	case YF_WEIGHT:
-		if (yaml_parse_double(v, &p->weight) == -1 || p->weight <= 0 || p->weight > 1000)
-			return yaml_fail(e, line, name, "must be a number greater than 0 and at most 1000");
+		if (yaml_parse_double(v, &p->weight) == -1)
+			return yaml_fail(e, line, name, "must be a number greater than 0");
 		break;
 	case YF_COST:
-		if (yaml_parse_double(v, &p->cost_per_1k) == -1 || p->cost_per_1k < 0)
+		if (yaml_parse_double(v, &p->cost_per_1k) == -1)
 			return yaml_fail(e, line, name, "must be a non-negative number");
 		break;
 	case YF_MAX_TOKENS_FIELD:

@@ -30,12 +30,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "oaierr.h"
 
 enum conn_state {
 	CONN_READ_HEAD,		/* waiting for (the rest of) a request head */
@@ -52,6 +54,7 @@ static const char *conn_state_names[] = {
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
 #define CONN_IN_FIRST      2048		/* first input allocation; grows to CONN_IN_CAP */
+#define CONN_ERR_HDR_CAP   2048		/* header lines of a sidecar error response */
 #define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
 #define CONN_OUT_FIRST     4096		/* first output allocation: a stream's events are small,
 					 * and thousands of streams each hold one */
@@ -74,7 +77,7 @@ struct conn {
 	enum conn_state       state;
 	struct conn_listener *ls;
 	struct loop          *loop;
-	struct conn          *prev, *next;		/* all connections */
+	TAILQ_ENTRY(conn)     link;			/* conn_list: all connections */
 	uint64_t              id;
 
 	char                 *in;			/* owned, in_alloc bytes, at most CONN_IN_CAP */
@@ -100,20 +103,23 @@ struct conn {
 	int                   batched;			/* on conn_batch_list: flush at conn_batch_end */
 	int                   parked;			/* fd out of the poll set (conn_parked list) */
 	int64_t               wrote_ms;			/* loop time of the last successful write */
-	struct conn          *pprev, *pnext;		/* conn_parked links */
-	struct conn          *bprev, *bnext;		/* conn_batch_list links */
+	TAILQ_ENTRY(conn)     plink;			/* conn_parked, while parked */
+	TAILQ_ENTRY(conn)     blink;			/* conn_batch_list, while batched */
 	struct loop_timer     timer;			/* header / body / linger timeout */
 	struct loop_timer     kick;			/* deferred work: teardown, next pipelined request */
 };
 
-static struct conn          *conn_list;
+TAILQ_HEAD(conn_tailq, conn);
+static struct conn_tailq     conn_list = TAILQ_HEAD_INITIALIZER(conn_list);
 static size_t                conn_n;
 static uint64_t              conn_next_id;
 static struct conn_listener *conn_listeners;
 static int                   conn_draining;
 static int                   conn_batch_depth;	/* conn_batch_begin nesting */
-static struct conn          *conn_batch_list;	/* written to while batching, not yet flushed */
-static struct conn          *conn_parked;	/* streaming clients left out of poll() */
+static struct conn_tailq     conn_batch_list = TAILQ_HEAD_INITIALIZER(conn_batch_list);	/* written to while
+								 * batching, not yet flushed */
+static struct conn_tailq     conn_parked = TAILQ_HEAD_INITIALIZER(conn_parked);	/* streaming clients
+										 * left out of poll() */
 static struct loop_timer     conn_park_timer;	/* brings quiet parked clients back */
 static int                   conn_park_ready;	/* conn_park_timer initialised */
 
@@ -139,28 +145,10 @@ conn_count(void)
 	return conn_n;
 }
 
-int
-conn_http_minor(const struct conn *c)
-{
-	return c->req.minor_version;
-}
-
-int
-conn_response_started(const struct conn *c)
-{
-	return c->state >= CONN_RESPOND;
-}
-
 size_t
 conn_out_pending(const struct conn *c)
 {
 	return c->out_len;
-}
-
-void
-conn_set_close(struct conn *c)
-{
-	c->keep_alive = 0;
 }
 
 void
@@ -239,13 +227,7 @@ conn_park_unlink(struct conn *c)
 {
 	if (!c->parked)
 		return;
-	if (c->pprev != NULL)
-		c->pprev->pnext = c->pnext;
-	else
-		conn_parked = c->pnext;
-	if (c->pnext != NULL)
-		c->pnext->pprev = c->pprev;
-	c->pprev = c->pnext = NULL;
+	TAILQ_REMOVE(&conn_parked, c, plink);
 	c->parked = 0;
 }
 
@@ -264,12 +246,12 @@ conn_park_sweep(struct loop *l, void *arg)
 	int64_t now = loop_now(l);
 	struct conn *c, *next;
 
-	for (c = conn_parked; c != NULL; c = next) {
-		next = c->pnext;
+	for (c = TAILQ_FIRST(&conn_parked); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, plink);
 		if (now - c->wrote_ms >= CONN_PARK_MS)
 			conn_unpark(c);
 	}
-	if (conn_parked != NULL)
+	if (!TAILQ_EMPTY(&conn_parked))
 		loop_timer_arm_in(l, &conn_park_timer, CONN_PARK_MS / 2);
 }
 
@@ -286,11 +268,7 @@ conn_update_events(struct conn *c)
 		if (!c->parked) {
 			loop_fd_del(c->loop, c->fd);
 			c->parked = 1;
-			c->pprev = NULL;
-			c->pnext = conn_parked;
-			if (conn_parked != NULL)
-				conn_parked->pprev = c;
-			conn_parked = c;
+			TAILQ_INSERT_HEAD(&conn_parked, c, plink);
 			if (!loop_timer_armed(&conn_park_timer))
 				loop_timer_arm_in(c->loop, &conn_park_timer, CONN_PARK_MS / 2);
 		}
@@ -306,17 +284,31 @@ conn_update_events(struct conn *c)
 static void
 conn_error(struct conn *c, int status, const char *msg)
 {
-	char body[512];
-	int n;
-	const char *type = status >= 500 ? "server_error" : "invalid_request_error";
+	const char *code = status == 413 ? "request_too_large" : status == 431 ? "headers_too_large" :
+	    status == 408 ? "request_timeout" : "invalid_request";
 
-	n = snprintf(body, sizeof(body),
-	    "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":%d}}",
-	    msg, type, status);
 	c->keep_alive = 0;
 	c->hooks = NULL;
 	conn_set_state(c, CONN_HANDLE);
-	conn_respond(c, status, NULL, "application/json", body, (size_t)n);
+	conn_respond_error(c, status, NULL, msg, code, NULL);
+}
+
+void
+conn_respond_error(struct conn *c, int status, const char *rid, const char *msg, const char *code,
+    const char *extra_hdrs)
+{
+	struct sc_buf b;
+	char h[CONN_ERR_HDR_CAP];
+
+	sc_buf_init(&b, 4096);
+	if (oaierr_format(&b, status, msg, NULL, code) == -1) {
+		sc_buf_reset(&b);
+		sc_buf_append(&b, "{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", 77);
+	}
+	snprintf(h, sizeof(h), "%s%s%s%s", rid != NULL ? "X-Request-Id: " : "", rid != NULL ? rid : "",
+	    rid != NULL ? "\r\n" : "", extra_hdrs != NULL ? extra_hdrs : "");
+	conn_respond(c, status, h[0] != '\0' ? h : NULL, "application/json", b.data, b.len);
+	sc_buf_free(&b);
 }
 
 void
@@ -363,13 +355,7 @@ conn_batch_unlink(struct conn *c)
 {
 	if (!c->batched)
 		return;
-	if (c->bprev != NULL)
-		c->bprev->bnext = c->bnext;
-	else
-		conn_batch_list = c->bnext;
-	if (c->bnext != NULL)
-		c->bnext->bprev = c->bprev;
-	c->bprev = c->bnext = NULL;
+	TAILQ_REMOVE(&conn_batch_list, c, blink);
 	c->batched = 0;
 }
 
@@ -382,11 +368,11 @@ conn_batch_begin(void)
 void
 conn_batch_end(void)
 {
+	struct conn *c;
+
 	if (conn_batch_depth == 0 || --conn_batch_depth > 0)
 		return;
-	while (conn_batch_list != NULL) {
-		struct conn *c = conn_batch_list;
-
+	while ((c = TAILQ_FIRST(&conn_batch_list)) != NULL) {
 		conn_batch_unlink(c);
 		conn_flush(c);
 		/* A producer may have paused on the batch's queue that this write
@@ -424,11 +410,7 @@ conn_response_body(struct conn *c, const void *p, size_t n)
 		/* One write for everything a batch relays to this client. */
 		if (!c->batched) {
 			c->batched = 1;
-			c->bprev = NULL;
-			c->bnext = conn_batch_list;
-			if (conn_batch_list != NULL)
-				conn_batch_list->bprev = c;
-			conn_batch_list = c;
+			TAILQ_INSERT_HEAD(&conn_batch_list, c, blink);
 		}
 		return;
 	}
@@ -822,12 +804,7 @@ conn_free(struct conn *c)
 	loop_timer_cancel(c->loop, &c->kick);
 	loop_fd_del(c->loop, c->fd);
 	close(c->fd);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		conn_list = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
+	TAILQ_REMOVE(&conn_list, c, link);
 	conn_n--;
 	sc_buf_free(&c->body);
 	free(c->in);
@@ -868,10 +845,7 @@ conn_accept_one(struct conn_listener *ls, int fd)
 		free(c);
 		return;
 	}
-	c->next = conn_list;
-	if (conn_list != NULL)
-		conn_list->prev = c;
-	conn_list = c;
+	TAILQ_INSERT_HEAD(&conn_list, c, link);
 	conn_n++;
 	loop_timer_arm_in(c->loop, &c->timer, ls->lim->header_timeout_ms);
 }
@@ -1023,8 +997,8 @@ conn_drain_all(void)
 		ls->fd = -1;
 	}
 	/* Listeners stay allocated: connections still point at them. */
-	for (c = conn_list; c != NULL; c = next) {
-		next = c->next;
+	for (c = TAILQ_FIRST(&conn_list); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
 		c->keep_alive = 0;
 		if (c->state == CONN_READ_HEAD && c->in_len == 0)
 			conn_free(c);

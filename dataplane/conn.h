@@ -54,7 +54,6 @@ size_t conn_count(void);
 
 /* For handlers. */
 void conn_attach(struct conn *c, const struct conn_hooks *h, void *arg);
-int  conn_http_minor(const struct conn *c);
 /* Start the response. hdrs: extra header lines, each ending in CRLF (may be
  * NULL). content_length -1 means streamed: chunked for HTTP/1.1,
  * close-delimited for HTTP/1.0. */
@@ -66,7 +65,11 @@ void conn_response_end(struct conn *c);
 void conn_response_abort(struct conn *c);
 /* A whole response in one call (head + body + end). */
 void conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, const char *body, size_t len);
-int    conn_response_started(const struct conn *c);
+/* A whole error response made by the sidecar, OpenAI-shaped (oaierr.h):
+ * with X-Request-Id when rid is not NULL and extra header lines (each ending
+ * in CRLF, may be NULL). code may be NULL (JSON null). */
+void conn_respond_error(struct conn *c, int status, const char *rid, const char *msg, const char *code,
+    const char *extra_hdrs);
 size_t conn_out_pending(const struct conn *c);
 /* Between conn_batch_begin and conn_batch_end (nestable) conn_response_body
  * only queues; the end writes each connection touched once. The upstream
@@ -75,7 +78,5 @@ size_t conn_out_pending(const struct conn *c);
  * and a TCP segment each. */
 void conn_batch_begin(void);
 void conn_batch_end(void);
-/* Ask for the connection to close after this response. */
-void   conn_set_close(struct conn *c);
 
 #endif

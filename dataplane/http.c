@@ -21,6 +21,7 @@
  *   - Expect other than 100-continue is 417.
  * Nothing here allocates or keeps state between calls.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -657,4 +658,11 @@ http_reason(int status)
 	case 505: return "HTTP Version Not Supported";
 	default:  return "Unknown";
 	}
+}
+
+char *
+http_retry_after_line(char *buf, size_t n, int seconds)
+{
+	snprintf(buf, n, "Retry-After: %d\r\n", seconds > 0 ? seconds : 1);
+	return buf;
 }

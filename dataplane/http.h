@@ -104,5 +104,9 @@ int http_connection_lists(const struct http_request *req, struct http_slice name
 /* Reason phrase for a status code ("OK", "Too Many Requests"...); "Unknown"
  * for codes it does not know. */
 const char *http_reason(int status);
+/* "Retry-After: <seconds>\r\n" into buf (seconds below 1 become 1): the one
+ * place the header is formatted. Returns buf. */
+char *http_retry_after_line(char *buf, size_t n, int seconds);
+#define HTTP_RETRY_AFTER_LINE_MAX 32
 
 #endif

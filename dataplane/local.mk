@@ -7,12 +7,18 @@ SC_DP_SOURCES = \
 	dataplane/loop.c dataplane/loop.h \
 	dataplane/conn.c dataplane/conn.h \
 	dataplane/upstream.c dataplane/upstream.h \
+	dataplane/router.c dataplane/router.h \
+	dataplane/auth.c dataplane/auth.h \
+	dataplane/health.c dataplane/health.h \
 	dataplane/proxy.c dataplane/proxy.h \
+	dataplane/dispatch.c dataplane/dispatch.h \
 	dataplane/registry.c dataplane/registry.h \
 	dataplane/models.c dataplane/models.h \
+	dataplane/events.c dataplane/events.h \
 	dataplane/metrics.c dataplane/metrics.h \
 	dataplane/stats.c dataplane/stats.h \
-	dataplane/status.c dataplane/status.h
+	dataplane/status.c dataplane/status.h \
+	dataplane/persist.c dataplane/persist.h
 SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(PTHREAD_LIBS)
 sidecar_dataplane_SOURCES = dataplane/main.c $(SC_DP_SOURCES)
 # -iquote, not -I: dataplane/sched.h must not hide the system <sched.h> that <pthread.h> includes.
@@ -34,7 +40,7 @@ TESTS += tests/unit/test_stats
 tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c $(SC_TESTDB_SOURCES)
 tests_unit_test_stats_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 tests_unit_test_stats_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
-tests_unit_test_stats_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
+tests_unit_test_stats_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
 
 # The Prometheus exposition, rendered with the data plane's modules linked
 # (no database, no sockets).
@@ -55,4 +61,4 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/stats_metrics.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
-	docs/metrics.md docs/status-snapshot.md docs/performance.md
+	docs/metrics.md docs/status-snapshot.md docs/performance.md dataplane/README.md

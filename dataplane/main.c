@@ -23,14 +23,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "db.h"
+#include "dispatch.h"
+#include "events.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
 #include "models.h"
+#include "persist.h"
 #include "proxy.h"
 #include "registry.h"
+#include "router.h"
+#include "stats.h"
+#include "status.h"
 #include "tokens.h"
 #include "upstream.h"
 
@@ -81,7 +88,7 @@ static void
 dp_reloaded(void *arg)
 {
 	dp_limits_from_config();
-	proxy_sched_reloaded();
+	dispatch_on_reloaded(NULL);
 }
 
 static void
@@ -195,7 +202,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = NULL, *listen_addr = DP_DEFAULT_LISTEN, *metrics_addr = DP_DEFAULT_METRICS;
-	const char *log_file = NULL, *key_file = NULL, *port_file = NULL;
+	const char *log_file = NULL, *key_file = NULL, *port_file = NULL, *db_file;
 	enum log_level level = LOG_LVL_INFO;
 	struct registry_hooks rh;
 	struct sc_err e;
@@ -238,9 +245,9 @@ main(int argc, char **argv)
 	mallopt(M_MXFAST, 0);
 	/* Hooks first: the initial load publishes every provider through them. */
 	memset(&rh, 0, sizeof(rh));
-	rh.publish = proxy_sched_publish;
-	rh.retire = proxy_sched_retire;
-	rh.cooldown_reset = proxy_sched_cooldown_reset;
+	rh.publish = dispatch_on_publish;
+	rh.retire = dispatch_on_retire;
+	rh.cooldown_reset = dispatch_on_cooldown_reset;
 	rh.reloaded = dp_reloaded;
 	registry_set_hooks(&rh);
 	if (dp_lock(db_default_path(db)) == -1)
@@ -258,7 +265,7 @@ main(int argc, char **argv)
 		    listen_addr);
 		goto out;
 	}
-	proxy_set_public(!dp_is_loopback(listen_addr));
+	auth_set_public(!dp_is_loopback(listen_addr));
 	dp_limits_from_config();
 
 	dp.loop = loop_new();
@@ -266,10 +273,20 @@ main(int argc, char **argv)
 		log_error("cannot initialise libcurl");
 		goto out;
 	}
-	proxy_init(dp.loop);
+	dispatch_init(dp.loop);
 	models_init(dp.loop);
-	if (metrics_init(dp.loop) == -1) {
-		log_error("cannot set up metrics");
+	/* The observers of the request path, in the order they hear each event. */
+	events_listen(metrics_on_event);
+	events_listen(stats_on_event);
+	events_listen(status_on_event);
+	status_init(sc_wall_ms());
+	db_file = sqlite3_db_filename(registry_db(), "main");
+	if (db_file == NULL || *db_file == '\0' || strlen(db_file) >= 4096) {
+		log_error("the database has no file name");
+		goto out;
+	}
+	if (persist_init(dp.loop, db_file) == -1 || metrics_init(db_file) == -1) {
+		log_error("cannot set up statistics and metrics");
 		goto out;
 	}
 	lfd = conn_listen(listen_addr, dp.lim.max_connections, &port, &e);
@@ -282,7 +299,7 @@ main(int argc, char **argv)
 		log_error("cannot start: %s", e.msg);
 		goto out;
 	}
-	if (conn_serve(dp.loop, lfd, proxy_handle, &dp.lim) == -1 ||
+	if (conn_serve(dp.loop, lfd, router_handle, &dp.lim) == -1 ||
 	    conn_serve(dp.loop, mfd, metrics_handle, &dp.lim) == -1)
 		goto out;
 	lfd = mfd = -1;	/* owned by the server now */
@@ -303,14 +320,15 @@ main(int argc, char **argv)
 	rc = loop_run(dp.loop) == 0 ? 0 : 1;
 	loop_timer_cancel(dp.loop, &dp.drain_check);
 	loop_timer_cancel(dp.loop, &dp.drain_deadline);
-	metrics_shutdown();	/* final flush on a graceful stop */
+	persist_shutdown();	/* final flush on a graceful stop */
+	metrics_shutdown();
 out:
 	if (lfd != -1)
 		close(lfd);
 	if (mfd != -1)
 		close(mfd);
 	models_shutdown();
-	proxy_shutdown();
+	dispatch_shutdown();
 	if (dp.loop != NULL)
 		upstream_shutdown();
 	registry_close();

@@ -1,15 +1,17 @@
 /*
- * Prometheus text exposition for the metrics port, and the periodic work
- * around it (metrics.h; every metric is described in docs/metrics.md).
+ * Prometheus text exposition for the metrics port (metrics.h; every metric
+ * is described in docs/metrics.md).
  *
  * Counters and histograms live in memory on the loop thread, per provider
- * NAME (never a key, never a prompt): a request path hook only increments.
- * Gauges of live state (window use, provider state, queue) are read from the
- * scheduler at scrape time. What needs the database is kept off the loop:
- * the statistics writer (stats.c) owns the flushes, and a maintenance thread
- * with its own connection runs PRAGMA quick_check every few minutes and
- * reads the newest backup outcome every few seconds; a scrape only copies
- * their last results and stat()s the database files.
+ * NAME (never a key, never a prompt), fed by the events of events.h: a
+ * listener only increments. The entry of a provider is found through its
+ * prov_rt serial (an array index), by name only the first time a serial is
+ * seen. Gauges of live state (window use, provider state, queue) are read
+ * from the dispatcher at scrape time. What needs the database is kept off
+ * the loop: a maintenance thread with its own connection runs PRAGMA
+ * quick_check every few minutes and reads the newest backup outcome every
+ * few seconds; a scrape only copies their last results and stat()s the
+ * database files.
  */
 #define _GNU_SOURCE
 
@@ -28,13 +30,13 @@
 #include "sc_autoconf.h"
 #include "db.h"
 #include "log.h"
-#include "loop.h"
+#include "dispatch.h"
+#include "events.h"
 #include "metrics.h"
-#include "proxy.h"
+#include "persist.h"
 #include "registry.h"
 #include "sched.h"
 #include "stats.h"
-#include "status.h"
 
 #define MX_MAX_PROV        1024		/* provider names with counters; more share the "" entry */
 #define MX_QUICK_CHECK_S   300		/* PRAGMA quick_check interval */
@@ -57,8 +59,9 @@ struct mx_hist {
 	double   sum;			/* seconds */
 };
 
-enum { MX_POOL_MAIN, MX_POOL_FALLBACK, MX_POOL_EMERGENCY, MX_POOL_NONE, MX_POOLS };
-static const char *const mx_pool_names[MX_POOLS] = { "main", "fallback", "emergency", "none" };
+/* The pools of enum sched_pool, then requests no provider took. */
+#define MX_POOL_NONE (SCHED_POOL_EMERGENCY + 1)
+#define MX_POOLS     (MX_POOL_NONE + 1)
 #define MX_CLASSES 6
 static const char *const mx_class_names[MX_CLASSES] = { "other", "1xx", "2xx", "3xx", "4xx", "5xx" };
 enum { MX_UP_2XX, MX_UP_429, MX_UP_4XX, MX_UP_5XX, MX_UP_OTHER, MX_UP_CONNECT, MX_UP_TIMEOUT, MX_UP_N };
@@ -81,18 +84,15 @@ struct mx_prov {
 };
 
 static struct {
-	struct loop      *loop;
-	struct loop_timer tick;		/* statistics flush and status publish */
-	int64_t           next_flush;	/* monotonic ms */
-	int64_t           next_publish;
 	struct mx_prov   *prov;		/* owned array */
 	size_t            nprov, cprov;
-	uint64_t          rejected[2];	/* by enum metrics_reject */
+	uint32_t         *by_serial;	/* owned: prov_rt serial -> index + 1 into prov, 0 = not seen */
+	size_t            nserial;
+	uint64_t          rejected_full, rejected_timeout;	/* the wait queue's 503s */
 	struct mx_hist    wait;		/* queue wait (uses the first MX_WAIT_N bounds slots) */
 	double            start_time_s;	/* process start, Unix seconds */
 	char              db_path[4096];
 	int               started;
-	int64_t           build_max_us;	/* longest snapshot build on the loop */
 } mx;
 
 /* The maintenance thread and what it found (under mu). */
@@ -107,16 +107,6 @@ static struct {
 	int             backup_have_ok;
 	int64_t         backup_ok_ts;		/* Unix seconds of the last successful finish */
 } mt = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
-
-/* Monotonic microseconds, for the loop-side cost of the periodic work. */
-static int64_t
-metrics_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- counters ---- */
 
@@ -141,6 +131,29 @@ metrics_prov(const char *name)
 	return &mx.prov[mx.nprov++];
 }
 
+/* The entry of a provider known by its prov_rt serial (0: by name only). */
+static struct mx_prov *
+metrics_prov_of(unsigned serial, const char *name)
+{
+	struct mx_prov *p;
+
+	if (serial == 0)
+		return metrics_prov(name);
+	if (serial < mx.nserial && mx.by_serial[serial] != 0)
+		return &mx.prov[mx.by_serial[serial] - 1];
+	if (serial >= mx.nserial) {
+		size_t n = mx.nserial ? mx.nserial : 64;
+		while (n <= serial)
+			n *= 2;
+		mx.by_serial = sc_xrealloc(mx.by_serial, n * sizeof(*mx.by_serial));
+		memset(mx.by_serial + mx.nserial, 0, (n - mx.nserial) * sizeof(*mx.by_serial));
+		mx.nserial = n;
+	}
+	p = metrics_prov(name);
+	mx.by_serial[serial] = (uint32_t)(p - mx.prov) + 1;
+	return p;
+}
+
 static void
 metrics_observe(struct mx_hist *h, const double *bounds, size_t n, double v)
 {
@@ -153,16 +166,15 @@ metrics_observe(struct mx_hist *h, const double *bounds, size_t n, double v)
 	h->sum += v;
 }
 
-void
-metrics_request_done(const struct proxy_result *r)
+static void
+metrics_request_done(const struct request_result *r)
 {
-	struct mx_prov *p = metrics_prov(r->provider_id != NULL ? r->provider_name : NULL);
+	struct mx_prov *p = r->provider_id != NULL ? metrics_prov_of(r->serial, r->provider_name) : metrics_prov(NULL);
 	int k = r->status / 100, pool = MX_POOL_NONE, ok = r->status >= 200 && r->status < 300;
 	int64_t q = r->queue_ms > 0 ? r->queue_ms : 0;
 
-	if (r->pool != NULL && r->provider_id != NULL)
-		pool = strcmp(r->pool, "fallback") == 0 ? MX_POOL_FALLBACK :
-		    strcmp(r->pool, "emergency") == 0 ? MX_POOL_EMERGENCY : MX_POOL_MAIN;
+	if (r->provider_id != NULL)
+		pool = (int)r->pool;
 	p->req[pool][k >= 1 && k <= 5 ? k : 0]++;
 	if (r->upstream_sent && r->provider_id != NULL) {
 		metrics_observe(&p->lat, mx_lat_bounds, MX_LAT_N,
@@ -170,9 +182,9 @@ metrics_request_done(const struct proxy_result *r)
 		if (r->stream && r->ttfb_ms >= 0)
 			metrics_observe(&p->ttft, mx_lat_bounds, MX_LAT_N,
 			    (double)(r->ttfb_ms - q > 0 ? r->ttfb_ms - q : 0) / 1000.0);
-		if (pool == MX_POOL_FALLBACK)
+		if (pool == SCHED_POOL_FALLBACK)
 			p->fallback++;
-		else if (pool == MX_POOL_EMERGENCY)
+		else if (pool == SCHED_POOL_EMERGENCY)
 			p->emergency++;
 		if (r->prompt_tokens > 0)
 			p->prompt_tokens += (uint64_t)r->prompt_tokens;
@@ -185,25 +197,17 @@ metrics_request_done(const struct proxy_result *r)
 	}
 	if (r->upstream_sent || q > 0)
 		metrics_observe(&mx.wait, mx_wait_bounds, MX_WAIT_N, (double)q / 1000.0);
-	stats_record(r);
-	status_record(r, sc_wall_ms());
 }
 
-void
-metrics_queue_rejected(enum metrics_reject why)
+static void
+metrics_upstream_outcome(const struct event_outcome *o)
 {
-	mx.rejected[why == METRICS_REJECT_TIMEOUT]++;
-}
+	struct mx_prov *p = metrics_prov_of(o->serial, o->provider_name);
+	int k, status = o->status;
 
-void
-metrics_upstream_outcome(const char *provider_name, int fail, int status)
-{
-	struct mx_prov *p = metrics_prov(provider_name);
-	int k;
-
-	if (fail == 1)
+	if (o->fail == COOLDOWN_FAIL_CONNECT)
 		k = MX_UP_CONNECT;
-	else if (fail == 2)
+	else if (o->fail == COOLDOWN_FAIL_TTFB)
 		k = MX_UP_TIMEOUT;
 	else if (status == 429)
 		k = MX_UP_429;
@@ -216,14 +220,28 @@ metrics_upstream_outcome(const char *provider_name, int fail, int status)
 	else
 		k = MX_UP_OTHER;
 	p->up[k]++;
-	if (k == MX_UP_429)
-		status_upstream_429(sc_wall_ms());
 }
 
 void
-metrics_cooldown_started(const char *provider_name)
+metrics_on_event(const struct event *ev)
 {
-	metrics_prov(provider_name)->cooldowns++;
+	switch (ev->kind) {
+	case EVENT_REQUEST_DONE:
+		metrics_request_done(ev->u.request);
+		break;
+	case EVENT_UPSTREAM_OUTCOME:
+		metrics_upstream_outcome(&ev->u.outcome);
+		break;
+	case EVENT_COOLDOWN_STARTED:
+		metrics_prov_of(ev->u.outcome.serial, ev->u.outcome.provider_name)->cooldowns++;
+		break;
+	case EVENT_QUEUE_REJECTED:
+		if (ev->u.rejected == DISPATCH_REJ_QUEUE_TIMEOUT)
+			mx.rejected_timeout++;
+		else
+			mx.rejected_full++;
+		break;
+	}
 }
 
 /* ---- the maintenance thread ---- */
@@ -318,57 +336,6 @@ metrics_maint_main(void *arg)
 	return NULL;
 }
 
-/* ---- the flush / publish timer ---- */
-
-static struct stats_settings
-metrics_stats_settings(void)
-{
-	const struct config *cfg = registry_config();
-	struct stats_settings s = { cfg->stats_retention_days, cfg->events_retention_days };
-
-	return s;
-}
-
-static char *
-metrics_snapshot(void)
-{
-	const struct config *cfg = registry_config();
-	struct status_queue q;
-
-	q.depth = proxy_queue_depth();
-	q.capacity = cfg->queue_capacity;
-	q.rejected_overflow = mx.rejected[METRICS_REJECT_OVERFLOW];
-	q.rejected_timeout = mx.rejected[METRICS_REJECT_TIMEOUT];
-	return status_build(sc_now_ms(), sc_wall_ms(), &q);
-}
-
-static void
-metrics_tick(struct loop *l, void *arg)
-{
-	const struct config *cfg = registry_config();
-	int64_t now = loop_now(l);
-	struct stats_settings set = metrics_stats_settings();
-	int flush = now >= mx.next_flush, publish = now >= mx.next_publish;
-	int64_t t0 = metrics_now_us();
-	char *json = publish ? metrics_snapshot() : NULL;
-
-	if (publish && metrics_now_us() - t0 > mx.build_max_us)
-		mx.build_max_us = metrics_now_us() - t0;
-
-	stats_handoff(flush, json, &set);
-	free(json);
-	if (flush)
-		mx.next_flush = now + cfg->stats_flush_ms;
-	if (publish)
-		mx.next_publish = now + cfg->status_publish_ms;
-	/* A setting lowered meanwhile takes effect at once. */
-	if (mx.next_flush > now + cfg->stats_flush_ms)
-		mx.next_flush = now + cfg->stats_flush_ms;
-	if (mx.next_publish > now + cfg->status_publish_ms)
-		mx.next_publish = now + cfg->status_publish_ms;
-	loop_timer_arm(l, &mx.tick, mx.next_flush < mx.next_publish ? mx.next_flush : mx.next_publish);
-}
-
 /* Process start from /proc (Unix seconds), or now. */
 static double
 metrics_proc_start(void)
@@ -405,32 +372,14 @@ now:
 }
 
 int
-metrics_init(struct loop *l)
+metrics_init(const char *db_path)
 {
-	const char *path = sqlite3_db_filename(registry_db(), "main");
-	struct sc_err e;
-
-	mx.loop = l;
 	mx.start_time_s = metrics_proc_start();
-	status_init(sc_wall_ms());
-	if (path == NULL || *path == '\0' || strlen(path) >= sizeof(mx.db_path)) {
-		log_error("metrics: the database has no file name");
-		return -1;
-	}
-	snprintf(mx.db_path, sizeof(mx.db_path), "%s", path);
-	sc_err_clear(&e);
-	if (stats_start(mx.db_path, &e) == -1) {
-		log_error("statistics writer: %s", e.msg);
-		return -1;
-	}
+	snprintf(mx.db_path, sizeof(mx.db_path), "%s", db_path);
 	if (pthread_create(&mt.th, NULL, metrics_maint_main, NULL) == 0)
 		mt.running = 1;
 	else
 		log_warn("metrics: no maintenance thread; integrity and backup metrics are missing");
-	loop_timer_init(&mx.tick, metrics_tick, NULL);
-	mx.next_publish = loop_now(l);	/* the dashboard sees the start at once */
-	mx.next_flush = loop_now(l) + registry_config()->stats_flush_ms;
-	loop_timer_arm(l, &mx.tick, mx.next_publish);
 	mx.started = 1;
 	return 0;
 }
@@ -438,16 +387,11 @@ metrics_init(struct loop *l)
 void
 metrics_shutdown(void)
 {
-	char *json;
 	size_t i;
 
 	if (!mx.started)
 		return;
 	mx.started = 0;
-	loop_timer_cancel(mx.loop, &mx.tick);
-	json = metrics_snapshot();
-	stats_stop(json);	/* everything counted, and the last snapshot */
-	free(json);
 	if (mt.running) {
 		pthread_mutex_lock(&mt.mu);
 		mt.stop = 1;
@@ -461,6 +405,9 @@ metrics_shutdown(void)
 	free(mx.prov);
 	mx.prov = NULL;
 	mx.nprov = mx.cprov = 0;
+	free(mx.by_serial);
+	mx.by_serial = NULL;
+	mx.nserial = 0;
 }
 
 /* ---- rendering ---- */
@@ -536,22 +483,43 @@ metrics_hist(struct sc_buf *b, const char *name, const char *prov, const struct 
 	}
 }
 
-/* One counter per provider entry (skipping the no-provider entry unless all). */
+/* The per-provider counters rendered by metrics_prov_counter. */
+enum mx_ctr { MX_CTR_COOLDOWNS, MX_CTR_FALLBACK, MX_CTR_EMERGENCY, MX_CTR_PROMPT, MX_CTR_COMPLETION,
+	MX_CTR_COST, MX_CTR_NO_USAGE };
+
+static double
+metrics_ctr_value(const struct mx_prov *p, enum mx_ctr k)
+{
+	switch (k) {
+	case MX_CTR_COOLDOWNS:	return (double)p->cooldowns;
+	case MX_CTR_FALLBACK:	return (double)p->fallback;
+	case MX_CTR_EMERGENCY:	return (double)p->emergency;
+	case MX_CTR_PROMPT:	return (double)p->prompt_tokens;
+	case MX_CTR_COMPLETION:	return (double)p->completion_tokens;
+	case MX_CTR_COST:	return p->cost;
+	case MX_CTR_NO_USAGE:	return (double)p->no_usage;
+	}
+	return 0;
+}
+
+/* One counter per provider entry (skipping the no-provider entry). Integer
+ * counters are printed as integers (exact up to 2^53). */
 static void
-metrics_prov_counter(struct sc_buf *b, const char *name, const char *help, size_t off, int is_double)
+metrics_prov_counter(struct sc_buf *b, const char *name, const char *help, enum mx_ctr k)
 {
 	size_t i;
 
 	metrics_family(b, name, "counter", help);
 	for (i = 0; i < mx.nprov; i++) {
-		const char *base = (const char *)&mx.prov[i];
+		double v;
 		if (mx.prov[i].name[0] == '\0')
 			continue;
 		metrics_series(b, name, mx.prov[i].name, NULL);
-		if (is_double)
-			metrics_float(b, *(const double *)(base + off));
+		v = metrics_ctr_value(&mx.prov[i], k);
+		if (k == MX_CTR_COST)
+			metrics_float(b, v);
 		else
-			sc_buf_printf(b, " %llu\n", *(const unsigned long long *)(const void *)(base + off));
+			sc_buf_printf(b, " %llu\n", (unsigned long long)v);
 	}
 }
 
@@ -569,8 +537,8 @@ metrics_render_requests(struct sc_buf *b)
 			for (k = 0; k < MX_CLASSES; k++) {
 				if (mx.prov[i].req[pl][k] == 0)
 					continue;
-				snprintf(extra, sizeof(extra), "pool=\"%s\",code=\"%s\"", mx_pool_names[pl],
-				    mx_class_names[k]);
+				snprintf(extra, sizeof(extra), "pool=\"%s\",code=\"%s\"",
+				    pl == MX_POOL_NONE ? "none" : sched_pool_name((enum sched_pool)pl), mx_class_names[k]);
 				metrics_series(b, "sidecar_requests_total", mx.prov[i].name, extra);
 				sc_buf_printf(b, " %llu\n", (unsigned long long)mx.prov[i].req[pl][k]);
 			}
@@ -597,34 +565,33 @@ metrics_render_requests(struct sc_buf *b)
 			metrics_hist(b, "sidecar_ttft_seconds", mx.prov[i].name, &mx.prov[i].ttft,
 			    mx_lat_bounds, MX_LAT_N);
 	metrics_prov_counter(b, "sidecar_cooldowns_total", "Cooldowns started after an upstream 429.",
-	    offsetof(struct mx_prov, cooldowns), 0);
+	    MX_CTR_COOLDOWNS);
 	metrics_prov_counter(b, "sidecar_fallback_requests_total", "Requests served by the fallback pool.",
-	    offsetof(struct mx_prov, fallback), 0);
+	    MX_CTR_FALLBACK);
 	metrics_prov_counter(b, "sidecar_emergency_requests_total",
 	    "Requests served by the emergency channel (a cooling key's reserved share).",
-	    offsetof(struct mx_prov, emergency), 0);
+	    MX_CTR_EMERGENCY);
 	metrics_prov_counter(b, "sidecar_prompt_tokens_total", "Prompt tokens reported by upstream usage.",
-	    offsetof(struct mx_prov, prompt_tokens), 0);
+	    MX_CTR_PROMPT);
 	metrics_prov_counter(b, "sidecar_completion_tokens_total",
-	    "Completion tokens reported by upstream usage.", offsetof(struct mx_prov, completion_tokens), 0);
+	    "Completion tokens reported by upstream usage.", MX_CTR_COMPLETION);
 	metrics_prov_counter(b, "sidecar_cost_total", "Cost of reported tokens (total_tokens / 1000 x cost_per_1k).",
-	    offsetof(struct mx_prov, cost), 1);
+	    MX_CTR_COST);
 	metrics_prov_counter(b, "sidecar_streams_without_usage_total",
 	    "Successful streams that ended without a usage chunk (tokens unknown, not counted as 0).",
-	    offsetof(struct mx_prov, no_usage), 0);
+	    MX_CTR_NO_USAGE);
 }
 
 static void
 metrics_render_providers(struct sc_buf *b)
 {
-	static const char *const states[] = { "ok", "full", "cooling", "unhealthy", "invalid", "disabled" };
-	const struct config *cfg = registry_config();
 	int64_t now = sc_now_ms();
 	size_t i, n = registry_count(), k;
 	char extra[64];
 
+	/* Read-only: the runtime state is the dispatcher's. */
 #define MX_EACH(stmt) for (i = 0; i < n; i++) { struct reg_provider *rp = registry_at(i); \
-	struct sched_provider *sp = rp->sched; (void)sp; stmt; }
+	const struct sched_provider *sp = rp->rt != NULL ? &rp->rt->sched : NULL; (void)sp; stmt; }
 	metrics_family(b, "sidecar_provider_rpm_used", "gauge", "Requests started in the current rate window.");
 	MX_EACH(metrics_series(b, "sidecar_provider_rpm_used", rp->p.name, NULL);
 	    sc_buf_printf(b, " %d\n", sp != NULL ? ratelimit_used(&sp->rl, now) : 0));
@@ -634,13 +601,10 @@ metrics_render_providers(struct sc_buf *b)
 	metrics_family(b, "sidecar_provider_state", "gauge",
 	    "Live provider state: 1 for the current one of ok, full, cooling, unhealthy, invalid, disabled.");
 	for (i = 0; i < n; i++) {
-		struct reg_provider *rp = registry_at(i);
-		enum sched_state s = rp->sched != NULL ? sched_provider_state(rp->sched, cfg, now) : SCHED_ST_INVALID;
-		if (!rp->usable && s != SCHED_ST_DISABLED)
-			s = SCHED_ST_INVALID;
-		for (k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
-			snprintf(extra, sizeof(extra), "state=\"%s\"", states[k]);
-			metrics_series(b, "sidecar_provider_state", rp->p.name, extra);
+		enum sched_state s = dispatch_rt_state(registry_at(i), now);
+		for (k = 0; k <= SCHED_ST_DISABLED; k++) {
+			snprintf(extra, sizeof(extra), "state=\"%s\"", sched_state_name((enum sched_state)k));
+			metrics_series(b, "sidecar_provider_state", registry_at(i)->p.name, extra);
 			sc_buf_printf(b, " %d\n", (size_t)s == k);
 		}
 	}
@@ -658,7 +622,7 @@ metrics_render_providers(struct sc_buf *b)
 	    sc_buf_printf(b, " %d\n", sp != NULL ? sp->cd.consecutive_429 : 0));
 	metrics_family(b, "sidecar_provider_inflight_requests", "gauge", "Upstream attempts in progress.");
 	MX_EACH(metrics_series(b, "sidecar_provider_inflight_requests", rp->p.name, NULL);
-	    sc_buf_printf(b, " %d\n", rp->in_flight));
+	    sc_buf_printf(b, " %d\n", rp->rt != NULL ? rp->rt->in_flight : 0));
 #undef MX_EACH
 }
 
@@ -723,7 +687,7 @@ metrics_render_db(struct sc_buf *b)
 	sc_buf_printf(b, "sidecar_stats_handoff_max_seconds %.9g\n", si.handoff_max_s);
 	metrics_family(b, "sidecar_status_build_max_seconds", "gauge",
 	    "Longest time the event loop spent building the live status snapshot.");
-	sc_buf_printf(b, "sidecar_status_build_max_seconds %.9g\n", (double)mx.build_max_us / 1e6);
+	sc_buf_printf(b, "sidecar_status_build_max_seconds %.9g\n", persist_build_max_s());
 	metrics_family(b, "sidecar_stats_flush_failures_total", "counter",
 	    "Statistics flushes that did not commit (rows kept for the next one).");
 	sc_buf_printf(b, "sidecar_stats_flush_failures_total %llu\n", (unsigned long long)si.flush_failures);
@@ -794,27 +758,23 @@ void
 metrics_render(struct sc_buf *b)
 {
 	const struct config *cfg = registry_config();
-	size_t i, inflight = 0;
 
-	for (i = 0; i < registry_count(); i++)
-		inflight += (size_t)registry_at(i)->in_flight;
 	metrics_family(b, "sidecar_up", "gauge", "Whether the data plane is running.");
 	sc_buf_printf(b, "sidecar_up 1\n");
 	metrics_family(b, "sidecar_build_info", "gauge", "Build of the data plane (value 1).");
 	sc_buf_printf(b, "sidecar_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	metrics_render_requests(b);
 	metrics_family(b, "sidecar_inflight_requests", "gauge", "Requests being served upstream now.");
-	sc_buf_printf(b, "sidecar_inflight_requests %zu\n", inflight);
+	sc_buf_printf(b, "sidecar_inflight_requests %zu\n", dispatch_in_flight());
 	metrics_family(b, "sidecar_queue_depth", "gauge", "Requests waiting for a provider.");
-	sc_buf_printf(b, "sidecar_queue_depth %zu\n", proxy_queue_depth());
+	sc_buf_printf(b, "sidecar_queue_depth %zu\n", dispatch_queue_depth());
 	metrics_family(b, "sidecar_queue_capacity", "gauge", "Setting queue_capacity.");
 	sc_buf_printf(b, "sidecar_queue_capacity %d\n", cfg->queue_capacity);
 	metrics_family(b, "sidecar_queue_rejected_total", "counter",
 	    "Requests rejected by the wait queue (503): full on arrival (overflow) or waited too long (timeout).");
 	sc_buf_printf(b, "sidecar_queue_rejected_total{reason=\"overflow\"} %llu\n"
 	    "sidecar_queue_rejected_total{reason=\"timeout\"} %llu\n",
-	    (unsigned long long)mx.rejected[METRICS_REJECT_OVERFLOW],
-	    (unsigned long long)mx.rejected[METRICS_REJECT_TIMEOUT]);
+	    (unsigned long long)mx.rejected_full, (unsigned long long)mx.rejected_timeout);
 	metrics_family(b, "sidecar_queue_wait_seconds", "histogram",
 	    "Time requests spent in the wait queue (0 for those that went at once).");
 	metrics_hist(b, "sidecar_queue_wait_seconds", NULL, &mx.wait, mx_wait_bounds, MX_WAIT_N);

@@ -1,36 +1,23 @@
 /*
- * Observability of the data plane (SPEC §6, §8): the Prometheus endpoint on
- * the metrics port, the counters and histograms behind it, and the periodic
- * work that feeds the database — the statistics flush (stats.h) and the live
- * status snapshot (status.h) on one timer, and a maintenance thread for the
- * SQLite quick_check and the backup outcome. docs/metrics.md lists every
- * metric.
+ * Observability of the data plane (SPEC §8): the Prometheus endpoint on the
+ * metrics port and the counters and histograms behind it, fed as a listener
+ * of events.h; a maintenance thread for the SQLite quick_check and the
+ * backup outcome. docs/metrics.md lists every metric.
  */
 #ifndef SC_METRICS_H
 #define SC_METRICS_H
 
 #include "conn.h"
 
-struct loop;
-struct proxy_result;
+struct event;
 
-/* Set up once the registry is open: start the statistics writer and the
- * maintenance thread, arm the flush/publish timer; 0 or -1. metrics_shutdown
- * runs after the loop ends on a graceful stop: the final flush. */
-int  metrics_init(struct loop *l);
+/* Start the maintenance thread on db_path; 0 or -1. metrics_shutdown stops it. */
+int  metrics_init(const char *db_path);
 void metrics_shutdown(void);
 
-/* One finished request (proxy.h: struct proxy_result): metrics, statistics
- * and the live counts. */
-void metrics_request_done(const struct proxy_result *r);
-
-/* Hooks from the request path (proxy.c). */
-enum metrics_reject { METRICS_REJECT_OVERFLOW, METRICS_REJECT_TIMEOUT };
-void metrics_queue_rejected(enum metrics_reject why);
-/* How one upstream attempt ended: fail 0 = an HTTP status arrived (status),
- * 1 = connection failed, 2 = no first byte in time. */
-void metrics_upstream_outcome(const char *provider_name, int fail, int status);
-void metrics_cooldown_started(const char *provider_name);
+/* Listener (events.h): count requests, upstream outcomes, cooldowns and
+ * queue rejections. */
+void metrics_on_event(const struct event *ev);
 
 /* The whole exposition (text format 0.0.4) into b. */
 void metrics_render(struct sc_buf *b);

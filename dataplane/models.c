@@ -13,15 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "conn.h"
-#include "crypto.h"
 #include "log.h"
 #include "loop.h"
 #include "models.h"
 #include "oaierr.h"
 #include "registry.h"
-#include "sched.h"
+#include "dispatch.h"
 #include "upstream.h"
 
 #define MODELS_BODY_CAP (4 * 1024 * 1024)	/* an upstream /models answer */
@@ -40,13 +40,14 @@ struct models_src {
 };
 
 struct models_wait {
-	struct conn        *conn;
-	char                rid[129];
-	struct models_wait *prev, *next;
+	struct conn *conn;
+	char         rid[129];
+	TAILQ_ENTRY(models_wait) link;
 };
+TAILQ_HEAD(models_waits, models_wait);
 
-static struct models_src  *msrc;
-static struct models_wait *mwait;
+static struct models_src   *msrc;
+static struct models_waits  mwait = TAILQ_HEAD_INITIALIZER(mwait);
 static size_t              mpending;	/* fetches running */
 static struct loop        *mloop;
 
@@ -155,15 +156,10 @@ models_fetch(struct models_src *s, const struct reg_provider *p)
 {
 	const struct config *cfg = registry_config();
 	struct upstream_req rq;
-	struct curl_slist *h = NULL, *t;
+	struct curl_slist *h, *t;
 	char url[2048];
-	size_t kl = strlen(p->p.api_key) + 32;
-	char *auth = sc_xmalloc(kl);
 
-	snprintf(auth, kl, "Authorization: Bearer %s", p->p.api_key);
-	h = curl_slist_append(NULL, auth);
-	crypto_wipe(auth, kl);
-	free(auth);
+	h = upstream_add_bearer(NULL, p->p.api_key);
 	if (h == NULL || (t = curl_slist_append(h, "Accept: application/json")) == NULL) {
 		curl_slist_free_all(h);
 		return;
@@ -194,9 +190,7 @@ models_refresh(void)
 		s->seen = 0;
 	for (i = 0; i < registry_count(); i++) {
 		struct reg_provider *p = registry_at(i);
-		const struct sched_provider *sp = p->sched;
-		/* A key found invalid or unhealthy would only fetch an error. */
-		if (!p->usable || (sp != NULL && (sp->cd.invalid || sp->cd.unhealthy)))
+		if (!dispatch_rt_can_fetch(p))
 			continue;
 		for (s = msrc; s != NULL; s = s->next)
 			if (strcmp(s->endpoint, p->p.endpoint_url) == 0 && strcmp(s->prefix, p->p.model_prefix) == 0)
@@ -263,22 +257,11 @@ models_answer(struct conn *c, const char *rid)
 }
 
 static void
-models_wait_unlink(struct models_wait *w)
-{
-	if (w->prev != NULL)
-		w->prev->next = w->next;
-	else
-		mwait = w->next;
-	if (w->next != NULL)
-		w->next->prev = w->prev;
-}
-
-static void
 models_wait_abort(void *arg)
 {
 	struct models_wait *w = arg;
 
-	models_wait_unlink(w);
+	TAILQ_REMOVE(&mwait, w, link);
 	free(w);
 }
 
@@ -287,9 +270,10 @@ static const struct conn_hooks models_hooks = { models_wait_abort, NULL };
 static void
 models_answer_all(void)
 {
-	while (mwait != NULL) {
-		struct models_wait *w = mwait;
-		models_wait_unlink(w);
+	struct models_wait *w;
+
+	while ((w = TAILQ_FIRST(&mwait)) != NULL) {
+		TAILQ_REMOVE(&mwait, w, link);
 		models_answer(w->conn, w->rid);
 		free(w);
 	}
@@ -309,9 +293,6 @@ models_handle(struct conn *c, const char *rid)
 	w = sc_xcalloc(1, sizeof(*w));
 	w->conn = c;
 	snprintf(w->rid, sizeof(w->rid), "%s", rid);
-	w->next = mwait;
-	if (mwait != NULL)
-		mwait->prev = w;
-	mwait = w;
+	TAILQ_INSERT_HEAD(&mwait, w, link);
 	conn_attach(c, &models_hooks, w);
 }

@@ -1,48 +1,43 @@
 /*
- * One client request from routing to the last byte.
+ * One client request from routing to the last byte: the request's state
+ * machine. router.c hands over a POST it has authenticated; the phases are
  *
- * proxy_handle checks the client token, picks the endpoint, parses the body
- * (shape_parse) and the route (longest model_prefix). proxy_next then asks
- * proxy_choose — the single place that decides "which provider, now, later,
- * or never", through sched_decide (dataplane/sched.h, docs/scheduling.md) —
- * and either starts an attempt, parks the request in the wait queue, or
- * answers the rejection. One timer serves the whole queue: it fires at the
- * earliest of the next queue deadline, the next moment a provider frees
- * (window slot, cooldown end) and the next health probe; then expired
- * waiters get 503 and the others are decided again in service order. An attempt is one upstream
- * transfer: a 2xx head commits the response to the client and the body is
- * relayed as it arrives (pausing curl while the client's buffer is full); an
- * error head is buffered (bounded) so that a retryable failure (429,
- * 401/403, 5xx, connect error, first-byte timeout) can go to another
- * provider while nothing has been sent, and a final error reaches the client
- * in OpenAI shape with the upstream's status. When the sidecar asked the
- * upstream for stream usage the client did not request, the usage-only SSE
- * event is dropped from the relay (sse.h), holding back at most one event.
+ *   PX_ROUTE   parsed and routed; asking the dispatcher for a provider
+ *   PX_WAIT    parked in the dispatcher's wait queue (its timer answers)
+ *   PX_ATTEMPT an upstream transfer runs, nothing sent to the client yet
+ *   PX_RELAY   a 2xx head went to the client; relaying the body
+ *   PX_DONE    answered; the log line is written and the request freed
  *
- * Every upstream outcome goes through cooldown_on_outcome; what it changes
- * (cooldown, invalid key, health) is persisted through the registry.
+ * and only proxy_set_phase changes them. ROUTE asks (dispatch_ask): GO
+ * starts an attempt, WAIT parks, REJECT answers 503 or the last upstream
+ * error. An attempt's error head is buffered (bounded) so that a retryable
+ * failure (429, 401/403, 5xx, connect error, first-byte timeout) goes back
+ * to ROUTE for another provider while nothing was sent; a final error
+ * reaches the client in OpenAI shape with the upstream's status. A 2xx head
+ * commits (RELAY): the body is relayed as it arrives, pausing curl while the
+ * client's buffer is full. When the sidecar asked the upstream for stream
+ * usage the client did not request, the usage-only SSE event is dropped from
+ * the relay (sse.h), holding back at most one event.
  *
- * Each request ends in proxy_log_free (log line, release), also from
- * proxy_abort (the client went away: cancel the upstream transfer or leave
- * the queue at once).
+ * The dispatcher owns every provider's runtime state; this file only reports
+ * outcomes to it (dispatch_report). Each request ends in proxy_finish (log
+ * line, the request-done event, release), also from proxy_abort (the client
+ * went away: cancel the transfer or leave the queue at once).
  */
 #define _GNU_SOURCE
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "crypto.h"
+#include "dispatch.h"
+#include "events.h"
 #include "log.h"
-#include "loop.h"
-#include "metrics.h"
-#include "models.h"
 #include "oaierr.h"
 #include "proxy.h"
-#include "queue.h"
 #include "registry.h"
-#include "sched.h"
 #include "shape.h"
 #include "sse.h"
 #include "upstream.h"
@@ -50,41 +45,31 @@
 #define PX_ERRBODY_CAP  (64 * 1024)	/* upstream error body kept for the rewrite */
 #define PX_FWD_CAP      (64 * 1024)	/* client headers forwarded upstream */
 #define PX_HDR_CAP      2048		/* response header lines the sidecar adds */
-#define PX_RID_MAX      128
 #define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
-#define PX_MAX_CAND     256		/* providers of one route */
+#define PX_TRIES        8		/* decisions per step when attempts fail to start */
 
-enum px_phase {
-	PX_ROUTED,	/* parsed and routed, no attempt yet */
-	PX_WAITING,	/* parked until a provider may take it */
-	PX_ATTEMPT,	/* upstream transfer running, nothing sent to the client */
-	PX_RELAY,	/* response committed to the client, relaying */
-	PX_DONE,
-};
+/* Ordered by lifecycle. */
+enum px_phase { PX_ROUTE, PX_WAIT, PX_ATTEMPT, PX_RELAY, PX_DONE };
+
+static const char *const px_phase_names[] = { "route", "wait", "attempt", "relay", "done" };
 
 struct proxy_req {
-	struct conn          *conn;		/* the client; NULL once gone */
-	enum px_phase         phase;
-	char                  rid[PX_RID_MAX + 1];
+	struct conn          *conn;		/* the client; NULL once answered or gone */
+	enum px_phase         phase;		/* changed only by proxy_set_phase */
+	char                  rid[PROXY_RID_MAX + 1];
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
 	char                 *model;		/* owned: the client's model */
-	char                 *prefix;		/* owned: the matched model_prefix */
+	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
 	int64_t               t_start;		/* ms, monotonic */
-	int64_t               t_wait;		/* when parked, 0 when not */
-	int64_t               queue_ms;		/* total time parked */
-	struct queue_node     qn;		/* wait-queue link while parked */
-	enum queue_prio       prio;
-	struct sched_request  srq;		/* tried-set and attempts across retries */
+	struct dispatch_ticket dt;		/* the dispatcher's: route, queue, provider, pool */
+	bool                  ticket;		/* dt initialised */
 
-	/* The current or last attempt. */
-	struct reg_provider  *prov;		/* ref held */
-	const char           *pool;		/* "main" | "fallback" | "emergency" */
+	/* The current or last attempt (provider: dt.prov, pool: dt.pool). */
 	struct upstream_xfer *xfer;		/* running transfer, NULL between attempts */
-	int64_t               t_attempt;
 	struct sc_buf         upbody;		/* owned: the body sent upstream */
 	bool                  usage_injected;
 	int                   attempts;
@@ -112,32 +97,13 @@ struct proxy_req {
 	const char           *last_fail_msg;
 };
 
-/* Active health probe of an unhealthy provider. */
-struct px_probe {
-	struct reg_provider  *prov;	/* ref held */
-	struct upstream_xfer *xfer;
-	int64_t               t0;
-	struct px_probe      *prev, *next;
-};
+static size_t px_in_flight;
 
-static struct loop      *px_loop;
-static size_t            px_in_flight;
-static struct queue      px_queue;
-static struct loop_timer px_timer;	/* the queue / provider-change / probe timer */
-static struct px_probe  *px_probes;
-static int               px_public;	/* listening beyond loopback: a token is always required */
-
-static void proxy_next(struct proxy_req *r);
+static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
 static const struct conn_hooks px_hooks = { proxy_abort, proxy_drain };
-
-void
-proxy_set_public(int on)
-{
-	px_public = on;
-}
 
 size_t
 proxy_in_flight(void)
@@ -145,157 +111,24 @@ proxy_in_flight(void)
 	return px_in_flight;
 }
 
-size_t
-proxy_queue_depth(void)
-{
-	return queue_len(&px_queue);
-}
-
-static void proxy_sched_fire(struct loop *l, void *arg);
-
-int
-proxy_init(struct loop *l)
-{
-	px_loop = l;
-	queue_init(&px_queue);
-	loop_timer_init(&px_timer, proxy_sched_fire, NULL);
-	return 0;
-}
-
-void
-proxy_shutdown(void)
-{
-	if (px_loop != NULL)
-		loop_timer_cancel(px_loop, &px_timer);
-	while (px_probes != NULL) {
-		struct px_probe *pr = px_probes;
-		px_probes = pr->next;
-		upstream_cancel(pr->xfer);
-		reg_provider_unref(pr->prov);
-		free(pr);
-	}
-}
-
-/* Registry hooks: scheduling state lives as long as the provider's id. */
-void
-proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
-{
-	struct sched_provider *sp;
-	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms(), wall = wall_ms / 1000;
-	int unhealthy = 0, failures = 0;
-
-	if (old != NULL && old->sched != NULL) {
-		sp = old->sched;
-		old->sched = NULL;
-		sp->cfg = &p->p;
-		p->sched = sp;
-		return;
-	}
-	sp = sc_xcalloc(1, sizeof(*sp));
-	sched_provider_init(sp, &p->p, registry_config());
-	/* A restart keeps cooldowns, consecutive 429 counts and health. */
-	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
-		cooldown_restore(&sp->cd, now, p->p.cooldown_until > wall ? p->p.cooldown_until * 1000 - wall_ms : 0,
-		    p->p.consecutive_429);
-	if (registry_load_health(p->p.id, &unhealthy, &failures) == 0) {
-		sp->cd.consecutive_failures = failures;
-		if (unhealthy) {
-			sp->cd.unhealthy = true;
-			sp->cd.next_probe_ms = now;
-		}
-	}
-	p->sched = sp;
-}
-
-void
-proxy_sched_retire(struct reg_provider *p, void *arg)
-{
-	if (p->sched != NULL) {
-		sched_provider_free(p->sched);
-		free(p->sched);
-		p->sched = NULL;
-	}
-}
-
-void
-proxy_sched_cooldown_reset(struct reg_provider *p, void *arg)
-{
-	struct sched_provider *sp = p->sched;
-
-	if (sp == NULL)
-		return;
-	cooldown_reset(&sp->cd);
-	log_info("provider %s: cooldown reset by the operator", p->p.name);
-	/* proxy_sched_reloaded, which runs after every reload, wakes the waiters. */
-}
-
-void
-proxy_sched_reloaded(void)
-{
-	/* Limits or cooldowns may have changed: let the waiters try again. */
-	if (px_loop != NULL)
-		loop_timer_arm(px_loop, &px_timer, 0);
-}
-
-/* A new request id: a random per-process prefix and a counter, unique
- * without a system call per request. */
+/* The one place a request changes phase. */
 static void
-proxy_new_rid(char out[PX_RID_MAX + 1])
+proxy_set_phase(struct proxy_req *r, enum px_phase to)
 {
-	static char prefix[37];
-	static unsigned long long counter;
-
-	if (prefix[0] == '\0') {
-		sc_uuid(prefix);
-		prefix[23] = '\0';	/* "xxxxxxxx-xxxx-4xxx-xxxx" */
-	}
-	snprintf(out, PX_RID_MAX + 1, "%s-%012llx", prefix, ++counter);
-}
-
-/* A request id from the client is kept only if it is short and plain. */
-static int
-proxy_rid_ok(struct http_slice s)
-{
-	size_t i;
-
-	if (s.len == 0 || s.len > PX_RID_MAX)
-		return 0;
-	for (i = 0; i < s.len; i++) {
-		char ch = s.p[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '_' || ch == '.' || ch == ':'))
-			return 0;
-	}
-	return 1;
-}
-
-void
-proxy_error(struct conn *c, const char *rid, int status, const char *msg, const char *code,
-    const char *extra_hdrs)
-{
-	struct sc_buf b;
-	char h[PX_HDR_CAP];
-
-	sc_buf_init(&b, 4096);
-	if (oaierr_format(&b, status, msg, NULL, code) == -1) {
-		sc_buf_reset(&b);
-		sc_buf_append(&b, "{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", 77);
-	}
-	snprintf(h, sizeof(h), "X-Request-Id: %s\r\n%s", rid, extra_hdrs ? extra_hdrs : "");
-	conn_respond(c, status, h, "application/json", b.data, b.len);
-	sc_buf_free(&b);
+	if (r->phase == to)
+		return;
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("request %s: %s -> %s", r->rid, px_phase_names[r->phase], px_phase_names[to]);
+	r->phase = to;
 }
 
 static void
 proxy_free(struct proxy_req *r)
 {
-	queue_remove(&px_queue, &r->qn);
-	if (r->xfer != NULL) {
+	if (r->xfer != NULL)
 		upstream_cancel(r->xfer);
-		r->prov->in_flight--;
-	}
-	if (r->prov != NULL)
-		reg_provider_unref(r->prov);
+	if (r->ticket)
+		dispatch_ticket_release(&r->dt);
 	if (r->shape_ok)
 		shape_free(&r->shape);
 	if (r->sse_drop || r->sse_observe)
@@ -307,49 +140,54 @@ proxy_free(struct proxy_req *r)
 	sc_buf_free(&r->errbody);
 	sc_buf_free(&r->hold);
 	free(r->model);
-	free(r->prefix);
 	free(r);
 	px_in_flight--;
 }
 
-/* The one log line per request, then release. The client part is already done. */
+/* The end of every request: the one log line, the request-done event, release.
+ * The client part is already done (or the client is gone). */
 static void
-proxy_log_free(struct proxy_req *r, int status, const char *note)
+proxy_finish(struct proxy_req *r, int status, const char *note)
 {
+	const struct reg_provider *p = r->ticket ? r->dt.prov : NULL;
 	int64_t now = sc_now_ms();
+	int64_t qms = r->ticket ? r->dt.queue_ms + (r->dt.t_wait != 0 ? now - r->dt.t_wait : 0) : 0;
+	struct request_result res;
+	struct event ev;
 
-	if (r->t_wait != 0)
-		r->queue_ms += now - r->t_wait;
+	proxy_set_phase(r, PX_DONE);
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
 	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, r->prov != NULL ? r->prov->p.name : "-", r->model != NULL ? r->model : "-", status,
-	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)r->queue_ms, r->attempts,
-	    r->pool != NULL ? r->pool : "-", (long long)r->tokens, (unsigned long long)r->relayed,
+	    r->rid, p != NULL ? p->p.name : "-", r->model != NULL ? r->model : "-", status,
+	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
+	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
-	{
-		struct proxy_result res;
-		memset(&res, 0, sizeof(res));
-		res.rid = r->rid;
-		res.provider_id = r->prov != NULL ? r->prov->p.id : NULL;
-		res.provider_name = r->prov != NULL ? r->prov->p.name : NULL;
-		res.cost_per_1k = r->prov != NULL ? r->prov->p.cost_per_1k : 0;
-		res.pool = r->prov != NULL ? r->pool : NULL;
-		res.model = r->model;
-		res.upstream_model = r->model != NULL && r->prefix != NULL ? r->model + strlen(r->prefix) : NULL;
-		res.status = status;
-		res.error = status >= 400 || r->interrupted;
-		res.stream = r->stream;
-		res.upstream_sent = r->attempts > 0;
-		res.latency_ms = now - r->t_start;
-		res.ttfb_ms = r->ttfb_ms;
-		res.queue_ms = r->queue_ms;
-		res.attempts = r->attempts;
-		res.prompt_tokens = r->prompt_tokens;
-		res.completion_tokens = r->completion_tokens;
-		res.total_tokens = r->tokens;
-		res.bytes = r->relayed;
-		metrics_request_done(&res);
+	memset(&res, 0, sizeof(res));
+	res.rid = r->rid;
+	if (p != NULL) {
+		res.serial = r->dt.rt->serial;
+		res.provider_id = p->p.id;
+		res.provider_name = p->p.name;
+		res.cost_per_1k = p->p.cost_per_1k;
+		res.pool = r->dt.pool;
 	}
+	res.model = r->model;
+	res.upstream_model = r->model != NULL && r->prefix != NULL ? r->model + strlen(r->prefix) : NULL;
+	res.status = status;
+	res.error = status >= 400 || r->interrupted;
+	res.stream = r->stream;
+	res.upstream_sent = r->attempts > 0;
+	res.latency_ms = now - r->t_start;
+	res.ttfb_ms = r->ttfb_ms;
+	res.queue_ms = qms;
+	res.attempts = r->attempts;
+	res.prompt_tokens = r->prompt_tokens;
+	res.completion_tokens = r->completion_tokens;
+	res.total_tokens = r->tokens;
+	res.bytes = r->relayed;
+	ev.kind = EVENT_REQUEST_DONE;
+	ev.u.request = &res;
+	events_emit(&ev);
 	proxy_free(r);
 }
 
@@ -360,9 +198,8 @@ proxy_fail(struct proxy_req *r, int status, const char *msg, const char *code, c
 	struct conn *c = r->conn;
 
 	r->conn = NULL;
-	r->phase = PX_DONE;
-	proxy_error(c, r->rid, status, msg, code, extra);
-	proxy_log_free(r, status, code);
+	conn_respond_error(c, status, r->rid, msg, code, extra);
+	proxy_finish(r, status, code);
 }
 
 /* The client went away (conn teardown): stop everything now. */
@@ -372,7 +209,7 @@ proxy_abort(void *arg)
 	struct proxy_req *r = arg;
 
 	r->conn = NULL;
-	proxy_log_free(r, 499, "client_closed");
+	proxy_finish(r, 499, "client_closed");
 }
 
 /* The client's output buffer drained: resume the paused transfer. */
@@ -398,98 +235,25 @@ proxy_hdr_safe(const char *in, char *out, size_t outlen)
 		out[i] = ((unsigned char)in[i] < 0x20 || in[i] == 0x7f) ? '_' : in[i];
 	out[i] = '\0';
 }
-
 /* Response header lines the sidecar adds, into h; Content-Type first when
  * ctype is not NULL. */
 static int
 proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
-	int64_t qms = r->queue_ms;
-	const char *pool = r->pool ? r->pool : "main";
+	const char *pool = sched_pool_name(r->dt.pool);
+	int degraded = r->dt.pool != SCHED_POOL_MAIN;
 	char name[256];
 	int n;
 
-	proxy_hdr_safe(r->prov->p.name, name, sizeof(name));
+	proxy_hdr_safe(r->dt.prov->p.name, name, sizeof(name));
 	n = snprintf(h, hl,
 	    "%s%s%sX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
 	    "X-Sidecar-Queue-Ms: %lld\r\n%s%s%s%s",
 	    ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-	    r->rid, name, pool, (long long)qms,
-	    strcmp(pool, "main") != 0 ? "X-Sidecar-Degraded: " : "",
-	    strcmp(pool, "main") != 0 ? pool : "", strcmp(pool, "main") != 0 ? "\r\n" : "",
+	    r->rid, name, pool, (long long)r->dt.queue_ms,
+	    degraded ? "X-Sidecar-Degraded: " : "", degraded ? pool : "", degraded ? "\r\n" : "",
 	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
 	return n < 0 || (size_t)n >= hl ? 0 : n;
-}
-
-static int
-proxy_retryable_status(int st)
-{
-	return st == 429 || st == 401 || st == 403 || st >= 500;
-}
-
-/* Apply one upstream outcome to the provider's scheduling state and persist
- * what changed. Safe inside curl callbacks: it never starts or stops a
- * transfer (it only re-arms the scheduler timer). */
-static enum cooldown_action
-proxy_outcome(struct proxy_req *r, enum cooldown_failure fail, int status, int retry_after_s,
-    const char *detail)
-{
-	struct reg_provider *cur = registry_by_id(r->prov->p.id);
-	struct sched_provider *sp = cur != NULL ? cur->sched : NULL;
-	const struct config *cfg = registry_config();
-	struct cooldown_outcome o;
-	struct cooldown_result cr;
-	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
-	int prev_failures;
-	char summary[160];
-
-	metrics_upstream_outcome(r->prov->p.name, fail == COOLDOWN_FAIL_CONNECT ? 1 : fail == COOLDOWN_FAIL_TTFB ? 2 : 0,
-	    status);
-	if (sp == NULL)
-		return status >= 200 && status < 300 ? COOLDOWN_ACT_DELIVER :
-		    (fail != COOLDOWN_FAIL_NONE || proxy_retryable_status(status)) ? COOLDOWN_ACT_RETRY :
-		    COOLDOWN_ACT_PASS_THROUGH;
-	memset(&o, 0, sizeof(o));
-	o.failure = fail;
-	o.status = status;
-	o.started_ms = r->t_attempt;
-	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
-	if (fail != COOLDOWN_FAIL_NONE)
-		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
-	else
-		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
-	o.reason = summary;
-	prev_failures = sp->cd.consecutive_failures;
-	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
-	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
-		/* A success that resets the streak (a request sent before the 429)
-		 * leaves a running cooldown in force: keep its persisted end (-1). */
-		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
-		    (wall_ms + cr.cooldown_until_ms - now + 999) / 1000 : cooldown_is_cooling(&sp->cd, now) ? -1 : 0;
-		if (cr.cooldown_started)
-			metrics_cooldown_started(r->prov->p.name);
-		if (cr.cooldown_started || cr.cooldown_extended)
-			log_warn("provider %s: %d from upstream, cooling down for %d s (consecutive %d)",
-			    r->prov->p.name, status, cr.cooldown_seconds, cr.count);
-		registry_save_cooldown(r->prov->p.id, until, cr.count, cr.cooldown_started ? cr.cooldown_seconds : 0,
-		    summary);
-	}
-	if (cr.became_invalid) {
-		log_warn("provider %s: upstream answered %d, key marked invalid", r->prov->p.name, status);
-		registry_save_invalid(r->prov->p.id, summary);
-	}
-	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures) {
-		if (cr.became_unhealthy)
-			log_warn("provider %s: unhealthy after %d failures", r->prov->p.name, cr.failures);
-		registry_save_health(r->prov->p.id, sp->cd.unhealthy, cr.failures, status, now - r->t_attempt,
-		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
-	}
-	/* Waiters may go now, or a provider's state changed: decide again and
-	 * re-arm from the timer (never here: this may run inside a curl callback). */
-	if (queue_len(&px_queue) > 0 || cr.cooldown_started || cr.cooldown_extended || cr.became_invalid ||
-	    cr.became_unhealthy || cr.became_healthy)
-		loop_timer_arm(px_loop, &px_timer, 0);
-	return cr.action;
 }
 
 /* Commit a 2xx: send the head to the client. */
@@ -517,7 +281,7 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 		sc_buf_init(&r->jbody, PX_USAGE_CAP);
 	}
 	n = proxy_resp_headers(r, h, sizeof(h), ct);
-	r->phase = PX_RELAY;
+	proxy_set_phase(r, PX_RELAY);
 	r->status = r->up_status;
 	conn_response_head(r->conn, r->up_status, h, (size_t)n, cl);
 }
@@ -534,11 +298,11 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		 * provider) is no API answer: an upstream failure like a 502,
 		 * retried elsewhere while nothing was sent to the client. */
 		log_warn("request %s: provider %s answered %d with an HTML page; treated as 502", r->rid,
-		    r->prov->p.name, r->up_status);
+		    r->dt.prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
-		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
@@ -645,7 +409,6 @@ proxy_on_data(void *arg, const char *p, size_t n)
 static void
 proxy_record_tokens(struct proxy_req *r)
 {
-	struct reg_provider *cur;
 	struct sse_usage u;
 
 	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
@@ -654,10 +417,7 @@ proxy_record_tokens(struct proxy_req *r)
 		r->prompt_tokens = u.prompt_tokens;
 		r->completion_tokens = u.completion_tokens;
 	}
-	if (r->tokens <= 0 || (cur = registry_by_id(r->prov->p.id)) == NULL || cur->sched == NULL)
-		return;
-	if (cur->p.tpm_limit > 0)
-		ratelimit_record_tokens(&((struct sched_provider *)cur->sched)->rl, sc_now_ms(), r->tokens);
+	dispatch_report_tokens(&r->dt, r->tokens);
 }
 
 /* The end of a committed response: flush what drop mode held, end cleanly. */
@@ -678,7 +438,7 @@ proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 	proxy_record_tokens(r);
 	r->conn = NULL;
 	if (res == UPSTREAM_OK) {
-		proxy_log_free(r, status, NULL);
+		proxy_finish(r, status, NULL);
 		conn_response_end(c);
 		return;
 	}
@@ -689,31 +449,28 @@ proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 		    "\"param\":null,\"code\":\"upstream_error\"}}\n\ndata: [DONE]\n\n";
 		conn_response_body(c, tail, sizeof(tail) - 1);
 		r->interrupted = 1;
-		proxy_log_free(r, status, "stream_interrupted");
+		proxy_finish(r, status, "stream_interrupted");
 		conn_response_end(c);
 		return;
 	}
 	r->interrupted = 1;
-	proxy_log_free(r, status, "body_interrupted");
+	proxy_finish(r, status, "body_interrupted");
 	conn_response_abort(c);
 }
 
 /* Send a final upstream error (status kept) in OpenAI shape. */
 static void
-proxy_pass_error(struct proxy_req *r, int retry_after)
+proxy_pass_error(struct proxy_req *r)
 {
 	struct conn *c = r->conn;
 	struct sc_buf out;
-	char h[PX_HDR_CAP], ra[64] = "";
-	int status = r->up_status, rw, n;
+	char h[PX_HDR_CAP];
+	int status = r->up_status, rw;
 
 	sc_buf_init(&out, PX_ERRBODY_CAP + 4096);
 	rw = oaierr_rewrite(status, r->errbody.data ? r->errbody.data : "", r->errbody.len,
-	    r->prov->p.api_key, &out);
-	if (retry_after >= 0)
-		snprintf(ra, sizeof(ra), "Retry-After: %d\r\n", retry_after);
-	n = proxy_resp_headers(r, h, sizeof(h) - sizeof(ra), NULL);
-	memcpy(h + n, ra, strlen(ra) + 1);
+	    r->dt.prov->p.api_key, &out);
+	proxy_resp_headers(r, h, sizeof(h), NULL);
 	r->conn = NULL;
 	r->status = status;
 	if (rw == 1)
@@ -722,151 +479,69 @@ proxy_pass_error(struct proxy_req *r, int retry_after)
 		conn_respond(c, status, h, "application/json", r->errbody.data ? r->errbody.data : "",
 		    r->errbody.len);
 	else
-		proxy_error(c, r->rid, 502, "upstream error", "upstream_error", NULL);
+		conn_respond_error(c, 502, r->rid, "upstream error", "upstream_error", NULL);
 	sc_buf_free(&out);
-	proxy_log_free(r, status, "upstream_error");
+	proxy_finish(r, status, "upstream_error");
 }
 
+/* 503 with Retry-After (the dispatcher's figure). */
 static void
-proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
+proxy_fail_503(struct proxy_req *r, const char *msg, const char *code, int retry_after_s)
 {
-	struct proxy_req *r = arg;
-	enum cooldown_action act;
-	int ra = upstream_retry_after(x);
+	char ra[HTTP_RETRY_AFTER_LINE_MAX];
 
-	r->xfer = NULL;
-	r->paused = 0;
-	r->prov->in_flight--;
-	if (r->conn == NULL) {
-		proxy_log_free(r, 499, "client_closed");
-		return;
-	}
-	if (r->phase == PX_RELAY) {
-		proxy_end_relay(r, res);
-		return;
-	}
-	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
-		/* A 2xx whose head never reached on_head: commit an empty body. */
-		proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
-		proxy_commit(r, x);
-		proxy_end_relay(r, res);
-		return;
-	}
-	if (res == UPSTREAM_OK) {
-		act = proxy_outcome(r, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
-		if (act != COOLDOWN_ACT_RETRY) {
-			proxy_pass_error(r, -1);
-			return;
-		}
-		r->last_fail = r->up_status;
-		r->last_fail_http = 1;
-		r->last_fail_msg = "upstream error";
-		log_warn("request %s: provider %s answered %d, attempt %d", r->rid, r->prov->p.name,
-		    r->up_status, r->attempts);
-	} else {
-		proxy_outcome(r, res == UPSTREAM_ETTFB ? COOLDOWN_FAIL_TTFB : COOLDOWN_FAIL_CONNECT, 0, -1,
-		    upstream_error(x));
-		r->last_fail = res == UPSTREAM_ETTFB ? 504 : 502;
-		r->last_fail_http = 0;
-		r->last_fail_msg = res == UPSTREAM_ETTFB ? "upstream did not answer in time" :
-		    "upstream connection failed";
-		log_warn("request %s: provider %s failed (%s), attempt %d", r->rid, r->prov->p.name,
-		    upstream_error(x), r->attempts);
-	}
-	if (!sched_may_retry(&r->srq, registry_config())) {
-		if (r->last_fail == 429)
-			proxy_fail(r, 503, "all providers are rate limited; retry later", "no_capacity", "Retry-After: 30\r\n");
-		else if (r->last_fail_http)
-			proxy_pass_error(r, -1);
-		else
-			proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
-		return;
-	}
-	proxy_next(r);
+	proxy_fail(r, 503, msg, code, http_retry_after_line(ra, sizeof(ra), retry_after_s));
 }
 
-static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_on_done };
-
-/* The decision for one attempt. */
-enum px_verdict { PX_GO, PX_WAIT, PX_REJECT };
-
-struct px_choice {
-	enum px_verdict      verdict;
-	struct reg_provider *prov;		/* GO */
-	const char          *pool;		/* GO */
-	int64_t              until_ms;		/* WAIT: monotonic ms */
-	int                  status;		/* REJECT */
-	int                  retry_after;	/* REJECT: seconds, -1 none */
-	const char          *msg;		/* REJECT */
-	enum sched_why       why;
-};
-
-/* The scheduling candidates of a route: its providers with keys and state. */
-static size_t
-proxy_candidates(const char *prefix, struct reg_provider **rp, struct sched_provider **sp)
+/* No attempt is left: the last failure, in the best shape for the client. */
+static void
+proxy_out_of_attempts(struct proxy_req *r)
 {
-	size_t i, n = 0;
-
-	for (i = 0; i < registry_count() && n < PX_MAX_CAND; i++) {
-		struct reg_provider *p = registry_at(i);
-		if (p->sched == NULL || !p->usable || strcmp(p->p.model_prefix, prefix) != 0)
-			continue;
-		rp[n] = p;
-		sp[n] = p->sched;
-		n++;
-	}
-	return n;
+	if (r->last_fail == 429)
+		proxy_fail_503(r, "all providers are rate limited; retry later", "no_capacity",
+		    dispatch_route_retry_after(r->dt.route, sc_now_ms()));
+	else if (r->last_fail_http)
+		proxy_pass_error(r);
+	else
+		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
 }
 
-/* Which provider, now, later, or never (SPEC §5): sched_decide over the
- * route's providers; a GO is committed (counted in the window) right here,
- * just before the caller sends. */
-static struct px_choice
-proxy_choose(struct proxy_req *r)
+/* The dispatcher said no: the queue's answer, the last upstream error when a
+ * key answered one that no other key can do better on, else 503. */
+static void
+proxy_reject(struct proxy_req *r)
 {
-	struct px_choice ch = { PX_REJECT, NULL, "main", 0, 503, -1, NULL, SCHED_WHY_NO_PROVIDER };
-	const struct config *cfg = registry_config();
-	struct reg_provider *rp[PX_MAX_CAND];
-	struct sched_provider *sp[PX_MAX_CAND];
-	size_t n = proxy_candidates(r->prefix, rp, sp);
-	int64_t now = sc_now_ms();
-	int i;
-
-	ch.retry_after = cfg->retry_after_seconds;
-	ch.msg = "no provider available for this model; retry later";
-	if (n == 0)
-		return ch;
-	for (i = 0; i < 4; i++) {
-		struct sched_decision d = sched_decide(sp, n, &r->srq, cfg, now);
-		ch.why = d.why;
-		switch (d.verdict) {
-		case SCHED_GO:
-			if (sched_commit(sp[d.index], d.pool, &r->srq, cfg, now) == -1)
-				continue;	/* the window filled meanwhile: decide again */
-			ch.verdict = PX_GO;
-			ch.prov = rp[d.index];
-			ch.pool = sched_pool_name(d.pool);
-			return ch;
-		case SCHED_WAIT:
-			ch.verdict = PX_WAIT;
-			ch.until_ms = d.until_ms;
-			return ch;
-		case SCHED_REJECT:
-			ch.retry_after = d.retry_after_seconds;
-			return ch;
-		}
+	switch (r->dt.reject) {
+	case DISPATCH_REJ_QUEUE_FULL:
+		proxy_fail_503(r, "the wait queue is full; retry later", "queue_full", r->dt.retry_after_s);
+		return;
+	case DISPATCH_REJ_QUEUE_TIMEOUT:
+		proxy_fail_503(r, "timed out waiting for a provider; retry later", "queue_timeout",
+		    r->dt.retry_after_s);
+		return;
+	default:
+		break;
 	}
-	return ch;
+	if (r->last_fail_http && r->last_fail != 429 && r->dt.prov != NULL) {
+		r->up_status = r->last_fail;
+		proxy_pass_error(r);
+		return;
+	}
+	if (!r->last_fail_http && r->last_fail != 0 && r->dt.reject == DISPATCH_REJ_NO_PROVIDER) {
+		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
+		return;
+	}
+	proxy_fail_503(r, "no provider available for this model; retry later", "no_capacity", r->dt.retry_after_s);
 }
 
 /* Build the upstream header list for this attempt: forwarded client headers,
  * the provider's key, our request id. */
 static struct curl_slist *
-proxy_up_headers(struct proxy_req *r, struct reg_provider *p)
+proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
 {
 	struct curl_slist *l = NULL, *t;
 	size_t off = 0;
-	char line[PX_RID_MAX + 32];
+	char line[PROXY_RID_MAX + 32];
 
 	while (off < r->fwd.len) {
 		const char *h = r->fwd.data + off;
@@ -875,17 +550,8 @@ proxy_up_headers(struct proxy_req *r, struct reg_provider *p)
 		l = t;
 		off += strlen(h) + 1;
 	}
-	{
-		size_t kl = strlen(p->p.api_key) + 32;
-		char *auth = sc_xmalloc(kl);
-		snprintf(auth, kl, "Authorization: Bearer %s", p->p.api_key);
-		t = curl_slist_append(l, auth);
-		crypto_wipe(auth, kl);
-		free(auth);
-		if (t == NULL)
-			goto fail;
-		l = t;
-	}
+	if ((l = upstream_add_bearer(l, p->p.api_key)) == NULL)
+		return NULL;
 	snprintf(line, sizeof(line), "X-Request-Id: %s", r->rid);
 	if ((t = curl_slist_append(l, line)) == NULL)
 		goto fail;
@@ -899,23 +565,22 @@ fail:
 	return NULL;
 }
 
-/* Start an attempt on p (already committed by proxy_choose). 0, or -1 when
- * it could not start. */
+static const struct upstream_ops px_ops;
+
+/* Start an attempt on the provider the dispatcher granted (its start is
+ * already counted). 0, or -1 when it could not start. */
 static int
-proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
+proxy_attempt(struct proxy_req *r)
 {
 	const struct config *cfg = registry_config();
+	const struct reg_provider *p = r->dt.prov;
 	struct upstream_req rq;
 	struct sc_err e;
 	char url[2048];
+	int64_t t0;
 	int st;
 
 	r->attempts++;
-	if (r->prov != NULL)
-		reg_provider_unref(r->prov);
-	r->prov = p;
-	reg_provider_ref(p);
-	r->pool = pool;
 	r->up_status = 0;
 	r->last_fail_http = 0;
 	sc_buf_reset(&r->errbody);
@@ -942,253 +607,115 @@ proxy_start(struct proxy_req *r, struct reg_provider *p, const char *pool)
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
 	if (rq.headers == NULL)
 		return -1;
-	r->t_attempt = sc_now_ms();
-	r->phase = PX_ATTEMPT;
+	t0 = sc_now_ms();
+	proxy_set_phase(r, PX_ATTEMPT);
 	r->xfer = upstream_start(&rq, &px_ops, r);
 	if (r->xfer == NULL) {
 		log_warn("request %s: could not start a transfer to %s", r->rid, p->p.name);
+		proxy_set_phase(r, PX_ROUTE);
 		return -1;
 	}
-	p->in_flight++;
+	dispatch_attempt_started(&r->dt, t0);
 	return 0;
 }
 
-/* The wait queue is at queue_capacity: 503 with Retry-After, at once. */
+/* One step of ROUTE: act on the dispatcher's verdict (attempt, park or
+ * answer); an attempt that cannot start asks again. */
 static void
-proxy_queue_full(struct proxy_req *r)
+proxy_step(struct proxy_req *r, enum dispatch_verdict v)
 {
-	char extra[64];
-
-	snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", registry_config()->retry_after_seconds);
-	metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
-	proxy_fail(r, 503, "the wait queue is full; retry later", "queue_full", extra);
-}
-
-/* Answer a rejection: the last upstream error when a key answered one that
- * no other key can do better on, else 503 with Retry-After. */
-static void
-proxy_reject(struct proxy_req *r, const struct px_choice *ch, const char *msg)
-{
-	char extra[64];
-
-	if (r->last_fail_http && r->last_fail != 429 && r->prov != NULL) {
-		r->up_status = r->last_fail;
-		proxy_pass_error(r, -1);
-		return;
-	}
-	if (!r->last_fail_http && r->last_fail != 0 && ch->why == SCHED_WHY_NO_PROVIDER) {
-		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
-		return;
-	}
-	snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", ch->retry_after > 0 ? ch->retry_after : 1);
-	proxy_fail(r, 503, msg, "no_capacity", extra);
-}
-
-/* Decide and act: attempt, wait in the queue, or answer. */
-static void
-proxy_next(struct proxy_req *r)
-{
-	const struct config *cfg = registry_config();
 	int tries;
 
-	for (tries = 0; tries < 8; tries++) {
-		struct px_choice ch = proxy_choose(r);
-		int64_t now = sc_now_ms();
-
-		switch (ch.verdict) {
-		case PX_GO:
-			if (r->qn.queued)
-				queue_remove(&px_queue, &r->qn);
-			if (r->t_wait != 0) {
-				r->queue_ms += now - r->t_wait;
-				r->t_wait = 0;
-			}
-			if (proxy_start(r, ch.prov, ch.pool) == 0)
+	for (tries = 0; tries < PX_TRIES; tries++) {
+		switch (v) {
+		case DISPATCH_GO:
+			if (proxy_attempt(r) == 0)
 				return;
 			r->last_fail = 502;
 			r->last_fail_http = 0;
 			r->last_fail_msg = "could not reach the provider";
-			if (!sched_may_retry(&r->srq, cfg)) {
+			if (!dispatch_may_retry(&r->dt)) {
 				proxy_fail(r, 502, "could not reach any provider", "upstream_error", NULL);
 				return;
 			}
+			v = dispatch_ask(&r->dt, false);
 			continue;
-		case PX_WAIT:
-			if (!r->qn.queued) {
-				if (queue_push(&px_queue, &r->qn, r->prio, now, (int64_t)cfg->queue_timeout_seconds * 1000,
-				    (size_t)cfg->queue_capacity) == -1) {
-					proxy_queue_full(r);
-					return;
-				}
-				r->phase = PX_WAITING;
-				r->t_wait = now;
-			}
-			proxy_sched_rearm();
+		case DISPATCH_WAIT:
+			proxy_set_phase(r, PX_WAIT);
 			return;
-		case PX_REJECT:
-			if (r->qn.queued)
-				queue_remove(&px_queue, &r->qn);
-			proxy_reject(r, &ch, ch.msg);
+		case DISPATCH_REJECT:
+			proxy_reject(r);
 			return;
 		}
 	}
-	proxy_fail(r, 503, "no provider could take the request; retry later", "no_capacity", "Retry-After: 1\r\n");
+	proxy_fail_503(r, "no provider could take the request; retry later", "no_capacity", 1);
 }
 
-/* All providers with scheduling state (for timers and probes). */
-static size_t
-proxy_all_sched(struct reg_provider **rp, struct sched_provider **sp)
+/* The dispatcher's timer answers a parked request. */
+static void
+proxy_answered(struct dispatch_ticket *t, enum dispatch_verdict v)
 {
-	size_t i, n = 0;
+	struct proxy_req *r = (struct proxy_req *)((char *)t - offsetof(struct proxy_req, dt));
 
-	for (i = 0; i < registry_count() && n < PX_MAX_CAND; i++) {
-		struct reg_provider *p = registry_at(i);
-		if (p->sched == NULL || !p->usable)
-			continue;
-		rp[n] = p;
-		sp[n] = p->sched;
-		n++;
-	}
-	return n;
-}
-
-/* Arm the one scheduler timer: next queue deadline, next provider change
- * (only matters with waiters), next probe. */
-void
-proxy_sched_rearm(void)
-{
-	struct reg_provider *rp[PX_MAX_CAND];
-	struct sched_provider *sp[PX_MAX_CAND];
-	size_t n = proxy_all_sched(rp, sp);
-	int64_t now = sc_now_ms(), t = INT64_MAX, x;
-
-	if (queue_len(&px_queue) > 0) {
-		t = queue_next_deadline(&px_queue);
-		x = sched_next_change(sp, n, registry_config(), now);
-		if (x < t)
-			t = x;
-	}
-	x = sched_next_probe(sp, n);
-	if (x < t)
-		t = x;
-	if (t == INT64_MAX) {
-		loop_timer_cancel(px_loop, &px_timer);
-		return;
-	}
-	if (!loop_timer_armed(&px_timer) || px_timer.when_ms != t)
-		loop_timer_arm(px_loop, &px_timer, t);
-}
-
-static int
-proxy_probe_on_head(void *arg, struct upstream_xfer *x)
-{
-	return 0;
-}
-
-static size_t
-proxy_probe_on_data(void *arg, const char *p, size_t n)
-{
-	return n;	/* the probe only needs the status */
+	proxy_set_phase(r, PX_ROUTE);
+	proxy_step(r, v);
 }
 
 static void
-proxy_probe_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
+proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 {
-	struct px_probe *pr = arg;
-	struct reg_provider *cur = registry_by_id(pr->prov->p.id);
-	int ok = res == UPSTREAM_OK && upstream_status(x) >= 200 && upstream_status(x) < 300;
-	int64_t now = sc_now_ms();
+	struct proxy_req *r = arg;
+	enum cooldown_action act;
+	int ra = upstream_retry_after(x);
 
-	if (cur != NULL && cur->sched != NULL) {
-		struct sched_provider *sp = cur->sched;
-		struct cooldown_result cr = cooldown_on_probe(&sp->cd, registry_config(), now, ok);
-		log_info("provider %s: health probe %s (status %d)%s", pr->prov->p.name, ok ? "ok" : "failed",
-		    upstream_status(x), cr.became_healthy ? ", healthy again" : "");
-		registry_save_health(pr->prov->p.id, sp->cd.unhealthy, sp->cd.consecutive_failures,
-		    upstream_status(x), now - pr->t0, ok ? "" : upstream_error(x), 1);
-	}
-	if (pr->prev != NULL)
-		pr->prev->next = pr->next;
-	else
-		px_probes = pr->next;
-	if (pr->next != NULL)
-		pr->next->prev = pr->prev;
-	reg_provider_unref(pr->prov);
-	free(pr);
-	loop_timer_arm(px_loop, &px_timer, 0);
-}
-
-static const struct upstream_ops px_probe_ops = { proxy_probe_on_head, proxy_probe_on_data, proxy_probe_on_done };
-
-/* GET {endpoint}/models with the provider's key. */
-static void
-proxy_probe_start(struct reg_provider *p)
-{
-	const struct config *cfg = registry_config();
-	struct upstream_req rq;
-	struct curl_slist *h;
-	struct px_probe *pr;
-	char url[2048];
-	size_t kl = strlen(p->p.api_key) + 32;
-	char *auth = sc_xmalloc(kl);
-
-	snprintf(auth, kl, "Authorization: Bearer %s", p->p.api_key);
-	h = curl_slist_append(NULL, auth);
-	crypto_wipe(auth, kl);
-	free(auth);
-	if (h == NULL)
-		return;
-	snprintf(url, sizeof(url), "%s/models", p->p.endpoint_url);
-	memset(&rq, 0, sizeof(rq));
-	rq.url = url;
-	rq.headers = h;
-	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
-	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
-	pr = sc_xcalloc(1, sizeof(*pr));
-	pr->prov = p;
-	reg_provider_ref(p);
-	pr->t0 = sc_now_ms();
-	pr->xfer = upstream_start(&rq, &px_probe_ops, pr);
-	if (pr->xfer == NULL) {
-		reg_provider_unref(p);
-		free(pr);
+	r->xfer = NULL;
+	r->paused = 0;
+	dispatch_attempt_ended(&r->dt);
+	if (r->conn == NULL) {
+		proxy_finish(r, 499, "client_closed");
 		return;
 	}
-	pr->next = px_probes;
-	if (px_probes != NULL)
-		px_probes->prev = pr;
-	px_probes = pr;
+	if (r->phase == PX_RELAY) {
+		proxy_end_relay(r, res);
+		return;
+	}
+	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
+		/* A 2xx whose head never reached on_head: commit an empty body. */
+		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+		proxy_commit(r, x);
+		proxy_end_relay(r, res);
+		return;
+	}
+	if (res == UPSTREAM_OK) {
+		act = dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
+		if (act != COOLDOWN_ACT_RETRY) {
+			proxy_pass_error(r);
+			return;
+		}
+		r->last_fail = r->up_status;
+		r->last_fail_http = 1;
+		r->last_fail_msg = "upstream error";
+		log_warn("request %s: provider %s answered %d, attempt %d", r->rid, r->dt.prov->p.name,
+		    r->up_status, r->attempts);
+	} else {
+		dispatch_report(&r->dt, res == UPSTREAM_ETTFB ? COOLDOWN_FAIL_TTFB : COOLDOWN_FAIL_CONNECT, 0, -1,
+		    upstream_error(x));
+		r->last_fail = res == UPSTREAM_ETTFB ? 504 : 502;
+		r->last_fail_http = 0;
+		r->last_fail_msg = res == UPSTREAM_ETTFB ? "upstream did not answer in time" :
+		    "upstream connection failed";
+		log_warn("request %s: provider %s failed (%s), attempt %d", r->rid, r->dt.prov->p.name,
+		    upstream_error(x), r->attempts);
+	}
+	proxy_set_phase(r, PX_ROUTE);
+	if (!dispatch_may_retry(&r->dt)) {
+		proxy_out_of_attempts(r);
+		return;
+	}
+	proxy_step(r, dispatch_ask(&r->dt, false));
 }
 
-/* The scheduler timer: expire waiters, decide the others in service order,
- * start due probes, re-arm. */
-static void
-proxy_sched_fire(struct loop *l, void *arg)
-{
-	const struct config *cfg = registry_config();
-	struct reg_provider *rp[PX_MAX_CAND];
-	struct sched_provider *sp[PX_MAX_CAND];
-	struct queue_node *qn, *next;
-	int64_t now = sc_now_ms();
-	size_t n, i;
-	char extra[64];
-
-	while ((qn = queue_pop_expired(&px_queue, now)) != NULL) {
-		struct proxy_req *r = qn->owner;
-		snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", cfg->retry_after_seconds);
-		metrics_queue_rejected(METRICS_REJECT_TIMEOUT);
-		proxy_fail(r, 503, "timed out waiting for a provider; retry later", "queue_timeout", extra);
-	}
-	for (qn = queue_first(&px_queue); qn != NULL; qn = next) {
-		next = queue_next(&px_queue, qn);
-		proxy_next(qn->owner);
-	}
-	n = proxy_all_sched(rp, sp);
-	for (i = 0; i < n; i++)
-		if (sched_probe_start(sp[i], cfg, now))
-			proxy_probe_start(rp[i]);
-	proxy_sched_rearm();
-}
+static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_on_done };
 
 /* Collect the client's end-to-end headers worth forwarding. */
 static void
@@ -1220,162 +747,23 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 	}
 }
 
-/* The longest model_prefix among all providers that model starts with. */
-static const char *
-proxy_route(const char *model)
-{
-	const char *best = NULL;
-	size_t i, bl = 0;
-
-	for (i = 0; i < registry_count(); i++) {
-		const char *pf = registry_at(i)->p.model_prefix;
-		size_t l = strlen(pf);
-		if (l > bl && strncmp(model, pf, l) == 0) {
-			best = pf;
-			bl = l;
-		}
-	}
-	return best;
-}
-
-/* GET /health (SPEC §4): provider states, queue depth and capacity; 200
- * while any provider can serve (ready, or full and about to free). */
-static void
-proxy_health(struct conn *c, const char *rid)
-{
-	size_t i, cnt[SCHED_ST_DISABLED + 1] = { 0 }, total = 0, nokey = 0, serve;
-	const struct config *cfg = registry_config();
-	int64_t now = sc_now_ms();
-	const char *st;
-	char body[1024], h[256];
-	int n;
-
-	for (i = 0; i < registry_count(); i++) {
-		struct reg_provider *p = registry_at(i);
-		total++;
-		if (p->sched == NULL || (!p->usable && p->p.status == PSTATUS_ACTIVE))
-			nokey++;
-		else
-			cnt[sched_provider_state(p->sched, cfg, now)]++;
-	}
-	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL];
-	st = serve == 0 ? "unavailable" :
-	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] > 0) ? "degraded" : "ok";
-	n = snprintf(body, sizeof(body),
-	    "{\"status\":\"%s\",\"providers\":{\"total\":%zu,\"ready\":%zu,\"full\":%zu,\"cooling\":%zu,"
-	    "\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
-	    "\"queue\":{\"depth\":%zu,\"capacity\":%d},\"in_flight\":%zu}",
-	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING],
-	    cnt[SCHED_ST_UNHEALTHY], cnt[SCHED_ST_INVALID], cnt[SCHED_ST_DISABLED], nokey,
-	    queue_len(&px_queue), cfg->queue_capacity, px_in_flight);
-	snprintf(h, sizeof(h), "X-Request-Id: %s\r\nCache-Control: no-store\r\n", rid);
-	conn_respond(c, serve > 0 ? 200 : 503, h, "application/json", body, (size_t)n);
-}
-
-/* Client token check when tokens are configured. 1 ok, else answered. */
-static int
-proxy_auth(struct conn *c, const struct http_request *req, const char *rid)
-{
-	const struct http_header *a;
-	char tok[512];
-	int r;
-
-	if (registry_client_tokens() <= 0 && !px_public)
-		return 1;
-	a = http_find_header(req, "authorization");
-	if (a == NULL || a->value.len < 8 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||
-	    a->value.len - 7 >= sizeof(tok)) {
-		proxy_error(c, rid, 401, "missing or invalid client token (Authorization: Bearer)",
-		    "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
-		return 0;
-	}
-	memcpy(tok, a->value.p + 7, a->value.len - 7);
-	tok[a->value.len - 7] = '\0';
-	r = registry_check_token(tok);
-	crypto_wipe(tok, sizeof(tok));
-	if (r == 1)
-		return 1;
-	if (r == -1)
-		proxy_error(c, rid, 500, "token check failed", "internal_error", NULL);
-	else
-		proxy_error(c, rid, 401, "missing or invalid client token (Authorization: Bearer)",
-		    "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
-	return 0;
-}
-
 void
-proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body)
+proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *body, const char *rid,
+    const char *path, enum queue_prio prio)
 {
-	static const char *const posts[] = { "chat/completions", "completions", "embeddings", NULL };
-	const struct http_header *h;
+	struct dispatch_route *route;
 	struct proxy_req *r;
-	struct http_slice path = req->target;
-	const char *q, *pf, *up = NULL;
-	char rid[PX_RID_MAX + 1];
 	struct sc_err e;
-	size_t i;
-
-	if ((q = memchr(path.p, '?', path.len)) != NULL)
-		path.len = (size_t)(q - path.p);
-	h = http_find_header(req, "x-request-id");
-	if (h != NULL && proxy_rid_ok(h->value)) {
-		memcpy(rid, h->value.p, h->value.len);
-		rid[h->value.len] = '\0';
-	} else {
-		proxy_new_rid(rid);
-	}
-	if (http_slice_eq(path, "/health")) {
-		if (!http_slice_eq(req->method, "GET"))
-			proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-		else
-			proxy_health(c, rid);
-		return;
-	}
-	if (path.len >= 4 && memcmp(path.p, "/v1/", 4) == 0) {
-		struct http_slice rest = { path.p + 4, path.len - 4 };
-		if (http_slice_eq(rest, "models")) {
-			if (!http_slice_eq(req->method, "GET")) {
-				proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: GET\r\n");
-				return;
-			}
-			if (proxy_auth(c, req, rid))
-				models_handle(c, rid);
-			return;
-		}
-		for (i = 0; posts[i] != NULL; i++)
-			if (http_slice_eq(rest, posts[i]))
-				up = posts[i];
-	}
-	if (up == NULL) {
-		proxy_error(c, rid, 404, "unknown endpoint", "not_found", NULL);
-		return;
-	}
-	if (!http_slice_eq(req->method, "POST")) {
-		proxy_error(c, rid, 405, "method not allowed", NULL, "Allow: POST\r\n");
-		return;
-	}
-	if (!proxy_auth(c, req, rid))
-		return;
 
 	r = sc_xcalloc(1, sizeof(*r));
 	px_in_flight++;
 	r->conn = c;
+	r->phase = PX_ROUTE;
 	r->t_start = sc_now_ms();
 	r->ttfb_ms = -1;
-	r->path = up;
-	memcpy(r->rid, rid, sizeof(rid));
+	r->path = path;
+	snprintf(r->rid, sizeof(r->rid), "%s", rid);
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
-	queue_node_init(&r->qn, r);
-	sched_request_init(&r->srq);
-	h = http_find_header(req, "x-sidecar-priority");
-	r->prio = QUEUE_NORMAL;
-	if (h != NULL && h->value.len < 16) {
-		char pv[16];
-		memcpy(pv, h->value.p, h->value.len);
-		pv[h->value.len] = '\0';
-		if (queue_prio_parse(pv, &r->prio) == -1)
-			r->prio = QUEUE_NORMAL;
-	}
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
 	sc_buf_init(&r->hold, 0);
@@ -1390,31 +778,18 @@ proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body
 	r->shape_ok = 1;
 	r->stream = r->shape.stream;
 	r->model = sc_xstrdup(r->shape.model);
-	pf = proxy_route(r->model);
-	if (pf == NULL || r->model[strlen(pf)] == '\0') {
+	route = dispatch_route_find(r->model);
+	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "The model `%.128s` does not exist or no provider serves it",
 		    r->model);
 		proxy_fail(r, 404, msg, "model_not_found", NULL);
 		return;
 	}
-	r->prefix = sc_xstrdup(pf);
+	dispatch_ticket_init(&r->dt, route, prio, proxy_answered);
+	r->ticket = true;
+	r->prefix = dispatch_route_prefix(route);
 	proxy_collect_headers(r, req);
 	conn_attach(c, &px_hooks, r);
-	r->phase = PX_ROUTED;
-	if (queue_len(&px_queue) > 0) {
-		/* Others are waiting: line up behind them instead of taking the slot
-		 * the timer is about to hand out, then let the queue walk decide. */
-		const struct config *cfg = registry_config();
-		if (queue_push(&px_queue, &r->qn, r->prio, r->t_start, (int64_t)cfg->queue_timeout_seconds * 1000,
-		    (size_t)cfg->queue_capacity) == -1) {
-			proxy_queue_full(r);
-			return;
-		}
-		r->phase = PX_WAITING;
-		r->t_wait = r->t_start;
-		loop_timer_arm(px_loop, &px_timer, 0);
-		return;
-	}
-	proxy_next(r);
+	proxy_step(r, dispatch_ask(&r->dt, true));
 }

@@ -1,68 +1,24 @@
 /*
- * The request lifecycle of the data plane: authenticate, route by the
- * longest model_prefix, shape the body per provider, choose a provider
- * (proxy_choose: go now, wait, or give up), run the attempt upstream, retry
- * on another provider while nothing was sent to the client, relay the
- * response (streamed, with back-pressure), and log one line per request.
+ * The request's state machine (proxy.c): route → wait → attempt → relay →
+ * done for one POST to /v1/chat/completions, /v1/completions or
+ * /v1/embeddings that router.c has accepted and authenticated.
  */
 #ifndef SC_PROXY_H
 #define SC_PROXY_H
 
-#include <stdint.h>
+#include <stddef.h>
 
 #include "conn.h"
+#include "queue.h"
 
-struct loop;
+#define PROXY_RID_MAX 128	/* request ids kept from the client at most this long */
 
-/* What a finished request was, for statistics and metrics (metrics_request_done).
- * Pointers are valid only during the call. */
-struct proxy_result {
-	const char *rid;
-	const char *provider_id;	/* NULL when no provider was tried */
-	const char *provider_name;
-	const char *pool;		/* "main" | "fallback" | "emergency", NULL without provider */
-	double      cost_per_1k;
-	const char *model;		/* as the client sent it, NULL when unparsed */
-	const char *upstream_model;	/* as forwarded (prefix stripped) */
-	int         status;		/* sent to the client; 499 = client went away */
-	int         error;		/* status >= 400, or the response broke mid-way */
-	int         stream;		/* the client asked for a stream */
-	int         upstream_sent;	/* at least one attempt went upstream */
-	int64_t     latency_ms;		/* arrival to end */
-	int64_t     ttfb_ms;		/* arrival to the first body byte relayed (TTFT for streams), -1 none */
-	int64_t     queue_ms;		/* time parked in the wait queue */
-	int         attempts;
-	int64_t     prompt_tokens;	/* -1 unknown */
-	int64_t     completion_tokens;	/* -1 unknown */
-	int64_t     total_tokens;	/* -1 unknown (a stream that ended without usage) */
-	uint64_t    bytes;		/* body bytes relayed to the client */
-};
-
-int  proxy_init(struct loop *l);
-void proxy_shutdown(void);
-/* conn_handler_fn for the data-plane port. */
-void proxy_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
-/* The data port listens beyond loopback: refuse requests without a valid
- * client token even if every token was revoked after the start. */
-void proxy_set_public(int on);
+/* Serve one request: takes body's storage; the answer comes on c (at once
+ * for a bad body or an unknown model). path: the upstream path after the
+ * endpoint ("chat/completions"), static. */
+void proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *body, const char *rid,
+    const char *path, enum queue_prio prio);
 /* Requests in progress (for the drain on SIGTERM). */
 size_t proxy_in_flight(void);
-/* Requests parked in the wait queue now (metrics, live status). */
-size_t proxy_queue_depth(void);
-
-/* Registry hooks: scheduling state per provider, kept across reloads. */
-struct reg_provider;
-void proxy_sched_publish(struct reg_provider *p, struct reg_provider *old, void *arg);
-void proxy_sched_retire(struct reg_provider *p, void *arg);
-void proxy_sched_cooldown_reset(struct reg_provider *p, void *arg);
-/* Settings or providers changed: decide the waiters again. */
-void proxy_sched_reloaded(void);
-/* Re-arm the scheduler timer after a change of queue or provider state. */
-void proxy_sched_rearm(void);
-
-/* Append a sidecar-made OpenAI error response (status, body) to c, with the
- * request id and extra header lines (each ending in CRLF, may be NULL). */
-void proxy_error(struct conn *c, const char *rid, int status, const char *msg, const char *code,
-    const char *extra_hdrs);
 
 #endif

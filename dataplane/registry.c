@@ -128,8 +128,9 @@ registry_same(const struct provider *a, const struct provider *b)
 	    registry_streq(a->metadata, b->metadata);
 }
 
-struct reg_provider *
-registry_by_id(const char *id)
+/* The current object for an id, or NULL (reloads only). */
+static struct reg_provider *
+registry_find(const char *id)
 {
 	size_t i;
 
@@ -207,7 +208,7 @@ registry_load(struct sc_err *e)
 			rp->p = l.v[i];
 			memset(&l.v[i], 0, sizeof(l.v[i]));
 		}
-		old = registry_by_id(rp->p.id);
+		old = registry_find(rp->p.id);
 		if (old != NULL && registry_same(&old->p, &rp->p)) {
 			/* Unchanged: keep the old object with its runtime state. */
 			reg_provider_unref(rp);
@@ -415,15 +416,15 @@ registry_check_token(const char *token)
 }
 
 /* The persistence of runtime state. Each is one short BEGIN IMMEDIATE
- * transaction, run on the statistics writer thread (stats_submit) in the
- * order of the calls; a failure is logged and the in-memory state stays
- * right. */
+ * transaction, run on the data plane's database writer thread (stats.h:
+ * stats_submit) in the order of the calls; a failure is logged and the
+ * in-memory state stays right. */
 struct reg_cd_args {
-	const char *id;
-	int64_t     until;		/* Unix seconds, 0 = not cooling */
-	int         count;
-	int         seconds;	/* > 0: a cooldown began, record an event */
-	const char *summary;
+	char    *id;		/* owned */
+	int64_t  until;		/* Unix seconds, 0 = not cooling, -1 = keep the stored end */
+	int      count;
+	int      seconds;	/* > 0: a cooldown began, record an event */
+	char    *summary;	/* owned */
 };
 
 static int
@@ -470,62 +471,61 @@ registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "saving cooldown event");
 }
 
-/* Arguments of a queued save: the strings copied in after the struct. */
-static void *
-registry_copy_args(const void *a, size_t size, const char *const *strs, const char **dst[], size_t n)
-{
-	size_t i, total = size, off;
-	char *p;
-
-	for (i = 0; i < n; i++)
-		total += (strs[i] != NULL ? strlen(strs[i]) : 0) + 1;
-	p = sc_xmalloc(total);
-	memcpy(p, a, size);
-	off = size;
-	for (i = 0; i < n; i++) {
-		size_t l = strs[i] != NULL ? strlen(strs[i]) : 0;
-		memcpy(p + off, strs[i] != NULL ? strs[i] : "", l);
-		p[off + l] = '\0';
-		*(const char **)((char *)p + ((char *)dst[i] - (char *)a)) = p + off;
-		off += l + 1;
-	}
-	return p;
-}
-
-/* Run a save on the statistics writer thread (never stalling the loop on
- * a locked database), or here when that thread does not run. */
+/* Run a save on the writer thread (never stalling the loop on a locked
+ * database), or here when that thread does not run; free_arg(a) follows
+ * either way. */
 static void
-registry_save(db_txn_fn fn, void *a, size_t size, const char *const *strs, const char **dst[], size_t n,
-    const char *what, const char *id)
+registry_save(db_txn_fn fn, void *a, void (*free_arg)(void *), const char *what, const char *id)
 {
 	struct sc_err e;
 	char desc[128];
-	void *copy;
 
 	snprintf(desc, sizeof(desc), "%s of provider %s", what, id);
-	copy = registry_copy_args(a, size, strs, dst, n);
-	if (stats_submit(fn, copy, free, desc) == 0)
+	if (stats_submit(fn, a, free_arg, desc) == 0)
 		return;
-	free(copy);
 	sc_err_clear(&e);
 	if (db_write_txn(reg.db, fn, a, &e) == -1)
 		log_warn("could not save %s: %s", desc, e.msg);
+	free_arg(a);
+}
+
+static void
+registry_cd_free(void *arg)
+{
+	struct reg_cd_args *a = arg;
+
+	free(a->id);
+	free(a->summary);
+	free(a);
 }
 
 void
 registry_save_cooldown(const char *id, int64_t until, int count, int seconds, const char *summary)
 {
-	struct reg_cd_args a = { id, until, count, seconds, summary };
-	const char *const strs[] = { id, summary };
-	const char **dst[] = { &a.id, &a.summary };
+	struct reg_cd_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_cd_txn, &a, sizeof(a), strs, dst, 2, "the cooldown", id);
+	a->id = sc_xstrdup(id);
+	a->until = until;
+	a->count = count;
+	a->seconds = seconds;
+	a->summary = sc_xstrdup(summary != NULL ? summary : "");
+	registry_save(registry_cd_txn, a, registry_cd_free, "the cooldown", id);
 }
 
 struct reg_inv_args {
-	const char *id;
-	const char *reason;
+	char *id;	/* owned */
+	char *reason;	/* owned */
 };
+
+static void
+registry_inv_free(void *arg)
+{
+	struct reg_inv_args *a = arg;
+
+	free(a->id);
+	free(a->reason);
+	free(a);
+}
 
 static int
 registry_inv_txn(sqlite3 *db, void *arg, struct sc_err *e)
@@ -538,22 +538,32 @@ registry_inv_txn(sqlite3 *db, void *arg, struct sc_err *e)
 void
 registry_save_invalid(const char *id, const char *reason)
 {
-	struct reg_inv_args a = { id, reason };
-	const char *const strs[] = { id, reason };
-	const char **dst[] = { &a.id, &a.reason };
+	struct reg_inv_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_inv_txn, &a, sizeof(a), strs, dst, 2, "the invalid mark", id);
+	a->id = sc_xstrdup(id);
+	a->reason = sc_xstrdup(reason != NULL ? reason : "");
+	registry_save(registry_inv_txn, a, registry_inv_free, "the invalid mark", id);
 }
 
 struct reg_health_args {
-	const char *id;
-	int         unhealthy;
-	int         failures;
-	int         status;
-	int64_t     latency_ms;
-	const char *error;
-	int         probe;
+	char    *id;		/* owned */
+	int      unhealthy;
+	int      failures;
+	int      status;
+	int64_t  latency_ms;
+	char    *error;		/* owned */
+	int      probe;
 };
+
+static void
+registry_health_free(void *arg)
+{
+	struct reg_health_args *a = arg;
+
+	free(a->id);
+	free(a->error);
+	free(a);
+}
 
 static int
 registry_health_txn(sqlite3 *db, void *arg, struct sc_err *e)
@@ -594,11 +604,16 @@ void
 registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
     const char *error, int probe)
 {
-	struct reg_health_args a = { id, unhealthy, failures, status, latency_ms, error, probe };
-	const char *const strs[] = { id, error };
-	const char **dst[] = { &a.id, &a.error };
+	struct reg_health_args *a = sc_xcalloc(1, sizeof(*a));
 
-	registry_save(registry_health_txn, &a, sizeof(a), strs, dst, 2, "the health", id);
+	a->id = sc_xstrdup(id);
+	a->unhealthy = unhealthy;
+	a->failures = failures;
+	a->status = status;
+	a->latency_ms = latency_ms;
+	a->error = sc_xstrdup(error != NULL ? error : "");
+	a->probe = probe;
+	registry_save(registry_health_txn, a, registry_health_free, "the health", id);
 }
 
 int

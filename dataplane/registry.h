@@ -17,22 +17,22 @@
 #include "util.h"
 
 struct loop;
+struct prov_rt;
 
 /* One provider as the data plane serves it. Immutable once published, except
- * the runtime fields; shared by reference between the registry and the
- * attempts that use it, so a reload never frees what a request still reads. */
+ * rt; shared by reference between the registry and the attempts that use it,
+ * so a reload never frees what a request still reads. */
 struct reg_provider {
 	struct provider p;		/* owned; p.api_key is the plaintext key, wiped on free */
 	unsigned        refs;		/* the registry's + one per holder */
 	int             removed;	/* no longer in the registry */
 	int             usable;		/* key decrypted and status active */
 	uint64_t        generation;	/* the reload that (re)published it */
-	void           *sched;		/* scheduler runtime state; survives reloads of an unchanged provider */
-	int             in_flight;	/* attempts in progress */
+	struct prov_rt *rt;		/* runtime state (dispatch.h), set by the hooks; survives reloads */
 	int64_t         resets;		/* last seen meta('cooldown_reset:<id>'): the operator's resets */
 };
 
-/* Hooks for whoever keeps per-provider runtime state (the scheduler). */
+/* Hooks for whoever keeps per-provider runtime state (the dispatcher). */
 struct registry_hooks {
 	/* A provider appeared, or changed: old is the previous version (NULL when
 	 * new); move runtime state from old to p when it should survive. */
@@ -62,8 +62,6 @@ struct reg_provider *registry_at(size_t i);
 
 void reg_provider_ref(struct reg_provider *p);
 void reg_provider_unref(struct reg_provider *p);
-
-struct reg_provider *registry_by_id(const char *id);	/* current object for an id, or NULL */
 
 /* Persist runtime state (each its own short transaction; failures are logged).
  * until: Unix seconds (0 = not cooling, -1 = keep the stored end and only set

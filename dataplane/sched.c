@@ -51,6 +51,8 @@ sched_emergency_budget(const struct provider *cfg, const struct config *c)
 	return b > RATELIMIT_MAX_LIMIT ? RATELIMIT_MAX_LIMIT : (int)b;
 }
 
+static void sched_provider_sync(struct sched_provider *p, const struct config *c);
+
 void
 sched_provider_init(struct sched_provider *p, const struct provider *cfg, const struct config *c)
 {
@@ -71,7 +73,10 @@ sched_provider_free(struct sched_provider *p)
 	p->cfg = NULL;
 }
 
-void
+/* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
+ * keeping history; clears a stale invalid mark when the operator makes an
+ * invalid/disabled key active again. Cheap; every entry point calls it. */
+static void
 sched_provider_sync(struct sched_provider *p, const struct config *c)
 {
 	int64_t span = sched_span_ms(c);
@@ -126,7 +131,7 @@ const char *
 sched_state_name(enum sched_state s)
 {
 	switch (s) {
-	case SCHED_ST_READY:		return "ready";
+	case SCHED_ST_READY:		return "ok";	/* the name status, metrics and the dashboard show */
 	case SCHED_ST_FULL:		return "full";
 	case SCHED_ST_COOLING:		return "cooling";
 	case SCHED_ST_UNHEALTHY:	return "unhealthy";
@@ -199,17 +204,25 @@ sched_pick(struct sched_provider *const cand[], size_t n, const struct sched_req
 	return balancer_finish(&r);
 }
 
-int
-sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
+int64_t
+sched_next_free(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
 {
 	int64_t t = INT64_MAX;
-	int64_t s;
 
 	for (size_t i = 0; i < n; i++) {
 		sched_provider_sync(cand[i], c);
 		if (sched_usable(cand[i]))
 			t = sched_min64(t, sched_frees_at(cand[i], now));
 	}
+	return t;
+}
+
+int
+sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now)
+{
+	int64_t t = sched_next_free(cand, n, c, now);
+	int64_t s;
+
 	if (t == INT64_MAX)
 		return c->retry_after_seconds > 0 ? c->retry_after_seconds : 1;
 	s = (t - now + 999) / 1000;

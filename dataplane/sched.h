@@ -6,25 +6,25 @@
  * passed in as monotonic ms, no I/O, no globals. docs/scheduling.md explains
  * the order and the subtle cases.
  *
- * How the data plane uses it:
- *   - keep one struct sched_provider per provider for the process lifetime
- *     (windows must survive a reload); on reload point ->cfg at the new
- *     struct provider (sched_decide re-applies limits and settings itself);
- *   - per request: struct sched_request rq (sched_request_init), candidates =
- *     the providers of its route, then d = sched_decide(...):
- *       GO     → sched_commit(cand[d.index], d.pool, &rq, cfg, now) right when
- *                the attempt is sent, then send;
- *       WAIT   → queue_push (or stay queued); a full queue → 503 Retry-After
- *                retry_after_seconds;
+ * How the data plane uses it (dataplane/dispatch.c, its only caller):
+ *   - one struct sched_provider per provider id inside its struct prov_rt,
+ *     for the process lifetime (windows survive a reload); on reload ->cfg
+ *     points at the new struct provider (every entry point re-applies limits
+ *     and settings itself);
+ *   - per request a struct sched_request in the request's dispatch_ticket;
+ *     d = sched_decide(route's candidates):
+ *       GO     → the admission (sched_commit locally) right when the attempt
+ *                is sent;
+ *       WAIT   → the wait queue (a full queue → 503 queue_full);
  *       REJECT → 503 with Retry-After: d.retry_after_seconds;
  *   - on the upstream outcome: cooldown_on_outcome(&p->cd, ...); on RETRY and
- *     nothing sent to the client and sched_may_retry(&rq, cfg): decide again
- *     (the tried-set keeps it off the providers it already used);
+ *     nothing sent to the client and sched_may_retry: decide again (the
+ *     tried-set keeps it off the providers it already used);
  *   - fairness: while the queue holds waiters, a new request is pushed behind
  *     them instead of deciding first, else it would steal freed slots;
  *   - timer: min(queue_next_deadline, sched_next_change, sched_next_probe)
  *     over all providers; when it fires pop expired waiters (503), then walk
- *     the queue in service order deciding each (GO: commit, unlink, send).
+ *     the queue in service order deciding each.
  */
 #ifndef SC_SCHED_H
 #define SC_SCHED_H
@@ -91,10 +91,6 @@ enum sched_state {
 
 void sched_provider_init(struct sched_provider *p, const struct provider *cfg, const struct config *c);
 void sched_provider_free(struct sched_provider *p);
-/* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
- * keeping history; clears a stale invalid mark when the operator makes an
- * invalid/disabled key active again. Cheap; sched_decide calls it. */
-void sched_provider_sync(struct sched_provider *p, const struct config *c);
 enum sched_state sched_provider_state(struct sched_provider *p, const struct config *c, int64_t now);
 const char *sched_state_name(enum sched_state s);
 const char *sched_pool_name(enum sched_pool p);
@@ -126,6 +122,10 @@ int64_t sched_next_probe(struct sched_provider *const all[], size_t n);
  * and report with cooldown_on_probe. */
 bool sched_probe_start(struct sched_provider *p, const struct config *c, int64_t now);
 
+/* Earliest instant at which some usable provider of cand (ignoring
+ * tried-sets) can take a start: now when one can at once, else its window
+ * slot or cooldown end; INT64_MAX when none is usable. */
+int64_t sched_next_free(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now);
 /* Seconds until the earliest usable provider (ignoring tried-sets) frees,
  * rounded up, >= 1; retry_after_seconds when nothing is known to free. */
 int sched_retry_after(struct sched_provider *const cand[], size_t n, const struct config *c, int64_t now);

@@ -21,26 +21,17 @@
 
 #include "db.h"
 #include "log.h"
-#include "proxy.h"
+#include "events.h"
 #include "stats.h"
 
 #define STATS_PRUNE_EVERY_S 86400	/* retention pruning once a day */
-#define STATS_POOLS         3
 
 const double stats_flush_bounds[STATS_FLUSH_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 };
 
-static const char *const stats_pools[STATS_POOLS] = { "main", "fallback", "emergency" };
-
-const char *
-stats_pool_name(int pool)
-{
-	return pool >= 0 && pool < STATS_POOLS ? stats_pools[pool] : "main";
-}
-
 int
-stats_sample_from(const struct proxy_result *r, int64_t wall_s, struct stats_sample *s)
+stats_sample_from(const struct request_result *r, int64_t wall_s, struct stats_sample *s)
 {
 	const char *model;
 	int ok = r->status >= 200 && r->status < 300;
@@ -52,11 +43,7 @@ stats_sample_from(const struct proxy_result *r, int64_t wall_s, struct stats_sam
 	snprintf(s->provider_id, sizeof(s->provider_id), "%s", r->provider_id);
 	model = r->upstream_model != NULL ? r->upstream_model : r->model != NULL ? r->model : "";
 	snprintf(s->model, sizeof(s->model), "%s", model);
-	s->pool = 0;
-	if (r->pool != NULL && strcmp(r->pool, "fallback") == 0)
-		s->pool = 1;
-	else if (r->pool != NULL && strcmp(r->pool, "emergency") == 0)
-		s->pool = 2;
+	s->pool = r->pool;
 	s->wall_s = wall_s;
 	if (r->total_tokens >= 0) {
 		s->total_tokens = r->total_tokens;
@@ -169,7 +156,7 @@ stats_usage_get(struct stats_agg *a, const char *pid, const char *model, const c
 }
 
 static struct stats_daily *
-stats_daily_get(struct stats_agg *a, const char *date, int pool)
+stats_daily_get(struct stats_agg *a, const char *date, enum sched_pool pool)
 {
 	size_t i;
 
@@ -338,7 +325,7 @@ stats_write(sqlite3 *db, const struct stats_agg *a, struct sc_err *e)
 	for (i = 0; i < a->nd; i++) {
 		const struct stats_daily *d = &a->d[i];
 		sqlite3_bind_text(sd, 1, d->date, -1, SQLITE_STATIC);
-		sqlite3_bind_text(sd, 2, stats_pool_name(d->pool), -1, SQLITE_STATIC);
+		sqlite3_bind_text(sd, 2, sched_pool_name(d->pool), -1, SQLITE_STATIC);
 		sqlite3_bind_int64(sd, 3, d->requests);
 		sqlite3_bind_int64(sd, 4, d->errors);
 		sqlite3_bind_int64(sd, 5, d->tokens);
@@ -350,7 +337,7 @@ stats_write(sqlite3 *db, const struct stats_agg *a, struct sc_err *e)
 			goto out;
 		}
 		sqlite3_bind_text(sq, 1, d->date, -1, SQLITE_STATIC);
-		sqlite3_bind_text(sq, 2, stats_pool_name(d->pool), -1, SQLITE_STATIC);
+		sqlite3_bind_text(sq, 2, sched_pool_name(d->pool), -1, SQLITE_STATIC);
 		rc = sqlite3_step(sq);
 		sqlite3_reset(sq);
 		if (rc != SQLITE_DONE) {
@@ -498,7 +485,14 @@ stats_clock_s(void)
 }
 
 void
-stats_record(const struct proxy_result *r)
+stats_on_event(const struct event *ev)
+{
+	if (ev->kind == EVENT_REQUEST_DONE)
+		stats_record(ev->u.request);
+}
+
+void
+stats_record(const struct request_result *r)
 {
 	static unsigned long long dropped;	/* for the log line: powers of two only */
 	struct stats_sample s;

@@ -1,9 +1,12 @@
 /*
- * Usage statistics (SPEC §6): every finished request is added to an
- * in-memory aggregate per (provider, model, hour) and per (date, pool); a
- * writer thread with its own database connection flushes the aggregate every
- * stats_flush_ms in one BEGIN IMMEDIATE transaction of UPSERTs, together with
- * the live status snapshot (status.h), and prunes old rows once a day.
+ * Usage statistics (SPEC §6) and the data plane's database writer: every
+ * finished request (a listener of events.h) is added to an in-memory
+ * aggregate per (provider, model, hour) and per (date, pool); the writer
+ * thread — the one thread of the data plane that writes the database, with
+ * its own connection — flushes the aggregate every stats_flush_ms in one
+ * BEGIN IMMEDIATE transaction of UPSERTs, together with the live status
+ * snapshot (status.h; persist.c runs the timer), prunes old rows once a day,
+ * and runs the registry's writes (cooldowns, health, invalid keys: stats_submit).
  *
  * The event loop never waits for SQLite: stats_handoff only moves the
  * aggregate into a one-slot hand-off (merging when the writer is still busy
@@ -22,18 +25,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sched.h"
 #include "util.h"
 
 #define STATS_MAX_ENTRIES 50000	/* usage rows held in memory at most (about 10 MB) */
 #define STATS_MODEL_MAX   255	/* model names are cut to this many bytes */
 
-struct proxy_result;
+struct event;
+struct request_result;
 
 /* One request as the statistics see it. */
 struct stats_sample {
 	char    provider_id[37];
 	char    model[STATS_MODEL_MAX + 1];	/* as forwarded */
-	int     pool;			/* 0 main, 1 fallback, 2 emergency */
+	enum sched_pool pool;
 	int64_t wall_s;			/* when it finished, Unix seconds */
 	int64_t prompt_tokens;		/* >= 0 */
 	int64_t completion_tokens;
@@ -57,7 +62,7 @@ struct stats_usage {
 /* Sum of one (date, pool). */
 struct stats_daily {
 	char    date[11];		/* YYYY-MM-DD */
-	int     pool;
+	enum sched_pool pool;
 	int64_t requests, errors, tokens;
 	double  cost;
 };
@@ -74,8 +79,7 @@ struct stats_agg {
 
 /* Fill s from a finished request; 0, or -1 when it is not counted (no
  * provider was ever chosen, so there is no row it could belong to). */
-int  stats_sample_from(const struct proxy_result *r, int64_t wall_s, struct stats_sample *s);
-const char *stats_pool_name(int pool);
+int  stats_sample_from(const struct request_result *r, int64_t wall_s, struct stats_sample *s);
 
 void stats_agg_init(struct stats_agg *a);
 void stats_agg_free(struct stats_agg *a);
@@ -102,8 +106,10 @@ struct stats_settings {
 };
 /* Open the writer's connection to db_path and start the thread. 0 or -1 with e. */
 int  stats_start(const char *db_path, struct sc_err *e);
-/* Loop thread: count one finished request. */
-void stats_record(const struct proxy_result *r);
+/* Loop thread: count one finished request; stats_on_event is the listener
+ * that calls it. */
+void stats_record(const struct request_result *r);
+void stats_on_event(const struct event *ev);
 /* Loop thread: hand what was counted (with_stats) and/or a snapshot (json,
  * may be NULL) to the writer; never blocks on the database. */
 void stats_handoff(int with_stats, const char *json, const struct stats_settings *s);

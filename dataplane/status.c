@@ -5,7 +5,10 @@
  * minute) and minute (the last hour): a slot remembers which second or
  * minute it holds and is cleared when reused, so no timer is needed and an
  * idle period costs nothing. Per-provider counts are kept by provider id, so
- * a reload or an edit of the row keeps them.
+ * a reload or an edit of the row keeps them; an event finds its provider's
+ * entry through the prov_rt serial (an array index), by id only the first
+ * time a serial is seen. The counts arrive as events (events.h); the live
+ * state is read from the dispatcher when the snapshot is built.
  */
 #define _GNU_SOURCE
 
@@ -17,7 +20,8 @@
 #include <json-c/json.h>
 
 #include "sc_autoconf.h"
-#include "proxy.h"
+#include "dispatch.h"
+#include "events.h"
 #include "registry.h"
 #include "sched.h"
 #include "status.h"
@@ -65,19 +69,15 @@ static struct {
 	struct st_min   min[ST_MINS];
 	struct st_prov *prov;		/* owned array */
 	size_t          nprov, cprov;
+	uint32_t       *by_serial;	/* owned: prov_rt serial -> index + 1 into prov, 0 = not seen */
+	size_t          nserial;
+	uint64_t        rejected_full, rejected_timeout;	/* the wait queue's 503s since start */
 } st;
 
 void
 status_init(int64_t wall_ms)
 {
 	st.started_ms = wall_ms;
-}
-
-void
-status_reset(void)
-{
-	free(st.prov);
-	memset(&st, 0, sizeof(st));
 }
 
 static struct st_sec *
@@ -112,8 +112,32 @@ status_prov(const char *id)
 	return &st.prov[st.nprov++];
 }
 
-void
-status_record(const struct proxy_result *r, int64_t wall_ms)
+/* The entry of a provider known by its prov_rt serial (0: by id only). */
+static struct st_prov *
+status_prov_of(unsigned serial, const char *id)
+{
+	struct st_prov *p;
+
+	if (serial == 0)
+		return status_prov(id);
+	if (serial < st.nserial && st.by_serial[serial] != 0)
+		return &st.prov[st.by_serial[serial] - 1];
+	if ((p = status_prov(id)) == NULL)
+		return NULL;
+	if (serial >= st.nserial) {
+		size_t n = st.nserial ? st.nserial : 64;
+		while (n <= serial)
+			n *= 2;
+		st.by_serial = sc_xrealloc(st.by_serial, n * sizeof(*st.by_serial));
+		memset(st.by_serial + st.nserial, 0, (n - st.nserial) * sizeof(*st.by_serial));
+		st.nserial = n;
+	}
+	st.by_serial[serial] = (uint32_t)(p - st.prov) + 1;
+	return p;
+}
+
+static void
+status_record(const struct request_result *r, int64_t wall_ms)
 {
 	int64_t s = wall_ms / 1000, m = s / 60;
 	struct st_sec *x = status_sec(s);
@@ -126,9 +150,9 @@ status_record(const struct proxy_result *r, int64_t wall_ms)
 	x->completion_tokens += r->completion_tokens > 0 ? r->completion_tokens : 0;
 	x->total_tokens += tok;
 	x->cost += (double)tok / 1000.0 * r->cost_per_1k;
-	if (r->pool != NULL && strcmp(r->pool, "fallback") == 0)
+	if (r->provider_id != NULL && r->pool == SCHED_POOL_FALLBACK)
 		x->fallback++;
-	else if (r->pool != NULL && strcmp(r->pool, "emergency") == 0)
+	else if (r->provider_id != NULL && r->pool == SCHED_POOL_EMERGENCY)
 		x->emergency++;
 	if (y->min != m) {
 		memset(y, 0, sizeof(*y));
@@ -138,7 +162,7 @@ status_record(const struct proxy_result *r, int64_t wall_ms)
 	y->errors += r->error != 0;
 	y->total_tokens += tok;
 	if (r->provider_id != NULL && r->upstream_sent) {
-		struct st_prov *p = status_prov(r->provider_id);
+		struct st_prov *p = status_prov_of(r->serial, r->provider_id);
 		if (p != NULL) {
 			struct st_psec *ps = &p->ring[s % ST_SECS];
 			int64_t lat = r->stream && r->ttfb_ms >= 0 ? r->ttfb_ms : r->latency_ms;
@@ -162,23 +186,25 @@ status_record(const struct proxy_result *r, int64_t wall_ms)
 }
 
 void
-status_upstream_429(int64_t wall_ms)
+status_on_event(const struct event *ev)
 {
-	status_sec(wall_ms / 1000)->upstream_429++;
-}
-
-static const char *
-status_state_name(enum sched_state s)
-{
-	switch (s) {
-	case SCHED_ST_READY:		return "ok";
-	case SCHED_ST_FULL:		return "full";
-	case SCHED_ST_COOLING:		return "cooling";
-	case SCHED_ST_UNHEALTHY:	return "unhealthy";
-	case SCHED_ST_INVALID:		return "invalid";
-	case SCHED_ST_DISABLED:		return "disabled";
+	switch (ev->kind) {
+	case EVENT_REQUEST_DONE:
+		status_record(ev->u.request, sc_wall_ms());
+		break;
+	case EVENT_UPSTREAM_OUTCOME:
+		if (ev->u.outcome.fail == COOLDOWN_FAIL_NONE && ev->u.outcome.status == 429)
+			status_sec(sc_wall_ms() / 1000)->upstream_429++;
+		break;
+	case EVENT_COOLDOWN_STARTED:
+		break;
+	case EVENT_QUEUE_REJECTED:
+		if (ev->u.rejected == DISPATCH_REJ_QUEUE_TIMEOUT)
+			st.rejected_timeout++;
+		else
+			st.rejected_full++;
+		break;
 	}
-	return "ok";
 }
 
 static void
@@ -207,7 +233,7 @@ static struct json_object *
 status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, int64_t wall_ms, int64_t s)
 {
 	struct json_object *o = json_object_new_object();
-	struct sched_provider *sp = rp->sched;
+	const struct sched_provider *sp = rp->rt != NULL ? &rp->rt->sched : NULL;	/* read-only */
 	struct st_prov *sp_st = NULL;
 	uint32_t req = 0, err = 0, req5 = 0, err5 = 0;
 	enum sched_state state = SCHED_ST_INVALID;
@@ -230,10 +256,8 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 				req5 += sp_st->mins[i].requests;
 				err5 += sp_st->mins[i].errors;
 			}
+	state = dispatch_rt_state(rp, now);
 	if (sp != NULL) {
-		state = sched_provider_state(sp, cfg, now);
-		if (!rp->usable && state != SCHED_ST_DISABLED)
-			state = SCHED_ST_INVALID;	/* active but its key does not decrypt */
 		if (cooldown_is_cooling(&sp->cd, now))
 			rem = sp->cd.cooldown_until_ms - now;
 	}
@@ -241,7 +265,7 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 	status_add_str(o, "name", rp->p.name);
 	status_add_str(o, "pool", provider_pool_name(rp->p.pool));
 	status_add_str(o, "status", provider_status_name(rp->p.status));
-	status_add_str(o, "state", status_state_name(state));
+	status_add_str(o, "state", sched_state_name(state));
 	status_add_int(o, "rpm_used", sp != NULL ? ratelimit_used(&sp->rl, now) : 0);
 	status_add_int(o, "rpm_limit", rp->p.rpm_limit);
 	status_add_int(o, "cooldown_remaining_ms", rem);
@@ -258,7 +282,7 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 		status_add_int(o, "last_latency_ms", sp_st->last_latency_ms);
 	else
 		json_object_object_add(o, "last_latency_ms", NULL);
-	status_add_int(o, "inflight", rp->in_flight);
+	status_add_int(o, "inflight", rp->rt != NULL ? rp->rt->in_flight : 0);
 	status_add_int(o, "requests_1m", req);
 	status_add_int(o, "errors_1m", err);
 	/* Share of the last five minutes' requests that did not fail; null
@@ -269,14 +293,14 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 }
 
 char *
-status_build(int64_t now, int64_t wall_ms, const struct status_queue *q)
+status_build(int64_t now, int64_t wall_ms)
 {
 	const struct config *cfg = registry_config();
 	struct json_object *root = json_object_new_object(), *o, *a;
 	struct st_sec lm;
 	int64_t s = wall_ms / 1000, m = s / 60, t;
 	const char *demo = getenv("SIDECAR_DEMO");
-	size_t i, inflight = 0;
+	size_t i;
 	char ts[SC_TS_LEN];
 	char *out;
 
@@ -289,15 +313,13 @@ status_build(int64_t now, int64_t wall_ms, const struct status_queue *q)
 	status_add_str(root, "version", PACKAGE_VERSION);
 	json_object_object_add(root, "demo",
 	    json_object_new_boolean(demo != NULL && *demo != '\0' && strcmp(demo, "0") != 0));
-	for (i = 0; i < registry_count(); i++)
-		inflight += (size_t)registry_at(i)->in_flight;
-	status_add_int(root, "inflight", (int64_t)inflight);
+	status_add_int(root, "inflight", (int64_t)dispatch_in_flight());
 
 	o = json_object_new_object();
-	status_add_int(o, "depth", (int64_t)q->depth);
-	status_add_int(o, "capacity", q->capacity);
-	status_add_int(o, "rejected_overflow", (int64_t)q->rejected_overflow);
-	status_add_int(o, "rejected_timeout", (int64_t)q->rejected_timeout);
+	status_add_int(o, "depth", (int64_t)dispatch_queue_depth());
+	status_add_int(o, "capacity", cfg->queue_capacity);
+	status_add_int(o, "rejected_overflow", (int64_t)st.rejected_full);
+	status_add_int(o, "rejected_timeout", (int64_t)st.rejected_timeout);
 	json_object_object_add(root, "queue", o);
 
 	memset(&lm, 0, sizeof(lm));

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -165,12 +166,6 @@ upstream_shutdown(void)
 	curl_global_cleanup();
 }
 
-size_t
-upstream_active(void)
-{
-	return up.active;
-}
-
 /* The header list carries the provider key: wipe it before freeing. */
 static void
 upstream_free_headers(struct curl_slist *l)
@@ -181,6 +176,22 @@ upstream_free_headers(struct curl_slist *l)
 		if (h->data != NULL)
 			crypto_wipe(h->data, strlen(h->data));
 	curl_slist_free_all(l);
+}
+
+struct curl_slist *
+upstream_add_bearer(struct curl_slist *l, const char *key)
+{
+	size_t kl = strlen(key) + 32;
+	char *auth = sc_xmalloc(kl);
+	struct curl_slist *t;
+
+	snprintf(auth, kl, "Authorization: Bearer %s", key);
+	t = curl_slist_append(l, auth);
+	crypto_wipe(auth, kl);
+	free(auth);
+	if (t == NULL)
+		upstream_free_headers(l);
+	return t;
 }
 
 /* The options every transfer shares, set once per handle: a pooled handle
@@ -472,12 +483,6 @@ int
 upstream_retry_after(const struct upstream_xfer *x)
 {
 	return x->retry_after;
-}
-
-uint64_t
-upstream_body_bytes(const struct upstream_xfer *x)
-{
-	return x->body_bytes;
 }
 
 const char *

@@ -47,12 +47,15 @@ struct upstream_req {
 	long               ttfb_timeout_ms;	/* 0 = none */
 };
 
+/* Append "Authorization: Bearer <key>" to l (the one place the provider key
+ * becomes a header; the temporary copy is wiped). The new list head, or NULL
+ * (l freed) when out of memory. */
+struct curl_slist *upstream_add_bearer(struct curl_slist *l, const char *key);
+
 /* Set up the multi handle on loop l; the idle-connection cache holds up to
  * max_connections (at least 512) upstream connections. 0 or -1. */
 int  upstream_init(struct loop *l, long max_connections);
 void upstream_shutdown(void);
-/* Number of transfers in progress. */
-size_t upstream_active(void);
 
 /* Start a transfer; NULL on failure (bad URL...). */
 struct upstream_xfer *upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg);
@@ -67,8 +70,6 @@ const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);
 /* Retry-After in seconds, -1 when absent or not a number. */
 int         upstream_retry_after(const struct upstream_xfer *x);
-/* Bytes of body received so far. */
-uint64_t    upstream_body_bytes(const struct upstream_xfer *x);
 /* curl's error text for a failed transfer (no secrets: no URL userinfo, no headers). */
 const char *upstream_error(const struct upstream_xfer *x);
 

@@ -375,6 +375,13 @@ test_provider_crud(void **state)
 	assert_string_equal(jget(f->json, "error.field"), "rpm_limit");
 	assert_int_equal(call(f, "PATCH", uri, "{\"rpm_limit\":0}"), 422);
 	assert_int_equal(call(f, "PATCH", uri, "{\"weight\":-1}"), 422);
+	/* The ranges are provider_validate's, the same as the YAML import's. */
+	assert_int_equal(call(f, "PATCH", uri, "{\"weight\":1000.5}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "weight");
+	assert_int_equal(call(f, "PATCH", uri, "{\"rpm_limit\":100001}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "rpm_limit");
+	assert_int_equal(call(f, "PATCH", uri, "{\"rpm_limit\":4294967296}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "rpm_limit");
 	assert_int_equal(call(f, "PATCH", uri, "{\"pool\":\"other\"}"), 422);
 	assert_string_equal(jget(f->json, "error.field"), "pool");
 	assert_int_equal(call(f, "PATCH", uri, "{\"endpoint_url\":\"http://example.com/v1\"}"), 422);

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
+#include "events.h"
 #include "metrics.h"
-#include "proxy.h"
 #include "util.h"
 
 static char *
@@ -35,16 +35,53 @@ render(void)
 	return s;
 }
 
-static struct proxy_result
+/* The events the data plane emits, delivered to the metrics listener. */
+static void
+metrics_request_done(const struct request_result *r)
+{
+	struct event ev = { .kind = EVENT_REQUEST_DONE, .u.request = r };
+
+	metrics_on_event(&ev);
+}
+
+static void
+metrics_queue_rejected(enum dispatch_reject why)
+{
+	struct event ev = { .kind = EVENT_QUEUE_REJECTED, .u.rejected = why };
+
+	metrics_on_event(&ev);
+}
+
+static void
+metrics_upstream_outcome(const char *name, enum cooldown_failure fail, int status)
+{
+	struct event ev = { .kind = EVENT_UPSTREAM_OUTCOME };
+
+	ev.u.outcome.provider_name = name;
+	ev.u.outcome.fail = fail;
+	ev.u.outcome.status = status;
+	metrics_on_event(&ev);
+}
+
+static void
+metrics_cooldown_started(const char *name)
+{
+	struct event ev = { .kind = EVENT_COOLDOWN_STARTED };
+
+	ev.u.outcome.provider_name = name;
+	metrics_on_event(&ev);
+}
+
+static struct request_result
 result(const char *name, int status, int64_t latency_ms, int stream)
 {
-	struct proxy_result r;
+	struct request_result r;
 
 	memset(&r, 0, sizeof(r));
 	r.rid = "rid";
 	r.provider_id = "11111111-1111-4111-8111-111111111111";
 	r.provider_name = name;
-	r.pool = "main";
+	r.pool = SCHED_POOL_MAIN;
 	r.model = "a/m";
 	r.upstream_model = "m";
 	r.status = status;
@@ -77,7 +114,7 @@ test_escape(void **state)
 static void
 test_families_and_counters(void **state)
 {
-	struct proxy_result r;
+	struct request_result r;
 	char *s;
 
 	(void)state;
@@ -101,13 +138,13 @@ test_families_and_counters(void **state)
 	metrics_request_done(&r);
 	r = result("we\"ird\\name", 502, 10, 0);
 	r.total_tokens = r.prompt_tokens = r.completion_tokens = -1;
-	r.pool = "fallback";
+	r.pool = SCHED_POOL_FALLBACK;
 	metrics_request_done(&r);
-	metrics_queue_rejected(METRICS_REJECT_TIMEOUT);
-	metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
-	metrics_queue_rejected(METRICS_REJECT_OVERFLOW);
-	metrics_upstream_outcome("we\"ird\\name", 0, 429);
-	metrics_upstream_outcome("we\"ird\\name", 1, 0);
+	metrics_queue_rejected(DISPATCH_REJ_QUEUE_TIMEOUT);
+	metrics_queue_rejected(DISPATCH_REJ_QUEUE_FULL);
+	metrics_queue_rejected(DISPATCH_REJ_QUEUE_FULL);
+	metrics_upstream_outcome("we\"ird\\name", COOLDOWN_FAIL_NONE, 429);
+	metrics_upstream_outcome("we\"ird\\name", COOLDOWN_FAIL_CONNECT, 0);
 	metrics_cooldown_started("we\"ird\\name");
 
 	s = render();
@@ -143,7 +180,7 @@ test_families_and_counters(void **state)
 static void
 test_promtool(void **state)
 {
-	struct proxy_result r = result("p\none", 200, 12, 1);
+	struct request_result r = result("p\none", 200, 12, 1);
 	char path[] = "/tmp/test_metrics-XXXXXX", cmd[256];
 	char *s;
 	FILE *f;

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 
 #include "db.h"
-#include "proxy.h"
+#include "events.h"
 #include "stats.h"
 #include "testdb.h"
 
@@ -45,16 +45,16 @@ setup(void **state)
 	return 0;
 }
 
-static struct proxy_result
+static struct request_result
 result(const char *pid, int status, int64_t total)
 {
-	struct proxy_result r;
+	struct request_result r;
 
 	memset(&r, 0, sizeof(r));
 	r.rid = "rid";
 	r.provider_id = pid;
 	r.provider_name = "name";
-	r.pool = "main";
+	r.pool = SCHED_POOL_MAIN;
 	r.cost_per_1k = 0.5;
 	r.model = "a/m";
 	r.upstream_model = "m";
@@ -99,7 +99,7 @@ q_double(sqlite3 *db, const char *sql)
 static void
 test_sample_rules(void **state)
 {
-	struct proxy_result r = result(P1, 200, 1000);
+	struct request_result r = result(P1, 200, 1000);
 	struct stats_sample s;
 
 	(void)state;
@@ -130,10 +130,10 @@ test_sample_rules(void **state)
 
 	r = result(NULL, 503, -1);
 	assert_int_equal(stats_sample_from(&r, 1795680000, &s), -1);	/* no provider: no row */
-	r.pool = "emergency";
+	r.pool = SCHED_POOL_EMERGENCY;
 	r.provider_id = P1;
 	assert_int_equal(stats_sample_from(&r, 1795680000, &s), 0);
-	assert_int_equal(s.pool, 2);
+	assert_int_equal(s.pool, SCHED_POOL_EMERGENCY);
 }
 
 struct wr {
@@ -152,7 +152,7 @@ write_txn(sqlite3 *db, void *arg, struct sc_err *e)
 }
 
 static void
-add(struct stats_agg *a, struct proxy_result r, int64_t wall)
+add(struct stats_agg *a, struct request_result r, int64_t wall)
 {
 	struct stats_sample s;
 
@@ -177,7 +177,7 @@ test_flushes_add_up(void **state)
 	struct testdb *f = *state;
 	const int64_t t = 1795680000;	/* 2026-11-26T08:00:00Z */
 	struct stats_agg a;
-	struct proxy_result r;
+	struct request_result r;
 
 	stats_agg_init(&a);
 	add(&a, result(P1, 200, 100), t);
@@ -200,7 +200,7 @@ test_flushes_add_up(void **state)
 	r.latency_ms = 1300;
 	add(&a, r, t + 60);
 	r = result(P2, 200, 20);
-	r.pool = "fallback";
+	r.pool = SCHED_POOL_FALLBACK;
 	add(&a, r, t + 61);	/* fallback pool, same day */
 	flush(f, &a);
 	assert_int_equal(q_int(f->db, "SELECT request_count FROM provider_usage_logs WHERE provider_id = '" P1 "'"), 4);
@@ -279,7 +279,7 @@ test_cap(void **state)
 {
 	struct stats_agg a;
 	struct stats_sample s;
-	struct proxy_result r = result(P1, 200, 1);
+	struct request_result r = result(P1, 200, 1);
 	char model[32];
 	int i;
 
@@ -331,7 +331,7 @@ test_writer_keeps_rows_through_busy(void **state)
 {
 	struct testdb *f = *state;
 	struct stats_settings set = { 90, 30 };
-	struct proxy_result r = result(P1, 200, 7);
+	struct request_result r = result(P1, 200, 7);
 	struct stats_info si;
 	struct sc_err e;
 	sqlite3 *other;

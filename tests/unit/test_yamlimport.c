@@ -182,6 +182,13 @@ static const struct bad bad_cases[] = {
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
 	  "  rpm_limit: 40\n  tpm_limit: -1\n", "line 7: tpm_limit: must be a non-negative integer", 7 },
+	/* Ranges come from provider_validate, pointed at the value's line. */
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 100001\n", "line 6: rpm_limit: must be a positive integer (1 to 100000)", 6 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  weight: 1000.5\n", "line 7: weight: must be a number greater than 0 and at most 1000", 7 },
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: http://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
 	  "  rpm_limit: 40\n", "line 4: endpoint_url: must use https://", 4 },

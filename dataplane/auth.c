@@ -1,0 +1,55 @@
+/*
+ * The client-token check (auth.h). The token is copied out of the request
+ * only long enough to hash it, then wiped.
+ */
+#define _GNU_SOURCE
+
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "crypto.h"
+#include "registry.h"
+
+static int auth_public;	/* listening beyond loopback: a token is always required */
+
+void
+auth_set_public(int on)
+{
+	auth_public = on;
+}
+
+static void
+auth_refuse(struct conn *c, const char *rid)
+{
+	conn_respond_error(c, 401, rid, "missing or invalid client token (Authorization: Bearer)",
+	    "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
+}
+
+int
+auth_check(struct conn *c, const struct http_request *req, const char *rid)
+{
+	const struct http_header *a;
+	char tok[512];
+	int r;
+
+	if (registry_client_tokens() <= 0 && !auth_public)
+		return 1;
+	a = http_find_header(req, "authorization");
+	if (a == NULL || a->value.len < 8 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||
+	    a->value.len - 7 >= sizeof(tok)) {
+		auth_refuse(c, rid);
+		return 0;
+	}
+	memcpy(tok, a->value.p + 7, a->value.len - 7);
+	tok[a->value.len - 7] = '\0';
+	r = registry_check_token(tok);
+	crypto_wipe(tok, sizeof(tok));
+	if (r == 1)
+		return 1;
+	if (r == -1)
+		conn_respond_error(c, 500, rid, "token check failed", "internal_error", NULL);
+	else
+		auth_refuse(c, rid);
+	return 0;
+}
