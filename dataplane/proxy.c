@@ -320,7 +320,7 @@ proxy_json_release(struct proxy_req *r)
 	proxy_json_head(r, r->up_length);
 	conn_response_body(r->conn, r->jbody.data, r->jbody.len);
 	r->relayed += r->jbody.len;
-	r->jbody.len = r->jbody.cap;	/* too big to look at: no usage from it */
+	sc_buf_free(&r->jbody);	/* too big to look at: no usage from it */
 }
 
 static int

@@ -109,8 +109,8 @@ describe('OpenClaw against the sidecar', { concurrency: true }, () => {
 			assert.equal(t.out.meta.executionTrace.fallbackUsed, false);
 			assert.equal((await s.backup.record()).length, 0, 'the fallback model was not used');
 		} finally {
-			h.remove();
 			await s.stop();
+			h.remove();
 		}
 	});
 
@@ -143,11 +143,12 @@ describe('OpenClaw against the sidecar', { concurrency: true }, () => {
 			const toolMsg = body(rec[1]).messages.filter((m) => m.role === 'tool');
 			assert.equal(toolMsg.length, 1, 'the second request carries the tool result');
 			assert.match(JSON.stringify(toolMsg[0].content), new RegExp(marker));
-			assert.equal(toolMsg[0].tool_call_id, `call_mock_${rec[0].seq}`);
+			// OpenClaw keeps only the id's letters and digits
+			assert.equal(toolMsg[0].tool_call_id.replace(/[^A-Za-z0-9]/g, ''), `callmock${rec[0].seq}`);
 			assert.equal((await s.backup.record()).length, 0);
 		} finally {
-			h?.remove();
 			await s.stop();
+			h?.remove();
 		}
 	});
 
@@ -173,7 +174,8 @@ describe('OpenClaw against the sidecar', { concurrency: true }, () => {
 			assert.deepEqual(rec1.map((e) => e.status).sort(), [401, 401], 'both keys were tried once');
 			assert.deepEqual(new Set(rec1.map((e) => e.key)), new Set([key(1), key(2)]));
 			assert.equal(chats(await s.backup.record()).length, 1);
-			assert.ok(t1.t1 - t1.t0 < 90000, `fell back in ${t1.t1 - t1.t0} ms`);
+			// at once: not after retrying the sidecar for its ~90 s budget
+			assert.ok(t1.out.meta.durationMs < 60000, `the turn took ${t1.out.meta.durationMs} ms`);
 
 			// The operator replaces the keys; the data plane reloads within 2 s.
 			await s.mock.setKey(key(1), 0, null);
@@ -190,8 +192,8 @@ describe('OpenClaw against the sidecar', { concurrency: true }, () => {
 			assert.equal(rec2[0].status, 200);
 			assert.equal(chats(await s.backup.record()).length, 1, 'the second turn did not need the fallback');
 		} finally {
-			h.remove();
 			await s.stop();
+			h.remove();
 		}
 	});
 
@@ -222,11 +224,11 @@ describe('OpenClaw against the sidecar', { concurrency: true }, () => {
 			// OpenClaw's retry reached the upstream when the window had room:
 			// not before (it would have waited again), not 30 s later.
 			const dt = rec[1].t_ms - rec[0].t_ms;
-			assert.ok(dt >= W * 1000 && dt < W * 1000 + 5000, `retry ${dt} ms after the window's request (window ${W} s)`);
+			assert.ok(dt >= W * 1000 && dt < W * 1000 + 10000, `retry ${dt} ms after the window's request (window ${W} s)`);
 			assert.equal(chats(await s.backup.record()).length, 0, 'no fallback');
 		} finally {
-			h.remove();
 			await s.stop();
+			h.remove();
 		}
 	});
 });
