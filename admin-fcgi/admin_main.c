@@ -183,6 +183,7 @@ main(int argc, char **argv)
 		log_error("%s", e.msg);
 		goto done_key;
 	}
+	ctx.key_reload = true;	/* after a rekey, re-read the key source */
 	if (check_only) {
 		printf("sidecar-admin: %s ok\n", path);
 		rc = 0;

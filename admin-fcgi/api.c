@@ -54,6 +54,14 @@ api_ctx_init(struct api_ctx *ctx, sqlite3 *db, const struct crypto_key *k, struc
 	ctx->validate = validate_key_check;
 	ctx->validate_timeout_ms = API_VALIDATE_TIMEOUT_MS;
 	ctx->now = api_wall_now;
+	if (k != NULL) {
+		/* The check value the key matches now: a change means a rekey. */
+		char *stored = db_meta_get(db, "key_check");
+
+		if (stored != NULL && crypto_check_verify(k, stored, NULL) == 0)
+			snprintf(ctx->key_check, sizeof(ctx->key_check), "%s", stored);
+		free(stored);
+	}
 	return auth_init_tables(db, e);
 }
 
@@ -96,6 +104,9 @@ api_error(struct api_response *rs, int status, const char *field, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages quote input (a query value, a YAML scalar) and may be cut
+	 * inside a character: the JSON must stay valid UTF-8. */
+	sc_utf8_scrub(msg);
 	root = json_object_new_object();
 	err = json_object_new_object();
 	json_object_object_add(err, "message", json_object_new_string(msg));
@@ -107,7 +118,40 @@ api_error(struct api_response *rs, int status, const char *field, const char *fm
 json_object *
 api_jstr(const char *s)
 {
-	return s != NULL ? json_object_new_string(s) : NULL;
+	json_object *o;
+	char *copy;
+
+	if (s == NULL)
+		return NULL;
+	if (sc_utf8_valid(s, strlen(s)))
+		return json_object_new_string(s);
+	/* Text stored before the programs checked it: answer valid JSON. */
+	copy = sc_xstrdup(s);
+	sc_utf8_scrub(copy);
+	o = json_object_new_string(copy);
+	free(copy);
+	return o;
+}
+
+bool
+api_err_is_stale_key(const struct sc_err *e)
+{
+	return e != NULL && strcmp(e->field, CRYPTO_STALE_FIELD) == 0;
+}
+
+/* Before a request uses the key: follow a rekey (crypto_key_sync), saying
+ * once per change whether this process now has the new key. */
+static void
+api_key_sync(struct api_ctx *ctx)
+{
+	int r = crypto_key_sync(ctx->db, &ctx->key, ctx->key_check, NULL, ctx->key_reload);
+
+	if (r == CRYPTO_SYNC_RELOADED)
+		log_info("encryption key reloaded: the database was rekeyed and the key source holds the new key");
+	if (r == CRYPTO_SYNC_STALE && !ctx->key_stale)
+		log_error("the database was rekeyed and this process has the old encryption key: writes of provider "
+		    "keys are refused (503) until its key file holds the new key or it is restarted with it");
+	ctx->key_stale = r == CRYPTO_SYNC_STALE;
 }
 
 bool
@@ -123,6 +167,14 @@ api_err_is_busy(sqlite3 *db, const struct sc_err *e)
 void
 api_db_error(struct api_response *rs, sqlite3 *db, const struct sc_err *e)
 {
+	if (api_err_is_stale_key(e)) {
+		/* Not a server fault: a rekey ran and this process has the old key. */
+		sc_buf_reset(&rs->headers);
+		api_header(rs, "Retry-After", "5");
+		log_warn("refused a write: %s", e->msg);
+		api_error(rs, 503, CRYPTO_STALE_FIELD, "%s", e->msg);
+		return;
+	}
 	if (api_err_is_busy(db, e)) {
 		sc_buf_reset(&rs->headers);
 		api_header(rs, "Retry-After", "1");
@@ -177,6 +229,7 @@ api_body_json(struct api_call *c)
 	json_object *obj;
 	enum json_tokener_error jerr;
 	size_t end;
+	long bad;
 
 	if (rq->body_too_large) {
 		api_error(c->rs, 413, NULL, "request body too large (limit %d bytes)", API_JSON_BODY_MAX);
@@ -196,6 +249,12 @@ api_body_json(struct api_call *c)
 	}
 	if (memchr(rq->body, '\0', rq->body_len) != NULL) {
 		api_error(c->rs, 400, NULL, "malformed JSON: NUL byte in body");
+		return NULL;
+	}
+	/* JSON text is UTF-8 (RFC 8259); json-c would pass raw bytes through
+	 * into names and notes, and from there into every view. */
+	if ((bad = sc_utf8_check(rq->body, rq->body_len)) != -1) {
+		api_error(c->rs, 400, NULL, "malformed JSON: not valid UTF-8 at byte %ld", bad);
 		return NULL;
 	}
 	tok = json_tokener_new_ex(API_JSON_DEPTH);
@@ -395,6 +454,7 @@ api_handle(struct api_ctx *ctx, const struct api_request *rq, struct api_respons
 		return;
 	}
 	memcpy(c.token_id, ai.token_id, sizeof(c.token_id));
+	api_key_sync(ctx);
 	c.via_cookie = ai.via_cookie;
 	memcpy(c.csrf, ai.csrf, sizeof(c.csrf));
 	memcpy(c.expires_at, ai.expires_at, sizeof(c.expires_at));

@@ -57,7 +57,10 @@ typedef void (*api_validate_fn)(const char *endpoint, const char *key, long time
 /* Per-process state: the one SQLite connection and the encryption key. */
 struct api_ctx {
 	sqlite3           *db;		/* borrowed, open for the life of the process */
-	struct crypto_key  key;		/* copy; wiped by the owner */
+	struct crypto_key  key;		/* copy; wiped by the owner; replaced when a rekey is followed */
+	char               key_check[CRYPTO_CHECK_MAX];	/* the check value key matches (crypto_key_sync) */
+	bool               key_reload;	/* reload the key from the environment's source after a rekey */
+	bool               key_stale;	/* the database has another key and no source holds it */
 	api_validate_fn    validate;	/* validate_key_check unless a test replaces it */
 	long               validate_timeout_ms;
 	int64_t          (*now)(void);	/* wall clock, Unix seconds; tests replace it */
@@ -108,10 +111,13 @@ int api_query(const struct api_request *rq, const char *name, char *out, size_t 
 /* "false"/"0"/"no" → false; absent → def. */
 bool api_query_bool(const struct api_request *rq, const char *name, bool def);
 
-/* JSON string or null. */
+/* JSON string or null; bytes that are not UTF-8 become '?'. */
 json_object *api_jstr(const char *s);
 /* Bump meta.config_version inside a write transaction. 0 or -1. */
 int api_bump_version(sqlite3 *db, struct sc_err *e);
+/* True when the failure is a stale encryption key (CRYPTO_STALE_FIELD):
+ * api_db_error answers it with 503. */
+bool api_err_is_stale_key(const struct sc_err *e);
 /* True when the last failure was SQLite saying "busy/locked". */
 bool api_err_is_busy(sqlite3 *db, const struct sc_err *e);
 

@@ -17,6 +17,9 @@ tests_unit_test_events_LDADD = $(SC_UNIT_LIBS)
 # The dashboard: static files served by lighttpd from $(pkgdatadir)/htdocs.
 htdocsdir = $(pkgdatadir)/htdocs
 dist_htdocs_DATA = htdocs/index.html htdocs/app.js htdocs/style.css
+# lighttpd's own error page for a POST without Content-Length (server.errorfile-prefix).
+htdocserrorsdir = $(htdocsdir)/errors
+dist_htdocserrors_DATA = htdocs/errors/status-411.html
 htdocsvendordir = $(htdocsdir)/vendor
 dist_htdocsvendor_DATA = htdocs/vendor/uPlot.iife.min.js htdocs/vendor/uPlot.min.css htdocs/vendor/LICENSE.uPlot htdocs/vendor/README
 

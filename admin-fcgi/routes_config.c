@@ -34,9 +34,14 @@ cfg_value_json(const struct config_desc *d, const char *s)
 		if (end != s && *end == '\0')
 			return json_object_new_int64(v);
 	} else {
+		char canon[CONFIG_VALUE_MAX];
 		double v = strtod(s, &end);
-		if (end != s && *end == '\0' && isfinite(v))
-			return json_object_new_double_s(v, s);
+		/* json-c prints the given text verbatim: it must be valid JSON,
+		 * so a value stored before writers canonicalised (".5") is
+		 * shown in canonical form. */
+		if (end != s && *end == '\0' && isfinite(v) &&
+		    config_canonical(d->key, s, canon, sizeof(canon), NULL) == 0)
+			return json_object_new_double_s(v, canon);
 	}
 	return json_object_new_string(s);
 }
@@ -80,7 +85,7 @@ cfg_get(struct api_call *c)
 struct cfg_set {
 	size_t n;
 	const struct config_desc *d[CFG_MAX_KEYS];
-	char v[CFG_MAX_KEYS][40];
+	char v[CFG_MAX_KEYS][CONFIG_VALUE_MAX];
 	const char *now;
 };
 
@@ -162,13 +167,11 @@ cfg_patch(struct api_call *c)
 				goto done;
 			}
 			snprintf(buf, sizeof(s->v[0]), "%.17g", dv);
-			/* Prefer the short form when it reads back the same. */
-			char shortf[40];
-			snprintf(shortf, sizeof(shortf), "%g", dv);
-			if (strtod(shortf, NULL) == dv)
-				snprintf(buf, sizeof(s->v[0]), "%s", shortf);
 		}
-		if (config_validate(k, buf, &e) == -1) {
+		/* Stored in canonical form, as every writer does. */
+		char raw[sizeof(s->v[0])];
+		snprintf(raw, sizeof(raw), "%s", buf);
+		if (config_canonical(k, raw, buf, sizeof(s->v[0]), &e) == -1) {
 			api_error(c->rs, 422, e.field[0] ? e.field : k, "%s", e.msg);
 			goto done;
 		}

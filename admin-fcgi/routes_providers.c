@@ -240,6 +240,10 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 				goto done;
 			}
 			const char *s = json_object_get_string(val);
+			if ((size_t)json_object_get_string_len(val) != strlen(s)) {
+				api_error(c->rs, 400, k, "'%s' must not contain a NUL character", k);
+				goto done;
+			}
 			if (strlen(s) > 4096) {
 				api_error(c->rs, 422, k, "'%s' is too long (at most 4096 characters)", k);
 				goto done;
@@ -311,6 +315,10 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 		} else if (prov_in(prov_meta_strings, k)) {
 			if (t != json_type_string) {
 				api_error(c->rs, 422, k, "'%s' must be a string", k);
+				goto done;
+			}
+			if ((size_t)json_object_get_string_len(val) != strlen(json_object_get_string(val))) {
+				api_error(c->rs, 400, k, "'%s' must not contain a NUL character", k);
 				goto done;
 			}
 			json_object_object_add(md, k, json_object_get(val));
@@ -577,7 +585,7 @@ prov_txn_error(struct prov_txn *t, const struct sc_err *e)
 	else if (t->conflict)
 		api_error(t->c->rs, 409, "name", "a provider named '%s' already exists",
 		    t->p && t->p->name ? t->p->name : "");
-	else if (e->field[0] && !api_err_is_busy(t->c->ctx->db, e))
+	else if (e->field[0] && !api_err_is_busy(t->c->ctx->db, e) && !api_err_is_stale_key(e))
 		api_error(t->c->rs, 422, e->field, "%s", e->msg);
 	else
 		api_db_error(t->c->rs, t->c->ctx->db, e);
@@ -803,23 +811,38 @@ done:
 
 /* ---- YAML ---- */
 
-/* A YAML double-quoted scalar (escapes ", \ and control characters). */
+/* A YAML double-quoted scalar that reads back as exactly s: ", \\ and every
+ * character YAML does not allow raw (controls, C1, the line breaks NEL, LS,
+ * PS that a quoted scalar would fold, U+FEFF, U+FFFE/F) are escaped. s is
+ * valid UTF-8 (the stored text is checked on the way in); a stray byte that
+ * is not is escaped as \\xNN rather than copied. */
 static void
 prov_yaml_str(struct sc_buf *b, const char *s)
 {
+	const unsigned char *u = (const unsigned char *)(s != NULL ? s : "");
+	size_t n = strlen((const char *)u), i = 0, len;
+	uint32_t cp;
+
 	sc_buf_append(b, "\"", 1);
-	for (; s != NULL && *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			sc_buf_printf(b, "\\%c", ch);
-		else if (ch == '\n')
+	while (i < n) {
+		len = sc_utf8_next(u + i, n - i, &cp);
+		if (len == 0) {
+			sc_buf_printf(b, "\\x%02x", u[i]);
+			i++;
+			continue;
+		}
+		if (cp == '"' || cp == '\\')
+			sc_buf_printf(b, "\\%c", (int)cp);
+		else if (cp == '\n')
 			sc_buf_append(b, "\\n", 2);
-		else if (ch == '\t')
+		else if (cp == '\t')
 			sc_buf_append(b, "\\t", 2);
-		else if (ch < 0x20 || ch == 0x7f)
-			sc_buf_printf(b, "\\x%02x", ch);
+		else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+		    cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+			sc_buf_printf(b, "\\u%04x", (unsigned)cp);
 		else
-			sc_buf_append(b, s, 1);
+			sc_buf_append(b, u + i, len);
+		i += len;
 	}
 	sc_buf_append(b, "\"", 1);
 }
@@ -829,8 +852,10 @@ prov_export(struct api_call *c)
 {
 	struct provider_list l = { NULL, 0 };
 	struct sc_err e;
+	static const char *const compat[] = { "max_tokens_field", "flatten_content", "stream_usage" };
 	struct sc_buf *b = &c->rs->body;
 	json_object *md, *v;
+	char num[40];
 
 	sc_err_clear(&e);
 	if (provider_list(c->ctx->db, NULL, &l, &e) == -1) {
@@ -854,16 +879,23 @@ prov_export(struct api_call *c)
 		prov_yaml_str(b, p->endpoint_url);
 		sc_buf_printf(b, "\n  model_prefix: ");
 		prov_yaml_str(b, p->model_prefix);
-		sc_buf_printf(b, "\n  pool: %s\n  rpm_limit: %d\n", provider_pool_name(p->pool), p->rpm_limit);
+		sc_buf_printf(b, "\n  pool: %s\n  status: %s\n  rpm_limit: %d\n", provider_pool_name(p->pool),
+		    provider_status_name(p->status), p->rpm_limit);
 		if (p->tpm_limit > 0)
 			sc_buf_printf(b, "  tpm_limit: %d\n", p->tpm_limit);
-		if (p->weight != 1.0)
-			sc_buf_printf(b, "  weight: %g\n", p->weight);
-		if (p->cost_per_1k != 0)
-			sc_buf_printf(b, "  cost_per_1k: %g\n", p->cost_per_1k);
-		sc_buf_printf(b, "  notes: ");
-		prov_yaml_str(b, md != NULL && json_object_object_get_ex(md, "notes", &v) &&
-		    json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "");
+		sc_fmt_double(p->weight, num, sizeof(num));
+		sc_buf_printf(b, "  weight: %s\n", num);
+		sc_fmt_double(p->cost_per_1k, num, sizeof(num));
+		sc_buf_printf(b, "  cost_per_1k: %s", num);
+		if (md != NULL && json_object_object_get_ex(md, "notes", &v) && json_object_is_type(v, json_type_string)) {
+			sc_buf_printf(b, "\n  notes: ");
+			prov_yaml_str(b, json_object_get_string(v));
+		}
+		/* Shaping options only when set, so that absent stays absent. */
+		for (size_t j = 0; j < sizeof(compat) / sizeof(compat[0]); j++)
+			if (md != NULL && json_object_object_get_ex(md, compat[j], &v) &&
+			    json_object_is_type(v, json_type_boolean))
+				sc_buf_printf(b, "\n  %s: %s", compat[j], json_object_get_boolean(v) ? "true" : "false");
 		sc_buf_printf(b, "\n");
 		json_object_put(md);
 	}
@@ -919,6 +951,14 @@ prov_import(struct api_call *c)
 		api_error(c->rs, 400, NULL, "empty body; expected the YAML file");
 		return;
 	}
+	/* Not text at all: 400, like a JSON body (yamlimport_parse would say
+	 * the same with a line, as a 422 for a malformed file). */
+	if (sc_utf8_check(rq->body, rq->body_len) != -1) {
+		yamlimport_parse(rq->body, rq->body_len, &doc, &e);
+		api_error(c->rs, 400, NULL, "%s", e.msg);
+		yamlimport_doc_free(&doc);
+		return;
+	}
 	if (yamlimport_parse(rq->body, rq->body_len, &doc, &e) == -1) {
 		root = json_object_new_object();
 		err = json_object_new_object();
@@ -955,7 +995,7 @@ prov_import(struct api_call *c)
 		}
 	}
 	if (yamlimport_apply(c->ctx->db, &c->ctx->key, &doc, "yaml", &rep, &e) == -1) {
-		if (e.field[0] && !api_err_is_busy(c->ctx->db, &e)) {
+		if (e.field[0] && !api_err_is_busy(c->ctx->db, &e) && !api_err_is_stale_key(&e)) {
 			root = json_object_new_object();
 			err = json_object_new_object();
 			json_object_object_add(err, "message", json_object_new_string(e.msg));

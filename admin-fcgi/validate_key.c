@@ -4,7 +4,8 @@
  * no redirects, http/https only, the answer capped at VALIDATE_BODY_MAX.
  * The answer is classified by validate_classify into ok / invalid key /
  * forbidden / unreachable / timeout / other, with the upstream's own reason
- * (NIM's "detail", OpenAI's error.message) quoted but the key scrubbed.
+ * (NIM's "detail", OpenAI's error.message) quoted but redacted
+ * (common/redact.c: the key in any form or piece).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -17,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "crypto.h"
+#include "redact.h"
 #include "util.h"
 #include "validate_key.h"
 
@@ -34,34 +36,37 @@ validate_outcome_name(enum validate_outcome o)
 	return "upstream_error";
 }
 
-/* Copy s into out as one printable line, at most max characters, with every
- * occurrence of key replaced by "[key]". */
+/* Copy s into out as one printable line of at most max bytes, redacted
+ * first (redact_text: the key whole, without its prefix or in 8+ character
+ * pieces, and other key-like tokens), cut on a character boundary, with
+ * bytes that are not UTF-8 scrubbed: it goes into JSON and the database. */
 static void
 validate_clean(const char *s, size_t n, const char *key, char *out, size_t outlen, size_t max)
 {
-	size_t klen = key != NULL ? strlen(key) : 0;
-	size_t i = 0, o = 0, chars = 0;
+	struct sc_buf red;
+	size_t i = 0, o = 0;
 
 	if (outlen == 0)
 		return;
-	while (i < n && o + 6 < outlen && chars < max) {
-		if (klen >= 4 && n - i >= klen && memcmp(s + i, key, klen) == 0) {
-			memcpy(out + o, "[key]", 5);
-			o += 5;
-			i += klen;
-			chars += 5;
-			continue;
-		}
-		unsigned char ch = (unsigned char)s[i++];
+	sc_buf_init(&red, n * 2 + 64);
+	if (redact_text(s, n, key, &red) < 0) {
+		snprintf(out, outlen, "%s", REDACT_MASK);
+		sc_buf_free(&red);
+		return;
+	}
+	while (i < red.len && o + 1 < outlen && o < max) {
+		unsigned char ch = (unsigned char)red.data[i++];
 		out[o++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
-		chars++;
 	}
 	/* Do not end inside a UTF-8 sequence. */
-	while (o > 0 && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
-		o--;
-	if (o > 0 && ((unsigned char)out[o - 1] & 0xc0) == 0xc0)
-		o--;
+	if (i < red.len)
+		while (o > 0 && ((unsigned char)red.data[o] & 0xc0) == 0x80)
+			o--;
 	out[o] = '\0';
+	sc_utf8_scrub(out);
+	if (red.data != NULL)
+		crypto_wipe(red.data, red.alloc);
+	sc_buf_free(&red);
 }
 
 /* The most useful sentence of an upstream error body. */

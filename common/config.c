@@ -9,6 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -111,7 +112,9 @@ config_parse(const struct config_desc *d, const char *value, double *out)
 		ll = strtoll(value, &end, 10);
 		v = (double)ll;
 	}
-	if (errno != 0 || end == value || *end != '\0' || value[0] == ' ' || value[0] == '\t' ||
+	/* strtod/strtoll skip leading space and take "+1": the stored text
+	 * must be the canonical form, so neither is accepted as input. */
+	if (errno != 0 || end == value || *end != '\0' || isspace((unsigned char)value[0]) ||
 	    value[0] == '+')
 		return -1;
 	if (v < d->min || v > d->max)
@@ -165,6 +168,24 @@ config_validate(const char *key, const char *value, struct sc_err *e)
 		return sc_err_set(e, key, 0, "%s: must be an integer between %.0f and %.0f",
 		    key, d->min, d->max);
 	}
+	return 0;
+}
+
+int
+config_canonical(const char *key, const char *value, char *out, size_t outlen, struct sc_err *e)
+{
+	const struct config_desc *d;
+	double v;
+
+	if (config_validate(key, value, e) == -1)
+		return -1;
+	d = config_find(key);
+	(void)config_parse(d, value, &v);
+	if (d->type != CONFIG_DOUBLE) {
+		snprintf(out, outlen, "%lld", (long long)v);
+		return 0;
+	}
+	sc_fmt_double(v, out, outlen);
 	return 0;
 }
 
@@ -231,11 +252,12 @@ int
 config_set(sqlite3 *db, const char *key, const char *value, struct sc_err *e)
 {
 	struct config_set_arg a;
+	char canon[CONFIG_VALUE_MAX];
 
-	if (config_validate(key, value, e) == -1)
+	if (config_canonical(key, value, canon, sizeof(canon), e) == -1)
 		return -1;
 	a.d = config_find(key);
-	a.value = value;
+	a.value = canon;
 	return db_write_txn(db, config_set_txn, &a, e);
 }
 

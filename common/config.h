@@ -60,7 +60,13 @@ void config_defaults(struct config *c);
 int config_load(sqlite3 *db, struct config *c, struct sc_err *e);
 /* Check a value against its descriptor (type, range). 0 or -1 with e->field set. */
 int config_validate(const char *key, const char *value, struct sc_err *e);
-/* Validate and store one value (own transaction). 0 or -1. */
+/* The canonical text of a valid value (what every writer stores): integers
+ * in decimal, doubles in the shortest %g form that reads back the same, so
+ * ".5" and "0x1p-1" are stored as "0.5". out holds CONFIG_VALUE_MAX bytes.
+ * 0, or -1 as config_validate. */
+#define CONFIG_VALUE_MAX 40
+int config_canonical(const char *key, const char *value, char *out, size_t outlen, struct sc_err *e);
+/* Validate and store one value in its canonical form (own transaction). 0 or -1. */
 int config_set(sqlite3 *db, const char *key, const char *value, struct sc_err *e);
 /* Current stored value (malloc'd) or NULL. */
 char *config_get(sqlite3 *db, const char *key);

@@ -383,6 +383,56 @@ crypto_check_store(sqlite3 *db, const struct crypto_key *k, struct sc_err *e)
 	return ret;
 }
 
+static const char crypto_stale_key[] =
+    "the encryption key was changed (sidecarctl rekey) and this program still holds the old one: "
+    "put the new key where the program reads it (SIDECAR_ENCRYPTION_KEY_FILE; it is re-read) "
+    "or restart the program with it";
+
+int
+crypto_check_current(sqlite3 *db, const struct crypto_key *k, struct sc_err *e)
+{
+	char *stored = db_meta_get(db, "key_check");
+	int ret = 0;
+
+	if (stored != NULL && crypto_check_verify(k, stored, NULL) == -1)
+		ret = sc_err_set(e, CRYPTO_STALE_FIELD, 0, "%s", crypto_stale_key);
+	free(stored);
+	return ret;
+}
+
+int
+crypto_key_sync(sqlite3 *db, struct crypto_key *k, char check[CRYPTO_CHECK_MAX], const char *key_file,
+    int reload)
+{
+	struct crypto_key fresh;
+	char *stored;
+	int ret = CRYPTO_SYNC_STALE;
+
+	stored = db_meta_get(db, "key_check");
+	/* None stored, or unreadable now (busy): nothing to compare with; the
+	 * write path's crypto_check_current still guards every ciphertext. */
+	if (stored == NULL)
+		return CRYPTO_SYNC_CURRENT;
+	if (strcmp(stored, check) == 0) {
+		free(stored);
+		return CRYPTO_SYNC_CURRENT;
+	}
+	if (crypto_check_verify(k, stored, NULL) == 0) {
+		ret = CRYPTO_SYNC_CURRENT;	/* re-stored under the same key */
+	} else if (reload && crypto_key_load(key_file, &fresh, NULL) == 0) {
+		if (crypto_check_verify(&fresh, stored, NULL) == 0) {
+			*k = fresh;
+			ret = CRYPTO_SYNC_RELOADED;
+		}
+		crypto_key_wipe(&fresh);
+	}
+	/* A stale key keeps its old check value, so the next call tries again. */
+	if (ret != CRYPTO_SYNC_STALE)
+		snprintf(check, CRYPTO_CHECK_MAX, "%s", stored);
+	free(stored);
+	return ret;
+}
+
 void
 crypto_wipe(void *p, size_t n)
 {

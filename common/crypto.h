@@ -46,6 +46,27 @@ char *crypto_check_make(const struct crypto_key *k);
 int crypto_check_verify(const struct crypto_key *k, const char *stored, struct sc_err *e);
 int crypto_check_store(sqlite3 *db, const struct crypto_key *k, struct sc_err *e);
 
+/* Rekey while the programs run (sidecarctl rekey replaces meta('key_check')
+ * and every ciphertext in one transaction). Each program keeps the check
+ * value its key matched (check[CRYPTO_CHECK_MAX]) and calls crypto_key_sync
+ * before work that uses the key: when the stored value changed it verifies
+ * *k against it and, failing that and with reload, loads the key again from
+ * its source (crypto_key_load(key_file): the environment or the key file,
+ * which the operator replaces with the new key) and adopts it if it matches.
+ * CRYPTO_SYNC_CURRENT: *k is the database's key; CRYPTO_SYNC_RELOADED: it is
+ * now (*k replaced); CRYPTO_SYNC_STALE: the database has another key and no
+ * source holds it. */
+#define CRYPTO_CHECK_MAX 128
+enum { CRYPTO_SYNC_CURRENT, CRYPTO_SYNC_RELOADED, CRYPTO_SYNC_STALE };
+int crypto_key_sync(sqlite3 *db, struct crypto_key *k, char check[CRYPTO_CHECK_MAX], const char *key_file,
+    int reload);
+/* Inside a write transaction, before encrypting with k: -1 with e->field
+ * CRYPTO_STALE_FIELD when the database's check value no longer matches k (a
+ * rekey committed since the program loaded it), so nothing is written that
+ * the new key cannot read. 0 when it matches or no check value is stored. */
+#define CRYPTO_STALE_FIELD "encryption_key"
+int crypto_check_current(sqlite3 *db, const struct crypto_key *k, struct sc_err *e);
+
 /* Wipe memory that held a secret (not optimised away). */
 void crypto_wipe(void *p, size_t n);
 void crypto_free_secret(char *s);	/* wipe strlen(s) bytes, then free */

@@ -9,6 +9,7 @@ common_libsidecar_a_SOURCES = \
 	common/tokens.c common/tokens.h \
 	common/config.c common/config.h \
 	common/providers.c common/providers.h \
+	common/redact.c common/redact.h \
 	common/yamlimport.c common/yamlimport.h
 nodist_common_libsidecar_a_SOURCES = common/sql_embed.c
 common_libsidecar_a_CFLAGS = $(AM_CFLAGS) $(SQLITE_CFLAGS) $(CRYPTO_CFLAGS) $(JSONC_CFLAGS) $(YAML_CFLAGS)
@@ -35,7 +36,7 @@ SC_UNIT_LIBS = $(SC_COMMON_LIBS) $(CMOCKA_LIBS)
 # Unit tests of common/ (cmocka), one program per module.
 SC_COMMON_TESTS = tests/unit/test_util tests/unit/test_db tests/unit/test_crypto \
 	tests/unit/test_tokens tests/unit/test_config tests/unit/test_providers \
-	tests/unit/test_yamlimport
+	tests/unit/test_yamlimport tests/unit/test_redact
 check_PROGRAMS += $(SC_COMMON_TESTS)
 TESTS += $(SC_COMMON_TESTS)
 SC_COMMON_TEST_CFLAGS = $(SC_UNIT_CFLAGS) -DSC_TEST_SRCDIR='"$(abs_top_srcdir)"'
@@ -48,6 +49,9 @@ tests_unit_test_db_LDADD = $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
 tests_unit_test_crypto_SOURCES = tests/unit/test_crypto.c
 tests_unit_test_crypto_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
 tests_unit_test_crypto_LDADD = $(SC_UNIT_LIBS)
+tests_unit_test_redact_SOURCES = tests/unit/test_redact.c
+tests_unit_test_redact_CFLAGS = $(SC_COMMON_TEST_CFLAGS)
+tests_unit_test_redact_LDADD = $(SC_UNIT_LIBS)
 # The database fixture shared by the unit tests of common/.
 SC_TESTDB_SOURCES = tests/unit/testdb.c tests/unit/testdb.h
 tests_unit_test_tokens_SOURCES = tests/unit/test_tokens.c $(SC_TESTDB_SOURCES)

@@ -126,20 +126,56 @@ provider_list_free(struct provider_list *l)
 	l->n = 0;
 }
 
-/* Length of s if every byte is printable (no control characters, UTF-8
- * allowed), -1 otherwise. nospace also refuses spaces. */
+/* Length of s in bytes if it is well-formed UTF-8 of printable characters
+ * (no C0 or C1 controls, DEL, or the line/paragraph separators U+2028/9),
+ * -1 otherwise. nospace also refuses spaces. Names end up in Prometheus
+ * labels, HTTP headers, JSON and log lines: each needs valid UTF-8. */
 static long
 provider_printable(const char *s, int nospace)
 {
-	size_t i;
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, len;
+	uint32_t cp;
 
-	for (i = 0; s[i] != '\0'; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c == 0x7f || (nospace && c == ' '))
+	while (i < n) {
+		if ((len = sc_utf8_next(u + i, n - i, &cp)) == 0)
 			return -1;
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+		    (nospace && cp == ' '))
+			return -1;
+		i += len;
 	}
-	return (long)i;
+	return (long)n;
+}
+
+/* Every string in a JSON value (object keys included) is valid UTF-8 with
+ * no NUL: json-c keeps "\u0000" and, without its UTF-8 flag, raw bytes. */
+static int
+provider_json_utf8(struct json_object *o, int depth)
+{
+	size_t i, n;
+
+	if (depth > 32)
+		return 0;
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		return sc_utf8_valid(json_object_get_string(o), (size_t)json_object_get_string_len(o));
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			if (!sc_utf8_valid(k, strlen(k)) || !provider_json_utf8(v, depth + 1))
+				return 0;
+		}
+		return 1;
+	}
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			if (!provider_json_utf8(json_object_array_get_idx(o, i), depth + 1))
+				return 0;
+		return 1;
+	default:
+		return 1;
+	}
 }
 
 /* Plain HTTP is allowed only to these hosts (tests, local mocks). */
@@ -215,8 +251,14 @@ provider_validate_metadata(const char *md, struct sc_err *e)
 		return 0;
 	if (strlen(md) > PROVIDER_METADATA_MAX)
 		return sc_err_set(e, "metadata", 0, "metadata: larger than %d bytes", PROVIDER_METADATA_MAX);
+	if (!sc_utf8_valid(md, strlen(md)))
+		return sc_err_set(e, "metadata", 0, "metadata: not valid UTF-8");
 	o = json_tokener_parse(md);
 	ok = o != NULL && json_object_is_type(o, json_type_object);
+	if (ok && !provider_json_utf8(o, 0)) {
+		json_object_put(o);
+		return sc_err_set(e, "metadata", 0, "metadata: text must be valid UTF-8 without NUL characters");
+	}
 	json_object_put(o);
 	if (!ok)
 		return sc_err_set(e, "metadata", 0, "metadata: must be a JSON object");
@@ -229,7 +271,7 @@ provider_validate(const struct provider *p, struct sc_err *e)
 	long n;
 
 	if (p->name == NULL || (n = provider_printable(p->name, 0)) < 1 || n > PROVIDER_NAME_MAX)
-		return sc_err_set(e, "name", 0, "name: 1 to %d printable characters", PROVIDER_NAME_MAX);
+		return sc_err_set(e, "name", 0, "name: 1 to %d bytes of printable UTF-8 text", PROVIDER_NAME_MAX);
 	if (p->api_key == NULL) {
 		if (p->id[0] == '\0')
 			return sc_err_set(e, "api_key", 0, "api_key: required");
@@ -254,6 +296,8 @@ provider_validate(const struct provider *p, struct sc_err *e)
 		return sc_err_set(e, "status", 0, "status: must be active, disabled or invalid");
 	if (p->status_reason != NULL && strlen(p->status_reason) > PROVIDER_REASON_MAX)
 		return sc_err_set(e, "status_reason", 0, "status_reason: at most %d bytes", PROVIDER_REASON_MAX);
+	if (p->status_reason != NULL && !sc_utf8_valid(p->status_reason, strlen(p->status_reason)))
+		return sc_err_set(e, "status_reason", 0, "status_reason: not valid UTF-8");
 	if (p->source != NULL && provider_enum_index(source_names, NELEM(source_names), p->source) < 0)
 		return sc_err_set(e, "source", 0, "source: must be yaml, api, webui or cli");
 	if (p->rpm_limit < 1 || p->rpm_limit > PROVIDER_RPM_MAX)
@@ -387,8 +431,10 @@ provider_from_row(sqlite3_stmt *st, const struct crypto_key *k, struct provider 
 	}
 	if (k != NULL && crypto_decrypt(k, out->id, (const char *)sqlite3_column_text(st, 2),
 	    &out->api_key, NULL, NULL) == -1) {
-		sc_err_set(e, "api_key", 0, "provider %s: key does not decrypt "
-		    "(wrong encryption key or damaged row)", out->name);
+		/* A rekey since the program loaded its key says so (503 upstairs). */
+		if (crypto_check_current(sqlite3_db_handle(st), k, e) == 0)
+			sc_err_set(e, "api_key", 0, "provider %s: key does not decrypt "
+			    "(wrong encryption key or damaged row)", out->name);
 		provider_clear(out);
 		return -1;
 	}
@@ -408,12 +454,17 @@ provider_normalize(struct provider *p)
 		p->endpoint_url[--n] = '\0';
 }
 
-/* Encrypt p->api_key under p->id and refresh the mask; *stored is malloc'd. */
+/* Encrypt p->api_key under p->id and refresh the mask; *stored is malloc'd.
+ * Inside the write transaction, so a rekey that committed since the program
+ * loaded k is seen here and nothing unreadable is written. */
 static int
-provider_seal(const struct crypto_key *k, struct provider *p, char **stored, struct sc_err *e)
+provider_seal(sqlite3 *db, const struct crypto_key *k, struct provider *p, char **stored, struct sc_err *e)
 {
 	char mask[64];
 
+	*stored = NULL;
+	if (crypto_check_current(db, k, e) == -1)
+		return -1;
 	*stored = crypto_encrypt(k, p->id, p->api_key, strlen(p->api_key));
 	if (*stored == NULL)
 		return sc_err_set(e, "api_key", 0, "api_key: encryption failed");
@@ -467,7 +518,7 @@ provider_insert(sqlite3 *db, const struct crypto_key *k, struct provider *p, str
 		sc_uuid(p->id);
 	if (provider_validate(p, e) == -1 || provider_parse_compat(p, e) == -1)
 		return -1;
-	if (provider_seal(k, p, &stored, e) == -1)
+	if (provider_seal(db, k, p, &stored, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db,
 	    "INSERT INTO providers (id, name, endpoint_url, model_prefix, pool, status, status_reason, "
@@ -507,7 +558,7 @@ provider_update(sqlite3 *db, const struct crypto_key *k, struct provider *p, str
 		return sc_err_set(e, "id", 0, "provider has no id");
 	if (provider_validate(p, e) == -1 || provider_parse_compat(p, e) == -1)
 		return -1;
-	if (p->api_key != NULL && provider_seal(k, p, &stored, e) == -1)
+	if (p->api_key != NULL && provider_seal(db, k, p, &stored, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db,
 	    "UPDATE providers SET name = ?2, endpoint_url = ?3, model_prefix = ?4, pool = ?5, "
@@ -674,6 +725,9 @@ provider_rekey_all(sqlite3 *db, const struct crypto_key *oldk, const struct cryp
 
 	if (count != NULL)
 		*count = 0;
+	/* Two rekeys at once: the second finds the first's check value. */
+	if (crypto_check_current(db, oldk, e) == -1)
+		return -1;
 	if (provider_list(db, oldk, &l, e) == -1)
 		return -1;
 	rc = sqlite3_prepare_v2(db, "UPDATE providers SET api_key = ?2 WHERE id = ?1", -1, &st, NULL);

@@ -35,6 +35,8 @@ tokens_create(sqlite3 *db, enum token_kind kind, const char *label, char **plain
 	*plain = NULL;
 	if (label != NULL && strlen(label) > 128)
 		return sc_err_set(e, "label", 0, "label: at most 128 characters");
+	if (label != NULL && !sc_utf8_valid(label, strlen(label)))
+		return sc_err_set(e, "label", 0, "label: not valid UTF-8");
 	tok = crypto_token_generate(kind == TOKEN_ADMIN ? "sc_admin_" : "sc_client_");
 	crypto_token_hash(tok, hash);
 	sc_uuid(id);

@@ -26,7 +26,8 @@ sc_err_set(struct sc_err *e, const char *field, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
-	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	if (field != e->field)	/* callers may pass e->field back: keep it */
+		snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
 	e->line = line;
 	return -1;
 }
@@ -290,4 +291,98 @@ sc_xstrdup(const char *s)
 		abort();
 	}
 	return p;
+}
+
+void
+sc_fmt_double(double v, char *out, size_t outlen)
+{
+	int prec;
+
+	if (v == 0)
+		v = 0;	/* -0 prints as "0" */
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(out, outlen, "%.*g", prec, v);
+		if (strtod(out, NULL) == v)
+			break;
+	}
+}
+
+size_t
+sc_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c, min;
+	size_t len, i;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2, c = s[0] & 0x1f, min = 0x80;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3, c = s[0] & 0x0f, min = 0x800;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4, c = s[0] & 0x07, min = 0x10000;
+	} else
+		return 0;
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+long
+sc_utf8_check(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	uint32_t cp;
+	size_t i = 0, len;
+
+	while (i < n) {
+		if (u[i] == 0)
+			return (long)i;
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((len = sc_utf8_next(u + i, n - i, &cp)) == 0)
+			return (long)i;
+		i += len;
+	}
+	return -1;
+}
+
+bool
+sc_utf8_valid(const char *s, size_t n)
+{
+	return sc_utf8_check(s, n) == -1;
+}
+
+void
+sc_utf8_scrub(char *s)
+{
+	unsigned char *u = (unsigned char *)s;
+	size_t n = strlen(s), i = 0, len;
+	uint32_t cp;
+
+	while (i < n) {
+		if (u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((len = sc_utf8_next(u + i, n - i, &cp)) == 0) {
+			u[i++] = '?';
+			continue;
+		}
+		i += len;
+	}
 }

@@ -6,6 +6,7 @@
 #define SC_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,26 @@ void sc_ts_format(int64_t t, char out[SC_TS_LEN]);
 int  sc_ts_parse(const char *s, int64_t *t);	/* 0 or -1 */
 void sc_hour_bucket(int64_t t, char out[14]);
 void sc_date(int64_t t, char out[11]);
+
+/* The shortest %g text of a finite v that reads back as the same double
+ * ("0.5", "1e-05", "0", never "-0"): valid JSON and YAML, and the canonical
+ * form every writer stores. */
+void sc_fmt_double(double v, char *out, size_t outlen);
+
+/* UTF-8 (RFC 3629). sc_utf8_next: the length (1-4) of the well-formed
+ * character at s[0..n), with its code point in *cp; 0 when the bytes there are
+ * not one (stray continuation, overlong form, surrogate, past U+10FFFF,
+ * truncated). sc_utf8_valid: s[0..n) is well-formed UTF-8 without NUL, the
+ * rule for every text field the programs store. */
+size_t sc_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+bool   sc_utf8_valid(const char *s, size_t n);
+/* Offset of the first byte of s[0..n) that is not well-formed UTF-8 (NUL
+ * included), or -1 when it all is. */
+long   sc_utf8_check(const char *s, size_t n);
+/* Replace, in place, every byte of the NUL-terminated s that is not part of
+ * a well-formed character by '?': for text from outside (upstream bodies,
+ * echoed input) about to go into JSON, a log line or the database. */
+void   sc_utf8_scrub(char *s);
 
 /* Random UUID v4 as 36 characters + NUL, from the OS random source. */
 void sc_uuid(char out[37]);

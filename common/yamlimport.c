@@ -211,12 +211,11 @@ yaml_set_field(struct yaml_entry *en, struct yaml_fields *f, enum yaml_field fld
 			return yaml_fail(e, line, name, "unknown pool \"%.40s\" (expected main or fallback)", v);
 		break;
 	case YF_STATUS:
-		if (strcmp(v, "active") == 0)
-			p->status = PSTATUS_ACTIVE;
-		else if (strcmp(v, "disabled") == 0)
-			p->status = PSTATUS_DISABLED;
-		else
-			return yaml_fail(e, line, name, "must be active or disabled");
+		/* invalid too: an export says so of a key the upstream refused,
+		 * and importing it back must not make it active again. */
+		if (provider_status_parse(v, &p->status) == -1)
+			return yaml_fail(e, line, name, "must be active, disabled or invalid");
+		en->has_status = true;
 		break;
 	/* Only the syntax here: the ranges are provider_validate's (common/providers.c),
 	 * whose message is pointed at this line after the entry is read. */
@@ -280,7 +279,8 @@ yaml_parse_entry(yaml_document_t *doc, yaml_node_t *m, struct yaml_entry *en, st
 				break;
 		if (fld == YF_COUNT) {
 			yaml_fail(e, yaml_line(kn), k, "unknown field (allowed: account, email, api_key, "
-			    "endpoint_url, model_prefix, pool, rpm_limit, notes, tpm_limit, weight, cost_per_1k)");
+			    "endpoint_url, model_prefix, pool, status, rpm_limit, notes, tpm_limit, weight, cost_per_1k, "
+			    "max_tokens_field, flatten_content, stream_usage)");
 			goto out;
 		}
 		if (f.line[fld] != 0) {
@@ -362,6 +362,21 @@ yamlimport_parse(const char *buf, size_t len, struct yaml_doc *out, struct sc_er
 	out->n = 0;
 	if (len > YAML_INPUT_MAX)
 		return sc_err_set(e, NULL, 0, "file larger than %d bytes", YAML_INPUT_MAX);
+	{
+		/* libyaml also reads UTF-16 and, inside quotes, takes escapes
+		 * only: the file itself must be UTF-8 text, checked here so the
+		 * error names the line. */
+		long bad = sc_utf8_check(buf, len);
+
+		if (bad != -1) {
+			int line = 1;
+
+			for (long i = 0; i < bad; i++)
+				line += buf[i] == '\n';
+			return sc_err_set(e, NULL, line, "line %d: not valid UTF-8 text (%s at byte %ld)", line,
+			    buf[bad] == '\0' ? "a NUL byte" : "a malformed sequence", bad);
+		}
+	}
 	if (!yaml_parser_initialize(&parser))
 		return sc_err_set(e, NULL, 0, "out of memory");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -377,6 +392,29 @@ yamlimport_parse(const char *buf, size_t len, struct yaml_doc *out, struct sc_er
 		goto out;
 	}
 	loaded = 1;
+	{
+		/* One document per file: a second one would otherwise be dropped
+		 * without a word. Its start (the "---" line) is what we name. */
+		yaml_document_t next;
+
+		if (!yaml_parser_load(&parser, &next)) {
+			int line = (int)parser.problem_mark.line + 1;
+
+			sc_err_set(e, NULL, line, "line %d: YAML syntax error: %s", line,
+			    parser.problem ? parser.problem : "invalid");
+			goto out;
+		}
+		if (yaml_document_get_root_node(&next) != NULL) {
+			int line = (int)next.start_mark.line + 1;
+
+			yaml_wipe(&parser, &next);
+			yaml_document_delete(&next);
+			sc_err_set(e, NULL, line, "line %d: a second YAML document starts here; "
+			    "a provider file holds one document", line);
+			goto out;
+		}
+		yaml_document_delete(&next);
+	}
 	root = yaml_document_get_root_node(&doc);
 	if (root == NULL) {
 		sc_err_set(e, "providers", 1, "line 1: the file is empty (expected \"providers:\" with a list)");
@@ -547,8 +585,8 @@ yaml_apply_txn(sqlite3 *db, void *arg, struct sc_err *e)
 			upd.endpoint_url = sc_xstrdup(en->p.endpoint_url);
 			upd.model_prefix = sc_xstrdup(en->p.model_prefix);
 			upd.pool = en->p.pool;
-			upd.status = cur.status;
-			upd.status_reason = sc_xstrdup(cur.status_reason);
+			upd.status = en->has_status ? en->p.status : cur.status;
+			upd.status_reason = sc_xstrdup(upd.status == cur.status ? cur.status_reason : "");
 			upd.source = sc_xstrdup(cur.source);
 			upd.rpm_limit = en->p.rpm_limit;
 			upd.tpm_limit = en->p.tpm_limit;
@@ -564,7 +602,7 @@ yaml_apply_txn(sqlite3 *db, void *arg, struct sc_err *e)
 			if (strcmp(cur.api_key, upd.api_key) == 0 &&
 			    strcmp(cur.endpoint_url, upd.endpoint_url) == 0 &&
 			    strcmp(cur.model_prefix, upd.model_prefix) == 0 &&
-			    cur.pool == upd.pool && cur.rpm_limit == upd.rpm_limit &&
+			    cur.pool == upd.pool && cur.status == upd.status && cur.rpm_limit == upd.rpm_limit &&
 			    cur.tpm_limit == upd.tpm_limit && cur.weight == upd.weight &&
 			    cur.cost_per_1k == upd.cost_per_1k &&
 			    yaml_json_equal(cur.metadata, upd.metadata)) {

@@ -17,6 +17,7 @@
 struct yaml_entry {
 	struct provider p;	/* name = account; email/notes go to metadata */
 	int line;		/* line of the entry's first key */
+	bool has_status;	/* the entry set status (else an update keeps the stored one) */
 };
 
 struct yaml_doc {

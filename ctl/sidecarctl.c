@@ -474,14 +474,16 @@ cmd_config(struct ctl *c, int argc, char **argv)
 		return 0;
 	}
 	if (argc == 4 && strcmp(argv[1], "set") == 0) {
-		if (config_validate(argv[2], argv[3], &e) == -1)
+		char canon[CONFIG_VALUE_MAX];
+
+		if (config_canonical(argv[2], argv[3], canon, sizeof(canon), &e) == -1)
 			return ctl_fail("%s", e.msg);
 		if ((db = ctl_open(c, 0, NULL)) == NULL)
 			return 1;
-		if (config_set(db, argv[2], argv[3], &e) == -1)
+		if (config_set(db, argv[2], canon, &e) == -1)
 			ret = ctl_fail("%s", e.msg);
 		else
-			printf("%s=%s\n", argv[2], argv[3]);
+			printf("%s=%s\n", argv[2], canon);
 		db_close(db);
 		return ret;
 	}
@@ -531,7 +533,9 @@ cmd_rekey(struct ctl *c, int argc, char **argv)
 		rc = ctl_fail("rekey failed, nothing changed: %s", e.msg);
 		goto out;
 	}
-	printf("re-encrypted %d provider key%s; start every program with the new key\n",
+	printf("re-encrypted %d provider key%s; now put the new key where the programs read it "
+	    "(e.g. mv it over their key file): running programs pick it up from there; until then the "
+	    "data plane keeps the keys it has and the admin API refuses key writes with 503\n",
 	    r.count, r.count == 1 ? "" : "s");
 	rc = 0;
 out:

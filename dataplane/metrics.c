@@ -412,20 +412,30 @@ metrics_shutdown(void)
 
 /* ---- rendering ---- */
 
+/* A label value per the text exposition format: \\, \" and \n escaped, and
+ * UTF-8 required, so a byte that is not part of a well-formed character
+ * (a name stored before the admin programs checked) becomes U+FFFD rather
+ * than making Prometheus reject the whole scrape. */
 void
 metrics_escape_label(struct sc_buf *b, const char *s)
 {
-	const char *run = s;
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, run = 0, len;
+	uint32_t cp;
 
-	for (; *s != '\0'; s++) {
-		const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
-		if (rep == NULL)
+	while (i < n) {
+		const char *rep = u[i] == '\\' ? "\\\\" : u[i] == '"' ? "\\\"" : u[i] == '\n' ? "\\n" : NULL;
+
+		len = u[i] < 0x80 ? 1 : sc_utf8_next(u + i, n - i, &cp);
+		if (rep == NULL && len > 0) {
+			i += len;
 			continue;
-		sc_buf_append(b, run, (size_t)(s - run));
-		sc_buf_append(b, rep, 2);
-		run = s + 1;
+		}
+		sc_buf_append(b, s + run, i - run);
+		sc_buf_append(b, rep != NULL ? rep : "\xef\xbf\xbd", rep != NULL ? 2 : 3);
+		run = ++i;
 	}
-	sc_buf_append(b, run, (size_t)(s - run));
+	sc_buf_append(b, s + run, i - run);
 }
 
 static void

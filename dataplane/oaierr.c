@@ -3,8 +3,9 @@
  * OpenClaw) only understand {"error":{"message","type","param","code"}}, so
  * errors of our own and upstream errors in other shapes are turned into it;
  * the status code is never changed here. Whatever text is carried over from
- * an upstream passes through the redactor first: upstreams have been seen to
- * echo the Authorization header back.
+ * an upstream passes through the redactor first (common/redact.c, the one the
+ * admin programs use too): upstreams have been seen to echo the
+ * Authorization header back, and the key without its prefix or in pieces.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,10 +15,10 @@
 
 #include "http.h"
 #include "oaierr.h"
+#include "redact.h"
 
 #define OAIERR_MSG_MAX   1024		/* bytes of upstream text kept in a message */
 #define OAIERR_PARSE_MAX (1024 * 1024)	/* larger upstream bodies are not parsed */
-#define OAIERR_MASK      "[REDACTED]"
 
 const char *
 oaierr_type(int status)
@@ -31,93 +32,6 @@ oaierr_type(int status)
 	default:
 		return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
 	}
-}
-
-static int
-oaierr_keychar(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	    c == '-' || c == '_';
-}
-
-/* token68 (RFC 9110 §11.2), what follows "Bearer ". */
-static int
-oaierr_token68char(unsigned char c)
-{
-	return oaierr_keychar(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
-}
-
-/* Length of the key-like text at s[i..len) that must be masked, 0 for none;
- * *keep is how many of its leading bytes stay visible ("Bearer "). */
-static size_t
-oaierr_match(const char *s, size_t len, size_t i, const char *key, size_t klen, size_t *keep)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t j;
-
-	*keep = 0;
-	if (klen >= 8 && len - i >= klen && memcmp(s + i, key, klen) == 0)
-		return klen;
-	if (i > 0 && oaierr_keychar(u[i - 1]))
-		return 0;	/* not at a word start */
-	if (len - i > 7 && strncasecmp(s + i, "bearer", 6) == 0 && (s[i + 6] == ' ' || s[i + 6] == '\t')) {
-		j = i + 6;
-		while (j < len && (s[j] == ' ' || s[j] == '\t'))
-			j++;
-		*keep = j - i;
-		while (j < len && oaierr_token68char(u[j]))
-			j++;
-		return j - i >= *keep + 8 ? j - i : 0;	/* shorter is no credential */
-	}
-	if (len - i > 6 && strncasecmp(s + i, "nvapi-", 6) == 0) {
-		for (j = i + 6; j < len && oaierr_keychar(u[j]); j++)
-			;
-		return j - i >= 10 ? j - i : 0;
-	}
-	if (len - i > 3 && memcmp(s + i, "sk-", 3) == 0) {
-		for (j = i + 3; j < len && oaierr_keychar(u[j]); j++)
-			;
-		return j - i >= 19 ? j - i : 0;
-	}
-	return 0;
-}
-
-int
-oaierr_redact(const char *s, size_t len, const char *key, struct sc_buf *out)
-{
-	size_t i = 0, run = 0, klen = key != NULL ? strlen(key) : 0;
-	int n = 0;
-
-	while (i < len) {
-		size_t keep, m = oaierr_match(s, len, i, key, klen, &keep);
-
-		if (m == 0) {
-			i++;
-			run++;
-			continue;
-		}
-		if (sc_buf_append(out, s + i - run, run + keep) == -1 ||
-		    sc_buf_append(out, OAIERR_MASK, sizeof(OAIERR_MASK) - 1) == -1)
-			return -1;
-		i += m;
-		run = 0;
-		n++;
-	}
-	if (sc_buf_append(out, s + i - run, run) == -1)
-		return -1;
-	return n;
-}
-
-/* Whether s[0..len) holds anything oaierr_redact would mask. */
-static int
-oaierr_has_secret(const char *s, size_t len, const char *key)
-{
-	size_t i, keep, klen = key != NULL ? strlen(key) : 0;
-
-	for (i = 0; i < len; i++)
-		if (oaierr_match(s, len, i, key, klen, &keep) > 0)
-			return 1;
-	return 0;
 }
 
 /* Length of the valid UTF-8 sequence at s[0..len), 0 when invalid. */
@@ -162,7 +76,7 @@ oaierr_clean(const char *msg, size_t len, struct sc_buf *out)
 	sc_buf_init(&red, OAIERR_MSG_MAX * 2);
 	if (len > OAIERR_MSG_MAX)
 		len = OAIERR_MSG_MAX;
-	if (oaierr_redact(msg, len, NULL, &red) == -1)
+	if (redact_text(msg, len, NULL, &red) == -1)
 		goto out;
 	while (i < red.len) {
 		size_t n = oaierr_utf8_len((const unsigned char *)red.data + i, red.len - i);
@@ -275,7 +189,7 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 	    json_object_is_type(err, json_type_object) && (m = oaierr_str(err, "message")) != NULL) {
 		/* Already OpenAI-shaped: unchanged unless something must be masked
 		 * (in the raw text or, hidden by \u escapes, in the message). */
-		if (!oaierr_has_secret(body, len, key) && !oaierr_has_secret(m, strlen(m), key)) {
+		if (!redact_needed(body, len, key) && !redact_needed(m, strlen(m), key)) {
 			json_object_put(root);
 			sc_buf_free(&msg);
 			return 0;
@@ -312,13 +226,13 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 		sc_buf_init(&red, OAIERR_MSG_MAX * 4);
 		sc_buf_init(&clean, OAIERR_MSG_MAX * 4);
 		/* carried-over short fields: dropped when odd, never cleaned into nonsense */
-		if (type != NULL && (strlen(type) > 64 || oaierr_has_secret(type, strlen(type), key)))
+		if (type != NULL && (strlen(type) > 64 || redact_needed(type, strlen(type), key)))
 			type = NULL;
-		if (param != NULL && (strlen(param) > 256 || oaierr_has_secret(param, strlen(param), key)))
+		if (param != NULL && (strlen(param) > 256 || redact_needed(param, strlen(param), key)))
 			param = NULL;
-		if (code != NULL && (strlen(code) > 256 || oaierr_has_secret(code, strlen(code), key)))
+		if (code != NULL && (strlen(code) > 256 || redact_needed(code, strlen(code), key)))
 			code = NULL;
-		if (oaierr_redact(msg.data, msg.len, key, &red) != -1 &&
+		if (redact_text(msg.data, msg.len, key, &red) != -1 &&
 		    oaierr_clean(red.len ? red.data : "", red.len, &clean) == 0)
 			rc = oaierr_emit(out, type != NULL ? type : oaierr_type(status),
 			    clean.len ? clean.data : "", param, code) == -1 ? -1 : 1;

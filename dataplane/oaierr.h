@@ -18,7 +18,7 @@
 const char *oaierr_type(int status);
 
 /* Append an error body to out. param and code may be NULL (JSON null).
- * The message is redacted (oaierr_redact) and escaped. 0, or -1 past out's cap. */
+ * The message is redacted (redact_text, common/redact.h) and escaped. 0, or -1 past out's cap. */
 int oaierr_format(struct sc_buf *out, int status, const char *message, const char *param,
     const char *code);
 
@@ -27,14 +27,8 @@ int oaierr_format(struct sc_buf *out, int status, const char *message, const cha
  * key-like (send it unchanged; out untouched), 1 when out received a
  * replacement body (the original's message kept where one is found,
  * redacted), -1 past out's cap. key, when not NULL, is the provider key the
- * request used: its exact occurrences are redacted too. */
+ * request used: it is redacted too, whole or any 8+ character piece of it. */
 int oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct sc_buf *out);
-
-/* Copy s[0..len) to out with key-like substrings replaced by "[REDACTED]":
- * "Bearer <token>" (8+ characters), "nvapi-..." (4+), "sk-..." (16+), and key (when
- * not NULL and at least 8 characters). Returns the number of replacements,
- * or -1 past out's cap. */
-int oaierr_redact(const char *s, size_t len, const char *key, struct sc_buf *out);
 
 /*
  * Why the sidecar cannot serve a request although the client did nothing

@@ -6,6 +6,11 @@
  * over; a vanished row is marked removed and released. Objects are
  * refcounted because in-flight attempts keep using them across a reload.
  *
+ * A rekey (sidecarctl rekey) changes meta('key_check'): each reload first
+ * follows it (crypto_key_sync), re-reading the key source; while the source
+ * does not hold the new key yet, providers keep the plaintext keys they had
+ * (they still work upstream) and the source is looked at every second.
+ *
  * Change detection costs one PRAGMA per second: data_version moves whenever
  * another connection commits, and only then is meta.config_version read to
  * decide whether providers and settings must be reloaded. Token checks are
@@ -32,7 +37,10 @@
 
 static struct {
 	sqlite3              *db;
-	struct crypto_key     key;		/* wiped on close */
+	struct crypto_key     key;		/* wiped on close; replaced when a rekey is followed */
+	char                  key_check[CRYPTO_CHECK_MAX];	/* the check value key matches */
+	char                 *key_file;		/* owned: --key-file, NULL for the environment */
+	int                   key_stale;	/* the database has another key and no source holds it */
 	struct config         cfg;
 	struct reg_provider **v;		/* owned array of refs */
 	size_t                n;
@@ -171,6 +179,22 @@ registry_apply_resets(struct reg_provider **v, size_t n, int notify)
 	sqlite3_finalize(st);
 }
 
+/* Follow a rekey (crypto_key_sync): reload the key from its source when
+ * the database's check value changed; say once per change what came of it. */
+static void
+registry_key_sync(void)
+{
+	int r = crypto_key_sync(reg.db, &reg.key, reg.key_check, reg.key_file, 1);
+
+	if (r == CRYPTO_SYNC_RELOADED)
+		log_info("encryption key reloaded: the database was rekeyed and the key source holds the new key");
+	else if (r == CRYPTO_SYNC_STALE && !reg.key_stale)
+		log_error("the database was rekeyed and the data plane has the old encryption key: providers keep "
+		    "the keys they had; put the new key where the data plane reads it (it is re-read on every "
+		    "change) or restart it, so that new or changed keys can be used");
+	reg.key_stale = r == CRYPTO_SYNC_STALE;
+}
+
 /* Read providers and settings; publish the new set. */
 static int
 registry_load(struct sc_err *e)
@@ -184,6 +208,7 @@ registry_load(struct sc_err *e)
 	config_defaults(&cfg);
 	if (config_load(reg.db, &cfg, e) == -1)
 		return -1;
+	registry_key_sync();
 	if (provider_list(reg.db, NULL, &l, e) == -1)
 		return -1;
 	reg.cfg = cfg;	/* before the hooks run: they read the settings */
@@ -200,9 +225,18 @@ registry_load(struct sc_err *e)
 			if (provider_get(reg.db, &reg.key, "id", l.v[i].id, &rp->p, &de) == 0) {
 				rp->usable = rp->p.api_key != NULL;
 			} else {
-				log_warn("provider %s: not loaded: %s", l.v[i].name, de.msg);
 				rp->p = l.v[i];
 				memset(&l.v[i], 0, sizeof(l.v[i]));
+				old = registry_by_id(rp->p.id);
+				if (reg.key_stale && old != NULL && old->p.api_key != NULL) {
+					/* Rekeyed under us: the key this provider had still
+					 * works upstream, so a rekey never takes it away. */
+					rp->p.api_key = sc_xstrdup(old->p.api_key);
+					rp->usable = 1;
+					log_warn("provider %s: keeps the key loaded before the rekey (its new "
+					    "ciphertext needs the new encryption key)", rp->p.name);
+				} else
+					log_warn("provider %s: not loaded: %s", rp->p.name, de.msg);
 			}
 		} else {
 			rp->p = l.v[i];
@@ -303,6 +337,13 @@ registry_watch_fire(struct loop *l, void *arg)
 	int64_t dv = registry_data_version();
 
 	registry_check_file();
+	if (reg.key_stale) {
+		/* Rekeyed and the new key not found yet: look again, and use it
+		 * for every ciphertext as soon as it is there. */
+		registry_key_sync();
+		if (!reg.key_stale)
+			registry_reload();
+	}
 	if (dv != -1 && dv != reg.data_version) {
 		reg.data_version = dv;
 		reg.ntok = 0;	/* tokens may have been revoked */
@@ -354,6 +395,14 @@ registry_open(const char *db_path, const char *key_file, struct sc_err *e)
 		goto fail;
 	if (crypto_check_db(reg.db, &reg.key, e) == -1)
 		goto fail;
+	free(reg.key_file);
+	reg.key_file = key_file != NULL ? sc_xstrdup(key_file) : NULL;
+	{
+		char *stored = db_meta_get(reg.db, "key_check");
+
+		snprintf(reg.key_check, sizeof(reg.key_check), "%s", stored != NULL ? stored : "");
+		free(stored);
+	}
 	reg.data_version = registry_data_version();
 	if (registry_load(e) == -1)
 		goto fail;
@@ -381,6 +430,9 @@ registry_close(void)
 	reg.n = 0;
 	crypto_key_wipe(&reg.key);
 	crypto_wipe(reg.tok_cache, sizeof(reg.tok_cache));
+	free(reg.key_file);
+	reg.key_file = NULL;
+	reg.key_stale = 0;
 	if (reg.db != NULL) {
 		db_close(reg.db);
 		reg.db = NULL;

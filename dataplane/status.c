@@ -216,7 +216,18 @@ status_add_int(struct json_object *o, const char *k, int64_t v)
 static void
 status_add_str(struct json_object *o, const char *k, const char *v)
 {
-	json_object_object_add(o, k, v != NULL ? json_object_new_string(v) : NULL);
+	char *copy;
+
+	if (v == NULL || sc_utf8_valid(v, strlen(v))) {
+		json_object_object_add(o, k, v != NULL ? json_object_new_string(v) : NULL);
+		return;
+	}
+	/* A name stored before the admin programs checked UTF-8: the snapshot
+	 * goes to browsers as JSON and must stay valid. */
+	copy = sc_xstrdup(v);
+	sc_utf8_scrub(copy);
+	json_object_object_add(o, k, json_object_new_string(copy));
+	free(copy);
 }
 
 /* Cost rounded to a micro-unit, so the JSON shows 0.012 rather than 0.012000000000000001. */

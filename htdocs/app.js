@@ -871,8 +871,10 @@
 		if (Object.keys(changed).length === 0) return;
 		try {
 			await api('PATCH', '/config', changed);
-			showMsg($('#settings-msg'), `Saved ${Object.keys(changed).join(', ')}. The data plane applies them within 2 s.`, false);
+			/* Refresh the form first: "Saved" then means the form shows the
+			 * stored values, and nothing typed after it is overwritten. */
 			await loadSettings(true);
+			showMsg($('#settings-msg'), `Saved ${Object.keys(changed).join(', ')}. The data plane applies them within 2 s.`, false);
 		} catch (e) {
 			showMsg($('#settings-msg'), 'Not saved: ' + e.message, true);
 			if (e.field) {

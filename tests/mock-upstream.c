@@ -88,6 +88,7 @@ enum fault_kind {
 	F_DRIP,		/* arg = ms between single bytes of the whole response */
 	F_SLOW_HEADERS,	/* arg = ms between single bytes of the header block */
 	F_DELAY,	/* arg = ms before any byte of the response */
+	F_ECHO_KEY,	/* arg = HTTP status; the body echoes the request's key (below) */
 };
 
 struct fault {
@@ -542,6 +543,7 @@ static bool fault_parse(const char *s, size_t n, struct fault *f)
 		{ "drip", F_DRIP, true },
 		{ "slow-headers", F_SLOW_HEADERS, true },
 		{ "delay", F_DELAY, true },
+		{ "echo-key", F_ECHO_KEY, true },
 		{ "none", F_NONE, false },
 	};
 	const char *eq;
@@ -562,7 +564,7 @@ static bool fault_parse(const char *s, size_t n, struct fault *f)
 		f->arg = 0;
 		if (eq && !parse_u64(eq + 1, n - nl - 1, &f->arg))
 			return false;
-		if (f->kind == F_STATUS && (f->arg < 100 || f->arg > 599))
+		if ((f->kind == F_STATUS || f->kind == F_ECHO_KEY) && (f->arg < 100 || f->arg > 599))
 			return false;
 		if ((f->kind == F_DRIP || f->kind == F_SLOW_HEADERS) && f->arg == 0)
 			f->arg = 1;
@@ -1101,6 +1103,46 @@ static void resp_nim(struct conn *c, int status, const char *detail, int64_t ret
 	if (retry_after >= 0)
 		snprintf(extra, sizeof(extra), "Retry-After: %" PRId64 "\r\n", retry_after);
 	resp_full(c, status, "application/json", b->p, b->len, retry_after >= 0 ? extra : NULL);
+}
+
+/* An upstream that echoes the caller's key back in its error body, the way
+ * real ones have been seen to, in every form a redactor must catch: without
+ * its vendor prefix, glued into a word, as 8-12 character pieces (start,
+ * middle, end), twice in a row, hidden behind a JSON \u escape, and once in
+ * a field of its own. key[0..kn) is the request's bearer token. */
+static void resp_echo_key(struct conn *c, int status, const char *key, size_t kn)
+{
+	struct buf *b = &g.scratch;
+	const char *dash = memchr(key, '-', kn);
+	const char *bare = dash && (size_t)(dash - key) < kn - 1 ? dash + 1 : key;
+	size_t bn = kn - (size_t)(bare - key);
+	char ukey[8];
+
+	b->len = 0;
+	buf_printf(b, "{\"status\":%d,\"title\":", status);
+	buf_add_jcstr(b, http_reason(status));
+	buf_adds(b, ",\"detail\":\"Authentication failed for secret ");
+	buf_add(b, bare, bn);
+	buf_adds(b, "; token=");
+	buf_add(b, key, kn);
+	buf_adds(b, "&x=1; starts ");
+	buf_add(b, bare, bn < 10 ? bn : 10);
+	buf_adds(b, ", middle ");
+	if (bn > 16)
+		buf_add(b, bare + 4, 9);
+	buf_adds(b, ", ends …");
+	buf_add(b, key + (kn > 12 ? kn - 12 : 0), kn > 12 ? 12 : kn);
+	buf_adds(b, ", twice ");
+	buf_add(b, bare, bn);
+	buf_add(b, bare, bn);
+	buf_adds(b, ", escaped ");
+	snprintf(ukey, sizeof(ukey), "\\u%04x", (unsigned char)bare[0]);
+	buf_adds(b, ukey);
+	buf_add(b, bare + 1, bn - 1);
+	buf_adds(b, "\",\"key\":\"");
+	buf_add(b, bare, bn);
+	buf_adds(b, "\"}");
+	resp_full(c, status, "application/json", b->p, b->len, NULL);
 }
 
 /* A framing error before the request could be dispatched: answer and close. */
@@ -2139,6 +2181,10 @@ static void req_dispatch(struct conn *c)
 		resp_nim(c, (int)f.arg, f.arg == 401 ? "Authentication failed" : NULL, r->retry_after);
 		goto out;
 	}
+	if (f.kind == F_ECHO_KEY) {
+		resp_echo_key(c, (int)f.arg, key, kn);
+		goto out;
+	}
 
 	r->fault = f;
 	wait_us = hdr_u64(c, "x-mock-chunks", g.chunks);
@@ -2725,7 +2771,7 @@ static void usage(FILE *f)
 	      "until the messages hold a tool result),\n"
 	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"
-	      "slow-headers=MS | delay=MS. Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
+	      "slow-headers=MS | delay=MS | echo-key=STATUS (the body echoes the key in many forms). Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
 	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after}.\n",
 	      f);
 }

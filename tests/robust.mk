@@ -35,3 +35,12 @@ endif
 # (scripts/test's fuzz pass); without --enable-fuzzing it builds nothing.
 fuzz-harnesses: $(noinst_PROGRAMS)
 .PHONY: fuzz-harnesses
+
+# Issue 14 (hardening after an independent attack): the admin/common items.
+SC_HARDEN_BLACKBOX = \
+	tests/blackbox/harden_admin.test.mjs \
+	tests/blackbox/harden_text.test.mjs \
+	tests/blackbox/harden_redact.test.mjs \
+	tests/blackbox/harden_rekey.test.mjs
+TESTS += $(SC_HARDEN_BLACKBOX)
+EXTRA_DIST += $(SC_HARDEN_BLACKBOX)

@@ -7,7 +7,8 @@
  *   byte 1   flags: bit 0 session cookie instead of bearer, bit 1 no CSRF
  *            header, bit 2 no credentials, bit 3 text/plain content type
  *   rest     the body; for GET routes also the query string
- * Every answer must be a status with a JSON body (or an empty 204). After
+ * Every answer must be a status with a JSON body (or an empty 204), and
+ * every body valid UTF-8 whatever bytes the input held. After
  * each write the fixtures are restored and every view of the providers
  * (list, one, YAML export) is read: none may contain the plaintext key. The
  * key test call is a stub: nothing leaves the process.
@@ -205,6 +206,10 @@ fuzz_check(const struct api_response *rs, int secret_check)
 			abort();
 		return;
 	}
+	/* JSON and the YAML export are UTF-8 text whatever the input held
+	 * (issue 14: raw bytes in a name reached every view). */
+	if (sc_utf8_check(rs->body.data, rs->body.len) != -1)
+		abort();
 	if (strcmp(rs->content_type, "application/json") != 0)
 		return;	/* the YAML export */
 	o = json_tokener_parse(rs->body.data);

@@ -2,7 +2,8 @@
  * libFuzzer harness for provider import (common/yamlimport.c): any bytes go
  * through yamlimport_parse, which must either fail with a line number or
  * return entries that satisfy the import contract (a name, a key, an
- * endpoint, a prefix, rpm_limit > 0, weight > 0, cost >= 0). Accepted
+ * endpoint, a prefix, rpm_limit > 0, weight > 0, cost >= 0, all text valid
+ * UTF-8 without NUL). Accepted
  * documents are then applied to an in-memory database (encrypting each key)
  * and the providers table emptied again, so the write path and its
  * validation see fuzzed values too. Nothing leaves the process.
@@ -52,6 +53,11 @@ fuzz_check_entry(const struct yaml_entry *y)
 	if (p->rpm_limit <= 0 || p->tpm_limit < 0 || !(p->weight > 0) || !(p->cost_per_1k >= 0))
 		abort();
 	if (p->metadata != NULL && p->metadata[0] != '{')
+		abort();
+	/* Every text field is valid UTF-8 without NUL (issue 14). */
+	if (!sc_utf8_valid(p->name, strlen(p->name)) || !sc_utf8_valid(p->endpoint_url, strlen(p->endpoint_url)) ||
+	    !sc_utf8_valid(p->model_prefix, strlen(p->model_prefix)) ||
+	    (p->metadata != NULL && !sc_utf8_valid(p->metadata, strlen(p->metadata))))
 		abort();
 }
 

@@ -715,7 +715,13 @@ test_classify(void **state)
 	assert_false(r.ok);
 	assert_int_equal(r.outcome, VALIDATE_INVALID_KEY);
 	assert_null(strstr(r.message, TESTKEY));
-	assert_non_null(strstr(r.message, "upstream answered 401: Incorrect API key provided: [key]"));
+	assert_non_null(strstr(r.message, "upstream answered 401: Incorrect API key provided: [REDACTED]"));
+	/* The key echoed without its prefix and in pieces (issue 14). */
+	static const char echo[] = "{\"status\":401,\"detail\":\"secret TEST-0001-xxxxxxxxxxxxxxxxWXYZ, "
+	    "part 0001-xxxx, end xxxxWXYZ\"}";
+	validate_classify(CURLE_OK, NULL, 401, echo, strlen(echo), TESTKEY, 10000, &r);
+	assert_string_equal(r.message, "invalid key (upstream answered 401: secret [REDACTED], part [REDACTED], "
+	    "end [REDACTED])");
 	validate_classify(CURLE_OK, NULL, 403, "{\"status\":403,\"title\":\"Forbidden\"}",
 	    strlen("{\"status\":403,\"title\":\"Forbidden\"}"), TESTKEY, 10000, &r);
 	assert_int_equal(r.outcome, VALIDATE_FORBIDDEN);

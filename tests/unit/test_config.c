@@ -119,6 +119,63 @@ test_set_get_load(void **state)
 	assert_int_equal(c.max_attempts, 3);
 }
 
+/* Every writer stores the canonical text: decimal integers, the shortest
+ * round-trip form of doubles (valid JSON), whatever form came in. */
+static void
+test_canonical(void **state)
+{
+	static const struct { const char *key, *in, *out; } ok[] = {
+		{ "emergency_rpm_ratio", ".5", "0.5" },
+		{ "emergency_rpm_ratio", "0x1p-2", "0.25" },
+		{ "emergency_rpm_ratio", "5E-1", "0.5" },
+		{ "emergency_rpm_ratio", "1", "1" },
+		{ "emergency_rpm_ratio", "-0", "0" },
+		{ "emergency_rpm_ratio", "0.1", "0.1" },
+		{ "emergency_rpm_ratio", "0.30000000000000004", "0.30000000000000004" },
+		{ "emergency_rpm_ratio", "1e-7", "1e-07" },
+		{ "queue_capacity", "0800", "800" },
+		{ "queue_capacity", "-0", "0" },
+		{ "db_size_warn_bytes", "1000000000000", "1000000000000" },
+	};
+	static const struct { const char *key, *in; } bad[] = {
+		{ "emergency_rpm_ratio", " .5" }, { "emergency_rpm_ratio", "\n0.5" }, { "emergency_rpm_ratio", "+0.5" },
+		{ "emergency_rpm_ratio", "nan" }, { "emergency_rpm_ratio", "inf" }, { "emergency_rpm_ratio", "2" },
+		{ "queue_capacity", "0x10" }, { "queue_capacity", "1e3" }, { "queue_capacity", "\t5" },
+		{ "no_such_key", "1" },
+	};
+	char out[CONFIG_VALUE_MAX];
+	struct sc_err e;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (config_canonical(ok[i].key, ok[i].in, out, sizeof(out), &e) != 0)
+			fail_msg("%s=%s refused: %s", ok[i].key, ok[i].in, e.msg);
+		if (strcmp(out, ok[i].out) != 0)
+			fail_msg("%s=%s gave %s, want %s", ok[i].key, ok[i].in, out, ok[i].out);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (config_canonical(bad[i].key, bad[i].in, out, sizeof(out), &e) != -1)
+			fail_msg("%s=\"%s\" accepted as %s", bad[i].key, bad[i].in, out);
+}
+
+/* config_set stores the canonical form, so GET /config stays valid JSON. */
+static void
+test_set_canonical(void **state)
+{
+	struct testdb *f = *state;
+	struct sc_err e;
+	char *v;
+
+	assert_int_equal(config_set(f->db, "emergency_rpm_ratio", ".5", &e), 0);
+	v = config_get(f->db, "emergency_rpm_ratio");
+	assert_string_equal(v, "0.5");
+	free(v);
+	assert_int_equal(config_set(f->db, "emergency_rpm_ratio", "0x1p-2", &e), 0);
+	v = config_get(f->db, "emergency_rpm_ratio");
+	assert_string_equal(v, "0.25");
+	free(v);
+}
+
 int
 main(void)
 {
@@ -126,6 +183,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_table_matches_schema, testdb_setup, testdb_teardown),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_canonical),
+		cmocka_unit_test_setup_teardown(test_set_canonical, testdb_setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_set_get_load, testdb_setup, testdb_teardown),
 	};
 

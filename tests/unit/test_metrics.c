@@ -108,6 +108,11 @@ test_escape(void **state)
 	sc_buf_reset(&b);
 	metrics_escape_label(&b, "plain");
 	assert_string_equal(b.data, "plain");
+	/* Not UTF-8: each stray byte becomes U+FFFD; valid text stays as is. */
+	sc_buf_reset(&b);
+	metrics_escape_label(&b, "bad \xff\xfe \xc3 ok \xc3\xa9 \xf0\x9f\x99\x82 \xed\xa0\x80\"");
+	assert_string_equal(b.data, "bad \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd ok \xc3\xa9 \xf0\x9f\x99\x82 "
+	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\\\"");
 	sc_buf_free(&b);
 }
 

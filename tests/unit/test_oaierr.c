@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "oaierr.h"
+#include "redact.h"
 
 /* Check out is {"error":{message,type,param,code}} with these values. */
 static void
@@ -156,14 +157,22 @@ test_redact(void **state)
 	/* the exact key, even without a known prefix */
 	r = rewrite(401, "{\"detail\":\"key=QWERTYUIOPasdfghjkl rejected\"}", "QWERTYUIOPasdfghjkl");
 	assert_err(r, "key=[REDACTED] rejected", "authentication_error", NULL, NULL);
+	/* the key without its prefix, or a piece of 8+ characters of it */
+	r = rewrite(401, "{\"status\":401,\"detail\":\"secret TEST-0007-ggggHIJKLMNOP and ...LMNOPqrs\"}",
+	    "nvapi-TEST-0007-ggggHIJKLMNOPqrs");
+	assert_err(r, "secret [REDACTED] and ...[REDACTED]", "authentication_error", NULL, NULL);
+	/* an OpenAI-shaped body that echoes a piece is rewritten, not passed */
+	r = rewrite(401, "{\"error\":{\"message\":\"bad key 0007-gggg\",\"type\":\"x\"}}",
+	    "nvapi-TEST-0007-ggggHIJKLMNOPqrs");
+	assert_err(r, "bad key [REDACTED]", "x", NULL, NULL);
 	r = rewrite(400, "plain text with Bearer secret-token-123 inside", NULL);
 	assert_null(strstr(r, "secret-token"));
 	/* no false positives on ordinary words */
 	sc_buf_init(&out, 1024);
-	assert_int_equal(oaierr_redact("task-123 disk-usage bearer nvapi- risk-free skip", 48, NULL, &out), 0);
+	assert_int_equal(redact_text("task-123 disk-usage bearer nvapi- risk-free skip", 48, NULL, &out), 0);
 	assert_string_equal(out.data, "task-123 disk-usage bearer nvapi- risk-free skip");
 	sc_buf_reset(&out);
-	assert_int_equal(oaierr_redact(key, strlen(key), key, &out), 1);
+	assert_int_equal(redact_text(key, strlen(key), key, &out), 1);
 	assert_string_equal(out.data, "[REDACTED]");
 	sc_buf_free(&out);
 	/* our own messages are redacted too */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -57,6 +58,44 @@ expect(struct provider *p, const char *field)
 	assert_int_equal(provider_validate(p, &e), -1);
 	assert_string_equal(e.field, field);
 	assert_memory_equal(e.msg, field, strlen(field));	/* "field: reason" */
+}
+
+/* Text fields are well-formed UTF-8 of printable characters (issue 14). */
+static void
+test_validate_utf8(void **state)
+{
+	struct provider p;
+
+	(void)state;
+	sample(&p, "account01");
+	set(&p.name, "bad \xff\xfe");
+	expect(&p, "name");
+	set(&p.name, "cut \xc3");
+	expect(&p, "name");
+	set(&p.name, "surrogate \xed\xa0\x80");
+	expect(&p, "name");
+	set(&p.name, "overlong \xc0\xaf");
+	expect(&p, "name");
+	set(&p.name, "c1 \xc2\x85");
+	expect(&p, "name");
+	set(&p.name, "ls \xe2\x80\xa8");
+	expect(&p, "name");
+	set(&p.name, "ünïcödé \xe6\xbc\xa2 \xf0\x9f\x99\x82");
+	expect(&p, NULL);
+	set(&p.metadata, "{\"notes\":\"\xff\"}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"notes\":\"a\\u0000b\"}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"k\":[\"x\\u0000\"]}");
+	expect(&p, "metadata");
+	set(&p.metadata, "{\"notes\":\"tab\\tand\\nnewline \xe2\x9c\x93\"}");
+	expect(&p, NULL);
+	set(&p.status_reason, "upstream said \xff");
+	expect(&p, "status_reason");
+	set(&p.status_reason, "");
+	set(&p.model_prefix, "nv\xffidia/");
+	expect(&p, "model_prefix");
+	provider_clear(&p);
 }
 
 static void
@@ -387,15 +426,83 @@ test_rekey(void **state)
 	provider_list_free(&l);
 }
 
+/* A rekey by another process while this one holds the old key (issue 14):
+ * writes that would encrypt with it fail with CRYPTO_STALE_FIELD inside the
+ * transaction, reads say so too; crypto_key_sync adopts the new key only
+ * from a source that holds it. */
+static void
+test_rekey_running(void **state)
+{
+	struct testdb *f = *state;
+	struct crypto_key nk, held = f->k;
+	struct provider p, got;
+	struct sc_err e;
+	char check[CRYPTO_CHECK_MAX], path[400], *stored;
+	FILE *fp;
+	int n = 0;
+
+	assert_int_equal(crypto_check_db(f->db, &f->k, &e), 0);
+	stored = db_meta_get(f->db, "key_check");
+	snprintf(check, sizeof(check), "%s", stored);
+	free(stored);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, NULL, 0), CRYPTO_SYNC_CURRENT);
+	sample(&p, "before");
+	assert_int_equal(provider_insert(f->db, &f->k, &p, &e), 0);
+	provider_clear(&p);
+	/* "sidecarctl rekey" in another process. */
+	crypto_key_from_base64(KEY_B, &nk, NULL);
+	assert_int_equal(db_exec(f->db, "BEGIN IMMEDIATE", &e), 0);
+	assert_int_equal(provider_rekey_all(f->db, &f->k, &nk, &n, &e), 0);
+	assert_int_equal(crypto_check_store(f->db, &nk, &e), 0);
+	assert_int_equal(db_exec(f->db, "COMMIT", &e), 0);
+	/* The old key can no longer write or read keys, and says why. */
+	sample(&p, "after");
+	sc_err_clear(&e);
+	assert_int_equal(provider_insert(f->db, &held, &p, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	assert_non_null(strstr(e.msg, "sidecarctl rekey"));
+	provider_clear(&p);
+	assert_int_equal(provider_get(f->db, &held, "name", "before", &got, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	assert_int_equal(provider_rekey_all(f->db, &held, &nk, &n, &e), -1);
+	assert_string_equal(e.field, CRYPTO_STALE_FIELD);
+	/* No source with the new key: stale, and the check value is kept so
+	 * the next call tries again. */
+	assert_int_equal(crypto_key_sync(f->db, &held, check, NULL, 0), CRYPTO_SYNC_STALE);
+	unsetenv("SIDECAR_ENCRYPTION_KEY");
+	unsetenv("SIDECAR_ENCRYPTION_KEY_FILE");
+	snprintf(path, sizeof(path), "%s/key", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(TESTDB_KEY_A "\n", fp);	/* still the old key */
+	fclose(fp);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_STALE);
+	fp = fopen(path, "w");
+	fputs(KEY_B "\n", fp);		/* the operator installs the new one */
+	fclose(fp);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_RELOADED);
+	assert_memory_equal(held.k, nk.k, CRYPTO_KEY_LEN);
+	assert_int_equal(crypto_key_sync(f->db, &held, check, path, 1), CRYPTO_SYNC_CURRENT);
+	sample(&p, "after");
+	assert_int_equal(provider_insert(f->db, &held, &p, &e), 0);
+	provider_clear(&p);
+	assert_int_equal(provider_get(f->db, &nk, "name", "before", &got, &e), 0);
+	assert_string_equal(got.api_key, TESTKEY);
+	provider_clear(&got);
+	unlink(path);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_validate_utf8),
 		cmocka_unit_test(test_enums_compat),
 		cmocka_unit_test(test_mask),
 		cmocka_unit_test_setup_teardown(test_storage, testdb_setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_running, testdb_setup, testdb_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

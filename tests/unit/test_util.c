@@ -148,6 +148,58 @@ test_log(void **state)
 	log_init("test-prog", LOG_LVL_INFO, NULL);
 }
 
+/* UTF-8 per RFC 3629: what is refused, where, and how it is scrubbed. */
+static void
+test_utf8(void **state)
+{
+	static const struct { const char *s; size_t n; long bad; } cases[] = {
+		{ "plain", 5, -1 },
+		{ "\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x99\x82", 9, -1 },
+		{ "\xef\xbf\xbd\xf4\x8f\xbf\xbf", 7, -1 },		/* U+FFFD, U+10FFFF */
+		{ "a\xff", 2, 1 },
+		{ "ab\x80", 3, 2 },				/* stray continuation */
+		{ "\xc3", 1, 0 },				/* cut */
+		{ "\xe6\xbc", 2, 0 },
+		{ "\xc0\xaf", 2, 0 },				/* overlong */
+		{ "\xe0\x80\xaf", 3, 0 },
+		{ "\xed\xa0\x80", 3, 0 },			/* surrogate */
+		{ "\xf4\x90\x80\x80", 4, 0 },			/* past U+10FFFF */
+		{ "\xf8\x88\x80\x80\x80", 5, 0 },		/* 5-byte form */
+		{ "a\0b", 3, 1 },				/* NUL */
+	};
+	char s[32];
+	uint32_t cp;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (sc_utf8_check(cases[i].s, cases[i].n) != cases[i].bad)
+			fail_msg("case %zu: %ld, want %ld", i, sc_utf8_check(cases[i].s, cases[i].n), cases[i].bad);
+		assert_int_equal(sc_utf8_valid(cases[i].s, cases[i].n), cases[i].bad == -1);
+	}
+	assert_int_equal(sc_utf8_next((const unsigned char *)"\xf0\x9f\x99\x82", 4, &cp), 4);
+	assert_int_equal(cp, 0x1f642);
+	snprintf(s, sizeof(s), "a\xff\xc3\xa9\xed\xa0\x80z\xc3");
+	sc_utf8_scrub(s);
+	assert_string_equal(s, "a?\xc3\xa9???z?");
+}
+
+/* The shortest text that reads back as the same double. */
+static void
+test_fmt_double(void **state)
+{
+	static const struct { double v; const char *s; } cases[] = {
+		{ 0.5, "0.5" }, { 0.1, "0.1" }, { 1, "1" }, { -0.0, "0" }, { 1e-7, "1e-07" },
+		{ 0.30000000000000004, "0.30000000000000004" }, { 1234567.25, "1234567.25" }, { 1e21, "1e+21" },
+	};
+	char out[40];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sc_fmt_double(cases[i].v, out, sizeof(out));
+		assert_string_equal(out, cases[i].s);
+	}
+}
+
 int
 main(void)
 {
@@ -157,6 +209,8 @@ main(void)
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_fmt_double),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

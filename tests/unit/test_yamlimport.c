@@ -200,6 +200,14 @@ static const struct bad bad_cases[] = {
 	  "  rpm_limit: 40\n  colour: red\n", "line 7: colour: unknown field", 7 },
 	{ "providers:\n  account: acct\n  api_key: x\n", "line 2: providers: must be a list", 2 },
 	{ "- account: acct\n", "line 1: expected a mapping", 1 },
+	/* A second document is refused, naming the line of its "---". */
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n---\nproviders: []\n", "line 7: a second YAML document starts here", 7 },
+	{ "providers: []\n--- x\n", "line 2: a second YAML document", 2 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  status: gone\n", "line 7: status: must be active, disabled or invalid", 7 },
 	{ "providers:\n- just a string\n", "line 2: providers: each entry must be a mapping", 2 },
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
 	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: [a, b]\n"

@@ -15,7 +15,9 @@
 // the messages hold a tool result — for agents such as OpenClaw) and
 // X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
-// slow-headers=MS, delay=MS) and X-Mock-Chunk-Bytes (pad each token to N
+// slow-headers=MS, delay=MS, echo-key=CODE: an error body echoing the key
+// without prefix, glued into text, in 9-12 character pieces, \u-escaped)
+// and X-Mock-Chunk-Bytes (pad each token to N
 // bytes, for volume). See `tests/mock-upstream --help`.
 //
 // A record entry: {seq, t_ms, t_end_ms (null while running), conn (connection
