@@ -227,7 +227,7 @@ registry_load(struct sc_err *e)
 			} else {
 				rp->p = l.v[i];
 				memset(&l.v[i], 0, sizeof(l.v[i]));
-				old = registry_by_id(rp->p.id);
+				old = registry_find(rp->p.id);
 				if (reg.key_stale && old != NULL && old->p.api_key != NULL) {
 					/* Rekeyed under us: the key this provider had still
 					 * works upstream, so a rekey never takes it away. */
