@@ -561,7 +561,7 @@ proxy_unavailable(struct proxy_req *r, enum oaierr_unavail why, int upstream_sta
 	int ra = dispatch_route_retry_after(r->dt.route, now);
 	int known = dispatch_route_next_free(r->dt.route, now) != INT64_MAX;
 	size_t valid, nkeys = dispatch_route_keys(r->dt.route, &valid);
-	char h[PX_HDR_CAP];
+	char h[PX_HDR_CAP], ral[HTTP_RETRY_AFTER_LINE_MAX];
 	struct sc_buf b;
 
 	if ((why == OAIERR_RATE_LIMITED || why == OAIERR_NO_PROVIDER) && valid == 0)
@@ -573,7 +573,7 @@ proxy_unavailable(struct proxy_req *r, enum oaierr_unavail why, int upstream_sta
 		sc_buf_reset(&b);
 		oaierr_format(&b, 503, "no provider available; retry later", NULL, oaierr_unavail_code(why));
 	}
-	snprintf(h, sizeof(h), "X-Request-Id: %s\r\nRetry-After: %d\r\n", r->rid, ra);
+	snprintf(h, sizeof(h), "X-Request-Id: %s\r\n%s", r->rid, http_retry_after_line(ral, sizeof(ral), ra));
 	r->conn = NULL;
 	conn_respond(c, 503, h, "application/json", b.data, b.len);
 	sc_buf_free(&b);
@@ -881,7 +881,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	r->shape_ok = 1;
 	r->stream = r->shape.stream;
 	r->model = sc_xstrdup(r->shape.model);
-	sc_buf_init(&r->model_lit, 4 * strlen(r->model) + 64);
+	sc_buf_init(&r->model_lit, 6 * strlen(r->model) + 64);	/* \u00XX per byte at worst */
 	if (respmodel_literal(r->model, strlen(r->model), &r->model_lit) == -1) {
 		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
 		return;
