@@ -214,14 +214,14 @@ function ctl(st, ...args) {
 	return execFileSync(BIN.ctl, ['--db', st.db, ...args], { env: { ...process.env, SIDECAR_ENCRYPTION_KEY: st.key }, stdio: 'pipe' }).toString();
 }
 
-async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {}, wrap = null } = {}) {
+async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {}, wrap = null, tls = null } = {}) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-sc-'));
 	const st = { dir, db: join(dir, 'sidecar_v2.db'), key: randomBytes(32).toString('base64') };
 	ctl(st, 'init');
 	let y = 'providers:\n';
 	keys.forEach((k, i) => {
 		y += `- account: "bench-${String(i + 1).padStart(2, '0')}"\n  api_key: "${k.key}"\n` +
-			`  endpoint_url: "http://127.0.0.1:${mock.port}/v1"\n  model_prefix: "mock/"\n  pool: main\n  rpm_limit: ${k.rpm}\n`;
+			`  endpoint_url: "${tls ? `https://127.0.0.1:${tls.port}` : `http://127.0.0.1:${mock.port}`}/v1"\n  model_prefix: "mock/"\n  pool: main\n  rpm_limit: ${k.rpm}\n`;
 	});
 	writeFileSync(join(dir, 'providers.yaml'), y);
 	ctl(st, 'import', join(dir, 'providers.yaml'));
@@ -229,6 +229,7 @@ async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings
 	const pf = join(dir, 'ports');
 	const dpArgs = ['--db', st.db, '--listen', '127.0.0.1:0',
 		'--metrics-listen', '127.0.0.1:0', '--port-file', pf, '--log-level', 'warn', '--log-file', join(dir, 'dp.log')];
+	if (tls) dpArgs.push('--ca-file', tls.ca);
 	const h = wrap ? startProc('sidecar', CPU_PROXY, wrap[0], [...wrap.slice(1), BIN.dp, ...dpArgs], { env: { SIDECAR_ENCRYPTION_KEY: st.key } })
 		: startProc('sidecar', CPU_PROXY, BIN.dp, dpArgs, { env: { SIDECAR_ENCRYPTION_KEY: st.key } });
 	const port = await waitFor(() => {
@@ -246,13 +247,17 @@ async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings
 	return h;
 }
 
-async function startNginx(mock, { wrap = null } = {}) {
+async function startNginx(mock, { wrap = null, tls = null } = {}) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-nginx-'));
 	const port = await freePort();
 	const user = os.userInfo().username;
+	// with tls: https to the TLS front, its certificate checked against the test CA, sessions reused
+	const proxySsl = tls ? `\n\t\t\tproxy_ssl_trusted_certificate ${tls.ca};\n\t\t\tproxy_ssl_verify on;` +
+		'\n\t\t\tproxy_ssl_name 127.0.0.1;\n\t\t\tproxy_ssl_session_reuse on;' : '';
 	const conf = readFileSync(join(HERE, 'nginx.conf.in'), 'utf8')
 		.replaceAll('@USER@', user).replaceAll('@DIR@', dir).replaceAll('@PORT@', String(port))
-		.replaceAll('@MOCK_PORT@', String(mock.port)).replaceAll('@KEY@', KEY).replaceAll('@MASTER@', wrap ? 'off' : 'on');
+		.replaceAll('@MOCK_PORT@', String(tls ? tls.port : mock.port)).replaceAll('@KEY@', KEY).replaceAll('@MASTER@', wrap ? 'off' : 'on')
+		.replaceAll('@SCHEME@', tls ? 'https' : 'http').replaceAll('@PROXY_SSL@', proxySsl);
 	writeFileSync(join(dir, 'nginx.conf'), conf);
 	const nargs = ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
 	const h = wrap ? startProc('nginx', CPU_PROXY, wrap[0], [...wrap.slice(1), '/usr/sbin/nginx', ...nargs]) : startProc('nginx', CPU_PROXY, 'nginx', nargs);
@@ -262,6 +267,43 @@ async function startNginx(mock, { wrap = null } = {}) {
 	}, wrap ? 60000 : 10000, 'nginx');
 	h.port = port;
 	h.workPids = () => childPids(h.pid);
+	const stop = h.stop;
+	h.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); };
+	return h;
+}
+
+// Scenario 6: a test CA and a certificate for 127.0.0.1 (ECDSA P-256), made once per run.
+let TLS_FILES = null;
+function tlsFiles() {
+	if (TLS_FILES) return TLS_FILES;
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-tls-'));
+	process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+	const o = (...a) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+	o('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem',
+		'-days', '2', '-subj', '/CN=sidecar bench CA');
+	o('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+	writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n');
+	o('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
+	TLS_FILES = { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+	return TLS_FILES;
+}
+
+// The HTTPS "provider": nginx ending TLS in front of the mock, on the load side's core.
+async function startTlsFront(mock) {
+	const f = tlsFiles();
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-tlsfront-'));
+	const port = await freePort();
+	const conf = readFileSync(join(HERE, 'nginx-tls-front.conf.in'), 'utf8')
+		.replaceAll('@USER@', os.userInfo().username).replaceAll('@DIR@', dir).replaceAll('@PORT@', String(port))
+		.replaceAll('@MOCK_PORT@', String(mock.port)).replaceAll('@CERT@', f.cert).replaceAll('@CERT_KEY@', f.key);
+	writeFileSync(join(dir, 'nginx.conf'), conf);
+	const h = startProc('tlsfront', CPU_LOAD, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
+	await waitFor(async () => {
+		if (h.exited()) throw new Error(`TLS front exited: ${h.out()} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
+		return new Promise((res) => { const s = net.connect(port, '127.0.0.1', () => { s.destroy(); res(true); }); s.on('error', () => res(false)); });
+	}, 10000, 'TLS front');
+	h.port = port;
+	h.ca = f.ca;
 	const stop = h.stop;
 	h.stop = async () => { await stop(); rmSync(dir, { recursive: true, force: true }); };
 	return h;
@@ -291,15 +333,16 @@ async function startPortkey() {
 
 // A system under test for one scenario: mock + (proxy). Returns {url, headers, proxy, mock, stop}.
 const SYSTEMS = ['direct', 'nginx', 'sidecar', 'portkey'];
-async function bringUp(sys, { sidecarSettings = {}, mockCpu, chunks, interval } = {}) {
+async function bringUp(sys, { sidecarSettings = {}, mockCpu, chunks, interval, tls = false } = {}) {
 	// the mock shares the load generator's core for every system, the floor included, so that the only
 	// difference between "direct" and a proxy is the proxy (on its own core)
 	const mock = await startMock({ cpu: mockCpu ?? CPU_LOAD, chunks, interval });
+	const front = tls && sys !== 'direct' ? await startTlsFront(mock) : null;
 	let proxy = null;
 	const headers = [];
 	if (sys === 'direct') headers.push(`Authorization: Bearer ${KEY}`);
-	else if (sys === 'nginx') proxy = await startNginx(mock);
-	else if (sys === 'sidecar') proxy = await startSidecar(mock, { settings: { ...SIDECAR_OPEN, ...sidecarSettings } });
+	else if (sys === 'nginx') proxy = await startNginx(mock, { tls: front });
+	else if (sys === 'sidecar') proxy = await startSidecar(mock, { settings: { ...SIDECAR_OPEN, ...sidecarSettings }, tls: front });
 	else if (sys === 'portkey') {
 		proxy = await startPortkey();
 		headers.push(`x-portkey-config: ${portkeyConfig(mock, [{ key: KEY }])}`);
@@ -308,7 +351,7 @@ async function bringUp(sys, { sidecarSettings = {}, mockCpu, chunks, interval } 
 	return {
 		sys, mock, proxy, headers, port,
 		url: `http://127.0.0.1:${port}/v1/chat/completions`,
-		async stop() { if (proxy) await proxy.stop(); await mock.stop(); },
+		async stop() { if (proxy) await proxy.stop(); if (front) await front.stop(); await mock.stop(); },
 	};
 }
 // One key with no practical limit: rpm_limit is capped at 100000 per window, so a 1 s window.
@@ -396,7 +439,7 @@ const BODY_8MB = bodyFile('large.json', padTo({ model: MODEL, messages: [{ role:
 	(o, s) => { o.messages[0].content = s; }));
 
 // ------------------------------------------------------------------ results
-const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s5: {}, notes: [], errors: [], profile: null };
+const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s5: {}, s6: {}, notes: [], errors: [], profile: null };
 function note(s) { R.notes.push(s); log('note:', s); }
 // The machine's load average when a scenario starts: other sessions share it.
 function loadMark(name) {
@@ -469,6 +512,50 @@ async function scenario1() {
 				R.s1[sys].light_rate = lr;
 				log(`  ${sys} @${lr}/s: p50 ${light.lat_us.p50} us p99 ${light.lat_us.p99} us ok ${light.ok}/${light.issued}`);
 				log(`  ${sys} @${r}/s: p50 ${res.lat_us.p50} us p99 ${res.lat_us.p99} us ok ${res.ok}/${res.issued}`);
+			} finally { await t.stop(); }
+		});
+	}
+}
+
+// Scenario 1's small request with an HTTPS upstream (every real provider is HTTPS): nginx
+// (proxy_pass https:// with a keep-alive pool) and the data plane (https endpoint_url, --ca-file)
+// in front of the same TLS front; "direct" is the plain mock as in scenario 1, so "added" includes
+// the TLS front's work, which both proxies pay alike.
+const SYSTEMS6 = ['direct', 'nginx', 'sidecar'];
+async function scenario6() {
+	loadMark('6');
+	log('scenario 6: small chat completion with an HTTPS upstream (TLS front, test CA)');
+	pinNow = false;
+	for (const sys of SYSTEMS6) {
+		await tryOrNote(`s6 ${sys} throughput`, async () => {
+			const t = await bringUp(sys, { tls: true });
+			try {
+				await wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Warm });
+				let m = null;
+				const all = [];
+				for (let i = 0; i < P.s1Runs; i++) {
+					const x = await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur }));
+					all.push(Math.round(x.res.rps));
+					if (!m || x.res.rps > m.res.rps) m = x;
+				}
+				R.s6[sys] = { max: m.res, runs: all, cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: m.cpu_s > 0 ? m.res.requests / m.cpu_s : null };
+				log(`  ${sys}: ${m.res.rps.toFixed(0)} req/s, errors ${JSON.stringify(m.res.errors)}`);
+			} finally { await t.stop(); }
+		});
+	}
+	pinNow = true;
+	for (const sys of SYSTEMS6) {
+		await tryOrNote(`s6 ${sys} latency`, async () => {
+			const t = await bringUp(sys, { tls: true });
+			try {
+				await streamload(t, { body: BODY_SMALL, conns: P.s1Conns, requests: 500 });
+				let light = null;
+				for (let i = 0; i < P.s1LatRuns; i++) {
+					const x = await streamload(t, { body: BODY_SMALL, conns: P.s1Conns, rate: P.s1Light, duration: P.s1Dur, timeout: 30 });
+					if (!light || x.lat_us.p99 < light.lat_us.p99) light = x;
+				}
+				R.s6[sys] = { ...(R.s6[sys] || {}), light };
+				log(`  ${sys} @${P.s1Light}/s: p50 ${light.lat_us.p50} us p99 ${light.lat_us.p99} us ok ${light.ok}/${light.issued}`);
 			} finally { await t.stop(); }
 		});
 	}
@@ -778,6 +865,29 @@ function report() {
 	L.push('', 'wrk\'s own latency at max load (closed loop, for reference): ' + SYSTEMS.filter((s) => s1[s]?.max)
 		.map((s) => `${s} p50 ${ms(s1[s].max.lat_us.p50)} / p99 ${ms(s1[s].max.lat_us.p99)} ms`).join('; ') + '.', '');
 
+	// S6 (next to S1: the same request, HTTPS upstream)
+	if (Object.keys(R.s6).length) {
+		const s6 = R.s6;
+		L.push('## 1t. (scenario 6) The small request with an HTTPS upstream', '');
+		L.push('Scenario 1\'s request through nginx (`proxy_pass https://`, keep-alive upstream pool, `proxy_ssl_verify` against the test CA, ' +
+			'sessions reused) and the data plane (`https://` endpoint, `--ca-file`), both in front of the same TLS front (`bench/nginx-tls-front.conf.in`: ' +
+			'nginx ending TLS 1.3 with an ECDSA P-256 certificate from a CA made by bench.mjs, on the load side\'s core with the mock). ' +
+			`wrk as in scenario 1 (${P.s1Conns} connections, ${P.s1Dur} s, best of ${P.s1Runs}); latency with \`streamload --rate ${P.s1Light}\` (pinned, best of ${P.s1LatRuns} by p99). ` +
+			'"direct" is the plain-HTTP mock, so "added" includes the TLS front\'s work, which both proxies pay alike.', '');
+		L.push('| System | req/s | × nginx | proxy CPU % | req per proxy CPU-s | × nginx | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |');
+		L.push('|---|---|---|---|---|---|---|---|---|---|---|');
+		for (const s of SYSTEMS6) {
+			const x = s6[s];
+			if (!x) { L.push(`| ${NAMES[s]} | failed |||||||||| `); continue; }
+			const lt = x.light?.lat_us, d = s6.direct?.light?.lat_us;
+			const errs = (x.max ? Object.values(x.max.errors).reduce((a, b) => a + b, 0) : 0) + (x.light ? x.light.issued - x.light.ok : 0);
+			L.push(`| ${NAMES[s]}${s === 'direct' ? ' (plain HTTP)' : ''} | ${f0(x.max?.rps)} | ${ratio(x.max?.rps, s6.nginx?.max?.rps)} | ${s === 'direct' ? '—' : f0(x.cpu_pct)} | ` +
+				`${s === 'direct' ? '—' : f0(x.per_cpu_s)} | ${s === 'direct' ? '—' : ratio(x.per_cpu_s, s6.nginx?.per_cpu_s)} | ${ms(lt?.p50)} | ${ms(lt?.p99)} | ` +
+				`${s === 'direct' || !lt || !d ? '—' : ms(lt.p50 - d.p50)} | ${s === 'direct' || !lt || !d ? '—' : ms(lt.p99 - d.p99)} | ${errs} |`);
+		}
+		L.push('', `req/s best of ${P.s1Runs} run(s) (${SYSTEMS6.filter((s) => s6[s]?.runs).map((s) => `${s}: ${s6[s].runs.join(', ')}`).join('; ')}).`, '');
+	}
+
 	// S2
 	L.push('## 2. OpenClaw-sized request (60 KB with 24 tools, streaming)', '');
 	L.push(`\`streamload\`, ${P.s2Conns} connections, ${P.s2Req} requests; the mock streams ${P.s2Chunks} chunks ${P.s2Interval} ms apart. ` +
@@ -943,6 +1053,7 @@ async function main() {
 	if (want(3)) await scenario3();
 	if (want(4)) await scenario4();
 	if (want(5)) await scenario5();
+	if (want(6)) await scenario6();
 	if (opt.cgOnly) { await callgrind(); R.profile = R.profile || {}; }
 	report();	// computes R.targets
 	const missed = (R.targets || []).filter(([, , c]) => c.includes('missed')).map(([a]) => a);

@@ -89,7 +89,10 @@ struct dispatch_ticket {
 /* Per-key admission: may rt take one start now? The local implementation
  * (the exact sliding window of ratelimit.h through sched_commit) answers at
  * once. One that answers later returns ADMIT_PENDING and calls
- * dispatch_admit_answer from the loop when its answer arrives. */
+ * dispatch_admit_answer from the loop when its answer arrives; the ticket
+ * meanwhile waits in the queue (its deadline applies; cancel is called if
+ * it leaves first). Granting means the start is recorded: in the window and
+ * in t->srq (sched_commit does both locally). */
 enum admit_verdict { ADMIT_GRANT, ADMIT_DENY, ADMIT_PENDING };
 struct admit_answer {
 	enum admit_verdict verdict;

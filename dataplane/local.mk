@@ -57,6 +57,7 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_stream.test.mjs \
 	tests/blackbox/dataplane_sdk.test.mjs \
 	tests/blackbox/dataplane_sched.test.mjs \
+	tests/blackbox/dataplane_tls.test.mjs \
 	tests/blackbox/stats_usage.test.mjs \
 	tests/blackbox/stats_metrics.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)

@@ -60,9 +60,11 @@ dp_usage(FILE *f)
 	fprintf(f,
 	    "usage: sidecar-dataplane [--db PATH] [--listen ADDR:PORT] [--metrics-listen ADDR:PORT]\n"
 	    "                         [--log-level error|warn|info|debug] [--log-file FILE]\n"
-	    "                         [--key-file FILE] [--port-file FILE]\n"
+	    "                         [--key-file FILE] [--port-file FILE] [--ca-file FILE]\n"
 	    "Defaults: --listen %s, --metrics-listen %s. The encryption key comes from\n"
-	    "SIDECAR_ENCRYPTION_KEY (base64), SIDECAR_ENCRYPTION_KEY_FILE or --key-file.\n",
+	    "SIDECAR_ENCRYPTION_KEY (base64), SIDECAR_ENCRYPTION_KEY_FILE or --key-file.\n"
+	    "--ca-file: PEM CA bundle that HTTPS upstreams are verified against instead of the\n"
+	    "system's (a provider behind a private CA).\n",
 	    DP_DEFAULT_LISTEN, DP_DEFAULT_METRICS);
 }
 
@@ -198,12 +200,13 @@ main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "log-file", required_argument, NULL, 'F' },
 		{ "key-file", required_argument, NULL, 'k' },
+		{ "ca-file", required_argument, NULL, 'c' },
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = NULL, *listen_addr = DP_DEFAULT_LISTEN, *metrics_addr = DP_DEFAULT_METRICS;
-	const char *log_file = NULL, *key_file = NULL, *port_file = NULL, *db_file;
+	const char *log_file = NULL, *key_file = NULL, *port_file = NULL, *ca_file = NULL, *db_file;
 	enum log_level level = LOG_LVL_INFO;
 	struct registry_hooks rh;
 	struct sc_err e;
@@ -216,6 +219,7 @@ main(int argc, char **argv)
 		case 'm': metrics_addr = optarg; break;
 		case 'F': log_file = optarg; break;
 		case 'k': key_file = optarg; break;
+		case 'c': ca_file = optarg; break;
 		case 'p': port_file = optarg; break;
 		case 'L':
 			if (log_level_parse(optarg, &level) == -1) {
@@ -270,7 +274,12 @@ main(int argc, char **argv)
 	dp_limits_from_config();
 
 	dp.loop = loop_new();
-	if (upstream_init(dp.loop, (long)dp.lim.max_connections) == -1) {
+	if (ca_file != NULL && access(ca_file, R_OK) == -1) {
+		log_error("cannot read --ca-file %s: %s", ca_file, strerror(errno));
+		fprintf(stderr, "sidecar-dataplane: cannot read --ca-file %s: %s\n", ca_file, strerror(errno));
+		goto out;
+	}
+	if (upstream_init(dp.loop, (long)dp.lim.max_connections, ca_file) == -1) {
 		log_error("cannot initialise libcurl");
 		goto out;
 	}

@@ -57,6 +57,7 @@ static struct {
 	CURL             *pool[UPSTREAM_POOL_MAX];	/* owned idle handles: reusing them
 							 * saves their buffers' allocation per request */
 	size_t            npool;
+	char             *ca_file;	/* owned: CA bundle for TLS upstreams, NULL = the system's */
 } up;
 
 static void upstream_check_done(void);
@@ -133,11 +134,12 @@ upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 }
 
 int
-upstream_init(struct loop *l, long max_connections)
+upstream_init(struct loop *l, long max_connections, const char *ca_file)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
 	up.loop = l;
+	up.ca_file = ca_file != NULL ? sc_xstrdup(ca_file) : NULL;
 	up.multi = curl_multi_init();
 	if (up.multi == NULL)
 		return -1;
@@ -163,6 +165,8 @@ upstream_shutdown(void)
 		curl_multi_cleanup(up.multi);
 		up.multi = NULL;
 	}
+	free(up.ca_file);
+	up.ca_file = NULL;
 	curl_global_cleanup();
 }
 
@@ -200,6 +204,8 @@ static void
 upstream_easy_setup(CURL *e)
 {
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	if (up.ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, up.ca_file);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);

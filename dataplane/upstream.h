@@ -53,8 +53,10 @@ struct upstream_req {
 struct curl_slist *upstream_add_bearer(struct curl_slist *l, const char *key);
 
 /* Set up the multi handle on loop l; the idle-connection cache holds up to
- * max_connections (at least 512) upstream connections. 0 or -1. */
-int  upstream_init(struct loop *l, long max_connections);
+ * max_connections (at least 512) upstream connections; ca_file, when not
+ * NULL, is the CA bundle TLS upstreams are verified against instead of the
+ * system's (a private CA). 0 or -1. */
+int  upstream_init(struct loop *l, long max_connections, const char *ca_file);
 void upstream_shutdown(void);
 
 /* Start a transfer; NULL on failure (bad URL...). */
