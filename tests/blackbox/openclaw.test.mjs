@@ -35,7 +35,8 @@ const key = (n) => `nvapi-TEST-OPENCLAW-${String(n).padStart(4, '0')}-xxxxxxxxxx
 // a client token, and the data plane; plus a backup mock (the fallback
 // model, reached directly, not through the sidecar).
 async function stack({ keys, settings = {}, compat = {}, rpm = 1000 }) {
-	const mock = await startMock({ keys: keys.map((k) => ({ key: k })) });
+	// OpenClaw's bodies are ~60 KB: keep them whole in the record.
+	const mock = await startMock({ keys: keys.map((k) => ({ key: k })), extraArgs: ['--record-body-max', String(4 << 20)] });
 	const backup = await startMock({ keys: [{ key: BACKUP_KEY }] });
 	const st = makeDb({
 		providers: keys.map((k, i) => ({ name: `nim-${i + 1}`, key: k, url: mock.url, prefix: 'nvidia/', rpm, ...compat })),
@@ -55,8 +56,7 @@ async function stack({ keys, settings = {}, compat = {}, rpm = 1000 }) {
 	};
 }
 
-// OpenClaw's request bodies as the mock saw them (the record keeps 64 KiB of
-// each; OpenClaw's are ~60 KB).
+// OpenClaw's chat requests and their bodies as the mock saw them.
 const chats = (list) => list.filter((e) => e.path === '/v1/chat/completions');
 const body = (e) => JSON.parse(e.body);
 
