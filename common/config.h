@@ -29,6 +29,10 @@ struct config {
 	int64_t max_body_bytes;
 	int    header_timeout_seconds;
 	int    max_connections;
+	int    max_pending_connections;
+	int    body_timeout_seconds;
+	int64_t body_min_rate_bytes;
+	int64_t max_body_memory_bytes;
 	int    drain_timeout_seconds;
 	int    models_cache_seconds;
 	int    stats_flush_ms;

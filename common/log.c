@@ -140,3 +140,55 @@ log_msg(enum log_level level, const char *fmt, ...)
 	while (write(log_state.fd, line, off) == -1 && errno == EINTR)
 		;
 }
+
+/* Whether c may stand unquoted in a key=value field. */
+static int
+log_plain_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+	    c == '_' || c == '/' || c == ':' || c == '-' || c == '@' || c == '+';
+}
+
+const char *
+log_value(const char *s, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0, n = strlen(s);
+	int plain = n > 0;
+
+	for (i = 0; i < n && plain; i++)
+		plain = log_plain_byte((unsigned char)s[i]);
+	if (plain && n < outlen) {
+		memcpy(out, s, n + 1);
+		return out;
+	}
+	/* Room kept for the closing quote, "..." and the NUL. */
+	out[o++] = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[4];
+		size_t el = 0;
+
+		if (c == '"' || c == '\\') {
+			e[el++] = '\\';
+			e[el++] = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			e[el++] = '\\';
+			e[el++] = 'x';
+			e[el++] = hex[c >> 4];
+			e[el++] = hex[c & 15];
+		} else {
+			e[el++] = (char)c;
+		}
+		if (o + el + 5 > outlen) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		memcpy(out + o, e, el);
+		o += el;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}

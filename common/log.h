@@ -17,6 +17,12 @@ int  log_enabled(enum log_level level);
 /* Reopen the log file (after logrotate moved it); safe to call from the loop. */
 int  log_reopen(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A value from outside (a client's model name, a provider name) for a
+ * key=value log field: as is when it is plain (letters, digits and . _ / : -
+ * @ +), else in double quotes with " \ and bytes outside printable ASCII as
+ * \" \\ \xHH, so a value can never forge other fields. Cut to fit out
+ * (at least 8 bytes), ending in "..." then. Returns out. */
+const char *log_value(const char *s, char *out, size_t outlen);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)

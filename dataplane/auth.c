@@ -45,8 +45,10 @@ auth_check(struct conn *c, const struct http_request *req, const char *rid)
 	tok[a->value.len - 7] = '\0';
 	r = registry_check_token(tok);
 	crypto_wipe(tok, sizeof(tok));
-	if (r == 1)
+	if (r == 1) {
+		conn_set_trusted(c);	/* no longer a pending stranger (conn.c) */
 		return 1;
+	}
 	if (r == -1)
 		conn_respond_error(c, 500, rid, "token check failed", "internal_error", NULL);
 	else

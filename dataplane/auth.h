@@ -11,7 +11,8 @@
 /* The port listens beyond loopback: refuse requests without a valid token
  * even if every token was revoked after the start. */
 void auth_set_public(int on);
-/* 1 when the request may go on; else the 401/500 answer is already on c. */
+/* 1 when the request may go on (a valid token also makes c trusted:
+ * conn_set_trusted); else the 401/500 answer is already on c. */
 int  auth_check(struct conn *c, const struct http_request *req, const char *rid);
 
 #endif

@@ -19,6 +19,23 @@
  * still uses. Closing after an error response lingers: shut down the write
  * side, then discard input for a moment so the client reads the response
  * instead of a reset.
+ *
+ * Clients that have not shown a client token must not be able to hold the
+ * server (docs/security.md says what holds):
+ * - each head goes to the listener's admit function before any body byte is
+ *   read, so authentication and routing are decided on the headers; a
+ *   refusal closes the connection unread, and "100 Continue" is sent only
+ *   for an admitted request;
+ * - a body must arrive within body_timeout_ms plus one second per
+ *   body_min_rate bytes received (besides the idle timeout between reads);
+ * - all bodies held at once (received or being received, until their
+ *   response ends) stay under max_body_memory: a new body past it is 503;
+ * - a connection receiving a request (or lingering after its last answer)
+ *   without having shown a valid token is "pending"; past max_pending of
+ *   them, or at max_connections, the oldest pending one is closed to make
+ *   room once it has had CONN_PENDING_GRACE to send (until then max_pending
+ *   may be exceeded, never max_connections), so pending clients can never
+ *   lock out the trusted ones or those with a request in progress.
  */
 #define _GNU_SOURCE
 
@@ -62,10 +79,12 @@ static const char *conn_state_names[] = {
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
 #define CONN_ACCEPT_BATCH  512	/* accept() calls per wake-up of the listener */
 #define CONN_PARK_MS       250	/* a client written to within this long is left out of poll() */
+#define CONN_PENDING_GRACE 250	/* ms a pending connection has to send before it may be closed for room */
 
 struct conn_listener {
 	int                       fd;
 	struct loop              *loop;
+	conn_admit_fn             admit;	/* NULL: every head is admitted */
 	conn_handler_fn           fn;
 	const struct conn_limits *lim;
 	struct loop_timer         retry;	/* re-enables accept after EMFILE */
@@ -89,6 +108,13 @@ struct conn {
 	struct sc_buf         body;			/* owned unless the handler took it */
 	struct http_chunked   chunked;
 	int                   keep_alive;		/* for the current request */
+	int64_t               body_held;		/* bytes counted in conn_body_bytes for body */
+	int64_t               body_t0;		/* loop time the body started */
+	int                   head_only;		/* HEAD request: the response carries no body */
+	int                   trusted;		/* a request showed a valid client token */
+	int                   pending;		/* on the conn_pending list */
+	int64_t               pending_ms;		/* loop time it joined that list */
+	struct conn          *qnewer, *qolder;	/* conn_pending links */
 
 	char                 *out;			/* owned */
 	size_t                out_off, out_len, out_alloc;	/* pending bytes out[off..off+len) */
@@ -122,11 +148,50 @@ static struct conn_tailq     conn_parked = TAILQ_HEAD_INITIALIZER(conn_parked);	
 										 * left out of poll() */
 static struct loop_timer     conn_park_timer;	/* brings quiet parked clients back */
 static int                   conn_park_ready;	/* conn_park_timer initialised */
+static struct conn          *conn_pending_new;	/* pending connections, newest first */
+static struct conn          *conn_pending_old;	/* ... and the oldest */
+static size_t                conn_pending_n;
+static int64_t               conn_body_bytes;	/* sum of every connection's body_held */
 
 static void conn_free(struct conn *c);
 static void conn_process_input(struct conn *c);
 static void conn_flush(struct conn *c);
 static void conn_event(struct loop *l, int fd, short revents, void *arg);
+
+/* Pending: receiving a request (head or body), or lingering after a last
+ * answer, without having shown a valid token. */
+static void
+conn_pending_update(struct conn *c)
+{
+	int want = !c->trusted &&
+	    (c->state == CONN_READ_HEAD || c->state == CONN_READ_BODY || c->state == CONN_CLOSING);
+
+	if (want == c->pending)
+		return;
+	if (want) {
+		c->qolder = conn_pending_new;
+		c->qnewer = NULL;
+		if (conn_pending_new != NULL)
+			conn_pending_new->qnewer = c;
+		else
+			conn_pending_old = c;
+		conn_pending_new = c;
+		conn_pending_n++;
+		c->pending_ms = loop_now(c->loop);
+	} else {
+		if (c->qnewer != NULL)
+			c->qnewer->qolder = c->qolder;
+		else
+			conn_pending_new = c->qolder;
+		if (c->qolder != NULL)
+			c->qolder->qnewer = c->qnewer;
+		else
+			conn_pending_old = c->qnewer;
+		c->qnewer = c->qolder = NULL;
+		conn_pending_n--;
+	}
+	c->pending = want;
+}
 
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -137,6 +202,38 @@ conn_set_state(struct conn *c, enum conn_state s)
 		log_debug("conn %llu: %s -> %s", (unsigned long long)c->id,
 		    conn_state_names[c->state], conn_state_names[s]);
 	c->state = s;
+	conn_pending_update(c);
+}
+
+void
+conn_set_trusted(struct conn *c)
+{
+	c->trusted = 1;
+	conn_pending_update(c);
+}
+
+/* Give back what c's body counted against max_body_memory. */
+static void
+conn_body_release(struct conn *c)
+{
+	conn_body_bytes -= c->body_held;
+	c->body_held = 0;
+}
+
+/* Count c's body at its current size (or the announced one); -1 when that
+ * would take all bodies past max_body_memory. */
+static int
+conn_body_account(struct conn *c, int64_t size)
+{
+	int64_t cap = c->ls->lim->max_body_memory;
+
+	if (size <= c->body_held)
+		return 0;
+	if (cap > 0 && conn_body_bytes + size - c->body_held > cap)
+		return -1;
+	conn_body_bytes += size - c->body_held;
+	c->body_held = size;
+	return 0;
 }
 
 size_t
@@ -280,9 +377,18 @@ conn_update_events(struct conn *c)
 		loop_fd_set_events(c->loop, c->fd, ev);
 }
 
+static void conn_error_hdrs(struct conn *c, int status, const char *msg, const char *hdrs);
+
 /* A short error body in the OpenAI shape, for errors found before any handler runs. */
 static void
 conn_error(struct conn *c, int status, const char *msg)
+{
+	conn_error_hdrs(c, status, msg, NULL);
+}
+
+/* conn_error with extra header lines (each ending in CRLF, may be NULL). */
+static void
+conn_error_hdrs(struct conn *c, int status, const char *msg, const char *hdrs)
 {
 	const char *code = status == 413 ? "request_too_large" : status == 431 ? "headers_too_large" :
 	    status == 408 ? "request_timeout" : "invalid_request";
@@ -290,7 +396,7 @@ conn_error(struct conn *c, int status, const char *msg)
 	c->keep_alive = 0;
 	c->hooks = NULL;
 	conn_set_state(c, CONN_HANDLE);
-	conn_respond_error(c, status, NULL, msg, code, NULL);
+	conn_respond_error(c, status, NULL, msg, code, hdrs);
 }
 
 void
@@ -322,7 +428,9 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 	if (conn_draining)
 		c->keep_alive = 0;
 	c->resp_chunked = c->resp_close_delim = c->resp_ended = 0;
-	if (content_length < 0) {
+	if (content_length < 0 && c->head_only) {
+		c->keep_alive = 0;	/* no framing to announce: the answer ends with the connection */
+	} else if (content_length < 0) {
 		if (c->req.minor_version >= 1) {
 			c->resp_chunked = 1;
 		} else {
@@ -390,7 +498,7 @@ conn_response_body(struct conn *c, const void *p, size_t n)
 	static const char hex[] = "0123456789abcdef";
 	char sz[24], *q = sz + sizeof(sz);
 
-	if (c->state != CONN_RESPOND || n == 0)
+	if (c->state != CONN_RESPOND || n == 0 || c->head_only)
 		return;
 	if (c->resp_chunked) {
 		size_t v = n;
@@ -459,7 +567,8 @@ conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, co
 	conn_response_head(c, status, h, (size_t)n, (int64_t)len);
 	if (c->state != CONN_RESPOND)
 		return;
-	conn_out_append(c, body, len);
+	if (!c->head_only)
+		conn_out_append(c, body, len);	/* HEAD: the same head, never a body */
 	conn_response_end(c);
 }
 
@@ -475,6 +584,7 @@ conn_request_done(struct conn *c)
 	c->in_used = 0;
 	c->head_len = 0;
 	sc_buf_free(&c->body);
+	conn_body_release(c);
 	if (c->out_alloc > CONN_OUT_KEEP && c->out_len == 0) {
 		/* A long stream grew it: give the memory back while idle. */
 		free(c->out);
@@ -535,6 +645,62 @@ conn_dispatch(struct conn *c)
 	c->ls->fn(c, &c->req, &c->body);
 }
 
+/* Arm the body timer: the idle timeout, or the whole-body deadline
+ * (body_timeout_ms plus 1 s per body_min_rate bytes received) when sooner. */
+static void
+conn_body_arm(struct conn *c)
+{
+	const struct conn_limits *lim = c->ls->lim;
+	int64_t when = loop_now(c->loop) + lim->header_timeout_ms;
+	int64_t deadline = c->body_t0 + lim->body_timeout_ms;
+
+	if (lim->body_min_rate > 0)
+		deadline += (int64_t)c->body.len * 1000 / lim->body_min_rate;
+	if (lim->body_timeout_ms > 0 && deadline < when)
+		when = deadline;
+	loop_timer_arm(c->loop, &c->timer, when);
+}
+
+/* All bodies together hold max_body_memory: refuse this one for now. */
+static void
+conn_body_busy(struct conn *c)
+{
+	log_warn("conn %llu: request bodies hold %lld bytes (max_body_memory_bytes); 503",
+	    (unsigned long long)c->id, (long long)conn_body_bytes);
+	conn_error_hdrs(c, 503, "the server is receiving too many request bodies; retry later", "Retry-After: 1\r\n");
+}
+
+/* Count a chunked body at its current allocation: 0, or -1 (answered 503). */
+static int
+conn_body_grew(struct conn *c)
+{
+	if (conn_body_account(c, (int64_t)c->body.alloc) == 0)
+		return 0;
+	conn_body_busy(c);
+	return -1;
+}
+
+/* The listener's admit function on the parsed head: 1 admitted (read on),
+ * 0 refused and answered. A refused head's body is never read: the
+ * connection closes after the answer. */
+static int
+conn_admit(struct conn *c)
+{
+	int ok;
+
+	if (c->ls->admit == NULL)
+		return 1;
+	c->keep_alive = c->req.body_kind == HTTP_BODY_NONE ? c->req.keep_alive : 0;
+	c->hooks = NULL;
+	conn_set_state(c, CONN_HANDLE);
+	ok = c->ls->admit(c, &c->req);
+	if (!ok)
+		return 0;
+	c->keep_alive = c->req.keep_alive;
+	conn_set_state(c, CONN_READ_HEAD);
+	return 1;
+}
+
 /* Feed body bytes from the input buffer (right after the head). 1 when the body is complete. */
 static int
 conn_body_from_input(struct conn *c)
@@ -558,6 +724,8 @@ conn_body_from_input(struct conn *c)
 		conn_error(c, status, status == 413 ? "request body too large" : "bad chunked body");
 		return -1;
 	}
+	if (conn_body_grew(c) == -1)
+		return -1;
 	return r == 1;
 }
 
@@ -569,8 +737,11 @@ conn_start_body(struct conn *c)
 	int r;
 
 	c->keep_alive = c->req.keep_alive;
+	c->head_only = http_slice_eq(c->req.method, "HEAD");
 	sc_buf_free(&c->body);
 	sc_buf_init(&c->body, (size_t)maxb);
+	if (!conn_admit(c))
+		return;
 	if (c->req.body_kind == HTTP_BODY_NONE) {
 		conn_dispatch(c);
 		return;
@@ -580,12 +751,17 @@ conn_start_body(struct conn *c)
 			conn_error(c, 413, "request body too large");
 			return;
 		}
+		if (conn_body_account(c, (int64_t)c->req.content_length + 1) == -1) {
+			conn_body_busy(c);
+			return;
+		}
 		c->body.alloc = (size_t)c->req.content_length + 1;
 		c->body.data = sc_xmalloc(c->body.alloc);
 		c->body.data[0] = '\0';
 	} else {
 		http_chunked_init(&c->chunked);
 	}
+	c->body_t0 = loop_now(c->loop);
 	r = conn_body_from_input(c);
 	if (r < 0)
 		return;
@@ -596,7 +772,7 @@ conn_start_body(struct conn *c)
 	if (c->req.expect_continue)
 		conn_out_append(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	conn_set_state(c, CONN_READ_BODY);
-	loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+	conn_body_arm(c);
 	conn_flush(c);
 }
 
@@ -644,7 +820,7 @@ conn_read_body(struct conn *c)
 		if (c->body.len == c->req.content_length)
 			conn_dispatch(c);
 		else
-			loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+			conn_body_arm(c);
 		return 1;
 	}
 	n = read(c->fd, tmp, sizeof(tmp));
@@ -655,6 +831,8 @@ conn_read_body(struct conn *c)
 		conn_error(c, status, status == 413 ? "request body too large" : "bad chunked body");
 		return 1;
 	}
+	if (conn_body_grew(c) == -1)
+		return 1;
 	if (r == 1) {
 		/* Bytes after the body belong to a pipelined request. */
 		size_t rest = (size_t)n - used;
@@ -669,7 +847,7 @@ conn_read_body(struct conn *c)
 		conn_dispatch(c);
 		return 1;
 	}
-	loop_timer_arm_in(c->loop, &c->timer, c->ls->lim->header_timeout_ms);
+	conn_body_arm(c);
 	return 1;
 }
 
@@ -807,9 +985,44 @@ conn_free(struct conn *c)
 	TAILQ_REMOVE(&conn_list, c, link);
 	conn_n--;
 	sc_buf_free(&c->body);
+	conn_body_release(c);
 	free(c->in);
 	free(c->out);
 	free(c);
+}
+
+/* Close the connection that has been pending longest, to make room: 0, or
+ * -1 when none has been pending for CONN_PENDING_GRACE (a burst of new
+ * connections must not close each other before they could send a head). */
+static int
+conn_evict_pending(struct loop *l, const char *why)
+{
+	struct conn *c = conn_pending_old;
+
+	if (c == NULL || loop_now(l) - c->pending_ms < CONN_PENDING_GRACE)
+		return -1;
+	log_debug("conn %llu: oldest pending connection closed (%s)", (unsigned long long)c->id, why);
+	conn_free(c);
+	return 0;
+}
+
+/* Room for one more connection: the oldest pending one gives way when the
+ * pending allowance or max_connections is reached. The allowance is soft:
+ * while every pending connection is still within its grace, a new one is
+ * taken beyond it (until max_connections), so a burst of newcomers does not
+ * lock out one more. 0, or -1 at max_connections when nothing can give way
+ * (every connection held is trusted, has a request in progress, or is new). */
+static int
+conn_make_room(struct conn_listener *ls)
+{
+	const struct conn_limits *lim = ls->lim;
+
+	if (lim->max_pending > 0 && conn_pending_n >= (size_t)lim->max_pending)
+		(void)conn_evict_pending(ls->loop, "max_pending_connections");
+	if (lim->max_connections > 0 && conn_n >= (size_t)lim->max_connections &&
+	    conn_evict_pending(ls->loop, "max_connections") == -1)
+		return -1;
+	return 0;
 }
 
 static void
@@ -822,7 +1035,7 @@ conn_accept_one(struct conn_listener *ls, int fd)
 	struct conn *c;
 	int one = 1;
 
-	if (ls->lim->max_connections > 0 && conn_n >= (size_t)ls->lim->max_connections) {
+	if (conn_make_room(ls) == -1) {
 		(void)!write(fd, busy, sizeof(busy) - 1);
 		close(fd);
 		return;
@@ -847,6 +1060,7 @@ conn_accept_one(struct conn_listener *ls, int fd)
 	}
 	TAILQ_INSERT_HEAD(&conn_list, c, link);
 	conn_n++;
+	conn_pending_update(c);
 	loop_timer_arm_in(c->loop, &c->timer, ls->lim->header_timeout_ms);
 }
 
@@ -961,12 +1175,13 @@ fail:
 }
 
 int
-conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits *lim)
+conn_serve(struct loop *l, int lfd, conn_admit_fn admit, conn_handler_fn fn, const struct conn_limits *lim)
 {
 	struct conn_listener *ls = sc_xcalloc(1, sizeof(*ls));
 
 	ls->fd = lfd;
 	ls->loop = l;
+	ls->admit = admit;
 	ls->fn = fn;
 	ls->lim = lim;
 	loop_timer_init(&ls->retry, conn_accept_retry, ls);

@@ -37,16 +37,26 @@ struct conn_hooks {
 /* Limits, read at each accept / request (the caller keeps them current). */
 struct conn_limits {
 	int64_t max_body_bytes;
-	int     header_timeout_ms;
+	int64_t max_body_memory;	/* all request bodies held at once, bytes (503 beyond) */
+	int     header_timeout_ms;	/* for the head; also the longest pause inside a body */
+	int     body_timeout_ms;	/* a body's deadline before the rate credit below */
+	int64_t body_min_rate;		/* bytes/s of body that each extend the deadline by 1 s */
 	int     max_connections;
+	int     max_pending;		/* untrusted connections receiving a request (oldest closed beyond) */
 };
+
+/* Called with a parsed head, before any of its body is read. 1: read the
+ * body, then call the handler. 0: it answered (conn_respond), and the
+ * connection closes without reading the body. */
+typedef int (*conn_admit_fn)(struct conn *c, const struct http_request *req);
 
 /* Bind a listening socket on "ADDR:PORT" (port 0 = ephemeral). Returns the fd,
  * *port_out the bound port, or -1 with e filled. The accept queue holds
  * backlog connections (at least 1024, at most net.core.somaxconn). */
 int  conn_listen(const char *addr, int backlog, int *port_out, struct sc_err *e);
-/* Accept on lfd and dispatch complete requests to fn. */
-int  conn_serve(struct loop *l, int lfd, conn_handler_fn fn, const struct conn_limits *lim);
+/* Accept on lfd, admit each request head (admit may be NULL: all are) and
+ * dispatch complete requests to fn. */
+int  conn_serve(struct loop *l, int lfd, conn_admit_fn admit, conn_handler_fn fn, const struct conn_limits *lim);
 /* Graceful stop: close the listeners, close idle connections, and close the
  * others once their current response ends. */
 void conn_drain_all(void);
@@ -78,5 +88,8 @@ size_t conn_out_pending(const struct conn *c);
  * and a TCP segment each. */
 void conn_batch_begin(void);
 void conn_batch_end(void);
+/* A request on c presented a valid client token: c stops counting as
+ * pending (see conn.c) for the rest of its life. */
+void   conn_set_trusted(struct conn *c);
 
 #endif

@@ -611,11 +611,14 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 		log_warn("provider %s: upstream answered %d, key marked invalid", p->p.name, status);
 		registry_save_invalid(p->p.id, summary);
 	}
-	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures) {
+	/* Persisted when the health changes, and when the answer's status does
+	 * (not per request: one write per change of last_status_code). */
+	if (cr.became_unhealthy || cr.became_healthy || cr.failures != prev_failures || status != sp->saved_status) {
 		if (cr.became_unhealthy)
 			log_warn("provider %s: unhealthy after %d failures", p->p.name, cr.failures);
 		registry_save_health(p->p.id, sp->cd.unhealthy, cr.failures, status, now - t->t_attempt,
 		    fail != COOLDOWN_FAIL_NONE || status >= 500 ? summary : "", 0);
+		sp->saved_status = status;
 	}
 	/* Waiters may go now, or a provider's state changed: decide again and
 	 * re-arm from the timer (never here: this may run inside a curl callback). */
@@ -733,6 +736,7 @@ dispatch_probe_on_done(void *arg, struct upstream_xfer *x, enum upstream_result 
 		    upstream_status(x), cr.became_healthy ? ", healthy again" : "");
 		registry_save_health(pr->prov->p.id, cd->unhealthy, cd->consecutive_failures,
 		    upstream_status(x), now - pr->t0, ok ? "" : upstream_error(x), 1);
+		pr->rt->sched.saved_status = upstream_status(x);
 	}
 	dispatch_probe_free(pr);
 	loop_timer_arm(disp.loop, &disp.timer, 0);

@@ -130,6 +130,153 @@ http_target_path(struct http_slice t)
 	return r;
 }
 
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's algorithm). */
+static int64_t
+http_days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* Read exactly n digits at *p (advanced); -1 when they are not there. */
+static int64_t
+http_digits(const char **p, const char *e, int n)
+{
+	int64_t v = 0;
+	int i;
+
+	for (i = 0; i < n; i++, (*p)++) {
+		if (*p >= e || **p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+	}
+	return v;
+}
+
+/* Match the literal lit at *p (advanced): 1, else 0. */
+static int
+http_lit(const char **p, const char *e, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(e - *p) < n || memcmp(*p, lit, n) != 0)
+		return 0;
+	*p += n;
+	return 1;
+}
+
+/* A three-letter month name at *p (advanced): 1-12, or -1. */
+static int
+http_month(const char **p, const char *e)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	int i;
+
+	if (e - *p < 3)
+		return -1;
+	for (i = 0; i < 12; i++)
+		if (memcmp(*p, months + 3 * i, 3) == 0) {
+			*p += 3;
+			return i + 1;
+		}
+	return -1;
+}
+
+/* "HH:MM:SS" at *p (advanced): seconds of the day, or -1. */
+static int64_t
+http_clock(const char **p, const char *e)
+{
+	int64_t h = http_digits(p, e, 2), m, s;
+
+	if (h < 0 || !http_lit(p, e, ":") || (m = http_digits(p, e, 2)) < 0 || !http_lit(p, e, ":") ||
+	    (s = http_digits(p, e, 2)) < 0 || h > 23 || m > 59 || s > 60)
+		return -1;
+	return h * 3600 + m * 60 + s;
+}
+
+/* Skip a day name ("Sun" or "Sunday") up to and including the separator sep. */
+static int
+http_skip_day(const char **p, const char *e, const char *sep)
+{
+	while (*p < e && ((**p >= 'A' && **p <= 'Z') || (**p >= 'a' && **p <= 'z')))
+		(*p)++;
+	return http_lit(p, e, sep);
+}
+
+/* An HTTP-date in any of its three forms: Unix time, or -1. now_s resolves
+ * the RFC 850 form's two-digit year (RFC 9110 §5.6.7: a year more than 50
+ * years ahead is the most recent past one with the same last digits). */
+static int64_t
+http_date(const char *v, size_t len, int64_t now_s)
+{
+	const char *p = v, *e = v + len, *q;
+	int64_t day, year, tod;
+	int mon;
+
+	q = memchr(v, ',', len);
+	if (q != NULL && q - v == 3) {	/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+		if (!http_skip_day(&p, e, ", ") || (day = http_digits(&p, e, 2)) < 0 || !http_lit(&p, e, " ") ||
+		    (mon = http_month(&p, e)) < 0 || !http_lit(&p, e, " ") || (year = http_digits(&p, e, 4)) < 0 ||
+		    !http_lit(&p, e, " ") || (tod = http_clock(&p, e)) < 0 || !http_lit(&p, e, " GMT"))
+			return -1;
+	} else if (q != NULL) {		/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
+		int64_t now_year = 1970 + now_s / 31556952;
+		if (!http_skip_day(&p, e, ", ") || (day = http_digits(&p, e, 2)) < 0 || !http_lit(&p, e, "-") ||
+		    (mon = http_month(&p, e)) < 0 || !http_lit(&p, e, "-") || (year = http_digits(&p, e, 2)) < 0 ||
+		    !http_lit(&p, e, " ") || (tod = http_clock(&p, e)) < 0 || !http_lit(&p, e, " GMT"))
+			return -1;
+		year += now_year - now_year % 100;
+		if (year > now_year + 50)
+			year -= 100;
+	} else {			/* asctime: Sun Nov  6 08:49:37 1994 */
+		if (!http_skip_day(&p, e, " ") || (mon = http_month(&p, e)) < 0 || !http_lit(&p, e, " "))
+			return -1;
+		if (http_lit(&p, e, " "))
+			day = http_digits(&p, e, 1);
+		else
+			day = http_digits(&p, e, 2);
+		if (day < 0 || !http_lit(&p, e, " ") || (tod = http_clock(&p, e)) < 0 || !http_lit(&p, e, " ") ||
+		    (year = http_digits(&p, e, 4)) < 0)
+			return -1;
+	}
+	if (p != e || day < 1 || day > 31)
+		return -1;
+	return http_days_from_civil(year, mon, (int)day) * 86400 + tod;
+}
+
+int
+http_retry_after(const char *v, size_t len, int64_t now_s)
+{
+	int64_t t;
+	size_t i;
+
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	while (len > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	if (len == 0)
+		return -1;
+	for (i = 0; i < len && v[i] >= '0' && v[i] <= '9'; i++)
+		;
+	if (i == len) {			/* delta-seconds, however many digits */
+		int64_t s = 0;
+		for (i = 0; i < len && s <= HTTP_RETRY_AFTER_MAX; i++)
+			s = s * 10 + (v[i] - '0');
+		return s > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (int)s;
+	}
+	if ((t = http_date(v, len, now_s)) < 0)
+		return -1;
+	t -= now_s;
+	return t <= 0 ? 0 : t > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (int)t;
+}
+
 const struct http_header *
 http_find_header(const struct http_request *req, const char *name)
 {
@@ -631,7 +778,10 @@ http_reason(int status)
 	case 204: return "No Content";
 	case 301: return "Moved Permanently";
 	case 302: return "Found";
+	case 303: return "See Other";
 	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 402: return "Payment Required";

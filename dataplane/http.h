@@ -101,6 +101,15 @@ int http_is_hop_by_hop(struct http_slice name);
 /* Whether the request's Connection header(s) list name as an option. */
 int http_connection_lists(const struct http_request *req, struct http_slice name);
 
+/* Longest Retry-After honoured, seconds (one day; docs/scheduling.md). */
+#define HTTP_RETRY_AFTER_MAX 86400
+
+/* An upstream Retry-After value (RFC 9110 §10.2.3) as a delay in seconds
+ * from now_s (Unix time): delta-seconds, or an HTTP-date in the IMF-fixdate,
+ * obsolete RFC 850 or asctime form (§5.6.7). Larger delays are capped at
+ * HTTP_RETRY_AFTER_MAX, a date in the past is 0; -1 when v is neither. */
+int http_retry_after(const char *v, size_t len, int64_t now_s);
+
 /* Reason phrase for a status code ("OK", "Too Many Requests"...); "Unknown"
  * for codes it does not know. */
 const char *http_reason(int status);

@@ -58,6 +58,9 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_sdk.test.mjs \
 	tests/blackbox/dataplane_sched.test.mjs \
 	tests/blackbox/dataplane_tls.test.mjs \
+	tests/blackbox/dataplane_flood.test.mjs \
+	tests/blackbox/dataplane_http.test.mjs \
+	tests/blackbox/dataplane_upstream.test.mjs \
 	tests/blackbox/stats_usage.test.mjs \
 	tests/blackbox/stats_metrics.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)

@@ -84,6 +84,10 @@ dp_limits_from_config(void)
 	dp.lim.max_body_bytes = cfg->max_body_bytes;
 	dp.lim.header_timeout_ms = cfg->header_timeout_seconds * 1000;
 	dp.lim.max_connections = cfg->max_connections;
+	dp.lim.max_pending = cfg->max_pending_connections;
+	dp.lim.body_timeout_ms = cfg->body_timeout_seconds * 1000;
+	dp.lim.body_min_rate = cfg->body_min_rate_bytes;
+	dp.lim.max_body_memory = cfg->max_body_memory_bytes;
 }
 
 static void
@@ -265,7 +269,7 @@ main(int argc, char **argv)
 	}
 	if (!dp_is_loopback(listen_addr) && registry_client_tokens() <= 0) {
 		log_error("refusing to listen on %s without client tokens (create one with "
-		    "`sidecarctl tokens create --kind client`)", listen_addr);
+		    "`sidecarctl token create --client`)", listen_addr);
 		fprintf(stderr, "sidecar-dataplane: refusing to listen on non-loopback %s without client tokens\n",
 		    listen_addr);
 		goto out;
@@ -309,8 +313,8 @@ main(int argc, char **argv)
 		log_error("cannot start: %s", e.msg);
 		goto out;
 	}
-	if (conn_serve(dp.loop, lfd, router_handle, &dp.lim) == -1 ||
-	    conn_serve(dp.loop, mfd, metrics_handle, &dp.lim) == -1)
+	if (conn_serve(dp.loop, lfd, router_admit, router_handle, &dp.lim) == -1 ||
+	    conn_serve(dp.loop, mfd, NULL, metrics_handle, &dp.lim) == -1)
 		goto out;
 	lfd = mfd = -1;	/* owned by the server now */
 	loop_timer_init(&dp.drain_check, dp_drain_check, NULL);

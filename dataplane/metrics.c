@@ -798,7 +798,7 @@ metrics_handle(struct conn *c, const struct http_request *req, struct sc_buf *bo
 {
 	struct sc_buf b;
 
-	if (!http_slice_eq(req->method, "GET") || req->target.len < 8 ||
+	if (!(http_slice_eq(req->method, "GET") || http_slice_eq(req->method, "HEAD")) || req->target.len < 8 ||
 	    memcmp(req->target.p, "/metrics", 8) != 0 ||
 	    (req->target.len > 8 && req->target.p[8] != '?')) {
 		conn_respond(c, 404, NULL, "text/plain; charset=utf-8", "not found\n", 10);

@@ -11,16 +11,18 @@
  * and only proxy_set_phase changes them. ROUTE asks (dispatch_ask): GO
  * starts an attempt, WAIT parks, REJECT answers 503 or the last upstream
  * error. An attempt's error head is buffered (bounded) so that a retryable
- * failure (429, 401/403, 5xx, connect error, first-byte timeout) goes back
- * to ROUTE for another provider while nothing was sent; a final error
- * reaches the client in OpenAI shape with the upstream's status. A 2xx head
- * commits (RELAY). A stream is relayed event by event as it arrives, pausing
- * curl while the client's buffer is full: each event is held until it ends
- * (at most one, sse.h) so that its "model" can name the client's model id
- * (respmodel.h), and when the sidecar asked the upstream for stream usage the
- * client did not request, the usage-only event is dropped. A JSON response
- * is held whole (up to PX_JSON_CAP) for the same rewrite, then sent with its
- * new length; a bigger one passes through as it is.
+ * failure (429, 401/403, 5xx, a redirect, connect error, first-byte timeout)
+ * goes back to ROUTE for another provider while nothing was sent; a final
+ * error reaches the client in OpenAI shape with the upstream's status. A 2xx
+ * head commits (RELAY) — a 2xx event stream after its first data event, so
+ * that a rate-limit error there is retried like a 429. A stream is relayed
+ * event by event as it arrives, pausing curl while the client's buffer is
+ * full: each event is held until it ends (at most one, sse.h) so that its
+ * "model" can name the client's model id (respmodel.h), and when the sidecar
+ * asked the upstream for stream usage the client did not request, the
+ * usage-only event is dropped. A JSON response is held whole (up to
+ * PX_JSON_CAP) for the same rewrite, then sent with its new length; a bigger
+ * one passes through as it is.
  *
  * Every 503 the sidecar gives on its own goes through proxy_unavailable: the
  * reason's code, a message naming the route and what the client waits for,
@@ -57,6 +59,7 @@
 #define PX_HDR_CAP      2048		/* response header lines the sidecar adds */
 #define PX_JSON_CAP     (16 * 1024 * 1024)	/* JSON response held for the model rewrite */
 #define PX_TRIES        8		/* decisions per step when attempts fail to start */
+#define PX_FIRST_CAP    (64 * 1024)	/* bytes of a 2xx stream held for its first event */
 
 /* Ordered by lifecycle. */
 enum px_phase { PX_ROUTE, PX_WAIT, PX_ATTEMPT, PX_RELAY, PX_DONE };
@@ -73,6 +76,7 @@ struct proxy_req {
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
+	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
 	int64_t               t_start;		/* ms, monotonic */
 	struct dispatch_ticket dt;		/* the dispatcher's: route, queue, provider, pool */
@@ -93,8 +97,13 @@ struct proxy_req {
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
 	char                  ctype[128];	/* the response's Content-Type */
-	struct sc_buf         jbody;		/* owned: the held JSON response */
 	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
+	int                   sse_first;		/* a 2xx stream held until its first data event */
+	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sc_buf         first;		/* owned: the bytes held while sse_first */
+	int                   first_limited;	/* that first event was a rate-limit error */
+	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
+	struct sc_buf         jbody;		/* owned: the held JSON response */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               prompt_tokens;	/* -1 unknown */
 	int64_t               completion_tokens;	/* -1 unknown */
@@ -113,6 +122,7 @@ struct proxy_req {
 static size_t px_in_flight;
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
+static void proxy_first_reset(struct proxy_req *r);
 static void proxy_abort(void *arg);
 static void proxy_drain(void *arg);
 
@@ -148,6 +158,7 @@ proxy_free(struct proxy_req *r)
 		sse_free(&r->sse);
 	sc_buf_free(&r->scratch);
 	sc_buf_free(&r->model_lit);
+	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
@@ -169,11 +180,15 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	int64_t qms = r->ticket ? r->dt.queue_ms + (r->dt.t_wait != 0 ? now - r->dt.t_wait : 0) : 0;
 	struct request_result res;
 	struct event ev;
+	char pname[160], model[320];
 
 	proxy_set_phase(r, PX_DONE);
+	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+	log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
+	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
 	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
 	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, p != NULL ? p->p.name : "-", r->model != NULL ? r->model : "-", status,
+	    r->rid, pname, model, status,
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
 	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
@@ -338,11 +353,53 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		    r->dt.prov->p.name, r->up_status);
 		r->up_status = 502;
 	}
+	if (r->up_status >= 300 && r->up_status < 400) {
+		/* A redirect is no API answer either, and following it would send
+		 * the key elsewhere: an upstream failure (502), retried on another
+		 * key while nothing was sent to the client (docs/security.md). */
+		log_warn("request %s: provider %s answered a redirect (%d); treated as 502", r->rid,
+		    r->dt.prov->p.name, r->up_status);
+		r->up_status = 502;
+	}
+	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL &&
+	    strncasecmp(upstream_content_type(x), "text/event-stream", 17) == 0) {
+		/* Held until its first event: an error event there (a 429 inside
+		 * a 200) is retried on another key while the client has nothing. */
+		r->sse_first = 1;
+		sse_init(&r->fsse, PX_FIRST_CAP);
+		sc_buf_init(&r->first, PX_FIRST_CAP);
+		return 0;
+	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
 		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
+}
+
+/* Drop the first-event hold (a new attempt, or the end of the request). */
+static void
+proxy_first_reset(struct proxy_req *r)
+{
+	if (r->sse_first)
+		sse_free(&r->fsse);
+	sc_buf_free(&r->first);
+	r->sse_first = 0;
+	r->first_limited = 0;
+}
+
+/* A rate-limit error event inside a committed 2xx stream: once per request
+ * it counts as a 429 for the key (cooldown, metrics). The event itself is
+ * relayed: the client already has the stream. */
+static void
+proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
+{
+	if (r->limit_counted || !ev->has_data || ev->done || !sse_rate_limited(ev->data, ev->data_len))
+		return;
+	r->limit_counted = 1;
+	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->dt.prov->p.name,
+	    r->up_status);
+	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, 429, -1, NULL);
 }
 
 /* Note an event's usage (total tokens), when it carries one. */
@@ -360,11 +417,13 @@ proxy_event_usage(struct proxy_req *r, const struct sse_event *ev)
 	return u.usage_only ? 2 : 1;
 }
 
-/* What happens to an event that ended as hold's tail: the injected
- * usage-only event is dropped, any other names the client's model. */
+/* What happens to an event that ended as hold's tail: a rate-limit error
+ * counts for the key, the injected usage-only event is dropped, any other
+ * names the client's model. */
 static void
 proxy_sse_event(struct proxy_req *r, const struct sse_event *ev)
 {
+	proxy_event_limit(r, ev);
 	if (proxy_event_usage(r, ev) == 2 && r->usage_injected) {
 		r->hold.len -= ev->raw_len;
 		r->hold.data[r->hold.len] = '\0';
@@ -373,7 +432,7 @@ proxy_sse_event(struct proxy_req *r, const struct sse_event *ev)
 	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &r->scratch);
 }
 
-/* Relay a stream: pass whole events, each rewritten (proxy_sse_event). */
+/* Relay a stream: pass whole events, each seen by proxy_sse_event. */
 static void
 proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 {
@@ -407,11 +466,71 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 	}
 }
 
+static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
+
+/* Commit a held 2xx stream: count the success, send the head, relay what
+ * was held (the client's output is empty: it takes it all). */
+static void
+proxy_first_commit(struct proxy_req *r, struct upstream_xfer *x)
+{
+	struct sc_buf held = r->first;
+
+	sc_buf_init(&r->first, 0);
+	proxy_first_reset(r);
+	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+	proxy_commit(r, x);
+	if (held.len > 0)
+		proxy_relay_data(r, held.data, held.len);
+	sc_buf_free(&held);
+}
+
+/* Bytes of a held 2xx stream: hold them until the first data event. A
+ * rate-limit error there aborts the transfer (first_limited: proxy_on_done
+ * retries); any other event, or more than PX_FIRST_CAP bytes, commits. */
+static size_t
+proxy_first_event(struct proxy_req *r, const char *p, size_t n)
+{
+	struct sse_event ev;
+	size_t off = 0, used;
+	enum sse_result sr;
+
+	if (sc_buf_append(&r->first, p, n) == -1) {
+		proxy_first_commit(r, r->xfer);
+		return proxy_relay_data(r, p, n);
+	}
+	while (off < n) {
+		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		off += used;
+		if (sr == SSE_EVENT && !ev.has_data)
+			continue;	/* a comment or blank line: wait for data */
+		if (sr == SSE_EVENT && sse_rate_limited(ev.data, ev.data_len)) {
+			r->first_limited = 1;
+			sc_buf_reset(&r->errbody);
+			sc_buf_append(&r->errbody, ev.data, ev.data_len < r->errbody.cap ? ev.data_len : r->errbody.cap);
+			return 0;	/* stop this transfer */
+		}
+		if (sr != SSE_MORE) {
+			proxy_first_commit(r, r->xfer);
+			return n;
+		}
+	}
+	return n;
+}
+
 static size_t
 proxy_on_data(void *arg, const char *p, size_t n)
 {
 	struct proxy_req *r = arg;
 
+	if (r->sse_first && r->conn != NULL)
+		return proxy_first_event(r, p, n);
+	return proxy_relay_data(r, p, n);
+}
+
+/* Body bytes of the attempt: an error body kept for the rewrite, or relayed. */
+static size_t
+proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
+{
 	if (r->phase != PX_RELAY) {
 		/* An error body: keep the first PX_ERRBODY_CAP bytes for the rewrite. */
 		size_t room = r->errbody.cap - r->errbody.len;
@@ -659,6 +778,13 @@ proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
 	if ((t = curl_slist_append(l, line)) == NULL)
 		goto fail;
 	l = t;
+	/* The body is JSON: say so when the client did not (libcurl would send
+	 * application/x-www-form-urlencoded). */
+	if (!r->has_ctype) {
+		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
+			goto fail;
+		l = t;
+	}
 	if ((t = curl_slist_append(l, "Expect:")) == NULL)
 		goto fail;
 	l = t;
@@ -686,6 +812,8 @@ proxy_attempt(struct proxy_req *r)
 	r->attempts++;
 	r->up_status = 0;
 	r->last_fail_http = 0;
+	r->limit_counted = 0;
+	proxy_first_reset(r);
 	sc_buf_reset(&r->errbody);
 	sc_buf_free(&r->upbody);
 	if (r->shape_ok) {
@@ -782,6 +910,21 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 		proxy_end_relay(r, res);
 		return;
 	}
+	if (r->first_limited) {
+		/* A 200 stream whose first event said 429: a 429 for this key. */
+		log_warn("request %s: provider %s sent a rate-limit error as its stream's first event; "
+		    "treated as 429", r->rid, r->dt.prov->p.name);
+		proxy_first_reset(r);
+		r->up_status = 429;
+		res = UPSTREAM_OK;
+	} else if (r->sse_first && res == UPSTREAM_OK) {
+		/* The stream ended before any data event: relay what it was. */
+		proxy_first_commit(r, x);
+		proxy_end_relay(r, res);
+		return;
+	} else if (r->sse_first) {
+		proxy_first_reset(r);	/* broken before its first event: retried as below */
+	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
 		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
@@ -834,7 +977,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (http_is_hop_by_hop(h->name))
+		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
 		for (k = 0; skip[k] != NULL; k++)
 			if (http_slice_ieq(h->name, skip[k]))
@@ -843,6 +986,8 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
+		if (http_slice_ieq(h->name, "content-type"))
+			r->has_ctype = 1;
 		sc_buf_append(&r->fwd, h->name.p, h->name.len);
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);

@@ -479,6 +479,30 @@ struct reg_cd_args {
 	char    *summary;	/* owned */
 };
 
+/* The provider's cooldown events still running end at end: a new cooldown
+ * replaces them (end = now), an extension moves the current one's planned
+ * end (end = the new end), a cleared cooldown ends them now. So at most one
+ * event per provider is ever active (ended_at in the future). */
+static int
+registry_cd_end_events(sqlite3 *db, const char *id, const char *end, struct sc_err *e)
+{
+	sqlite3_stmt *st = NULL;
+	char now[SC_TS_LEN];
+	int rc;
+
+	sc_ts_format(sc_wall_ms() / 1000, now);
+	rc = sqlite3_prepare_v2(db, "UPDATE cooldown_events SET ended_at = ?2 WHERE provider_id = ?1 "
+	    "AND (ended_at IS NULL OR ended_at > ?3)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_set_err(db, rc, e, "ending cooldown events");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, end, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_set_err(db, rc, e, "ending cooldown events");
+}
+
 static int
 registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 {
@@ -503,6 +527,8 @@ registry_cd_txn(sqlite3 *db, void *arg, struct sc_err *e)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return db_set_err(db, rc, e, "saving cooldown");
+	if (a->until >= 0 && registry_cd_end_events(db, a->id, a->until > 0 && a->seconds <= 0 ? until : now, e) == -1)
+		return -1;
 	if (a->seconds <= 0 || a->count <= 0)
 		return 0;
 	sc_uuid(id);

@@ -8,7 +8,10 @@
 
 #include "conn.h"
 
-/* conn_handler_fn for the data-plane port. */
+/* conn_admit_fn for the data-plane port: the endpoint, the method and the
+ * client token, decided on the head before any body is read. */
+int  router_admit(struct conn *c, const struct http_request *req);
+/* conn_handler_fn for the data-plane port (after router_admit). */
 void router_handle(struct conn *c, const struct http_request *req, struct sc_buf *body);
 
 #endif

@@ -49,6 +49,7 @@ struct sched_provider {
 	struct cooldown  cd;		/* 429 cooldown, invalid, health */
 	struct balancer_node bn;	/* smooth-WRR current weight */
 	enum provider_status seen_status;	/* cfg->status at the last sync */
+	int              saved_status;	/* upstream status last persisted (provider_health.last_status_code) */
 };
 
 /* Per-request memory across attempts. */

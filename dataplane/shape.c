@@ -239,6 +239,11 @@ shape_parse(struct shape_req *r, const char *body, size_t len, struct sc_err *e)
 		return shape_fail(e, "model", "model must be a string");
 	}
 	r->model = json_object_get_string(v);
+	if (strlen(r->model) != (size_t)json_object_get_string_len(v)) {
+		/* "\u0000" would cut the name short wherever it is used as a C string. */
+		shape_free(r);
+		return shape_fail(e, "model", "model must not contain NUL characters");
+	}
 	r->stream = json_object_object_get_ex(r->root, "stream", &v) &&
 	    json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	if (json_object_object_get_ex(r->root, "stream_options", &so) &&

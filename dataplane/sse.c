@@ -370,3 +370,59 @@ out:
 	json_tokener_free(tok);
 	return ret;
 }
+
+/* Whether v is 429, as a number or a string. */
+static int
+sse_is_429(struct json_object *v)
+{
+	if (json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v) == 429;
+	return json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), "429") == 0;
+}
+
+/* Whether o's member key is a string equal to one of the NULL-ended list. */
+static int
+sse_str_in(struct json_object *o, const char *key, const char *const *list)
+{
+	struct json_object *v;
+	const char *s;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return 0;
+	s = json_object_get_string(v);
+	for (; *list != NULL; list++)
+		if (strcmp(s, *list) == 0)
+			return 1;
+	return 0;
+}
+
+int
+sse_rate_limited(const char *data, size_t len)
+{
+	static const char *const types[] = { "rate_limit_error", "rate_limit_exceeded", "requests", "tokens", NULL };
+	static const char *const codes[] = { "rate_limit_exceeded", "rate_limit_error", NULL };
+	struct json_tokener *tok;
+	struct json_object *root = NULL, *err, *v;
+	int hit = 0;
+
+	if (len == 0 || len > INT32_MAX ||
+	    (memmem(data, len, "429", 3) == NULL && memmem(data, len, "rate_limit", 10) == NULL))
+		return 0;
+	if ((tok = json_tokener_new_ex(16)) == NULL)
+		return 0;
+	root = json_tokener_parse_ex(tok, data, (int)len);
+	if (root != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+	    json_object_is_type(root, json_type_object)) {
+		if ((json_object_object_get_ex(root, "status", &v) && sse_is_429(v)) ||
+		    (json_object_object_get_ex(root, "code", &v) && sse_is_429(v)))
+			hit = 1;
+		if (json_object_object_get_ex(root, "error", &err) && json_object_is_type(err, json_type_object) &&
+		    (sse_str_in(err, "code", codes) || sse_str_in(err, "type", types) ||
+		    (json_object_object_get_ex(err, "code", &v) && sse_is_429(v)) ||
+		    (json_object_object_get_ex(err, "status", &v) && sse_is_429(v))))
+			hit = 1;
+	}
+	json_object_put(root);
+	json_tokener_free(tok);
+	return hit;
+}

@@ -94,4 +94,12 @@ struct sse_usage {
  * (or with "usage":null): those are rejected without a JSON parse. */
 int sse_usage_parse(const char *data, size_t len, struct sse_usage *u);
 
+/* Whether an event's data is an error that says "rate limited": NIM's shape
+ * ({"status":429,"title":"Too Many Requests",...}) or OpenAI's
+ * ({"error":{"type":"rate_limit_error"|"requests"|"tokens",
+ * "code":"rate_limit_exceeded"|429,...}}), also with "status"/"code" 429
+ * inside "error". 1 or 0. Cheap for ordinary chunks: those without "429"
+ * or "rate_limit" are rejected without a JSON parse. */
+int sse_rate_limited(const char *data, size_t len);
+
 #endif

@@ -358,9 +358,7 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 		return n;
 	}
 	if (upstream_hdr(p, n, "retry-after", v, sizeof(v))) {
-		char *end;
-		long ra = strtol(v, &end, 10);
-		x->retry_after = (*end == '\0' && ra >= 0 && ra < 86400) ? (int)ra : -1;
+		x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
 		return n;
 	}
 	if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {

@@ -70,7 +70,8 @@ int         upstream_status(const struct upstream_xfer *x);
 /* Response header values, "" / -1 when absent. */
 const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);
-/* Retry-After in seconds, -1 when absent or not a number. */
+/* Retry-After in seconds (http_retry_after: a number or an HTTP-date, capped
+ * at a day), -1 when absent or neither. */
 int         upstream_retry_after(const struct upstream_xfer *x);
 /* curl's error text for a failed transfer (no secrets: no URL userinfo, no headers). */
 const char *upstream_error(const struct upstream_xfer *x);

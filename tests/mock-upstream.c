@@ -88,6 +88,8 @@ enum fault_kind {
 	F_DRIP,		/* arg = ms between single bytes of the whole response */
 	F_SLOW_HEADERS,	/* arg = ms between single bytes of the header block */
 	F_DELAY,	/* arg = ms before any byte of the response */
+	F_SSE_429,	/* arg = content chunks, then a 429 error event in NIM's shape (streams) */
+	F_SSE_429_OPENAI,	/* the same in OpenAI's shape */
 	F_ECHO_KEY,	/* arg = HTTP status; the body echoes the request's key (below) */
 };
 
@@ -543,6 +545,8 @@ static bool fault_parse(const char *s, size_t n, struct fault *f)
 		{ "drip", F_DRIP, true },
 		{ "slow-headers", F_SLOW_HEADERS, true },
 		{ "delay", F_DELAY, true },
+		{ "sse-429", F_SSE_429, true },
+		{ "sse-429-openai", F_SSE_429_OPENAI, true },
 		{ "echo-key", F_ECHO_KEY, true },
 		{ "none", F_NONE, false },
 	};
@@ -1086,11 +1090,41 @@ static void resp_full(struct conn *c, int status, const char *ctype, const char 
 	conn_set_state(c, CS_FLUSH);
 }
 
+static const char *hdr_get(const struct conn *c, const char *name, size_t *len);
+
+/* The Retry-After header line for retry_after seconds: delta-seconds, or an
+ * HTTP-date that far ahead when the request asks for one with
+ * X-Mock-Retry-After-Form: imf | rfc850 | asctime (RFC 9110 §5.6.7). */
+static void retry_after_line(const struct conn *c, int64_t retry_after, char *out, size_t outlen)
+{
+	size_t fn = 0;
+	const char *form = hdr_get(c, "x-mock-retry-after-form", &fn);
+	char date[64] = "";
+	time_t t = time(NULL) + (time_t)retry_after;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	if (form != NULL && fn == 3 && strncasecmp(form, "imf", 3) == 0)
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	else if (form != NULL && fn == 6 && strncasecmp(form, "rfc850", 6) == 0) {
+		char day[24], clock[16];	/* the obsolete form's two-digit year is the point */
+		strftime(day, sizeof(day), "%A, %d-%b", &tm);
+		strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+		snprintf(date, sizeof(date), "%s-%02d %s GMT", day, tm.tm_year % 100, clock);
+	}
+	else if (form != NULL && fn == 7 && strncasecmp(form, "asctime", 7) == 0)
+		strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm);
+	if (date[0] != '\0')
+		snprintf(out, outlen, "Retry-After: %s\r\n", date);
+	else
+		snprintf(out, outlen, "Retry-After: %" PRId64 "\r\n", retry_after);
+}
+
 /* An error in NIM's shape: {"status":S,"title":"..."[,"detail":"..."]}. */
 static void resp_nim(struct conn *c, int status, const char *detail, int64_t retry_after)
 {
 	struct buf *b = &g.scratch;
-	char extra[64];
+	char extra[96];
 
 	b->len = 0;
 	buf_printf(b, "{\"status\":%d,\"title\":", status);
@@ -1101,7 +1135,7 @@ static void resp_nim(struct conn *c, int status, const char *detail, int64_t ret
 	}
 	buf_adds(b, "}");
 	if (retry_after >= 0)
-		snprintf(extra, sizeof(extra), "Retry-After: %" PRId64 "\r\n", retry_after);
+		retry_after_line(c, retry_after, extra, sizeof(extra));
 	resp_full(c, status, "application/json", b->p, b->len, retry_after >= 0 ? extra : NULL);
 }
 
@@ -1440,14 +1474,31 @@ static void resp_start(struct conn *c)
 	conn_set_state(c, CS_FLUSH);
 }
 
+/* A rate-limit error event inside the 200 stream, then its end (sse-429*). */
+static void stream_error_tail(struct conn *c)
+{
+	static const char nim[] = "data: {\"status\":429,\"title\":\"Too Many Requests\","
+		"\"detail\":\"Rate limit exceeded\"}\n\n";
+	static const char oai[] = "data: {\"error\":{\"message\":\"Rate limit reached for requests\","
+		"\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n";
+	struct req *r = &c->r;
+	const char *ev = r->fault.kind == F_SSE_429 ? nim : oai;
+	size_t n = r->fault.kind == F_SSE_429 ? sizeof(nim) - 1 : sizeof(oai) - 1;
+
+	http_chunk(c, ev, n);
+	buf_adds(&c->out, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+	rec_resp_add(r, "data: [DONE]\n\n", 14);
+}
+
 /* Queue the stream chunks that are due, up to the output high-water mark. */
 static void stream_emit(struct conn *c)
 {
 	struct req *r = &c->r;
 	uint32_t n = req_content_chunks(r), stop = n;
 	bool cut = r->fault.kind == F_RESET || r->fault.kind == F_CLOSE;
+	bool err = r->fault.kind == F_SSE_429 || r->fault.kind == F_SSE_429_OPENAI;
 
-	if (cut && r->fault.arg < stop)
+	if ((cut || err) && r->fault.arg < stop)
 		stop = (uint32_t)r->fault.arg;
 	while (r->sent < stop) {
 		if (c->due > g_now || conn_pending(c) >= OUT_HIGH)
@@ -1457,6 +1508,8 @@ static void stream_emit(struct conn *c)
 	}
 	if (cut)
 		r->term = r->fault.kind == F_RESET ? TERM_RESET : TERM_CLOSE;
+	else if (err)
+		stream_error_tail(c);
 	else
 		stream_tail(c);
 	conn_set_state(c, CS_FLUSH);
@@ -2769,9 +2822,12 @@ static void usage(FILE *f)
 	      "X-Mock-First-Delay-Ms, X-Mock-Latency-Ms, X-Mock-Chunk-Bytes, X-Mock-Retry-After,\n"
 	      "X-Mock-Tool: none | NAME (with tools: text, or a call of NAME with X-Mock-Tool-Args\n"
 	      "until the messages hold a tool result),\n"
+	      "X-Mock-Retry-After-Form (imf|rfc850|asctime: send Retry-After as an HTTP-date),\n"
 	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"
-	      "slow-headers=MS | delay=MS | echo-key=STATUS (the body echoes the key in many forms). Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
+	      "slow-headers=MS | delay=MS | echo-key=STATUS (the body echoes the key in many forms) |\n"
+	      "sse-429=N | sse-429-openai=N (a stream: N chunks, then a 429 error event in NIM's or\n"
+	      "OpenAI's shape). Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
 	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after}.\n",
 	      f);
 }

@@ -300,11 +300,14 @@ describe('data plane connection limits', { timeout: 30000 }, () => {
 		const st = makeDb({ providers: [{ name: 'p', key: K1, url: mock.url, prefix: 'mock/' }], settings: { max_connections: 4 } });
 		const dp = await startDataplane(st);
 		try {
-			const socks = await openIdle(dp.port, 4);
-			await sleep(100);
+			// Four connections with a request in progress (never closed to make
+			// room, unlike idle ones: dataplane_flood.test.mjs).
+			const slow = Array.from({ length: 4 }, () => postJson(`${dp.url}/chat/completions`, { model: 'mock/x', messages: [] },
+				{ 'x-mock-latency-ms': '1500' }));
+			await sleep(400);
 			const extra = await rawExchange(dp.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
 			assert.match(extra, /^HTTP\/1\.1 503 /);
-			for (const s of socks) s.destroy();
+			for (const r of await Promise.all(slow)) assert.equal(r.status, 200);
 			await sleep(200);
 			assert.equal((await request(`${dp.base}/health`)).status, 200);
 		} finally {

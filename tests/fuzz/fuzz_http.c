@@ -3,7 +3,10 @@
  * Besides crashes it checks the parser's contract: a parsed head's length is
  * within the input, the same bytes parse again to the same length, the head
  * minus its last byte is "incomplete", errors carry a status, and a chunked
- * body after the head decodes without overrunning anything.
+ * body after the head decodes without overrunning anything. The same input
+ * also goes to http_retry_after (the upstream Retry-After parser: numbers
+ * and HTTP-dates), whose answer must be -1 or a delay within the cap, and
+ * must not grow when the clock moves forward.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +21,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct http_request req, again;
 	const char *buf = (const char *)data;
 	int r = http_parse_request(buf, size, &req);
+	int ra = http_retry_after(buf, size, 1796151600), later = http_retry_after(buf, size, 1796151600 + 60);
+
+	if (ra < -1 || ra > HTTP_RETRY_AFTER_MAX || (ra == -1) != (later == -1) || later > ra)
+		abort();
 
 	if (r == HTTP_ERROR) {
 		if (req.error_status < 400 || req.error_status > 505 || req.error_reason == NULL)

@@ -3,7 +3,7 @@
  * picks the split size and the event cap; the stream is scanned whole and in
  * pieces through the relay loop of sse.h (dropping usage-only chunks), and
  * both must yield the same events and the same output bytes. Every event's
- * payload also goes through sse_usage_parse.
+ * payload also goes through sse_usage_parse and sse_rate_limited.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +44,8 @@ on_event(struct run *rn, enum sse_result r, const struct sse_event *ev)
 	if (ev->data_len != strlen(ev->data) && memchr(ev->data, 0, ev->data_len) == NULL)
 		abort();
 	mix(&rn->hash, ev->data, ev->data_len);
+	if (ev->has_data && (unsigned)sse_rate_limited(ev->data, ev->data_len) > 1)
+		abort();
 	if (ev->has_data && sse_usage_parse(ev->data, ev->data_len, &u) == 1 && u.usage_only) {
 		rn->out.len -= ev->raw_len;	/* drop: the event is the tail */
 		mix(&rn->hash, "drop", 4);

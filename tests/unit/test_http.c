@@ -470,6 +470,59 @@ test_misc(void **state)
 	assert_string_equal(http_reason(799), "Unknown");
 }
 
+/* Retry-After (RFC 9110 §10.2.3): delta-seconds and the three HTTP-date
+ * forms, capped at a day, past dates 0, garbage -1. */
+static void
+test_retry_after(void **state)
+{
+	/* Sun, 06 Nov 1994 08:49:37 GMT */
+	const int64_t t = 784111777;
+
+	(void)state;
+#define RA(str, now) http_retry_after((str), strlen(str), (now))
+	assert_int_equal(RA("120", t), 120);
+	assert_int_equal(RA(" 0 ", t), 0);
+	assert_int_equal(RA("86399", t), 86399);
+	assert_int_equal(RA("86400", t), HTTP_RETRY_AFTER_MAX);
+	assert_int_equal(RA("999999999999999999999999", t), HTTP_RETRY_AFTER_MAX);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 GMT", t - 90), 90);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 GMT", t - 7200), 7200);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 GMT", t + 5), 0);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 GMT", t - 200000), HTTP_RETRY_AFTER_MAX);
+	assert_int_equal(RA("Sunday, 06-Nov-94 08:49:37 GMT", t - 90), 90);
+	assert_int_equal(RA("Sun Nov  6 08:49:37 1994", t - 90), 90);
+	assert_int_equal(RA("Wed Nov 16 08:49:37 1994", t), HTTP_RETRY_AFTER_MAX);	/* 10 days ahead */
+	/* Leap years and month ends: Thu, 29 Feb 2024 23:59:59 GMT = 1709251199. */
+	assert_int_equal(RA("Thu, 29 Feb 2024 23:59:59 GMT", 1709251199 - 1), 1);
+	assert_int_equal(RA("Wed, 31 Dec 2025 00:00:00 GMT", 1767139200 - 60), 60);
+	/* RFC 850 two-digit years: more than 50 years ahead means the past century. */
+	assert_int_equal(RA("Tuesday, 01-Dec-26 19:00:00 GMT", 1796151600 - 30), 30);
+	assert_int_equal(RA("Thursday, 01-Dec-77 19:00:00 GMT", 1796151600), 0);	/* 1977 */
+	/* Not a Retry-After. */
+	assert_int_equal(RA("x", t), -1);
+	assert_int_equal(RA("", t), -1);
+	assert_int_equal(RA("-5", t), -1);
+	assert_int_equal(RA("1.5", t), -1);
+	assert_int_equal(RA("12 s", t), -1);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 UTC", t), -1);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37", t), -1);
+	assert_int_equal(RA("Sun, 6 Nov 1994 08:49:37 GMT", t), -1);
+	assert_int_equal(RA("Sun, 06 Foo 1994 08:49:37 GMT", t), -1);
+	assert_int_equal(RA("Sun, 06 Nov 1994 24:49:37 GMT", t), -1);
+	assert_int_equal(RA("Sun, 32 Nov 1994 08:49:37 GMT", t), -1);
+	assert_int_equal(RA("Sun, 06 Nov 1994 08:49:37 GMT trailing", t), -1);
+	assert_int_equal(RA("Sunday, 06-Nov-1994 08:49:37 GMT", t), -1);
+	assert_int_equal(RA("Sun Nov 6 08:49:37 1994", t), -1);
+	/* A prefix of a valid date is never valid (no reads past the end). */
+	{
+		const char *full = "Sun, 06 Nov 1994 08:49:37 GMT";
+		size_t i;
+		for (i = 1; i < strlen(full); i++)
+			assert_int_equal(http_retry_after(full, i, t), -1);
+	}
+#undef RA
+}
+
 int
 main(void)
 {
@@ -482,6 +535,7 @@ main(void)
 		cmocka_unit_test(test_chunked),
 		cmocka_unit_test(test_chunked_errors),
 		cmocka_unit_test(test_misc),
+		cmocka_unit_test(test_retry_after),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

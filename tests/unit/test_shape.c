@@ -418,6 +418,25 @@ test_scanner_fallback(void **state)
 	shape_free(&r);
 }
 
+/* A model with an escaped NUL is refused, not cut short at the NUL. */
+static void
+test_model_nul(void **state)
+{
+	static const char b1[] = "{\"model\":\"t/x/ok\\u0000evil\",\"messages\":[]}";
+	static const char b2[] = "{\"model\":\"\\u0000\"}";
+	static const char b3[] = "{\"model\":\"t/\\u00e9\"}";
+	struct shape_req r;
+	struct sc_err e;
+
+	(void)state;
+	expect_reject(b1, sizeof(b1) - 1, "model", "NUL");
+	expect_reject(b2, sizeof(b2) - 1, "model", "NUL");
+	/* Other escapes still parse. */
+	assert_int_equal(shape_parse(&r, b3, sizeof(b3) - 1, &e), 0);
+	assert_string_equal(r.model, "t/\xc3\xa9");
+	shape_free(&r);
+}
+
 int
 main(void)
 {
@@ -433,6 +452,7 @@ main(void)
 		cmocka_unit_test(test_flatten),
 		cmocka_unit_test(test_stream_usage),
 		cmocka_unit_test(test_retries_and_cap),
+		cmocka_unit_test(test_model_nul),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

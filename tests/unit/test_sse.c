@@ -384,6 +384,49 @@ test_usage(void **state)
 	assert_true(u.usage_only);
 }
 
+/* Rate-limit error events: NIM's and OpenAI's shapes and their variants;
+ * ordinary chunks, other errors and non-JSON are not. */
+static void
+test_rate_limited(void **state)
+{
+	static const char *const yes[] = {
+		"{\"status\":429,\"title\":\"Too Many Requests\"}",
+		"{\"type\":\"about:blank\",\"status\":429,\"title\":\"Too Many Requests\",\"detail\":\"x\"}",
+		"{\"error\":{\"message\":\"Rate limit reached for requests\",\"type\":\"requests\",\"param\":null,"
+		"\"code\":\"rate_limit_exceeded\"}}",
+		"{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}",
+		"{\"error\":{\"message\":\"slow down\",\"code\":429}}",
+		"{\"error\":{\"message\":\"slow down\",\"code\":\"429\"}}",
+		"{\"error\":{\"status\":429}}",
+		"{\"code\":429,\"message\":\"too many\"}",
+		NULL,
+	};
+	static const char *const no[] = {
+		"{\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"status 429 rate_limit\"}}]}",
+		"{\"status\":500,\"title\":\"Internal Server Error\"}",
+		"{\"error\":{\"message\":\"bad\",\"type\":\"invalid_request_error\",\"code\":\"429x\"}}",
+		"{\"error\":\"rate_limit\"}",
+		"{\"status\":\"4290\"}",
+		"[429]",
+		"429",
+		"{\"status\":429",
+		"",
+		"[DONE]",
+		NULL,
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; yes[i] != NULL; i++)
+		if (sse_rate_limited(yes[i], strlen(yes[i])) != 1)
+			fail_msg("not seen as rate limited: %s", yes[i]);
+	for (i = 0; no[i] != NULL; i++)
+		if (sse_rate_limited(no[i], strlen(no[i])) != 0)
+			fail_msg("seen as rate limited: %s", no[i]);
+	/* Only the given length counts. */
+	assert_int_equal(sse_rate_limited(yes[0], 10), 0);
+}
+
 int
 main(void)
 {
@@ -394,6 +437,7 @@ main(void)
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_rate_limited),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,6 +148,24 @@ test_log(void **state)
 	log_init("test-prog", LOG_LVL_INFO, NULL);
 }
 
+/* log_value: plain values as they are, others quoted and escaped, cut to fit. */
+static void
+test_log_value(void **state)
+{
+	char out[64], small[12];
+
+	(void)state;
+	assert_string_equal(log_value("mock/meta/llama-3.1-8b@x+y:z_1", out, sizeof(out)), "mock/meta/llama-3.1-8b@x+y:z_1");
+	assert_string_equal(log_value("", out, sizeof(out)), "\"\"");
+	assert_string_equal(log_value("a b", out, sizeof(out)), "\"a b\"");
+	assert_string_equal(log_value("x provider=FAKE", out, sizeof(out)), "\"x provider=FAKE\"");
+	assert_string_equal(log_value("q\"\\", out, sizeof(out)), "\"q\\\"\\\\\"");
+	assert_string_equal(log_value("a\nb\x7f\xc3\xa9", out, sizeof(out)), "\"a\\x0ab\\x7f\\xc3\\xa9\"");
+	assert_string_equal(log_value("abcdefghijklmnop", small, sizeof(small)), "\"abcdef...\"");
+	assert_string_equal(log_value("\n\n\n", small, sizeof(small)), "\"\\x0a...\"");
+	assert_true(strlen(log_value("a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9", out, sizeof(out))) < sizeof(out));
+}
+
 /* UTF-8 per RFC 3629: what is refused, where, and how it is scrubbed. */
 static void
 test_utf8(void **state)
@@ -209,6 +227,7 @@ main(void)
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_log_value),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_fmt_double),
 	};

@@ -10,14 +10,16 @@
 // Every mock started here is killed when the process exits, even on failure.
 // Per-request behaviour is chosen with request headers that the data plane
 // forwards: X-Mock-Chunks, X-Mock-Interval-Ms, X-Mock-First-Delay-Ms,
-// X-Mock-Latency-Ms, X-Mock-Retry-After, X-Mock-Tool (none: answer text although
-// the request has tools; NAME: call that tool with X-Mock-Tool-Args, then text once
-// the messages hold a tool result — for agents such as OpenClaw) and
-// X-Mock-Fault (status=CODE, hang,
+// X-Mock-Latency-Ms, X-Mock-Retry-After (X-Mock-Retry-After-Form: imf, rfc850
+// or asctime sends it as an HTTP-date that far ahead), X-Mock-Tool (none: answer
+// text although the request has tools; NAME: call that tool with X-Mock-Tool-Args,
+// then text once the messages hold a tool result — for agents such as OpenClaw)
+// and X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
 // slow-headers=MS, delay=MS, echo-key=CODE: an error body echoing the key
-// without prefix, glued into text, in 9-12 character pieces, \u-escaped)
-// and X-Mock-Chunk-Bytes (pad each token to N
+// without prefix, glued into text, in 9-12 character pieces, \u-escaped;
+// sse-429=N and sse-429-openai=N: a 200 stream of N chunks, then a 429 error
+// event in NIM's or OpenAI's shape) and X-Mock-Chunk-Bytes (pad each token to N
 // bytes, for volume). See `tests/mock-upstream --help`.
 //
 // A record entry: {seq, t_ms, t_end_ms (null while running), conn (connection

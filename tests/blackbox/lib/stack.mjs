@@ -158,6 +158,15 @@ export async function startDataplane(st, { args = [], env = {}, nofile } = {}) {
 	return dp;
 }
 
+// Whether dp's log matches re within 3 s (its stderr arrives through a pipe).
+export async function logShows(dp, re) {
+	for (let i = 0; i < 50; i++) {
+		if (re.test(dp.logs())) return true;
+		await sleep(60);
+	}
+	return re.test(dp.logs());
+}
+
 export function cleanup(st) {
 	if (st && st.dir) rmSync(st.dir, { recursive: true, force: true });
 }

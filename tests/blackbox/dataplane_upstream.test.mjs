@@ -1,0 +1,195 @@
+// Black-box: what the data plane makes of upstream answers (issue 14): a
+// Retry-After as an HTTP-date in its three forms, or past the one-day cap,
+// sets the cooldown it says (item 5); proxied answers update
+// provider_health.last_status_code, and a cooldown replaced by a newer one
+// is no longer active (item 9); a rate-limit error event inside a 200
+// stream, in NIM's or OpenAI's shape, is a 429 for the key, and retried on
+// another key when it is the first event (item 7).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { startMock } from './lib/mock.mjs';
+import { cleanup, logShows, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
+
+
+const KEYS = Array.from({ length: 6 }, (_, i) => `nvapi-TEST-014${i}-xxxxxxxxxxxxxxxx`);
+const sql = (st, q) => execFileSync('sqlite3', [st.db, q]).toString().trim();
+// Poll the database (saves go through the statistics writer thread) until
+// q gives something accepted by ok (up to 6 s); the last answer.
+async function until(st, q, ok) {
+	let got;
+	for (let i = 0; i < 60; i++) {
+		got = sql(st, q);
+		if (ok(got)) return got;
+		await sleep(100);
+	}
+	return got;
+}
+// Seconds from now to the persisted end of provider name's cooldown, once saved.
+const coolingFor = async (st, name) =>
+	+(await until(st, `SELECT CAST(strftime('%s', cooldown_until) AS INTEGER) - CAST(strftime('%s', 'now') AS INTEGER) ` +
+		`FROM providers WHERE name='${name}'`, (v) => v !== ''));
+
+describe('upstream Retry-After', { timeout: 60000 }, () => {
+	let mock, st, dp;
+
+	before(async () => {
+		mock = await startMock({ keys: KEYS.map((key) => ({ key })) });
+		st = makeDb({ providers: KEYS.map((key, i) => ({ name: `r${i}`, key, url: mock.url, prefix: `r${i}/` })) });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
+		await mock.stop();
+		cleanup(st);
+	});
+
+	// A 429 on route rN with the given Retry-After; the cooldown it leaves, in seconds.
+	async function cooldownAfter(n, seconds, form) {
+		const h = { 'x-mock-fault': 'status=429', 'x-mock-retry-after': String(seconds) };
+		if (form) h['x-mock-retry-after-form'] = form;
+		const r = await postJson(`${dp.url}/chat/completions`, { model: `r${n}/m`, messages: [] }, h);
+		assert.equal(r.status, 503, r.body);	// the only key of the route is cooling
+		return coolingFor(st, `r${n}`);
+	}
+
+	it('honours an HTTP-date (IMF-fixdate, RFC 850, asctime) as the cooldown', async () => {
+		const imf = await cooldownAfter(0, 90, 'imf');
+		assert.ok(imf >= 85 && imf <= 92, `IMF-fixdate 90 s ahead gave a ${imf} s cooldown`);
+		const rfc850 = await cooldownAfter(1, 7200, 'rfc850');
+		assert.ok(rfc850 >= 7195 && rfc850 <= 7202, `RFC 850 date 2 h ahead gave ${rfc850} s`);
+		const asc = await cooldownAfter(2, 300, 'asctime');
+		assert.ok(asc >= 295 && asc <= 302, `asctime date 5 min ahead gave ${asc} s`);
+	});
+
+	it('caps a large Retry-After at one day instead of ignoring it', async () => {
+		const num = await cooldownAfter(3, 100000);
+		assert.ok(num >= 86395 && num <= 86401, `Retry-After: 100000 gave ${num} s`);
+		const date = await cooldownAfter(4, 3 * 86400, 'imf');
+		assert.ok(date >= 86395 && date <= 86401, `a date 3 days ahead gave ${date} s`);
+		const plain = await cooldownAfter(5, 45);
+		assert.ok(plain >= 43 && plain <= 46, `Retry-After: 45 gave ${plain} s`);
+	});
+});
+
+describe('status the data plane persists', { timeout: 60000 }, () => {
+	let mock, st, dp;
+	const H = 'nvapi-TEST-0149-hhhhhhhhhhhhhhhh', C = 'nvapi-TEST-0149-cccccccccccccccc';
+
+	before(async () => {
+		mock = await startMock({ keys: [{ key: H }, { key: C }] });
+		st = makeDb({ providers: [
+			{ name: 'h', key: H, url: mock.url, prefix: 'h/' },
+			{ name: 'c', key: C, url: mock.url, prefix: 'c/', rpm: 40 },
+		] });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
+		await mock.stop();
+		cleanup(st);
+	});
+
+	const untilIs = (q, want) => until(st, q, (v) => v === want);
+
+	it('provider_health.last_status_code follows proxied answers, not only probes', async () => {
+		const q = "SELECT last_status_code FROM provider_health h JOIN providers p ON p.id = h.provider_id WHERE p.name='h'";
+		const ok = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] });
+		assert.equal(ok.status, 200, ok.body);
+		assert.equal(await untilIs(q, '200'), '200');
+		const nf = await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] }, { 'x-mock-fault': 'status=404' });
+		assert.equal(nf.status, 404, nf.body);
+		assert.equal(await untilIs(q, '404'), '404');
+		assert.equal((await postJson(`${dp.url}/chat/completions`, { model: 'h/m', messages: [] })).status, 200);
+		assert.equal(await untilIs(q, '200'), '200');
+	});
+
+	it('a cooldown replaced by a newer one is no longer active', async () => {
+		const chat = () => postJson(`${dp.url}/chat/completions`, { model: 'c/m', messages: [] }, { 'x-mock-fault': 'status=429' });
+		assert.equal((await chat()).status, 503);
+		// The key is cooling: the emergency channel sends the next one, which gets a 429 again.
+		assert.equal((await chat()).status, 503);
+		const events = "SELECT COUNT(*) FROM cooldown_events e JOIN providers p ON p.id = e.provider_id WHERE p.name='c'";
+		assert.equal(await untilIs(events, '2'), '2', 'the emergency attempt started a second cooldown');
+		const active = `${events} AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`;
+		const fmt = sql(st, "SELECT ended_at FROM cooldown_events LIMIT 1");
+		assert.match(fmt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'ended_at format');
+		assert.equal(sql(st, active), '1', sql(st, "SELECT started_at, ended_at, cooldown_seconds FROM cooldown_events"));
+		// The one still active is the newer, longer one.
+		assert.equal(sql(st, `SELECT e.cooldown_seconds FROM cooldown_events e JOIN providers p ON p.id = e.provider_id
+			WHERE p.name='c' AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`), '60');
+	});
+});
+
+describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
+	let mock, st, dp;
+	const S1 = 'nvapi-TEST-0171-ssssssssssssssss', S2 = 'nvapi-TEST-0172-ssssssssssssssss';
+	const T1 = 'nvapi-TEST-0173-tttttttttttttttt', U1 = 'nvapi-TEST-0174-uuuuuuuuuuuuuuuu';
+
+	before(async () => {
+		mock = await startMock({ keys: [S1, S2, T1, U1].map((key) => ({ key })), chunks: 4, intervalMs: 5 });
+		st = makeDb({ providers: [
+			{ name: 's1', key: S1, url: mock.url, prefix: 's/' },
+			{ name: 's2', key: S2, url: mock.url, prefix: 's/' },
+			{ name: 't1', key: T1, url: mock.url, prefix: 't/' },
+			{ name: 'u1', key: U1, url: mock.url, prefix: 'u/' },
+		] });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		await dp.stop('SIGTERM');	// a clean exit: LeakSanitizer checks it in the ASan pass
+		await mock.stop();
+		cleanup(st);
+	});
+
+	const stream = (model) => postJson(`${dp.url}/chat/completions`, { model, stream: true, messages: [{ role: 'user', content: 'hi' }] });
+	const metric = async (provider, result) => {
+		const m = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
+		const line = m.split('\n').find((l) => l.startsWith('sidecar_upstream_responses_total{') &&
+			l.includes(`provider="${provider}"`) && l.includes(`result="${result}"`));
+		return line ? +line.split(' ').pop() : 0;
+	};
+	const consecutive429 = (name) => until(st, `SELECT consecutive_429 FROM providers WHERE name='${name}'`, (v) => v !== '0');
+
+	it('a first event that says 429 (NIM shape) cools the key and the request is retried on another', async () => {
+		await mock.setKey(S1, 0, 'sse-429=0', 0);
+		for (let i = 0; i < 3; i++) {
+			const r = await stream('s/m');
+			assert.equal(r.status, 200, r.body);
+			assert.equal(r.headers['x-sidecar-provider'], 's2');
+			assert.doesNotMatch(r.body, /429|Too Many Requests/);
+			assert.match(r.body, /data: \[DONE\]/);
+		}
+		const rec = await mock.record();
+		assert.equal(rec.filter((x) => x.key === S1).length, 1, 'the cooling key was used again');
+		assert.equal(await consecutive429('s1'), '1');
+		assert.ok(await coolingFor(st, 's1') >= 25, 'cooldown persisted');
+		assert.equal(await metric('s1', '429'), 1);
+		assert.equal(await metric('s1', '2xx'), 0);
+		assert.ok(await logShows(dp, /provider s1 sent a rate-limit error as its stream's first event; treated as 429/), dp.logs().slice(-2000));
+		await mock.setKey(S1, 0, null, 0);
+	});
+
+	it('with no other key, a first-event 429 (OpenAI shape) is answered as rate limited, not as a 200', async () => {
+		await mock.setKey(U1, 0, 'sse-429-openai=0', 0);
+		const r = await stream('u/m');
+		assert.equal(r.status, 503, r.body);
+		assert.equal(JSON.parse(r.body).error.code, 'no_capacity');
+		assert.ok(+r.headers['retry-after'] > 0);
+		assert.equal(await consecutive429('u1'), '1');
+		assert.equal(await metric('u1', '429'), 1);
+		await mock.setKey(U1, 0, null, 0);
+	});
+
+	it('a later rate-limit event (OpenAI shape) is relayed, and counts as a 429 for the key', async () => {
+		await mock.setKey(T1, 0, 'sse-429-openai=2', 0);
+		const r = await stream('t/m');
+		assert.equal(r.status, 200, r.body);
+		assert.match(r.body, /rate_limit_exceeded/);	// the client already had two chunks: it gets the rest as sent
+		assert.equal(await consecutive429('t1'), '1');
+		assert.ok(await coolingFor(st, 't1') >= 25, 'cooldown persisted');
+		assert.equal(await metric('t1', '429'), 1);
+		assert.ok(await logShows(dp, /provider t1 sent a rate-limit error inside its 200 stream/), dp.logs().slice(-2000));
+		await mock.setKey(T1, 0, null, 0);
+	});
+});
