@@ -497,7 +497,6 @@ void
 dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, enum queue_prio prio,
     void (*answer)(struct dispatch_ticket *, enum dispatch_verdict))
 {
-	memset(t, 0, sizeof(*t));
 	queue_node_init(&t->qn, t);
 	sched_request_init(&t->srq);
 	t->prio = prio;

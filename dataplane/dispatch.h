@@ -120,7 +120,8 @@ void dispatch_on_reloaded(void *arg);
 struct dispatch_route *dispatch_route_find(const char *model);
 const char *dispatch_route_prefix(const struct dispatch_route *rt);
 
-/* A new request's ticket on route (takes a ref). */
+/* A new request's ticket on route (takes a ref); t must be zeroed (the
+ * request that embeds it is calloc'd). */
 void dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, enum queue_prio prio,
     void (*answer)(struct dispatch_ticket *, enum dispatch_verdict));
 /* Leave the queue, end a running attempt, drop the refs. */

@@ -1002,6 +1002,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct dispatch_route *route;
 	struct proxy_req *r;
 	struct sc_err e;
+	size_t rl;
 
 	r = sc_xcalloc(1, sizeof(*r));
 	px_in_flight++;
@@ -1010,7 +1011,9 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	r->t_start = sc_now_ms();
 	r->ttfb_ms = -1;
 	r->path = path;
-	snprintf(r->rid, sizeof(r->rid), "%s", rid);
+	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
+	memcpy(r->rid, rid, rl);
+	r->rid[rl] = '\0';
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
