@@ -148,6 +148,13 @@ prov_json(sqlite3 *db, const struct provider *p, json_object *snap, int64_t now)
 	json_object_object_add(o, "source", api_jstr(p->source));
 	json_object_object_add(o, "rpm_limit", json_object_new_int(p->rpm_limit));
 	json_object_object_add(o, "tpm_limit", json_object_new_int(p->tpm_limit));
+	{
+		json_object *ml = json_object_new_object();
+
+		for (size_t i = 0; i < p->n_model_rpm; i++)
+			json_object_object_add(ml, p->model_rpm[i].model, json_object_new_int(p->model_rpm[i].rpm));
+		json_object_object_add(o, "model_rpm_limits", ml);
+	}
 	json_object_object_add(o, "weight", json_object_new_double(p->weight));
 	json_object_object_add(o, "cost_per_1k", json_object_new_double(p->cost_per_1k));
 	if (p->cooldown_until > 0) {
@@ -163,6 +170,16 @@ prov_json(sqlite3 *db, const struct provider *p, json_object *snap, int64_t now)
 	json_object_object_add(o, "updated_at", json_object_new_string(p->updated_at));
 	json_object_object_add(o, "health", prov_health_json(db, p->id));
 	json_object_object_add(o, "live", prov_live_find(snap, p));
+	/* The limit in force: learned by the data plane (live), else the configured one. */
+	{
+		json_object *live = json_object_object_get(o, "live"), *e = NULL;
+		int eff = p->rpm_limit;
+
+		if (live != NULL && json_object_object_get_ex(live, "rpm_limit_effective", &e) &&
+		    json_object_is_type(e, json_type_int))
+			eff = json_object_get_int(e);
+		json_object_object_add(o, "rpm_limit_effective", json_object_new_int(eff));
+	}
 	return o;
 }
 
@@ -173,7 +190,7 @@ static const char *const prov_meta_strings[] = { "account", "email", "notes", NU
 static const char *const prov_meta_bools[] = { "max_tokens_field", "flatten_content", "stream_usage", NULL };
 static const char *const prov_readonly[] = {
 	"id", "api_key_mask", "cooldown_until", "cooling", "consecutive_429", "created_at",
-	"updated_at", "health", "live", NULL
+	"updated_at", "health", "live", "rpm_limit_effective", NULL
 };
 
 static bool
@@ -319,6 +336,17 @@ prov_apply(struct api_call *c, json_object *body, struct provider *p, bool creat
 			}
 			if ((size_t)json_object_get_string_len(val) != strlen(json_object_get_string(val))) {
 				api_error(c->rs, 400, k, "'%s' must not contain a NUL character", k);
+				goto done;
+			}
+			json_object_object_add(md, k, json_object_get(val));
+		} else if (strcmp(k, "model_rpm_limits") == 0) {
+			/* {model: rpm}; null removes them. The entries are checked by prov_check. */
+			if (t == json_type_null) {
+				json_object_object_del(md, k);
+				continue;
+			}
+			if (t != json_type_object) {
+				api_error(c->rs, 422, k, "'model_rpm_limits' must be an object of model: rpm");
 				goto done;
 			}
 			json_object_object_add(md, k, json_object_get(val));
@@ -896,6 +924,14 @@ prov_export(struct api_call *c)
 			if (md != NULL && json_object_object_get_ex(md, compat[j], &v) &&
 			    json_object_is_type(v, json_type_boolean))
 				sc_buf_printf(b, "\n  %s: %s", compat[j], json_object_get_boolean(v) ? "true" : "false");
+		if (p->n_model_rpm > 0) {
+			sc_buf_printf(b, "\n  model_rpm_limits:");
+			for (size_t k = 0; k < p->n_model_rpm; k++) {
+				sc_buf_printf(b, "\n    ");
+				prov_yaml_str(b, p->model_rpm[k].model);
+				sc_buf_printf(b, ": %d", p->model_rpm[k].rpm);
+			}
+		}
 		sc_buf_printf(b, "\n");
 		json_object_put(md);
 	}

@@ -7,7 +7,7 @@
 // at the end writes bench/RESULTS.md (tables with ratios to nginx and to the
 // direct floor) and bench/out/results.json (every raw figure).
 //
-//   node bench/bench.mjs --build DIR [--quick] [--only 1,3] [--no-pin] [--no-profile]
+//   node bench/bench.mjs --build DIR [--quick] [--only 1,3,4b] [--no-pin] [--no-profile] [--dp-before BIN]
 //
 // Every process started here is recorded in bench/out/pids (bench/run's trap
 // kills those too) and killed on exit, also on failure or Ctrl-C.
@@ -34,7 +34,8 @@ for (let i = 0; i < argv.length; i++) {
 	else if (a === '--no-profile') opt.profile = false;
 	else if (a === '--callgrind-only') { opt.cgOnly = true; opt.only = new Set(); }
 	else if (a === '--build') opt.build = argv[++i];
-	else if (a === '--only') opt.only = new Set(argv[++i].split(',').map(Number));
+	else if (a === '--only') opt.only = new Set(argv[++i].split(',').map((x) => x.trim()));	/* 1..6, 4b */
+	else if (a === '--dp-before') opt.dpBefore = argv[++i];	/* scenario 4b: an older sidecar-dataplane to compare */
 	else { console.error(`bench.mjs: unknown option ${a}`); process.exit(2); }
 }
 const NCPU = os.cpus().length;
@@ -48,6 +49,7 @@ const P = {
 	s2Req: Q ? 60 : 240, s2Conns: 4, s2Chunks: 10, s2Interval: 10,
 	s3Sizes: [1000, 5000], s3Rounds: Q ? 1 : 3, s3Chunks: 50, s3Interval: 20,
 	s4Windows: Q ? 3 : 5, s4WindowS: 3, s4Keys: 11, s4Rpm: 40, s4MarginMs: 100,
+	s4bRealRpm: 25, s4bWindows: Q ? 4 : 6,
 	s5Req: Q ? 8 : 24,
 };
 
@@ -214,7 +216,7 @@ function ctl(st, ...args) {
 	return execFileSync(BIN.ctl, ['--db', st.db, ...args], { env: { ...process.env, SIDECAR_ENCRYPTION_KEY: st.key }, stdio: 'pipe' }).toString();
 }
 
-async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {}, wrap = null, tls = null } = {}) {
+async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings = {}, wrap = null, tls = null, dp = BIN.dp } = {}) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-sc-'));
 	const st = { dir, db: join(dir, 'sidecar_v2.db'), key: randomBytes(32).toString('base64') };
 	ctl(st, 'init');
@@ -230,8 +232,8 @@ async function startSidecar(mock, { keys = [{ key: KEY, rpm: 100000 }], settings
 	const dpArgs = ['--db', st.db, '--listen', '127.0.0.1:0',
 		'--metrics-listen', '127.0.0.1:0', '--port-file', pf, '--log-level', 'warn', '--log-file', join(dir, 'dp.log')];
 	if (tls) dpArgs.push('--ca-file', tls.ca);
-	const h = wrap ? startProc('sidecar', CPU_PROXY, wrap[0], [...wrap.slice(1), BIN.dp, ...dpArgs], { env: { SIDECAR_ENCRYPTION_KEY: st.key } })
-		: startProc('sidecar', CPU_PROXY, BIN.dp, dpArgs, { env: { SIDECAR_ENCRYPTION_KEY: st.key } });
+	const h = wrap ? startProc('sidecar', CPU_PROXY, wrap[0], [...wrap.slice(1), dp, ...dpArgs], { env: { SIDECAR_ENCRYPTION_KEY: st.key } })
+		: startProc('sidecar', CPU_PROXY, dp, dpArgs, { env: { SIDECAR_ENCRYPTION_KEY: st.key } });
 	const port = await waitFor(() => {
 		if (h.exited()) throw new Error(`sidecar-dataplane exited: ${h.out()}`);
 		if (!existsSync(pf)) return null;
@@ -439,7 +441,7 @@ const BODY_8MB = bodyFile('large.json', padTo({ model: MODEL, messages: [{ role:
 	(o, s) => { o.messages[0].content = s; }));
 
 // ------------------------------------------------------------------ results
-const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s5: {}, s6: {}, notes: [], errors: [], profile: null };
+const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s4b: {}, s5: {}, s6: {}, notes: [], errors: [], profile: null };
 function note(s) { R.notes.push(s); log('note:', s); }
 // The machine's load average when a scenario starts: other sessions share it.
 function loadMark(name) {
@@ -654,6 +656,58 @@ async function scenario4() {
 				R.s4[sys] = { client: res, upstream_accepted: acc, upstream_429: r429, goodput: inWin, capacity, goodput_frac: inWin / capacity,
 					client_errors: res.issued - res.ok, by_status: res.status, per_key: stats.by_key };
 				log(`  ${sys}: goodput ${inWin}/${capacity} (${(100 * inWin / capacity).toFixed(1)}%), upstream 429 ${r429}, client ${JSON.stringify(res.status)} errors ${JSON.stringify(res.errors)}, queue p50 ${res.queue_ms.p50} ms p99 ${res.queue_ms.p99} ms`);
+			} finally {
+				if (proxy) await proxy.stop();
+				await mock.stop();
+			}
+		});
+	}
+}
+
+// 4b (issue 15): the upstream's real limit is lower than configured. The mock
+// enforces s4bRealRpm per key, the sidecar is told s4Rpm. Runs: the data plane
+// given with --dp-before (before issue 15), this build with learn_limits 0,
+// this build as is (learned limits, episodes, half-open).
+const S4B_RUNS = ['before', 'learn_off', 'after'];
+async function scenario4b() {
+	loadMark('4b');
+	log(`scenario 4b: real limit ${P.s4bRealRpm} per key, configured ${P.s4Rpm} (11 keys, compressed window)`);
+	const mkeys = [], skeys = [];
+	for (let i = 1; i <= P.s4Keys; i++) {
+		const k = `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`;
+		mkeys.push({ key: k, rpm: P.s4bRealRpm });
+		skeys.push({ key: k, rpm: P.s4Rpm });
+	}
+	const realPerS = (P.s4Keys * P.s4bRealRpm) / P.s4WindowS;
+	const dur = P.s4bWindows * P.s4WindowS;
+	const rate = 1.5 * (P.s4Keys * P.s4Rpm) / P.s4WindowS;	/* above the configured capacity, so above the real one too */
+	R.s4b.setup = { keys: P.s4Keys, configured: P.s4Rpm, real: P.s4bRealRpm, window_s: P.s4WindowS, margin_ms: P.s4MarginMs,
+		real_capacity_per_s: realPerS, demand_per_s: rate, duration_s: dur, windows: P.s4bWindows, before: opt.dpBefore || null };
+	for (const run of S4B_RUNS) {
+		if (run === 'before' && !opt.dpBefore) continue;
+		await tryOrNote(`s4b ${run}`, async () => {
+			const mock = await startMock({ keys: mkeys, windowMs: P.s4WindowS * 1000, cpu: CPU_LOAD });
+			let proxy = null;
+			try {
+				const settings = { rpm_window_seconds: P.s4WindowS, rpm_window_margin_ms: P.s4MarginMs, max_connections: 20000,
+					cooldown_base_seconds: 1, cooldown_max_seconds: 30 };
+				if (run === 'learn_off') settings.learn_limits = 0;
+				proxy = await startSidecar(mock, { keys: skeys, settings, dp: run === 'before' ? opt.dpBefore : BIN.dp });
+				const t = { url: `http://127.0.0.1:${proxy.port}/v1/chat/completions`, headers: [], proxy, mock };
+				const res = await streamload(t, { body: BODY_SMALL, conns: 1500, rate, duration: dur, timeout: 45 });
+				const stats = await mock.stats();
+				const rec = await mock.record();
+				let r429 = 0;
+				for (const k of Object.values(stats.by_key)) r429 += k.rejected_429;
+				const t0 = rec.length ? Math.min(...rec.map((e) => e.t_ms)) : 0;
+				const ok = rec.filter((e) => e.status === 200 && e.t_ms < t0 + dur * 1000).length;
+				// after the first window: where learning has had its chance
+				const late429 = rec.filter((e) => e.status === 429 && e.t_ms >= t0 + P.s4WindowS * 1000 && e.t_ms < t0 + dur * 1000).length;
+				const capacity = P.s4Keys * P.s4bRealRpm * P.s4bWindows;
+				R.s4b[run] = { client: res, upstream_429: r429, upstream_429_after_first_window: late429, goodput: ok, capacity,
+					goodput_frac: ok / capacity, by_status: res.status };
+				log(`  ${run}: goodput ${ok}/${capacity} (${(100 * ok / capacity).toFixed(1)}%), upstream 429 ${r429} (${late429} after the first window), ` +
+					`client ${JSON.stringify(res.status)}, queue p50 ${res.queue_ms.p50} ms p99 ${res.queue_ms.p99} ms`);
 			} finally {
 				if (proxy) await proxy.stop();
 				await mock.stop();
@@ -965,6 +1019,28 @@ function report() {
 	L.push('', 'Client errors for Sidecar V2 are its 503 + `Retry-After` answers when the queue is full (demand is twice the capacity, so about half ' +
 		'the requests cannot be served in time); for Portkey they are the upstream 429s passed through (after its retries, with the retry block).', '');
 
+	// S4b
+	if (R.s4b.setup) {
+		const sb = R.s4b.setup;
+		L.push('## 4b. Real limit lower than configured', '');
+		L.push(`${sb.keys} mock keys, each really allowing ${sb.real} requests per ${sb.window_s} s window; the sidecar is told rpm_limit ${sb.configured} ` +
+			`(\`rpm_window_seconds=${sb.window_s}\`, \`rpm_window_margin_ms=${sb.margin_ms}\`, \`cooldown_base_seconds=1\`). Demand ${f1(sb.demand_per_s)} req/s ` +
+			`at a fixed rate for ${sb.duration_s} s (${sb.windows} windows); real capacity ${f1(sb.real_capacity_per_s)} req/s. Goodput = upstream successes ` +
+			'that started within the demand period / (keys × real limit × windows). *before*: the data plane before issue 15' +
+			`${sb.before ? '' : ' (not run: no --dp-before)'}; *learning off*: this build with \`learn_limits=0\` (episodes and half-open only); *after*: this build.`, '');
+		L.push('| Run | goodput | % of real capacity | upstream 429s | of them after the first window | client 2xx | client statuses | queue wait p50 (ms) | p99 (ms) |');
+		L.push('|---|---|---|---|---|---|---|---|---|');
+		const label = { before: 'before', learn_off: 'learning off', after: 'after' };
+		for (const run of S4B_RUNS) {
+			const x = R.s4b[run];
+			if (!x) continue;
+			const q = x.client.queue_ms;
+			L.push(`| ${label[run]} | ${x.goodput} / ${x.capacity} | ${f1(100 * x.goodput_frac)}% | ${x.upstream_429} | ${x.upstream_429_after_first_window} | ` +
+				`${x.client.ok} | ${JSON.stringify(x.by_status)} | ${q.n ? q.p50 : '—'} | ${q.n ? q.p99 : '—'} |`);
+		}
+		L.push('');
+	}
+
 	// S5
 	L.push('## 5. Large body (8 MB, non-streaming)', '');
 	L.push(`\`streamload\`, 1 connection, ${P.s5Req} requests, time from the first request byte to the end of the response.`, '');
@@ -1046,12 +1122,13 @@ async function main() {
 	if (process.env.BENCH_STALE) {
 		note(`**The build failed at the time of this run; the data plane measured is an earlier build (${process.env.BENCH_STALE}), not the commit above.**`);
 	}
-	const want = (n) => !opt.only || opt.only.has(n);
+	const want = (n) => !opt.only || opt.only.has(String(n));
 	const t0 = Date.now();
 	if (want(1)) await scenario1();
 	if (want(2)) await scenario2();
 	if (want(3)) await scenario3();
 	if (want(4)) await scenario4();
+	if (want(4) || want('4b')) await scenario4b();
 	if (want(5)) await scenario5();
 	if (want(6)) await scenario6();
 	if (opt.cgOnly) { await callgrind(); R.profile = R.profile || {}; }

@@ -45,6 +45,8 @@ static const struct config_desc config_table[] = {
 	    "Wait for a main-pool provider that recovers within this many seconds before using the fallback pool"),
 	CFG(emergency_rpm_ratio, CONFIG_DOUBLE, "0.1", 0, 1,
 	    "Share of rpm_limit the emergency channel may use while its provider is cooling"),
+	CFG(learn_limits, CONFIG_INT, "1", 0, 1,
+	    "1: lower a key's (or model's) effective limit when the upstream answers 429 below rpm_limit, 0: never"),
 	CFG(upstream_connect_timeout, CONFIG_INT, "10", 1, 300,
 	    "Upstream connect timeout, seconds"),
 	CFG(upstream_ttfb_timeout, CONFIG_INT, "120", 1, 3600,

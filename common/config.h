@@ -22,6 +22,7 @@ struct config {
 	int    max_attempts;
 	int    recover_wait_seconds;
 	double emergency_rpm_ratio;
+	int    learn_limits;		/* 0/1: learn lower limits from 429s (sched.h) */
 	int    upstream_connect_timeout;
 	int    upstream_ttfb_timeout;
 	int    unhealthy_after_failures;

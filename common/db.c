@@ -274,7 +274,13 @@ db_sleep_ms(int ms)
 int
 db_write_txn(sqlite3 *db, db_txn_fn fn, void *arg, struct sc_err *e)
 {
-	int64_t deadline = sc_now_ms() + db_busy_ms, left;
+	return db_write_txn_within(db, fn, arg, db_busy_ms, e);
+}
+
+int
+db_write_txn_within(sqlite3 *db, db_txn_fn fn, void *arg, int wait_ms, struct sc_err *e)
+{
+	int64_t deadline = sc_now_ms() + (wait_ms > 0 ? wait_ms : 1), left;
 	int rc, backoff = 5, ret = -1;
 	struct sc_err fe;
 

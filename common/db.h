@@ -38,6 +38,9 @@ int db_migrate(sqlite3 *db, struct sc_err *e);
  * fn returns 0 to commit, -1 to roll back. Returns 0, or -1 with e filled. */
 typedef int (*db_txn_fn)(sqlite3 *db, void *arg, struct sc_err *e);
 int db_write_txn(sqlite3 *db, db_txn_fn fn, void *arg, struct sc_err *e);
+/* The same, giving up on a busy database after wait_ms instead of the busy
+ * timeout (for a writer that must not stall, e.g. on the event loop). */
+int db_write_txn_within(sqlite3 *db, db_txn_fn fn, void *arg, int wait_ms, struct sc_err *e);
 
 /* Execute SQL with no result rows. 0 or -1. */
 int db_exec(sqlite3 *db, const char *sql, struct sc_err *e);

@@ -21,6 +21,8 @@
 #include "db.h"
 #include "providers.h"
 
+static void provider_model_rpm_clear(struct provider *p);
+
 #define PROVIDER_NAME_MAX      128
 #define PROVIDER_KEY_MIN       8
 #define PROVIDER_KEY_MAX       512
@@ -111,6 +113,7 @@ provider_clear(struct provider *p)
 	free(p->status_reason);
 	free(p->source);
 	free(p->metadata);
+	provider_model_rpm_clear(p);
 	provider_init(p);
 }
 
@@ -316,6 +319,55 @@ provider_validate(const struct provider *p, struct sc_err *e)
 	return 0;
 }
 
+static void
+provider_model_rpm_clear(struct provider *c)
+{
+	for (size_t i = 0; i < c->n_model_rpm; i++)
+		free(c->model_rpm[i].model);
+	free(c->model_rpm);
+	c->model_rpm = NULL;
+	c->n_model_rpm = 0;
+}
+
+static int
+provider_model_rpm_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct provider_model_rpm *)a)->model, ((const struct provider_model_rpm *)b)->model);
+}
+
+/* metadata.model_rpm_limits: an object of model name -> requests per window. */
+static int
+provider_model_rpm_parse(struct json_object *md, struct provider *c, struct sc_err *e)
+{
+	struct json_object *v;
+	size_t n;
+
+	if (!json_object_object_get_ex(md, "model_rpm_limits", &v) || v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return sc_err_set(e, "model_rpm_limits", 0, "model_rpm_limits: must be an object of model: rpm");
+	n = (size_t)json_object_object_length(v);
+	if (n > PROVIDER_MODEL_RPM_MAX)
+		return sc_err_set(e, "model_rpm_limits", 0, "model_rpm_limits: at most %d models", PROVIDER_MODEL_RPM_MAX);
+	c->model_rpm = calloc(n ? n : 1, sizeof(*c->model_rpm));
+	if (c->model_rpm == NULL)
+		abort();
+	json_object_object_foreach(v, model, lim) {
+		int64_t rpm;
+
+		if (*model == '\0' || strlen(model) > 256)
+			return sc_err_set(e, "model_rpm_limits", 0, "model_rpm_limits: a model name must be 1 to 256 bytes");
+		if (!json_object_is_type(lim, json_type_int) || (rpm = json_object_get_int64(lim)) < 1 || rpm > 100000)
+			return sc_err_set(e, "model_rpm_limits", 0,
+			    "model_rpm_limits: %.64s must be an integer from 1 to 100000", model);
+		c->model_rpm[c->n_model_rpm].model = sc_xstrdup(model);
+		c->model_rpm[c->n_model_rpm].rpm = (int)rpm;
+		c->n_model_rpm++;
+	}
+	qsort(c->model_rpm, c->n_model_rpm, sizeof(*c->model_rpm), provider_model_rpm_cmp);
+	return 0;
+}
+
 /* Read one optional boolean compat option; absent leaves *out as it is. */
 static int
 provider_compat_bool(struct json_object *md, const char *key, bool *out, struct sc_err *e)
@@ -336,6 +388,7 @@ provider_parse_compat(struct provider *p, struct sc_err *e)
 	struct json_object *md;
 	int ret = 0;
 
+	provider_model_rpm_clear(p);
 	p->compat.max_tokens_field = false;
 	p->compat.flatten_content = false;
 	p->compat.stream_usage = true;
@@ -348,8 +401,11 @@ provider_parse_compat(struct provider *p, struct sc_err *e)
 	}
 	if (provider_compat_bool(md, "max_tokens_field", &p->compat.max_tokens_field, e) == -1 ||
 	    provider_compat_bool(md, "flatten_content", &p->compat.flatten_content, e) == -1 ||
-	    provider_compat_bool(md, "stream_usage", &p->compat.stream_usage, e) == -1)
+	    provider_compat_bool(md, "stream_usage", &p->compat.stream_usage, e) == -1 ||
+	    provider_model_rpm_parse(md, p, e) == -1)
 		ret = -1;
+	if (ret == -1)
+		provider_model_rpm_clear(p);
 	json_object_put(md);
 	return ret;
 }

@@ -16,6 +16,15 @@
 enum provider_pool   { POOL_MAIN, POOL_FALLBACK };
 enum provider_status { PSTATUS_ACTIVE, PSTATUS_DISABLED, PSTATUS_INVALID };
 
+#define PROVIDER_MODEL_RPM_MAX 64	/* entries of metadata.model_rpm_limits */
+
+/* One per-model window: requests for `model` (as the upstream knows it, the
+ * route prefix stripped) may start at most `rpm` times per window. */
+struct provider_model_rpm {
+	char *model;		/* owned */
+	int   rpm;		/* 1..100000 */
+};
+
 /* Request-shaping options from metadata (SPEC §5.6). */
 struct provider_compat {
 	bool max_tokens_field;	/* rename max_completion_tokens to max_tokens */
@@ -42,6 +51,8 @@ struct provider {
 	int     consecutive_429;
 	char   *metadata;		/* owned JSON object text */
 	struct provider_compat compat;	/* parsed from metadata */
+	struct provider_model_rpm *model_rpm;	/* owned: metadata.model_rpm_limits, sorted by model */
+	size_t  n_model_rpm;
 	char    created_at[SC_TS_LEN];
 	char    updated_at[SC_TS_LEN];
 };
@@ -67,7 +78,9 @@ void provider_list_free(struct provider_list *l);
  * The key may be NULL only for a stored provider (p->id set: update keeps it).
  * 0, or -1 with e->field naming the first bad field and e->msg "field: reason". */
 int provider_validate(const struct provider *p, struct sc_err *e);
-/* Parse compat options out of p->metadata into p->compat. */
+/* Parse compat options (into p->compat) and model_rpm_limits ({"model": rpm,
+ * ...}, each rpm 1..100000, at most PROVIDER_MODEL_RPM_MAX; into p->model_rpm)
+ * out of p->metadata. */
 int provider_parse_compat(struct provider *p, struct sc_err *e);
 
 /* Display form of a key: a short known prefix such as "nvapi-", then at most

@@ -4,7 +4,8 @@
  * nothing is expanded); the tree is then walked at a fixed depth:
  *   providers: [ {account, email, api_key, endpoint_url, model_prefix, pool,
  *                 rpm_limit, notes, tpm_limit?, weight?, cost_per_1k?,
- *                 max_tokens_field?, flatten_content?, stream_usage?} ]
+ *                 max_tokens_field?, flatten_content?, stream_usage?,
+ *                 model_rpm_limits?: {model: rpm}} ]
  *   summary: ... (ignored)
  * Every error names the input line and the field. Applying runs in one write
  * transaction: each entry is matched by account (the provider name) and
@@ -34,13 +35,13 @@
 enum yaml_field {
 	YF_ACCOUNT, YF_EMAIL, YF_API_KEY, YF_ENDPOINT, YF_PREFIX, YF_POOL, YF_RPM,
 	YF_NOTES, YF_TPM, YF_WEIGHT, YF_COST, YF_MAX_TOKENS_FIELD, YF_FLATTEN,
-	YF_STREAM_USAGE, YF_STATUS, YF_COUNT
+	YF_STREAM_USAGE, YF_STATUS, YF_MODEL_RPM, YF_COUNT
 };
 
 static const char *const yaml_field_names[YF_COUNT] = {
 	"account", "email", "api_key", "endpoint_url", "model_prefix", "pool", "rpm_limit",
 	"notes", "tpm_limit", "weight", "cost_per_1k", "max_tokens_field", "flatten_content",
-	"stream_usage", "status"
+	"stream_usage", "status", "model_rpm_limits"
 };
 
 /* Fields without a default. */
@@ -54,6 +55,7 @@ struct yaml_fields {
 	char *email;			/* owned */
 	char *notes;			/* owned */
 	int   compat[3];		/* -1 absent, else 0/1: max_tokens_field, flatten, stream_usage */
+	struct json_object *model_rpm;	/* owned: model_rpm_limits as {model: rpm}, NULL = absent */
 };
 
 const char *
@@ -169,9 +171,39 @@ yaml_metadata(const struct provider *p, const struct yaml_fields *f)
 	for (int i = 0; i < 3; i++)
 		if (f->compat[i] >= 0)
 			json_object_object_add(o, compat_keys[i], json_object_new_boolean(f->compat[i]));
+	if (f->model_rpm != NULL)
+		json_object_object_add(o, "model_rpm_limits", json_object_get(f->model_rpm));
 	s = sc_xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return s;
+}
+
+/* model_rpm_limits: a mapping of model name to an integer (checked again,
+ * with the range, by provider_parse_compat). */
+static int
+yaml_model_rpm(yaml_document_t *doc, yaml_node_t *vn, struct yaml_fields *f, struct sc_err *e)
+{
+	static const char name[] = "model_rpm_limits";
+	yaml_node_pair_t *pair;
+
+	if (vn->type != YAML_MAPPING_NODE)
+		return yaml_fail(e, yaml_line(vn), name, "must be a mapping of model: requests per window");
+	f->model_rpm = json_object_new_object();
+	for (pair = vn->data.mapping.pairs.start; pair < vn->data.mapping.pairs.top; pair++) {
+		yaml_node_t *mk = yaml_document_get_node(doc, pair->key), *mv = yaml_document_get_node(doc, pair->value);
+		const char *model = yaml_scalar(mk), *rpm = yaml_scalar(mv);
+		char *end;
+		long long n;
+
+		if (model == NULL || *model == '\0' || rpm == NULL)
+			return yaml_fail(e, yaml_line(mk), name, "each entry must be model: number");
+		errno = 0;
+		n = strtoll(rpm, &end, 10);
+		if (errno != 0 || end == rpm || *end != '\0' || n < 1 || n > 100000)
+			return yaml_fail(e, yaml_line(mv), name, "the limit of a model must be an integer from 1 to 100000");
+		json_object_object_add(f->model_rpm, model, json_object_new_int64(n));
+	}
+	return 0;
 }
 
 /* Set one field of the entry from a scalar; error names the field and line. */
@@ -209,6 +241,8 @@ yaml_set_field(struct yaml_entry *en, struct yaml_fields *f, enum yaml_field fld
 	case YF_POOL:
 		if (provider_pool_parse(v, &p->pool) == -1)
 			return yaml_fail(e, line, name, "unknown pool \"%.40s\" (expected main or fallback)", v);
+		break;
+	case YF_MODEL_RPM:	/* a mapping: yaml_model_rpm */
 		break;
 	case YF_STATUS:
 		/* invalid too: an export says so of a key the upstream refused,
@@ -280,7 +314,7 @@ yaml_parse_entry(yaml_document_t *doc, yaml_node_t *m, struct yaml_entry *en, st
 		if (fld == YF_COUNT) {
 			yaml_fail(e, yaml_line(kn), k, "unknown field (allowed: account, email, api_key, "
 			    "endpoint_url, model_prefix, pool, status, rpm_limit, notes, tpm_limit, weight, cost_per_1k, "
-			    "max_tokens_field, flatten_content, stream_usage)");
+			    "max_tokens_field, flatten_content, stream_usage, model_rpm_limits)");
 			goto out;
 		}
 		if (f.line[fld] != 0) {
@@ -288,6 +322,11 @@ yaml_parse_entry(yaml_document_t *doc, yaml_node_t *m, struct yaml_entry *en, st
 			goto out;
 		}
 		f.line[fld] = yaml_line(vn);
+		if (fld == YF_MODEL_RPM) {
+			if (yaml_model_rpm(doc, vn, &f, e) == -1)
+				goto out;
+			continue;
+		}
 		v = yaml_scalar(vn);
 		if (v == NULL) {
 			yaml_fail(e, yaml_line(vn), k, "must be a single value, not a list or mapping");
@@ -328,6 +367,7 @@ yaml_parse_entry(yaml_document_t *doc, yaml_node_t *m, struct yaml_entry *en, st
 out:
 	free(f.email);
 	free(f.notes);
+	json_object_put(f.model_rpm);
 	return ret;
 }
 

@@ -48,6 +48,40 @@ cooldown_probe_due(const struct cooldown *cd, int64_t now)
 	return cd->unhealthy && now >= cd->next_probe_ms;
 }
 
+struct cooldown_stamp
+cooldown_stamp_at(const struct cooldown *cd, int64_t now, bool probe)
+{
+	struct cooldown_stamp s = { cd->episode, cooldown_is_cooling(cd, now), probe };
+
+	return s;
+}
+
+bool
+cooldown_is_probing(const struct cooldown *cd, int64_t now)
+{
+	return cd->half_open && !cooldown_is_cooling(cd, now);
+}
+
+bool
+cooldown_probe_wanted(const struct cooldown *cd, int64_t now)
+{
+	return cooldown_is_probing(cd, now) && !cd->probe_busy;
+}
+
+void
+cooldown_probe_release(struct cooldown *cd, const struct cooldown_stamp *s)
+{
+	if (s->probe && s->episode == cd->episode)
+		cd->probe_busy = false;
+}
+
+/* Sent in the current episode, outside a cooldown: its answer is news. */
+static bool
+cooldown_current(const struct cooldown *cd, const struct cooldown_stamp *s)
+{
+	return s->episode == cd->episode && !s->cooling;
+}
+
 void
 cooldown_clear_invalid(struct cooldown *cd)
 {
@@ -60,6 +94,9 @@ cooldown_reset(struct cooldown *cd)
 {
 	cd->consecutive_429 = 0;
 	cd->cooldown_until_ms = 0;
+	cd->half_open = false;
+	cd->probe_busy = false;
+	cd->episode++;	/* answers of attempts sent before the reset are old news */
 }
 
 void
@@ -70,9 +107,13 @@ cooldown_restore(struct cooldown *cd, int64_t now, int64_t remaining_ms, int con
 		cd->cooldown_until_ms = now + remaining_ms;
 		cd->cooldown_started_ms = now;
 	}
+	/* The last answer was a 429 and none better came since: probe first. */
+	cd->half_open = remaining_ms > 0 || cd->consecutive_429 > 0;
+	cd->probe_busy = false;
 }
 
-/* 429: start a new cooldown, or extend the current one for an in-flight attempt. */
+/* 429: a current attempt starts the next episode (one backoff step); any
+ * other only extends a running cooldown with a longer Retry-After. */
 static void
 cooldown_on_429(struct cooldown *cd, const struct config *cfg, int64_t now,
     const struct cooldown_outcome *o, struct cooldown_result *r)
@@ -82,9 +123,10 @@ cooldown_on_429(struct cooldown *cd, const struct config *cfg, int64_t now,
 
 	if (ra > COOLDOWN_RETRY_AFTER_CAP_MS)
 		ra = COOLDOWN_RETRY_AFTER_CAP_MS;
-	if (cooldown_is_cooling(cd, now) && o->started_ms < cd->cooldown_started_ms) {
-		/* Sent before this cooldown began: the same overload, not a new one. */
-		if (ra > 0 && now + ra > cd->cooldown_until_ms) {
+	if (!cooldown_current(cd, &o->sent)) {
+		/* In flight when this episode began, or sent during it: the same
+		 * overload, not a new one. */
+		if (cooldown_is_cooling(cd, now) && ra > 0 && now + ra > cd->cooldown_until_ms) {
 			cd->cooldown_until_ms = now + ra;
 			r->cooldown_extended = true;
 			r->cooldown_seconds = cooldown_ceil_seconds(ra);
@@ -97,6 +139,9 @@ cooldown_on_429(struct cooldown *cd, const struct config *cfg, int64_t now,
 		if (now + ms > cd->cooldown_until_ms)
 			cd->cooldown_until_ms = now + ms;
 		cd->cooldown_started_ms = now;
+		cd->episode++;
+		cd->half_open = true;
+		cd->probe_busy = false;
 		r->cooldown_started = true;
 		r->cooldown_seconds = cooldown_ceil_seconds(cd->cooldown_until_ms - now);
 	}
@@ -127,12 +172,21 @@ cooldown_on_outcome(struct cooldown *cd, const struct config *cfg, int64_t now,
 
 	memset(&r, 0, sizeof(r));
 	r.action = COOLDOWN_ACT_RETRY;
+	/* The probe's slot is free again whatever it answered. */
+	cooldown_probe_release(cd, &o->sent);
+	if (o->failure == COOLDOWN_FAIL_NONE && st != 429 && cd->half_open && cooldown_current(cd, &o->sent) &&
+	    !cooldown_is_cooling(cd, now)) {
+		cd->half_open = false;
+		r.recovered = true;
+	}
 	if (o->failure != COOLDOWN_FAIL_NONE) {
 		cooldown_on_failure(cd, cfg, now, &r);
 	} else if (st >= 200 && st <= 299) {
 		r.action = COOLDOWN_ACT_DELIVER;
-		r.streak_reset = cd->consecutive_429 > 0;
-		cd->consecutive_429 = 0;
+		if (cooldown_current(cd, &o->sent)) {
+			r.streak_reset = cd->consecutive_429 > 0;
+			cd->consecutive_429 = 0;
+		}
 		cd->consecutive_failures = 0;
 	} else if (st == 429) {
 		cooldown_on_429(cd, cfg, now, o, &r);

@@ -20,14 +20,25 @@
 #define COOLDOWN_RETRY_AFTER_CAP_MS (24LL * 3600 * 1000)	/* sanity cap on upstream Retry-After */
 
 struct cooldown {
-	int     consecutive_429;	/* n of the backoff; reset by a 2xx */
-	int64_t cooldown_until_ms;	/* monotonic ms; cooling while now < this */
-	int64_t cooldown_started_ms;	/* when the latest cooldown began, 0 = never */
+	int      consecutive_429;	/* n of the backoff; reset by a 2xx */
+	int64_t  cooldown_until_ms;	/* monotonic ms; cooling while now < this */
+	int64_t  cooldown_started_ms;	/* when the latest cooldown began, 0 = never */
+	uint32_t episode;		/* cooldowns begun so far: an attempt's stamp compares to it */
+	bool     half_open;		/* a cooldown ended and no later attempt answered yet (probing) */
+	bool     probe_busy;		/* half-open: the one probe attempt is out */
 	int     consecutive_failures;	/* 5xx / connect error / first-byte timeout */
 	bool    unhealthy;		/* skipped until a probe succeeds */
 	int64_t next_probe_ms;		/* when unhealthy: next active probe is due */
 	bool    invalid;		/* 401/403 seen: never used until re-enabled */
 	char    invalid_reason[COOLDOWN_REASON_MAX];	/* NUL-terminated, "" if none */
+};
+
+/* What an attempt remembers of the cooldown state when it was sent: an
+ * escalation needs an attempt sent in the current episode, outside a cooldown. */
+struct cooldown_stamp {
+	uint32_t episode;	/* cd->episode at the send */
+	bool     cooling;	/* sent while cooling (the emergency channel) */
+	bool     probe;		/* sent as the half-open probe */
 };
 
 /* How an attempt ended, as the caller saw it. */
@@ -40,7 +51,7 @@ enum cooldown_failure {
 struct cooldown_outcome {
 	enum cooldown_failure failure;
 	int         status;		/* HTTP status when failure == NONE */
-	int64_t     started_ms;		/* when this attempt was sent (monotonic ms) */
+	struct cooldown_stamp sent;	/* taken by cooldown_stamp_at when it was sent */
 	int64_t     retry_after_ms;	/* upstream Retry-After as a duration, < 0 when absent;
 					 * the caller parses seconds or an HTTP-date */
 	const char *reason;		/* 401/403: short text for status_reason, may be NULL */
@@ -55,7 +66,7 @@ enum cooldown_action {
 /* What changed, for persistence, logs and metrics. */
 struct cooldown_result {
 	enum cooldown_action action;
-	bool    cooldown_started;	/* a new cooldown began (write cooldown_events) */
+	bool    cooldown_started;	/* a new cooldown began (write cooldown_events): one backoff step */
 	bool    cooldown_extended;	/* an in-flight 429 lengthened the current one */
 	int     cooldown_seconds;	/* length of the new/extended cooldown, rounded up */
 	int64_t cooldown_until_ms;	/* its end (monotonic ms) */
@@ -64,6 +75,7 @@ struct cooldown_result {
 	bool    became_invalid;
 	bool    became_unhealthy;
 	bool    became_healthy;
+	bool    recovered;		/* the half-open probe answered other than 429: full capacity again */
 	int     failures;		/* consecutive failures after this outcome */
 };
 
@@ -72,11 +84,26 @@ void cooldown_init(struct cooldown *cd);
 /* base × 2^(n−1) capped at cooldown_max_seconds, in ms; 0 for n < 1. */
 int64_t cooldown_backoff_ms(const struct config *cfg, int n);
 
-/* Apply one upstream outcome at `now`.
- *   2xx: DELIVER; resets n and the failure count (an active cooldown still runs out).
- *   429: RETRY; n+1 and cooldown max(backoff(n), Retry-After). A 429 for an
- *        attempt sent before the current cooldown began (it was in flight)
- *        does not escalate n, it only extends with a longer Retry-After.
+/* The stamp of an attempt sent at `now` (probe: it is the half-open probe). */
+struct cooldown_stamp cooldown_stamp_at(const struct cooldown *cd, int64_t now, bool probe);
+/* Half-open: the cooldown is over but the one probe has not answered yet. */
+bool cooldown_is_probing(const struct cooldown *cd, int64_t now);
+/* Half-open and the probe slot is free: the next start is the probe. */
+bool cooldown_probe_wanted(const struct cooldown *cd, int64_t now);
+/* The probe attempt ended without an answer (cancelled, could not start):
+ * the next request becomes the probe. No-op for any other stamp. */
+void cooldown_probe_release(struct cooldown *cd, const struct cooldown_stamp *s);
+
+/* Apply one upstream outcome at `now`. An attempt is current when its stamp
+ * has the current episode and it was not sent during a cooldown.
+ *   2xx: DELIVER; a current attempt resets n; any resets the failure count
+ *        (an active cooldown still runs out).
+ *   429: RETRY; a current attempt escalates: a new episode, n+1, cooldown
+ *        max(backoff(n), Retry-After), half-open once it ends. Any other
+ *        (in flight when the cooldown began, sent in an earlier episode, or
+ *        sent during the cooldown through the emergency channel) adds no
+ *        step: it only extends a running cooldown with a longer Retry-After.
+ *   any answer other than 429 to a current attempt ends half-open.
  *   401/403: RETRY; invalid with the reason.
  *   5xx, connect error, first-byte timeout: RETRY; failure count, unhealthy
  *        after unhealthy_after_failures (first probe due one interval later).

@@ -31,6 +31,7 @@
 #include "loop.h"
 #include "registry.h"
 #include "upstream.h"
+#include "winstore.h"
 
 #define DISP_MAX_CAND 256	/* providers of one route */
 #define DISP_TRIES    4		/* decisions per ask when reservations keep failing */
@@ -74,6 +75,35 @@ static struct {
 } disp = { .admit = &disp_local, .probes = TAILQ_HEAD_INITIALIZER(disp.probes) };
 
 static void dispatch_fire(struct loop *l, void *arg);
+
+static void dispatch_save_windows(struct prov_rt *rt, int64_t now, bool clean);
+
+/* A start was recorded in rt's window: write ahead before the last record's
+ * promise (its ahead) runs out. */
+static void
+dispatch_count_start(struct prov_rt *rt, int64_t now)
+{
+	if (++rt->unsaved >= winstore_ahead(&rt->sched))
+		dispatch_save_windows(rt, now, false);
+}
+
+/* Persist rt's windows and learned limits (winstore.h): exact with clean
+ * (a graceful stop), else as a write-ahead record. Synchronous on purpose. */
+static void
+dispatch_save_windows(struct prov_rt *rt, int64_t now, bool clean)
+{
+	char key[64], *v;
+
+	if (rt->retired || rt->sched.cfg == NULL)
+		return;
+	snprintf(key, sizeof(key), "windows:%s", rt->sched.cfg->id);
+	v = winstore_encode(&rt->sched, now, sc_wall_ms(), clean ? 0 : winstore_ahead(&rt->sched));
+	/* Written, or (the database busy past 50 ms) queued for the writer
+	 * thread: either way the next record is due N starts from now. */
+	(void)registry_put_meta_now(key, v);
+	rt->unsaved = 0;
+	free(v);
+}
 
 /* ---- runtime objects ---- */
 
@@ -120,6 +150,18 @@ dispatch_on_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
 	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
 		cooldown_restore(&rt->sched.cd, now,
 		    p->p.cooldown_until > wall ? p->p.cooldown_until * 1000 - wall_ms : 0, p->p.consecutive_429);
+	{
+		char key[64], *v;
+
+		snprintf(key, sizeof(key), "windows:%s", p->p.id);
+		if ((v = registry_get_meta(key)) != NULL) {
+			if (winstore_restore(&rt->sched, v, now, wall_ms) == -1)
+				log_warn("provider %s: stored windows unreadable, starting empty", p->p.name);
+			free(v);
+		}
+		/* The first record of this run: a crash from now on loses at most its ahead. */
+		dispatch_save_windows(rt, now, false);
+	}
 	if (registry_load_health(p->p.id, &unhealthy, &failures) == 0) {
 		rt->sched.cd.consecutive_failures = failures;
 		if (unhealthy) {
@@ -262,6 +304,7 @@ dispatch_on_reloaded(void *arg)
 {
 	(void)arg;
 	dispatch_routes_build();
+	registry_prune_windows();	/* records of providers deleted meanwhile */
 	/* Limits or cooldowns may have changed: let the waiters try again. */
 	if (disp.loop != NULL)
 		loop_timer_arm(disp.loop, &disp.timer, 0);
@@ -314,11 +357,16 @@ dispatch_local_ask(struct prov_rt *rt, enum sched_pool pool, struct dispatch_tic
     const struct config *c, int64_t now)
 {
 	struct admit_answer a = { ADMIT_GRANT, INT64_MAX };
+	struct sched_model *m;
 
-	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0)
+	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
+		dispatch_count_start(rt, now);
 		return a;
+	}
 	a.verdict = ADMIT_DENY;
 	a.next_free_ms = ratelimit_next_free(&rt->sched.rl, now);
+	if ((m = sched_model_of(&rt->sched, t->srq.model)) != NULL && ratelimit_next_free(&m->rl, now) > a.next_free_ms)
+		a.next_free_ms = ratelimit_next_free(&m->rl, now);
 	return a;
 }
 
@@ -341,6 +389,47 @@ dispatch_grant(struct dispatch_ticket *t, const struct dispatch_route *r, size_t
 	t->pool = pool;
 }
 
+/* The last attempt was t's half-open probe and is over without an answer
+ * (or its answer is in): the next request may probe. */
+static void
+dispatch_probe_drop(struct dispatch_ticket *t)
+{
+	if (t->rt != NULL && t->srq.stamp.probe) {
+		cooldown_probe_release(&t->rt->sched.cd, &t->srq.stamp);
+		t->srq.stamp.probe = false;
+		/* A waiter may be the next probe (this may run in a curl callback: only arm). */
+		if (disp.loop != NULL && queue_len(&disp.queue) > 0)
+			loop_timer_arm(disp.loop, &disp.timer, 0);
+	}
+}
+
+/* The window a start of srq on sp counts against for learning: the model's
+ * when it has one, else the key's. Its effective limit; *conf the configured. */
+static int
+dispatch_learned_limit(const struct sched_provider *sp, const struct config *cfg, const struct sched_request *srq,
+    int *conf)
+{
+	int eff;
+
+	if (sched_model_of(sp, srq->model) != NULL) {
+		sched_model_limits(sp, srq->model, cfg, conf, &eff);
+		return eff;
+	}
+	*conf = sp->cfg->rpm_limit;
+	return sched_limit_effective(sp, cfg);
+}
+
+void
+dispatch_admit_limits(const struct prov_rt *rt, const struct dispatch_ticket *t, struct dispatch_limits *out)
+{
+	const struct config *cfg = registry_config();
+
+	out->key_configured = rt->sched.cfg->rpm_limit;
+	out->key_effective = sched_limit_effective(&rt->sched, cfg);
+	out->model = sched_model_of(&rt->sched, t->srq.model) != NULL ? t->srq.model : NULL;
+	sched_model_limits(&rt->sched, t->srq.model, cfg, &out->model_configured, &out->model_effective);
+}
+
 /* Which provider, now, later, or never (SPEC §5): sched_decide over the
  * route's providers, then the admission for the chosen one. */
 static enum dispatch_verdict
@@ -350,6 +439,7 @@ dispatch_decide(struct dispatch_ticket *t, int64_t now)
 	const struct dispatch_route *r = dispatch_ticket_route(t);
 	int i;
 
+	dispatch_probe_drop(t);
 	t->reject = DISPATCH_REJ_NO_PROVIDER;
 	t->retry_after_s = cfg->retry_after_seconds;
 	if (r == NULL || r->n == 0)
@@ -494,11 +584,12 @@ dispatch_admit_answer(struct dispatch_ticket *t, const struct admit_answer *a)
 /* ---- tickets ---- */
 
 void
-dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, enum queue_prio prio,
-    void (*answer)(struct dispatch_ticket *, enum dispatch_verdict))
+dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, const char *model,
+    enum queue_prio prio, void (*answer)(struct dispatch_ticket *, enum dispatch_verdict))
 {
 	queue_node_init(&t->qn, t);
 	sched_request_init(&t->srq);
+	t->srq.model = model;
 	t->prio = prio;
 	t->route = route;
 	route->refs++;
@@ -517,6 +608,7 @@ dispatch_attempt_started(struct dispatch_ticket *t, int64_t t0)
 void
 dispatch_attempt_ended(struct dispatch_ticket *t)
 {
+	dispatch_probe_drop(t);
 	if (!t->running)
 		return;
 	t->running = false;
@@ -531,6 +623,7 @@ dispatch_ticket_release(struct dispatch_ticket *t)
 	if (t->admitting && disp.admit->cancel != NULL)
 		disp.admit->cancel(t);
 	t->admitting = false;
+	dispatch_probe_drop(t);
 	dispatch_attempt_ended(t);
 	reg_provider_unref(t->prov);
 	dispatch_rt_unref(t->rt);
@@ -565,7 +658,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	struct cooldown_outcome o;
 	struct cooldown_result cr;
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
-	int prev_failures;
+	int prev_failures, prev_eff, conf;
 	char summary[160];
 	struct event ev;
 
@@ -582,7 +675,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	memset(&o, 0, sizeof(o));
 	o.failure = fail;
 	o.status = status;
-	o.started_ms = t->t_attempt;
+	o.sent = t->srq.stamp;
 	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
 	if (fail != COOLDOWN_FAIL_NONE)
 		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
@@ -590,7 +683,20 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
 	o.reason = summary;
 	prev_failures = sp->cd.consecutive_failures;
+	prev_eff = dispatch_learned_limit(sp, cfg, &t->srq, &conf);
 	cr = cooldown_on_outcome(&sp->cd, cfg, now, &o);
+	t->srq.stamp.probe = false;	/* its slot was freed by the outcome */
+	if (sched_note_outcome(sp, cfg, &t->srq, &cr, status, now)) {
+		bool model = sched_model_of(sp, t->srq.model) != NULL;
+
+		log_warn("provider %s%s%s: 429 with %d starts in the window, effective limit %d of %d (was %d)",
+		    p->p.name, model ? " model " : "", model ? t->srq.model : "",
+		    model ? t->srq.sent_model_used : t->srq.sent_used, dispatch_learned_limit(sp, cfg, &t->srq, &conf),
+		    conf, prev_eff);
+		dispatch_save_windows(rt, now, false);
+	}
+	if (cr.recovered)
+		log_info("provider %s: half-open probe answered %d, full capacity again", p->p.name, status);
 	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
 		/* A success that resets the streak (a request sent before the 429)
 		 * leaves a running cooldown in force: keep its persisted end (-1). */
@@ -820,8 +926,10 @@ dispatch_fire(struct loop *l, void *arg)
 	if ((all = disp.all) != NULL) {
 		all->refs++;
 		for (i = 0; i < all->n; i++)
-			if (sched_probe_start(all->sp[i], cfg, now))
+			if (sched_probe_start(all->sp[i], cfg, now)) {
+				dispatch_count_start(all->rt[i], now);	/* a start like any other */
 				dispatch_probe_start(all->rp[i], all->rt[i]);
+			}
 		dispatch_route_unref(all);
 	}
 	dispatch_rearm();
@@ -847,6 +955,10 @@ dispatch_shutdown(void)
 
 	if (disp.loop != NULL)
 		loop_timer_cancel(disp.loop, &disp.timer);
+	/* A graceful stop: every window exactly as it is. */
+	if (disp.all != NULL)
+		for (size_t i = 0; i < disp.all->n; i++)
+			dispatch_save_windows(disp.all->rt[i], sc_now_ms(), true);
 	while ((pr = TAILQ_FIRST(&disp.probes)) != NULL) {
 		upstream_cancel(pr->xfer);
 		dispatch_probe_free(pr);

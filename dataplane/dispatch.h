@@ -40,6 +40,7 @@ struct prov_rt {
 	int      in_flight;		/* upstream attempts in progress */
 	unsigned serial;		/* dense, never reused: listeners index their tables by it */
 	unsigned refs;			/* the registry's + one per ticket, route and probe holding it */
+	int      unsaved;		/* starts since the windows were last persisted */
 	bool     retired;		/* its provider left the registry: outcomes are not applied */
 };
 
@@ -98,6 +99,16 @@ struct admit_answer {
 	enum admit_verdict verdict;
 	int64_t            next_free_ms;	/* DENY: when a slot frees (monotonic ms), INT64_MAX unknown */
 };
+/* The limits an admission must apply to a start of t on rt: the key's
+ * window and, when t's model has a window of its own on rt, that window
+ * (model NULL when not). Effective = learned (docs/scheduling.md). */
+struct dispatch_limits {
+	int         key_configured, key_effective;
+	const char *model;		/* borrowed from t */
+	int         model_configured, model_effective;
+};
+void dispatch_admit_limits(const struct prov_rt *rt, const struct dispatch_ticket *t, struct dispatch_limits *out);
+
 struct dispatch_admission {
 	struct admit_answer (*ask)(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ticket *t,
 	    const struct config *c, int64_t now);
@@ -121,9 +132,10 @@ struct dispatch_route *dispatch_route_find(const char *model);
 const char *dispatch_route_prefix(const struct dispatch_route *rt);
 
 /* A new request's ticket on route (takes a ref); t must be zeroed (the
- * request that embeds it is calloc'd). */
-void dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, enum queue_prio prio,
-    void (*answer)(struct dispatch_ticket *, enum dispatch_verdict));
+ * request that embeds it is calloc'd). model: as the upstream knows it
+ * (prefix stripped), borrowed for the ticket's life. */
+void dispatch_ticket_init(struct dispatch_ticket *t, struct dispatch_route *route, const char *model,
+    enum queue_prio prio, void (*answer)(struct dispatch_ticket *, enum dispatch_verdict));
 /* Leave the queue, end a running attempt, drop the refs. */
 void dispatch_ticket_release(struct dispatch_ticket *t);
 /* Ask for a provider. fresh: a new request, which lines up behind waiters

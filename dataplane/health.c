@@ -17,7 +17,7 @@
 void
 health_handle(struct conn *c, const char *rid)
 {
-	size_t i, cnt[SCHED_ST_DISABLED + 1] = { 0 }, total = 0, nokey = 0, serve;
+	size_t i, cnt[SCHED_ST_COUNT] = { 0 }, total = 0, nokey = 0, serve;
 	const struct config *cfg = registry_config();
 	int64_t now = sc_now_ms();
 	const char *st;
@@ -32,14 +32,15 @@ health_handle(struct conn *c, const char *rid)
 		else
 			cnt[dispatch_rt_state(p, now)]++;
 	}
-	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL];
+	serve = cnt[SCHED_ST_READY] + cnt[SCHED_ST_FULL] + cnt[SCHED_ST_PROBING];
 	st = serve == 0 ? "unavailable" :
-	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] > 0) ? "degraded" : "ok";
+	    (cnt[SCHED_ST_COOLING] + cnt[SCHED_ST_UNHEALTHY] + cnt[SCHED_ST_FULL] + cnt[SCHED_ST_PROBING] > 0) ?
+	    "degraded" : "ok";
 	n = snprintf(body, sizeof(body),
 	    "{\"status\":\"%s\",\"providers\":{\"total\":%zu,\"ready\":%zu,\"full\":%zu,\"cooling\":%zu,"
-	    "\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
+	    "\"probing\":%zu,\"unhealthy\":%zu,\"invalid\":%zu,\"disabled\":%zu,\"no_key\":%zu},"
 	    "\"queue\":{\"depth\":%zu,\"capacity\":%d},\"in_flight\":%zu}",
-	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING],
+	    st, total, cnt[SCHED_ST_READY], cnt[SCHED_ST_FULL], cnt[SCHED_ST_COOLING], cnt[SCHED_ST_PROBING],
 	    cnt[SCHED_ST_UNHEALTHY], cnt[SCHED_ST_INVALID], cnt[SCHED_ST_DISABLED], nokey,
 	    dispatch_queue_depth(), cfg->queue_capacity, proxy_in_flight());
 	snprintf(h, sizeof(h), "X-Request-Id: %s\r\nCache-Control: no-store\r\n", rid);

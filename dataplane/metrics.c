@@ -605,14 +605,17 @@ metrics_render_providers(struct sc_buf *b)
 	metrics_family(b, "sidecar_provider_rpm_used", "gauge", "Requests started in the current rate window.");
 	MX_EACH(metrics_series(b, "sidecar_provider_rpm_used", rp->p.name, NULL);
 	    sc_buf_printf(b, " %d\n", sp != NULL ? ratelimit_used(&sp->rl, now) : 0));
-	metrics_family(b, "sidecar_provider_rpm_limit", "gauge", "Requests allowed per rate window.");
-	MX_EACH(metrics_series(b, "sidecar_provider_rpm_limit", rp->p.name, NULL);
+	metrics_family(b, "sidecar_provider_rpm_limit", "gauge",
+	    "Requests allowed per rate window: as configured, and in force (effective: learned from 429s).");
+	MX_EACH(metrics_series(b, "sidecar_provider_rpm_limit", rp->p.name, "kind=\"configured\"");
 	    sc_buf_printf(b, " %d\n", rp->p.rpm_limit));
+	MX_EACH(metrics_series(b, "sidecar_provider_rpm_limit", rp->p.name, "kind=\"effective\"");
+	    sc_buf_printf(b, " %d\n", sp != NULL ? sched_limit_effective(sp, registry_config()) : rp->p.rpm_limit));
 	metrics_family(b, "sidecar_provider_state", "gauge",
-	    "Live provider state: 1 for the current one of ok, full, cooling, unhealthy, invalid, disabled.");
+	    "Live provider state: 1 for the current one of ok, full, cooling, unhealthy, invalid, disabled, probing.");
 	for (i = 0; i < n; i++) {
 		enum sched_state s = dispatch_rt_state(registry_at(i), now);
-		for (k = 0; k <= SCHED_ST_DISABLED; k++) {
+		for (k = 0; k < SCHED_ST_COUNT; k++) {
 			snprintf(extra, sizeof(extra), "state=\"%s\"", sched_state_name((enum sched_state)k));
 			metrics_series(b, "sidecar_provider_state", registry_at(i)->p.name, extra);
 			sc_buf_printf(b, " %d\n", (size_t)s == k);

@@ -1042,9 +1042,9 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 		proxy_fail(r, 404, msg, "model_not_found", NULL);
 		return;
 	}
-	dispatch_ticket_init(&r->dt, route, prio, proxy_answered);
-	r->ticket = true;
 	r->prefix = dispatch_route_prefix(route);
+	dispatch_ticket_init(&r->dt, route, r->model + strlen(r->prefix), prio, proxy_answered);
+	r->ticket = true;
 	proxy_collect_headers(r, req);
 	conn_attach(c, &px_hooks, r);
 	proxy_step(r, dispatch_ask(&r->dt, true));

@@ -102,8 +102,10 @@ ratelimit_configure(struct ratelimit *rl, int limit, int64_t span_ms, int64_t tp
 	if (tpm_limit < 0)
 		tpm_limit = 0;
 
-	if (rl->ring == NULL || limit != rl->limit)
+	if (rl->ring == NULL || limit != rl->limit) {
 		rl_resize_ring(rl, limit);
+		rl->admit = limit;
+	}
 	rl->span_ms = span_ms;
 	rl->tpm_limit = tpm_limit;
 
@@ -116,12 +118,61 @@ ratelimit_configure(struct ratelimit *rl, int limit, int64_t span_ms, int64_t tp
 		rl_resize_tok(rl, (int)tcap);
 }
 
+void
+ratelimit_set_admit(struct ratelimit *rl, int n)
+{
+	if (n < 1)
+		n = 1;
+	rl->admit = n < rl->limit ? n : rl->limit;
+}
+
+void
+ratelimit_restore(struct ratelimit *rl, const int64_t *t, int n)
+{
+	int64_t *v;
+	int i, j, total;
+
+	if (rl->ring == NULL || n <= 0)
+		return;
+	/* Merge the kept starts and the restored ones, sorted, keep the newest. */
+	total = rl->count + n;
+	v = rl_xrealloc(NULL, (size_t)total * sizeof(*v));
+	for (i = 0; i < rl->count; i++)
+		v[i] = rl_at(rl, i);
+	for (j = 0; j < n; j++)
+		v[i + j] = t[j];
+	for (i = 1; i < total; i++) {	/* insertion sort: n is at most a window's starts */
+		int64_t x = v[i];
+		for (j = i - 1; j >= 0 && v[j] > x; j--)
+			v[j + 1] = v[j];
+		v[j + 1] = x;
+	}
+	j = total > rl->limit ? total - rl->limit : 0;
+	for (i = 0; i + j < total; i++)
+		rl->ring[i] = v[i + j];
+	rl->head = 0;
+	rl->count = total - j;
+	free(v);
+}
+
+/* The start that must leave the window before another is admitted: the
+ * admit-th newest one (index into the kept starts), or -1 while fewer are kept. */
+static int
+rl_gate(const struct ratelimit *rl)
+{
+	int admit = rl->admit > 0 && rl->admit < rl->limit ? rl->admit : rl->limit;
+
+	return rl->count >= admit ? rl->count - admit : -1;
+}
+
 bool
 ratelimit_has_room(struct ratelimit *rl, int64_t now)
 {
+	int g;
+
 	if (rl->ring == NULL)
 		return false;
-	if (rl->count >= rl->limit && rl_at(rl, 0) > now - rl->span_ms)
+	if ((g = rl_gate(rl)) >= 0 && rl_at(rl, g) > now - rl->span_ms)
 		return false;
 	if (rl->tpm_limit > 0 && ratelimit_tokens_used(rl, now) >= rl->tpm_limit)
 		return false;
@@ -219,13 +270,14 @@ int64_t
 ratelimit_next_free(struct ratelimit *rl, int64_t now)
 {
 	int64_t t = now;
+	int g;
 
 	if (rl->ring == NULL)
 		return INT64_MAX;
-	/* RPM: the oldest of the newest `limit` starts must leave the window;
+	/* RPM: the oldest of the newest `admit` starts must leave the window;
 	 * start s is inside (now - span, now] until now = s + span. */
-	if (rl->count >= rl->limit)
-		t = rl_max64(t, rl_at(rl, 0) + rl->span_ms);
+	if ((g = rl_gate(rl)) >= 0)
+		t = rl_max64(t, rl_at(rl, g) + rl->span_ms);
 	/* TPM: the oldest records must leave until the sum drops below the limit. */
 	if (rl->tpm_limit > 0 && ratelimit_tokens_used(rl, now) >= rl->tpm_limit) {
 		int64_t sum = rl->tok_sum;

@@ -30,7 +30,8 @@ struct ratelimit {
 	int64_t *ring;		/* owned: start times (ms), oldest at head, `limit` slots */
 	int      head;		/* index of the oldest kept start */
 	int      count;		/* kept starts, <= limit */
-	int      limit;		/* starts allowed per span, >= 1 */
+	int      limit;		/* ring size: the configured starts per span, >= 1 */
+	int      admit;		/* starts admitted per span, 1..limit (a learned limit may be lower) */
 	int64_t  span_ms;	/* window + safety margin, ms, >= 1 */
 	int64_t  tpm_limit;	/* tokens per span, 0 = not enforced */
 	struct ratelimit_tok *tok;	/* owned ring of token records, tok_cap slots */
@@ -48,6 +49,14 @@ void ratelimit_free(struct ratelimit *rl);
  * newest min(count, limit) starts survive a smaller limit, times are absolute
  * so a new span applies to the old starts at once. No-op when unchanged. */
 void ratelimit_configure(struct ratelimit *rl, int limit, int64_t span_ms, int64_t tpm_limit);
+
+/* Admit at most n (1..limit) starts per span from now on, keeping the ring
+ * (and so the history) at the configured size: raising it again later still
+ * sees every start that can matter. Configure resets it to the limit. */
+void ratelimit_set_admit(struct ratelimit *rl, int n);
+/* Add starts at the given times (ascending or not; restored after a restart):
+ * they count like reserved ones, even past the admitted limit. */
+void ratelimit_restore(struct ratelimit *rl, const int64_t *t, int n);
 
 /* True iff a start at `now` would be admitted (RPM and TPM). O(1) for RPM. */
 bool ratelimit_has_room(struct ratelimit *rl, int64_t now);

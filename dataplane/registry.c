@@ -717,3 +717,97 @@ registry_load_health(const char *id, int *unhealthy, int *failures)
 	sqlite3_finalize(st);
 	return ret;
 }
+
+#define REG_META_WAIT_MS 50	/* longest the loop waits for the write lock in registry_put_meta_now */
+
+struct reg_meta_args {
+	char *key;	/* owned when queued for the writer */
+	char *value;	/* owned when queued for the writer */
+};
+
+static void
+registry_meta_free(void *arg)
+{
+	struct reg_meta_args *a = arg;
+
+	free(a->key);
+	free(a->value);
+	free(a);
+}
+
+static int
+registry_meta_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	struct reg_meta_args *a = arg;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", -1, &st, NULL) != SQLITE_OK)
+		return sc_err_set(e, NULL, 0, "%s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, a->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sc_err_set(e, NULL, 0, "%s", sqlite3_errmsg(db));
+	return 0;
+}
+
+int
+registry_put_meta_now(const char *key, const char *value)
+{
+	struct reg_meta_args a = { (char *)key, (char *)value }, *q;
+	struct sc_err e;
+
+	if (reg.db == NULL)
+		return -1;
+	sc_err_clear(&e);
+	/* On the loop: wait at most REG_META_WAIT_MS for a busy database, then
+	 * let the writer thread take it (late, but not lost) and report -1. */
+	if (db_write_txn_within(reg.db, registry_meta_txn, &a, REG_META_WAIT_MS, &e) == -1) {
+		log_warn("could not save %s now (%s); queued for the writer", key, e.msg);
+		q = sc_xcalloc(1, sizeof(*q));
+		q->key = sc_xstrdup(key);
+		q->value = sc_xstrdup(value);
+		registry_save(registry_meta_txn, q, registry_meta_free, "the windows", key);
+		return -1;
+	}
+	return 0;
+}
+
+char *
+registry_get_meta(const char *key)
+{
+	sqlite3_stmt *st = NULL;
+	char *v = NULL;
+
+	if (reg.db == NULL || sqlite3_prepare_v2(reg.db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+		v = sc_xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int
+registry_prune_txn(sqlite3 *db, void *arg, struct sc_err *e)
+{
+	(void)arg;
+	return db_exec(db, "DELETE FROM meta WHERE key LIKE 'windows:%' "
+	    "AND substr(key, 9) NOT IN (SELECT id FROM providers)", e);
+}
+
+static void
+registry_prune_free(void *arg)
+{
+	(void)arg;
+}
+
+void
+registry_prune_windows(void)
+{
+	if (reg.db != NULL)
+		registry_save(registry_prune_txn, NULL, registry_prune_free, "the window records", "(deleted)");
+}

@@ -70,6 +70,16 @@ void registry_save_cooldown(const char *id, int64_t until, int count, int second
 void registry_save_invalid(const char *id, const char *reason);
 void registry_save_health(const char *id, int unhealthy, int failures, int status, int64_t latency_ms,
     const char *error, int probe);
+/* meta(key) = value, written now on the loop's own connection (not through
+ * the writer thread): the caller relies on it being durable before it goes
+ * on (the window store's write-ahead). It waits at most 50 ms for a busy
+ * database (the loop must not stall); then the write is handed to the
+ * writer thread and -1 returned (logged). */
+int   registry_put_meta_now(const char *key, const char *value);
+/* Drop the window records (meta 'windows:<id>') of deleted providers (on the writer thread). */
+void  registry_prune_windows(void);
+/* meta(key) (malloc'd), or NULL. */
+char *registry_get_meta(const char *key);
 /* Health as persisted (for a restart). 0 or -1. */
 int  registry_load_health(const char *id, int *unhealthy, int *failures);
 

@@ -13,9 +13,18 @@
  *   5. the cooling provider (any pool) whose cooldown ends soonest, if its
  *      emergency budget and window have room and the request has not used
  *      the emergency channel yet → GO emergency;
- *   6. REJECT with the seconds until the earliest provider frees.
+ *   6. everything tried, and a tried provider that has begun a cooldown since
+ *      (a later episode) recovers within recover_wait_seconds → WAIT for it,
+ *      then GO on it again (attempts permitting);
+ *   7. REJECT with the seconds until the earliest provider frees.
+ *
+ * "Room" is the key's window and, for a model with its own window, that
+ * window too; a half-open provider has room for one start (its probe) only.
+ * Effective (learned) limits replace the configured ones in every window,
+ * the weights and the emergency budget.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sched.h"
@@ -40,18 +49,152 @@ sched_span_ms(const struct config *c)
 	return span > 0 ? span : 1;
 }
 
-/* max(1, floor(rpm_limit × emergency_rpm_ratio)). */
+static void sched_provider_sync(struct sched_provider *p, const struct config *c);
+
+/* max(1, floor(effective rpm limit × emergency_rpm_ratio)). */
 static int
-sched_emergency_budget(const struct provider *cfg, const struct config *c)
+sched_emergency_budget(const struct sched_provider *p, const struct config *c)
 {
-	double b = floor((double)cfg->rpm_limit * c->emergency_rpm_ratio);
+	double b = floor((double)sched_limit_effective(p, c) * c->emergency_rpm_ratio);
 
 	if (!(b >= 1))
 		return 1;
 	return b > RATELIMIT_MAX_LIMIT ? RATELIMIT_MAX_LIMIT : (int)b;
 }
 
-static void sched_provider_sync(struct sched_provider *p, const struct config *c);
+/* ---- learned limits ---- */
+
+int
+sched_learn_limit(const struct sched_learn *l, int configured)
+{
+	return l->eff > 0 && l->eff < configured ? l->eff : configured;
+}
+
+bool
+sched_learn_cut(struct sched_learn *l, int configured, int w, int64_t now)
+{
+	int cur = sched_learn_limit(l, configured), half = (cur + 1) / 2, n;
+
+	l->mark_ms = now;	/* not a clean window */
+	l->clean = 0;
+	if (w >= cur)
+		return false;	/* the window was at our limit: nothing to learn */
+	n = w > half ? w : half;
+	if (n < 1)
+		n = 1;
+	/* A count at least half the limit is believable as the upstream's limit:
+	 * remember it so that recovery stops just below it. Below half, the 429
+	 * is more likely an upstream hiccup: halve, but keep no ceiling. */
+	if (w >= half)
+		l->bad = w + 1;
+	l->eff = n < configured ? n : 0;
+	return n != cur;
+}
+
+bool
+sched_learn_tick(struct sched_learn *l, int configured, int64_t span_ms, int64_t now)
+{
+	int64_t k;
+	bool changed = false;
+
+	if ((l->eff == 0 && l->bad == 0) || span_ms <= 0 || now - l->mark_ms < span_ms)
+		return false;
+	k = (now - l->mark_ms) / span_ms;
+	if (k > 2 * SCHED_LEARN_FORGET + 10)
+		k = 2 * SCHED_LEARN_FORGET + 10;	/* enough to forget and recover fully */
+	l->mark_ms = k >= 2 * SCHED_LEARN_FORGET + 10 ? now : l->mark_ms + k * span_ms;
+	while (k-- > 0) {
+		int step = configured / 10 > 1 ? configured / 10 : 1, n;
+
+		if (l->bad > 0 && ++l->clean >= SCHED_LEARN_FORGET) {
+			l->bad = 0;
+			l->clean = 0;
+		}
+		if (l->eff == 0)
+			continue;
+		n = l->eff + step;
+		if (l->bad > 0 && n > l->bad - 1)
+			n = l->bad - 1 > l->eff ? l->bad - 1 : l->eff;
+		if (n != l->eff) {
+			l->eff = n < configured ? n : 0;
+			changed = true;
+		}
+	}
+	return changed;
+}
+
+int
+sched_limit_effective(const struct sched_provider *p, const struct config *c)
+{
+	int conf = p->cfg->rpm_limit > 0 ? p->cfg->rpm_limit : 1;
+
+	return c->learn_limits ? sched_learn_limit(&p->learn, conf) : conf;
+}
+
+struct sched_model *
+sched_model_of(const struct sched_provider *p, const char *model)
+{
+	size_t lo = 0, hi = p->nmodels;
+
+	if (model == NULL)
+		return NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(model, p->models[mid].model);
+
+		if (d == 0)
+			return &p->models[mid];
+		if (d < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+void
+sched_model_limits(const struct sched_provider *p, const char *model, const struct config *c, int *configured,
+    int *effective)
+{
+	const struct sched_model *m = sched_model_of(p, model);
+
+	*configured = m != NULL ? m->limit : 0;
+	*effective = m == NULL ? 0 : c->learn_limits ? sched_learn_limit(&m->learn, m->limit) : m->limit;
+}
+
+/* Rebuild the model windows from p->cfg, keeping the history of models that stay. */
+static void
+sched_models_sync(struct sched_provider *p)
+{
+	const struct provider *pc = p->cfg;
+	struct sched_model *nv = pc->n_model_rpm ? calloc(pc->n_model_rpm, sizeof(*nv)) : NULL;
+	size_t i;
+
+	if (pc->n_model_rpm && nv == NULL)
+		abort();
+	for (i = 0; i < pc->n_model_rpm; i++) {
+		struct sched_model *old = sched_model_of(p, pc->model_rpm[i].model);
+
+		if (old != NULL) {
+			nv[i] = *old;
+			memset(old, 0, sizeof(*old));	/* moved */
+		} else {
+			nv[i].model = strdup(pc->model_rpm[i].model);
+			if (nv[i].model == NULL)
+				abort();
+			ratelimit_init(&nv[i].rl);
+		}
+		nv[i].limit = pc->model_rpm[i].rpm;
+	}
+	for (i = 0; i < p->nmodels; i++) {
+		free(p->models[i].model);
+		ratelimit_free(&p->models[i].rl);
+	}
+	free(p->models);
+	p->models = nv;
+	p->nmodels = pc->n_model_rpm;
+	p->models_of = p->cfg;
+}
 
 void
 sched_provider_init(struct sched_provider *p, const struct provider *cfg, const struct config *c)
@@ -70,6 +213,13 @@ sched_provider_free(struct sched_provider *p)
 {
 	ratelimit_free(&p->rl);
 	ratelimit_free(&p->emergency);
+	for (size_t i = 0; i < p->nmodels; i++) {
+		free(p->models[i].model);
+		ratelimit_free(&p->models[i].rl);
+	}
+	free(p->models);
+	p->models = NULL;
+	p->nmodels = 0;
 	p->cfg = NULL;
 }
 
@@ -82,7 +232,16 @@ sched_provider_sync(struct sched_provider *p, const struct config *c)
 	int64_t span = sched_span_ms(c);
 
 	ratelimit_configure(&p->rl, p->cfg->rpm_limit, span, p->cfg->tpm_limit);
-	ratelimit_configure(&p->emergency, sched_emergency_budget(p->cfg, c), span, 0);
+	ratelimit_set_admit(&p->rl, sched_limit_effective(p, c));
+	ratelimit_configure(&p->emergency, sched_emergency_budget(p, c), span, 0);
+	if (p->models_of != p->cfg)
+		sched_models_sync(p);
+	for (size_t i = 0; i < p->nmodels; i++) {
+		struct sched_model *m = &p->models[i];
+
+		ratelimit_configure(&m->rl, m->limit, span, 0);
+		ratelimit_set_admit(&m->rl, c->learn_limits ? sched_learn_limit(&m->learn, m->limit) : m->limit);
+	}
 	if (p->cfg->status != p->seen_status) {
 		/* The operator re-enabled (or replaced) the key: forget our own
 		 * in-memory invalid mark, which the database no longer carries. */
@@ -92,6 +251,20 @@ sched_provider_sync(struct sched_provider *p, const struct config *c)
 	}
 }
 
+/* sync, after letting clean windows give learned capacity back. */
+static void
+sched_refresh(struct sched_provider *p, const struct config *c, int64_t now)
+{
+	int64_t span = sched_span_ms(c);
+
+	if (c->learn_limits) {
+		sched_learn_tick(&p->learn, p->cfg->rpm_limit, span, now);
+		for (size_t i = 0; i < p->nmodels; i++)
+			sched_learn_tick(&p->models[i].learn, p->models[i].limit, span, now);
+	}
+	sched_provider_sync(p, c);
+}
+
 /* Not disabled, not invalid, not unhealthy: may serve at some point. */
 static bool
 sched_usable(const struct sched_provider *p)
@@ -99,21 +272,45 @@ sched_usable(const struct sched_provider *p)
 	return p->cfg->status == PSTATUS_ACTIVE && !p->cd.invalid && !p->cd.unhealthy;
 }
 
-/* When p (usable) can next take a start: cooldown end and window slot. */
-static int64_t
-sched_frees_at(struct sched_provider *p, int64_t now)
+/* Half-open with its probe out: no start until the probe answers (the
+ * answer, not a clock, is the next change). */
+static bool
+sched_probe_out(const struct sched_provider *p, int64_t now)
 {
+	return cooldown_is_probing(&p->cd, now) && p->cd.probe_busy;
+}
+
+/* Not cooling and a start for rq's model fits now: key window, model window, probe slot. */
+static bool
+sched_has_room(struct sched_provider *p, const struct sched_request *rq, int64_t now)
+{
+	struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
+
+	return !cooldown_is_cooling(&p->cd, now) && !sched_probe_out(p, now) && ratelimit_has_room(&p->rl, now) &&
+	    (m == NULL || ratelimit_has_room(&m->rl, now));
+}
+
+/* When p (usable) can next take a start for rq's model: cooldown end and
+ * window slots; INT64_MAX while its probe is out. */
+static int64_t
+sched_frees_at(struct sched_provider *p, const struct sched_request *rq, int64_t now)
+{
+	struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
 	int64_t t = ratelimit_next_free(&p->rl, now);
 
+	if (m != NULL)
+		t = sched_max64(t, ratelimit_next_free(&m->rl, now));
 	if (cooldown_is_cooling(&p->cd, now))
 		t = sched_max64(t, p->cd.cooldown_until_ms);
+	else if (sched_probe_out(p, now))
+		t = INT64_MAX;
 	return t;
 }
 
 enum sched_state
 sched_provider_state(struct sched_provider *p, const struct config *c, int64_t now)
 {
-	sched_provider_sync(p, c);
+	sched_refresh(p, c, now);
 	if (p->cfg->status == PSTATUS_DISABLED)
 		return SCHED_ST_DISABLED;
 	if (p->cfg->status == PSTATUS_INVALID || p->cd.invalid)
@@ -122,6 +319,8 @@ sched_provider_state(struct sched_provider *p, const struct config *c, int64_t n
 		return SCHED_ST_UNHEALTHY;
 	if (cooldown_is_cooling(&p->cd, now))
 		return SCHED_ST_COOLING;
+	if (cooldown_is_probing(&p->cd, now))
+		return SCHED_ST_PROBING;
 	if (!ratelimit_has_room(&p->rl, now))
 		return SCHED_ST_FULL;
 	return SCHED_ST_READY;
@@ -137,6 +336,7 @@ sched_state_name(enum sched_state s)
 	case SCHED_ST_UNHEALTHY:	return "unhealthy";
 	case SCHED_ST_INVALID:		return "invalid";
 	case SCHED_ST_DISABLED:		return "disabled";
+	case SCHED_ST_PROBING:		return "probing";
 	}
 	return "?";
 }
@@ -192,10 +392,11 @@ sched_pick(struct sched_provider *const cand[], size_t n, const struct sched_req
 		struct sched_provider *p = cand[i];
 		double eff;
 
-		if (p->cfg->pool != pool || !sched_usable(p) || cooldown_is_cooling(&p->cd, now) ||
-		    !ratelimit_has_room(&p->rl, now) || sched_request_tried(rq, p))
+		if (p->cfg->pool != pool || !sched_usable(p) || !sched_has_room(p, rq, now) ||
+		    sched_request_tried(rq, p))
 			continue;
-		eff = balancer_effective_weight(p->cfg->weight, p->rl.limit, ratelimit_used(&p->rl, now));
+		/* Remaining capacity against the effective limit. */
+		eff = balancer_effective_weight(p->cfg->weight, p->rl.admit, ratelimit_used(&p->rl, now));
 		/* Eligible means pickable, even with a nonsensical weight. */
 		if (!(eff > 1e-9))
 			eff = 1e-9;
@@ -210,9 +411,9 @@ sched_next_free(struct sched_provider *const cand[], size_t n, const struct conf
 	int64_t t = INT64_MAX;
 
 	for (size_t i = 0; i < n; i++) {
-		sched_provider_sync(cand[i], c);
+		sched_refresh(cand[i], c, now);
 		if (sched_usable(cand[i]))
-			t = sched_min64(t, sched_frees_at(cand[i], now));
+			t = sched_min64(t, sched_frees_at(cand[i], NULL, now));
 	}
 	return t;
 }
@@ -229,6 +430,64 @@ sched_retry_after(struct sched_provider *const cand[], size_t n, const struct co
 	if (s < 1)
 		s = 1;
 	return s > INT32_MAX ? INT32_MAX : (int)s;
+}
+
+/* rq's tried-set index of p, or -1. */
+static int
+sched_tried_index(const struct sched_request *rq, const struct sched_provider *p)
+{
+	for (int i = 0; rq != NULL && i < rq->ntried; i++)
+		if (strcmp(rq->tried[i], p->cfg->id) == 0)
+			return i;
+	return -1;
+}
+
+/* Step 6: everything left was tried. A tried provider that began a cooldown
+ * after this request tried it (its episode moved on) and frees within
+ * recover_wait_seconds is worth waiting for: WAIT until then, GO once it can
+ * take a start. Providers that only failed otherwise (5xx, connect) are not
+ * tried twice. true when d was filled. */
+static bool
+sched_revisit(struct sched_provider *const cand[], size_t n, const struct sched_request *rq,
+    const struct config *c, int64_t now, struct sched_decision *d)
+{
+	int64_t recover_ms = (int64_t)c->recover_wait_seconds * 1000, best = INT64_MAX;
+	ssize_t go = -1;
+	bool wait = false;
+
+	if (rq == NULL || rq->ntried == 0 || !sched_may_retry(rq, c))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		struct sched_provider *p = cand[i];
+		int k = sched_tried_index(rq, p);
+		int64_t t;
+
+		if (k < 0 || !sched_usable(p) || p->cd.episode == rq->tried_episode[k])
+			continue;
+		if (sched_has_room(p, rq, now)) {
+			go = (ssize_t)i;
+			break;
+		}
+		/* INT64_MAX: its half-open probe is out; the probe's answer wakes us. */
+		t = sched_frees_at(p, rq, now);
+		if (t != INT64_MAX && t - now > recover_ms)
+			continue;
+		best = sched_min64(best, t);
+		wait = true;
+	}
+	memset(d, 0, sizeof(*d));
+	d->why = SCHED_WHY_REVISIT;
+	if (go >= 0) {
+		d->verdict = SCHED_GO;
+		d->index = (size_t)go;
+		d->pool = cand[go]->cfg->pool == POOL_MAIN ? SCHED_POOL_MAIN : SCHED_POOL_FALLBACK;
+		return true;
+	}
+	if (!wait)
+		return false;
+	d->verdict = SCHED_WAIT;
+	d->until_ms = best;
+	return true;
 }
 
 struct sched_decision
@@ -251,13 +510,13 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 		bool cooling;
 		int64_t t;
 
-		sched_provider_sync(p, c);
+		sched_refresh(p, c, now);
 		if (!sched_usable(p) || sched_request_tried(rq, p))
 			continue;
 		cooling = cooldown_is_cooling(&p->cd, now);
-		if (!cooling && ratelimit_has_room(&p->rl, now))
+		if (sched_has_room(p, rq, now))
 			continue;	/* eligible: offered by sched_pick */
-		t = sched_frees_at(p, now);
+		t = sched_frees_at(p, rq, now);
 		if (p->cfg->pool == POOL_MAIN) {
 			main_free = sched_min64(main_free, t);
 			main_full |= !cooling;
@@ -300,7 +559,10 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 	if (em >= 0 && (rq == NULL || !rq->emergency_used)) {
 		struct sched_provider *p = cand[em];
 
-		if (ratelimit_has_room(&p->emergency, now) && ratelimit_has_room(&p->rl, now)) {
+		struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
+
+		if (ratelimit_has_room(&p->emergency, now) && ratelimit_has_room(&p->rl, now) &&
+		    (m == NULL || ratelimit_has_room(&m->rl, now))) {
 			d.verdict = SCHED_GO;
 			d.why = SCHED_WHY_EMERGENCY;
 			d.index = (size_t)em;
@@ -308,6 +570,8 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 			return d;
 		}
 	}
+	if (sched_revisit(cand, n, rq, c, now, &d))
+		return d;
 	d.verdict = SCHED_REJECT;
 	d.why = em >= 0 ? SCHED_WHY_EXHAUSTED : SCHED_WHY_NO_PROVIDER;
 	d.retry_after_seconds = sched_retry_after(cand, n, c, now);
@@ -318,21 +582,38 @@ int
 sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
     const struct config *c, int64_t now)
 {
-	sched_provider_sync(p, c);
-	if (!ratelimit_has_room(&p->rl, now))
+	struct sched_model *m;
+	bool probe;
+	int k;
+
+	sched_refresh(p, c, now);
+	m = sched_model_of(p, rq->model);
+	if (!ratelimit_has_room(&p->rl, now) || (m != NULL && !ratelimit_has_room(&m->rl, now)))
 		return -1;
 	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
 		return -1;
+	if (pool != SCHED_POOL_EMERGENCY && sched_probe_out(p, now))
+		return -1;	/* half-open: the one probe is already out */
+	probe = pool != SCHED_POOL_EMERGENCY && cooldown_probe_wanted(&p->cd, now);
+	rq->stamp = cooldown_stamp_at(&p->cd, now, probe);
+	rq->sent_used = ratelimit_used(&p->rl, now);
+	rq->sent_model_used = m != NULL ? ratelimit_used(&m->rl, now) : -1;
+	if (probe)
+		p->cd.probe_busy = true;
 	(void)ratelimit_reserve(&p->rl, now);
+	if (m != NULL)
+		(void)ratelimit_reserve(&m->rl, now);
 	if (pool == SCHED_POOL_EMERGENCY) {
 		(void)ratelimit_reserve(&p->emergency, now);
 		rq->emergency_used = true;
 	}
-	if (rq->ntried < SCHED_MAX_TRIED && !sched_request_tried(rq, p)) {
-		memcpy(rq->tried[rq->ntried], p->cfg->id, sizeof(rq->tried[0]));
-		rq->tried[rq->ntried][sizeof(rq->tried[0]) - 1] = '\0';
-		rq->ntried++;
+	if ((k = sched_tried_index(rq, p)) < 0 && rq->ntried < SCHED_MAX_TRIED) {
+		k = rq->ntried++;
+		memcpy(rq->tried[k], p->cfg->id, sizeof(rq->tried[0]));
+		rq->tried[k][sizeof(rq->tried[0]) - 1] = '\0';
 	}
+	if (k >= 0)
+		rq->tried_episode[k] = p->cd.episode;
 	rq->attempts++;
 	return 0;
 }
@@ -346,12 +627,18 @@ sched_next_change(struct sched_provider *const all[], size_t n, const struct con
 		struct sched_provider *p = all[i];
 		int64_t f;
 
-		sched_provider_sync(p, c);
+		sched_refresh(p, c, now);
 		if (!sched_usable(p))
 			continue;
-		f = sched_frees_at(p, now);
+		f = sched_frees_at(p, NULL, now);
 		if (f > now)
 			t = sched_min64(t, f);
+		/* A full model window frees on its own clock: wake its waiters then. */
+		for (size_t k = 0; k < p->nmodels; k++) {
+			f = ratelimit_next_free(&p->models[k].rl, now);
+			if (f > now)
+				t = sched_min64(t, f);
+		}
 	}
 	return t;
 }
@@ -368,6 +655,32 @@ sched_next_probe(struct sched_provider *const all[], size_t n)
 			t = sched_min64(t, p->cd.next_probe_ms);
 	}
 	return t;
+}
+
+bool
+sched_note_outcome(struct sched_provider *p, const struct config *c, const struct sched_request *rq,
+    const struct cooldown_result *cr, int status, int64_t now)
+{
+	struct sched_model *m;
+	struct sched_learn *l;
+	int conf, w;
+	bool changed;
+
+	if (status != 429 || !c->learn_limits)
+		return false;
+	m = sched_model_of(p, rq->model);
+	l = m != NULL ? &m->learn : &p->learn;
+	conf = m != NULL ? m->limit : p->cfg->rpm_limit;
+	w = m != NULL ? rq->sent_model_used : rq->sent_used;
+	if (!cr->cooldown_started || w < 0) {
+		/* Not the first 429 of its episode: no new lesson, but not a clean window either. */
+		l->mark_ms = now;
+		l->clean = 0;
+		return false;
+	}
+	changed = sched_learn_cut(l, conf, w, now);
+	sched_provider_sync(p, c);
+	return changed;
 }
 
 bool

@@ -41,23 +41,55 @@
 
 #define SCHED_MAX_TRIED 16	/* providers remembered per request (caps attempts too) */
 
+#define SCHED_LEARN_FORGET 10	/* clean windows after which a known-bad count is forgotten */
+
+/* A learned limit (docs/scheduling.md "Learned limits"): a 429 that came while
+ * the window held fewer starts than the limit sets the effective limit to
+ * that count, but at most halves it per episode; every clean window (no 429
+ * for a whole span) gives back a tenth of the configured limit, never above
+ * a count known to meet 429 until SCHED_LEARN_FORGET clean windows passed. */
+struct sched_learn {
+	int     eff;		/* effective limit, 0 = the configured one */
+	int     bad;		/* lowest window count known to meet a 429, 0 = none */
+	int     clean;		/* clean windows since the last 429 */
+	int64_t mark_ms;	/* start of the current clean window (monotonic ms) */
+};
+
+/* A per-model window (provider metadata model_rpm_limits). */
+struct sched_model {
+	char              *model;	/* owned: as the upstream knows it */
+	int                limit;	/* configured starts per window */
+	struct ratelimit   rl;		/* owned */
+	struct sched_learn learn;
+};
+
 /* Live scheduling state of one provider. */
 struct sched_provider {
 	const struct provider *cfg;	/* borrowed: static config, owned by the caller's list */
 	struct ratelimit rl;		/* owned: RPM/TPM window */
 	struct ratelimit emergency;	/* owned: emergency-channel starts, same span */
-	struct cooldown  cd;		/* 429 cooldown, invalid, health */
+	struct cooldown  cd;		/* 429 cooldown, invalid, health, half-open */
 	struct balancer_node bn;	/* smooth-WRR current weight */
 	enum provider_status seen_status;	/* cfg->status at the last sync */
+	struct sched_learn learn;	/* the key window's learned limit */
+	struct sched_model *models;	/* owned array, sorted by model, from cfg->model_rpm */
+	size_t nmodels;
+	const struct provider *models_of;	/* the cfg the model windows were built from */
 	int              saved_status;	/* upstream status last persisted (provider_health.last_status_code) */
 };
 
 /* Per-request memory across attempts. */
 struct sched_request {
 	char tried[SCHED_MAX_TRIED][37];	/* provider ids already attempted */
+	uint32_t tried_episode[SCHED_MAX_TRIED];	/* the provider's episode when last tried */
 	int  ntried;
 	int  attempts;			/* sched_commit calls so far */
 	bool emergency_used;		/* the emergency channel was tried once */
+	const char *model;		/* borrowed: model as the upstream knows it, NULL = none */
+	/* The last commit (the attempt being sent or answered). */
+	struct cooldown_stamp stamp;
+	int  sent_used;			/* key window starts before it */
+	int  sent_model_used;		/* its model window's starts before it, -1 = no model window */
 };
 
 enum sched_verdict { SCHED_GO, SCHED_WAIT, SCHED_REJECT };
@@ -70,6 +102,7 @@ enum sched_why {
 	SCHED_WHY_EMERGENCY,		/* GO emergency */
 	SCHED_WHY_MAIN_FULL,		/* WAIT: a main provider only lacks window room */
 	SCHED_WHY_MAIN_RECOVERING,	/* WAIT: a main provider recovers within recover_wait */
+	SCHED_WHY_REVISIT,		/* WAIT/GO: everything tried; one cooled since and recovers within recover_wait */
 	SCHED_WHY_FALLBACK_FULL,	/* WAIT: a fallback provider only lacks window room */
 	SCHED_WHY_EXHAUSTED,		/* REJECT: emergency budget used up / already tried */
 	SCHED_WHY_NO_PROVIDER,		/* REJECT: nothing usable (all tried, invalid, unhealthy, disabled) */
@@ -88,13 +121,33 @@ struct sched_decision {
 enum sched_state {
 	SCHED_ST_READY, SCHED_ST_FULL, SCHED_ST_COOLING, SCHED_ST_UNHEALTHY,
 	SCHED_ST_INVALID, SCHED_ST_DISABLED,
+	SCHED_ST_PROBING,	/* half-open after a cooldown: one request until it answers */
 };
+#define SCHED_ST_COUNT (SCHED_ST_PROBING + 1)
 
 void sched_provider_init(struct sched_provider *p, const struct provider *cfg, const struct config *c);
 void sched_provider_free(struct sched_provider *p);
 enum sched_state sched_provider_state(struct sched_provider *p, const struct config *c, int64_t now);
 const char *sched_state_name(enum sched_state s);
 const char *sched_pool_name(enum sched_pool p);
+
+/* The limits in force: configured, and effective (learned; = configured when
+ * learning is off or nothing was learned). model: the request's model; its
+ * window's limits, or both 0 when it has no window of its own. */
+int sched_limit_effective(const struct sched_provider *p, const struct config *c);
+void sched_model_limits(const struct sched_provider *p, const char *model, const struct config *c,
+    int *configured, int *effective);
+struct sched_model *sched_model_of(const struct sched_provider *p, const char *model);
+
+/* An answer arrived for rq's last commit on p (after cooldown_on_outcome gave
+ * cr): learn from a 429. true when a learned limit changed (persist it). */
+bool sched_note_outcome(struct sched_provider *p, const struct config *c, const struct sched_request *rq,
+    const struct cooldown_result *cr, int status, int64_t now);
+/* The learned-limit rules on their own (pure, for tests and the restore):
+ * a 429 at window count w, a tick at now. true when eff changed. */
+int  sched_learn_limit(const struct sched_learn *l, int configured);
+bool sched_learn_cut(struct sched_learn *l, int configured, int w, int64_t now);
+bool sched_learn_tick(struct sched_learn *l, int configured, int64_t span_ms, int64_t now);
 
 void sched_request_init(struct sched_request *rq);
 bool sched_request_tried(const struct sched_request *rq, const struct sched_provider *p);
@@ -106,9 +159,11 @@ bool sched_may_retry(const struct sched_request *rq, const struct config *c);
  * Advances the chosen pool's WRR state on GO, so call it when you mean it. */
 struct sched_decision sched_decide(struct sched_provider *const cand[], size_t n,
     const struct sched_request *rq, const struct config *c, int64_t now);
-/* Reserve the start at `now` (the moment of sending) on p's window, and on
- * its emergency budget for SCHED_POOL_EMERGENCY; remember p in rq. 0, or -1
- * when the window has no room any more (nothing recorded: decide again). */
+/* Reserve the start at `now` (the moment of sending) on p's window (and on
+ * rq->model's window when p has one), and on its emergency budget for
+ * SCHED_POOL_EMERGENCY; remember p in rq with the attempt's stamp and window
+ * counts; a half-open provider's first start becomes its probe. 0, or -1
+ * when a window has no room any more (nothing recorded: decide again). */
 int sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
     const struct config *c, int64_t now);
 

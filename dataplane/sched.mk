@@ -6,7 +6,8 @@ dataplane_libsched_a_SOURCES = \
 	dataplane/balancer.c dataplane/balancer.h \
 	dataplane/queue.c dataplane/queue.h \
 	dataplane/cooldown.c dataplane/cooldown.h \
-	dataplane/sched.c dataplane/sched.h
+	dataplane/sched.c dataplane/sched.h \
+	dataplane/winstore.c dataplane/winstore.h
 dataplane_libsched_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 
 SC_SCHED_TESTS = \

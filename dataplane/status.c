@@ -279,6 +279,22 @@ status_provider(struct reg_provider *rp, const struct config *cfg, int64_t now, 
 	status_add_str(o, "state", sched_state_name(state));
 	status_add_int(o, "rpm_used", sp != NULL ? ratelimit_used(&sp->rl, now) : 0);
 	status_add_int(o, "rpm_limit", rp->p.rpm_limit);
+	status_add_int(o, "rpm_limit_effective", sp != NULL ? sched_limit_effective(sp, cfg) : rp->p.rpm_limit);
+	if (sp != NULL && sp->nmodels > 0) {
+		struct json_object *ms = json_object_new_object();
+
+		for (i = 0; i < sp->nmodels; i++) {
+			struct json_object *m = json_object_new_object();
+			int conf, eff;
+
+			sched_model_limits(sp, sp->models[i].model, cfg, &conf, &eff);
+			status_add_int(m, "rpm_used", ratelimit_used(&sp->models[i].rl, now));
+			status_add_int(m, "rpm_limit", conf);
+			status_add_int(m, "rpm_limit_effective", eff);
+			json_object_object_add(ms, sp->models[i].model, m);
+		}
+		json_object_object_add(o, "models", ms);
+	}
 	status_add_int(o, "cooldown_remaining_ms", rem);
 	if (rem > 0) {
 		sc_ts_format((wall_ms + rem + 999) / 1000, ts);

@@ -282,7 +282,7 @@
 		}
 		if (snapAge() > STALE_MS) { dp.textContent = 'data plane not running'; dp.className = 'pill pill-bad'; return; }
 		const ps = (S.snap.providers || []);
-		const serving = ps.filter((p) => p.state === 'ok' || p.state === 'full').length;
+		const serving = ps.filter((p) => p.state === 'ok' || p.state === 'full' || p.state === 'probing').length;
 		dp.textContent = `data plane up · ${serving}/${ps.length} serving`;
 		dp.className = 'pill ' + (serving > 0 || ps.length === 0 ? 'pill-ok' : 'pill-warn');
 	}
@@ -305,7 +305,7 @@
 	}
 
 	const STATE_PILL = {
-		ok: 'pill-ok', full: 'pill-warn', cooling: 'pill-cool', unhealthy: 'pill-bad',
+		ok: 'pill-ok', full: 'pill-warn', cooling: 'pill-cool', probing: 'pill-warn', unhealthy: 'pill-bad',
 		invalid: 'pill-bad', disabled: 'pill-off',
 	};
 
@@ -341,6 +341,19 @@
 			el('span', { class: 'bar-text', text: `${used} / ${limit}` }));
 	}
 
+	/* Configured vs effective (learned from 429s below the configured limit). */
+	function limitCell(configured, effective, models) {
+		const learned = effective > 0 && effective < configured;
+		const parts = [el('span', { class: 'lim' + (learned ? ' lim-learned' : ''),
+			title: learned ? `The upstream answered 429 below ${configured}: ${effective} in force` : 'as configured',
+			text: `${fmtInt(configured)} / ${fmtInt(effective || configured)}` })];
+		for (const [m, v] of Object.entries(models || {})) {
+			parts.push(el('div', { class: 'prov-sub', 'data-model': m,
+				text: `${m}: ${fmtInt(v.rpm_limit)} / ${fmtInt(v.rpm_limit_effective || v.rpm_limit)}` }));
+		}
+		return el('div', {}, ...parts);
+	}
+
 	function cooldownCell(id) {
 		const end = S.cooldownEnds.get(id);
 		const span = el('span', { class: 'countdown', 'data-cooldown-for': id });
@@ -356,7 +369,7 @@
 		const body = $('#providers-body');
 		const rows = mergedProviders();
 		if (rows.length === 0) {
-			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 8, text: 'No providers yet. Add one or import a YAML file.' })));
+			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 9, text: 'No providers yet. Add one or import a YAML file.' })));
 			return;
 		}
 		const fresh = [];
@@ -365,7 +378,9 @@
 			const name = (cfg && cfg.name) || live.name;
 			const state = liveState(cfg, live);
 			const used = live ? live.rpm_used || 0 : 0;
-			const limit = (live && live.rpm_limit) || (cfg && cfg.rpm_limit) || 0;
+			const configured = (live && live.rpm_limit) || (cfg && cfg.rpm_limit) || 0;
+			const effective = (live && live.rpm_limit_effective) || (cfg && cfg.rpm_limit_effective) || configured;
+			const limit = effective;
 			const health = (live && live.health) || (cfg && cfg.health && cfg.health.state) || 'unknown';
 			const latency = live ? live.last_latency_ms : cfg && cfg.health ? cfg.health.last_latency_ms : null;
 			const status = (cfg && cfg.status) || (live && live.status) || 'active';
@@ -376,6 +391,7 @@
 					el('div', { class: 'prov-sub', text: [(cfg && cfg.pool) || (live && live.pool), cfg && cfg.api_key_mask, cfg && cfg.model_prefix].filter(Boolean).join(' · ') })),
 				el('td', { 'data-label': 'State' }, el('span', { class: 'pill ' + (STATE_PILL[state] || 'pill-off'), 'data-state': state, text: state })),
 				el('td', { 'data-label': 'RPM', class: 'col-rpm' }, rpmBar(used, limit)),
+				el('td', { 'data-label': 'Limit', class: 'num col-limit' }, limitCell(configured, effective, live && live.models)),
 				el('td', { 'data-label': 'Cooldown' }, cooldownCell(id)),
 				el('td', { 'data-label': 'Health' }, el('span', { class: 'pill ' + (health === 'healthy' ? 'pill-ok' : health === 'unhealthy' ? 'pill-bad' : 'pill-off'), text: health })),
 				el('td', { 'data-label': 'Latency', class: 'num', text: latency === 0 && live && live.requests_1m > 0 ? '<1 ms' : fmtMs(latency) }),
@@ -648,6 +664,8 @@
 			f.elements.flatten_content.checked = !!md.flatten_content;
 			f.elements.max_tokens_field.checked = !!md.max_tokens_field;
 			f.elements.stream_usage.checked = md.stream_usage !== false;
+			const ml = p.model_rpm_limits || md.model_rpm_limits || {};
+			f.elements.model_rpm_limits.value = Object.keys(ml).length ? JSON.stringify(ml) : '';
 			$('#key-mask').textContent = p.api_key_mask || '****';
 			f.elements.api_key.required = false;
 		} else {
@@ -680,6 +698,10 @@
 		}
 		const su = f.elements.stream_usage.checked;
 		if (!orig ? !su : su !== (md.stream_usage !== false)) b.stream_usage = su;
+		const mlText = f.elements.model_rpm_limits.value.trim();
+		const ml = mlText === '' ? {} : JSON.parse(mlText);	/* clientCheck parsed it already */
+		const origMl = (orig && (orig.model_rpm_limits || md.model_rpm_limits)) || {};
+		if (JSON.stringify(ml) !== JSON.stringify(origMl)) b.model_rpm_limits = Object.keys(ml).length ? ml : null;
 		const key = f.elements.api_key.value.trim();
 		if (key) b.api_key = key;
 		if (!orig) b.source = 'webui';
@@ -694,6 +716,14 @@
 		}
 		if (!/^https?:\/\//.test(f.elements.endpoint_url.value.trim()))
 			return { field: 'endpoint_url', message: 'endpoint URL must start with http:// or https://' };
+		const ml = f.elements.model_rpm_limits.value.trim();
+		if (ml !== '') {
+			let o = null;
+			try { o = JSON.parse(ml); } catch { o = null; }
+			if (o === null || typeof o !== 'object' || Array.isArray(o) ||
+			    !Object.values(o).every((v) => Number.isInteger(v) && v >= 1 && v <= 100000))
+				return { field: 'model_rpm_limits', message: 'per-model limits: a JSON object of "model": requests per window (1 to 100000)' };
+		}
 		return null;
 	}
 

@@ -189,6 +189,7 @@ INSERT INTO system_config (key, value, description) VALUES
  ('max_attempts',                  '3',        'Upstream attempts per request, retries on other providers included'),
  ('recover_wait_seconds',          '10',       'Wait for a main-pool provider that recovers within this many seconds before using the fallback pool'),
  ('emergency_rpm_ratio',           '0.1',      'Share of rpm_limit the emergency channel may use while its provider is cooling'),
+ ('learn_limits',                  '1',        '1: lower a key''s (or model''s) effective limit when the upstream answers 429 below rpm_limit, 0: never'),
  ('upstream_connect_timeout',      '10',       'Upstream connect timeout, seconds'),
  ('upstream_ttfb_timeout',         '120',      'Longest wait for the first response byte from upstream, seconds'),
  ('unhealthy_after_failures',      '3',        'Consecutive failures (5xx, connect error, first-byte timeout) that make a provider unhealthy'),

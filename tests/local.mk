@@ -11,6 +11,8 @@ TESTS += tests/blackbox/mock.test.mjs
 EXTRA_DIST += tests/blackbox/lib/mock.mjs tests/blackbox/lib/deps.mjs tests/blackbox/mock.test.mjs
 TESTS += tests/blackbox/sched_scenarios.test.mjs
 EXTRA_DIST += tests/blackbox/sched_scenarios.test.mjs
+TESTS += tests/blackbox/sched_upstream_limits.test.mjs
+EXTRA_DIST += tests/blackbox/sched_upstream_limits.test.mjs
 
 # What a client sees (issue 16): Retry-After, 503s for the sidecar's keys,
 # its own model id (dataplane_client); and the real OpenClaw (npm openclaw,

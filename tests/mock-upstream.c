@@ -660,13 +660,39 @@ static struct key *key_add(const char *name, size_t n)
  * The exact sliding window: admit iff fewer than rpm admitted requests
  * started in (now - window, now]; only admitted requests are remembered.
  */
-static bool key_admit(struct key *k, uint64_t now)
+static void key_expire(struct key *k, uint64_t now)
 {
 	while (k->win_len && now - k->win[k->win_head] >= g.window_us) {
 		k->win_head = (k->win_head + 1) % k->win_cap;
 		k->win_len--;
 	}
-	if (k->rpm && k->win_len >= k->rpm)
+}
+
+static bool key_full(struct key *k, uint64_t now)
+{
+	key_expire(k, now);
+	return k->rpm && k->win_len >= k->rpm;
+}
+
+/*
+ * A per-model window of a key ("model_rpm" in POST /_mock/key) is a key
+ * entry of its own named KEY '\x1f' MODEL, so stats list it as such.
+ */
+static struct key *key_model_find(const char *key, size_t kn, const char *model, size_t mn)
+{
+	char name[512];
+
+	if (!model || kn + 1 + mn >= sizeof(name))
+		return NULL;
+	memcpy(name, key, kn);
+	name[kn] = '\x1f';
+	memcpy(name + kn + 1, model, mn);
+	return key_find(name, kn + 1 + mn);
+}
+
+static bool key_admit(struct key *k, uint64_t now)
+{
+	if (key_full(k, now))
 		return false;
 	if (k->win_len == k->win_cap) {
 		if (k->win_cap >= WIN_MAX) {
@@ -1772,6 +1798,27 @@ static void ctl_key(struct conn *c)
 	}
 	if (json_object_object_get_ex(jo, "retry_after", &v))
 		k->retry_after = v ? json_object_get_int64(v) : -1;
+	if (json_object_object_get_ex(jo, "model_rpm", &v) && v) {
+		if (!json_object_is_type(v, json_type_object)) {
+			err = "\"model_rpm\" must be an object of model: rpm";
+			goto out;
+		}
+		json_object_object_foreach(v, mname, mv) {
+			char name[512];
+			size_t kn = (size_t)json_object_get_string_len(json_object_object_get(jo, "key")), mn = strlen(mname);
+			struct key *mk;
+
+			if (kn + 1 + mn >= sizeof(name)) {
+				err = "model name too long";
+				goto out;
+			}
+			memcpy(name, k->name, kn);
+			name[kn] = '\x1f';
+			memcpy(name + kn + 1, mname, mn);
+			mk = key_add(name, kn + 1 + mn);
+			mk->rpm = json_object_get_int64(mv) > 0 ? (uint64_t)json_object_get_int64(mv) : 0;
+		}
+	}
 out:
 	json_object_put(jo);
 	if (err)
@@ -2111,7 +2158,7 @@ static void req_dispatch(struct conn *c)
 	size_t pn, qn = 0, an, kn = 0, mn = 0, fn;
 	uint64_t now = g_now = clock_us(), wait_us = 0;
 	json_object *jo = NULL, *v;
-	struct key *k;
+	struct key *k, *mk;
 	struct fault f = { F_NONE, 0 };
 	bool key_fault = false, bad_json = false;
 	bool keepalive = r->keepalive;	/* set by head_parse */
@@ -2218,10 +2265,22 @@ static void req_dispatch(struct conn *c)
 		resp_nim(c, 429, NULL, r->retry_after);
 		goto out;
 	}
+	mk = key_model_find(key, kn, model, mn);
+	if (mk && key_full(mk, now)) {
+		/* the model's window is full: a 429 that counts in neither window */
+		k->rejected_429++;
+		mk->rejected_429++;
+		resp_nim(c, 429, NULL, -1);
+		goto out;
+	}
 	if (!key_admit(k, now)) {
 		k->rejected_429++;
 		resp_nim(c, 429, NULL, -1);
 		goto out;
+	}
+	if (mk) {
+		(void)key_admit(mk, now);
+		mk->accepted++;
 	}
 	k->accepted++;
 	if (key_fault && k->fault_left && --k->fault_left == 0)
@@ -2828,7 +2887,7 @@ static void usage(FILE *f)
 	      "slow-headers=MS | delay=MS | echo-key=STATUS (the body echoes the key in many forms) |\n"
 	      "sse-429=N | sse-429-openai=N (a stream: N chunks, then a 429 error event in NIM's or\n"
 	      "OpenAI's shape). Control API (loopback only): GET /_mock/record[?since=SEQ],\n"
-	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after}.\n",
+	      "GET /_mock/stats, POST /_mock/reset, POST /_mock/key {key,rpm,fault,fault_count,retry_after,model_rpm:{model:N}}.\n",
 	      f);
 }
 

@@ -132,6 +132,14 @@ test('live dashboard: providers, traffic, cooldown, screenshots', { timeout: 900
 	await page.waitForFunction((name) => Array.from(document.querySelectorAll('#cooldowns-body tr'))
 		.some((r) => r.textContent.includes(name)), NAMES[2], { timeout: 3000 });
 	assert.ok(await page.isVisible(`${row} [data-action="reset"]`), 'no reset button on a cooling provider');
+	// That 429 came with the window far below the configured 40: the Limit
+	// column shows configured / effective (learned, at most halved), highlighted.
+	if (shim.real()) {
+		await page.waitForSelector(`${row} .lim-learned`, { timeout: 3000 });
+		const lim = (await page.textContent(`${row} .lim-learned`)).split('/').map((x) => Number(x.trim()));
+		assert.ok(lim[0] === 40 && lim[1] >= 20 && lim[1] < 40, `Limit shows ${lim.join(' / ')}`);
+		assert.equal(await page.textContent(`#providers-body tr[data-provider="${NAMES[0]}"] .lim`), '40 / 40');
+	}
 
 	// Screenshots: desktop and a narrow phone, both without horizontal overflow.
 	t.diagnostic(`screenshot: ${await screenshot(page, 'dashboard-1280x800', { fullPage: false })}`);

@@ -101,10 +101,23 @@ test('edit, disable, enable, reset a cooldown', { timeout: 30000 }, async () => 
 	assert.equal(await page.inputValue('#provider-form [name=name]'), 'web-added');
 	assert.equal(await page.inputValue('#provider-form [name=api_key]'), '', 'the key field must start empty');
 	await page.fill('#provider-form [name=rpm_limit]', '25');
+	// Per-model limits: checked in the form first, then stored as an object.
+	await page.fill('#provider-form [name=model_rpm_limits]', '{"big": 0}');
+	await page.click('#provider-submit');
+	await page.waitForSelector('#provider-form [name=model_rpm_limits].field-error');
+	assert.ok(await page.isVisible('#provider-dialog'), 'a bad per-model limit closed the dialog');
+	await page.fill('#provider-form [name=model_rpm_limits]', '{"big": 5}');
 	await page.click('#provider-submit');
 	await page.waitForSelector('#provider-dialog', { state: 'hidden' });
 	await page.waitForFunction((sel) => document.querySelector(`${sel} .bar-text`).textContent.endsWith('/ 25'), rowSel('web-added'));
 	assert.equal((await providers()).find((x) => x.name === 'web-added').rpm_limit, 25);
+	assert.deepEqual((await providers()).find((x) => x.name === 'web-added').model_rpm_limits, { big: 5 });
+	// The edit dialog shows them again.
+	await page.click(`${rowSel('web-added')} [data-action=edit]`);
+	await page.waitForSelector('#provider-dialog[open]');
+	assert.equal(await page.inputValue('#provider-form [name=model_rpm_limits]'), '{"big":5}');
+	await page.click('#provider-dialog [data-close]');
+	await page.waitForSelector('#provider-dialog', { state: 'hidden' });
 
 	await page.click(`${rowSel('web-added')} [data-action=disable]`);
 	await page.waitForSelector(`${rowSel('web-added')} [data-state=disabled]`);

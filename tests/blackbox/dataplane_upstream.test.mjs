@@ -81,7 +81,7 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 		st = makeDb({ providers: [
 			{ name: 'h', key: H, url: mock.url, prefix: 'h/' },
 			{ name: 'c', key: C, url: mock.url, prefix: 'c/', rpm: 40 },
-		] });
+		], settings: { cooldown_base_seconds: 1, recover_wait_seconds: 0 } });
 		dp = await startDataplane(st);
 	});
 	after(async () => {
@@ -106,18 +106,27 @@ describe('status the data plane persists', { timeout: 60000 }, () => {
 
 	it('a cooldown replaced by a newer one is no longer active', async () => {
 		const chat = () => postJson(`${dp.url}/chat/completions`, { model: 'c/m', messages: [] }, { 'x-mock-fault': 'status=429' });
+		const events = "SELECT COUNT(*) FROM cooldown_events e JOIN providers p ON p.id = e.provider_id WHERE p.name='c'";
 		assert.equal((await chat()).status, 503);
 		// The key is cooling: the emergency channel sends the next one, which gets a 429 again.
+		// The same overload (issue 15): it adds no backoff step, so no second cooldown.
 		assert.equal((await chat()).status, 503);
-		const events = "SELECT COUNT(*) FROM cooldown_events e JOIN providers p ON p.id = e.provider_id WHERE p.name='c'";
-		assert.equal(await untilIs(events, '2'), '2', 'the emergency attempt started a second cooldown');
+		assert.equal(await untilIs(events, '1'), '1');
+		await sleep(300);
+		assert.equal(sql(st, events), '1', 'an emergency attempt during the cooldown started a second cooldown');
+		// The 1 s cooldown ends (the key is probing); its half-open probe meets 429: the next step,
+		// a newer cooldown while the first one's rounded-up end may still lie ahead.
+		for (let i = 0; i < 60 && JSON.parse((await request(`${dp.base}/health`)).body).providers.probing !== 1; i++)
+			await sleep(50);
+		assert.equal((await chat()).status, 503);
+		assert.equal(await untilIs(events, '2'), '2', 'the probe\'s 429 started a second cooldown');
 		const active = `${events} AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`;
 		const fmt = sql(st, "SELECT ended_at FROM cooldown_events LIMIT 1");
 		assert.match(fmt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'ended_at format');
 		assert.equal(sql(st, active), '1', sql(st, "SELECT started_at, ended_at, cooldown_seconds FROM cooldown_events"));
-		// The one still active is the newer, longer one.
+		// The one still active is the newer, longer one (base 1 s, second step 2 s).
 		assert.equal(sql(st, `SELECT e.cooldown_seconds FROM cooldown_events e JOIN providers p ON p.id = e.provider_id
-			WHERE p.name='c' AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`), '60');
+			WHERE p.name='c' AND e.ended_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`), '2');
 	});
 });
 

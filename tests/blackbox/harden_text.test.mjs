@@ -130,7 +130,7 @@ test('a stored name that is not UTF-8 cannot break a scrape; a rename reaches /m
 	const r = await postJson(`${dp.url}/chat/completions`, { model: 'u/m', messages: [{ role: 'user', content: 'hi' }] });
 	assert.equal(r.status, 200, r.body);
 	let text = await scrape();
-	assert.ok(text.includes('sidecar_provider_rpm_limit{provider="bad \uFFFD\uFFFD"}'), text.split('\n').filter((l) => l.includes('rpm_limit')).join('\n'));
+	assert.ok(text.includes('sidecar_provider_rpm_limit{provider="bad \uFFFD\uFFFD",kind="configured"}'), text.split('\n').filter((l) => l.includes('rpm_limit')).join('\n'));
 	assert.match(text, /sidecar_requests_total\{provider="bad \uFFFD\uFFFD",pool="main",code="2xx"\} 1/);
 	// Rename through the admin API.
 	const id = sql("SELECT id FROM providers WHERE model_prefix = 'u/'");
@@ -139,7 +139,7 @@ test('a stored name that is not UTF-8 cannot break a scrape; a rename reaches /m
 	const end = Date.now() + 5000;
 	for (;;) {
 		text = await scrape();
-		if (text.includes('sidecar_provider_rpm_limit{provider="renamed-ok"}')) break;
+		if (text.includes('sidecar_provider_rpm_limit{provider="renamed-ok",kind="configured"}')) break;
 		assert.ok(Date.now() < end, 'the rename reached /metrics within 5 s');
 		await sleep(200);
 	}

@@ -94,7 +94,8 @@ describe('metrics port', () => {
 		assert.equal(value(after, 'sidecar_upstream_latency_seconds_count{provider="p-main"}') - bl, 5);
 		assert.ok(value(after, 'sidecar_upstream_responses_total{provider="p-main",result="4xx"}') >= 1);
 		assert.ok(value(after, 'sidecar_provider_rpm_used{provider="p-main"}') >= 5);
-		assert.equal(value(after, 'sidecar_provider_rpm_limit{provider="p-main"}'), 1000);
+		assert.equal(value(after, 'sidecar_provider_rpm_limit{provider="p-main",kind="configured"}'), 1000);
+		assert.equal(value(after, 'sidecar_provider_rpm_limit{provider="p-main",kind="effective"}'), 1000);
 		assert.equal(value(after, 'sidecar_provider_state{provider="p-main",state="ok"}'), 1);
 		assert.equal(value(after, 'sidecar_provider_healthy{provider="p-main"}'), 1);
 		assert.ok(value(after, 'process_resident_memory_bytes') > 1e6);

@@ -392,6 +392,24 @@ test_provider_crud(void **state)
 	assert_string_equal(jget(f->json, "rpm_limit"), "35");
 	assert_int_equal(call(f, "PATCH", "/api/v2/providers/no-such-id", "{\"rpm_limit\":30}"), 404);
 
+	/* Per-model limits: an object, checked entry by entry; null removes them. */
+	assert_int_equal(call(f, "PATCH", uri, "{\"model_rpm_limits\":{\"meta/llama-405b\":10}}"), 200);
+	assert_string_equal(jget(f->json, "model_rpm_limits.meta/llama-405b"), "10");
+	assert_string_equal(jget(f->json, "metadata.model_rpm_limits.meta/llama-405b"), "10");
+	assert_string_equal(jget(f->json, "rpm_limit_effective"), "35");	/* no data plane: the configured one */
+	assert_int_equal(call(f, "PATCH", uri, "{\"model_rpm_limits\":{\"m\":0}}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "model_rpm_limits");
+	assert_int_equal(call(f, "PATCH", uri, "{\"model_rpm_limits\":[10]}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "model_rpm_limits");
+	assert_int_equal(call(f, "PATCH", uri, "{\"model_rpm_limits\":{\"m\":\"10\"}}"), 422);
+	assert_int_equal(call(f, "PATCH", uri, "{\"rpm_limit_effective\":10}"), 422);
+	assert_string_equal(jget(f->json, "error.field"), "rpm_limit_effective");
+	assert_int_equal(call(f, "GET", uri, NULL), 200);
+	assert_string_equal(jget(f->json, "model_rpm_limits.meta/llama-405b"), "10");
+	assert_int_equal(call(f, "PATCH", uri, "{\"model_rpm_limits\":null}"), 200);
+	assert_null(jget(f->json, "model_rpm_limits.meta/llama-405b"));
+	assert_null(jget(f->json, "metadata.model_rpm_limits"));
+
 	/* Rename conflict. */
 	create(f, "acct2", TESTKEY);
 	assert_int_equal(call(f, "PATCH", uri, "{\"name\":\"acct2\"}"), 409);

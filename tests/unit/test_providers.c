@@ -228,6 +228,54 @@ test_enums_compat(void **state)
 	provider_clear(&p);
 }
 
+/* metadata.model_rpm_limits: parsed sorted, every bad shape a precise error
+ * naming the field, nothing half-parsed left behind. */
+static void
+test_model_rpm_limits(void **state)
+{
+	struct provider p;
+	struct sc_err e;
+	char big[4096];
+	size_t n;
+
+	(void)state;
+	sample(&p, "x");
+	set(&p.metadata, "{\"model_rpm_limits\":{\"z/m\":5,\"meta/llama-3.1-405b-instruct\":10}}");
+	assert_int_equal(provider_parse_compat(&p, &e), 0);
+	assert_int_equal(p.n_model_rpm, 2);
+	assert_string_equal(p.model_rpm[0].model, "meta/llama-3.1-405b-instruct");
+	assert_int_equal(p.model_rpm[0].rpm, 10);
+	assert_string_equal(p.model_rpm[1].model, "z/m");
+	/* Parsing again replaces (no leak, no duplicates). */
+	assert_int_equal(provider_parse_compat(&p, &e), 0);
+	assert_int_equal(p.n_model_rpm, 2);
+	const char *bad[] = {
+		"{\"model_rpm_limits\":[1]}", "{\"model_rpm_limits\":{\"m\":0}}",
+		"{\"model_rpm_limits\":{\"m\":100001}}", "{\"model_rpm_limits\":{\"m\":\"5\"}}",
+		"{\"model_rpm_limits\":{\"m\":2.5}}", "{\"model_rpm_limits\":{\"\":5}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set(&p.metadata, bad[i]);
+		sc_err_clear(&e);
+		assert_int_equal(provider_parse_compat(&p, &e), -1);
+		assert_string_equal(e.field, "model_rpm_limits");
+		assert_int_equal(p.n_model_rpm, 0);
+		assert_null(p.model_rpm);
+	}
+	/* At most PROVIDER_MODEL_RPM_MAX models. */
+	n = (size_t)snprintf(big, sizeof(big), "{\"model_rpm_limits\":{");
+	for (int i = 0; i <= PROVIDER_MODEL_RPM_MAX; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"m%d\":1", i ? "," : "", i);
+	snprintf(big + n, sizeof(big) - n, "}}");
+	set(&p.metadata, big);
+	assert_int_equal(provider_parse_compat(&p, &e), -1);
+	assert_string_equal(e.field, "model_rpm_limits");
+	set(&p.metadata, "{\"model_rpm_limits\":null}");
+	assert_int_equal(provider_parse_compat(&p, &e), 0);
+	assert_int_equal(p.n_model_rpm, 0);
+	provider_clear(&p);
+}
+
 /* How many characters of the secret part of key appear in mask. */
 static void
 check_mask(const char *key)
@@ -499,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_validate_utf8),
 		cmocka_unit_test(test_enums_compat),
+		cmocka_unit_test(test_model_rpm_limits),
 		cmocka_unit_test(test_mask),
 		cmocka_unit_test_setup_teardown(test_storage, testdb_setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_rekey, testdb_setup, testdb_teardown),

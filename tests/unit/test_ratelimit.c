@@ -241,6 +241,56 @@ test_unconfigured(void **state)
 	ratelimit_free(&rl);
 }
 
+/* A lower admitted limit (learned) keeps the ring at the configured size:
+ * raised again, every start that matters is still counted. */
+static void
+test_admit_lower(void **state)
+{
+	struct ratelimit rl;
+
+	(void)state;
+	ratelimit_init(&rl);
+	ratelimit_configure(&rl, 10, 1000, 0);
+	ratelimit_set_admit(&rl, 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(ratelimit_reserve(&rl, 100 + i), 0);
+	assert_false(ratelimit_has_room(&rl, 200));
+	assert_int_equal(ratelimit_reserve(&rl, 200), -1);
+	assert_int_equal(ratelimit_next_free(&rl, 200), 100 + 1000);	/* the 4th newest leaves */
+	assert_true(ratelimit_has_room(&rl, 1100));
+	/* Raised to 6 at 500: the 4 starts still count, 2 more fit, not 6. */
+	ratelimit_set_admit(&rl, 6);
+	assert_int_equal(ratelimit_reserve(&rl, 500), 0);
+	assert_int_equal(ratelimit_reserve(&rl, 501), 0);
+	assert_int_equal(ratelimit_reserve(&rl, 502), -1);
+	assert_int_equal(ratelimit_used(&rl, 502), 6);
+	/* Never above the configured limit, never below 1. */
+	ratelimit_set_admit(&rl, 50);
+	assert_int_equal(rl.admit, 10);
+	ratelimit_set_admit(&rl, 0);
+	assert_int_equal(rl.admit, 1);
+	ratelimit_free(&rl);
+}
+
+/* Restored starts count like reserved ones, in time order, the newest kept. */
+static void
+test_restore_starts(void **state)
+{
+	struct ratelimit rl;
+	const int64_t t[] = { 300, 100, 200, 250, 50, 400 };
+
+	(void)state;
+	ratelimit_init(&rl);
+	ratelimit_configure(&rl, 5, 1000, 0);
+	assert_int_equal(ratelimit_reserve(&rl, 150), 0);
+	ratelimit_restore(&rl, t, 6);
+	assert_int_equal(rl.count, 5);			/* the ring keeps the newest 5 of 7 */
+	assert_int_equal(ratelimit_used(&rl, 400), 5);
+	assert_false(ratelimit_has_room(&rl, 400));
+	assert_int_equal(ratelimit_next_free(&rl, 400), 150 + 1000);	/* kept: 150 200 250 300 400 */
+	ratelimit_free(&rl);
+}
+
 int
 main(void)
 {
@@ -252,6 +302,8 @@ main(void)
 		cmocka_unit_test(test_tpm),
 		cmocka_unit_test(test_tpm_bounded),
 		cmocka_unit_test(test_unconfigured),
+		cmocka_unit_test(test_admit_lower),
+		cmocka_unit_test(test_restore_starts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 
 #include "queue.h"
 #include "sched.h"
+#include "winstore.h"
 
 #define FX_MAX 16
 
@@ -688,11 +689,322 @@ test_simulation(void **state)
 	fx_free(s.f);
 }
 
+/* Commit one attempt of rq on provider i at now (the caller's decision). */
+static void
+fx_send(struct fx *f, size_t i, struct sched_request *rq, int64_t now)
+{
+	assert_int_equal(sched_commit(f->cand[i], SCHED_POOL_MAIN, rq, &f->c, now), 0);
+}
+
+/* 429 answered at now to rq's last commit on provider i: cooldown + learning. */
+static struct cooldown_result
+fx_answer(struct fx *f, size_t i, const struct sched_request *rq, int status, int64_t now)
+{
+	struct cooldown_outcome o;
+	struct cooldown_result r;
+
+	memset(&o, 0, sizeof(o));
+	o.status = status;
+	o.sent = rq->stamp;
+	o.retry_after_ms = -1;
+	r = cooldown_on_outcome(&f->sp[i].cd, &f->c, now, &o);
+	sched_note_outcome(&f->sp[i], &f->c, rq, &r, status, now);
+	return r;
+}
+
+/* The learned-limit rule on its own: a believable 429 (>= half) sets the
+ * limit to the window count and caps recovery below the bad count until it
+ * is forgotten; an isolated 429 at 2 of 40 costs at most half for one
+ * window and is fully back after five clean windows. */
+static void
+test_learn_rule(void **state)
+{
+	struct sched_learn l;
+	const int64_t span = 1000;
+
+	(void)state;
+	memset(&l, 0, sizeof(l));
+	assert_true(sched_learn_cut(&l, 40, 25, 0));
+	assert_int_equal(sched_learn_limit(&l, 40), 25);
+	assert_int_equal(l.bad, 26);
+	/* Clean windows: capped at 25 (26 met a 429) ... */
+	for (int w = 1; w < SCHED_LEARN_FORGET; w++) {
+		sched_learn_tick(&l, 40, span, w * span);
+		assert_int_equal(sched_learn_limit(&l, 40), 25);
+	}
+	/* ... until it is forgotten; then a tenth of 40 per clean window. */
+	sched_learn_tick(&l, 40, span, SCHED_LEARN_FORGET * span);
+	assert_int_equal(sched_learn_limit(&l, 40), 29);
+	assert_int_equal(l.bad, 0);
+	sched_learn_tick(&l, 40, span, (SCHED_LEARN_FORGET + 3) * span);
+	assert_int_equal(sched_learn_limit(&l, 40), 40);
+	assert_int_equal(l.eff, 0);
+
+	/* Isolated 429 at 2 of 40: halved, not 2, and no ceiling kept. */
+	memset(&l, 0, sizeof(l));
+	assert_true(sched_learn_cut(&l, 40, 2, 0));
+	assert_int_equal(sched_learn_limit(&l, 40), 20);
+	assert_int_equal(l.bad, 0);
+	sched_learn_tick(&l, 40, span, 999);
+	assert_int_equal(sched_learn_limit(&l, 40), 20);	/* not a full window yet */
+	for (int w = 1; w <= 5; w++)
+		sched_learn_tick(&l, 40, span, w * span);
+	assert_int_equal(sched_learn_limit(&l, 40), 40);
+	/* At most halve per cut: 40 -> 20 -> 10 -> 5 -> 3 -> 2 -> 1, never 0. */
+	memset(&l, 0, sizeof(l));
+	for (int k = 0; k < 8; k++)
+		sched_learn_cut(&l, 40, 0, 0);
+	assert_int_equal(sched_learn_limit(&l, 40), 1);
+	/* A 429 at the limit itself teaches nothing. */
+	memset(&l, 0, sizeof(l));
+	assert_false(sched_learn_cut(&l, 40, 40, 0));
+	assert_int_equal(sched_learn_limit(&l, 40), 40);
+}
+
+/* Through sched: the 26th start of a 40 key meets 429 -> effective 25, used
+ * by admission, weights and the emergency budget; the in-flight 429s of the
+ * same burst (same episode) add no step and no second cut; learning off
+ * keeps the configured limit. */
+static void
+test_learned_in_sched(void **state)
+{
+	struct fx *f = fx_new();
+	struct sched_request rq[40];
+	struct cooldown_result r;
+	int steps = 0;
+
+	(void)state;
+	f->c.rpm_window_seconds = 1;
+	f->c.rpm_window_margin_ms = 0;
+	f->c.cooldown_base_seconds = 1;
+	fx_add(f, POOL_MAIN, 40, 1);
+	for (int i = 0; i < 40; i++) {
+		sched_request_init(&rq[i]);
+		fx_send(f, 0, &rq[i], 0);	/* all in the same millisecond */
+	}
+	assert_int_equal(rq[25].sent_used, 25);
+	for (int i = 25; i < 40; i++) {
+		r = fx_answer(f, 0, &rq[i], 429, 0);	/* answered in the same millisecond */
+		steps += r.cooldown_started;
+	}
+	assert_int_equal(steps, 1);
+	assert_int_equal(f->sp[0].cd.consecutive_429, 1);
+	assert_int_equal(sched_limit_effective(&f->sp[0], &f->c), 25);
+	assert_int_equal(f->sp[0].emergency.limit, 2);		/* floor(25 * 0.1) */
+	/* After the cooldown and the window: 25 starts, not 40. */
+	{
+		struct sched_request q;
+		int n = 0;
+
+		sched_request_init(&q);
+		while (sched_commit(f->cand[0], SCHED_POOL_MAIN, &q, &f->c, 1000) == 0 && n < 100) {
+			n++;
+			if (n == 1) {	/* the half-open probe answers 200: full capacity */
+				r = fx_answer(f, 0, &q, 200, 1000);
+				assert_true(r.recovered);
+			}
+		}
+		assert_int_equal(n, 25);
+	}
+	/* Learning off: the configured limit is in force again. */
+	f->c.learn_limits = 0;
+	assert_int_equal(sched_limit_effective(&f->sp[0], &f->c), 40);
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);	/* syncs */
+	assert_int_equal(f->sp[0].rl.admit, 40);
+	fx_free(f);
+}
+
+/* Half-open in sched: after a cooldown one request goes (the probe); the
+ * others WAIT until it answers; state "probing". */
+static void
+test_half_open_sched(void **state)
+{
+	struct fx *f = fx_new();
+	struct sched_request a, b;
+	struct sched_decision d;
+
+	(void)state;
+	fx_add(f, POOL_MAIN, 40, 1);
+	sched_request_init(&a);
+	fx_send(f, 0, &a, 0);
+	(void)fx_answer(f, 0, &a, 429, 10);
+	assert_int_equal(sched_provider_state(&f->sp[0], &f->c, 20), SCHED_ST_COOLING);
+	assert_int_equal(sched_provider_state(&f->sp[0], &f->c, 30010), SCHED_ST_PROBING);
+	assert_string_equal(sched_state_name(SCHED_ST_PROBING), "probing");
+	sched_request_init(&a);
+	sched_request_init(&b);
+	d = fx_decide(f, &a, 30010);
+	assert_int_equal(d.verdict, SCHED_GO);
+	fx_send(f, 0, &a, 30010);
+	assert_true(a.stamp.probe);
+	d = fx_decide(f, &b, 30010);
+	assert_int_equal(d.verdict, SCHED_WAIT);		/* the probe is out */
+	assert_int_equal(sched_commit(f->cand[0], SCHED_POOL_MAIN, &b, &f->c, 30010), -1);
+	assert_int_equal(sched_next_change(f->cand, f->n, &f->c, 30010), INT64_MAX);	/* the answer wakes */
+	(void)fx_answer(f, 0, &a, 200, 30020);
+	d = fx_decide(f, &b, 30020);
+	assert_int_equal(d.verdict, SCHED_GO);
+	assert_int_equal(sched_provider_state(&f->sp[0], &f->c, 30020), SCHED_ST_READY);
+	fx_free(f);
+}
+
+/* Per-model windows: a model with its own limit waits when its window is
+ * full while other models flow; both windows must have room; the timer
+ * wakes at the model window's exact free instant; learning cuts the model
+ * window, not the key's. */
+static void
+test_model_windows(void **state)
+{
+	struct fx *f = fx_new();
+	struct provider_model_rpm mr[1];
+	struct sched_request q;
+	struct sched_decision d;
+	int conf, eff;
+
+	(void)state;
+	f->c.rpm_window_seconds = 1;
+	f->c.rpm_window_margin_ms = 0;
+	mr[0].model = (char *)"big";
+	mr[0].rpm = 3;
+	fx_add(f, POOL_MAIN, 10, 1);
+	f->pv[0].model_rpm = mr;
+	f->pv[0].n_model_rpm = 1;
+	f->sp[0].models_of = NULL;	/* as after a reload */
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);	/* syncs */
+	assert_int_equal(f->sp[0].nmodels, 1);
+	for (int i = 0; i < 3; i++) {
+		sched_request_init(&q);
+		q.model = "big";
+		d = fx_decide(f, &q, 100 + i);
+		assert_int_equal(d.verdict, SCHED_GO);
+		fx_send(f, 0, &q, 100 + i);
+	}
+	sched_request_init(&q);
+	q.model = "big";
+	d = fx_decide(f, &q, 200);
+	assert_int_equal(d.verdict, SCHED_WAIT);
+	assert_int_equal(d.until_ms, 1100);		/* the first "big" start leaves */
+	assert_int_equal(sched_next_change(f->cand, f->n, &f->c, 200), 1100);
+	/* Another model on the same key flows; so does no model. */
+	for (int i = 0; i < 7; i++) {
+		sched_request_init(&q);
+		q.model = i % 2 ? "small" : NULL;
+		d = fx_decide(f, &q, 300);
+		assert_int_equal(d.verdict, SCHED_GO);
+		fx_send(f, 0, &q, 300);
+	}
+	/* Key full now (10): "small" waits for the key. */
+	sched_request_init(&q);
+	q.model = "small";
+	assert_int_equal(fx_decide(f, &q, 400).verdict, SCHED_WAIT);
+	/* A 429 for "big" at 1 of 3 cuts big's window (to 2: at most half), not the key. */
+	sched_request_init(&q);
+	q.model = "big";
+	fx_send(f, 0, &q, 1100);
+	assert_int_equal(q.sent_model_used, 2);
+	(void)fx_answer(f, 0, &q, 429, 1101);
+	sched_model_limits(&f->sp[0], "big", &f->c, &conf, &eff);
+	assert_int_equal(conf, 3);
+	assert_int_equal(eff, 2);
+	assert_int_equal(sched_limit_effective(&f->sp[0], &f->c), 10);
+	sched_model_limits(&f->sp[0], "small", &f->c, &conf, &eff);
+	assert_int_equal(conf, 0);
+	f->pv[0].model_rpm = NULL;
+	f->pv[0].n_model_rpm = 0;
+	fx_free(f);
+}
+
+/* Revisit: one key, cooling 1 s, recover_wait 10 s: a request that tried it
+ * waits for it and goes again (as the probe); a key that only failed with a
+ * 5xx is not tried twice; cooldown beyond recover_wait -> REJECT. */
+static void
+test_revisit(void **state)
+{
+	struct fx *f = fx_new();
+	struct sched_request q;
+	struct sched_decision d;
+
+	(void)state;
+	f->c.cooldown_base_seconds = 1;
+	fx_add(f, POOL_MAIN, 40, 1);
+	sched_request_init(&q);
+	fx_send(f, 0, &q, 0);
+	(void)fx_answer(f, 0, &q, 429, 5);
+	d = fx_decide(f, &q, 10);
+	assert_int_equal(d.verdict, SCHED_WAIT);
+	assert_int_equal(d.why, SCHED_WHY_REVISIT);
+	assert_int_equal(d.until_ms, 1005);
+	d = fx_decide(f, &q, 1005);
+	assert_int_equal(d.verdict, SCHED_GO);
+	fx_send(f, 0, &q, 1005);
+	assert_true(q.stamp.probe);
+	assert_int_equal(q.attempts, 2);
+	/* A 5xx does not start an episode: no second try on the same key. */
+	(void)fx_answer(f, 0, &q, 500, 1010);
+	d = fx_decide(f, &q, 1020);
+	assert_int_equal(d.verdict, SCHED_REJECT);
+	/* Cooling longer than recover_wait: REJECT at once. */
+	f->c.cooldown_base_seconds = 60;
+	sched_request_init(&q);
+	fx_send(f, 0, &q, 2000);
+	(void)fx_answer(f, 0, &q, 429, 2001);
+	assert_int_equal(fx_decide(f, &q, 2002).verdict, SCHED_REJECT);
+	fx_free(f);
+}
+
+/* The window store: a graceful stop restores exactly; a crash record
+ * (ahead N) adds N starts at the restart; learned limits come back; a
+ * garbage record is refused. */
+static void
+test_winstore(void **state)
+{
+	struct fx *f = fx_new(), *g = fx_new();
+	struct sched_request q;
+	char *rec;
+
+	(void)state;
+	f->c.rpm_window_seconds = 60;
+	g->c.rpm_window_seconds = 60;
+	fx_add(f, POOL_MAIN, 5, 1);
+	fx_add(g, POOL_MAIN, 5, 1);
+	for (int i = 0; i < 5; i++) {
+		sched_request_init(&q);
+		fx_send(f, 0, &q, 1000 + i);
+	}
+	f->sp[0].learn.eff = 4;
+	/* Clean stop at monotonic 2000 = wall 1e12 + 2000; restart at monotonic 50, wall + 3000. */
+	rec = winstore_encode(&f->sp[0], 2000, 1000000002000LL, 0);
+	assert_int_equal(winstore_restore(&g->sp[0], rec, 50, 1000000005000LL), 0);
+	free(rec);
+	(void)sched_provider_state(&g->sp[0], &g->c, 50);
+	assert_int_equal(ratelimit_used(&g->sp[0].rl, 50), 5);
+	assert_int_equal(sched_limit_effective(&g->sp[0], &g->c), 4);
+	/* The first restored start (wall +1000) leaves at its true time: restart + 58 s. */
+	assert_int_equal(ratelimit_next_free(&g->sp[0].rl, 50), 50 - 4000 + 60500 + 1);
+	/* A crash record with ahead 1 and no starts: one start assumed at the restart. */
+	fx_free(g);
+	g = fx_new();
+	fx_add(g, POOL_MAIN, 5, 1);
+	assert_int_equal(winstore_restore(&g->sp[0], "{\"v\":1,\"ahead\":1,\"starts\":[]}", 10, 5000), 0);
+	assert_int_equal(ratelimit_used(&g->sp[0].rl, 10), 1);
+	assert_int_equal(winstore_ahead(&g->sp[0]), 1);
+	assert_int_equal(winstore_restore(&g->sp[0], "not json", 10, 5000), -1);
+	assert_int_equal(winstore_restore(&g->sp[0], "{\"v\":2}", 10, 5000), -1);
+	fx_free(f);
+	fx_free(g);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_main_ok),
+		cmocka_unit_test(test_learn_rule),
+		cmocka_unit_test(test_learned_in_sched),
+		cmocka_unit_test(test_half_open_sched),
+		cmocka_unit_test(test_model_windows),
+		cmocka_unit_test(test_revisit),
+		cmocka_unit_test(test_winstore),
 		cmocka_unit_test(test_effective_weights),
 		cmocka_unit_test(test_main_full_waits),
 		cmocka_unit_test(test_main_recovers_soon_waits),

@@ -168,6 +168,16 @@ static const char good_entry[] =
     "  notes: \"\"\n";				/* 9 */
 
 static const struct bad bad_cases[] = {
+	/* model_rpm_limits: a mapping of model: integer 1..100000. */
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  model_rpm_limits: 10\n", "line 7: model_rpm_limits: must be a mapping", 7 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  model_rpm_limits:\n    meta/x: 0\n", "line 8: model_rpm_limits: the limit of a model", 8 },
+	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	  "  endpoint_url: https://integrate.api.nvidia.com/v1\n  model_prefix: nvidia/\n"
+	  "  rpm_limit: 40\n  model_rpm_limits: {meta/x: ten}\n", "line 7: model_rpm_limits: the limit of a model", 7 },
 	{ "providers:\n- account: a\n  api_key: [unclosed\n  pool: main\n", "YAML syntax error", 4 },
 	{ "providers:\n- account: \"a\n", "YAML syntax error", 3 },
 	{ "providers:\n- account: acct\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
@@ -268,6 +278,24 @@ test_malformed(void **state)
 		assert_int_equal(import(f, loop, strlen(loop), counts, &e), 0);
 		assert_int_equal(counts[YAML_CREATED], 1);
 		free(loop);
+	}
+	/* Per-model limits land in the metadata, as the data plane reads them. */
+	{
+		static const char ml[] =
+		    "providers:\n- account: permodel\n  api_key: nvapi-TEST-0002-xxxxxxxxxxxxxxxx\n"
+		    "  endpoint_url: http://127.0.0.1:9/v1\n  model_prefix: nvidia/\n  rpm_limit: 40\n"
+		    "  model_rpm_limits:\n    \"meta/llama-3.1-405b-instruct\": 10\n    other/m: 3\n";
+		struct provider p;
+
+		assert_int_equal(import(f, ml, strlen(ml), counts, &e), 0);
+		assert_int_equal(counts[YAML_CREATED], 1);
+		assert_int_equal(provider_get(f->db, NULL, "name", "permodel", &p, &e), 0);
+		assert_int_equal(p.n_model_rpm, 2);
+		assert_string_equal(p.model_rpm[0].model, "meta/llama-3.1-405b-instruct");
+		assert_int_equal(p.model_rpm[0].rpm, 10);
+		assert_string_equal(p.model_rpm[1].model, "other/m");
+		assert_int_equal(p.model_rpm[1].rpm, 3);
+		provider_clear(&p);
 	}
 	/* An empty list is fine and does nothing. */
 	assert_int_equal(import(f, "providers: []\n", 14, counts, &e), 0);

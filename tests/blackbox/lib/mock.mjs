@@ -181,6 +181,14 @@ export async function startMock(opts = {}) {
         key, rpm, fault, fault_count: count, retry_after: retryAfter,
       });
     },
+    /**
+     * Per-model windows of a key, {model: rpm}: a request for that model is
+     * admitted only when the key's and the model's windows both have room
+     * (429 at once otherwise). stats().by_key lists each as `${key}\x1f${model}`.
+     */
+    setModelRpm(key, modelRpm) {
+      return control(port, 'POST', '/_mock/key', { key, model_rpm: modelRpm });
+    },
     /** Poll the record until pred(entries) is truthy; returns the entries. */
     async waitRecord(pred, timeoutMs = 5000) {
       const end = Date.now() + timeoutMs;

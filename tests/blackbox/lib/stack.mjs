@@ -50,6 +50,10 @@ export function providersYaml(list) {
 		for (const k of ['max_tokens_field', 'flatten_content', 'stream_usage', 'weight', 'status']) {
 			if (p[k] !== undefined) y += `  ${k}: ${p[k]}\n`;
 		}
+		if (p.modelRpm) {
+			y += '  model_rpm_limits:\n';
+			for (const [m, n] of Object.entries(p.modelRpm)) y += `    ${yamlQuote(m)}: ${n}\n`;
+		}
 	}
 	return y;
 }
@@ -76,6 +80,7 @@ function insertDirect(db, keyB64, list) {
 		for (const k of ['max_tokens_field', 'flatten_content', 'stream_usage']) {
 			if (p[k] !== undefined) md[k] = p[k];
 		}
+		if (p.modelRpm) md.model_rpm_limits = p.modelRpm;
 		const q = (s) => "'" + String(s).replace(/'/g, "''") + "'";
 		sql += `INSERT INTO providers (id, name, api_key, api_key_mask, endpoint_url, model_prefix, pool, status, ` +
 			`source, rpm_limit, weight, metadata) VALUES (${q(id)}, ${q(p.name)}, ${q(stored)}, '****', ` +
@@ -112,7 +117,7 @@ export function setSetting(st, k, v) {
 		`UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version';`]);
 }
 
-// Add providers [{name, key, url, prefix, pool, rpm, max_tokens_field, ...}].
+// Add providers [{name, key, url, prefix, pool, rpm, max_tokens_field, ..., modelRpm: {model: rpm}}].
 export function addProviders(st, list) {
 	if (st.ctl) {
 		const f = join(st.dir, `import-${Date.now()}-${Math.random().toString(36).slice(2)}.yaml`);
