@@ -60,7 +60,7 @@ async function withStack({ keys, windowMs = 2000, providers, settings }, fn) {
 function assertQueue503(r, retryAfter, codes) {
 	assert.equal(r.status, 503, r.body);
 	const ra = +r.headers['retry-after'];
-	if (retryAfter !== undefined) assert.ok(ra >= retryAfter[0] && ra <= retryAfter[1], `Retry-After ${r.headers['retry-after']}, want ${retryAfter}`);
+	if (retryAfter !== undefined) assert.ok(ra >= retryAfter[0] && ra <= retryAfter[1], `Retry-After ${r.headers['retry-after']}, want ${retryAfter}: ${r.body}`);
 	else assert.ok(ra >= 1, `Retry-After ${r.headers['retry-after']}`);
 	const e = JSON.parse(r.body).error;
 	assert.ok(e && typeof e.message === 'string' && e.type, r.body);
