@@ -3,7 +3,7 @@
  * shape {"error":{"message":…,"field":…}}), request body and query parsing
  * with hard caps, authentication, and the router that hands a request to the
  * route files (routes_session.c, routes_providers.c, routes_config.c,
- * routes_stats.c). Nothing here knows about FastCGI.
+ * routes_stats.c, routes_requests.c). Nothing here knows about FastCGI.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -304,8 +304,7 @@ api_hexval(int ch)
 	return -1;
 }
 
-/* Percent-decode s[0..n) into out; -1 when it does not fit or is malformed. */
-static int
+int
 api_urldecode(const char *s, size_t n, char *out, size_t outlen)
 {
 	size_t o = 0;
@@ -460,7 +459,8 @@ api_handle(struct api_ctx *ctx, const struct api_request *rq, struct api_respons
 	memcpy(c.expires_at, ai.expires_at, sizeof(c.expires_at));
 	crypto_wipe(&ai, sizeof(ai));
 
-	if (routes_session(&c) || routes_providers(&c) || routes_config(&c) || routes_stats(&c))
+	if (routes_session(&c) || routes_providers(&c) || routes_config(&c) || routes_stats(&c) ||
+	    routes_requests(&c))
 		return;
 	api_error(rs, 404, NULL, "no such route: %s%s", API_PREFIX, path);
 }

@@ -121,10 +121,34 @@ bool api_err_is_stale_key(const struct sc_err *e);
 /* True when the last failure was SQLite saying "busy/locked". */
 bool api_err_is_busy(sqlite3 *db, const struct sc_err *e);
 
+/* Percent-decode s[0..n) into out; 0, or -1 when it does not fit or is malformed. */
+int api_urldecode(const char *s, size_t n, char *out, size_t outlen);
+
+/* Read-only queries built from the filters that were given (routes_stats.c,
+ * used by routes_requests.c too): an SQL text with its text parameters. */
+#define STATS_MAX_BINDS 12
+struct stats_q {
+	struct sc_buf sql;
+	const char   *bind[STATS_MAX_BINDS];
+	int           n;
+};
+void stats_q_init(struct stats_q *q, const char *head);
+/* Append SQL in which every '#' stands for the next parameter's number. */
+void stats_q_cond(struct stats_q *q, const char *sql, const char *value);
+/* Prepare and bind; NULL on failure (the caller answers with api_db_error). */
+sqlite3_stmt *stats_q_prepare(sqlite3 *db, struct stats_q *q);
+/* Parse a time: Unix seconds, YYYY-MM-DD, YYYY-MM-DDTHH or a full timestamp. 0 or -1. */
+int stats_parse_time(const char *s, int64_t *out);
+/* Optional text filter: *given when present and not empty; -1 (400 set) when too long. */
+int stats_filter(struct api_call *c, const char *name, char *out, size_t outlen, bool *given);
+/* 0 for main, fallback or emergency, else -1 with 400 set. */
+int stats_pool_ok(struct api_call *c, const char *pool);
+
 /* Route groups; each returns true when it recognised the path. */
 bool routes_session(struct api_call *c);
 bool routes_providers(struct api_call *c);
 bool routes_config(struct api_call *c);
 bool routes_stats(struct api_call *c);
+bool routes_requests(struct api_call *c);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * The event-building side of sidecar-events: SSE framing, the per-stream
- * cursors (status sequence, cooldown rowid, config version), cooldown
- * start/end tracking, heartbeats, and the read-only queries behind them.
+ * cursors (status sequence, cooldown rowid, config version, request seq),
+ * cooldown start/end tracking, new request log rows, heartbeats, and the
+ * read-only queries behind them.
  * Nothing here touches libfcgi, so tests/unit/test_events.c drives it with a
  * temporary database and plain buffers.
  */
@@ -17,6 +18,7 @@
 
 #include "db.h"
 #include "events.h"
+#include "reqrow.h"
 
 int
 events_id_parse(const char *s, int64_t *cooldown_cursor, int64_t *status_seq)
@@ -290,6 +292,10 @@ events_db_init(struct events_db *d, sqlite3 *db, struct sc_err *e)
 		  " WHERE c.provider_id = p.id) FROM providers p WHERE p.id = ?1" },
 		{ offsetof(struct events_db, maxrow),
 		  "SELECT COALESCE(max(rowid), 0) FROM cooldown_events" },
+		{ offsetof(struct events_db, reqs),
+		  "SELECT " REQROW_COLS " FROM request_log WHERE seq > ?1 ORDER BY seq LIMIT ?2" },
+		{ offsetof(struct events_db, maxreq),
+		  "SELECT COALESCE(max(seq), 0) FROM request_log" },
 	};
 	size_t i;
 
@@ -316,6 +322,8 @@ events_db_free(struct events_db *d)
 	sqlite3_finalize(d->cool);
 	sqlite3_finalize(d->prov);
 	sqlite3_finalize(d->maxrow);
+	sqlite3_finalize(d->reqs);
+	sqlite3_finalize(d->maxreq);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -364,6 +372,53 @@ int64_t
 events_db_max_cooldown(struct events_db *d)
 {
 	return events_db_int(d->maxrow, 0);
+}
+
+int64_t
+events_db_max_request(struct events_db *d)
+{
+	return events_db_int(d->maxreq, 0);
+}
+
+int
+events_requests(struct events_stream *s, struct events_db *d, struct sc_buf *out)
+{
+	int64_t max;
+	int rc, n = 0;
+
+	max = events_db_max_request(d);
+	if (max < 0)
+		return -1;
+	if (!s->request_known) {
+		/* A new stream starts at the newest row: the page has the list. */
+		s->request_cursor = max;
+		s->request_known = 1;
+		return 0;
+	}
+	if (max <= s->request_cursor)
+		return 0;
+	if (max - s->request_cursor > EVENTS_REQUEST_LAG) {
+		s->request_cursor = max - EVENTS_REQUEST_BATCH;
+		if (events_format(s, out, "requests_skipped", "{}") == -1)
+			return -1;
+		n++;
+	}
+	sqlite3_bind_int64(d->reqs, 1, s->request_cursor);
+	sqlite3_bind_int(d->reqs, 2, EVENTS_REQUEST_BATCH);
+	while ((rc = sqlite3_step(d->reqs)) == SQLITE_ROW) {
+		json_object *o = reqrow_json(d->reqs);
+		int fr = events_format(s, out, "request",
+		    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		s->request_cursor = sqlite3_column_int64(d->reqs, 0);
+		json_object_put(o);
+		if (fr == -1) {
+			sqlite3_reset(d->reqs);
+			return -1;
+		}
+		n++;
+	}
+	sqlite3_reset(d->reqs);
+	return rc == SQLITE_DONE ? n : -1;
 }
 
 /* Copy column i as text into a fixed buffer (truncating). */
@@ -454,6 +509,10 @@ events_tick(struct events_stream *s, struct events_db *d, struct sc_buf *out,
 	}
 	rc = events_expire_cooldowns(s, out, now_wall_ms, events_db_provider, d);
 	if (rc < 0)
+		goto fail;
+	n += rc;
+
+	if ((rc = events_requests(s, d, out)) < 0)
 		goto fail;
 	n += rc;
 

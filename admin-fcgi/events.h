@@ -14,6 +14,13 @@
  * The cooldown cursor is the rowid of the newest cooldown_events row already
  * delivered (a reconnect resumes after it, so no cooldown start is lost); the
  * status sequence increases with every status event. Both parts only grow.
+ *
+ * "event: request" carries one new request_log row (the JSON of reqrow.h) as
+ * the data plane's statistics writer commits it. Its cursor (the row's seq)
+ * is not part of the id: a stream that opens or reconnects starts at the
+ * newest row, and the page reloads the list through GET /api/v2/requests.
+ * A stream that falls more than EVENTS_REQUEST_LAG rows behind skips ahead
+ * to the newest EVENTS_REQUEST_BATCH (the page is told to reload).
  */
 #ifndef SC_EVENTS_H
 #define SC_EVENTS_H
@@ -29,6 +36,8 @@
 #define EVENTS_SNAPSHOT_MAX    (4 * 1024 * 1024)	/* largest snapshot we relay, bytes */
 #define EVENTS_BUF_CAP         (8 * 1024 * 1024)	/* cap on one batch of output, bytes */
 #define EVENTS_COOLDOWN_BATCH  64	/* new cooldown rows read per tick */
+#define EVENTS_REQUEST_BATCH   100	/* new request rows sent per tick at most */
+#define EVENTS_REQUEST_LAG     1000	/* rows behind past which a stream skips ahead */
 
 /* A cooldown that has started and whose end event is still owed. */
 struct events_active {
@@ -46,6 +55,8 @@ struct events_stream {
 	int64_t  config_version;	/* last seen meta.config_version, -1 before the first */
 	int64_t  cooldown_cursor;	/* highest cooldown rowid delivered */
 	int      cursor_known;		/* 0 until resumed or set from the table's max rowid */
+	int64_t  request_cursor;	/* highest request_log seq delivered */
+	int      request_known;		/* 0 until set from the table's max seq */
 	int64_t  last_write_ms;		/* monotonic ms of the last output (heartbeat timer) */
 	struct events_active active[EVENTS_MAX_ACTIVE];
 	size_t   nactive;
@@ -126,6 +137,8 @@ struct events_db {
 	sqlite3_stmt *cool;		/* new cooldown rows */
 	sqlite3_stmt *prov;		/* one provider's cooldown state */
 	sqlite3_stmt *maxrow;		/* highest cooldown rowid */
+	sqlite3_stmt *reqs;		/* new request_log rows */
+	sqlite3_stmt *maxreq;		/* highest request_log seq */
 };
 
 int  events_db_init(struct events_db *d, sqlite3 *db, struct sc_err *e);
@@ -138,6 +151,12 @@ int64_t events_db_config_version(struct events_db *d);
 int64_t events_db_max_cooldown(struct events_db *d);
 /* Up to max rows with rowid > after, oldest first; returns the count or -1. */
 int  events_db_cooldowns(struct events_db *d, int64_t after, struct events_cooldown_row *rows, size_t max);
+/* Highest request_log seq (0 when none), -1 on error. */
+int64_t events_db_max_request(struct events_db *d);
+/* Append "event: request" for up to EVENTS_REQUEST_BATCH rows after the
+ * stream's request cursor (skipping ahead when it lags by more than
+ * EVENTS_REQUEST_LAG: then "event: requests_skipped" first). Count or -1. */
+int  events_requests(struct events_stream *s, struct events_db *d, struct sc_buf *out);
 /* events_provider_fn over struct events_db: 0 found, 1 gone, -1 error. */
 int  events_db_provider(void *arg, const char *provider_id, int64_t *cooldown_until_ms, int64_t *latest_rowid);
 

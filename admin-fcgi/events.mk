@@ -9,7 +9,8 @@ sidecar_events_LDADD = admin-fcgi/libadmin.a $(SC_COMMON_LIBS) $(FCGI_LIBS) $(PT
 
 check_PROGRAMS += tests/unit/test_events
 TESTS += tests/unit/test_events
-tests_unit_test_events_SOURCES = tests/unit/test_events.c admin-fcgi/events.c admin-fcgi/events.h
+tests_unit_test_events_SOURCES = tests/unit/test_events.c admin-fcgi/events.c admin-fcgi/events.h \
+	admin-fcgi/reqrow.c admin-fcgi/reqrow.h
 tests_unit_test_events_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/admin-fcgi
 tests_unit_test_events_CFLAGS = $(SC_UNIT_CFLAGS)
 tests_unit_test_events_LDADD = $(SC_UNIT_LIBS)
@@ -31,4 +32,6 @@ EXTRA_DIST += tests/blackbox/dashboard_events.test.mjs tests/blackbox/lib/browse
 TESTS += tests/blackbox/dashboard_live.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_live.test.mjs
 TESTS += tests/blackbox/dashboard_manage.test.mjs
+TESTS += tests/blackbox/dashboard_requests.test.mjs
+EXTRA_DIST += tests/blackbox/dashboard_requests.test.mjs
 EXTRA_DIST += tests/blackbox/dashboard_manage.test.mjs

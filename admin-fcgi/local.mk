@@ -10,6 +10,8 @@ admin_fcgi_libadmin_a_SOURCES = \
 	admin-fcgi/routes_providers.c \
 	admin-fcgi/routes_config.c \
 	admin-fcgi/routes_stats.c \
+	admin-fcgi/routes_requests.c \
+	admin-fcgi/reqrow.c admin-fcgi/reqrow.h \
 	admin-fcgi/validate_key.c admin-fcgi/validate_key.h
 admin_fcgi_libadmin_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
 

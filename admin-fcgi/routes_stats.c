@@ -18,19 +18,11 @@
 #include "api.h"
 #include "db.h"
 
-#define STATS_MAX_BINDS   8
 #define STATS_MAX_RANGE   (400LL * 86400)	/* longest from..to span, seconds */
 #define STATS_COOLDOWNS_DEFAULT 50
 #define STATS_COOLDOWNS_MAX     1000
 
-/* An SQL statement under construction with its text parameters. */
-struct stats_q {
-	struct sc_buf sql;
-	const char   *bind[STATS_MAX_BINDS];
-	int           n;
-};
-
-static void
+void
 stats_q_init(struct stats_q *q, const char *head)
 {
 	sc_buf_init(&q->sql, 8192);
@@ -38,8 +30,7 @@ stats_q_init(struct stats_q *q, const char *head)
 	sc_buf_printf(&q->sql, "%s", head);
 }
 
-/* Append SQL in which every '#' stands for the next parameter's number. */
-static void
+void
 stats_q_cond(struct stats_q *q, const char *sql, const char *value)
 {
 	if (q->n >= STATS_MAX_BINDS)
@@ -53,7 +44,7 @@ stats_q_cond(struct stats_q *q, const char *sql, const char *value)
 	}
 }
 
-static sqlite3_stmt *
+sqlite3_stmt *
 stats_q_prepare(sqlite3 *db, struct stats_q *q)
 {
 	sqlite3_stmt *st = NULL;
@@ -65,8 +56,7 @@ stats_q_prepare(sqlite3 *db, struct stats_q *q)
 	return st;
 }
 
-/* Parse a time: Unix seconds, YYYY-MM-DD, YYYY-MM-DDTHH or a full timestamp. */
-static int
+int
 stats_parse_time(const char *s, int64_t *out)
 {
 	char buf[SC_TS_LEN];
@@ -122,8 +112,7 @@ stats_range(struct api_call *c, int64_t def_span, int64_t *from, int64_t *to)
 	return 0;
 }
 
-/* Optional text filter; -1 (400 set) when too long. */
-static int
+int
 stats_filter(struct api_call *c, const char *name, char *out, size_t outlen, bool *given)
 {
 	int rc = api_query(c->rq, name, out, outlen);
@@ -158,7 +147,7 @@ stats_named_range(struct api_call *c, int64_t *span, const char **name)
 	return -1;
 }
 
-static int
+int
 stats_pool_ok(struct api_call *c, const char *pool)
 {
 	if (strcmp(pool, "main") == 0 || strcmp(pool, "fallback") == 0 || strcmp(pool, "emergency") == 0)

@@ -1140,7 +1140,11 @@ async function main() {
 	}
 	R.meta.elapsed_s = (Date.now() - t0) / 1000;
 	writeFileSync(join(OUT, 'results.json'), JSON.stringify(R, null, 1));
-	const md = report();
+	let md = report();
+	/* The section bench/reqlog.mjs maintains (bench/run --reqlog) is kept as it is. */
+	const old = existsSync(join(HERE, 'RESULTS.md')) ? readFileSync(join(HERE, 'RESULTS.md'), 'utf8') : '';
+	const kept = /<!-- reqlog:begin -->[\s\S]*<!-- reqlog:end -->/.exec(old);
+	if (kept) md += '\n\n' + kept[0];
 	writeFileSync(join(HERE, opt.only ? join('out', 'RESULTS.partial.md') : 'RESULTS.md'), md + '\n');
 	log(`done in ${R.meta.elapsed_s.toFixed(0)} s; wrote ${opt.only ? 'bench/out/RESULTS.partial.md' : 'bench/RESULTS.md'}`);
 }

@@ -83,6 +83,8 @@ static const struct config_desc config_table[] = {
 	    "Cooldown events older than this are pruned daily"),
 	CFG(db_size_warn_bytes, CONFIG_INT64, "104857600", 1048576, 1e12,
 	    "Database size past which the metrics warn (practical limit 100 MB)"),
+	CFG(request_log_rows, CONFIG_INT, "20000", 0, 1000000,
+	    "Requests kept in the request log (the most recent ones); 0 turns the log off"),
 	{ NULL, CONFIG_INT, NULL, 0, 0, 0, NULL }
 };
 

@@ -41,6 +41,7 @@ struct config {
 	int    stats_retention_days;
 	int    events_retention_days;
 	int64_t db_size_warn_bytes;
+	int    request_log_rows;	/* requests kept in request_log; 0 = log off */
 };
 
 enum config_type { CONFIG_INT, CONFIG_DOUBLE, CONFIG_INT64 };	/* int, double, int64_t fields */

@@ -33,8 +33,8 @@ tokens_create(sqlite3 *db, enum token_kind kind, const char *label, char **plain
 	int rc;
 
 	*plain = NULL;
-	if (label != NULL && strlen(label) > 128)
-		return sc_err_set(e, "label", 0, "label: at most 128 characters");
+	if (label != NULL && strlen(label) > TOKENS_LABEL_MAX)
+		return sc_err_set(e, "label", 0, "label: at most %d characters", TOKENS_LABEL_MAX);
 	if (label != NULL && !sc_utf8_valid(label, strlen(label)))
 		return sc_err_set(e, "label", 0, "label: not valid UTF-8");
 	tok = crypto_token_generate(kind == TOKEN_ADMIN ? "sc_admin_" : "sc_client_");
@@ -86,6 +86,24 @@ tokens_verify(sqlite3 *db, enum token_kind kind, const char *presented, char id_
 		}
 	} else if (rc != SQLITE_DONE)
 		ret = -1;
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int
+tokens_label(sqlite3 *db, const char *id, char *out, size_t outlen)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT label FROM tokens WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		snprintf(out, outlen, "%s", t != NULL ? (const char *)t : "");
+		ret = 0;
+	}
 	sqlite3_finalize(st);
 	return ret;
 }

@@ -2,7 +2,7 @@
 # Operations commands (backup, restore, migrate) come from ctl/ops.mk's
 # SC_OPS_SOURCES.
 bin_PROGRAMS += sidecarctl
-sidecarctl_SOURCES = ctl/sidecarctl.c $(SC_OPS_SOURCES)
+sidecarctl_SOURCES = ctl/sidecarctl.c ctl/requests.c ctl/requests.h $(SC_OPS_SOURCES)
 sidecarctl_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) -I$(top_srcdir)/ctl -DSC_VERSION='"$(PACKAGE_VERSION)"'
 sidecarctl_LDADD = $(SC_COMMON_LIBS)
 

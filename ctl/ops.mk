@@ -8,6 +8,7 @@ SC_OPS_SOURCES = ctl/backup.c ctl/backup.h
 # The migration is embedded by scripts/embed-sql; listing it here makes
 # common/sql_embed.c depend on it.
 SC_SQL_MIGRATIONS += sql/migrations/002_backup_history_and_indexes.sql
+SC_SQL_MIGRATIONS += sql/migrations/003_request_log.sql
 
 # Test driver: runs backup/restore/migrate as sidecarctl does, plus `init`
 # and `hold-lock` (the data plane's lock convention) for the black-box tests.

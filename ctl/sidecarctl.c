@@ -27,6 +27,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "providers.h"
+#include "requests.h"
 #include "tokens.h"
 #include "yamlimport.h"
 
@@ -646,6 +647,20 @@ cmd_help(struct ctl *c, int argc, char **argv)
 	return ctl_usage(stdout);
 }
 
+/* The request log (ctl/requests.c), read-only. */
+static int
+cmd_requests(struct ctl *c, int argc, char **argv)
+{
+	sqlite3 *db = ctl_open(c, DB_OPEN_READONLY, NULL);
+	int rc;
+
+	if (db == NULL)
+		return 1;
+	rc = ctl_requests_run(db, argc, argv, sc_wall_ms() / 1000, stdout);
+	db_close(db);
+	return rc;
+}
+
 /* Commands of ctl/backup.c take the database path only. */
 static int
 cmd_backup(struct ctl *c, int argc, char **argv)
@@ -673,6 +688,8 @@ static const struct ctl_command ctl_commands[] = {
 	    cmd_providers },
 	{ "token", "create --admin|--client [--label L]", "create a bearer token (printed once)", cmd_token },
 	{ "config", "get [KEY] | set KEY VALUE", "read or change settings", cmd_config },
+	{ "requests", "[--errors] [--since WHEN] [--id ID] ...", "the most recent requests (the request log)",
+	    cmd_requests },
 	{ "rekey", "--new-key-file FILE", "re-encrypt every provider key with a new key", cmd_rekey },
 	{ "check", "", "integrity, schema version, encryption key; exit 1 on any problem", cmd_check },
 	{ "backup", "[--dir DIR] [--keep-days N] [--kind K]", "online consistent copy of the database",

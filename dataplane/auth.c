@@ -30,9 +30,10 @@ int
 auth_check(struct conn *c, const struct http_request *req, const char *rid)
 {
 	const struct http_header *a;
-	char tok[512];
+	char tok[512], label[TOKENS_LABEL_MAX + 1];
 	int r;
 
+	conn_set_client(c, "");
 	if (registry_client_tokens() <= 0 && !auth_public)
 		return 1;
 	a = http_find_header(req, "authorization");
@@ -43,10 +44,11 @@ auth_check(struct conn *c, const struct http_request *req, const char *rid)
 	}
 	memcpy(tok, a->value.p + 7, a->value.len - 7);
 	tok[a->value.len - 7] = '\0';
-	r = registry_check_token(tok);
+	r = registry_check_token(tok, label);
 	crypto_wipe(tok, sizeof(tok));
 	if (r == 1) {
 		conn_set_trusted(c);	/* no longer a pending stranger (conn.c) */
+		conn_set_client(c, label);	/* the request log names the client by its label */
 		return 1;
 	}
 	if (r == -1)

@@ -12,7 +12,9 @@
  * even if every token was revoked after the start. */
 void auth_set_public(int on);
 /* 1 when the request may go on (a valid token also makes c trusted:
- * conn_set_trusted); else the 401/500 answer is already on c. */
+ * conn_set_trusted, and names the request's client: conn_set_client with
+ * the token's label, "" without tokens); else the 401/500 answer is
+ * already on c. */
 int  auth_check(struct conn *c, const struct http_request *req, const char *rid);
 
 #endif

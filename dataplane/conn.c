@@ -112,6 +112,7 @@ struct conn {
 	int64_t               body_t0;		/* loop time the body started */
 	int                   head_only;		/* HEAD request: the response carries no body */
 	int                   trusted;		/* a request showed a valid client token */
+	char                  client[CONN_CLIENT_MAX + 1];	/* the current request's token label */
 	int                   pending;		/* on the conn_pending list */
 	int64_t               pending_ms;		/* loop time it joined that list */
 	struct conn          *qnewer, *qolder;	/* conn_pending links */
@@ -210,6 +211,18 @@ conn_set_trusted(struct conn *c)
 {
 	c->trusted = 1;
 	conn_pending_update(c);
+}
+
+void
+conn_set_client(struct conn *c, const char *label)
+{
+	snprintf(c->client, sizeof(c->client), "%s", label != NULL ? label : "");
+}
+
+const char *
+conn_client(const struct conn *c)
+{
+	return c->client;
 }
 
 /* Give back what c's body counted against max_body_memory. */

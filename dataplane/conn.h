@@ -91,5 +91,11 @@ void conn_batch_end(void);
 /* A request on c presented a valid client token: c stops counting as
  * pending (see conn.c) for the rest of its life. */
 void   conn_set_trusted(struct conn *c);
+/* Who the current request's client token says the client is (its label,
+ * for the request log): set by the admit function, read by the handler;
+ * "" until set. The label is copied (cut at CONN_CLIENT_MAX bytes). */
+#define CONN_CLIENT_MAX 128
+void   conn_set_client(struct conn *c, const char *label);
+const char *conn_client(const struct conn *c);
 
 #endif

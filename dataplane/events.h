@@ -15,6 +15,8 @@
 #include "dispatch.h"
 #include "sched.h"
 
+struct reqlog_trail;
+
 /* What a finished request was. */
 struct request_result {
 	const char     *rid;
@@ -37,6 +39,10 @@ struct request_result {
 	int64_t         completion_tokens;	/* -1 unknown */
 	int64_t         total_tokens;	/* -1 unknown (a stream that ended without usage) */
 	uint64_t        bytes;		/* body bytes relayed to the client */
+	const char     *client;		/* the client token's label, NULL or "" without tokens */
+	const char     *error_code;	/* why it failed (queue_timeout, upstream_error, ...), NULL on success */
+	int             client_closed;	/* the client went away before the end */
+	const struct reqlog_trail *trail;	/* the upstream attempts, in order (the request log) */
 };
 
 enum event_kind {

@@ -17,6 +17,7 @@ SC_DP_SOURCES = \
 	dataplane/events.c dataplane/events.h \
 	dataplane/metrics.c dataplane/metrics.h \
 	dataplane/stats.c dataplane/stats.h \
+	dataplane/reqlog.c dataplane/reqlog.h \
 	dataplane/status.c dataplane/status.h \
 	dataplane/persist.c dataplane/persist.h
 SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(PTHREAD_LIBS)
@@ -37,10 +38,18 @@ tests_unit_test_loop_LDADD = $(SC_UNIT_LIBS)
 # Statistics aggregation and flush against a temporary database.
 check_PROGRAMS += tests/unit/test_stats
 TESTS += tests/unit/test_stats
-tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c $(SC_TESTDB_SOURCES)
+tests_unit_test_stats_SOURCES = tests/unit/test_stats.c dataplane/stats.c dataplane/reqlog.c $(SC_TESTDB_SOURCES)
 tests_unit_test_stats_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
 tests_unit_test_stats_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
 tests_unit_test_stats_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS) $(PTHREAD_LIBS)
+
+# The request log: trails, batches, the ring's inserts and pruning.
+check_PROGRAMS += tests/unit/test_reqlog
+TESTS += tests/unit/test_reqlog
+tests_unit_test_reqlog_SOURCES = tests/unit/test_reqlog.c dataplane/reqlog.c $(SC_TESTDB_SOURCES)
+tests_unit_test_reqlog_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
+tests_unit_test_reqlog_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_reqlog_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS)
 
 # The Prometheus exposition, rendered with the data plane's modules linked
 # (no database, no sockets).
@@ -62,7 +71,8 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_http.test.mjs \
 	tests/blackbox/dataplane_upstream.test.mjs \
 	tests/blackbox/stats_usage.test.mjs \
-	tests/blackbox/stats_metrics.test.mjs
+	tests/blackbox/stats_metrics.test.mjs \
+	tests/blackbox/reqlog.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
 EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
 	docs/metrics.md docs/status-snapshot.md docs/performance.md dataplane/README.md

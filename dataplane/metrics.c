@@ -714,6 +714,12 @@ metrics_render_db(struct sc_buf *b)
 	sc_buf_printf(b, "sidecar_stats_dropped_total %llu\n", (unsigned long long)si.dropped);
 	metrics_family(b, "sidecar_stats_pruned_rows_total", "counter", "Rows deleted by retention pruning.");
 	sc_buf_printf(b, "sidecar_stats_pruned_rows_total %llu\n", (unsigned long long)si.rows_pruned);
+	metrics_family(b, "sidecar_request_log_written_total", "counter",
+	    "Request log records committed by the statistics writer.");
+	sc_buf_printf(b, "sidecar_request_log_written_total %llu\n", (unsigned long long)si.log_written);
+	metrics_family(b, "sidecar_request_log_dropped_total", "counter",
+	    "Request log records dropped at the memory cap between flushes.");
+	sc_buf_printf(b, "sidecar_request_log_dropped_total %llu\n", (unsigned long long)si.log_dropped);
 }
 
 static void

@@ -38,7 +38,7 @@ static void
 persist_tick(struct loop *l, void *arg)
 {
 	const struct config *cfg = registry_config();
-	struct stats_settings set = { cfg->stats_retention_days, cfg->events_retention_days };
+	struct stats_settings set = { cfg->stats_retention_days, cfg->events_retention_days, cfg->request_log_rows };
 	int64_t now = loop_now(l);
 	int flush = now >= ps.next_flush, publish = now >= ps.next_publish;
 	int64_t t0 = persist_now_us();

@@ -49,6 +49,7 @@
 #include "oaierr.h"
 #include "proxy.h"
 #include "registry.h"
+#include "reqlog.h"
 #include "respmodel.h"
 #include "shape.h"
 #include "sse.h"
@@ -112,7 +113,9 @@ struct proxy_req {
 	int64_t               ttfb_ms;		/* first body byte, -1 before */
 	uint64_t              relayed;		/* body bytes sent to the client */
 
-	/* Outcome for the log line. */
+	/* Outcome for the log line and the request log. */
+	struct reqlog_trail   trail;		/* owned: the attempts */
+	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label, "" without tokens */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
@@ -165,6 +168,7 @@ proxy_free(struct proxy_req *r)
 	sc_buf_free(&r->upbody);
 	sc_buf_free(&r->errbody);
 	sc_buf_free(&r->hold);
+	reqlog_trail_free(&r->trail);
 	free(r->model);
 	free(r);
 	px_in_flight--;
@@ -192,6 +196,8 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
 	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
 	    note ? " " : "", note ? note : "");
+	reqlog_trail_finish(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED :
+	    r->interrupted ? REQLOG_INTERRUPTED : REQLOG_PENDING, r->up_status, now - r->t_start);
 	memset(&res, 0, sizeof(res));
 	res.rid = r->rid;
 	if (p != NULL) {
@@ -215,6 +221,10 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	res.completion_tokens = r->completion_tokens;
 	res.total_tokens = r->tokens;
 	res.bytes = r->relayed;
+	res.client = r->client;
+	res.error_code = note;
+	res.client_closed = status == 499;
+	res.trail = &r->trail;
 	ev.kind = EVENT_REQUEST_DONE;
 	ev.u.request = &res;
 	events_emit(&ev);
@@ -284,6 +294,16 @@ proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 	    degraded ? "X-Sidecar-Degraded: " : "", degraded ? pool : "", degraded ? "\r\n" : "",
 	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
 	return n < 0 || (size_t)n >= hl ? 0 : n;
+}
+
+/* Report how the attempt ended to the dispatcher (which applies and persists
+ * it) and note it in the request's trail for the request log. */
+static enum cooldown_action
+proxy_report(struct proxy_req *r, enum cooldown_failure fail, int status, int retry_after_s, const char *detail)
+{
+	reqlog_trail_end(&r->trail, reqlog_outcome_of(fail != COOLDOWN_FAIL_NONE, fail == COOLDOWN_FAIL_TTFB, status),
+	    status, sc_now_ms() - r->t_start);
+	return dispatch_report(&r->dt, fail, status, retry_after_s, detail);
 }
 
 /* Commit a 2xx: send the head to the client. */
@@ -371,7 +391,7 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		return 0;
 	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL) {
-		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+		proxy_report(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 	}
 	return 0;
@@ -399,7 +419,8 @@ proxy_event_limit(struct proxy_req *r, const struct sse_event *ev)
 	r->limit_counted = 1;
 	log_warn("request %s: provider %s sent a rate-limit error inside its %d stream", r->rid, r->dt.prov->p.name,
 	    r->up_status);
-	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, 429, -1, NULL);
+	proxy_report(r, COOLDOWN_FAIL_NONE, 429, -1, NULL);
+	reqlog_trail_late(&r->trail, REQLOG_RATE_LIMITED, 429);	/* the attempt had answered 200 */
 }
 
 /* Note an event's usage (total tokens), when it carries one. */
@@ -477,7 +498,7 @@ proxy_first_commit(struct proxy_req *r, struct upstream_xfer *x)
 
 	sc_buf_init(&r->first, 0);
 	proxy_first_reset(r);
-	dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+	proxy_report(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 	proxy_commit(r, x);
 	if (held.len > 0)
 		proxy_relay_data(r, held.data, held.len);
@@ -810,6 +831,7 @@ proxy_attempt(struct proxy_req *r)
 	int st;
 
 	r->attempts++;
+	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, r->dt.pool, sc_now_ms() - r->t_start);
 	r->up_status = 0;
 	r->last_fail_http = 0;
 	r->limit_counted = 0;
@@ -862,6 +884,7 @@ proxy_step(struct proxy_req *r, enum dispatch_verdict v)
 		case DISPATCH_GO:
 			if (proxy_attempt(r) == 0)
 				return;
+			reqlog_trail_end(&r->trail, REQLOG_START_FAILED, 0, sc_now_ms() - r->t_start);
 			r->last_fail = 502;
 			r->last_fail_http = 0;
 			r->last_fail_msg = "could not reach the provider";
@@ -927,13 +950,13 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 	}
 	if (res == UPSTREAM_OK && r->up_status >= 200 && r->up_status < 300) {
 		/* A 2xx whose head never reached on_head: commit an empty body. */
-		dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
+		proxy_report(r, COOLDOWN_FAIL_NONE, r->up_status, -1, NULL);
 		proxy_commit(r, x);
 		proxy_end_relay(r, res);
 		return;
 	}
 	if (res == UPSTREAM_OK) {
-		act = dispatch_report(&r->dt, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
+		act = proxy_report(r, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
 		if (act != COOLDOWN_ACT_RETRY) {
 			proxy_final_upstream(r, r->up_status);
 			return;
@@ -944,7 +967,7 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 		log_warn("request %s: provider %s answered %d, attempt %d", r->rid, r->dt.prov->p.name,
 		    r->up_status, r->attempts);
 	} else {
-		dispatch_report(&r->dt, res == UPSTREAM_ETTFB ? COOLDOWN_FAIL_TTFB : COOLDOWN_FAIL_CONNECT, 0, -1,
+		proxy_report(r, res == UPSTREAM_ETTFB ? COOLDOWN_FAIL_TTFB : COOLDOWN_FAIL_CONNECT, 0, -1,
 		    upstream_error(x));
 		r->last_fail = res == UPSTREAM_ETTFB ? 504 : 502;
 		r->last_fail_http = 0;
@@ -1002,7 +1025,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct dispatch_route *route;
 	struct proxy_req *r;
 	struct sc_err e;
-	size_t rl;
+	size_t rl, cl;
 
 	r = sc_xcalloc(1, sizeof(*r));
 	px_in_flight++;
@@ -1014,6 +1037,9 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
 	memcpy(r->rid, rid, rl);
 	r->rid[rl] = '\0';
+	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
+	memcpy(r->client, conn_client(c), cl);
+	r->client[cl] = '\0';
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);

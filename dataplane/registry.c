@@ -49,6 +49,7 @@ static struct {
 	int64_t               config_version;
 	int                   client_tokens;	/* unrevoked client tokens, -1 unknown */
 	char                  tok_cache[REG_TOKEN_CACHE][65];	/* hashes of verified tokens */
+	char                  tok_label[REG_TOKEN_CACHE][TOKENS_LABEL_MAX + 1];	/* their labels */
 	size_t                ntok;
 	struct registry_hooks hooks;
 	struct loop          *loop;
@@ -448,7 +449,7 @@ registry_client_tokens(void)
 }
 
 int
-registry_check_token(const char *token)
+registry_check_token(const char *token, char label[TOKENS_LABEL_MAX + 1])
 {
 	char h[65], id[37];
 	size_t i;
@@ -456,12 +457,18 @@ registry_check_token(const char *token)
 
 	crypto_token_hash(token, h);
 	for (i = 0; i < reg.ntok; i++)
-		if (crypto_ct_equal(reg.tok_cache[i], h, 64))
+		if (crypto_ct_equal(reg.tok_cache[i], h, 64)) {
+			memcpy(label, reg.tok_label[i], TOKENS_LABEL_MAX + 1);
 			return 1;
+		}
 	r = tokens_verify(reg.db, TOKEN_CLIENT, token, id);
+	label[0] = '\0';
 	if (r == 1) {
+		if (tokens_label(reg.db, id, label, TOKENS_LABEL_MAX + 1) == -1)
+			label[0] = '\0';	/* the request log shows no label; the token still counts */
 		if (reg.ntok == REG_TOKEN_CACHE)
 			reg.ntok = 0;
+		memcpy(reg.tok_label[reg.ntok], label, TOKENS_LABEL_MAX + 1);
 		memcpy(reg.tok_cache[reg.ntok++], h, 65);
 	}
 	return r;

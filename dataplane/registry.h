@@ -14,6 +14,7 @@
 
 #include "../common/config.h"	/* not the autoconf config.h */
 #include "providers.h"
+#include "tokens.h"
 #include "util.h"
 
 struct loop;
@@ -83,8 +84,9 @@ char *registry_get_meta(const char *key);
 /* Health as persisted (for a restart). 0 or -1. */
 int  registry_load_health(const char *id, int *unhealthy, int *failures);
 
-/* Client tokens: how many exist (0 = open access), and checking one (1 ok, 0 no, -1 error). */
+/* Client tokens: how many exist (0 = open access), and checking one (1 ok,
+ * 0 no, -1 error; on 1 label receives the token's label for the request log). */
 int registry_client_tokens(void);
-int registry_check_token(const char *token);
+int registry_check_token(const char *token, char label[TOKENS_LABEL_MAX + 1]);
 
 #endif

@@ -22,6 +22,7 @@
 #include "db.h"
 #include "log.h"
 #include "events.h"
+#include "reqlog.h"
 #include "stats.h"
 
 #define STATS_PRUNE_EVERY_S 86400	/* retention pruning once a day */
@@ -460,8 +461,11 @@ static struct {
 	sqlite3          *db;		/* the writer's own connection */
 	/* Loop thread only. */
 	struct stats_agg  cur;
+	struct reqlog_batch cur_log;	/* request log records since the last hand-off */
+	int               log_rows;	/* request_log_rows as last handed off, -1 before */
 	/* Under mu: the hand-off slot. */
 	struct stats_agg  slot;
+	struct reqlog_batch slot_log;
 	char             *slot_json;	/* owned */
 	int               slot_ready;
 	int               stop;
@@ -471,9 +475,11 @@ static struct {
 	struct stats_info info;
 	/* Writer thread only. */
 	struct stats_agg  pending;	/* not yet written */
+	struct reqlog_batch pending_log;	/* request log records not yet written */
+	int               log_kept;	/* request_log_rows the ring was last pruned to, -1 never */
 	int64_t           last_prune_s;
 	int               failing;	/* the last write failed (log once per episode) */
-} sw = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} sw = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .log_rows = -1, .log_kept = -1 };
 
 static double
 stats_clock_s(void)
@@ -496,8 +502,17 @@ stats_record(const struct request_result *r)
 {
 	static unsigned long long dropped;	/* for the log line: powers of two only */
 	struct stats_sample s;
+	struct reqlog_record *rec;
+	int64_t wall_ms = sc_wall_ms();
 
-	if (stats_sample_from(r, sc_wall_ms() / 1000, &s) == -1)
+	if (sw.log_rows != 0) {
+		if ((rec = reqlog_batch_add(&sw.cur_log)) != NULL)
+			reqlog_record_fill(rec, r, wall_ms);
+		else if ((sw.cur_log.dropped & (sw.cur_log.dropped - 1)) == 0)
+			log_error("request log: %d records since the last flush: dropping new ones (%llu so far)",
+			    REQLOG_BATCH_MAX, (unsigned long long)sw.cur_log.dropped);
+	}
+	if (stats_sample_from(r, wall_ms / 1000, &s) == -1)
 		return;
 	if (stats_agg_add(&sw.cur, &s) == 0)
 		return;
@@ -508,8 +523,10 @@ stats_record(const struct request_result *r)
 }
 
 struct stats_txn_args {
-	const struct stats_agg *agg;	/* may be empty */
-	const char             *json;	/* may be NULL */
+	const struct stats_agg    *agg;	/* may be empty */
+	const struct reqlog_batch *log;	/* may be empty */
+	int                        log_rows;	/* < 0: leave the request log alone */
+	const char                *json;	/* may be NULL */
 };
 
 static int
@@ -519,6 +536,8 @@ stats_flush_txn(sqlite3 *db, void *arg, struct sc_err *e)
 
 	if (!stats_agg_empty(a->agg) && stats_write(db, a->agg, e) == -1)
 		return -1;
+	if (a->log_rows >= 0 && reqlog_write(db, a->log, a->log_rows, e) == -1)
+		return -1;
 	if (a->json != NULL && stats_write_snapshot(db, a->json, sc_wall_ms() / 1000, e) == -1)
 		return -1;
 	return 0;
@@ -527,15 +546,18 @@ stats_flush_txn(sqlite3 *db, void *arg, struct sc_err *e)
 /* One flush on the writer thread: pending rows (and the snapshot) in one
  * transaction; on failure the rows stay pending for the next one. */
 static void
-stats_writer_flush(const char *json)
+stats_writer_flush(const char *json, int log_rows)
 {
-	struct stats_txn_args a = { &sw.pending, json };
+	/* The ring is written when records wait or its size setting changed. */
+	int log_due = sw.pending_log.n > 0 || log_rows != sw.log_kept;
+	struct stats_txn_args a = { &sw.pending, &sw.pending_log, log_due ? log_rows : -1, json };
+	size_t nlog = sw.pending_log.n;
 	struct sc_err e;
 	double t0, dt;
 	size_t k;
 	int ok;
 
-	if (stats_agg_empty(&sw.pending) && json == NULL)
+	if (stats_agg_empty(&sw.pending) && json == NULL && !log_due)
 		return;
 	sc_err_clear(&e);
 	t0 = stats_clock_s();
@@ -545,13 +567,16 @@ stats_writer_flush(const char *json)
 		if (sw.failing)
 			log_info("statistics: writing again after a failure");
 		sw.failing = 0;
-		log_debug("statistics flush: %zu usage rows, %zu daily rows%s in %.3f ms", sw.pending.nu,
-		    sw.pending.nd, json ? ", snapshot" : "", dt * 1000);
+		log_debug("statistics flush: %zu usage rows, %zu daily rows, %zu requests%s in %.3f ms",
+		    sw.pending.nu, sw.pending.nd, nlog, json ? ", snapshot" : "", dt * 1000);
 		stats_agg_free(&sw.pending);
+		reqlog_batch_free(&sw.pending_log);
+		if (log_due)
+			sw.log_kept = log_rows;
 	} else if (!sw.failing) {
 		sw.failing = 1;
-		log_error("statistics: flush failed, keeping %zu usage rows for the next attempt: %s",
-		    sw.pending.nu, e.msg);
+		log_error("statistics: flush failed, keeping %zu usage rows and %zu requests for the next "
+		    "attempt: %s", sw.pending.nu, nlog, e.msg);
 	}
 	pthread_mutex_lock(&sw.mu);
 	for (k = 0; k < STATS_FLUSH_BUCKETS && dt > stats_flush_bounds[k]; k++)
@@ -564,6 +589,8 @@ stats_writer_flush(const char *json)
 		sw.info.flush_max_s = dt;
 	sw.info.flush_failures += !ok;
 	sw.info.pending = sw.pending.nu;
+	if (ok && log_due)
+		sw.info.log_written += nlog < (size_t)log_rows ? nlog : (size_t)log_rows;
 	pthread_mutex_unlock(&sw.mu);
 }
 
@@ -651,8 +678,9 @@ stats_writer_main(void *arg)
 {
 	struct stats_job *jobs;
 	struct stats_agg batch;
+	struct reqlog_batch logb;
 	struct stats_settings set;
-	uint64_t dropped;
+	uint64_t dropped, log_dropped;
 	char *json;
 	int stopping;
 
@@ -666,6 +694,8 @@ stats_writer_main(void *arg)
 		sw.njobs = 0;
 		batch = sw.slot;
 		stats_agg_init(&sw.slot);
+		logb = sw.slot_log;
+		reqlog_batch_init(&sw.slot_log);
 		json = sw.slot_json;
 		sw.slot_json = NULL;
 		sw.slot_ready = 0;
@@ -675,21 +705,27 @@ stats_writer_main(void *arg)
 
 		stats_writer_jobs(jobs);
 		stats_agg_merge(&sw.pending, &batch);
+		reqlog_batch_merge(&sw.pending_log, &logb);
 		dropped = sw.pending.dropped;
 		sw.pending.dropped = 0;
-		stats_writer_flush(json);
+		log_dropped = sw.pending_log.dropped;
+		sw.pending_log.dropped = 0;
+		stats_writer_flush(json, set.request_log_rows);
 		free(json);
 		if (!stopping && set.stats_retention_days > 0)
 			stats_writer_prune(&set);
 
 		pthread_mutex_lock(&sw.mu);
 		sw.info.dropped += dropped;
+		sw.info.log_dropped += log_dropped;
 		if (stopping && !sw.slot_ready && sw.jobs == NULL)
 			break;
 	}
 	pthread_mutex_unlock(&sw.mu);
 	if (!stats_agg_empty(&sw.pending))
 		log_error("statistics: %zu usage rows could not be written before the stop", sw.pending.nu);
+	if (sw.pending_log.n > 0)
+		log_error("request log: %zu requests could not be written before the stop", sw.pending_log.n);
 	return NULL;
 }
 
@@ -701,6 +737,7 @@ stats_start(const char *db_path, struct sc_err *e)
 	sw.db = db_open(db_path, 0, e);
 	if (sw.db == NULL)
 		return -1;
+	sw.stop = 0;	/* a previous stats_stop left it set */
 	if (pthread_create(&sw.th, NULL, stats_writer_main, NULL) != 0) {
 		db_close(sw.db);
 		sw.db = NULL;
@@ -715,11 +752,17 @@ stats_handoff(int with_stats, const char *json, const struct stats_settings *s)
 {
 	double t0 = stats_clock_s(), dt;
 
+	if (s != NULL)
+		sw.log_rows = s->request_log_rows;
+	if (sw.log_rows == 0)
+		reqlog_batch_free(&sw.cur_log);	/* turned off meanwhile */
 	if (!sw.running)
-		return;	/* keep counting in cur; the cap bounds it */
+		return;	/* keep counting in cur; the caps bound it */
 	pthread_mutex_lock(&sw.mu);
-	if (with_stats)
+	if (with_stats) {
 		stats_agg_merge(&sw.slot, &sw.cur);	/* a pointer swap unless the writer lags */
+		reqlog_batch_merge(&sw.slot_log, &sw.cur_log);
+	}
 	if (json != NULL) {
 		free(sw.slot_json);
 		sw.slot_json = sc_xstrdup(json);
@@ -741,6 +784,7 @@ stats_stop(const char *json)
 {
 	if (!sw.running) {
 		stats_agg_free(&sw.cur);
+		reqlog_batch_free(&sw.cur_log);
 		return;
 	}
 	stats_handoff(1, json, NULL);
@@ -752,6 +796,8 @@ stats_stop(const char *json)
 	sw.running = 0;
 	stats_agg_free(&sw.pending);
 	stats_agg_free(&sw.slot);
+	reqlog_batch_free(&sw.pending_log);
+	reqlog_batch_free(&sw.slot_log);
 	free(sw.slot_json);
 	sw.slot_json = NULL;
 	db_close(sw.db);
@@ -764,5 +810,6 @@ stats_get_info(struct stats_info *out)
 	pthread_mutex_lock(&sw.mu);
 	*out = sw.info;
 	out->dropped += sw.cur.dropped;
+	out->log_dropped += sw.cur_log.dropped;
 	pthread_mutex_unlock(&sw.mu);
 }

@@ -15,6 +15,11 @@
  * merged into the next attempt, up to STATS_MAX_ENTRIES rows; beyond that
  * new rows are dropped, counted and logged, never silently.
  *
+ * The same transaction writes the request log (reqlog.h): each finished
+ * request's record travels with the aggregate through the same hand-off and
+ * pending batch, and reqlog_write inserts it and prunes the ring to
+ * request_log_rows rows.
+ *
  * The aggregate functions (stats_agg_*, stats_write, stats_prune) are plain
  * code over plain structs and a connection, for the unit tests.
  */
@@ -103,6 +108,7 @@ int64_t stats_prune(sqlite3 *db, int64_t now_s, int stats_days, int events_days,
 struct stats_settings {
 	int stats_retention_days;
 	int events_retention_days;
+	int request_log_rows;		/* 0: no request log (records are not even collected) */
 };
 /* Open the writer's connection to db_path and start the thread. 0 or -1 with e. */
 int  stats_start(const char *db_path, struct sc_err *e);
@@ -140,6 +146,8 @@ struct stats_info {
 	uint64_t rows_pruned;
 	uint64_t jobs_failed;		/* submitted writes that failed or were dropped */
 	double   handoff_max_s;	/* longest stats_handoff on the loop thread */
+	uint64_t log_written;		/* request log records written */
+	uint64_t log_dropped;		/* request log records lost at the memory cap */
 };
 void stats_get_info(struct stats_info *out);
 

@@ -5,9 +5,14 @@
  *   - /api/v2/events (EventSource, sidecar-events): "status" carries the live
  *     snapshot (docs/status-snapshot.md) at least every 2 s while anything
  *     changes; "cooldown" says a cooldown started or ended; "provider" says
- *     the provider list or settings changed.
+ *     the provider list or settings changed; "request" carries one new row
+ *     of the request log (added to the Requests view when it matches the
+ *     filters), "requests_skipped" says the stream skipped ahead (reload).
  *   - /api/v2/* (sidecar-admin, docs/admin-api.md): session, providers,
- *     settings, hourly stats, usage by provider/model, cooldown history.
+ *     settings, hourly stats, usage by provider/model, cooldown history,
+ *     the request log (GET /requests, GET /requests/{id}).
+ * Links to the Requests view are plain anchors, #requests?provider=ID&…,
+ * applied on hashchange, so they can be bookmarked and shared.
  * Mutating calls send the session's CSRF value as X-Sidecar-CSRF.
  * Keys never reach this page: the API returns masks only.
  */
@@ -32,7 +37,10 @@
 		historyTimer: null,
 		openedAt: 0,			/* Date.now() when the stream first opened */
 		demoEnv: false,		/* sidecar-events runs in demo mode ($SIDECAR_DEMO) */
+		req: { rows: [], next: null, reload: null, gen: 0 },	/* the Requests view */
 	};
+	const REQ_PAGE = 100;		/* rows per page of GET /requests */
+	const REQ_MAX_ROWS = 500;	/* rows kept in the table while live rows arrive */
 
 	const $ = (sel, root) => (root || document).querySelector(sel);
 	const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
@@ -214,6 +222,7 @@
 			/* A reconnect: reload what the stream does not replay. */
 			loadProviders();
 			loadCooldowns();
+			loadRequests(false);
 		};
 		es.onerror = async () => {
 			if (es.readyState === EventSource.CLOSED) {
@@ -244,6 +253,12 @@
 			loadProviders();	/* the list's cooling flag and reset button follow the event */
 		});
 		es.addEventListener('provider', () => { loadProviders(); loadSettings(false); });
+		es.addEventListener('request', (m) => {
+			let r = null;
+			try { r = JSON.parse(m.data); } catch (e) { return; }
+			onRequestEvent(r);
+		});
+		es.addEventListener('requests_skipped', () => loadRequests(false));
 	}
 
 	/* ---------- snapshot rendering ---------- */
@@ -419,6 +434,8 @@
 			wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'disable', onclick: () => setStatus(p, 'disabled'), text: 'Disable' }));
 		if (cooling)
 			wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'reset', onclick: () => resetCooldown(p), text: 'Reset cooldown' }));
+		wrap.append(el('a', { class: 'btn btn-sm', 'data-action': 'requests', href: reqLink({ provider: p.id }),
+			title: `Requests ${p.name} served or was tried for`, text: 'Requests' }));
 		wrap.append(el('button', { class: 'btn btn-sm', 'data-action': 'delete', onclick: () => deleteProvider(p), text: 'Delete' }));
 		return wrap;
 	}
@@ -624,11 +641,262 @@
 		for (const c of rows) {
 			body.append(el('tr', { 'data-cooldown': c.id || '', class: c.active ? 'active-cooldown' : '' },
 				el('td', {}, fmtTime(c.started_at), c.active ? el('span', { class: 'pill pill-cool', style: 'margin-left:6px', text: 'active' }) : null),
-				el('td', { text: c.provider_name || c.provider || c.provider_id || '–' }),
+				el('td', {}, c.provider_name || c.provider || c.provider_id || '–', ' ',
+					c.provider_id ? el('a', { class: 'req-link', 'data-action': 'cooldown-requests', href: cooldownLink(c),
+						title: 'The requests that got a 429 from this provider around the start of this cooldown', text: 'requests' }) : null),
 				el('td', { class: 'num hide-narrow', text: fmtInt(c.consecutive_count) }),
 				el('td', { class: 'num', text: fmtDuration(c.cooldown_seconds || 0) }),
 				el('td', { class: 'summary', text: c.response_summary || '' })));
 		}
+	}
+
+	/* ---------- the request log ---------- */
+
+	/* An anchor to the Requests view with these filters (see applyHash). */
+	function reqLink(f) {
+		const q = new URLSearchParams();
+		for (const [k, v] of Object.entries(f)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+		return '#requests?' + q.toString();
+	}
+
+	/* The requests a cooldown concerns: 429s from its provider from shortly
+	 * before it started to when a retried request could have ended. */
+	function cooldownLink(c) {
+		const t = Math.floor(new Date(c.started_at).getTime() / 1000);
+		return reqLink({ provider: c.provider_id, outcome: 'rate_limited', from: t - 10, to: t + 120 });
+	}
+
+	function reqForm() { return $('#requests-filters'); }
+
+	/* The filters as the form holds them ("since" made absolute now). */
+	function reqFilters() {
+		const f = reqForm().elements;
+		const out = {
+			status: f.status.value, errors: f.errors.checked, provider: f.provider.value, pool: f.pool.value,
+			model: f.model.value.trim(), request_id: f.request_id.value.trim(), outcome: f.outcome.value,
+			from: f.from.value, to: f.to.value,
+		};
+		if (f.since.value && !out.from) out.from = String(Math.floor(Date.now() / 1000) - +f.since.value);
+		return out;
+	}
+
+	function reqQuery(f, cursor) {
+		const q = new URLSearchParams({ limit: String(REQ_PAGE) });
+		for (const k of ['status', 'provider', 'pool', 'model', 'request_id', 'outcome', 'from', 'to']) if (f[k]) q.set(k, f[k]);
+		if (f.errors) q.set('errors', '1');
+		if (cursor) q.set('cursor', String(cursor));
+		return q.toString();
+	}
+
+	/* Would row r be listed under filters f? null when the row alone cannot
+	 * tell (the filter looks at attempts, which the event does not carry). */
+	function reqMatches(r, f) {
+		if (f.status) {
+			const cls = /^[1-5]xx$/.test(f.status) ? +f.status[0] : null;
+			if (cls !== null ? Math.floor(r.status / 100) !== cls : r.status !== +f.status) return false;
+		}
+		if (f.errors && !r.error) return false;
+		if (f.pool && r.pool !== f.pool) return false;
+		if (f.model && r.model !== f.model) return false;
+		if (f.request_id && r.request_id !== f.request_id) return false;
+		if (f.from && r.finished_ms < +f.from * 1000) return false;
+		if (f.to && r.finished_ms >= (+f.to + 1) * 1000) return false;
+		if (f.outcome) return null;
+		if (f.provider && r.provider_id !== f.provider && r.provider !== f.provider)
+			return r.attempts > 1 ? null : false;
+		return true;
+	}
+
+	function reqStatusText(r) {
+		return r.error_code ? `${r.status} ${r.error_code}` : String(r.status);
+	}
+
+	function reqRow(r, isNew) {
+		const tr = el('tr', { 'data-seq': r.seq, 'data-rid': r.request_id, tabindex: '0',
+			class: (r.error ? 'is-error' : '') + (isNew ? ' is-new' : ''), title: 'Open the attempts of this request' },
+			el('td', { text: fmtTime(r.finished_at) }),
+			el('td', { class: 'rid', text: r.request_id, title: r.request_id }),
+			el('td', { class: 'hide-narrow', text: r.client || '–' }),
+			el('td', { text: r.model || '–' }),
+			el('td', { text: r.provider || '–' }),
+			el('td', { class: 'hide-narrow', text: r.pool || '–' }),
+			el('td', { class: 'st', text: reqStatusText(r) }),
+			el('td', { class: 'num', text: fmtInt(r.attempts) }),
+			el('td', { class: 'num hide-narrow', text: fmtMs(r.queue_ms) }),
+			el('td', { class: 'num hide-narrow', text: r.ttfb_ms === null ? '–' : r.ttfb_ms === 0 ? '<1 ms' : fmtMs(r.ttfb_ms) }),
+			el('td', { class: 'num', text: r.latency_ms === 0 ? '<1 ms' : fmtMs(r.latency_ms) }),
+			el('td', { class: 'num hide-narrow', text: r.total_tokens === null ? '–' : fmtInt(r.total_tokens) }));
+		tr.addEventListener('click', () => openRequest(r));
+		tr.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') openRequest(r); });
+		return tr;
+	}
+
+	/* The request_log_rows setting as last loaded (null: not known yet). */
+	function reqLogRows() {
+		const s = S.settings.find((x) => x.key === 'request_log_rows');
+		return s ? +s.value : null;
+	}
+
+	function renderRequests() {
+		const body = $('#requests-body');
+		const rows = reqLogRows();
+		$('#requests-note').textContent = rows === 0 ? 'The request log is off (setting request_log_rows = 0).'
+			: `The most recent ${rows ? fmtInt(rows) + ' ' : ''}requests; a row opens its attempts.`;
+		if (S.req.rows.length === 0) {
+			body.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: 12, text: rows === 0 ? 'The request log is off.' : 'No requests match.' })));
+		} else {
+			body.replaceChildren(...S.req.rows.map((r) => reqRow(r, false)));
+		}
+		$('#requests-more').hidden = !S.req.next;
+	}
+
+	/* The scope line for filters a link set (outcome, time window). */
+	function renderReqScope(f) {
+		const p = $('#requests-scope');
+		if (!f.outcome && !reqForm().elements.from.value) { p.hidden = true; return; }
+		const prov = S.providers.find((x) => x.id === f.provider);
+		const parts = [];
+		if (f.outcome) parts.push(`attempts that ended ${f.outcome}`);
+		if (f.provider) parts.push(`on ${prov ? prov.name : f.provider}`);
+		if (f.from) parts.push(`from ${fmtTime(new Date(+f.from * 1000).toISOString())}`);
+		if (f.to) parts.push(`to ${fmtTime(new Date(+f.to * 1000).toISOString())}`);
+		p.replaceChildren(el('span', { text: 'Showing ' + parts.join(' ') }),
+			el('button', { type: 'button', class: 'btn btn-sm', 'data-action': 'requests-all', onclick: clearRequestFilters, text: 'Show all' }));
+		p.hidden = false;
+	}
+
+	/* Load the first page (more = false) or the next older one. */
+	async function loadRequests(more) {
+		const f = reqFilters();
+		const gen = more ? S.req.gen : ++S.req.gen;
+		let r;
+		try {
+			r = await api('GET', '/requests?' + reqQuery(f, more ? S.req.next : null));
+		} catch (e) {
+			if (e.status !== 401) showMsg($('#requests-msg'), 'Could not load the request log: ' + e.message, true);
+			return;
+		}
+		if (gen !== S.req.gen) return;	/* the filters changed meanwhile */
+		showMsg($('#requests-msg'), '', false);
+		const list = (r && r.requests) || [];
+		S.req.rows = more ? S.req.rows.concat(list) : list;
+		S.req.next = r ? r.next_cursor : null;
+		renderReqScope(f);
+		renderRequests();
+	}
+
+	/* A new row from the stream: shown at once when it matches, else the
+	 * list is reloaded (debounced) when only the server can tell. */
+	function onRequestEvent(r) {
+		const m = reqMatches(r, reqFilters());
+		if (m === false || S.req.rows.some((x) => x.seq === r.seq)) return;
+		if (m === null) {
+			clearTimeout(S.req.reload);
+			S.req.reload = setTimeout(() => loadRequests(false), 1000);
+			return;
+		}
+		S.req.rows.unshift(r);
+		const body = $('#requests-body');
+		if (body.querySelector('tr.empty')) body.replaceChildren();
+		body.prepend(reqRow(r, true));
+		while (S.req.rows.length > REQ_MAX_ROWS) {
+			S.req.rows.pop();
+			body.lastElementChild.remove();
+			S.req.next = S.req.rows[S.req.rows.length - 1].seq;	/* older ones stay one click away */
+		}
+		$('#requests-more').hidden = !S.req.next;
+	}
+
+	function fillProviderFilter() {
+		const sel = reqForm().elements.provider;
+		const cur = sel.value;
+		sel.replaceChildren(el('option', { value: '', text: 'any' }),
+			...S.providers.map((p) => el('option', { value: p.id, text: p.name })));
+		if (cur && !S.providers.some((p) => p.id === cur)) sel.append(el('option', { value: cur, text: cur }));
+		sel.value = cur;
+	}
+
+	function clearRequestFilters() {
+		reqForm().reset();
+		for (const k of ['outcome', 'from', 'to']) reqForm().elements[k].value = '';
+		if (location.hash.startsWith('#requests')) history.replaceState(null, '', location.pathname + location.search);
+		loadRequests(false);
+	}
+
+	/* #requests?provider=…&outcome=…&from=…&to=…: set the filters from a link and show the view. */
+	function applyHash() {
+		const h = location.hash;
+		if (!h.startsWith('#requests')) return;
+		const q = new URLSearchParams(h.slice(h.indexOf('?') + 1 || h.length));
+		const f = reqForm();
+		f.reset();
+		for (const k of ['outcome', 'from', 'to']) f.elements[k].value = '';
+		for (const [k, v] of q) {
+			const e = f.elements[k];
+			if (!e) continue;
+			if (e.type === 'checkbox') e.checked = v === '1' || v === 'true';
+			else {
+				if (e.tagName === 'SELECT' && !Array.from(e.options).some((o) => o.value === v)) e.append(el('option', { value: v, text: v }));
+				e.value = v;
+			}
+		}
+		loadRequests(false);
+		$('#panel-requests').scrollIntoView({ block: 'start' });
+	}
+
+	/* The attempts timeline of one request. */
+	async function openRequest(r) {
+		let d;
+		try {
+			d = await api('GET', `/requests/${encodeURIComponent(r.request_id)}?seq=${r.seq}`);
+		} catch (e) {
+			toast(e.status === 404 ? 'That request has left the log (it keeps the most recent ones).' : 'Could not load the request: ' + e.message);
+			return;
+		}
+		$('#request-dialog-id').textContent = d.request_id;
+		const tok = d.total_tokens === null ? 'not reported'
+			: `${fmtInt(d.total_tokens)} (prompt ${fmtInt(d.prompt_tokens)}, completion ${fmtInt(d.completion_tokens)})`;
+		const facts = [
+			['Finished', `${fmtTime(d.finished_at)} (${d.finished_at})`],
+			['Client', d.client || '–'],
+			['Model', d.model || '–'],
+			['Provider', d.provider ? `${d.provider} (${d.pool})` : 'none'],
+			['Status', reqStatusText(d)],
+			['Waited in queue', fmtMs(d.queue_ms)],
+			['First byte', d.ttfb_ms === null ? '–' : d.ttfb_ms === 0 ? '<1 ms' : fmtMs(d.ttfb_ms)],
+			['Total', d.latency_ms === 0 ? '<1 ms' : fmtMs(d.latency_ms)],
+			['Tokens', tok],
+			['Cost', fmtCost(d.cost)],
+			['Streamed', d.streamed ? 'yes' : 'no'],
+			['Client disconnected', d.client_disconnected ? 'yes' : 'no'],
+		];
+		if (d.same_id > 1) facts.push(['Note', `${d.same_id} logged requests carry this id (the client reused it)`]);
+		$('#request-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
+		const atts = d.attempt_list || [];
+		const span = Math.max(1, d.latency_ms, ...atts.map((a) => a.start_ms + a.duration_ms));
+		const tl = $('#request-timeline');
+		tl.replaceChildren();
+		if (atts.length === 0)
+			tl.append(el('div', { class: 'muted', text: d.queue_ms > 0 ? `No attempt: waited ${fmtMs(d.queue_ms)} in the queue.` : 'No attempt went upstream.' }));
+		for (const a of atts) {
+			const left = (a.start_ms / span) * 100, width = Math.max(0.5, (a.duration_ms / span) * 100);
+			tl.append(el('div', { class: 'tl-row', 'data-attempt': a.n },
+				el('span', { text: `${a.n}. ${a.provider || a.provider_id}` }),
+				el('div', { class: 'tl-track' }, el('div', { class: 'tl-bar o-' + a.outcome, style: `left:${left.toFixed(2)}%;width:${width.toFixed(2)}%`,
+					title: `${a.outcome}${a.status ? ' (HTTP ' + a.status + ')' : ''}: +${a.start_ms} ms, ${a.duration_ms} ms` }))));
+		}
+		const body = $('#request-attempts-body');
+		body.replaceChildren(...atts.map((a) => el('tr', { 'data-attempt': a.n },
+			el('td', { text: String(a.n) }),
+			el('td', { text: a.provider || a.provider_id }),
+			el('td', { text: a.pool }),
+			el('td', { text: a.status ? String(a.status) : 'none' }),
+			el('td', { class: 'outcome', text: a.outcome }),
+			el('td', { class: 'num', text: `+${fmtInt(a.start_ms)} ms` }),
+			el('td', { class: 'num', text: `${fmtInt(a.duration_ms)} ms` }))));
+		if (atts.length === 0) body.append(el('tr', { class: 'empty' }, el('td', { colspan: 7, text: 'None.' })));
+		const dlg = $('#request-dialog');
+		if (!dlg.open) dlg.showModal();
 	}
 
 	/* ---------- providers: list and management ---------- */
@@ -643,6 +911,7 @@
 		}
 		renderProviders();
 		renderHealth();
+		fillProviderFilter();
 	}
 
 	function openProviderDialog(p) {
@@ -873,6 +1142,7 @@
 		}
 		if (!force && form.querySelector('.changed')) return;	/* edited while we fetched */
 		S.settings = normaliseSettings(r);
+		renderRequests();	/* its note says how many requests the log keeps */
 		form.replaceChildren();
 		for (const s of S.settings) {
 			const id = 'set-' + s.key;
@@ -928,6 +1198,7 @@
 		loadUsage();
 		loadSettings(true);
 		loadHourly();
+		if (location.hash.startsWith('#requests')) applyHash(); else loadRequests(false);
 		clearInterval(S.historyTimer);
 		/* Statistics are flushed every second but read here every 15 s: enough
 		 * for day/week totals; the live parts come from the stream. */
@@ -949,6 +1220,11 @@
 		for (const b of $$('[data-range]')) b.addEventListener('click', () => setRange(b.dataset.range));
 		for (const b of $$('[data-period]')) b.addEventListener('click', () => setPeriod(b.dataset.period));
 		$('#settings-save').addEventListener('click', saveSettings);
+		reqForm().addEventListener('change', () => loadRequests(false));
+		reqForm().addEventListener('submit', (ev) => { ev.preventDefault(); loadRequests(false); });
+		$('#requests-clear').addEventListener('click', clearRequestFilters);
+		$('#requests-more').addEventListener('click', () => loadRequests(true));
+		window.addEventListener('hashchange', applyHash);
 		setInterval(tick, 1000);
 		/* Already logged in (cookie still valid)? */
 		try {

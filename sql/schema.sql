@@ -155,12 +155,54 @@ CREATE TABLE schema_migrations (
 );
 -- Keep this row's version equal to the newest migration.
 INSERT INTO schema_migrations (version, applied_at, description) VALUES
- (2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'new database');
+ (3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'new database');
 
 -- Since version 2: per-provider history, and the sessions foreign key and sweep.
 CREATE INDEX usage_provider_hour ON provider_usage_logs (provider_id, hour_bucket);
 CREATE INDEX sessions_token ON sessions (token_id);
 CREATE INDEX sessions_expires ON sessions (expires_at);
+
+-- Since version 3 (migration 003): the request log, a ring of the most recent
+-- request_log_rows requests that the data plane's statistics writer fills and
+-- prunes in its flush transaction (seq only grows: newest = highest).
+CREATE TABLE request_log (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- grows by one per request, never reused; the cursor
+    request_id     TEXT NOT NULL,                -- the X-Request-Id the client received
+    finished_at    TEXT NOT NULL,                -- UTC 'YYYY-MM-DDTHH:MM:SSZ'
+    finished_ms    INTEGER NOT NULL,             -- the same, Unix ms
+    client         TEXT NOT NULL DEFAULT '',     -- client token label, '' without tokens
+    model          TEXT NOT NULL DEFAULT '',     -- as the client asked for it
+    provider_id    TEXT,                         -- the provider of the last attempt, NULL when none
+    provider_name  TEXT NOT NULL DEFAULT '',
+    pool           TEXT CHECK (pool IS NULL OR pool IN ('main', 'fallback', 'emergency')),
+    status         INTEGER NOT NULL,             -- sent to the client; 499 = the client went away
+    error_code     TEXT NOT NULL DEFAULT '',     -- e.g. queue_timeout, upstream_error; '' on success
+    attempts       INTEGER NOT NULL DEFAULT 0,   -- upstream attempts (rows in request_attempts)
+    queue_ms       INTEGER NOT NULL DEFAULT 0,   -- time parked in the wait queue
+    ttfb_ms        INTEGER NOT NULL DEFAULT -1,  -- arrival to the first body byte relayed, -1 none
+    latency_ms     INTEGER NOT NULL DEFAULT 0,   -- arrival to end
+    prompt_tokens     INTEGER NOT NULL DEFAULT -1,  -- -1 unknown
+    completion_tokens INTEGER NOT NULL DEFAULT -1,
+    total_tokens      INTEGER NOT NULL DEFAULT -1,
+    cost           REAL NOT NULL DEFAULT 0,
+    streamed       INTEGER NOT NULL DEFAULT 0 CHECK (streamed IN (0, 1)),
+    client_disconnected INTEGER NOT NULL DEFAULT 0 CHECK (client_disconnected IN (0, 1))
+);
+CREATE INDEX request_log_rid ON request_log (request_id);
+
+-- The upstream attempts of one request, in order.
+CREATE TABLE request_attempts (
+    seq            INTEGER NOT NULL REFERENCES request_log (seq) ON DELETE CASCADE,
+    n              INTEGER NOT NULL,             -- 1, 2, ...
+    provider_id    TEXT NOT NULL,
+    provider_name  TEXT NOT NULL DEFAULT '',
+    pool           TEXT NOT NULL CHECK (pool IN ('main', 'fallback', 'emergency')),
+    status         INTEGER NOT NULL DEFAULT 0,   -- upstream HTTP status, 0 when none came
+    outcome        TEXT NOT NULL,                -- ok, rate_limited, invalid_key, server_error, ...
+    start_ms       INTEGER NOT NULL DEFAULT 0,   -- from the request's arrival
+    duration_ms    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (seq, n)
+) WITHOUT ROWID;
 
 -- Bump the config version on any provider or setting change, so that running
 -- programs notice within their poll interval without comparing whole tables.
@@ -207,5 +249,6 @@ INSERT INTO system_config (key, value, description) VALUES
  ('status_publish_ms',             '1000',     'Interval between live status snapshots for the dashboard, ms'),
  ('stats_retention_days',          '90',       'Usage rows older than this are pruned daily'),
  ('events_retention_days',         '30',       'Cooldown events older than this are pruned daily'),
- ('db_size_warn_bytes',            '104857600','Database size past which the metrics warn (practical limit 100 MB)');
+ ('db_size_warn_bytes',            '104857600','Database size past which the metrics warn (practical limit 100 MB)'),
+ ('request_log_rows',              '20000',    'Requests kept in the request log (the most recent ones); 0 turns the log off');
 

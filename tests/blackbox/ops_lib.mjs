@@ -81,6 +81,28 @@ export function dumpData(db) {
 		SELECT key, value FROM system_config ORDER BY key;`);
 }
 
+// Settings that migrations after version 1 add with their defaults (a
+// version-1 database upgraded gains these rows and nothing else).
+export const SETTINGS_SINCE_V1 = ['request_log_rows|20000'];
+
+// dumpData of a database upgraded from version 1, without SETTINGS_SINCE_V1
+// (each must be present exactly once), to compare with the version-1 dump.
+export function dumpUpgraded(db) {
+	let d = dumpData(db);
+	for (const line of SETTINGS_SINCE_V1) {
+		const lines = d.split('\n');
+		const i = lines.indexOf(line);
+		if (i < 0)
+			throw new Error(`upgraded database lacks the setting row ${line}`);
+		lines.splice(i, 1);
+		d = lines.join('\n');
+	}
+	return d;
+}
+
+// The schema version this build creates and migrates to.
+export const LATEST_VERSION = 3;
+
 // Rows a v1 system holds: providers, usage, cooldowns, health, daily totals.
 export const V1_DATA = `
 INSERT INTO providers (id, name, api_key, api_key_mask, endpoint_url, model_prefix, pool, source, metadata) VALUES

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { OPS, OTHER_KEY, ops, sql, tmpdir, start, waitFor, dumpData, makeV1, V1_DATA } from './ops_lib.mjs';
+import { OPS, OTHER_KEY, ops, sql, tmpdir, start, waitFor, dumpData, dumpUpgraded, makeV1, V1_DATA, LATEST_VERSION as V } from './ops_lib.mjs';
 
 function backupPath(r) {
 	const m = r.stdout.match(/^backup ok: (\S+) /);
@@ -42,7 +42,7 @@ test('restore puts the backup back and keeps the replaced database aside', (t) =
 	assert.notEqual(changed, before);
 	const r = ops(db, ['restore', file]);
 	assert.equal(r.code, 0, r.stderr);
-	const m = r.stdout.match(/^restored (\S+) \(schema version 2\) into (\S+); the previous database is kept as (\S+)\n$/);
+	const m = r.stdout.match(new RegExp(`^restored (\\S+) \\(schema version ${V}\\) into (\\S+); the previous database is kept as (\\S+)\n$`));
 	assert.ok(m, r.stdout);
 	assert.equal(m[1], file);
 	assert.equal(m[2], db);
@@ -136,23 +136,23 @@ test('migrate upgrades a version-1 database with data after a backup; restore ro
 	// init never upgrades: it points at migrate, which takes a backup first.
 	let r = ops(db, ['init']);
 	assert.notEqual(r.code, 0);
-	assert.match(r.stderr, /schema version 1 is older than this program's \(2\): run `sidecarctl migrate`/);
+	assert.match(r.stderr, new RegExp(`schema version 1 is older than this program's \\(${V}\\): run \`sidecarctl migrate\``));
 	assert.deepEqual(dumpData(db), v1);
 	r = ops(db, ['migrate']);
 	assert.equal(r.code, 0, r.stderr);
 	assert.equal(r.stderr, '');
-	const m = r.stdout.match(/^migrated (\S+) from schema version 1 to 2 \(pre-migration backup: (\S+)\)\n$/);
+	const m = r.stdout.match(new RegExp(`^migrated (\\S+) from schema version 1 to ${V} \\(pre-migration backup: (\\S+)\\)\n$`));
 	assert.ok(m, r.stdout);
 	const pre = m[2];
 	assert.equal(path.dirname(pre), path.join(dir, 'backups'));
 	assert.match(path.basename(pre), /^sidecar_v2-\d{8}T\d{6}Z-premigrate-v1\.db$/);
-	// Data intact, version 2, the new structure present.
-	assert.equal(sql(db, 'PRAGMA user_version;'), '2');
-	assert.equal(dumpData(db), v1);
+	// Data intact, the latest version, the new structure present.
+	assert.equal(sql(db, 'PRAGMA user_version;'), String(V));
+	assert.equal(dumpUpgraded(db), v1);
 	assert.equal(sql(db, 'PRAGMA integrity_check;'), 'ok');
 	assert.equal(sql(db, 'PRAGMA foreign_key_check;'), '');
 	assert.equal(sql(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('usage_provider_hour', 'sessions_token', 'sessions_expires', 'schema_migrations');"), '4');
-	assert.equal(sql(db, 'SELECT version, backup_path FROM schema_migrations;'), `2|${pre}`);
+	assert.equal(sql(db, 'SELECT version, backup_path FROM schema_migrations ORDER BY version;'), `2|\n3|${pre}`);
 	assert.equal(sql(db, 'SELECT success, kind, schema_version, path FROM backups;'), `1|pre-migrate|1|${pre}`);
 	// The backup is the version-1 database.
 	assert.equal(sql(pre, 'PRAGMA user_version;'), '1');
@@ -161,7 +161,7 @@ test('migrate upgrades a version-1 database with data after a backup; restore ro
 	// Again: nothing to do, no new backup.
 	r = ops(db, ['migrate']);
 	assert.equal(r.code, 0, r.stderr);
-	assert.equal(r.stdout, 'schema version 2 is current; nothing to migrate\n');
+	assert.equal(r.stdout, `schema version ${V} is current; nothing to migrate\n`);
 	assert.equal(fs.readdirSync(path.join(dir, 'backups')).length, 1);
 	// Daily pruning never removes a pre-migration backup.
 	r = ops(db, ['backup', '--keep-days', '1']);
@@ -172,15 +172,15 @@ test('migrate upgrades a version-1 database with data after a backup; restore ro
 	r = ops(db, ['restore', pre]);
 	assert.equal(r.code, 0, r.stderr);
 	assert.match(r.stdout, /\(schema version 1\)/);
-	assert.match(r.stdout, /^note: the backup has schema version 1 and this program expects 2/m);
+	assert.match(r.stdout, new RegExp(`^note: the backup has schema version 1 and this program expects ${V}`, 'm'));
 	assert.equal(sql(db, 'PRAGMA user_version;'), '1');
 	assert.equal(dumpData(db), v1);
 	assert.equal(sql(db, "SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations';"), '0');
 	// And the upgrade can be done again.
 	r = ops(db, ['migrate']);
 	assert.equal(r.code, 0, r.stderr);
-	assert.equal(sql(db, 'PRAGMA user_version;'), '2');
-	assert.equal(dumpData(db), v1);
+	assert.equal(sql(db, 'PRAGMA user_version;'), String(V));
+	assert.equal(dumpUpgraded(db), v1);
 });
 
 test('migrate does nothing when its backup fails or the database is not upgradable', (t) => {
@@ -197,7 +197,7 @@ test('migrate does nothing when its backup fails or the database is not upgradab
 	sql(db, 'PRAGMA user_version=99;');
 	r = ops(db, ['migrate']);
 	assert.equal(r.code, 1);
-	assert.match(r.stderr, /schema version 99 is newer than this program supports \(2\)/);
+	assert.match(r.stderr, new RegExp(`schema version 99 is newer than this program supports \\(${V}\\)`));
 	// No schema at all.
 	const empty = path.join(dir, 'empty.db');
 	sql(empty, 'PRAGMA user_version=0;');

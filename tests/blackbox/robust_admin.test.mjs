@@ -46,6 +46,7 @@ const ROUTES = [
 	['GET', '/config'], ['PATCH', '/config'],
 	['GET', '/stats/hourly'], ['GET', '/stats/daily'], ['GET', '/stats/totals'], ['GET', '/stats/by-model'],
 	['GET', '/cooldowns'], ['GET', '/health'], ['GET', '/status'],
+	['GET', '/requests'], ['GET', '/requests/some-request-id'],
 	['GET', '/events'],
 	['GET', '/no-such-route'],
 ];

@@ -126,7 +126,8 @@ describe('no plaintext key anywhere', { timeout: 120000 }, () => {
 
 		// Every admin view.
 		for (const p of ['/providers', `/providers/${apiId}`, `/providers/${patchedId}`, '/providers/export', '/config',
-			'/stats/hourly', '/stats/daily', '/stats/totals', '/stats/by-model', '/cooldowns', '/health', '/status', '/session']) {
+			'/stats/hourly', '/stats/daily', '/stats/totals', '/stats/by-model', '/cooldowns', '/health', '/status', '/session',
+			'/requests?limit=500']) {
 			r = await adminCall('GET', p);
 			assert.equal(r.status, 200, `${p}: ${r.body}`);
 		}
@@ -137,6 +138,7 @@ describe('no plaintext key anywhere', { timeout: 120000 }, () => {
 		const ctl = (...a) => keep(`sidecarctl ${a.join(' ')}`, execFileSync(st.ctl, ['--db', st.db, ...a],
 			{ env: st.env, stdio: ['ignore', 'pipe', 'pipe'] }).toString());
 		ctl('providers', 'list');
+		ctl('requests', '--limit', '1000');
 		ctl('config', 'get');
 		ctl('check');
 		ctl('backup', '--dir', join(st.dir, 'backups'));

@@ -4,7 +4,7 @@
  * libfcgi, no lighttpd, and a stub in place of the key test call. Covers
  * authentication (bearer, session cookie, CSRF, login throttling), provider
  * CRUD with encryption at rest and masking, validation outcomes, settings,
- * YAML import/export, cooldown reset, the statistics queries and the precise
+ * YAML import/export, cooldown reset, the statistics queries, the request log and the precise
  * 4xx answers to bad input. validate_classify is tested on its own.
  */
 #include <setjmp.h>
@@ -756,6 +756,178 @@ test_classify(void **state)
 	assert_string_equal(r.message, "upstream answered 500: oops ");
 }
 
+/* The request log: rows as the data plane writes them; filters, the cursor,
+ * the detail with its attempts, and the 4xx answers to bad parameters. */
+static void
+test_requests(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(sqlite3_exec(f->db,
+	    "INSERT INTO request_log (seq, request_id, finished_at, finished_ms, client, model, provider_id, "
+	    "provider_name, pool, status, error_code, attempts, queue_ms, ttfb_ms, latency_ms, prompt_tokens, "
+	    "completion_tokens, total_tokens, cost, streamed, client_disconnected) VALUES "
+	    "(1, 'a1', '2025-11-26T07:00:00Z', 1764140400000, 'oc', 'nvidia/m', 'p1', 'one', 'main', 200, '', 1, "
+	    " 0, 40, 90, 10, 20, 30, 0.03, 0, 0),"
+	    "(2, 'a2', '2025-11-26T07:10:00Z', 1764141000000, 'oc', 'nvidia/m', NULL, '', NULL, 503, "
+	    " 'queue_timeout', 0, 30000, -1, 30001, -1, -1, -1, 0, 0, 0),"
+	    "(3, 'a3', '2025-11-26T07:20:00Z', 1764141600000, 'bot', 'nvidia/x', 'p2', 'two', 'fallback', 200, "
+	    " '', 2, 5, 70, 200, 1, 2, 3, 0.001, 1, 0),"
+	    "(4, 'a4', '2025-11-26T07:30:00Z', 1764142200000, 'oc', 'nvidia/m', 'p1', 'one', 'main', 499, "
+	    " 'client_closed', 1, 0, -1, 500, -1, -1, -1, 0, 1, 1),"
+	    "(5, 'a1', '2025-11-26T07:40:00Z', 1764142800000, 'oc', 'nvidia/m', 'p1', 'one', 'main', 200, "
+	    " 'stream_interrupted', 1, 0, 50, 400, -1, -1, -1, 0, 1, 0);"
+	    "INSERT INTO request_attempts (seq, n, provider_id, provider_name, pool, status, outcome, start_ms, "
+	    "duration_ms) VALUES (1, 1, 'p1', 'one', 'main', 200, 'ok', 0, 40),"
+	    "(3, 1, 'p1', 'one', 'main', 429, 'rate_limited', 5, 20), (3, 2, 'p2', 'two', 'fallback', 200, 'ok', 26, 44),"
+	    "(4, 1, 'p1', 'one', 'main', 0, 'client_closed', 0, 500), (5, 1, 'p1', 'one', 'main', 200, 'interrupted', 0, 400);",
+	    NULL, NULL, NULL), SQLITE_OK);
+
+	/* Newest first, every field; unknown numbers are null. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "5");
+	assert_string_equal(jget(f->json, "requests.0.error"), "true");	/* 200, but the stream broke */
+	assert_string_equal(jget(f->json, "requests.0.error_code"), "stream_interrupted");
+	assert_string_equal(jget(f->json, "requests.3.request_id"), "a2");
+	assert_null(jget(f->json, "requests.3.provider"));
+	assert_null(jget(f->json, "requests.3.pool"));
+	assert_null(jget(f->json, "requests.3.ttfb_ms"));
+	assert_null(jget(f->json, "requests.3.total_tokens"));
+	assert_string_equal(jget(f->json, "requests.3.queue_ms"), "30000");
+	assert_string_equal(jget(f->json, "requests.4.total_tokens"), "30");
+	assert_string_equal(jget(f->json, "requests.4.client"), "oc");
+	assert_string_equal(jget(f->json, "requests.4.error"), "false");
+	assert_null(jget(f->json, "requests.4.error_code"));
+	assert_string_equal(jget(f->json, "requests.2.streamed"), "true");
+	assert_string_equal(jget(f->json, "requests.1.client_disconnected"), "true");
+	assert_null(jget(f->json, "requests.5"));
+	assert_null(jget(f->json, "next_cursor"));
+
+	/* Cursor paging: stable, no repeats, the end says so. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests?limit=2", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.1.seq"), "4");
+	assert_string_equal(jget(f->json, "next_cursor"), "4");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?limit=2&cursor=4", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_string_equal(jget(f->json, "requests.1.seq"), "2");
+	assert_string_equal(jget(f->json, "next_cursor"), "2");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?limit=2&cursor=2", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "1");
+	assert_null(jget(f->json, "requests.1"));
+	assert_null(jget(f->json, "next_cursor"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?after=3", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "5");
+	assert_string_equal(jget(f->json, "requests.1.seq"), "4");
+	assert_null(jget(f->json, "requests.2"));
+
+	/* Filters. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests?errors=1", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "5");
+	assert_string_equal(jget(f->json, "requests.1.seq"), "4");
+	assert_string_equal(jget(f->json, "requests.2.seq"), "2");
+	assert_null(jget(f->json, "requests.3"));
+	assert_string_equal(jget(f->json, "filters.errors"), "true");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?status=5xx", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "2");
+	assert_null(jget(f->json, "requests.1"));
+	assert_string_equal(jget(f->json, "filters.status"), "5xx");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?status=499", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "4");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?status=2xx&errors=false", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.2.seq"), "1");
+	assert_null(jget(f->json, "requests.3"));
+	/* A provider concerns a request it served or one of its attempts went to. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests?provider=one", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.2.seq"), "3");
+	assert_string_equal(jget(f->json, "requests.3.seq"), "1");
+	assert_null(jget(f->json, "requests.4"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?provider=p1&outcome=rate_limited", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?provider=p2&outcome=rate_limited", NULL), 200);
+	assert_null(jget(f->json, "requests.0"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?outcome=client_closed", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "4");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?pool=fallback", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?model=nvidia%2Fx", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?client=bot", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_null(jget(f->json, "requests.1"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?request_id=a1", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.1.seq"), "1");
+	assert_null(jget(f->json, "requests.2"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?from=2025-11-26T07:10:00Z&to=2025-11-26T07:20:00Z", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.0.seq"), "3");
+	assert_string_equal(jget(f->json, "requests.1.seq"), "2");
+	assert_null(jget(f->json, "requests.2"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests?from=1764142200", NULL), 200);
+	assert_string_equal(jget(f->json, "requests.1.seq"), "4");
+	assert_null(jget(f->json, "requests.2"));
+
+	/* Bad parameters: 400 naming the field. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests?status=6xx", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "status");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?status=20", NULL), 400);
+	assert_int_equal(call(f, "GET", "/api/v2/requests?limit=0", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "limit");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?limit=501", NULL), 400);
+	assert_int_equal(call(f, "GET", "/api/v2/requests?cursor=abc", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "cursor");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?cursor=-1", NULL), 400);
+	assert_int_equal(call(f, "GET", "/api/v2/requests?pool=spare", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "pool");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?outcome=fine", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "outcome");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?from=yesterday", NULL), 400);
+	assert_string_equal(jget(f->json, "error.field"), "from");
+	assert_int_equal(call(f, "GET", "/api/v2/requests?from=2025-11-27&to=2025-11-26", NULL), 400);
+	assert_int_equal(call(f, "POST", "/api/v2/requests", "{}"), 405);
+	assert_true(has_header(f, "Allow: GET"));
+
+	/* One request with its attempts, by the id the client received. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a3", NULL), 200);
+	assert_string_equal(jget(f->json, "seq"), "3");
+	assert_string_equal(jget(f->json, "provider"), "two");
+	assert_string_equal(jget(f->json, "same_id"), "1");
+	assert_string_equal(jget(f->json, "attempt_list.0.provider"), "one");
+	assert_string_equal(jget(f->json, "attempt_list.0.status"), "429");
+	assert_string_equal(jget(f->json, "attempt_list.0.outcome"), "rate_limited");
+	assert_string_equal(jget(f->json, "attempt_list.0.duration_ms"), "20");
+	assert_string_equal(jget(f->json, "attempt_list.1.pool"), "fallback");
+	assert_string_equal(jget(f->json, "attempt_list.1.start_ms"), "26");
+	assert_null(jget(f->json, "attempt_list.2"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a4", NULL), 200);
+	assert_null(jget(f->json, "attempt_list.0.status"));	/* no answer came */
+	/* A reused id: the newest, or the one at seq. */
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a1", NULL), 200);
+	assert_string_equal(jget(f->json, "seq"), "5");
+	assert_string_equal(jget(f->json, "same_id"), "2");
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a1?seq=1", NULL), 200);
+	assert_string_equal(jget(f->json, "seq"), "1");
+	assert_string_equal(jget(f->json, "attempt_list.0.outcome"), "ok");
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a1?seq=3", NULL), 404);
+	assert_int_equal(call(f, "GET", "/api/v2/requests/nope", NULL), 404);
+	assert_true(body_has(f, "no request nope in the request log"));
+	assert_int_equal(call(f, "GET", "/api/v2/requests/a1?seq=x", NULL), 400);
+	assert_int_equal(call(f, "GET", "/api/v2/requests/%zz", NULL), 400);
+	assert_int_equal(call(f, "DELETE", "/api/v2/requests/a1", NULL), 405);
+	/* A model cut inside a character (or odd client bytes): valid JSON anyway. */
+	assert_int_equal(sqlite3_exec(f->db, "INSERT INTO request_log (request_id, finished_at, finished_ms, model, "
+	    "status) VALUES ('bad-utf8', '2025-11-26T07:50:00Z', 1764143400000, CAST(X'6e762fc3' AS TEXT), 200)",
+	    NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(call(f, "GET", "/api/v2/requests?request_id=bad-utf8", NULL), 200);
+	assert_non_null(f->json);
+	assert_string_equal(jget(f->json, "requests.0.model"), "nv/?");
+	/* Admin only. */
+	assert_int_equal(call_full(f, "GET", "/api/v2/requests", NULL, NULL, NULL, NULL, NULL), 401);
+}
+
 int
 main(void)
 {
@@ -770,6 +942,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_export, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
 		cmocka_unit_test(test_classify),
 	};
 

@@ -1,7 +1,8 @@
 /*
  * Unit tests for admin-fcgi/events.c: SSE framing, Last-Event-ID cursors,
  * change detection of the snapshot and config version, cooldown start/end
- * events, heartbeats, and a whole tick against a temporary database (which
+ * events, request log rows as "event: request" (each once, lag skipping),
+ * heartbeats, and a whole tick against a temporary database (which
  * must leave no read transaction open, so a checkpoint can truncate the WAL).
  */
 
@@ -423,6 +424,73 @@ test_tick_batches(void **state)
 	sc_buf_free(&b);
 }
 
+/* Insert n request_log rows as the data plane's writer does. */
+static void
+insert_requests(sqlite3 *db, int n, int status)
+{
+	char sql[512];
+	int i;
+
+	exec_ok(db, "BEGIN");
+	for (i = 0; i < n; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO request_log (request_id, finished_at, finished_ms, model, "
+		    "provider_id, provider_name, pool, status, error_code, attempts) VALUES ('r%d', "
+		    "'2026-01-01T00:00:00Z', 1767225600000, 'mock/m', 'p1', 'account01', 'main', %d, '%s', 1)",
+		    i, status, status >= 400 ? "upstream_error" : "");
+		exec_ok(db, sql);
+	}
+	exec_ok(db, "COMMIT");
+}
+
+/* New request_log rows become "event: request", each once, in order; rows
+ * from before the stream opened are not replayed; a stream far behind skips
+ * ahead and says so. */
+static void
+test_tick_requests(void **state)
+{
+	struct dbfix *f = *state;
+	struct events_stream s;
+	struct sc_buf b;
+	int n;
+
+	sc_buf_init(&b, EVENTS_BUF_CAP);
+	insert_requests(f->w, 3, 200);
+	events_stream_init(&s, NULL, 0);
+	assert_true(events_tick(&s, &f->q, &b, 0, sc_wall_ms()) >= 0);
+	assert_int_equal(count(b.data, "event: request\n"), 0);
+	assert_int_equal(s.request_cursor, 3);
+	sc_buf_reset(&b);
+
+	insert_requests(f->w, 2, 502);
+	n = events_requests(&s, &f->q, &b);
+	assert_int_equal(n, 2);
+	assert_int_equal(count(b.data, "event: request\n"), 2);
+	assert_non_null(strstr(b.data, "\"seq\":4,\"request_id\":\"r0\""));
+	assert_non_null(strstr(b.data, "\"seq\":5,\"request_id\":\"r1\""));
+	assert_non_null(strstr(b.data, "\"provider\":\"account01\""));
+	assert_non_null(strstr(b.data, "\"error_code\":\"upstream_error\",\"error\":true"));
+	assert_true(strstr(b.data, "\"seq\":4") < strstr(b.data, "\"seq\":5"));
+	sc_buf_reset(&b);
+	assert_int_equal(events_requests(&s, &f->q, &b), 0);	/* each row once */
+	assert_int_equal(b.len, 0);
+
+	/* More than a batch: the rest on the next tick. */
+	insert_requests(f->w, EVENTS_REQUEST_BATCH + 5, 200);
+	assert_int_equal(events_requests(&s, &f->q, &b), EVENTS_REQUEST_BATCH);
+	sc_buf_reset(&b);
+	assert_int_equal(events_requests(&s, &f->q, &b), 5);
+	assert_int_equal(s.request_cursor, 5 + EVENTS_REQUEST_BATCH + 5);
+	sc_buf_reset(&b);
+
+	/* Far behind: skip to the newest batch, telling the page. */
+	insert_requests(f->w, EVENTS_REQUEST_LAG + 10, 200);
+	n = events_requests(&s, &f->q, &b);
+	assert_int_equal(n, EVENTS_REQUEST_BATCH + 1);
+	assert_int_equal(count(b.data, "event: requests_skipped\n"), 1);
+	assert_int_equal(s.request_cursor, 5 + EVENTS_REQUEST_BATCH + 5 + EVENTS_REQUEST_LAG + 10);
+	sc_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -435,6 +503,7 @@ main(void)
 		cmocka_unit_test(test_cooldown_start_end),
 		cmocka_unit_test_setup_teardown(test_tick_database, db_setup, db_teardown),
 		cmocka_unit_test_setup_teardown(test_tick_batches, db_setup, db_teardown),
+		cmocka_unit_test_setup_teardown(test_tick_requests, db_setup, db_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -324,13 +324,14 @@ test_prune(void **state)
 	assert_int_equal(stats_prune(f->db, now, 90, 30, &e), 0);
 }
 
-/* The writer thread: a locked database makes the flush fail; the rows stay
- * pending and the next interval writes them exactly once. */
+/* The writer thread: a locked database makes the flush fail; the rows (and
+ * the request log records) stay pending and the next interval writes them
+ * exactly once, the ring pruned to request_log_rows. */
 static void
 test_writer_keeps_rows_through_busy(void **state)
 {
 	struct testdb *f = *state;
-	struct stats_settings set = { 90, 30 };
+	struct stats_settings set = { 90, 30, 3 };
 	struct request_result r = result(P1, 200, 7);
 	struct stats_info si;
 	struct sc_err e;
@@ -362,8 +363,35 @@ test_writer_keeps_rows_through_busy(void **state)
 	assert_int_equal(q_int(f->db, "SELECT request_count FROM provider_usage_logs"), 4);
 	assert_int_equal(q_int(f->db, "SELECT total_tokens FROM provider_usage_logs"), 28);
 	assert_int_equal(q_int(f->db, "SELECT json_extract(snapshot, '$.n') FROM live_status"), 2);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM request_log"), 3);
+	/* 3 + 1 records for a ring of 3: only the newest 3 were inserted. */
+	assert_int_equal(q_int(f->db, "SELECT max(seq) FROM request_log"), 3);
 	stats_get_info(&si);
 	assert_int_equal(si.pending, 0);
+	assert_int_equal(si.log_written, 3);
+}
+
+/* request_log_rows = 0: nothing is collected or written, and what the log
+ * held is deleted at the next flush. */
+static void
+test_writer_log_off(void **state)
+{
+	struct testdb *f = *state;
+	struct stats_settings on = { 90, 30, 100 }, off = { 90, 30, 0 };
+	struct request_result r = result(P1, 200, 7);
+	struct sc_err e;
+
+	sc_err_clear(&e);
+	assert_int_equal(stats_start(f->path, &e), 0);
+	stats_handoff(0, NULL, &on);
+	stats_record(&r);
+	stats_record(&r);
+	stats_handoff(1, NULL, &on);
+	stats_handoff(1, NULL, &off);	/* may merge with the previous hand-off: written or pruned, never kept */
+	stats_record(&r);
+	stats_stop(NULL);
+	assert_int_equal(q_int(f->db, "SELECT request_count FROM provider_usage_logs"), 3);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM request_log"), 0);
 }
 
 static int
@@ -411,6 +439,7 @@ main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test_setup_teardown(test_prune, setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_writer_keeps_rows_through_busy, setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_writer_log_off, setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_submit_in_order, setup, testdb_teardown),
 	};
 
