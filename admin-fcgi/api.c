@@ -364,7 +364,12 @@ api_query(const struct api_request *rq, const char *name, char *out, size_t outl
 					out[0] = '\0';
 				return 1;
 			}
-			return api_urldecode(eq + 1, len - klen - 1, out, outlen) == 0 ? 1 : -1;
+			/* Values are echoed into answers (filters, errors), which
+			 * are UTF-8 JSON: bytes that are not UTF-8 are refused. */
+			if (api_urldecode(eq + 1, len - klen - 1, out, outlen) == -1 ||
+			    !sc_utf8_valid(out, strlen(out)))
+				return -1;
+			return 1;
 		}
 		p += len;
 		if (*p == '&')

@@ -106,7 +106,8 @@ void api_header(struct api_response *rs, const char *name, const char *fmt, ...)
 /* Parse the body as a JSON object; on failure the response is set (400, 413,
  * 415, 422) and NULL is returned. */
 json_object *api_body_json(struct api_call *c);
-/* Query parameter by name, decoded into out (cap outlen). 1 found, 0 absent, -1 too long/bad. */
+/* Query parameter by name, decoded into out (cap outlen). 1 found, 0 absent,
+ * -1 too long, bad percent-encoding or not UTF-8. */
 int api_query(const struct api_request *rq, const char *name, char *out, size_t outlen);
 /* "false"/"0"/"no" → false; absent → def. */
 bool api_query_bool(const struct api_request *rq, const char *name, bool def);

@@ -35,7 +35,7 @@ prov_validation_json(const struct validate_result *v)
 	json_object_object_add(o, "result", json_object_new_string(validate_outcome_name(v->outcome)));
 	json_object_object_add(o, "http_status", v->http_status ? json_object_new_int((int)v->http_status) : NULL);
 	json_object_object_add(o, "latency_ms", json_object_new_int64(v->latency_ms));
-	json_object_object_add(o, "message", json_object_new_string(v->message));
+	json_object_object_add(o, "message", api_jstr(v->message));
 	return o;
 }
 
@@ -394,7 +394,7 @@ prov_refused(struct api_call *c, const struct validate_result *v)
 	const char *field = (v->outcome == VALIDATE_UNREACHABLE || v->outcome == VALIDATE_TIMEOUT ||
 	    v->outcome == VALIDATE_UPSTREAM_ERROR) ? "endpoint_url" : "api_key";
 
-	json_object_object_add(err, "message", json_object_new_string(v->message));
+	json_object_object_add(err, "message", api_jstr(v->message));
 	json_object_object_add(err, "field", json_object_new_string(field));
 	json_object_object_add(err, "validation", prov_validation_json(v));
 	json_object_object_add(root, "error", err);
@@ -999,10 +999,10 @@ prov_import(struct api_call *c)
 		root = json_object_new_object();
 		err = json_object_new_object();
 		if (e.line > 0)
-			json_object_object_add(err, "message", json_object_new_string(e.msg));
+			json_object_object_add(err, "message", api_jstr(e.msg));
 		else
-			json_object_object_add(err, "message", json_object_new_string(e.msg[0] ? e.msg : "malformed YAML"));
-		json_object_object_add(err, "field", e.field[0] ? json_object_new_string(e.field) : NULL);
+			json_object_object_add(err, "message", api_jstr(e.msg[0] ? e.msg : "malformed YAML"));
+		json_object_object_add(err, "field", e.field[0] ? api_jstr(e.field) : NULL);
 		json_object_object_add(err, "line", e.line > 0 ? json_object_new_int(e.line) : NULL);
 		json_object_object_add(root, "error", err);
 		api_json(c->rs, 422, root);
@@ -1034,8 +1034,8 @@ prov_import(struct api_call *c)
 		if (e.field[0] && !api_err_is_busy(c->ctx->db, &e) && !api_err_is_stale_key(&e)) {
 			root = json_object_new_object();
 			err = json_object_new_object();
-			json_object_object_add(err, "message", json_object_new_string(e.msg));
-			json_object_object_add(err, "field", json_object_new_string(e.field));
+			json_object_object_add(err, "message", api_jstr(e.msg));
+			json_object_object_add(err, "field", api_jstr(e.field));
 			json_object_object_add(err, "line", e.line > 0 ? json_object_new_int(e.line) : NULL);
 			json_object_object_add(root, "error", err);
 			api_json(c->rs, strstr(e.msg, "already") ? 409 : 422, root);

@@ -267,7 +267,7 @@ req_detail(struct api_call *c, const char *raw_id)
 		const char *name = (const char *)sqlite3_column_text(st, 2);
 		json_object_object_add(a, "n", json_object_new_int(sqlite3_column_int(st, 0)));
 		json_object_object_add(a, "provider_id", api_jstr((const char *)sqlite3_column_text(st, 1)));
-		json_object_object_add(a, "provider", name && name[0] ? json_object_new_string(name) : NULL);
+		json_object_object_add(a, "provider", name && name[0] ? api_jstr(name) : NULL);
 		json_object_object_add(a, "pool", api_jstr((const char *)sqlite3_column_text(st, 3)));
 		json_object_object_add(a, "status", sqlite3_column_int(st, 4) > 0 ?
 		    json_object_new_int(sqlite3_column_int(st, 4)) : NULL);

@@ -119,7 +119,7 @@ stats_filter(struct api_call *c, const char *name, char *out, size_t outlen, boo
 
 	*given = rc == 1 && out[0] != '\0';
 	if (rc == -1) {
-		api_error(c->rs, 400, name, "'%s' is malformed or too long", name);
+		api_error(c->rs, 400, name, "'%s' is malformed (bad percent-encoding or not UTF-8) or too long", name);
 		return -1;
 	}
 	return 0;

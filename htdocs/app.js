@@ -34,6 +34,9 @@
 		hourly: null,
 		charts: {},
 		settings: [],
+		settingsEdits: 0,		/* bumped by every keystroke in the settings form */
+		settingsLoads: 0,		/* loadSettings calls started */
+		settingsShown: 0,		/* the call whose answer the form shows */
 		historyTimer: null,
 		openedAt: 0,			/* Date.now() when the stream first opened */
 		demoEnv: false,		/* sidecar-events runs in demo mode ($SIDECAR_DEMO) */
@@ -1132,37 +1135,77 @@
 		return (rows || []).filter((s) => s && s.key);
 	}
 
-	async function loadSettings(force) {
+	/* One typed value: "changed" while it differs from the stored one. */
+	function settingEdited(input) {
+		input.parentElement.classList.toggle('changed', input.value !== input.dataset.stored);
+		input.parentElement.classList.remove('invalid');
+		$('#settings-save').disabled = !$('#settings-form').querySelector('.changed');
+	}
+
+	/* Show stored settings. An input typed into after edit stamp `since`
+	 * keeps what the operator typed (only its stored value moves), and the
+	 * inputs are updated in place so focus and caret survive. */
+	function renderSettings(rows, since) {
+		const form = $('#settings-form');
+		const old = new Map($$('input', form).map((i) => [i.name, i]));
+		const typed = (i) => i !== undefined && Number(i.dataset.edit || 0) > since;
+		const same = old.size === rows.length && rows.every((s) => old.has(s.key));
+		if (!same) form.replaceChildren();
+		for (const s of rows) {
+			const range = s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
+			let input = old.get(s.key);
+			const keep = typed(input) ? input.value : null;
+			if (!same) {
+				const id = 'set-' + s.key;
+				input = el('input', { id, name: s.key, inputmode: 'decimal', spellcheck: 'false' });
+				input.addEventListener('input', () => {
+					input.dataset.edit = String(++S.settingsEdits);
+					settingEdited(input);
+				});
+				form.append(el('div', { class: 'setting', 'data-key': s.key },
+					el('label', { for: id, text: s.key }), input, el('small')));
+			}
+			$('small', input.parentElement).textContent = (s.description || '') + range;
+			input.dataset.stored = String(s.value);
+			if (keep !== null) {
+				input.value = keep;
+				input.dataset.edit = String(S.settingsEdits);
+			} else {
+				input.value = String(s.value);
+				delete input.dataset.edit;
+				input.parentElement.classList.remove('invalid');
+			}
+			input.parentElement.classList.toggle('changed', input.value !== input.dataset.stored);
+		}
+		$('#settings-save').disabled = !form.querySelector('.changed');
+	}
+
+	/* Fetch and show the settings. Not forced (a provider event): nothing is
+	 * touched while an edit is in progress. Forced (start, after a save):
+	 * edits up to stamp `since` are replaced, anything typed after it is
+	 * kept. An answer older than the one shown is dropped, so a slow load
+	 * started earlier never lands over a newer form. */
+	async function loadSettings(force, since = S.settingsEdits) {
 		const form = $('#settings-form');
 		if (!force && form.querySelector('.changed')) return;	/* do not clobber edits in progress */
+		const seq = ++S.settingsLoads;
 		let r;
 		try { r = await api('GET', '/config'); } catch (e) {
 			if (e.status !== 401) showMsg($('#settings-msg'), 'Settings unavailable: ' + e.message, true);
 			return;
 		}
+		if (seq < S.settingsShown) return;			/* a newer answer is shown */
 		if (!force && form.querySelector('.changed')) return;	/* edited while we fetched */
+		S.settingsShown = seq;
 		S.settings = normaliseSettings(r);
 		renderRequests();	/* its note says how many requests the log keeps */
-		form.replaceChildren();
-		for (const s of S.settings) {
-			const id = 'set-' + s.key;
-			const input = el('input', { id, name: s.key, value: String(s.value), inputmode: 'decimal', spellcheck: 'false' });
-			input.addEventListener('input', () => {
-				input.parentElement.classList.toggle('changed', input.value !== String(s.value));
-				input.parentElement.classList.remove('invalid');
-				$('#settings-save').disabled = !form.querySelector('.changed');
-			});
-			const range = s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
-			form.append(el('div', { class: 'setting', 'data-key': s.key },
-				el('label', { for: id, text: s.key }), input,
-				el('small', { text: (s.description || '') + range })));
-		}
-		$('#settings-save').disabled = true;
+		renderSettings(S.settings, since);
 	}
 
 	async function saveSettings() {
 		const form = $('#settings-form');
 		const changed = {};
+		const since = S.settingsEdits;	/* what is typed after this is not part of the save */
 		for (const d of $$('.setting.changed', form)) {
 			const v = $('input', d).value.trim();
 			/* The API wants numbers; anything else goes as text so its error names the field. */
@@ -1173,7 +1216,7 @@
 			await api('PATCH', '/config', changed);
 			/* Refresh the form first: "Saved" then means the form shows the
 			 * stored values, and nothing typed after it is overwritten. */
-			await loadSettings(true);
+			await loadSettings(true, since);
 			showMsg($('#settings-msg'), `Saved ${Object.keys(changed).join(', ')}. The data plane applies them within 2 s.`, false);
 		} catch (e) {
 			showMsg($('#settings-msg'), 'Not saved: ' + e.message, true);

@@ -4,7 +4,8 @@
 // with the upstream's answer shown, a good one is accepted), edit it, disable
 // and enable it, reset a cooldown, delete with confirmation, import the
 // example YAML file through the page, change a setting (and see a bad value
-// refused), log out. Every change is checked through the admin API too.
+// refused, and what is typed while a save refreshes the form kept), log out.
+// Every change is checked through the admin API too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -198,6 +199,43 @@ test('settings: save a value, refuse a bad one', { timeout: 30000 }, async () =>
 	assert.ok(await page.$eval('.setting[data-key=rpm_window_seconds]', (e) => e.classList.contains('invalid')));
 	const r2 = await api(lt, 'GET', '/config', { token: st.token });
 	assert.equal(r2.json.settings.find((s) => s.key === 'rpm_window_seconds').value, 60);
+});
+
+test('settings: what is typed while a save refreshes the form is kept', { timeout: 30000 }, async () => {
+	// The previous test left a refused 0 typed in; back to the stored value.
+	await page.fill('#set-rpm_window_seconds', '60');
+	assert.equal(await page.isEnabled('#settings-save'), false);
+	// Hold every GET /config until the operator has typed into another field.
+	let release;
+	const gate = new Promise((r) => { release = r; });
+	const isConfig = (u) => u.pathname === '/api/v2/config';
+	await page.route(isConfig, async (route) => {
+		if (route.request().method() === 'GET') await gate;
+		await route.continue();
+	});
+	try {
+		await page.fill('#set-queue_timeout_seconds', '25');
+		const refresh = page.waitForRequest((q) => isConfig(new URL(q.url())) && q.method() === 'GET');
+		await page.click('#settings-save');
+		await refresh;
+		await page.fill('#set-rpm_window_seconds', '90');
+		release();
+		await page.waitForFunction(() => /Saved queue_timeout_seconds/.test(document.querySelector('#settings-msg').textContent));
+	} finally {
+		release();
+		await page.unroute(isConfig);
+	}
+	assert.equal(await page.inputValue('#set-rpm_window_seconds'), '90', 'the refresh overwrote what was typed');
+	assert.ok(await page.$eval('.setting[data-key=rpm_window_seconds]', (e) => e.classList.contains('changed')));
+	assert.equal(await page.inputValue('#set-queue_timeout_seconds'), '25');
+	assert.ok(await page.$eval('.setting[data-key=queue_timeout_seconds]', (e) => !e.classList.contains('changed')));
+	assert.equal(await page.isEnabled('#settings-save'), true);
+	const r = await api(lt, 'GET', '/config', { token: st.token });
+	assert.equal(r.json.settings.find((x) => x.key === 'queue_timeout_seconds').value, 25);
+	assert.equal(r.json.settings.find((x) => x.key === 'rpm_window_seconds').value, 60);
+	// Typing the stored value back ends the edit.
+	await page.fill('#set-rpm_window_seconds', '60');
+	assert.equal(await page.isEnabled('#settings-save'), false);
 });
 
 test('log out ends the session', { timeout: 30000 }, async () => {

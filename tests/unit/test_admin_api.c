@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "tokens.h"
+#include "util.h"
 
 #define KEY_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 #define TESTKEY "nvapi-TEST-0001-xxxxxxxxxxxxxxxxWXYZ"
@@ -756,6 +757,46 @@ test_classify(void **state)
 	assert_string_equal(r.message, "upstream answered 500: oops ");
 }
 
+/* Query values are echoed into answers (stats filters, errors): one that is
+ * not UTF-8, raw or percent-encoded, is a 400 naming the parameter, and
+ * every answer body stays UTF-8 (the fuzz_admin_json crash). */
+static void
+test_query_not_utf8(void **state)
+{
+	struct fx *f = *state;
+	static const char *const uris[] = {
+		"/api/v2/stats/daily?group_by=model&provider=f\xf8",
+		"/api/v2/stats/hourly?provider=f%F8",
+		"/api/v2/stats/hourly?model=%C3",
+		"/api/v2/stats/totals?range=%FF",
+		"/api/v2/stats/by-model?provider=%ED%A0%80",
+		"/api/v2/cooldowns?provider=\xc3\x28",
+		"/api/v2/requests?client=%FF",
+		"/api/v2/requests?request_id=a\xe2\x82",
+	};
+	static const char *const fields[] = { "provider", "provider", "model", "range", "provider", "provider",
+	    "client", "request_id" };
+
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		assert_int_equal(call(f, "GET", uris[i], NULL), 400);
+		assert_true(sc_utf8_valid(f->rs.body.data, f->rs.body.len));
+		assert_string_equal(jget(f->json, "error.field"), fields[i]);
+	}
+	/* Well-formed UTF-8 is echoed as given. */
+	assert_int_equal(call(f, "GET", "/api/v2/stats/hourly?provider=caf%C3%A9", NULL), 200);
+	assert_string_equal(jget(f->json, "filters.provider"), "caf\xc3\xa9");
+
+	/* An import error quoting a value cut inside a character ("%.40s"):
+	 * the answer is still UTF-8. */
+	assert_int_equal(call_full(f, "POST", "/api/v2/providers/import?validate=false", "application/yaml",
+	    "providers:\n- account: a1\n  api_key: nvapi-TEST-0001-xxxxxxxxxxxxxxxx\n"
+	    "  endpoint_url: http://127.0.0.1:9/v1\n  model_prefix: \"a/\"\n"
+	    "  pool: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"\n  rpm_limit: 40\n",
+	    f->authz, NULL, NULL), 422);
+	assert_true(sc_utf8_valid(f->rs.body.data, f->rs.body.len));
+	assert_non_null(strstr(jget(f->json, "error.message"), "unknown pool"));
+}
+
 /* The request log: rows as the data plane writes them; filters, the cursor,
  * the detail with its attempts, and the 4xx answers to bad parameters. */
 static void
@@ -942,6 +983,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_export, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_query_not_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
 		cmocka_unit_test(test_classify),
 	};
