@@ -73,6 +73,7 @@ static struct {
 	const struct dispatch_admission *admit;
 	unsigned                         serial;	/* last prov_rt serial handed out */
 	size_t                           in_flight;	/* attempts over all providers */
+	bool                             draining;	/* dispatch_drain ran: nothing parks */
 } disp = { .admit = &disp_local, .probes = TAILQ_HEAD_INITIALIZER(disp.probes) };
 
 static void dispatch_fire(struct loop *l, void *arg);
@@ -536,13 +537,18 @@ dispatch_park(struct dispatch_ticket *t, int64_t now)
 
 	if (t->qn.queued)
 		return true;
+	if (disp.draining) {
+		t->reject = DISPATCH_REJ_DRAINING;
+		t->retry_after_s = dispatch_route_retry_after(t->route, now);
+		return false;
+	}
 	if (queue_push(&disp.queue, &t->qn, t->prio, now, (int64_t)cfg->queue_timeout_seconds * 1000,
 	    (size_t)cfg->queue_capacity) == 0) {
 		t->t_wait = now;
 		return true;
 	}
 	t->reject = DISPATCH_REJ_QUEUE_FULL;
-	t->retry_after_s = cfg->retry_after_seconds;
+	t->retry_after_s = dispatch_route_retry_after(t->route, now);
 	ev.kind = EVENT_QUEUE_REJECTED;
 	ev.u.rejected = DISPATCH_REJ_QUEUE_FULL;
 	events_emit(&ev);
@@ -913,6 +919,42 @@ dispatch_route_retry_after(const struct dispatch_route *r, int64_t now)
 	return sched_retry_after(r->sp, r->n, registry_config(), now);
 }
 
+size_t
+dispatch_route_keys(const struct dispatch_route *r, size_t *valid)
+{
+	size_t i;
+
+	*valid = 0;
+	if (r == NULL || r->stale)
+		r = r != NULL ? dispatch_route_exact(r->prefix) : NULL;
+	if (r == NULL)
+		return 0;
+	for (i = 0; i < r->n; i++)
+		if (r->sp[i]->cfg->status == PSTATUS_ACTIVE && !r->sp[i]->cd.invalid)
+			(*valid)++;
+	return r->n;
+}
+
+void
+dispatch_drain(void)
+{
+	struct queue_node *qn;
+	int64_t now = sc_now_ms();
+
+	disp.draining = true;
+	while ((qn = queue_first(&disp.queue)) != NULL) {
+		struct dispatch_ticket *t = qn->owner;
+
+		dispatch_unpark(t, now);
+		if (t->admitting && disp.admit->cancel != NULL)
+			disp.admit->cancel(t);
+		t->admitting = false;
+		t->reject = DISPATCH_REJ_DRAINING;
+		t->retry_after_s = dispatch_route_retry_after(t->route, now);
+		t->answer(t, DISPATCH_REJECT);
+	}
+}
+
 /* ---- health probes ---- */
 
 static int
@@ -1016,7 +1058,7 @@ dispatch_fire(struct loop *l, void *arg)
 			disp.admit->cancel(t);
 		t->admitting = false;
 		t->reject = DISPATCH_REJ_QUEUE_TIMEOUT;
-		t->retry_after_s = cfg->retry_after_seconds;
+		t->retry_after_s = dispatch_route_retry_after(t->route, now);
 		ev.kind = EVENT_QUEUE_REJECTED;
 		ev.u.rejected = DISPATCH_REJ_QUEUE_TIMEOUT;
 		events_emit(&ev);

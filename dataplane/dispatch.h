@@ -63,6 +63,7 @@ enum dispatch_reject {
 	DISPATCH_REJ_BUSY,		/* the windows kept filling between decision and reservation */
 	DISPATCH_REJ_QUEUE_FULL,	/* the wait queue is at queue_capacity */
 	DISPATCH_REJ_QUEUE_TIMEOUT,	/* waited queue_timeout_seconds */
+	DISPATCH_REJ_DRAINING,		/* the data plane is shutting down: nothing waits any more */
 };
 
 /* What one request holds of the dispatcher. Embedded in the request; the
@@ -182,6 +183,12 @@ int64_t dispatch_route_next_free(const struct dispatch_route *route, int64_t now
 /* The same as whole seconds from now for Retry-After, >= 1;
  * retry_after_seconds when nothing is known. */
 int dispatch_route_retry_after(const struct dispatch_route *route, int64_t now);
+/* The route's candidates (providers with a usable key), and in *valid
+ * those of them whose key is not marked invalid. */
+size_t dispatch_route_keys(const struct dispatch_route *route, size_t *valid);
+/* Shutting down: every parked ticket is answered DISPATCH_REJ_DRAINING now,
+ * and none is parked from here on. */
+void dispatch_drain(void);
 /* Another attempt allowed for this ticket (the caller checks nothing was sent). */
 bool dispatch_may_retry(const struct dispatch_ticket *t);
 

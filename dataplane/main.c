@@ -133,6 +133,7 @@ dp_on_signal(struct loop *l, int signo, void *arg)
 	log_info("%s: draining (up to %d s)", signo == SIGTERM ? "SIGTERM" : "SIGINT",
 	    registry_config()->drain_timeout_seconds);
 	conn_drain_all();
+	dispatch_drain();	/* queued requests get their 503 now, not a reset at the deadline */
 	loop_timer_arm_in(l, &dp.drain_deadline, (int64_t)registry_config()->drain_timeout_seconds * 1000);
 	dp_drain_check(l, NULL);
 }

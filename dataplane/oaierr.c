@@ -7,6 +7,7 @@
  * admin programs use too): upstreams have been seen to echo the
  * Authorization header back, and the key without its prefix or in pieces.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -241,4 +242,94 @@ oaierr_rewrite(int status, const char *body, size_t len, const char *key, struct
 	json_object_put(root);
 	sc_buf_free(&msg);
 	return rc;
+}
+
+const char *
+oaierr_unavail_code(enum oaierr_unavail why)
+{
+	switch (why) {
+	case OAIERR_RATE_LIMITED: return "rate_limited";
+	case OAIERR_QUEUE_TIMEOUT: return "queue_timeout";
+	case OAIERR_QUEUE_FULL: return "queue_full";
+	case OAIERR_DRAINING: return "draining";
+	case OAIERR_NO_PROVIDER: return "no_provider";
+	case OAIERR_NO_VALID_KEY: return "no_valid_key";
+	case OAIERR_AUTH_FAILED: return "upstream_auth_failed";
+	case OAIERR_QUOTA: return "upstream_quota";
+	}
+	return "unavailable";
+}
+
+int
+oaierr_unavail_from_upstream(int status)
+{
+	switch (status) {
+	case 401:
+	case 403: return OAIERR_AUTH_FAILED;
+	case 402: return OAIERR_QUOTA;
+	case 429: return OAIERR_RATE_LIMITED;
+	default: return -1;
+	}
+}
+
+/* "the next frees in 17 s" or, when nothing is known to free, "retry in 30 s". */
+static void
+oaierr_wait_text(char *b, size_t n, int wait_s, int wait_known)
+{
+	snprintf(b, n, wait_known ? "the next frees in %d s" : "retry in %d s", wait_s);
+}
+
+/* "all 11 keys of nvidia/", "the key of nvidia/" or "the keys of nvidia/". */
+static void
+oaierr_keys_text(char *b, size_t n, const char *route, int nkeys)
+{
+	if (nkeys == 1)
+		snprintf(b, n, "the key of %s", route);
+	else if (nkeys > 1)
+		snprintf(b, n, "all %d keys of %s", nkeys, route);
+	else
+		snprintf(b, n, "the keys of %s", route);
+}
+
+int
+oaierr_unavailable(struct sc_buf *out, enum oaierr_unavail why, const char *route, int nkeys,
+    int wait_s, int wait_known, int upstream_status)
+{
+	char msg[512], keys[160], wait[64];
+	const char *are = nkeys == 1 ? "is" : "are";
+
+	if (route == NULL || route[0] == '\0')
+		route = "this model";
+	oaierr_keys_text(keys, sizeof(keys), route, nkeys);
+	oaierr_wait_text(wait, sizeof(wait), wait_s, wait_known);
+	switch (why) {
+	case OAIERR_RATE_LIMITED:
+		snprintf(msg, sizeof(msg), "%s %s rate limited; %s", keys, are, wait);
+		break;
+	case OAIERR_QUEUE_TIMEOUT:
+		snprintf(msg, sizeof(msg), "timed out waiting for a key: %s %s rate limited; %s", keys, are, wait);
+		break;
+	case OAIERR_QUEUE_FULL:
+		snprintf(msg, sizeof(msg), "the wait queue is full and %s %s rate limited; %s", keys, are, wait);
+		break;
+	case OAIERR_DRAINING:
+		snprintf(msg, sizeof(msg), "the sidecar is shutting down; retry in %d s", wait_s);
+		break;
+	case OAIERR_NO_PROVIDER:
+		snprintf(msg, sizeof(msg), "no provider can serve %s now; %s", route, wait);
+		break;
+	case OAIERR_NO_VALID_KEY:
+		snprintf(msg, sizeof(msg), "no valid key for %s: every key is invalid or disabled "
+		    "(the operator must replace them); retry in %d s", route, wait_s);
+		break;
+	case OAIERR_AUTH_FAILED:
+		snprintf(msg, sizeof(msg), "the upstream rejected %s (HTTP %d); the operator must replace "
+		    "them; retry in %d s", keys, upstream_status, wait_s);
+		break;
+	case OAIERR_QUOTA:
+		snprintf(msg, sizeof(msg), "the upstream refused %s for quota or billing (HTTP %d); "
+		    "retry in %d s", keys, upstream_status, wait_s);
+		break;
+	}
+	return oaierr_format(out, 503, msg, NULL, oaierr_unavail_code(why));
 }

@@ -1,18 +1,21 @@
 # dataplane/parse.mk: the data plane's pure input-processing modules (HTTP/1.1
 # request parser and chunked decoder, SSE scanner, request-body shaping,
-# OpenAI error bodies) as a convenience library, their cmocka unit tests, and
-# (./configure CC=clang --enable-fuzzing) their libFuzzer harnesses.
+# OpenAI error bodies, the client's model in responses) as a convenience
+# library, their cmocka unit tests, and (./configure CC=clang
+# --enable-fuzzing) their libFuzzer harnesses.
 noinst_LIBRARIES += dataplane/libparse.a
 dataplane_libparse_a_SOURCES = \
 	dataplane/http.c dataplane/http.h \
 	dataplane/sse.c dataplane/sse.h \
 	dataplane/shape.c dataplane/shape.h \
 	dataplane/jscan.c dataplane/jscan.h \
-	dataplane/oaierr.c dataplane/oaierr.h
+	dataplane/oaierr.c dataplane/oaierr.h \
+	dataplane/respmodel.c dataplane/respmodel.h
 dataplane_libparse_a_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 
 # Unit tests, one program per module.
-SC_PARSE_UNIT = tests/unit/test_http tests/unit/test_sse tests/unit/test_shape tests/unit/test_oaierr
+SC_PARSE_UNIT = tests/unit/test_http tests/unit/test_sse tests/unit/test_shape tests/unit/test_oaierr \
+	tests/unit/test_respmodel
 check_PROGRAMS += $(SC_PARSE_UNIT)
 TESTS += $(SC_PARSE_UNIT)
 SC_PARSE_INCLUDES = $(AM_CPPFLAGS) -I$(top_srcdir)/dataplane
@@ -33,6 +36,10 @@ tests_unit_test_oaierr_SOURCES = tests/unit/test_oaierr.c
 tests_unit_test_oaierr_CPPFLAGS = $(SC_PARSE_INCLUDES)
 tests_unit_test_oaierr_CFLAGS = $(SC_UNIT_CFLAGS)
 tests_unit_test_oaierr_LDADD = $(SC_PARSE_LIBS)
+tests_unit_test_respmodel_SOURCES = tests/unit/test_respmodel.c
+tests_unit_test_respmodel_CPPFLAGS = $(SC_PARSE_INCLUDES)
+tests_unit_test_respmodel_CFLAGS = $(SC_UNIT_CFLAGS)
+tests_unit_test_respmodel_LDADD = $(SC_PARSE_LIBS)
 
 # libFuzzer harnesses; tests/fuzz/run.sh runs them over tests/fuzz/corpus/.
 if FUZZING

@@ -15,10 +15,20 @@
  * goes back to ROUTE for another provider while nothing was sent; a final
  * error reaches the client in OpenAI shape with the upstream's status. A 2xx
  * head commits (RELAY) — a 2xx event stream after its first data event, so
- * that a rate-limit error there is retried like a 429 — and the body is
- * relayed as it arrives, pausing curl while the client's buffer is full. When the sidecar asked the upstream for stream
- * usage the client did not request, the usage-only SSE event is dropped from
- * the relay (sse.h), holding back at most one event.
+ * that a rate-limit error there is retried like a 429. A stream is relayed
+ * event by event as it arrives, pausing curl while the client's buffer is
+ * full: each event is held until it ends (at most one, sse.h) so that its
+ * "model" can name the client's model id (respmodel.h), and when the sidecar
+ * asked the upstream for stream usage the client did not request, the
+ * usage-only event is dropped. A JSON response is held whole (up to
+ * PX_JSON_CAP) for the same rewrite, then sent with its new length; a bigger
+ * one passes through as it is.
+ *
+ * Every 503 the sidecar gives on its own goes through proxy_unavailable: the
+ * reason's code, a message naming the route and what the client waits for,
+ * and Retry-After from the dispatcher (the earliest a key of the route
+ * frees). Upstream answers that describe the sidecar's keys (401/403 on
+ * every key, 402) become such 503s too: 401 and 403 mean the client's token.
  *
  * The dispatcher owns every provider's runtime state; this file only reports
  * outcomes to it (dispatch_report). Each request ends in proxy_finish (log
@@ -40,6 +50,7 @@
 #include "proxy.h"
 #include "registry.h"
 #include "reqlog.h"
+#include "respmodel.h"
 #include "shape.h"
 #include "sse.h"
 #include "upstream.h"
@@ -47,7 +58,7 @@
 #define PX_ERRBODY_CAP  (64 * 1024)	/* upstream error body kept for the rewrite */
 #define PX_FWD_CAP      (64 * 1024)	/* client headers forwarded upstream */
 #define PX_HDR_CAP      2048		/* response header lines the sidecar adds */
-#define PX_USAGE_CAP    (256 * 1024)	/* JSON response bytes kept to read usage */
+#define PX_JSON_CAP     (16 * 1024 * 1024)	/* JSON response held for the model rewrite */
 #define PX_TRIES        8		/* decisions per step when attempts fail to start */
 #define PX_FIRST_CAP    (64 * 1024)	/* bytes of a 2xx stream held for its first event */
 
@@ -80,17 +91,20 @@ struct proxy_req {
 	int                   up_status;	/* upstream HTTP status of this attempt */
 	struct sc_buf         errbody;		/* owned: buffered error body */
 	int                   paused;		/* curl paused on our output buffer */
-	int                   sse_drop;		/* scanning to drop the injected usage event */
-	struct sse_scanner    sse;
-	struct sc_buf         hold;		/* owned: relayed bytes held back in sse_drop mode */
+	struct sse_scanner    sse;		/* initialised when is_sse */
+	struct sc_buf         hold;		/* owned: the stream's event in progress */
+	struct sc_buf         scratch;		/* owned: respmodel's work buffer */
 	int                   is_sse;		/* response is text/event-stream */
-	int                   sse_observe;	/* scanning (not holding) for usage */
+	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
+	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
+	char                  ctype[128];	/* the response's Content-Type */
+	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
 	int                   sse_first;		/* a 2xx stream held until its first data event */
 	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
 	struct sc_buf         first;		/* owned: the bytes held while sse_first */
 	int                   first_limited;	/* that first event was a rate-limit error */
 	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
-	struct sc_buf         jbody;		/* owned: start of a JSON response, for usage */
+	struct sc_buf         jbody;		/* owned: the held JSON response */
 	int64_t               tokens;		/* total_tokens reported, -1 unknown */
 	int64_t               prompt_tokens;	/* -1 unknown */
 	int64_t               completion_tokens;	/* -1 unknown */
@@ -143,8 +157,10 @@ proxy_free(struct proxy_req *r)
 		dispatch_ticket_release(&r->dt);
 	if (r->shape_ok)
 		shape_free(&r->shape);
-	if (r->sse_drop || r->sse_observe)
+	if (r->is_sse)
 		sse_free(&r->sse);
+	sc_buf_free(&r->scratch);
+	sc_buf_free(&r->model_lit);
 	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
@@ -301,23 +317,45 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 
 	if (ct[0] == '\0')
 		ct = "application/json";
+	snprintf(r->ctype, sizeof(r->ctype), "%s", ct);
 	r->is_sse = strncasecmp(ct, "text/event-stream", 17) == 0;
-	if (r->is_sse) {
-		sse_init(&r->sse, 0);
-		if (r->usage_injected) {
-			r->sse_drop = 1;
-			sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
-		} else {
-			r->sse_observe = 1;
-		}
-		cl = -1;
-	} else {
-		sc_buf_init(&r->jbody, PX_USAGE_CAP);
-	}
-	n = proxy_resp_headers(r, h, sizeof(h), ct);
 	proxy_set_phase(r, PX_RELAY);
 	r->status = r->up_status;
-	conn_response_head(r->conn, r->up_status, h, (size_t)n, cl);
+	r->up_length = cl;
+	if (!r->is_sse) {
+		/* The head waits for the whole body: the rewrite changes its length. */
+		sc_buf_init(&r->jbody, PX_JSON_CAP);
+		r->json_hold = 1;
+		return;
+	}
+	sse_init(&r->sse, 0);
+	sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
+	sc_buf_init(&r->scratch, SSE_MAX_EVENT + 256 * 1024);
+	n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+	conn_response_head(r->conn, r->up_status, h, (size_t)n, -1);
+}
+
+/* Send the head of a held JSON response with this Content-Length. */
+static void
+proxy_json_head(struct proxy_req *r, int64_t length)
+{
+	char h[PX_HDR_CAP];
+	int n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+
+	conn_response_head(r->conn, r->status, h, (size_t)n, length);
+}
+
+/* A JSON response past PX_JSON_CAP: send what is held as it is, pass the
+ * rest through (its model is not rewritten). */
+static void
+proxy_json_release(struct proxy_req *r)
+{
+	log_debug("request %s: response over %d bytes, model not rewritten", r->rid, PX_JSON_CAP);
+	r->json_hold = 0;
+	proxy_json_head(r, r->up_length);
+	conn_response_body(r->conn, r->jbody.data, r->jbody.len);
+	r->relayed += r->jbody.len;
+	sc_buf_free(&r->jbody);	/* too big to look at: no usage from it */
 }
 
 static int
@@ -400,7 +438,22 @@ proxy_event_usage(struct proxy_req *r, const struct sse_event *ev)
 	return u.usage_only ? 2 : 1;
 }
 
-/* Relay in drop mode: pass whole events, drop the injected usage-only one. */
+/* What happens to an event that ended as hold's tail: a rate-limit error
+ * counts for the key, the injected usage-only event is dropped, any other
+ * names the client's model. */
+static void
+proxy_sse_event(struct proxy_req *r, const struct sse_event *ev)
+{
+	proxy_event_limit(r, ev);
+	if (proxy_event_usage(r, ev) == 2 && r->usage_injected) {
+		r->hold.len -= ev->raw_len;
+		r->hold.data[r->hold.len] = '\0';
+		return;
+	}
+	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &r->scratch);
+}
+
+/* Relay a stream: pass whole events, each seen by proxy_sse_event. */
 static void
 proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 {
@@ -410,8 +463,6 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 
 	while (n > 0) {
 		sr = sse_feed(&r->sse, p, n, &used, &ev);
-		if (sr == SSE_EVENT)
-			proxy_event_limit(r, &ev);
 		if (sc_buf_append(&r->hold, p, used) == -1) {
 			/* Cannot happen with the scanner's cap below ours; relay what we have. */
 			conn_response_body(r->conn, r->hold.data, r->hold.len);
@@ -420,9 +471,8 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 			conn_response_body(r->conn, p, used);
 			r->relayed += used;
 			sendable = 0;
-		} else if (sr == SSE_EVENT && proxy_event_usage(r, &ev) == 2) {
-			r->hold.len -= ev.raw_len;
-			r->hold.data[r->hold.len] = '\0';
+		} else if (sr == SSE_EVENT) {
+			proxy_sse_event(r, &ev);
 			sendable = r->hold.len;
 		} else if (sr != SSE_MORE) {
 			sendable = r->hold.len;
@@ -434,23 +484,6 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		conn_response_body(r->conn, r->hold.data, sendable);
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
-	}
-}
-
-/* Watch a relayed stream for its usage without holding anything back. */
-static void
-proxy_observe_sse(struct proxy_req *r, const char *p, size_t n)
-{
-	struct sse_event ev;
-	size_t used;
-
-	while (n > 0) {
-		if (sse_feed(&r->sse, p, n, &used, &ev) == SSE_EVENT) {
-			proxy_event_limit(r, &ev);
-			proxy_event_usage(r, &ev);
-		}
-		p += used;
-		n -= used;
 	}
 }
 
@@ -533,14 +566,15 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 	}
 	if (r->ttfb_ms < 0)
 		r->ttfb_ms = sc_now_ms() - r->t_start;
-	if (r->sse_drop) {
+	if (r->is_sse) {
 		proxy_relay_sse(r, p, n);
 		return n;
 	}
-	if (r->sse_observe)
-		proxy_observe_sse(r, p, n);
-	else if (r->jbody.len < r->jbody.cap && sc_buf_append(&r->jbody, p, n) == -1)
-		r->jbody.len = r->jbody.cap;	/* too big to look at: give up on its usage */
+	if (r->json_hold) {
+		if (sc_buf_append(&r->jbody, p, n) == 0)
+			return n;
+		proxy_json_release(r);
+	}
 	conn_response_body(r->conn, p, n);
 	r->relayed += n;
 	return n;
@@ -561,20 +595,45 @@ proxy_record_tokens(struct proxy_req *r)
 	dispatch_report_tokens(&r->dt, r->tokens);
 }
 
-/* The end of a committed response: flush what drop mode held, end cleanly. */
+/* The held JSON response, its model the client's, with its length. */
+static void
+proxy_send_json(struct proxy_req *r)
+{
+	struct sc_buf out;
+	const struct sc_buf *b = &r->jbody;
+
+	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
+	if (respmodel_json(r->jbody.data, r->jbody.len, r->model_lit.data, r->model_lit.len, &out) == 1)
+		b = &out;
+	r->json_hold = 0;
+	proxy_json_head(r, (int64_t)b->len);
+	conn_response_body(r->conn, b->data != NULL ? b->data : "", b->len);
+	r->relayed += b->len;
+	sc_buf_free(&out);
+}
+
+/* The end of a committed response: flush what is held, end cleanly. */
 static void
 proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 {
 	struct conn *c = r->conn;
 	int status = r->status;
 
-	if (r->sse_drop) {
+	if (r->is_sse) {
 		struct sse_event ev;
-		if (sse_finish(&r->sse, &ev) == SSE_EVENT && proxy_event_usage(r, &ev) == 2)
-			r->hold.len -= ev.raw_len;
+		if (sse_finish(&r->sse, &ev) == SSE_EVENT)
+			proxy_sse_event(r, &ev);
 		conn_response_body(c, r->hold.data, r->hold.len);
 		r->relayed += r->hold.len;
 		sc_buf_reset(&r->hold);
+	}
+	if (r->json_hold) {
+		if (res != UPSTREAM_OK) {
+			/* Nothing reached the client yet: a clean error, not a cut body. */
+			proxy_fail(r, 502, "the upstream response broke off", "upstream_error", NULL);
+			return;
+		}
+		proxy_send_json(r);
 	}
 	proxy_record_tokens(r);
 	r->conn = NULL;
@@ -625,13 +684,56 @@ proxy_pass_error(struct proxy_req *r)
 	proxy_finish(r, status, "upstream_error");
 }
 
-/* 503 with Retry-After (the dispatcher's figure). */
+/*
+ * Every 503 the sidecar answers on its own (queue full, queue timeout, no
+ * provider left, keys rejected, drain): Retry-After is the whole seconds
+ * until the earliest candidate of the route could take the request (the
+ * dispatcher's window slots and cooldown ends), at least 1, or
+ * retry_after_seconds when nothing is known to free; the message says which
+ * and names the route, never a key. upstream_status: the status behind
+ * OAIERR_AUTH_FAILED / OAIERR_QUOTA.
+ */
 static void
-proxy_fail_503(struct proxy_req *r, const char *msg, const char *code, int retry_after_s)
+proxy_unavailable(struct proxy_req *r, enum oaierr_unavail why, int upstream_status)
 {
-	char ra[HTTP_RETRY_AFTER_LINE_MAX];
+	struct conn *c = r->conn;
+	int64_t now = sc_now_ms();
+	int ra = dispatch_route_retry_after(r->dt.route, now);
+	int known = dispatch_route_next_free(r->dt.route, now) != INT64_MAX;
+	size_t valid, nkeys = dispatch_route_keys(r->dt.route, &valid);
+	char h[PX_HDR_CAP], ral[HTTP_RETRY_AFTER_LINE_MAX];
+	struct sc_buf b;
 
-	proxy_fail(r, 503, msg, code, http_retry_after_line(ra, sizeof(ra), retry_after_s));
+	if ((why == OAIERR_RATE_LIMITED || why == OAIERR_NO_PROVIDER) && valid == 0)
+		why = OAIERR_NO_VALID_KEY;
+	else if (why == OAIERR_RATE_LIMITED && !known)
+		why = OAIERR_NO_PROVIDER;	/* nothing is cooling or full: unhealthy, or all tried */
+	sc_buf_init(&b, 4096);
+	if (oaierr_unavailable(&b, why, r->prefix, (int)nkeys, ra, known, upstream_status) == -1) {
+		sc_buf_reset(&b);
+		oaierr_format(&b, 503, "no provider available; retry later", NULL, oaierr_unavail_code(why));
+	}
+	snprintf(h, sizeof(h), "X-Request-Id: %s\r\n%s", r->rid, http_retry_after_line(ral, sizeof(ral), ra));
+	r->conn = NULL;
+	conn_respond(c, 503, h, "application/json", b.data, b.len);
+	sc_buf_free(&b);
+	proxy_finish(r, 503, oaierr_unavail_code(why));
+}
+
+/* A final upstream answer: one about the sidecar's key (401/403 on the
+ * last key, 402) becomes a 503; anything else reaches the client as it is,
+ * in OpenAI shape. */
+static void
+proxy_final_upstream(struct proxy_req *r, int status)
+{
+	int why = oaierr_unavail_from_upstream(status);
+
+	if (why >= 0 && status != 429) {
+		proxy_unavailable(r, (enum oaierr_unavail)why, status);
+		return;
+	}
+	r->up_status = status;
+	proxy_pass_error(r);
 }
 
 /* No attempt is left: the last failure, in the best shape for the client. */
@@ -639,10 +741,9 @@ static void
 proxy_out_of_attempts(struct proxy_req *r)
 {
 	if (r->last_fail == 429)
-		proxy_fail_503(r, "all providers are rate limited; retry later", "no_capacity",
-		    dispatch_route_retry_after(r->dt.route, sc_now_ms()));
+		proxy_unavailable(r, OAIERR_RATE_LIMITED, 429);
 	else if (r->last_fail_http)
-		proxy_pass_error(r);
+		proxy_final_upstream(r, r->last_fail);
 	else
 		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
 }
@@ -654,25 +755,26 @@ proxy_reject(struct proxy_req *r)
 {
 	switch (r->dt.reject) {
 	case DISPATCH_REJ_QUEUE_FULL:
-		proxy_fail_503(r, "the wait queue is full; retry later", "queue_full", r->dt.retry_after_s);
+		proxy_unavailable(r, OAIERR_QUEUE_FULL, 0);
 		return;
 	case DISPATCH_REJ_QUEUE_TIMEOUT:
-		proxy_fail_503(r, "timed out waiting for a provider; retry later", "queue_timeout",
-		    r->dt.retry_after_s);
+		proxy_unavailable(r, OAIERR_QUEUE_TIMEOUT, 0);
+		return;
+	case DISPATCH_REJ_DRAINING:
+		proxy_unavailable(r, OAIERR_DRAINING, 0);
 		return;
 	default:
 		break;
 	}
 	if (r->last_fail_http && r->last_fail != 429 && r->dt.prov != NULL) {
-		r->up_status = r->last_fail;
-		proxy_pass_error(r);
+		proxy_final_upstream(r, r->last_fail);
 		return;
 	}
 	if (!r->last_fail_http && r->last_fail != 0 && r->dt.reject == DISPATCH_REJ_NO_PROVIDER) {
 		proxy_fail(r, r->last_fail, r->last_fail_msg, "upstream_error", NULL);
 		return;
 	}
-	proxy_fail_503(r, "no provider available for this model; retry later", "no_capacity", r->dt.retry_after_s);
+	proxy_unavailable(r, OAIERR_RATE_LIMITED, 0);
 }
 
 /* Build the upstream header list for this attempt: forwarded client headers,
@@ -800,7 +902,7 @@ proxy_step(struct proxy_req *r, enum dispatch_verdict v)
 			return;
 		}
 	}
-	proxy_fail_503(r, "no provider could take the request; retry later", "no_capacity", 1);
+	proxy_unavailable(r, OAIERR_RATE_LIMITED, 0);
 }
 
 /* The dispatcher's timer answers a parked request. */
@@ -856,7 +958,7 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 	if (res == UPSTREAM_OK) {
 		act = proxy_report(r, COOLDOWN_FAIL_NONE, r->up_status, ra, NULL);
 		if (act != COOLDOWN_ACT_RETRY) {
-			proxy_pass_error(r);
+			proxy_final_upstream(r, r->up_status);
 			return;
 		}
 		r->last_fail = r->up_status;
@@ -953,6 +1055,11 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	r->shape_ok = 1;
 	r->stream = r->shape.stream;
 	r->model = sc_xstrdup(r->shape.model);
+	sc_buf_init(&r->model_lit, 6 * strlen(r->model) + 64);	/* \u00XX per byte at worst */
+	if (respmodel_literal(r->model, strlen(r->model), &r->model_lit) == -1) {
+		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
+		return;
+	}
 	route = dispatch_route_find(r->model);
 	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];

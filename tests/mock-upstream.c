@@ -167,6 +167,7 @@ struct req {
 	bool stream;
 	bool include_usage;
 	bool tools;
+	bool custom_tool;	/* X-Mock-Tool: the call is c->tool, in one chunk */
 	bool stream_counted;	/* counted in g.active_streams */
 	uint32_t nchunks;	/* content chunks */
 	uint32_t sent;		/* content chunks queued so far */
@@ -230,6 +231,7 @@ struct conn {
 	struct buf model;	/* owned; the request's model as a JSON string literal */
 	struct buf rbody;	/* owned; non-streaming response body being prepared */
 	struct buf chead;	/* owned; "{"id":...,"model":...," of each SSE chunk */
+	struct buf tool;	/* owned; "name":...,"arguments":... of an X-Mock-Tool call */
 
 	struct buf out;		/* owned; bytes queued for the client from out_off */
 	size_t out_off;
@@ -1010,6 +1012,7 @@ static void conn_close(struct conn *c, bool abort_req)
 	buf_release(&c->model);
 	buf_release(&c->rbody);
 	buf_release(&c->chead);
+	buf_release(&c->tool);
 	c->next_free = g.free_conns;
 	g.free_conns = c;
 }
@@ -1247,7 +1250,7 @@ static void add_usage(struct buf *b, uint32_t prompt, uint32_t completion)
 /* Content chunks a stream sends (and non-streaming usage counts). */
 static uint32_t req_content_chunks(const struct req *r)
 {
-	if (r->tools && r->nchunks == 0)
+	if (r->tools && (r->nchunks == 0 || r->custom_tool))
 		return 1;
 	return r->nchunks;
 }
@@ -1280,8 +1283,17 @@ static void stream_chunk(struct conn *c, uint32_t i)
 		buf_adds(e, "\",\"logprobs\":null,\"finish_reason\":");
 		buf_adds(e, last ? "\"stop\"}]}\n\n" : "null}]}\n\n");
 	} else if (r->tools) {
-		tool_piece(i, n, &off, &len);
 		buf_adds(e, "\"choices\":[{\"index\":0,\"delta\":{");
+		if (r->custom_tool) {
+			buf_adds(e, "\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_mock_");
+			buf_add_u64(e, r->seq);
+			buf_adds(e, "\",\"type\":\"function\",\"function\":{");
+			buf_add(e, c->tool.p, c->tool.len);
+			buf_adds(e, "}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}\n\n");
+			http_chunk(c, e->p, e->len);
+			return;
+		}
+		tool_piece(i, n, &off, &len);
 		if (i == 0) {
 			buf_adds(e, "\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_mock_");
 			buf_add_u64(e, r->seq);
@@ -1359,8 +1371,13 @@ static void completion_body(struct conn *c)
 	if (r->tools) {
 		buf_adds(b, "\"tool_calls\":[{\"id\":\"call_mock_");
 		buf_add_u64(b, r->seq);
-		buf_adds(b, "\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":");
-		buf_add_jcstr(b, tool_args);
+		buf_adds(b, "\",\"type\":\"function\",\"function\":{");
+		if (r->custom_tool) {
+			buf_add(b, c->tool.p, c->tool.len);
+		} else {
+			buf_adds(b, "\"name\":\"get_weather\",\"arguments\":");
+			buf_add_jcstr(b, tool_args);
+		}
 		buf_adds(b, "}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],");
 	} else {
 		/* the tokens need no escaping */
@@ -2088,6 +2105,51 @@ static bool emb_body(struct conn *c, json_object *jo)
 	return true;
 }
 
+/* True when one of the chat request's messages is a tool result. */
+static bool has_tool_result(json_object *jo)
+{
+	json_object *msgs, *role;
+	size_t i, n;
+
+	if (!json_object_object_get_ex(jo, "messages", &msgs) || !json_object_is_type(msgs, json_type_array))
+		return false;
+	n = json_object_array_length(msgs);
+	for (i = 0; i < n; i++)
+		if (json_object_object_get_ex(json_object_array_get_idx(msgs, i), "role", &role) &&
+		    json_object_is_type(role, json_type_string) && strcmp(json_object_get_string(role), "tool") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * X-Mock-Tool on a request with tools, for agents (OpenClaw) that loop on
+ * tool calls: "none" answers text; NAME calls that tool with X-Mock-Tool-Args
+ * (a JSON text, default {}) unless the conversation already holds a tool
+ * result, which gets a text answer: one tool call first, then text.
+ */
+static void req_mock_tool(struct conn *c, json_object *jo)
+{
+	struct req *r = &c->r;
+	const char *name, *args;
+	size_t nn, na;
+
+	c->tool.len = 0;
+	if ((name = hdr_get(c, "x-mock-tool", &nn)) == NULL)
+		return;
+	if ((nn == 4 && strncasecmp(name, "none", 4) == 0) || has_tool_result(jo)) {
+		r->tools = false;
+		return;
+	}
+	r->custom_tool = true;
+	buf_adds(&c->tool, "\"name\":");
+	buf_add_jstr(&c->tool, name, nn);
+	buf_adds(&c->tool, ",\"arguments\":");
+	if ((args = hdr_get(c, "x-mock-tool-args", &na)) != NULL)
+		buf_add_jstr(&c->tool, args, na);
+	else
+		buf_adds(&c->tool, "\"{}\"");
+}
+
 /* The whole request is in: decide the answer and start it. */
 static void req_dispatch(struct conn *c)
 {
@@ -2150,6 +2212,8 @@ static void req_dispatch(struct conn *c)
 				r->tools = true;
 		}
 	}
+	if (r->tools)
+		req_mock_tool(c, jo);
 	auth = hdr_get(c, "authorization", &an);
 	if (auth && an > 7 && strncasecmp(auth, "Bearer ", 7) == 0) {
 		key = auth + 7;
@@ -2815,6 +2879,8 @@ static void usage(FILE *f)
 	      "POST /v1/embeddings, GET /v1/models (Authorization: Bearer KEY; unknown key 401; past\n"
 	      "RPM in the sliding window 429). Per-request headers: X-Mock-Chunks, X-Mock-Interval-Ms,\n"
 	      "X-Mock-First-Delay-Ms, X-Mock-Latency-Ms, X-Mock-Chunk-Bytes, X-Mock-Retry-After,\n"
+	      "X-Mock-Tool: none | NAME (with tools: text, or a call of NAME with X-Mock-Tool-Args\n"
+	      "until the messages hold a tool result),\n"
 	      "X-Mock-Retry-After-Form (imf|rfc850|asctime: send Retry-After as an HTTP-date),\n"
 	      "X-Mock-Fault: status=CODE |\n"
 	      "hang | hang-first-byte | reset-after=N | close-after=N | malformed | html | drip=MS |\n"

@@ -146,14 +146,16 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.equal((await request(`${dp.url}/chat/completions`)).status, 405);
 	});
 
-	it('rewrites a NIM 401 body to the OpenAI shape keeping the status', async () => {
+	it('answers 503 upstream_auth_failed, naming the route, when the upstream rejects the only key (401 is the client\'s)', async () => {
 		const st2 = makeDb({ providers: [{ name: 'bad', key: 'nvapi-TEST-UNKNOWN-xxxxxxxxxxxx', url: mock.url, prefix: 'bad/' }] });
 		const dp2 = await startDataplane(st2);
 		try {
 			const r = await postJson(`${dp2.url}/chat/completions`, { model: 'bad/x', messages: [] });
-			assert.equal(r.status, 401, r.body);
+			assert.equal(r.status, 503, r.body);
 			const j = JSON.parse(r.body);
-			assert.ok(j.error && typeof j.error.message === 'string', r.body);
+			assert.equal(j.error.code, 'upstream_auth_failed', r.body);
+			assert.match(j.error.message, /bad\//);
+			assert.match(r.headers['retry-after'], /^\d+$/);
 			assert.ok(!r.body.includes('nvapi-TEST-UNKNOWN'));
 		} finally {
 			await dp2.stop();

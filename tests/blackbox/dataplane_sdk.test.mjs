@@ -85,9 +85,11 @@ describe('openai SDK against the data plane', { timeout: 60000 }, () => {
 		assert.ok(!JSON.stringify(last.headers).includes('sk-client-side-not-forwarded'));
 	});
 
-	it('an upstream 401 is an AuthenticationError with status 401', async () => {
+	it('a key the upstream rejects (401) is a 503 InternalServerError naming the route, not an AuthenticationError', async () => {
+		// 401 would tell the client its own credentials are wrong (issue 16).
 		await assert.rejects(client.chat.completions.create({ model: 'badkey/x', messages: [{ role: 'user', content: 'x' }] }),
-			(e) => e instanceof OpenAI.AuthenticationError && e.status === 401 && typeof e.message === 'string');
+			(e) => e instanceof OpenAI.InternalServerError && !(e instanceof OpenAI.AuthenticationError) && e.status === 503 &&
+				e.code === 'upstream_auth_failed' && /badkey\//.test(e.message) && !/nvapi-/.test(e.message));
 	});
 
 	it('an upstream 404 and an unknown prefix are NotFoundError with status 404', async () => {

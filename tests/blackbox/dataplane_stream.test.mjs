@@ -46,14 +46,16 @@ describe('data plane streaming', { timeout: 90000 }, () => {
 		cleanup(st);
 	});
 
-	it('relays the upstream stream byte for byte, [DONE] included', async () => {
+	it('relays the upstream stream byte for byte but the model (the client\'s id), [DONE] included', async () => {
 		const body = { model: 'mock/m', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] };
 		const direct = await streamReq(`${mock.url}/chat/completions`, { ...body, model: 'm' }, { authorization: `Bearer ${K1}`, 'x-mock-chunks': '8' });
 		const via = await streamReq(`${dp.url}/chat/completions`, body, { 'x-mock-chunks': '8' });
 		assert.equal(via.status, 200);
 		assert.match(via.headers['content-type'], /text\/event-stream/);
 		assert.equal(via.headers['transfer-encoding'], 'chunked');
-		assert.equal(normalize(via.text), normalize(direct.text));
+		// Every chunk names the model the client asked for (issue 16), nothing else changes.
+		assert.equal(normalize(via.text), normalize(direct.text).replaceAll('"model":"m"', '"model":"mock/m"'));
+		assert.equal((via.text.match(/"model":"mock\/m"/g) ?? []).length, 9, via.text);	// 8 chunks + usage
 		assert.match(via.text, /data: \[DONE\]\n\n$/);
 		assert.match(via.text, /"usage":\{/);	// the client asked for usage: it gets it
 	});

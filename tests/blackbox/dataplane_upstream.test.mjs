@@ -183,7 +183,8 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		await mock.setKey(U1, 0, 'sse-429-openai=0', 0);
 		const r = await stream('u/m');
 		assert.equal(r.status, 503, r.body);
-		assert.equal(JSON.parse(r.body).error.code, 'no_capacity');
+		assert.equal(JSON.parse(r.body).error.code, 'rate_limited');	// issue 16: the 503 reason's code
+		assert.match(JSON.parse(r.body).error.message, /^the key of u\/ is rate limited; the next frees in \d+ s$/);
 		assert.ok(+r.headers['retry-after'] > 0);
 		assert.equal(await consecutive429('u1'), '1');
 		assert.equal(await metric('u1', '429'), 1);

@@ -243,6 +243,32 @@ describe('streaming', () => {
     const n = JSON.parse((await chat({ tools })).body);
     assert.equal(n.choices[0].message.tool_calls[0].function.name, 'get_weather');
   });
+
+  it('X-Mock-Tool: one call of the named tool first, text once a tool result is in the messages', async () => {
+    const tools = [{ type: 'function', function: { name: 'read', parameters: { type: 'object' } } }];
+    const args = JSON.stringify({ path: '/tmp/a "b".txt' });
+    const headers = { 'x-mock-tool': 'read', 'x-mock-tool-args': args };
+    const first = [{ role: 'user', content: 'hi' }];
+    const r = await chat({ stream: true, tools, messages: first }, { headers });
+    const objs = sseEvents(r.body).slice(0, -1).map((e) => JSON.parse(e));
+    assert.equal(objs.length, 1, 'the whole call in one chunk');
+    const call = objs[0].choices[0].delta.tool_calls[0];
+    assert.equal(call.function.name, 'read');
+    assert.equal(call.function.arguments, args);
+    assert.equal(objs[0].choices[0].finish_reason, 'tool_calls');
+    const n = JSON.parse((await chat({ tools, messages: first }, { headers })).body);
+    assert.equal(n.choices[0].message.tool_calls[0].function.arguments, args);
+    // a tool result anywhere in the conversation (OpenClaw appends context after it): text
+    const second = [...first, { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: call.id, content: 'x' }, { role: 'user', content: [{ type: 'text', text: 'ctx' }] }];
+    const t = sseEvents((await chat({ stream: true, tools, messages: second }, { headers })).body).slice(0, -1).map((e) => JSON.parse(e));
+    assert.equal(t.map((o) => o.choices[0].delta.content).join(''), 'Hello from the mock upstream');
+    // none: text although the request has tools; no arguments header: {}
+    const plain = JSON.parse((await chat({ tools, messages: first }, { headers: { 'x-mock-tool': 'none' } })).body);
+    assert.equal(plain.choices[0].message.content, 'Hello from the mock upstream');
+    const noargs = JSON.parse((await chat({ tools, messages: first }, { headers: { 'x-mock-tool': 'ls' } })).body);
+    assert.equal(noargs.choices[0].message.tool_calls[0].function.arguments, '{}');
+  });
 });
 
 describe('keys and limits', () => {

@@ -9,6 +9,10 @@
  * on every input: whatever it accepts json-c must accept (strict, UTF-8
  * checked), with the same members, types and values; shape_parse's reading
  * and sse_usage_parse's answer must equal what json-c's tree says.
+ *
+ * The response model rewrite (dataplane/respmodel.c) runs on every input as
+ * if it were an upstream response: a rewritten document must parse (json-c,
+ * strict) with the client's model and otherwise the same members.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +22,7 @@
 
 #include "jscan.h"
 #include "oaierr.h"
+#include "respmodel.h"
 #include "shape.h"
 #include "sse.h"
 
@@ -179,6 +184,40 @@ check_error(const char *s, size_t len)
 	json_object_put(o);
 }
 
+/* respmodel_json on body as an upstream response. */
+static void
+check_respmodel(const char *body, size_t size)
+{
+	static const char model[] = "fuzz/\"m\"\u00e9";
+	struct sc_buf lit, out;
+	struct json_object *a, *b, *v;
+	int rc;
+
+	sc_buf_init(&lit, 256);
+	sc_buf_init(&out, 1 << 22);
+	if (respmodel_literal(model, sizeof(model) - 1, &lit) != 0)
+		abort();
+	rc = respmodel_json(body, size, lit.data, lit.len, &out);
+	if (rc == 1) {
+		a = parse_strict(body, size);
+		b = parse_strict(out.data, out.len);
+		if (a == NULL || b == NULL || !json_object_object_get_ex(b, "model", &v) ||
+		    strcmp(json_object_get_string(v), model) != 0 ||
+		    json_object_object_length(a) != json_object_object_length(b))
+			abort();
+		json_object_object_del(a, "model");
+		json_object_object_del(b, "model");
+		if (!json_object_equal(a, b))
+			abort();
+		json_object_put(a);
+		json_object_put(b);
+	} else if (rc != 0 || out.len != 0) {
+		abort();
+	}
+	sc_buf_free(&out);
+	sc_buf_free(&lit);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -206,6 +245,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	check_scanner(body, size);
 	check_usage(body, size);
+	check_respmodel(body, size);
 
 	if (shape_parse(&r, body, size, &e) != 0)
 		return 0;

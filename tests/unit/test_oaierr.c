@@ -1,7 +1,9 @@
 /*
  * Unit tests for dataplane/oaierr.c: error bodies of our own (shape, types by
  * status, escaping), rewriting of NIM/HTML/empty upstream errors, OpenAI-shaped
- * bodies passed unchanged, and key redaction.
+ * bodies passed unchanged, key redaction, and the 503s that say why the
+ * sidecar cannot serve (codes, messages naming the route, upstream statuses
+ * about the sidecar's keys mapped to them).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,6 +182,66 @@ test_redact(void **state)
 	sc_buf_free(&out);
 }
 
+static void
+test_unavailable(void **state)
+{
+	struct sc_buf out;
+
+	(void)state;
+	sc_buf_init(&out, 4096);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_RATE_LIMITED, "nvidia/", 11, 17, 1, 0), 0);
+	assert_err(out.data, "all 11 keys of nvidia/ are rate limited; the next frees in 17 s", "server_error", NULL,
+	    "rate_limited");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_RATE_LIMITED, "nvidia/", 1, 4, 1, 0), 0);
+	assert_err(out.data, "the key of nvidia/ is rate limited; the next frees in 4 s", "server_error", NULL,
+	    "rate_limited");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_QUEUE_TIMEOUT, "nvidia/", 2, 8, 1, 0), 0);
+	assert_err(out.data, "timed out waiting for a key: all 2 keys of nvidia/ are rate limited; the next frees in 8 s",
+	    "server_error", NULL, "queue_timeout");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_QUEUE_FULL, "nvidia/", 3, 2, 1, 0), 0);
+	assert_err(out.data, "the wait queue is full and all 3 keys of nvidia/ are rate limited; the next frees in 2 s",
+	    "server_error", NULL, "queue_full");
+	sc_buf_reset(&out);
+	/* nothing known to free: the configured fallback, said as such */
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_NO_PROVIDER, "nvidia/", 0, 30, 0, 0), 0);
+	assert_err(out.data, "no provider can serve nvidia/ now; retry in 30 s", "server_error", NULL, "no_provider");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_DRAINING, "nvidia/", 2, 5, 0, 0), 0);
+	assert_err(out.data, "the sidecar is shutting down; retry in 5 s", "server_error", NULL, "draining");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_NO_VALID_KEY, "nvidia/", 2, 300, 0, 0), 0);
+	assert_err(out.data, "no valid key for nvidia/: every key is invalid or disabled (the operator must replace them); "
+	    "retry in 300 s", "server_error", NULL, "no_valid_key");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_AUTH_FAILED, "nvidia/", 2, 30, 0, 401), 0);
+	assert_err(out.data, "the upstream rejected all 2 keys of nvidia/ (HTTP 401); the operator must replace them; "
+	    "retry in 30 s", "server_error", NULL, "upstream_auth_failed");
+	sc_buf_reset(&out);
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_QUOTA, "nvidia/", 1, 30, 0, 402), 0);
+	assert_err(out.data, "the upstream refused the key of nvidia/ for quota or billing (HTTP 402); retry in 30 s",
+	    "server_error", NULL, "upstream_quota");
+	sc_buf_reset(&out);
+	/* a route that looks like a key is still never shown */
+	assert_int_equal(oaierr_unavailable(&out, OAIERR_RATE_LIMITED, "nvapi-abcdefghijklmnop/", 1, 1, 1, 0), 0);
+	assert_null(strstr(out.data, "abcdefghijklmnop"));
+	sc_buf_free(&out);
+
+	/* upstream statuses about the sidecar's keys, and the others */
+	assert_int_equal(oaierr_unavail_from_upstream(401), OAIERR_AUTH_FAILED);
+	assert_int_equal(oaierr_unavail_from_upstream(403), OAIERR_AUTH_FAILED);
+	assert_int_equal(oaierr_unavail_from_upstream(402), OAIERR_QUOTA);
+	assert_int_equal(oaierr_unavail_from_upstream(429), OAIERR_RATE_LIMITED);
+	assert_int_equal(oaierr_unavail_from_upstream(400), -1);
+	assert_int_equal(oaierr_unavail_from_upstream(404), -1);
+	assert_int_equal(oaierr_unavail_from_upstream(422), -1);
+	assert_int_equal(oaierr_unavail_from_upstream(500), -1);
+	assert_string_equal(oaierr_unavail_code(OAIERR_AUTH_FAILED), "upstream_auth_failed");
+	assert_string_equal(oaierr_unavail_code(OAIERR_NO_VALID_KEY), "no_valid_key");
+}
+
 int
 main(void)
 {
@@ -187,6 +249,7 @@ main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_rewrite),
 		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_unavailable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,10 @@
 // Per-request behaviour is chosen with request headers that the data plane
 // forwards: X-Mock-Chunks, X-Mock-Interval-Ms, X-Mock-First-Delay-Ms,
 // X-Mock-Latency-Ms, X-Mock-Retry-After (X-Mock-Retry-After-Form: imf, rfc850
-// or asctime sends it as an HTTP-date that far ahead) and X-Mock-Fault (status=CODE, hang,
+// or asctime sends it as an HTTP-date that far ahead), X-Mock-Tool (none: answer
+// text although the request has tools; NAME: call that tool with X-Mock-Tool-Args,
+// then text once the messages hold a tool result — for agents such as OpenClaw)
+// and X-Mock-Fault (status=CODE, hang,
 // hang-first-byte, reset-after=N, close-after=N, malformed, html, drip=MS,
 // slow-headers=MS, delay=MS, echo-key=CODE: an error body echoing the key
 // without prefix, glued into text, in 9-12 character pieces, \u-escaped;
