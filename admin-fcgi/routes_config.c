@@ -29,6 +29,11 @@ cfg_value_json(const struct config_desc *d, const char *s)
 
 	if (s == NULL)
 		return NULL;
+	if (d->type == CONFIG_STRING) {
+		char shown[CONFIG_VALUE_MAX];
+		config_display(d, s, shown, sizeof(shown));	/* never a password */
+		return json_object_new_string(shown);
+	}
 	if (d->type != CONFIG_DOUBLE) {
 		long long v = strtoll(s, &end, 10);
 		if (end != s && *end == '\0')
@@ -71,7 +76,8 @@ cfg_get(struct api_call *c)
 		json_object_object_add(o, "value", cfg_value_json(d, val ? val : d->def));
 		json_object_object_add(o, "default", cfg_value_json(d, d->def));
 		json_object_object_add(o, "description", api_jstr(d->description));
-		json_object_object_add(o, "type", json_object_new_string(d->type == CONFIG_DOUBLE ? "double" : "int"));
+		json_object_object_add(o, "type", json_object_new_string(d->type == CONFIG_DOUBLE ? "double" :
+		    d->type == CONFIG_STRING ? "string" : "int"));
 		json_object_object_add(o, "min", cfg_bound_json(d->min));
 		json_object_object_add(o, "max", cfg_bound_json(d->max));
 		json_object_array_add(arr, o);
@@ -142,7 +148,18 @@ cfg_patch(struct api_call *c)
 			api_error(c->rs, 422, k, "unknown setting '%s'", k);
 			goto done;
 		}
-		if (d->type != CONFIG_DOUBLE) {
+		if (d->type == CONFIG_STRING) {
+			if (t != json_type_string || (size_t)json_object_get_string_len(val) >= sizeof(s->v[0])) {
+				api_error(c->rs, 422, k, "'%s' must be a string of at most %.0f bytes", k, d->max);
+				goto done;
+			}
+			snprintf(buf, sizeof(s->v[0]), "%s", json_object_get_string(val));
+			if (d->secret && strstr(buf, ":****@") != NULL) {
+				/* The masked value read back: it would replace the password with stars. */
+				api_error(c->rs, 422, k, "'%s': give the whole URL with its password (the value shown is masked)", k);
+				goto done;
+			}
+		} else if (d->type != CONFIG_DOUBLE) {
 			if (t == json_type_double) {
 				double dv = json_object_get_double(val);
 				if (!isfinite(dv) || dv != floor(dv) || fabs(dv) > 9e15) {
@@ -184,8 +201,11 @@ cfg_patch(struct api_call *c)
 			api_db_error(c->rs, c->ctx->db, &e);
 			goto done;
 		}
-		for (size_t i = 0; i < s->n; i++)
-			log_info("setting %s = %s", s->d[i]->key, s->v[i]);
+		for (size_t i = 0; i < s->n; i++) {
+			char shown[CONFIG_VALUE_MAX];
+			config_display(s->d[i], s->v[i], shown, sizeof(shown));
+			log_info("setting %s = %s", s->d[i]->key, shown);
+		}
 	}
 	cfg_get(c);
 done:

@@ -363,6 +363,19 @@ const SIDECAR_OPEN = { rpm_window_seconds: 1, rpm_window_margin_ms: 0, max_conne
 // machine's load, not the code: the longest intervals keep them out of the count.
 const SIDECAR_CG = { ...SIDECAR_OPEN, stats_flush_ms: 60000, status_publish_ms: 60000 };
 
+// A redis-server for scenario 7 (nothing on disk), on the load side's core.
+async function startRedisServer() {
+	const port = await freePort();
+	const h = startProc('redis', CPU_LOAD, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+		'--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning']);
+	await waitFor(() => new Promise((res) => {
+		const s = net.connect(port, '127.0.0.1', () => { s.destroy(); res(true); });
+		s.on('error', () => res(false));
+	}), 10000, 'redis-server');
+	h.port = port;
+	return h;
+}
+
 // ------------------------------------------------------------------ load
 async function streamload(target, { body, conns = 1, requests, duration, rate, ramp, chunks, interval, firstDelay = 0, timeout = 60, cpu = CPU_LOAD }) {
 	const args = ['--url', target.url, '--conns', String(conns), '--timeout-s', String(timeout)];
@@ -441,7 +454,7 @@ const BODY_8MB = bodyFile('large.json', padTo({ model: MODEL, messages: [{ role:
 	(o, s) => { o.messages[0].content = s; }));
 
 // ------------------------------------------------------------------ results
-const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s4b: {}, s5: {}, s6: {}, notes: [], errors: [], profile: null };
+const R = { meta: {}, s1: {}, s2: {}, s3: {}, s4: {}, s4b: {}, s5: {}, s6: {}, s7: {}, notes: [], errors: [], profile: null };
 function note(s) { R.notes.push(s); log('note:', s); }
 // The machine's load average when a scenario starts: other sessions share it.
 function loadMark(name) {
@@ -732,6 +745,50 @@ async function scenario5() {
 	}
 }
 
+// Scenario 7: the same small request through the data plane deciding alone and with its
+// admission in Redis (docs/cluster.md): one EVALSHA round trip per upstream start.
+const SYSTEMS7 = ['sidecar', 'sidecar_redis'];
+async function scenario7() {
+	loadMark('7');
+	log('scenario 7: cluster admission through Redis vs local, small chat completion');
+	for (const sys of SYSTEMS7) {
+		await tryOrNote(`s7 ${sys}`, async () => {
+			const redis = sys === 'sidecar_redis' ? await startRedisServer() : null;
+			const mock = await startMock({ cpu: CPU_LOAD });
+			const settings = { ...SIDECAR_OPEN, ...(redis ? { redis_url: `redis://127.0.0.1:${redis.port}/0`, cluster_host_name: 'bench' } : {}) };
+			const proxy = await startSidecar(mock, { settings });
+			const t = { sys, mock, proxy, headers: [], port: proxy.port, url: `http://127.0.0.1:${proxy.port}/v1/chat/completions` };
+			try {
+				if (redis) {
+					await waitFor(async () => /"mode":"shared"/.test((await httpReq(proxy.port, 'GET', '/health')).body), 10000, 'shared mode');
+				}
+				pinNow = false;
+				await wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Warm });
+				let m = null;
+				const all = [];
+				for (let i = 0; i < P.s1Runs; i++) {
+					const x = await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur }));
+					all.push(Math.round(x.res.rps));
+					if (!m || x.res.rps > m.res.rps) m = x;
+				}
+				pinNow = true;
+				let light = null;
+				for (let i = 0; i < P.s1LatRuns; i++) {
+					const x = await streamload(t, { body: BODY_SMALL, conns: P.s1Conns, rate: P.s1Light, duration: P.s1Dur, timeout: 30 });
+					if (!light || x.lat_us.p99 < light.lat_us.p99) light = x;
+				}
+				const started = (await mock.stats()).requests;
+				R.s7[sys] = { max: m.res, runs: all, cpu_pct: m.cpu_pct, light, light_rate: P.s1Light, upstream: started };
+				log(`  ${sys}: ${m.res.rps.toFixed(0)} req/s; @${P.s1Light}/s p50 ${light.lat_us.p50} us p99 ${light.lat_us.p99} us ok ${light.ok}/${light.issued}`);
+			} finally {
+				await proxy.stop();
+				await mock.stop();
+				if (redis) await redis.stop();
+			}
+		});
+	}
+}
+
 // Profile the data plane (perf) under scenario 1 and 3 load; top functions.
 async function profile() {
 	const perf = spawnSync('perf', ['--version']);
@@ -942,6 +999,28 @@ function report() {
 		L.push('', `req/s best of ${P.s1Runs} run(s) (${SYSTEMS6.filter((s) => s6[s]?.runs).map((s) => `${s}: ${s6[s].runs.join(', ')}`).join('; ')}).`, '');
 	}
 
+	// S7 (next to S1: the same request, admission through Redis)
+	if (Object.keys(R.s7).length) {
+		const s7 = R.s7, loc = s7.sidecar?.light?.lat_us;
+		L.push('## 1r. (scenario 7) Cluster admission through Redis (docs/cluster.md)', '');
+		L.push('Scenario 1\'s request through the data plane deciding alone, and with `redis_url` set (one local `redis-server` on the load ' +
+			'side\'s core, `--save \'\'`): every upstream start is one `EVALSHA` of the admission script. ' +
+			`wrk as in scenario 1 (${P.s1Conns} connections, ${P.s1Dur} s, best of ${P.s1Runs}); latency with \`streamload --rate ${P.s1Light}\` ` +
+			`(best of ${P.s1LatRuns} by p99); "added" is against the data plane alone.`, '');
+		L.push('| Admission | req/s | proxy CPU % | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |');
+		L.push('|---|---|---|---|---|---|---|---|');
+		for (const s of SYSTEMS7) {
+			const x = s7[s];
+			const name = s === 'sidecar' ? 'local (no redis_url)' : 'Redis (one round trip per start)';
+			if (!x) { L.push(`| ${name} | failed ||||||| `); continue; }
+			const lt = x.light?.lat_us;
+			const errs = Object.values(x.max.errors).reduce((a, b) => a + b, 0) + (x.light ? x.light.issued - x.light.ok : 0);
+			L.push(`| ${name} | ${f0(x.max.rps)} | ${f0(x.cpu_pct)} | ${ms(lt?.p50)} | ${ms(lt?.p99)} | ` +
+				`${s === 'sidecar' || !lt || !loc ? '—' : ms(lt.p50 - loc.p50)} | ${s === 'sidecar' || !lt || !loc ? '—' : ms(lt.p99 - loc.p99)} | ${errs} |`);
+		}
+		L.push('', `req/s best of ${P.s1Runs} run(s) (${SYSTEMS7.filter((s) => s7[s]?.runs).map((s) => `${s}: ${s7[s].runs.join(', ')}`).join('; ')}).`, '');
+	}
+
 	// S2
 	L.push('## 2. OpenClaw-sized request (60 KB with 24 tools, streaming)', '');
 	L.push(`\`streamload\`, ${P.s2Conns} connections, ${P.s2Req} requests; the mock streams ${P.s2Chunks} chunks ${P.s2Interval} ms apart. ` +
@@ -1131,6 +1210,7 @@ async function main() {
 	if (want(4) || want('4b')) await scenario4b();
 	if (want(5)) await scenario5();
 	if (want(6)) await scenario6();
+	if (want(7)) await scenario7();
 	if (opt.cgOnly) { await callgrind(); R.profile = R.profile || {}; }
 	report();	// computes R.targets
 	const missed = (R.targets || []).filter(([, , c]) => c.includes('missed')).map(([a]) => a);

@@ -20,9 +20,16 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "redisurl.h"
 
 #define CFG(key, type, def, min, max, desc) \
-	{ #key, type, def, min, max, offsetof(struct config, key), desc }
+	{ #key, type, def, min, max, offsetof(struct config, key), desc, NULL, 0 }
+#define CFGS(key, def, check, secret, desc) \
+	{ #key, CONFIG_STRING, def, 0, sizeof(((struct config *)0)->key) - 1, offsetof(struct config, key), \
+	  desc, check, secret }
+
+static int config_check_redis_url(const char *v, const char **why);
+static int config_check_name(const char *v, const char **why);
 
 static const struct config_desc config_table[] = {
 	CFG(rpm_window_seconds, CONFIG_INT, "60", 1, 3600,
@@ -85,8 +92,67 @@ static const struct config_desc config_table[] = {
 	    "Database size past which the metrics warn (practical limit 100 MB)"),
 	CFG(request_log_rows, CONFIG_INT, "20000", 0, 1000000,
 	    "Requests kept in the request log (the most recent ones); 0 turns the log off"),
-	{ NULL, CONFIG_INT, NULL, 0, 0, 0, NULL }
+	CFGS(redis_url, "", config_check_redis_url, 1,
+	    "Redis shared by several data planes, redis://[:password@]IP:port[/db]; empty = this host alone"),
+	CFGS(cluster_namespace, "sidecar", config_check_name, 0,
+	    "Prefix of this cluster's Redis keys, so two clusters can share one Redis"),
+	CFGS(cluster_host_name, "", config_check_name, 0,
+	    "This data plane's name in the cluster; empty = the host name"),
+	CFG(cluster_reply_timeout_ms, CONFIG_INT, "500", 10, 60000,
+	    "A Redis reply later than this counts as Redis unreachable, ms"),
+	{ NULL, CONFIG_INT, NULL, 0, 0, 0, NULL, NULL, 0 }
 };
+
+/* "" or a redis:// URL to an IP literal (redisurl.h). */
+static int
+config_check_redis_url(const char *v, const char **why)
+{
+	struct redis_url u;
+
+	if (*v == '\0')
+		return 0;
+	return redisurl_parse(v, &u, why);
+}
+
+/* Letters, digits and ._- (used inside Redis key names and labels); "" allowed. */
+static int
+config_check_name(const char *v, const char **why)
+{
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '.' || *p == '_' || *p == '-')) {
+			*why = "only letters, digits, '.', '_' and '-'";
+			return -1;
+		}
+	return 0;
+}
+
+/* A string setting's value: 0, or -1 with why set. */
+static int
+config_parse_string(const struct config_desc *d, const char *value, const char **why)
+{
+	*why = NULL;
+	if (value == NULL || strlen(value) > (size_t)d->max) {
+		*why = "too long";
+		return -1;
+	}
+	return d->check != NULL ? d->check(value, why) : 0;
+}
+
+static void
+config_store_string(struct config *c, const struct config_desc *d, const char *value)
+{
+	snprintf((char *)c + d->offset, (size_t)d->max + 1, "%s", value);
+}
+
+void
+config_display(const struct config_desc *d, const char *value, char *out, size_t n)
+{
+	if (d != NULL && d->secret)
+		redisurl_mask(value, out, (unsigned)n);
+	else
+		snprintf(out, n, "%s", value != NULL ? value : "");
+}
 
 const struct config_desc *
 config_descs(void)
@@ -151,6 +217,8 @@ config_store(struct config *c, const struct config_desc *d, double v)
 	case CONFIG_DOUBLE:
 		*(double *)(void *)p = v;
 		break;
+	case CONFIG_STRING:	/* config_store_string */
+		break;
 	}
 }
 
@@ -160,9 +228,12 @@ config_defaults(struct config *c)
 	double v;
 
 	memset(c, 0, sizeof(*c));
-	for (const struct config_desc *d = config_table; d->key != NULL; d++)
-		if (config_parse(d, d->def, &v) == 0)
+	for (const struct config_desc *d = config_table; d->key != NULL; d++) {
+		if (d->type == CONFIG_STRING)
+			config_store_string(c, d, d->def);
+		else if (config_parse(d, d->def, &v) == 0)
 			config_store(c, d, v);
+	}
 }
 
 int
@@ -173,6 +244,12 @@ config_validate(const char *key, const char *value, struct sc_err *e)
 
 	if (d == NULL)
 		return sc_err_set(e, key, 0, "%s: unknown setting", key ? key : "(null)");
+	if (d->type == CONFIG_STRING) {
+		const char *why;
+		if (config_parse_string(d, value, &why) == -1)
+			return sc_err_set(e, key, 0, "%s: %s", key, why ? why : "invalid");
+		return 0;
+	}
 	if (config_parse(d, value, &v) == -1) {
 		if (d->type == CONFIG_DOUBLE)
 			return sc_err_set(e, key, 0, "%s: must be a number between %g and %g",
@@ -192,6 +269,10 @@ config_canonical(const char *key, const char *value, char *out, size_t outlen, s
 	if (config_validate(key, value, e) == -1)
 		return -1;
 	d = config_find(key);
+	if (d->type == CONFIG_STRING) {
+		snprintf(out, outlen, "%s", value);
+		return 0;
+	}
 	(void)config_parse(d, value, &v);
 	if (d->type != CONFIG_DOUBLE) {
 		snprintf(out, outlen, "%lld", (long long)v);
@@ -219,6 +300,15 @@ config_load(sqlite3 *db, struct config *c, struct sc_err *e)
 		value = (const char *)sqlite3_column_text(st, 1);
 		if ((d = config_find(key)) == NULL)
 			continue;
+		if (d->type == CONFIG_STRING) {
+			const char *why;
+			if (config_parse_string(d, value, &why) == -1) {
+				log_warn("setting %s has an invalid value (%s); using the default", d->key, why);
+				continue;
+			}
+			config_store_string(c, d, value);
+			continue;
+		}
 		if (config_parse(d, value, &v) == -1) {
 			log_warn("setting %s has an invalid value; using the default %s", d->key, d->def);
 			continue;

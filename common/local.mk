@@ -8,6 +8,7 @@ common_libsidecar_a_SOURCES = \
 	common/crypto.c common/crypto.h \
 	common/tokens.c common/tokens.h \
 	common/config.c common/config.h \
+	common/redisurl.c common/redisurl.h \
 	common/providers.c common/providers.h \
 	common/redact.c common/redact.h \
 	common/yamlimport.c common/yamlimport.h

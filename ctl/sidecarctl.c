@@ -464,11 +464,13 @@ cmd_config(struct ctl *c, int argc, char **argv)
 		for (const struct config_desc *d = config_descs(); d->key != NULL; d++) {
 			if (argc == 3 && strcmp(d->key, argv[2]) != 0)
 				continue;
+			char shown[CONFIG_VALUE_MAX];
 			v = config_get(db, d->key);
+			config_display(d, v ? v : d->def, shown, sizeof(shown));	/* a password never shows */
 			if (argc == 3)
-				printf("%s\n", v ? v : d->def);
+				printf("%s\n", shown);
 			else
-				printf("%s=%s\n", d->key, v ? v : d->def);
+				printf("%s=%s\n", d->key, shown);
 			free(v);
 		}
 		db_close(db);
@@ -483,8 +485,11 @@ cmd_config(struct ctl *c, int argc, char **argv)
 			return 1;
 		if (config_set(db, argv[2], canon, &e) == -1)
 			ret = ctl_fail("%s", e.msg);
-		else
-			printf("%s=%s\n", argv[2], canon);
+		else {
+			char shown[CONFIG_VALUE_MAX];
+			config_display(config_find(argv[2]), canon, shown, sizeof(shown));
+			printf("%s=%s\n", argv[2], shown);
+		}
 		db_close(db);
 		return ret;
 	}

@@ -31,10 +31,12 @@
 #include "loop.h"
 #include "registry.h"
 #include "upstream.h"
+#include "crypto.h"
 #include "winstore.h"
 
 #define DISP_MAX_CAND 256	/* providers of one route */
 #define DISP_TRIES    4		/* decisions per ask when reservations keep failing */
+#define DISP_MAX_ASK  8		/* candidates offered to one admission ask */
 
 struct dispatch_route {
 	unsigned               refs;	/* the route table's + one per ticket */
@@ -56,9 +58,9 @@ struct disp_probe {
 };
 TAILQ_HEAD(disp_probes, disp_probe);
 
-static struct admit_answer dispatch_local_ask(struct prov_rt *rt, enum sched_pool pool,
+static struct admit_answer dispatch_local_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool,
     struct dispatch_ticket *t, const struct config *c, int64_t now);
-static const struct dispatch_admission disp_local = { dispatch_local_ask, NULL };
+static const struct dispatch_admission disp_local = { dispatch_local_ask, NULL, NULL, NULL, 1 };
 
 static struct {
 	struct loop                     *loop;
@@ -122,6 +124,32 @@ dispatch_rt_unref(struct prov_rt *rt)
 	free(rt);
 }
 
+/* How a shared store names p's key: a prefix of its SHA-256, never the key. */
+static void
+dispatch_rt_fingerprint(struct prov_rt *rt, const struct reg_provider *p)
+{
+	char h[65];
+
+	rt->fp[0] = '\0';
+	if (p->p.api_key == NULL || p->p.api_key[0] == '\0')
+		return;
+	crypto_token_hash(p->p.api_key, h);
+	memcpy(rt->fp, h, sizeof(rt->fp) - 1);
+	rt->fp[sizeof(rt->fp) - 1] = '\0';
+}
+
+void
+dispatch_rt_hold(struct prov_rt *rt)
+{
+	dispatch_rt_ref(rt);
+}
+
+void
+dispatch_rt_drop(struct prov_rt *rt)
+{
+	dispatch_rt_unref(rt);
+}
+
 /* Registry hook: a provider appeared or changed. Its state survives a
  * change of the row; a new id restores what the database kept. */
 void
@@ -140,11 +168,16 @@ dispatch_on_publish(struct reg_provider *p, struct reg_provider *old, void *arg)
 		if (strcmp(old->p.name, p->p.name) != 0)
 			rt->serial = ++disp.serial;
 		p->rt = rt;
+		dispatch_rt_fingerprint(rt, p);
+		/* The operator made the key active again: the shared marks go too. */
+		if (old->p.status != PSTATUS_ACTIVE && p->p.status == PSTATUS_ACTIVE && disp.admit->cleared != NULL)
+			disp.admit->cleared(rt, true);
 		return;
 	}
 	rt = sc_xcalloc(1, sizeof(*rt));
 	rt->refs = 1;
 	rt->serial = ++disp.serial;
+	dispatch_rt_fingerprint(rt, p);
 	sched_provider_init(&rt->sched, &p->p, registry_config());
 	/* A restart keeps cooldowns, consecutive 429 counts and health. */
 	if (p->p.cooldown_until > wall || p->p.consecutive_429 > 0)
@@ -193,6 +226,8 @@ dispatch_on_cooldown_reset(struct reg_provider *p, void *arg)
 		return;
 	cooldown_reset(&p->rt->sched.cd);
 	log_info("provider %s: cooldown reset by the operator", p->p.name);
+	if (disp.admit->cleared != NULL)
+		disp.admit->cleared(p->rt, false);
 	/* dispatch_on_reloaded, which runs after every reload, wakes the waiters. */
 }
 
@@ -353,16 +388,16 @@ dispatch_ticket_route(struct dispatch_ticket *t)
 /* ---- the decision ---- */
 
 static struct admit_answer
-dispatch_local_ask(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ticket *t,
+dispatch_local_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct dispatch_ticket *t,
     const struct config *c, int64_t now)
 {
-	struct admit_answer a = { ADMIT_GRANT, INT64_MAX };
+	struct admit_answer a = { ADMIT_GRANT, INT64_MAX, NULL, -1 };
+	struct prov_rt *rt = cand[0];
 	struct sched_model *m;
 
-	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
-		dispatch_count_start(rt, now);
+	(void)n;
+	if (sched_commit(&rt->sched, pool, &t->srq, c, now) == 0)
 		return a;
-	}
 	a.verdict = ADMIT_DENY;
 	a.next_free_ms = ratelimit_next_free(&rt->sched.rl, now);
 	if ((m = sched_model_of(&rt->sched, t->srq.model)) != NULL && ratelimit_next_free(&m->rl, now) > a.next_free_ms)
@@ -448,9 +483,20 @@ dispatch_decide(struct dispatch_ticket *t, int64_t now)
 		struct sched_decision d = sched_decide(r->sp, r->n, &t->srq, cfg, now);
 		struct admit_answer a;
 
+		struct prov_rt *cand[DISP_MAX_ASK];
+		size_t alt[DISP_MAX_ASK], nc = 1, k;
+
 		switch (d.verdict) {
 		case SCHED_GO:
-			a = disp.admit->ask(r->rt[d.index], d.pool, t, cfg, now);
+			cand[0] = r->rt[d.index];
+			if (disp.admit->max_candidates > 1) {
+				size_t max = disp.admit->max_candidates < DISP_MAX_ASK ? disp.admit->max_candidates :
+				    DISP_MAX_ASK;
+				k = sched_alternatives(r->sp, r->n, &t->srq, d.index, d.pool, now, alt, max - 1);
+				for (size_t j = 0; j < k; j++)
+					cand[nc++] = r->rt[alt[j]];
+			}
+			a = disp.admit->ask(cand, nc, d.pool, t, cfg, now);
 			if (a.verdict == ADMIT_DENY)
 				continue;	/* the window filled meanwhile: decide again */
 			dispatch_grant(t, r, d.index, d.pool);
@@ -458,6 +504,7 @@ dispatch_decide(struct dispatch_ticket *t, int64_t now)
 				t->admitting = true;
 				return DISPATCH_WAIT;
 			}
+			dispatch_count_start(t->rt, now);	/* recorded on cand[0] by the ask */
 			return DISPATCH_GO;
 		case SCHED_WAIT:
 			return DISPATCH_WAIT;
@@ -572,7 +619,31 @@ dispatch_admit_answer(struct dispatch_ticket *t, const struct admit_answer *a)
 		return;
 	t->admitting = false;
 	if (a->verdict == ADMIT_GRANT) {
-		dispatch_unpark(t, sc_now_ms());
+		int64_t now = sc_now_ms();
+		/* t->route is the one the ask was built from (a ticket awaiting an
+		 * answer is not decided again), so it holds every candidate. */
+		struct dispatch_route *r = t->route;
+		struct prov_rt *g = a->granted != NULL ? a->granted : t->rt;
+		size_t i;
+
+		for (i = 0; i < r->n && r->rt[i] != g; i++)
+			;
+		if (i == r->n || g->retired) {
+			/* Granted on a key that left meanwhile: the slot is lost, decide again. */
+			loop_timer_arm(disp.loop, &disp.timer, 0);
+			return;
+		}
+		if (sched_record(&g->sched, t->pool, &t->srq, registry_config(), now) != 0) {
+			/* Half-open with its probe already out (granted to two asks at
+			 * once): the shared slot is lost, never a second probe. */
+			loop_timer_arm(disp.loop, &disp.timer, 0);
+			return;
+		}
+		if (a->used >= 0)
+			t->srq.sent_used = a->used;	/* the cluster's window, not this host's share of it */
+		dispatch_grant(t, r, i, t->pool);
+		dispatch_count_start(g, now);
+		dispatch_unpark(t, now);
 		t->answer(t, DISPATCH_GO);
 		return;
 	}
@@ -659,6 +730,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	struct cooldown_result cr;
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
 	int prev_failures, prev_eff, conf;
+	bool shared;
 	char summary[160];
 	struct event ev;
 
@@ -697,7 +769,10 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	}
 	if (cr.recovered)
 		log_info("provider %s: half-open probe answered %d, full capacity again", p->p.name, status);
-	if (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset) {
+	/* A shared admission may own the cooldown's persistence: the cluster's
+	 * backoff step, not this host's, is what gets recorded. */
+	shared = disp.admit->outcome != NULL && disp.admit->outcome(rt, t, &cr, o.retry_after_ms, summary);
+	if (!shared && (cr.cooldown_started || cr.cooldown_extended || cr.streak_reset)) {
 		/* A success that resets the streak (a request sent before the 429)
 		 * leaves a running cooldown in force: keep its persisted end (-1). */
 		int64_t until = cr.cooldown_started || cr.cooldown_extended ?
@@ -731,6 +806,86 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	    cr.became_unhealthy || cr.became_healthy)
 		loop_timer_arm(disp.loop, &disp.timer, 0);
 	return cr.action;
+}
+
+/* ---- what a shared admission learned ---- */
+
+void
+dispatch_cluster_hold(struct prov_rt *rt, int64_t until)
+{
+	rt->sched.held_until_ms = until;
+}
+
+void
+dispatch_cluster_release_holds(void)
+{
+	size_t i;
+
+	for (i = 0; disp.all != NULL && i < disp.all->n; i++)
+		disp.all->rt[i]->sched.held_until_ms = 0;
+	if (disp.loop != NULL)
+		loop_timer_arm(disp.loop, &disp.timer, 0);
+}
+
+void
+dispatch_cluster_cooldown(struct prov_rt *rt, int n, int64_t remaining_ms, int64_t length_ms, int64_t episode,
+    int64_t started_ago_ms, const char *summary)
+{
+	struct cooldown *cd = &rt->sched.cd;
+	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms(), until = now + remaining_ms;
+	bool longer = remaining_ms > 0 && until > cd->cooldown_until_ms;
+	/* Heartbeats repeat what is known: persist a new end only when it moved. */
+	bool moved = remaining_ms > 0 && until > cd->cooldown_until_ms + 1000;
+	bool fresh = episode != rt->cluster_episode;
+	struct event ev;
+
+	if (rt->retired)
+		return;
+	if (fresh && !cooldown_is_cooling(cd, now)) {
+		/* A cluster overload this host did not see start: a new local
+		 * episode (its attempts in flight are the same overload, the key
+		 * half-open at the end), as cooldown_on_429 does for its own. */
+		cd->episode++;
+		cd->half_open = true;
+		cd->probe_busy = false;
+	}
+	cd->consecutive_429 = n > 0 ? n : 0;
+	if (longer)
+		cd->cooldown_until_ms = until;
+	if (remaining_ms > 0)
+		cd->cooldown_started_ms = now - (started_ago_ms > 0 ? started_ago_ms : 0);
+	if (fresh) {
+		/* One event per episode on every host: the cluster's step, once. */
+		rt->cluster_episode = episode;
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = EVENT_COOLDOWN_STARTED;
+		ev.u.outcome.serial = rt->serial;
+		ev.u.outcome.provider_name = rt->sched.cfg->name;
+		ev.u.outcome.status = 429;
+		events_emit(&ev);
+		log_warn("provider %s: cooling down for %lld s (consecutive %d, shared by the cluster)",
+		    rt->sched.cfg->name, (long long)((length_ms + 999) / 1000), n);
+		registry_save_cooldown(rt->sched.cfg->id, remaining_ms > 0 ? (wall_ms + remaining_ms + 999) / 1000 : -1, n,
+		    (int)((length_ms + 999) / 1000), summary);
+	} else if (moved)
+		registry_save_cooldown(rt->sched.cfg->id, (wall_ms + remaining_ms + 999) / 1000, n, 0, summary);
+	if (disp.loop != NULL && (longer || fresh))
+		loop_timer_arm(disp.loop, &disp.timer, 0);
+}
+
+void
+dispatch_cluster_invalid(struct prov_rt *rt, const char *reason)
+{
+	struct cooldown *cd = &rt->sched.cd;
+
+	if (rt->retired || cd->invalid)
+		return;
+	cd->invalid = true;
+	snprintf(cd->invalid_reason, sizeof(cd->invalid_reason), "%s", reason);
+	log_warn("provider %s: key marked invalid by another host of the cluster (%s)", rt->sched.cfg->name, reason);
+	registry_save_invalid(rt->sched.cfg->id, reason);
+	if (disp.loop != NULL)
+		loop_timer_arm(disp.loop, &disp.timer, 0);
 }
 
 void

@@ -42,6 +42,9 @@ struct prov_rt {
 	unsigned refs;			/* the registry's + one per ticket, route and probe holding it */
 	int      unsaved;		/* starts since the windows were last persisted */
 	bool     retired;		/* its provider left the registry: outcomes are not applied */
+	char     fp[33];		/* the key's fingerprint (hex SHA-256 prefix), "" without a key:
+					 * how a shared store names the key, never the key itself */
+	int64_t  cluster_episode;	/* start (shared clock, ms) of the latest shared cooldown applied */
 };
 
 /* A route: the providers of one model_prefix, as of the last reload. */
@@ -73,6 +76,8 @@ struct dispatch_ticket {
 	int64_t                t_wait;		/* monotonic ms when parked, 0 when not */
 	int64_t                queue_ms;	/* total time parked */
 	bool                   admitting;	/* an asynchronous admission answer is awaited */
+	int64_t                admit_ms;	/* the admission's (shared) clock at the grant, ms; 0 = local.
+						 * Written by the admission */
 	/* The current or last attempt's provider (GO). */
 	struct reg_provider   *prov;		/* ref held */
 	struct prov_rt        *rt;		/* ref held */
@@ -98,7 +103,16 @@ enum admit_verdict { ADMIT_GRANT, ADMIT_DENY, ADMIT_PENDING };
 struct admit_answer {
 	enum admit_verdict verdict;
 	int64_t            next_free_ms;	/* DENY: when a slot frees (monotonic ms), INT64_MAX unknown */
+	struct prov_rt    *granted;		/* GRANT through dispatch_admit_answer: which candidate
+						 * (NULL = the first) */
+	int                used;		/* GRANT through dispatch_admit_answer: the starts the
+						 * shared window held before it (what a 429 on it is
+						 * judged by, learned limits); -1 = the local count */
 };
+/* cand[0] is the dispatcher's choice, the others (same pool, also eligible)
+ * follow in its preference order; an admission may grant any one of them
+ * (the first with room) or only look at cand[0]. */
+
 /* The limits an admission must apply to a start of t on rt: the key's
  * window and, when t's model has a window of its own on rt, that window
  * (model NULL when not). Effective = learned (docs/scheduling.md). */
@@ -110,9 +124,17 @@ struct dispatch_limits {
 void dispatch_admit_limits(const struct prov_rt *rt, const struct dispatch_ticket *t, struct dispatch_limits *out);
 
 struct dispatch_admission {
-	struct admit_answer (*ask)(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ticket *t,
-	    const struct config *c, int64_t now);
+	struct admit_answer (*ask)(struct prov_rt *const cand[], size_t n, enum sched_pool pool,
+	    struct dispatch_ticket *t, const struct config *c, int64_t now);
 	void (*cancel)(struct dispatch_ticket *t);	/* forget a pending ask; may be NULL */
+	/* An attempt's outcome changed rt's penalties (cr); true when the
+	 * admission persists the cooldown itself (dispatch_cluster_cooldown).
+	 * May be NULL. */
+	bool (*outcome)(struct prov_rt *rt, const struct dispatch_ticket *t, const struct cooldown_result *cr,
+	    int64_t retry_after_ms, const char *summary);
+	/* The operator reset rt's cooldown (all = false) or made its key active again (true). May be NULL. */
+	void (*cleared)(struct prov_rt *rt, bool all);
+	size_t max_candidates;			/* cand[] length it wants, >= 1 */
 };
 
 int  dispatch_init(struct loop *l);
@@ -169,6 +191,22 @@ size_t dispatch_route_keys(const struct dispatch_route *route, size_t *valid);
 void dispatch_drain(void);
 /* Another attempt allowed for this ticket (the caller checks nothing was sent). */
 bool dispatch_may_retry(const struct dispatch_ticket *t);
+
+/* For a shared admission (cluster.c): what the cluster knows of a key,
+ * applied by the one writer of prov_rt. */
+void dispatch_rt_hold(struct prov_rt *rt);	/* keep rt alive across a callback */
+void dispatch_rt_drop(struct prov_rt *rt);
+/* The shared window has no room for rt before until (monotonic ms). */
+void dispatch_cluster_hold(struct prov_rt *rt, int64_t until);
+/* Forget every hold (the admission's mode changed) and decide again. */
+void dispatch_cluster_release_holds(void);
+/* A cooldown episode the cluster knows: n-th step, remaining_ms left of
+ * length_ms, started (shared clock ms) started_ago_ms ago. Applied and
+ * persisted (a cooldown event) once per episode. */
+void dispatch_cluster_cooldown(struct prov_rt *rt, int n, int64_t remaining_ms, int64_t length_ms,
+    int64_t episode, int64_t started_ago_ms, const char *summary);
+/* The cluster marked rt's key invalid (401/403 on some host). */
+void dispatch_cluster_invalid(struct prov_rt *rt, const char *reason);
 
 /* Read side. */
 size_t dispatch_queue_depth(void);

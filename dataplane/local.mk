@@ -19,12 +19,20 @@ SC_DP_SOURCES = \
 	dataplane/stats.c dataplane/stats.h \
 	dataplane/reqlog.c dataplane/reqlog.h \
 	dataplane/status.c dataplane/status.h \
-	dataplane/persist.c dataplane/persist.h
-SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(PTHREAD_LIBS)
+	dataplane/persist.c dataplane/persist.h \
+	dataplane/cluster.c dataplane/cluster.h dataplane/cluster_lua.h
+SC_DP_LIBS = dataplane/libparse.a dataplane/libsched.a $(SC_COMMON_LIBS) $(CURL_LIBS) $(HIREDIS_LIBS) $(PTHREAD_LIBS)
 sidecar_dataplane_SOURCES = dataplane/main.c $(SC_DP_SOURCES)
+nodist_sidecar_dataplane_SOURCES = dataplane/cluster_lua.c
+# The admission script, compiled in (scripts/embed-lua).
+dataplane/cluster_lua.c: $(srcdir)/scripts/embed-lua $(srcdir)/dataplane/cluster.lua
+	$(AM_V_GEN)$(MKDIR_P) dataplane && sh $(srcdir)/scripts/embed-lua $(srcdir)/dataplane/cluster.lua > $@.tmp && mv $@.tmp $@
+BUILT_SOURCES += dataplane/cluster_lua.c
+CLEANFILES += dataplane/cluster_lua.c
+EXTRA_DIST += scripts/embed-lua dataplane/cluster.lua docs/cluster.md
 # -iquote, not -I: dataplane/sched.h must not hide the system <sched.h> that <pthread.h> includes.
 sidecar_dataplane_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
-sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS)
+sidecar_dataplane_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS) $(CURL_CFLAGS) $(HIREDIS_CFLAGS)
 sidecar_dataplane_LDADD = $(SC_DP_LIBS)
 
 # Unit tests (cmocka) of the data plane's own modules.
@@ -56,8 +64,9 @@ tests_unit_test_reqlog_LDADD = dataplane/libsched.a $(SC_UNIT_LIBS)
 check_PROGRAMS += tests/unit/test_metrics
 TESTS += tests/unit/test_metrics
 tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c $(SC_DP_SOURCES)
+nodist_tests_unit_test_metrics_SOURCES = dataplane/cluster_lua.c
 tests_unit_test_metrics_CPPFLAGS = $(AM_CPPFLAGS) -iquote $(top_srcdir)/dataplane
-tests_unit_test_metrics_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_metrics_CFLAGS = $(SC_UNIT_CFLAGS) $(CURL_CFLAGS) $(HIREDIS_CFLAGS)
 tests_unit_test_metrics_LDADD = $(SC_DP_LIBS) $(CMOCKA_LIBS)
 
 # Black-box tests (node:test) of the real program against tests/mock-upstream.
@@ -72,7 +81,9 @@ SC_DATAPLANE_BLACKBOX = \
 	tests/blackbox/dataplane_upstream.test.mjs \
 	tests/blackbox/stats_usage.test.mjs \
 	tests/blackbox/stats_metrics.test.mjs \
+	tests/blackbox/cluster.test.mjs \
+	tests/blackbox/cluster_script.test.mjs \
 	tests/blackbox/reqlog.test.mjs
 TESTS += $(SC_DATAPLANE_BLACKBOX)
-EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/package.json tests/package-lock.json \
+EXTRA_DIST += $(SC_DATAPLANE_BLACKBOX) tests/blackbox/lib/stack.mjs tests/blackbox/lib/redis.mjs tests/package.json tests/package-lock.json \
 	docs/metrics.md docs/status-snapshot.md docs/performance.md dataplane/README.md

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "conn.h"
 #include "db.h"
 #include "dispatch.h"
@@ -95,6 +96,7 @@ dp_reloaded(void *arg)
 {
 	dp_limits_from_config();
 	dispatch_on_reloaded(NULL);
+	cluster_on_reloaded();
 }
 
 static void
@@ -288,6 +290,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dispatch_init(dp.loop);
+	cluster_init(dp.loop);
 	models_init(dp.loop);
 	/* The observers of the request path, in the order they hear each event. */
 	events_listen(metrics_on_event);
@@ -342,6 +345,7 @@ out:
 	if (mfd != -1)
 		close(mfd);
 	models_shutdown();
+	cluster_shutdown();
 	dispatch_shutdown();
 	if (dp.loop != NULL)
 		upstream_shutdown();

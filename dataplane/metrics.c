@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "sc_autoconf.h"
+#include "cluster.h"
 #include "db.h"
 #include "log.h"
 #include "dispatch.h"
@@ -798,6 +799,7 @@ metrics_render(struct sc_buf *b)
 	    "Time requests spent in the wait queue (0 for those that went at once).");
 	metrics_hist(b, "sidecar_queue_wait_seconds", NULL, &mx.wait, mx_wait_bounds, MX_WAIT_N);
 	metrics_render_providers(b);
+	cluster_render_metrics(b);
 	metrics_render_db(b);
 	metrics_render_process(b);
 }

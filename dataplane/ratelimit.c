@@ -199,6 +199,22 @@ ratelimit_reserve(struct ratelimit *rl, int64_t now)
 	return 0;
 }
 
+int64_t
+ratelimit_next_free_below(const struct ratelimit *rl, int64_t now, int cap)
+{
+	int64_t t;
+
+	if (cap < 1 || rl->ring == NULL)
+		return INT64_MAX;	/* unconfigured: never admits, as ratelimit_next_free */
+	if (cap > rl->limit)
+		cap = rl->limit;
+	if (ratelimit_used(rl, now) < cap)
+		return now;
+	/* The cap-th newest start has to leave the window. */
+	t = rl_at(rl, rl->count - cap) + rl->span_ms;
+	return t > now ? t : now;
+}
+
 int
 ratelimit_used(const struct ratelimit *rl, int64_t now)
 {

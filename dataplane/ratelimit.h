@@ -65,6 +65,9 @@ int  ratelimit_reserve(struct ratelimit *rl, int64_t now);
 /* Earliest instant >= now at which a start would be admitted, assuming no
  * further starts or tokens. `now` itself when there is room. */
 int64_t ratelimit_next_free(struct ratelimit *rl, int64_t now);
+/* Earliest instant >= now at which fewer than cap starts lie in the window
+ * (a share of the limit, cap <= limit); INT64_MAX when cap < 1. RPM only. */
+int64_t ratelimit_next_free_below(const struct ratelimit *rl, int64_t now, int cap);
 /* Starts in (now - span, now]. */
 int ratelimit_used(const struct ratelimit *rl, int64_t now);
 

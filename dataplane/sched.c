@@ -280,23 +280,31 @@ sched_probe_out(const struct sched_provider *p, int64_t now)
 	return cooldown_is_probing(&p->cd, now) && p->cd.probe_busy;
 }
 
-/* Not cooling and a start for rq's model fits now: key window, model window, probe slot. */
+/* Room in p's key window: its own, and the shared one's as last seen. */
+static bool
+sched_room(struct sched_provider *p, int64_t now)
+{
+	return now >= p->held_until_ms && ratelimit_has_room(&p->rl, now);
+}
+
+/* Not cooling and a start for rq's model fits now: key window (own and
+ * shared), model window, probe slot. */
 static bool
 sched_has_room(struct sched_provider *p, const struct sched_request *rq, int64_t now)
 {
 	struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
 
-	return !cooldown_is_cooling(&p->cd, now) && !sched_probe_out(p, now) && ratelimit_has_room(&p->rl, now) &&
+	return !cooldown_is_cooling(&p->cd, now) && !sched_probe_out(p, now) && sched_room(p, now) &&
 	    (m == NULL || ratelimit_has_room(&m->rl, now));
 }
 
-/* When p (usable) can next take a start for rq's model: cooldown end and
- * window slots; INT64_MAX while its probe is out. */
+/* When p (usable) can next take a start for rq's model: cooldown end, hold
+ * and window slots; INT64_MAX while its probe is out. */
 static int64_t
 sched_frees_at(struct sched_provider *p, const struct sched_request *rq, int64_t now)
 {
 	struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
-	int64_t t = ratelimit_next_free(&p->rl, now);
+	int64_t t = sched_max64(ratelimit_next_free(&p->rl, now), p->held_until_ms);
 
 	if (m != NULL)
 		t = sched_max64(t, ratelimit_next_free(&m->rl, now));
@@ -321,7 +329,7 @@ sched_provider_state(struct sched_provider *p, const struct config *c, int64_t n
 		return SCHED_ST_COOLING;
 	if (cooldown_is_probing(&p->cd, now))
 		return SCHED_ST_PROBING;
-	if (!ratelimit_has_room(&p->rl, now))
+	if (!sched_room(p, now))
 		return SCHED_ST_FULL;
 	return SCHED_ST_READY;
 }
@@ -561,7 +569,7 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 
 		struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
 
-		if (ratelimit_has_room(&p->emergency, now) && ratelimit_has_room(&p->rl, now) &&
+		if (ratelimit_has_room(&p->emergency, now) && sched_room(p, now) &&
 		    (m == NULL || ratelimit_has_room(&m->rl, now))) {
 			d.verdict = SCHED_GO;
 			d.why = SCHED_WHY_EMERGENCY;
@@ -583,8 +591,6 @@ sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_reques
     const struct config *c, int64_t now)
 {
 	struct sched_model *m;
-	bool probe;
-	int k;
 
 	sched_refresh(p, c, now);
 	m = sched_model_of(p, rq->model);
@@ -592,8 +598,21 @@ sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		return -1;
 	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
 		return -1;
+	return sched_record(p, pool, rq, c, now);
+}
+
+int
+sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	struct sched_model *m;
+	bool probe;
+	int k;
+
+	sched_refresh(p, c, now);
 	if (pool != SCHED_POOL_EMERGENCY && sched_probe_out(p, now))
 		return -1;	/* half-open: the one probe is already out */
+	m = sched_model_of(p, rq->model);
 	probe = pool != SCHED_POOL_EMERGENCY && cooldown_probe_wanted(&p->cd, now);
 	rq->stamp = cooldown_stamp_at(&p->cd, now, probe);
 	rq->sent_used = ratelimit_used(&p->rl, now);
@@ -616,6 +635,38 @@ sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		rq->tried_episode[k] = p->cd.episode;
 	rq->attempts++;
 	return 0;
+}
+
+size_t
+sched_alternatives(struct sched_provider *const cand[], size_t n, const struct sched_request *rq,
+    size_t first, enum sched_pool pool, int64_t now, size_t out[], size_t max)
+{
+	double room[64];
+	size_t k = 0;
+
+	if (pool == SCHED_POOL_EMERGENCY || first >= n)
+		return 0;
+	if (max > 64)
+		max = 64;
+	for (size_t i = 0; i < n && k < max; i++) {
+		struct sched_provider *p = cand[i];
+		double r;
+		size_t j;
+
+		if (i == first || p->cfg->pool != cand[first]->cfg->pool || !sched_usable(p) ||
+		    !sched_has_room(p, rq, now) || sched_request_tried(rq, p))
+			continue;
+		r = balancer_effective_weight(p->cfg->weight, p->rl.admit, ratelimit_used(&p->rl, now));
+		/* Insertion by room, largest first. */
+		for (j = k; j > 0 && room[j - 1] < r; j--) {
+			room[j] = room[j - 1];
+			out[j] = out[j - 1];
+		}
+		room[j] = r;
+		out[j] = i;
+		k++;
+	}
+	return k;
 }
 
 int64_t

@@ -71,6 +71,8 @@ struct sched_provider {
 	struct cooldown  cd;		/* 429 cooldown, invalid, health, half-open */
 	struct balancer_node bn;	/* smooth-WRR current weight */
 	enum provider_status seen_status;	/* cfg->status at the last sync */
+	int64_t held_until_ms;		/* a shared window (cluster admission) has no room before
+					 * this monotonic ms; 0 = none. Counts like a full window */
 	struct sched_learn learn;	/* the key window's learned limit */
 	struct sched_model *models;	/* owned array, sorted by model, from cfg->model_rpm */
 	size_t nmodels;
@@ -166,6 +168,21 @@ struct sched_decision sched_decide(struct sched_provider *const cand[], size_t n
  * when a window has no room any more (nothing recorded: decide again). */
 int sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
     const struct config *c, int64_t now);
+
+/* The attempt was admitted elsewhere (a shared window granted it): keep
+ * the same books as sched_commit without its window checks — the start on
+ * p's key and model windows, the episode stamp and window counts the
+ * learned limits and escalation rule read, a half-open key's probe. -1
+ * (nothing recorded) only when p is half-open with its probe already out;
+ * sched_commit is its window checks, then this. */
+int sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now);
+/* The other providers of the same pool as cand[first] that sched_decide
+ * would also have offered now (for an admission that takes the first of
+ * several with room), most room first; pool emergency has none. Writes at
+ * most max indices into out; returns how many. */
+size_t sched_alternatives(struct sched_provider *const cand[], size_t n, const struct sched_request *rq,
+    size_t first, enum sched_pool pool, int64_t now, size_t out[], size_t max);
 
 /* Earliest instant > now at which some usable provider (active, valid,
  * healthy) that cannot take a start now becomes able to (window slot frees,

@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "sc_autoconf.h"
+#include "cluster.h"
 #include "dispatch.h"
 #include "events.h"
 #include "registry.h"
@@ -392,6 +393,8 @@ status_build(int64_t now, int64_t wall_ms)
 	for (i = 0; i < registry_count(); i++)
 		json_object_array_add(a, status_provider(registry_at(i), cfg, now, wall_ms, s));
 	json_object_object_add(root, "providers", a);
+	if ((o = cluster_status_json()) != NULL)
+		json_object_object_add(root, "cluster", o);
 
 	out = sc_xstrdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
 	json_object_put(root);

@@ -278,8 +278,37 @@
 		renderKpis();
 		renderProviders();
 		renderHealth();
+		renderCluster();
 		if (S.range === '1h') renderTrends();
 		updateDataPlaneBadge();
+	}
+
+	/* Several data planes through Redis (docs/cluster.md): shown only when redis_url is set. */
+	function renderCluster() {
+		const c = (S.snap || {}).cluster;
+		const panel = $('#panel-cluster');
+		panel.hidden = !c;
+		if (!c) return;
+		const mode = $('#cluster-mode');
+		const label = { shared: 'shared', quarantine: 'QUARANTINE: sending nothing', local_share: 'LOCAL SHARE: Redis unreachable' };
+		mode.textContent = label[c.mode] || c.mode;
+		mode.className = 'pill ' + (c.mode === 'shared' ? 'pill-ok' : c.mode === 'local_share' ? 'pill-warn' : 'pill-bad');
+		$('#cluster-summary').textContent = `This host: ${c.host} · namespace ${c.namespace} · Redis ${c.connection} · ` +
+			`${c.hosts_live} of ${c.hosts_known} hosts live`;
+		const hb = $('#cluster-hosts');
+		hb.replaceChildren();
+		for (const h of c.hosts || []) {
+			hb.append(el('tr', {},
+				el('td', { text: h.name + (h.name === c.host ? ' (this host)' : '') }),
+				el('td', { class: 'num', text: fmtDuration(h.last_seen_ms_ago / 1000) + ' ago' }),
+				el('td', {}, el('span', { class: 'pill ' + (h.live ? 'pill-ok' : 'pill-bad'), text: h.live ? 'live' : 'not seen' }))));
+		}
+		if (!(c.hosts || []).length) hb.append(el('tr', { class: 'empty' }, el('td', { colspan: 3, text: 'No heartbeat read yet.' })));
+		const kb = $('#cluster-keys');
+		kb.replaceChildren();
+		for (const k of c.keys || []) {
+			kb.append(el('tr', {}, el('td', { text: k.provider }), el('td', { class: 'num', text: `${fmtInt(k.cluster_used)} / ${fmtInt(k.limit)}` })));
+		}
 	}
 
 	function snapAge() {
@@ -1152,17 +1181,17 @@
 		const same = old.size === rows.length && rows.every((s) => old.has(s.key));
 		if (!same) form.replaceChildren();
 		for (const s of rows) {
-			const range = s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
+			const range = s.type === 'string' ? '' : s.min !== undefined && s.max !== undefined ? ` (${s.min}–${s.max})` : '';
 			let input = old.get(s.key);
 			const keep = typed(input) ? input.value : null;
 			if (!same) {
 				const id = 'set-' + s.key;
-				input = el('input', { id, name: s.key, inputmode: 'decimal', spellcheck: 'false' });
+				input = el('input', { id, name: s.key, inputmode: s.type === 'string' ? 'text' : 'decimal', spellcheck: 'false' });
 				input.addEventListener('input', () => {
 					input.dataset.edit = String(++S.settingsEdits);
 					settingEdited(input);
 				});
-				form.append(el('div', { class: 'setting', 'data-key': s.key },
+				form.append(el('div', { class: 'setting', 'data-key': s.key, 'data-type': s.type || '' },
 					el('label', { for: id, text: s.key }), input, el('small')));
 			}
 			$('small', input.parentElement).textContent = (s.description || '') + range;
@@ -1209,7 +1238,7 @@
 		for (const d of $$('.setting.changed', form)) {
 			const v = $('input', d).value.trim();
 			/* The API wants numbers; anything else goes as text so its error names the field. */
-			changed[d.dataset.key] = v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+			changed[d.dataset.key] = d.dataset.type !== 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
 		}
 		if (Object.keys(changed).length === 0) return;
 		try {

@@ -250,5 +250,9 @@ INSERT INTO system_config (key, value, description) VALUES
  ('stats_retention_days',          '90',       'Usage rows older than this are pruned daily'),
  ('events_retention_days',         '30',       'Cooldown events older than this are pruned daily'),
  ('db_size_warn_bytes',            '104857600','Database size past which the metrics warn (practical limit 100 MB)'),
- ('request_log_rows',              '20000',    'Requests kept in the request log (the most recent ones); 0 turns the log off');
+ ('request_log_rows',              '20000',    'Requests kept in the request log (the most recent ones); 0 turns the log off'),
+ ('redis_url',                     '',         'Redis shared by several data planes, redis://[:password@]IP:port[/db]; empty = this host alone'),
+ ('cluster_namespace',             'sidecar',  'Prefix of this cluster''s Redis keys, so two clusters can share one Redis'),
+ ('cluster_host_name',             '',         'This data plane''s name in the cluster; empty = the host name'),
+ ('cluster_reply_timeout_ms',      '500',      'A Redis reply later than this counts as Redis unreachable, ms');
 

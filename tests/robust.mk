@@ -15,12 +15,16 @@ SC_ROBUST_BLACKBOX = \
 	tests/blackbox/robust_regress.test.mjs
 TESTS += $(SC_ROBUST_BLACKBOX)
 # The corpora ship with tests/fuzz/corpus (dataplane/parse.mk).
-EXTRA_DIST += $(SC_ROBUST_BLACKBOX) tests/fuzz/fuzz_yaml.c tests/fuzz/fuzz_admin_json.c \
+EXTRA_DIST += $(SC_ROBUST_BLACKBOX) tests/fuzz/fuzz_yaml.c tests/fuzz/fuzz_admin_json.c tests/fuzz/fuzz_redisurl.c \
 	tests/README.md docs/security.md
 
 if FUZZING
-SC_ROBUST_FUZZ = tests/fuzz/fuzz_yaml tests/fuzz/fuzz_admin_json
+SC_ROBUST_FUZZ = tests/fuzz/fuzz_yaml tests/fuzz/fuzz_admin_json tests/fuzz/fuzz_redisurl
 noinst_PROGRAMS += $(SC_ROBUST_FUZZ)
+# redis_url as operators type it (issue 17, docs/cluster.md).
+tests_fuzz_fuzz_redisurl_SOURCES = tests/fuzz/fuzz_redisurl.c
+tests_fuzz_fuzz_redisurl_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_redisurl_LDADD = $(SC_COMMON_LIBS)
 tests_fuzz_fuzz_yaml_SOURCES = tests/fuzz/fuzz_yaml.c
 tests_fuzz_fuzz_yaml_CFLAGS = $(AM_CFLAGS) $(SC_COMMON_CFLAGS)
 tests_fuzz_fuzz_yaml_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer

@@ -119,8 +119,28 @@ test('settings: every key with value, default, description, type and range; all-
 	assert.deepEqual([...keys].sort(), dbKeys);
 	for (const s of r.json.settings) {
 		for (const f of ['value', 'default', 'description', 'type', 'min', 'max']) assert.ok(f in s, `${s.key}.${f}`);
-		assert.ok(s.type === 'int' || s.type === 'double');
+		assert.ok(s.type === 'int' || s.type === 'double' || s.type === 'string', `${s.key}: ${s.type}`);
 	}
+	// String settings (docs/cluster.md): checked, stored as given, the Redis password never shown.
+	assert.equal(r.json.settings.find((s) => s.key === 'redis_url').type, 'string');
+	const url = 'redis://:Adm1n-Secret-Pw@10.9.8.7:6390/2';
+	let rs = await api(lt, 'PATCH', '/config', { ...T(), body: { redis_url: url, cluster_namespace: 'blue-1' } });
+	assert.equal(rs.status, 200, rs.body);
+	assert.equal(sql("SELECT value FROM system_config WHERE key='redis_url'"), url);
+	assert.equal(rs.json.settings.find((s) => s.key === 'redis_url').value, 'redis://:****@10.9.8.7:6390/2');
+	assert.ok(!rs.body.includes('Adm1n-Secret-Pw'));
+	rs = await api(lt, 'GET', '/config', T());
+	assert.ok(!rs.body.includes('Adm1n-Secret-Pw'));
+	for (const [body, field] of [[{ redis_url: 'redis://:****@10.9.8.7:6390/2' }, 'redis_url'], [{ redis_url: 'redis://redis.example:6379' }, 'redis_url'],
+		[{ cluster_namespace: 5 }, 'cluster_namespace'], [{ cluster_host_name: 'a b' }, 'cluster_host_name']]) {
+		rs = await api(lt, 'PATCH', '/config', { ...T(), body });
+		assert.equal(rs.status, 422, JSON.stringify(body));
+		assert.equal(rs.json.error.field, field);
+	}
+	assert.equal(sql("SELECT value FROM system_config WHERE key='redis_url'"), url);
+	rs = await api(lt, 'PATCH', '/config', { ...T(), body: { redis_url: '', cluster_namespace: 'sidecar' } });
+	assert.equal(rs.status, 200, rs.body);
+	assert.equal(sql("SELECT value FROM system_config WHERE key='redis_url'"), '');
 	const v0 = Number(r.json.config_version);
 	r = await api(lt, 'PATCH', '/config', { ...T(), body: { queue_timeout_seconds: 45, emergency_rpm_ratio: 0.2 } });
 	assert.equal(r.status, 200, r.body);

@@ -87,6 +87,48 @@ test_validate(void **state)
 	assert_non_null(strstr(e.msg, "unknown setting"));
 }
 
+/* redis_url: IP literals only, strict shape, the password never shown. */
+static void
+test_redis_url(void **state)
+{
+	const struct config_desc *d = config_find("redis_url");
+	struct sc_err e;
+	char out[300];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(config_validate("redis_url", "", &e), 0);
+	assert_int_equal(config_validate("redis_url", "redis://10.0.0.5:6379/0", &e), 0);
+	assert_int_equal(config_validate("redis_url", "redis://:s3cret@10.0.0.5:6379/2", &e), 0);
+	assert_int_equal(config_validate("redis_url", "redis://[::1]:7000", &e), 0);
+	assert_int_equal(config_validate("redis_url", "redis://127.0.0.1", &e), 0);
+	assert_int_equal(config_validate("redis_url", "redis://redis.example:6379", &e), -1);
+	assert_non_null(strstr(e.msg, "IP address"));
+	assert_int_equal(config_validate("redis_url", "rediss://10.0.0.5:6379", &e), -1);
+	assert_int_equal(config_validate("redis_url", "redis://10.0.0.5:99999", &e), -1);
+	assert_int_equal(config_validate("redis_url", "redis://10.0.0.5:6379/x", &e), -1);
+	assert_int_equal(config_validate("redis_url", "redis://pw@10.0.0.5:6379", &e), -1);
+	assert_int_equal(config_validate("redis_url", "redis://10.0.0.5 :6379", &e), -1);
+	assert_int_equal(config_validate("cluster_namespace", "prod-eu.1", &e), 0);
+	assert_int_equal(config_validate("cluster_namespace", "a b", &e), -1);
+	assert_int_equal(config_validate("cluster_host_name", "", &e), 0);
+	assert_int_equal(config_validate("cluster_host_name",
+	    "0123456789012345678901234567890123456789012345678901234567890123456789", &e), -1);
+	config_display(d, "redis://:s3cret@10.0.0.5:6379/2", out, sizeof(out));
+	assert_null(strstr(out, "s3cret"));
+	assert_string_equal(out, "redis://:****@10.0.0.5:6379/2");
+	config_display(d, "redis://10.0.0.5:6379", out, sizeof(out));
+	assert_string_equal(out, "redis://10.0.0.5:6379");
+	config_display(d, "redis://:s3cret@host:1", out, sizeof(out));
+	assert_null(strstr(out, "s3cret"));
+	config_display(config_find("cluster_namespace"), "ns", out, sizeof(out));
+	assert_string_equal(out, "ns");
+	config_defaults(&c);
+	assert_string_equal(c.redis_url, "");
+	assert_string_equal(c.cluster_namespace, "sidecar");
+	assert_int_equal(c.cluster_reply_timeout_ms, 500);
+}
+
 static void
 test_set_get_load(void **state)
 {
@@ -183,6 +225,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_table_matches_schema, testdb_setup, testdb_teardown),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_redis_url),
 		cmocka_unit_test(test_canonical),
 		cmocka_unit_test_setup_teardown(test_set_canonical, testdb_setup, testdb_teardown),
 		cmocka_unit_test_setup_teardown(test_set_get_load, testdb_setup, testdb_teardown),

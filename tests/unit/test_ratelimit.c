@@ -237,7 +237,34 @@ test_unconfigured(void **state)
 	assert_false(ratelimit_has_room(&rl, 0));
 	assert_int_equal(ratelimit_reserve(&rl, 0), -1);
 	assert_int_equal(ratelimit_next_free(&rl, 0), INT64_MAX);
+	assert_int_equal(ratelimit_next_free_below(&rl, 0, 1), INT64_MAX);
 	assert_int_equal(ratelimit_used(&rl, 0), 0);
+	ratelimit_free(&rl);
+}
+
+/* A share of the limit (the cluster's local share): when fewer than cap
+ * starts are in the window. */
+static void
+test_next_free_below(void **state)
+{
+	struct ratelimit rl;
+
+	(void)state;
+	ratelimit_init(&rl);
+	ratelimit_configure(&rl, 10, 1000, 0);
+	assert_int_equal(ratelimit_next_free_below(&rl, 100, 3), 100);
+	assert_int_equal(ratelimit_reserve(&rl, 100), 0);
+	assert_int_equal(ratelimit_reserve(&rl, 200), 0);
+	assert_int_equal(ratelimit_next_free_below(&rl, 250, 3), 250);
+	assert_int_equal(ratelimit_reserve(&rl, 300), 0);
+	/* 3 in (−700, 300]: the oldest of them (100) leaves at 1100. */
+	assert_int_equal(ratelimit_next_free_below(&rl, 300, 3), 1100);
+	assert_int_equal(ratelimit_next_free_below(&rl, 300, 2), 1200);
+	assert_int_equal(ratelimit_next_free_below(&rl, 300, 1), 1300);
+	assert_int_equal(ratelimit_next_free_below(&rl, 1100, 3), 1100);
+	assert_int_equal(ratelimit_next_free_below(&rl, 300, 0), INT64_MAX);
+	/* A cap above the limit is the limit. */
+	assert_int_equal(ratelimit_next_free_below(&rl, 300, 50), 300);
 	ratelimit_free(&rl);
 }
 
@@ -302,6 +329,7 @@ main(void)
 		cmocka_unit_test(test_tpm),
 		cmocka_unit_test(test_tpm_bounded),
 		cmocka_unit_test(test_unconfigured),
+		cmocka_unit_test(test_next_free_below),
 		cmocka_unit_test(test_admit_lower),
 		cmocka_unit_test(test_restore_starts),
 	};

@@ -133,6 +133,61 @@ test_main_ok(void **state)
 	fx_free(f);
 }
 
+/* A shared window's hold (cluster admission) counts as a full window:
+ * WAIT until it ends, FULL in the state, the next change at its end; the
+ * alternatives list the other eligible keys of the pool, most room first;
+ * sched_record keeps the books of a grant made elsewhere. */
+static void
+test_held_and_alternatives(void **state)
+{
+	struct fx *f = fx_new();
+	struct sched_request rq;
+	struct sched_decision d;
+	size_t alt[8], k;
+
+	(void)state;
+	fx_add(f, POOL_MAIN, 10, 1);
+	fx_add(f, POOL_MAIN, 10, 1);
+	fx_add(f, POOL_MAIN, 10, 1);
+	fx_add(f, POOL_FALLBACK, 10, 1);
+	sched_request_init(&rq);
+	/* Key 1 used 5 of 10, key 2 held: alternatives to key 0 are key 1 only. */
+	for (int i = 0; i < 5; i++)
+		sched_record(&f->sp[1], SCHED_POOL_MAIN, &rq, &f->c, 1000);
+	f->sp[2].held_until_ms = 3000;
+	k = sched_alternatives(f->cand, f->n, NULL, 0, SCHED_POOL_MAIN, 1000, alt, 8);
+	assert_int_equal(k, 1);
+	assert_int_equal(alt[0], 1);
+	assert_int_equal(sched_provider_state(&f->sp[2], &f->c, 1000), SCHED_ST_FULL);
+	assert_int_equal(sched_provider_state(&f->sp[2], &f->c, 3000), SCHED_ST_READY);
+	/* Room order: with key 2 free again, it (empty) comes before key 1 (half used). */
+	k = sched_alternatives(f->cand, f->n, NULL, 0, SCHED_POOL_MAIN, 3000, alt, 8);
+	assert_int_equal(k, 2);
+	assert_int_equal(alt[0], 2);
+	assert_int_equal(alt[1], 1);
+	assert_int_equal(sched_alternatives(f->cand, f->n, NULL, 0, SCHED_POOL_EMERGENCY, 3000, alt, 8), 0);
+	assert_int_equal(sched_alternatives(f->cand, f->n, NULL, 0, SCHED_POOL_MAIN, 3000, alt, 1), 1);
+	/* sched_record: the start is on the window, the key in the tried-set. */
+	assert_int_equal(ratelimit_used(&f->sp[1].rl, 1000), 5);
+	assert_int_equal(rq.attempts, 5);
+	assert_true(sched_request_tried(&rq, &f->sp[1]));
+	k = sched_alternatives(f->cand, f->n, &rq, 0, SCHED_POOL_MAIN, 3000, alt, 8);
+	assert_int_equal(k, 1);
+	/* Every main key held: WAIT until the first hold ends, not the fallback pool. */
+	for (int i = 0; i < 3; i++)
+		f->sp[i].held_until_ms = 5000 + i * 100;
+	d = fx_decide(f, NULL, 4000);
+	assert_int_equal(d.verdict, SCHED_WAIT);
+	assert_int_equal(d.why, SCHED_WHY_MAIN_FULL);
+	assert_int_equal(d.until_ms, 5000);
+	assert_int_equal(sched_next_change(f->cand, f->n, &f->c, 4000), 5000);
+	assert_int_equal(sched_next_free(f->cand, f->n, &f->c, 4000), 4000);	/* the fallback key is free */
+	d = fx_decide(f, NULL, 5000);
+	assert_int_equal(d.verdict, SCHED_GO);
+	assert_int_equal(d.index, 0);
+	fx_free(f);
+}
+
 /* Live effective weights: a half-used key gets half the share. */
 static void
 test_effective_weights(void **state)
@@ -848,6 +903,59 @@ test_half_open_sched(void **state)
 	fx_free(f);
 }
 
+/* sched_record (a grant made by a shared window) keeps sched_commit's
+ * books: the episode stamp and window counts a 429 is judged by, the model
+ * window, the half-open probe; a second grant while the probe is out
+ * records nothing. */
+static void
+test_record_books(void **state)
+{
+	struct fx *f = fx_new();
+	struct provider_model_rpm mr[1];
+	struct sched_request a, b;
+	struct cooldown_result r;
+	struct sched_model *m;
+
+	(void)state;
+	mr[0].model = (char *)"big";
+	mr[0].rpm = 3;
+	fx_add(f, POOL_MAIN, 40, 1);
+	f->pv[0].model_rpm = mr;
+	f->pv[0].n_model_rpm = 1;
+	f->sp[0].models_of = NULL;
+	(void)sched_provider_state(&f->sp[0], &f->c, 0);
+	m = sched_model_of(&f->sp[0], "big");
+	assert_non_null(m);
+	sched_request_init(&a);
+	a.model = "big";
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &a, &f->c, 0), 0);
+	assert_int_equal(a.sent_used, 0);
+	assert_int_equal(a.sent_model_used, 0);
+	assert_int_equal(ratelimit_used(&m->rl, 0), 1);
+	assert_int_equal(ratelimit_used(&f->sp[0].rl, 0), 1);
+	assert_int_equal(a.attempts, 1);
+	assert_true(sched_request_tried(&a, &f->sp[0]));
+	/* Its 429 is current: one episode, cooling, then half-open. */
+	r = fx_answer(f, 0, &a, 429, 10);
+	assert_true(r.cooldown_started);
+	assert_int_equal(sched_provider_state(&f->sp[0], &f->c, 30010), SCHED_ST_PROBING);
+	sched_request_init(&a);
+	sched_request_init(&b);
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &a, &f->c, 30010), 0);
+	assert_true(a.stamp.probe);
+	assert_int_equal(a.stamp.episode, f->sp[0].cd.episode);
+	assert_int_equal(a.sent_used, 1);	/* the first start is still in the 60 s window */
+	assert_int_equal(a.sent_model_used, -1);	/* no model: no model window */
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &b, &f->c, 30010), -1);
+	assert_int_equal(b.attempts, 0);
+	assert_int_equal(ratelimit_used(&f->sp[0].rl, 30010), 2);
+	/* The probe's 200 reopens the key: the next grant is no probe. */
+	(void)fx_answer(f, 0, &a, 200, 30020);
+	assert_int_equal(sched_record(&f->sp[0], SCHED_POOL_MAIN, &b, &f->c, 30020), 0);
+	assert_false(b.stamp.probe);
+	fx_free(f);
+}
+
 /* Per-model windows: a model with its own limit waits when its window is
  * full while other models flow; both windows must have room; the timer
  * wakes at the model window's exact free instant; learning cuts the model
@@ -999,6 +1107,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_main_ok),
+		cmocka_unit_test(test_held_and_alternatives),
+		cmocka_unit_test(test_record_books),
 		cmocka_unit_test(test_learn_rule),
 		cmocka_unit_test(test_learned_in_sched),
 		cmocka_unit_test(test_half_open_sched),
