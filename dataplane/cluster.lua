@@ -11,6 +11,9 @@
 --   P.."w:"..F   sorted set, the key's sliding window: member = a grant's
 --                stable id ("host:sequence"), score = its start (ms)
 --   P.."e:"..F   the same for the emergency channel's budget
+--   P.."m:"..F..":"..M  the same for one model's window on the key
+--                (model_rpm_limits; M = 16 hex digits of the SHA-256 of
+--                the model's name as the upstream knows it)
 --   P.."c:"..F   the shared cooldown, "n:started:length:until" (ms on TIME's
 --                clock; the key expires a second after its end, PX, only to
 --                clean up: the end is read from the value, so Redis's own
@@ -19,27 +22,36 @@
 --   P.."i:"..F   the shared invalid mark (401/403): its reason
 --
 -- ARGV[1] is the operation:
---   ask     KEYS hosts, then w, e, c, i per candidate
+--   ask     KEYS hosts, then w, e, c, i, m per candidate (m: the window of
+--                the request's model on that key; untouched when it has none)
 --           ARGV span_ms, member, pool ("main"|"emergency"), hosts_known,
---                stale_ms, member_ms, deadline, then effective limit,
---                configured limit, budget per candidate (the effective limit
---                is the asking host's learned one, docs/scheduling.md). An ask that runs after its deadline (TIME ms,
---                0 = none: a paused Redis running what a dead connection
---                left behind) grants nothing and looks at nothing.
+--                stale_ms, member_ms, deadline, then per candidate: effective
+--                limit, configured limit, budget, the model window's
+--                effective and configured limits (0 0 = no model window;
+--                effective limits are the asking host's learned ones,
+--                docs/scheduling.md). An ask that runs after its deadline
+--                (TIME ms, 0 = none: a paused Redis running what a dead
+--                connection left behind) grants nothing and looks at nothing.
 --           Grants the first candidate (the caller's preference order) that
---           is not invalid, not cooling (unless pool is emergency) and has
---           room in its window, records the grant, and says for every
---           candidate it looked at why it did not grant and when it frees.
+--           is not invalid, not cooling (unless pool is emergency), has room
+--           in its key window and, with a model window, in that one too,
+--           records the grant in both, and says for every candidate it
+--           looked at why it did not grant and when it frees.
 --           A window's room is its effective limit minus the shares of the
 --           cluster's hosts that are not live (they may be running on their
 --           local share without Redis, at most floor(configured / hosts)).
 --           Returns {granted (1-based, 0 none), now, hosts, live,
 --                    then per candidate looked at: state (0 granted,
---                    1 full, 2 cooling, 3 invalid), wait_ms, count,
---                    cooldown n, cooldown started, cooldown length}
---   replay  KEYS w, e per grant; ARGV span_ms, then score, member, emergency
---           (0|1) per grant: re-adds this host's own recent grants (ZADD NX)
---           after a reconnect or a failover. Returns the number added.
+--                    1 key window (or emergency budget) full, 2 cooling,
+--                    3 invalid, 4 only the model window full), wait_ms
+--                    (when that frees), count, cooldown n, cooldown started,
+--                    cooldown length, model count (-1 none or not looked
+--                    at), model wait_ms (0 = the model window has room)}
+--   replay  KEYS w, e, m per grant; ARGV span_ms, then score, member,
+--           emergency (0|1), model (0|1) per grant: re-adds this host's own
+--           recent grants (ZADD NX) to the key window and, flagged, to the
+--           emergency and model windows after a reconnect or a failover.
+--           Returns the number added to key windows.
 --   cool    KEYS c, n; ARGV granted_ms (the failed attempt's grant, 0 =
 --           unknown), base_ms, max_ms, retry_after_ms (-1 none), current
 --           (1 = the host's episode rule says a new overload, 0 = only an
@@ -125,28 +137,43 @@ if op == 'ask' then
 		absent = 0
 	end
 	local out = {0, now, hosts, live}
-	local ncand = (#KEYS - 1) / 4
+	local ncand = (#KEYS - 1) / 5
 	if deadline > 0 and now > deadline then
 		ncand = 0
 	end
+	-- The room of a window: its effective limit less the absent hosts' shares.
+	local function room_of(limit, conf)
+		if hosts > 0 then
+			return limit - absent * math.floor(conf / hosts)
+		end
+		return limit
+	end
 	for i = 1, ncand do
-		local w, e, c, inv = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
-		local limit, conf, budget = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i])
+		local w, e, c, inv, m = KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1], KEYS[5 * i], KEYS[5 * i + 1]
+		local a = 8 + 5 * (i - 1)
+		local limit, conf, budget = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+		local mlimit, mconf = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
 		local count = trim(w, now, span)
 		local n, started, len, ttl = cooldown_info(c, now)
-		local state, wait = 0, 0
+		local state, wait, mcount, mwait = 0, 0, -1, 0
 		if redis.call('EXISTS', inv) == 1 then
 			state = 3
 		else
 			if pool ~= 'emergency' and ttl > 0 then
 				state, wait = 2, ttl
 			else
-				local room = limit
-				if hosts > 0 then
-					room = limit - absent * math.floor(conf / hosts)
+				local room = room_of(limit, conf)
+				if mlimit > 0 then
+					mcount = trim(m, now, span)
+					local mroom = room_of(mlimit, mconf)
+					if mcount >= mroom then
+						mwait = frees_in(m, mcount, mroom, now, span)
+					end
 				end
 				if count >= room then
 					state, wait = 1, frees_in(w, count, room, now, span)
+				elseif mwait > 0 then
+					state, wait = 4, mwait
 				elseif pool == 'emergency' then
 					local ecount = trim(e, now, span)
 					if ecount >= budget then
@@ -162,6 +189,11 @@ if op == 'ask' then
 				redis.call('ZADD', e, now, member)
 				redis.call('PEXPIRE', e, span + 1000)
 			end
+			if mlimit > 0 then
+				redis.call('ZADD', m, now, member)
+				redis.call('PEXPIRE', m, span + 1000)
+				mcount = mcount + 1
+			end
 			count = count + 1
 			out[1] = i
 		end
@@ -171,6 +203,8 @@ if op == 'ask' then
 		table.insert(out, n)
 		table.insert(out, started)
 		table.insert(out, len)
+		table.insert(out, mcount)
+		table.insert(out, mwait)
 		if state == 0 then
 			break
 		end
@@ -180,14 +214,19 @@ elseif op == 'replay' then
 	local span = tonumber(ARGV[2])
 	local now = now_ms()
 	local added = 0
-	for i = 1, #KEYS / 2 do
-		local score, member, em = tonumber(ARGV[3 * i]), ARGV[3 * i + 1], ARGV[3 * i + 2]
+	for i = 1, #KEYS / 3 do
+		local score, member = tonumber(ARGV[4 * i - 1]), ARGV[4 * i]
+		local em, mo = ARGV[4 * i + 1], ARGV[4 * i + 2]
 		if score > now - span then
-			added = added + redis.call('ZADD', KEYS[2 * i - 1], 'NX', score, member)
-			redis.call('PEXPIRE', KEYS[2 * i - 1], span + 1000)
+			added = added + redis.call('ZADD', KEYS[3 * i - 2], 'NX', score, member)
+			redis.call('PEXPIRE', KEYS[3 * i - 2], span + 1000)
 			if em == '1' then
-				redis.call('ZADD', KEYS[2 * i], 'NX', score, member)
-				redis.call('PEXPIRE', KEYS[2 * i], span + 1000)
+				redis.call('ZADD', KEYS[3 * i - 1], 'NX', score, member)
+				redis.call('PEXPIRE', KEYS[3 * i - 1], span + 1000)
+			end
+			if mo == '1' then
+				redis.call('ZADD', KEYS[3 * i], 'NX', score, member)
+				redis.call('PEXPIRE', KEYS[3 * i], span + 1000)
 			end
 		end
 	end

@@ -1,7 +1,8 @@
 // Property test of the cluster admission script (dataplane/cluster.lua, the
 // exact file the data plane compiles in) against a reference model in JS.
 // A real redis-server runs the script; random operations (asks with random
-// candidates, limits, pools and host counts, heartbeats of several hosts,
+// candidates, limits, pools and host counts, a model window per (key,
+// model) with its own limits or none, heartbeats of several hosts,
 // 429 reports with and without Retry-After, successes, invalid marks,
 // clears, replays) are applied to both, with short sleeps so the 300 ms
 // windows slide and cooldowns end, and every answer must match the model.
@@ -20,6 +21,7 @@ const P = 'sc:prop:';
 const SPAN = 300, STALE = 120, MEMBERSHIP = 900, BASE = 40, MAX = 160;
 const FPS = ['f0', 'f1', 'f2', 'f3'];
 const HOSTS = ['ha', 'hb', 'hc'];
+const MODELS = ['ma', 'mb'];	/* model-hash stand-ins: the script only sees key names */
 
 // A seeded generator, so a failure names the seed that reproduces it.
 function rng(seed) {
@@ -35,7 +37,7 @@ function rng(seed) {
 
 class Model {
 	constructor() {
-		this.keys = new Map(FPS.map((f) => [f, { w: [], e: [], cd: null, nh: null, inv: null }]));
+		this.keys = new Map(FPS.map((f) => [f, { w: [], e: [], m: new Map(MODELS.map((x) => [x, []])), cd: null, nh: null, inv: null }]));
 		this.hosts = new Map();
 	}
 
@@ -85,6 +87,7 @@ describe('cluster admission script against a reference model', { timeout: 120000
 			const m = new Model();
 			const evalsha = (keys, args) => redis.cmd('EVALSHA', sha, keys.length, ...keys, ...args);
 			let seq = 0, grants = 0, denials = 0, cools = 0, escalations = 0, replayed = 0, late = 0;
+			let modelFull = 0, modelGrants = 0, modelReplayed = 0;
 			let lastNow = 0;	/* the script's clock as last seen */
 			// A command's deadline on the script's clock: none, far ahead, or already past.
 			const deadline = () => {
@@ -108,11 +111,16 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					const pool = rnd() < 0.15 ? 'emergency' : 'main';
 					const known = Math.floor(rnd() * 4);
 					const member = `h:${++seq}`;
+					// The request's model; per candidate its window's configured and
+					// effective limits, or none (0 0: that key has no limit for it).
+					const model = pick(MODELS);
+					const mconf = cand.map(() => (rnd() < 0.45 ? 0 : 1 + Math.floor(rnd() * 3)));
+					const mlim = mconf.map((c) => (c && rnd() < 0.4 ? 1 + Math.floor(rnd() * c) : c));
 					const keys = [`${P}hosts`];
-					for (const f of cand) keys.push(`${P}w:${f}`, `${P}e:${f}`, `${P}c:${f}`, `${P}i:${f}`);
+					for (const f of cand) keys.push(`${P}w:${f}`, `${P}e:${f}`, `${P}c:${f}`, `${P}i:${f}`, `${P}m:${f}:${model}`);
 					const dl = deadline();
 					const args = ['ask', SPAN, member, pool, known, STALE, MEMBERSHIP, dl];
-					cand.forEach((_, i) => args.push(lim[i], conf[i], bud[i]));
+					cand.forEach((_, i) => args.push(lim[i], conf[i], bud[i], mlim[i], mconf[i]));
 					const rep = await evalsha(keys, args);
 					const now = rep[1];
 					lastNow = now;
@@ -128,22 +136,32 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					let granted = 0;
 					for (let i = 0; i < cand.length; i++) {
 						const k = m.keys.get(cand[i]);
-						const got = rep.slice(4 + 6 * i, 10 + 6 * i);
-						assert.ok(got.length === 6, `${ctx}: candidate ${i} missing in ${JSON.stringify(rep)}`);
+						const got = rep.slice(4 + 8 * i, 12 + 8 * i);
+						assert.ok(got.length === 8, `${ctx}: candidate ${i} missing in ${JSON.stringify(rep)}`);
 						const count = Model.trim(k.w, now);
 						const cstate = m.cooling(k, now);
 						const info = k.cd ? [k.cd.n, k.cd.started, k.cd.len] : [0, 0, 0];
-						let state = 0, wait = 0;
+						const mw = k.m.get(model);
+						const roomOf = (l, c) => (hc.hosts > 0 ? l - absent * Math.floor(c / hc.hosts) : l);
+						let state = 0, wait = 0, mcount = -1, mwait = 0;
 						if (k.inv !== null) state = 3;
 						else {
 							if (pool !== 'emergency' && cstate === 'yes') {
 								state = 2;
 								wait = k.cd.until - now;
 							} else {
-								const room = hc.hosts > 0 ? lim[i] - absent * Math.floor(conf[i] / hc.hosts) : lim[i];
+								const room = roomOf(lim[i], conf[i]);
+								if (mlim[i] > 0) {
+									mcount = Model.trim(mw, now);
+									const mroom = roomOf(mlim[i], mconf[i]);
+									if (mcount >= mroom) mwait = Model.freesIn(mw, mcount, mroom, now);
+								}
 								if (count >= room) {
 									state = 1;
 									wait = Model.freesIn(k.w, count, room, now);
+								} else if (mwait > 0) {
+									state = 4;
+									wait = mwait;
 								} else if (pool === 'emergency') {
 									const ec = Model.trim(k.e, now);
 									if (ec >= bud[i]) {
@@ -156,17 +174,24 @@ describe('cluster admission script against a reference model', { timeout: 120000
 						assert.equal(got[0], state, `${ctx}: candidate ${i} (${cand[i]}) state; reply ${JSON.stringify(rep)}`);
 						assert.equal(got[1], wait, `${ctx}: candidate ${i} wait`);
 						assert.equal(got[2], state === 0 ? count + 1 : count, `${ctx}: candidate ${i} count`);
-						assert.deepEqual(got.slice(3), info, `${ctx}: candidate ${i} cooldown info`);
+						assert.deepEqual(got.slice(3, 6), info, `${ctx}: candidate ${i} cooldown info`);
+						assert.deepEqual(got.slice(6), [state === 0 && mcount >= 0 ? mcount + 1 : mcount, mwait],
+							`${ctx}: candidate ${i} model window (${model}, ${mlim[i]} of ${mconf[i]})`);
+						if (state === 4) modelFull++;
 						if (state === 0) {
 							k.w.push({ score: now, member });
 							if (pool === 'emergency') k.e.push({ score: now, member });
-							recent.push({ fp: cand[i], member, score: now, em: pool === 'emergency' });
+							if (mlim[i] > 0) {
+								mw.push({ score: now, member });
+								modelGrants++;
+							}
+							recent.push({ fp: cand[i], member, score: now, em: pool === 'emergency', model: mlim[i] > 0 ? model : null });
 							granted = i + 1;
 							break;
 						}
 					}
 					assert.equal(rep[0], granted, `${ctx}: granted`);
-					assert.equal(rep.length, 4 + 6 * (granted ? granted : cand.length), `${ctx}: candidates looked at`);
+					assert.equal(rep.length, 4 + 8 * (granted ? granted : cand.length), `${ctx}: candidates looked at`);
 					if (granted) grants++;
 					else denials++;
 				} else if (r < 0.72) {
@@ -264,8 +289,9 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					const items = [];
 					for (let j = 0, n = 1 + Math.floor(rnd() * 4); j < n; j++) {
 						const f = pick(FPS), x = rnd();
-						if (x < 0.4) items.push({ fp: f, member: `r:${++seq}`, score: t0 - Math.floor(rnd() * (SPAN / 3)), em: rnd() < 0.3, fresh: true });
-						else if (x < 0.7) items.push({ fp: f, member: `r:${++seq}`, score: t0 - SPAN - 100, em: false, fresh: false });
+						const mo = rnd() < 0.5 ? pick(MODELS) : null;
+						if (x < 0.4) items.push({ fp: f, member: `r:${++seq}`, score: t0 - Math.floor(rnd() * (SPAN / 3)), em: rnd() < 0.3, model: mo, fresh: true });
+						else if (x < 0.7) items.push({ fp: f, member: `r:${++seq}`, score: t0 - SPAN - 100, em: false, model: mo, fresh: false });
 						else {
 							const g = recent.filter((y) => y.score > t0 - SPAN / 3);
 							if (g.length) items.push({ ...pick(g), fresh: true });
@@ -274,8 +300,8 @@ describe('cluster admission script against a reference model', { timeout: 120000
 					if (!items.length) continue;
 					const keys = [], args = ['replay', SPAN];
 					for (const it of items) {
-						keys.push(`${P}w:${it.fp}`, `${P}e:${it.fp}`);
-						args.push(it.score, it.member, it.em ? 1 : 0);
+						keys.push(`${P}w:${it.fp}`, `${P}e:${it.fp}`, `${P}m:${it.fp}:${it.model ?? MODELS[0]}`);
+						args.push(it.score, it.member, it.em ? 1 : 0, it.model ? 1 : 0);
 					}
 					const added = await evalsha(keys, args);
 					let want = 0;
@@ -287,14 +313,20 @@ describe('cluster admission script against a reference model', { timeout: 120000
 							want++;
 						}
 						if (it.em && !k.e.some((y) => y.member === it.member)) k.e.push({ score: it.score, member: it.member });
+						const mw = it.model ? k.m.get(it.model) : null;
+						if (mw && !mw.some((y) => y.member === it.member)) {
+							mw.push({ score: it.score, member: it.member });
+							modelReplayed++;
+						}
 					}
 					assert.equal(added, want, `${ctx}: replayed ${JSON.stringify(items)}`);
 					replayed += added;
 				}
 			}
-			t.diagnostic(`${grants} grants, ${denials} denials, ${cools} 429 reports (${escalations} steps), ${replayed} replayed, ` +
-				`${late} late commands`);
+			t.diagnostic(`${grants} grants (${modelGrants} in a model window), ${denials} denials (${modelFull} for a full model window), ` +
+				`${cools} 429 reports (${escalations} steps), ${replayed} replayed (${modelReplayed} in a model window), ${late} late commands`);
 			assert.ok(grants > 40 && denials > 40 && escalations > 5 && replayed > 0 && late > 5, 'the operations covered the cases');
+			assert.ok(modelGrants > 15 && modelFull > 3 && modelReplayed > 0, 'the operations covered the model windows');
 		} finally {
 			await redis.stop();
 		}
