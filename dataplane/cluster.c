@@ -34,6 +34,7 @@
 
 #include "cluster.h"
 #include "cluster_lua.h"
+#include "crypto.h"
 #include "dispatch.h"
 #include "log.h"
 #include "loop.h"
@@ -72,6 +73,7 @@ struct cl_req {
 	size_t   n;
 	struct prov_rt *rt[CL_MAX_CAND];	/* borrowed while t != NULL (its route holds them) */
 	char     fp[CL_MAX_CAND][33];
+	char     mh[CL_MAX_CAND][17];		/* the model window's name on each, "" = none */
 	enum sched_pool pool;
 	char     member[96];
 	/* CL_COOL: rt held (dispatch_rt_hold); the local result if Redis fails */
@@ -89,6 +91,7 @@ TAILQ_HEAD(cl_reqs, cl_req);
 /* One of this host's grants, kept one window for the replay. */
 struct cl_grant {
 	char    fp[33];
+	char    mh[17];		/* its model window (cluster_model_hash), "" = none */
 	char    member[96];
 	int64_t shared_ms;	/* on Redis's clock (estimated for local-share grants) */
 	int64_t local_ms;	/* monotonic */
@@ -356,7 +359,7 @@ cluster_ring_prune(int64_t now)
 }
 
 static void
-cluster_ring_add(const char *fp, const char *member, int64_t shared_ms, bool emergency, int64_t now)
+cluster_ring_add(const char *fp, const char *mh, const char *member, int64_t shared_ms, bool emergency, int64_t now)
 {
 	struct cl_grant *g;
 
@@ -373,11 +376,27 @@ cluster_ring_add(const char *fp, const char *member, int64_t shared_ms, bool eme
 	}
 	g = &cl.ring[(cl.ring_head + cl.ring_len) % cl.ring_cap];
 	snprintf(g->fp, sizeof(g->fp), "%s", fp);
+	snprintf(g->mh, sizeof(g->mh), "%s", mh);
 	snprintf(g->member, sizeof(g->member), "%s", member);
 	g->shared_ms = shared_ms;
 	g->local_ms = now;
 	g->emergency = emergency;
 	cl.ring_len++;
+}
+
+/* How Redis names a model's window on a key: 16 hex digits of the SHA-256
+ * of the model's name (bounded, whatever the name); "" for no window. */
+static void
+cluster_model_hash(const char *model, char out[17])
+{
+	char h[65];
+
+	out[0] = '\0';
+	if (model == NULL)
+		return;
+	crypto_token_hash(model, h);
+	memcpy(out, h, 16);
+	out[16] = '\0';
 }
 
 /* ---- sending ---- */
@@ -440,7 +459,7 @@ cluster_send(struct cl_req *r)
 static void
 cluster_ask_denied_locally(struct cl_req *r, int64_t until)
 {
-	struct admit_answer a = { ADMIT_DENY, until, NULL, -1 };
+	struct admit_answer a = { ADMIT_DENY, until, NULL, -1, -1 };
 	struct dispatch_ticket *t = r->t;
 
 	if (t == NULL)
@@ -491,11 +510,11 @@ static void
 cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 {
 	struct dispatch_ticket *t = r->t;
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1, -1 };
 	long long granted, shared_now;
 	size_t looked;
 
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 || (rep->elements - 4) % 6 != 0) {
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 || (rep->elements - 4) % 8 != 0) {
 		cl.script_errors++;
 		log_warn("cluster: unexpected answer to an admission ask");
 		cluster_ask_denied_locally(r, now + 1000);
@@ -503,24 +522,38 @@ cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 	}
 	granted = cluster_int(rep->element[0]);
 	shared_now = cluster_int(rep->element[1]);
-	looked = (rep->elements - 4) / 6;
+	looked = (rep->elements - 4) / 8;
 	if (granted >= 1 && (size_t)granted <= r->n)
-		cluster_ring_add(r->fp[granted - 1], r->member, shared_now, r->pool == SCHED_POOL_EMERGENCY, now);
+		cluster_ring_add(r->fp[granted - 1], r->mh[granted - 1], r->member, shared_now,
+		    r->pool == SCHED_POOL_EMERGENCY, now);
 	if (t == NULL)
 		return;	/* answered already or gone: a granted slot is wasted, never sent twice */
 	r->t = NULL;
 	for (size_t i = 0; i < looked && i < r->n; i++) {
-		redisReply **e = rep->element + 4 + 6 * i;
+		redisReply **e = rep->element + 4 + 8 * i;
 		long long state = cluster_int(e[0]), wait = cluster_int(e[1]);
 		long long n = cluster_int(e[3]), started = cluster_int(e[4]), len = cluster_int(e[5]);
+		long long mcount = cluster_int(e[6]), mwait = cluster_int(e[7]);
 
+		/* The model's shared window: held on its own, so that other
+		 * models of the key keep flowing while it is full. */
+		if (r->mh[i][0] != '\0' && (state == 0 || state == 1 || state == 4))
+			dispatch_cluster_model_hold(r->rt[i], t->srq.model, mwait > 0 ? now + mwait : 0);
 		switch (state) {
 		case 0:
 			dispatch_cluster_hold(r->rt[i], 0);
 			a.used = (int)cluster_int(e[2]) - 1;	/* e[2]: the count with this grant */
+			a.model_used = mcount >= 1 ? (int)mcount - 1 : -1;
 			break;
 		case 1:
 			dispatch_cluster_hold(r->rt[i], now + wait);
+			/* This request needs both windows: the later of the two. */
+			if (mwait > wait)
+				wait = mwait;
+			if (now + wait < a.next_free_ms)
+				a.next_free_ms = now + wait;
+			break;
+		case 4:
 			if (now + wait < a.next_free_ms)
 				a.next_free_ms = now + wait;
 			break;
@@ -669,11 +702,12 @@ cluster_send_replay(void)
 	total = cl.ring_len;
 	do {
 		size_t k = total - i < CL_REPLAY_CHUNK ? total - i : CL_REPLAY_CHUNK;
-		r = cluster_script_req(CL_REPLAY, (int)(2 * k));
+		r = cluster_script_req(CL_REPLAY, (int)(3 * k));
 		for (size_t j = 0; j < k; j++) {
 			const struct cl_grant *g = &cl.ring[(cl.ring_head + i + j) % cl.ring_cap];
 			cluster_arg(r, "%sw:%s", cl.prefix, g->fp);
 			cluster_arg(r, "%se:%s", cl.prefix, g->fp);
+			cluster_arg(r, "%sm:%s:%s", cl.prefix, g->fp, g->mh);
 		}
 		cluster_arg(r, "replay");
 		cluster_arg(r, "%lld", (long long)cluster_span());
@@ -682,6 +716,7 @@ cluster_send_replay(void)
 			cluster_arg(r, "%lld", (long long)g->shared_ms);
 			cluster_arg(r, "%s", g->member);
 			cluster_arg(r, "%d", g->emergency ? 1 : 0);
+			cluster_arg(r, "%d", g->mh[0] != '\0' ? 1 : 0);
 		}
 		i += k;
 		cluster_send(r);
@@ -1042,7 +1077,7 @@ static struct admit_answer
 cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ticket *t, const struct config *c,
     int64_t now)
 {
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1, -1 };
 	int h = cluster_hosts();
 	int share = rt->sched.rl.admit / h, eshare = rt->sched.emergency.limit / h;
 	int64_t free_at;
@@ -1065,7 +1100,10 @@ cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ti
 	}
 	if (free_at <= now && sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
 		snprintf(member, sizeof(member), "%s:%llu", cl.host, (unsigned long long)++cl.seq);
-		cluster_ring_add(rt->fp, member, now + cl.offset, pool == SCHED_POOL_EMERGENCY, now);
+		char mh[17];
+
+		cluster_model_hash(m != NULL ? t->srq.model : NULL, mh);
+		cluster_ring_add(rt->fp, mh, member, now + cl.offset, pool == SCHED_POOL_EMERGENCY, now);
 		t->admit_ms = 0;
 		a.verdict = ADMIT_GRANT;
 		return a;
@@ -1081,7 +1119,8 @@ static struct admit_answer
 cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct dispatch_ticket *t,
     const struct config *c, int64_t now)
 {
-	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1 };
+	struct admit_answer a = { ADMIT_DENY, INT64_MAX, NULL, -1, -1 };
+	struct dispatch_limits lim[CL_MAX_CAND];
 	struct cl_req *r;
 	size_t i;
 
@@ -1107,19 +1146,22 @@ cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct
 		}
 		return cluster_local_share(cand[0], pool, t, c, now);
 	}
-	r = cluster_script_req(CL_ASK, (int)(1 + 4 * n));
+	r = cluster_script_req(CL_ASK, (int)(1 + 5 * n));
 	r->t = t;
 	r->n = n;
 	r->pool = pool;
 	snprintf(r->member, sizeof(r->member), "%s:%llu", cl.host, (unsigned long long)++cl.seq);
 	cluster_arg(r, "%shosts", cl.prefix);
 	for (i = 0; i < n; i++) {
+		dispatch_admit_limits(cand[i], t, &lim[i]);
 		r->rt[i] = cand[i];
 		snprintf(r->fp[i], sizeof(r->fp[i]), "%s", cand[i]->fp);
+		cluster_model_hash(lim[i].model, r->mh[i]);
 		cluster_arg(r, "%sw:%s", cl.prefix, cand[i]->fp);
 		cluster_arg(r, "%se:%s", cl.prefix, cand[i]->fp);
 		cluster_arg(r, "%sc:%s", cl.prefix, cand[i]->fp);
 		cluster_arg(r, "%si:%s", cl.prefix, cand[i]->fp);
+		cluster_arg(r, "%sm:%s:%s", cl.prefix, cand[i]->fp, r->mh[i]);
 	}
 	cluster_arg(r, "ask");
 	cluster_arg(r, "%lld", (long long)cluster_span());
@@ -1130,12 +1172,11 @@ cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct
 	cluster_arg(r, "%lld", (long long)CL_MEMBERSHIP_MS);
 	cluster_arg(r, "%lld", (long long)cluster_deadline());
 	for (i = 0; i < n; i++) {
-		struct dispatch_limits lim;
-
-		dispatch_admit_limits(cand[i], t, &lim);
-		cluster_arg(r, "%d", lim.key_effective);
-		cluster_arg(r, "%d", lim.key_configured);
+		cluster_arg(r, "%d", lim[i].key_effective);
+		cluster_arg(r, "%d", lim[i].key_configured);
 		cluster_arg(r, "%d", cand[i]->sched.emergency.limit);
+		cluster_arg(r, "%d", lim[i].model != NULL ? lim[i].model_effective : 0);
+		cluster_arg(r, "%d", lim[i].model != NULL ? lim[i].model_configured : 0);
 	}
 	if (cl.asks_sent < CL_MAX_ASKS && TAILQ_EMPTY(&cl.waiting)) {
 		if (!cluster_write(r)) {
@@ -1176,7 +1217,7 @@ cluster_send_waiting(void)
 			if (r->rt[i]->sched.held_until_ms < held)
 				held = r->rt[i]->sched.held_until_ms;
 		if (i == r->n) {
-			struct admit_answer a = { ADMIT_DENY, held, NULL, -1 };
+			struct admit_answer a = { ADMIT_DENY, held, NULL, -1, -1 };
 			struct dispatch_ticket *t = r->t;
 			cluster_req_free(r);
 			dispatch_admit_answer(t, &a);

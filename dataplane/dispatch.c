@@ -391,7 +391,7 @@ static struct admit_answer
 dispatch_local_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool, struct dispatch_ticket *t,
     const struct config *c, int64_t now)
 {
-	struct admit_answer a = { ADMIT_GRANT, INT64_MAX, NULL, -1 };
+	struct admit_answer a = { ADMIT_GRANT, INT64_MAX, NULL, -1, -1 };
 	struct prov_rt *rt = cand[0];
 	struct sched_model *m;
 
@@ -641,6 +641,8 @@ dispatch_admit_answer(struct dispatch_ticket *t, const struct admit_answer *a)
 		}
 		if (a->used >= 0)
 			t->srq.sent_used = a->used;	/* the cluster's window, not this host's share of it */
+		if (a->model_used >= 0 && t->srq.sent_model_used >= 0)
+			t->srq.sent_model_used = a->model_used;
 		dispatch_grant(t, r, i, t->pool);
 		dispatch_count_start(g, now);
 		dispatch_unpark(t, now);
@@ -817,12 +819,26 @@ dispatch_cluster_hold(struct prov_rt *rt, int64_t until)
 }
 
 void
+dispatch_cluster_model_hold(struct prov_rt *rt, const char *model, int64_t until)
+{
+	struct sched_model *m = sched_model_of(&rt->sched, model);
+
+	if (m != NULL)
+		m->held_until_ms = until;
+}
+
+void
 dispatch_cluster_release_holds(void)
 {
 	size_t i;
 
-	for (i = 0; disp.all != NULL && i < disp.all->n; i++)
-		disp.all->rt[i]->sched.held_until_ms = 0;
+	for (i = 0; disp.all != NULL && i < disp.all->n; i++) {
+		struct sched_provider *sp = &disp.all->rt[i]->sched;
+
+		sp->held_until_ms = 0;
+		for (size_t k = 0; k < sp->nmodels; k++)
+			sp->models[k].held_until_ms = 0;
+	}
 	if (disp.loop != NULL)
 		loop_timer_arm(disp.loop, &disp.timer, 0);
 }

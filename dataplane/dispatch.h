@@ -108,6 +108,8 @@ struct admit_answer {
 	int                used;		/* GRANT through dispatch_admit_answer: the starts the
 						 * shared window held before it (what a 429 on it is
 						 * judged by, learned limits); -1 = the local count */
+	int                model_used;		/* the same for the shared model window, -1 = none
+						 * or the local count */
 };
 /* cand[0] is the dispatcher's choice, the others (same pool, also eligible)
  * follow in its preference order; an admission may grant any one of them
@@ -198,6 +200,9 @@ void dispatch_rt_hold(struct prov_rt *rt);	/* keep rt alive across a callback */
 void dispatch_rt_drop(struct prov_rt *rt);
 /* The shared window has no room for rt before until (monotonic ms). */
 void dispatch_cluster_hold(struct prov_rt *rt, int64_t until);
+/* The shared window of model on rt has no room before until (monotonic ms);
+ * a model without a window of its own on rt is ignored. */
+void dispatch_cluster_model_hold(struct prov_rt *rt, const char *model, int64_t until);
 /* Forget every hold (the admission's mode changed) and decide again. */
 void dispatch_cluster_release_holds(void);
 /* A cooldown episode the cluster knows: n-th step, remaining_ms left of

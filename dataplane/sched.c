@@ -287,6 +287,13 @@ sched_room(struct sched_provider *p, int64_t now)
 	return now >= p->held_until_ms && ratelimit_has_room(&p->rl, now);
 }
 
+/* Room in a model's window: its own, and the shared one's as last seen. */
+static bool
+sched_model_room(struct sched_model *m, int64_t now)
+{
+	return now >= m->held_until_ms && ratelimit_has_room(&m->rl, now);
+}
+
 /* Not cooling and a start for rq's model fits now: key window (own and
  * shared), model window, probe slot. */
 static bool
@@ -295,7 +302,7 @@ sched_has_room(struct sched_provider *p, const struct sched_request *rq, int64_t
 	struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
 
 	return !cooldown_is_cooling(&p->cd, now) && !sched_probe_out(p, now) && sched_room(p, now) &&
-	    (m == NULL || ratelimit_has_room(&m->rl, now));
+	    (m == NULL || sched_model_room(m, now));
 }
 
 /* When p (usable) can next take a start for rq's model: cooldown end, hold
@@ -307,7 +314,7 @@ sched_frees_at(struct sched_provider *p, const struct sched_request *rq, int64_t
 	int64_t t = sched_max64(ratelimit_next_free(&p->rl, now), p->held_until_ms);
 
 	if (m != NULL)
-		t = sched_max64(t, ratelimit_next_free(&m->rl, now));
+		t = sched_max64(t, sched_max64(ratelimit_next_free(&m->rl, now), m->held_until_ms));
 	if (cooldown_is_cooling(&p->cd, now))
 		t = sched_max64(t, p->cd.cooldown_until_ms);
 	else if (sched_probe_out(p, now))
@@ -570,7 +577,7 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 		struct sched_model *m = sched_model_of(p, rq != NULL ? rq->model : NULL);
 
 		if (ratelimit_has_room(&p->emergency, now) && sched_room(p, now) &&
-		    (m == NULL || ratelimit_has_room(&m->rl, now))) {
+		    (m == NULL || sched_model_room(m, now))) {
 			d.verdict = SCHED_GO;
 			d.why = SCHED_WHY_EMERGENCY;
 			d.index = (size_t)em;
@@ -686,7 +693,7 @@ sched_next_change(struct sched_provider *const all[], size_t n, const struct con
 			t = sched_min64(t, f);
 		/* A full model window frees on its own clock: wake its waiters then. */
 		for (size_t k = 0; k < p->nmodels; k++) {
-			f = ratelimit_next_free(&p->models[k].rl, now);
+			f = sched_max64(ratelimit_next_free(&p->models[k].rl, now), p->models[k].held_until_ms);
 			if (f > now)
 				t = sched_min64(t, f);
 		}

@@ -61,6 +61,8 @@ struct sched_model {
 	int                limit;	/* configured starts per window */
 	struct ratelimit   rl;		/* owned */
 	struct sched_learn learn;
+	int64_t            held_until_ms;	/* the shared model window (cluster admission) has no
+					 * room before this monotonic ms; 0 = none */
 };
 
 /* Live scheduling state of one provider. */
