@@ -84,24 +84,25 @@ async function startCluster({ keys, providers, settings = {}, n = 3 }) {
 	return c;
 }
 
-// Open-loop load at perMs requests per ms, spread round-robin over the hosts,
-// while fn runs (or for ms). Resolves to the client answers.
-async function load(hosts, perMs, ms, during) {
+// Open-loop load at perMs requests per ms, spread round-robin over the hosts
+// (and over models, 'mock/x' unless given), while fn runs (or for ms).
+// Resolves to the client answers.
+async function load(hosts, perMs, ms, during, models = ['mock/x']) {
 	const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 	const pending = [];
 	const t0 = Date.now();
 	let sent = 0, stop = false;
-	const body = JSON.stringify({ model: 'mock/x', messages: [{ role: 'user', content: 'hi' }] });
+	const bodies = models.map((model) => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }));
 	const driver = (async () => {
 		while (!stop && (ms === undefined || Date.now() - t0 < ms)) {
 			const due = Math.floor((Date.now() - t0) * perMs) + 1;
 			while (sent < due) {
 				const h = hosts[sent % hosts.length];
-				const at = Date.now();
+				const at = Date.now(), model = models[Math.floor(sent / hosts.length) % models.length];
 				pending.push(request(`${h.dp.url}/chat/completions`, { method: 'POST', agent,
-					headers: { 'content-type': 'application/json' }, body })
-					.then((r) => ({ ...r, at, host: h.name }))
-					.catch((e) => ({ status: -1, headers: {}, body: String(e), at, host: h.name })));
+					headers: { 'content-type': 'application/json' }, body: bodies[models.indexOf(model)] })
+					.then((r) => ({ ...r, at, host: h.name, model }))
+					.catch((e) => ({ status: -1, headers: {}, body: String(e), at, host: h.name, model })));
 				sent++;
 			}
 			await sleep(5);
@@ -322,6 +323,55 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 			execFileSync('promtool', ['check', 'metrics'], { input: m });
 			assert.ok(c.hosts[0].dp.logs().includes('QUARANTINE'), 'the quarantine is logged');
 			assert.ok(c.hosts[0].dp.logs().includes('LOCAL SHARE'), 'the local share is logged');
+		} finally {
+			await c.stop();
+		}
+	});
+
+	it('6. a model with its own limit (model_rpm_limits) below the key\'s: shared across hosts, no 429, capacity used', async (t) => {
+		// One key allows 60 per window; its model 'big' only 6 (the mock
+		// enforces both). Each host is configured the same, so without the
+		// shared model window three hosts would send up to 18 'big' per window.
+		const K = key(1750), L = 60, ML = 6;
+		const c = await startCluster({
+			keys: [{ key: K, rpm: L }],
+			providers: (m) => [{ name: 'multi', key: K, url: m.url, rpm: L, modelRpm: { big: ML } }],
+		});
+		try {
+			await c.mock.setModelRpm(K, { big: ML });
+			// 'big' at twice its capacity, 'small' at a third of the key's.
+			const LOAD_MS = 10000;
+			const rs = await load(c.hosts, (3 * ML * 2) / SPAN, LOAD_MS, undefined, ['mock/big', 'mock/small', 'mock/small']);
+			assertAnswers(rs);
+			const st = await c.mock.stats();
+			assert.equal(st.by_key[K]?.rejected_429 ?? 0, 0, 'the mock answered 429 on the key');
+			assert.equal(st.by_key[`${K}\x1fbig`]?.rejected_429 ?? 0, 0, 'the mock answered 429 on the model');
+			const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
+			assert.equal(rec.filter((x) => x.status === 429).length, 0, 'the upstream answered 429');
+			const big = rec.filter((x) => x.model === 'big');
+			assertNeverOver(big.map((x) => ({ ...x, key: 'big' })), { big: ML });
+			assertNeverOver(rec, { [K]: L });
+			// Other models of the key kept flowing: every 'small' request was served.
+			const small = rs.filter((r) => r.model === 'mock/small');
+			assert.ok(small.length > 0 && small.every((r) => r.status === 200),
+				`small answers: ${[...new Set(small.map((r) => r.status))]}`);
+			// Every host sent 'big' (the window was shared, not taken by one host).
+			for (const h of c.hosts) assert.ok(rs.some((r) => r.host === h.name && r.model === 'mock/big' && r.status === 200), `${h.name} sent no big`);
+			// The model's capacity was used: starts of 'big' per full window.
+			const first = Math.min(...big.map((x) => x.t_ms));
+			const fulls = [];
+			for (let w = 0; first + (w + 1) * SPAN <= first + LOAD_MS - 300; w++) {
+				const a = first + w * SPAN, b = a + SPAN;
+				fulls.push(big.filter((x) => x.t_ms >= a && x.t_ms < b).length);
+			}
+			t.diagnostic(`big starts per ${SPAN} ms window: ${fulls} (model capacity ${ML}); small served ${small.length}`);
+			assert.ok(fulls.length >= 3, `windows ${fulls}`);
+			const sum = fulls.reduce((a, b) => a + b, 0);
+			assert.ok(sum >= Math.ceil(0.9 * fulls.length * ML), `big starts per window ${fulls} (capacity ${ML})`);
+			// The model's window lives in Redis under the key's fingerprint and a
+			// hash of the model's name: no key, no model name.
+			const names = await c.redis.cmd('KEYS', 'sc:bb:m:*');
+			assert.ok(names.length === 1 && !names[0].includes('big') && !names[0].includes('nvapi'), names.join(' '));
 		} finally {
 			await c.stop();
 		}
