@@ -9,8 +9,8 @@
  * still execute on Redis; a grant it makes is a slot wasted, never a start
  * sent), every pending ask is answered "no", and the mode goes to
  * quarantine. The connection is retried with a backoff; after it comes
- * back, the handshake (AUTH, SELECT, SCRIPT LOAD, a heartbeat, the replay
- * of this host's recent grants) completes before any ask is sent.
+ * back, the handshake (AUTH, SELECT, SCRIPT LOAD, TIME, the replay
+ * of this host's recent grants, a heartbeat) completes before any ask is sent.
  *
  * Callbacks: hiredis calls cluster_on_reply from redisAsyncHandleRead and,
  * with reply == NULL, from redisAsyncFree for every command still pending.
@@ -56,7 +56,7 @@ static const double cl_rtt_bounds[CL_RTT_N] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5,
 };
 
-enum cl_kind { CL_AUTH, CL_SELECT, CL_LOAD, CL_BEAT, CL_REPLAY, CL_ASK, CL_COOL, CL_OTHER };
+enum cl_kind { CL_AUTH, CL_SELECT, CL_LOAD, CL_TIME, CL_BEAT, CL_REPLAY, CL_ASK, CL_COOL, CL_OTHER };
 enum cl_conn { CL_DOWN, CL_CONNECTING, CL_SYNCING, CL_UP };
 
 /* One Redis command and what to do with its answer. */
@@ -122,7 +122,9 @@ static struct {
 	enum cl_conn       conn;
 	enum cluster_mode  mode;
 	int64_t            last_good;		/* monotonic ms of the last good reply, 0 never */
-	int64_t            offset;		/* Redis clock - monotonic clock, ms */
+	int64_t            beat_maybe;		/* monotonic: an unanswered heartbeat may act until then */
+	int64_t            offset;		/* Redis clock - monotonic clock, ms, at most (deadlines) */
+	int64_t            offset_hi;		/* the same, at least (local grants' times on Redis's clock) */
 	bool               have_offset;		/* offset was measured */
 	int64_t            connect_deadline;	/* monotonic, while CL_CONNECTING */
 	int64_t            retry_ms;		/* reconnect backoff */
@@ -470,6 +472,20 @@ cluster_ask_denied_locally(struct cl_req *r, int64_t until)
 	dispatch_admit_answer(t, &a);
 }
 
+/* The end of the quarantine: one window plus stale after the last moment
+ * Redis may have seen this host live. That is the last good reply, or a
+ * heartbeat that got no answer, which may still have run until its
+ * deadline: until then plus stale the others take this host for live and
+ * do not keep its share, so their grants of that time may fill the whole
+ * window, for one window. */
+static int64_t
+cluster_quarantine_end(void)
+{
+	int64_t base = cl.beat_maybe > cl.last_good ? cl.beat_maybe : cl.last_good;
+
+	return base + cluster_span() + cluster_stale_ms();
+}
+
 /* When nothing may be sent before: the end of the quarantine, or soon when
  * it is not known yet (the queue deadline ends the wait). */
 static int64_t
@@ -477,7 +493,7 @@ cluster_quiet_until(int64_t now)
 {
 	if (cl.last_good == 0)
 		return now + 1000;
-	int64_t q = cl.last_good + cluster_span() + cluster_stale_ms();
+	int64_t q = cluster_quarantine_end();
 	return q > now ? q : now + 1000;
 }
 
@@ -723,6 +739,33 @@ cluster_send_replay(void)
 	} while (i < total);
 }
 
+/* The replay, then the heartbeat whose answer ends the sync. The replay
+ * comes first: once this host is live again, the others stop keeping its
+ * share, so its grants must be in Redis before. Asks are held while
+ * syncing (cluster_ask), so no grant is made after the replay is built. */
+static void
+cluster_send_sync(void)
+{
+	struct cl_req *r;
+
+	cluster_send_replay();
+	r = cluster_beat_req();
+	r->n = 1;	/* its answer completes the sync */
+	cluster_send(r);
+}
+
+/* Redis's clock (ms) as answered to r, received at now (monotonic): the
+ * command ran between r's sending and now, so the offset lies in
+ * [shared - now, shared - sent]. Deadlines use the low end (a command
+ * never acts after this host gave up on it), local grants the high end. */
+static void
+cluster_offset(long long shared, const struct cl_req *r, int64_t now)
+{
+	cl.offset = shared - now;
+	cl.offset_hi = shared - r->sent_ms;
+	cl.have_offset = true;
+}
+
 /* ---- replies ---- */
 
 static bool
@@ -775,6 +818,12 @@ cluster_req_failed(struct cl_req *r)
 	case CL_ASK:
 		cluster_ask_denied_locally(r, cluster_quiet_until(now));
 		break;
+	case CL_BEAT:
+		/* It may still run on Redis until its deadline, and make this host
+		 * look live to the others: the quarantine counts from there. */
+		if (r->sent && r->deadline_ms > cl.beat_maybe)
+			cl.beat_maybe = r->deadline_ms;
+		break;
 	case CL_COOL:
 		/* Keep this host's own view: it is the cooldown that applies here. */
 		if (r->cool_rt != NULL)
@@ -826,18 +875,28 @@ cluster_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	switch (r->kind) {
 	case CL_ASK:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2)
-			cl.offset = cluster_int(rep->element[1]) - now, cl.have_offset = true;
+			cluster_offset(cluster_int(rep->element[1]), r, now);
 		cluster_ask_reply(r, rep, now);
 		break;
 	case CL_BEAT:
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1)
-			cl.offset = cluster_int(rep->element[0]) - now, cl.have_offset = true;
+			cluster_offset(cluster_int(rep->element[0]), r, now);
 		cluster_beat_reply(r, rep, now);
 		if (r->n == 1 && cl.conn == CL_SYNCING) {
 			cluster_req_free(r);
 			cluster_sync_done();
 			return;
 		}
+		break;
+	case CL_TIME:
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+			cluster_req_free(r);
+			cluster_fail("unexpected answer to TIME");
+			return;
+		}
+		cluster_offset(cluster_int(rep->element[0]) * 1000 + cluster_int(rep->element[1]) / 1000, r, now);
+		if (cl.conn == CL_SYNCING)
+			cluster_send_sync();
 		break;
 	case CL_REPLAY:
 		cl.replayed += (uint64_t)cluster_int(rep);
@@ -925,11 +984,10 @@ cluster_on_connect(const redisAsyncContext *ac, int status)
 	cluster_arg(r, "LOAD");
 	cluster_arg(r, "%s", cluster_lua_source);
 	cluster_send(r);
-	/* The replay before the heartbeat: once this host is live again, the
-	 * others stop keeping its share, so its grants must be in Redis first. */
-	cluster_send_replay();
-	r = cluster_beat_req();
-	r->n = 1;	/* its answer completes the sync */
+	/* Redis's clock first: the heartbeat's deadline needs it, and the
+	 * replay's times of local-share grants are converted with it. */
+	r = cluster_req_new(CL_TIME);
+	cluster_arg(r, "TIME");
 	cluster_send(r);
 }
 
@@ -1026,7 +1084,7 @@ static void
 cluster_mode_eval(void)
 {
 	int64_t now = sc_now_ms(), span = cluster_span();
-	int64_t q_end = cl.last_good + span + cluster_stale_ms();
+	int64_t q_end = cluster_quarantine_end();
 	int64_t l_end = cl.last_good + CL_MEMBERSHIP_MS - span;
 	enum cluster_mode m, old = cl.mode;
 	int64_t next = 0;
@@ -1035,9 +1093,11 @@ cluster_mode_eval(void)
 		m = CLUSTER_OFF;
 	else if (cl.conn == CL_UP)
 		m = CLUSTER_SHARED;
-	else if (cl.last_good == 0 || now < q_end) {
+	else if (cl.last_good == 0 || cl.hosts_known == 0 || now < q_end) {
+		/* Never in sync (no heartbeat answered: the host count of a
+		 * share is unknown), or inside the quarantine. */
 		m = CLUSTER_QUARANTINE;
-		next = cl.last_good == 0 ? 0 : q_end;
+		next = cl.last_good == 0 || cl.hosts_known == 0 ? 0 : q_end;
 	} else if (now < l_end) {
 		m = CLUSTER_LOCAL_SHARE;
 		next = l_end;
@@ -1103,7 +1163,9 @@ cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ti
 		char mh[17];
 
 		cluster_model_hash(m != NULL ? t->srq.model : NULL, mh);
-		cluster_ring_add(rt->fp, mh, member, now + cl.offset, pool == SCHED_POOL_EMERGENCY, now);
+		/* On Redis's clock, late rather than early: the replay's
+		 * entry then stays in the shared window at least as long. */
+		cluster_ring_add(rt->fp, mh, member, now + cl.offset_hi, pool == SCHED_POOL_EMERGENCY, now);
 		t->admit_ms = 0;
 		a.verdict = ADMIT_GRANT;
 		return a;
@@ -1368,6 +1430,7 @@ cluster_on_reloaded(void)
 	}
 	/* A new cluster (or a first start): what this host knew no longer applies. */
 	cl.last_good = 0;
+	cl.beat_maybe = 0;
 	cl.have_offset = false;
 	cl.hosts_known = 0;
 	cl.ring_len = 0;

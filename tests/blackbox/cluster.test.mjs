@@ -13,7 +13,10 @@
 //      backoff step per overload;
 //   3. Redis killed then restarted, paused (SIGSTOP) then resumed, one host
 //      cut off: the mock never sees a key over its limit in any window,
-//      service continues, and every host returns to shared mode.
+//      service continues, and every host returns to shared mode;
+//   6. one host cut off and reconnected again and again while the others
+//      saturate the keys, some reconnects with Redis's answers late (the
+//      sync times out after its heartbeat ran): never over a limit.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -328,11 +331,11 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 		}
 	});
 
-	it('6. a model with its own limit (model_rpm_limits) below the key\'s: shared across hosts, no 429, capacity used', async (t) => {
+	it('7. a model with its own limit (model_rpm_limits) below the key\'s: shared across hosts, no 429, capacity used', async (t) => {
 		// One key allows 60 per window; its model 'big' only 6 (the mock
 		// enforces both). Each host is configured the same, so without the
 		// shared model window three hosts would send up to 18 'big' per window.
-		const K = key(1750), L = 60, ML = 6;
+		const K = key(1760), L = 60, ML = 6;
 		const c = await startCluster({
 			keys: [{ key: K, rpm: L }],
 			providers: (m) => [{ name: 'multi', key: K, url: m.url, rpm: L, modelRpm: { big: ML } }],
@@ -372,6 +375,64 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 			// hash of the model's name: no key, no model name.
 			const names = await c.redis.cmd('KEYS', 'sc:bb:m:*');
 			assert.ok(names.length === 1 && !names[0].includes('big') && !names[0].includes('nvapi'), names.join(' '));
+		} finally {
+			await c.stop();
+		}
+	});
+
+	it('6. one host cut off and reconnected repeatedly while the others saturate the keys: never over a limit', async (t) => {
+		const N = 2, L = 10, CYCLES = 4;
+		const keys = Array.from({ length: N }, (_, i) => ({ key: key(1750 + i), rpm: L }));
+		const c = await startCluster({ keys, providers: (m) => keys.map((k, i) => ({ name: `r${i}`, key: k.key, url: m.url, rpm: L })),
+			settings: { queue_timeout_seconds: 2 } });
+		const h2 = c.hosts[2];
+		const modes = async () => Promise.all(c.hosts.map((h) => modeOf(h.dp)));
+		const timeouts = async () => +(/sidecar_cluster_redis_timeouts_total (\d+)/.exec(
+			(await request(`http://127.0.0.1:${h2.dp.metricsPort}/metrics`)).body)[1]);
+		const phases = [];
+		let lagged = 0;
+		try {
+			const t0 = await timeouts();
+			const rs = await load(c.hosts, (2 * N * L) / SPAN, undefined, async () => {
+				await sleep(1500);
+				for (let i = 0; i < CYCLES; i++) {
+					phases.push([`cut ${i}`, Date.now()]);
+					h2.proxy.cut();
+					await until(async () => (await modeOf(h2.dp)) === 'local_share', 10000, 'host2 on its local share');
+					await sleep(1500 + 300 * i);	/* host2's share is full, the others' windows too */
+					// Every other reconnect: Redis runs the replay and the heartbeat at
+					// once (host2 looks live to the others) but the answers come after
+					// cluster_reply_timeout_ms, so host2 gives up on that sync.
+					const lag = i % 2 === 1 ? 800 : 0;
+					h2.proxy.lag(lag);
+					phases.push([`restore ${i}${lag ? ' late' : ''}`, Date.now()]);
+					await h2.proxy.restore();
+					if (lag) {
+						await until(async () => (await timeouts()) > t0 + lagged, 10000, 'the late sync timed out');
+						lagged++;
+						await sleep(1200);	/* the heartbeat that ran is stale again */
+						h2.proxy.lag(0);
+					}
+					await until(async () => (await modes()).every((m) => m === 'shared'), 15000, 'every host shared again');
+					await sleep(1500);
+				}
+			});
+			t.diagnostic(`phases: ${phases.map(([p, at]) => `${p}@${at - phases[0][1]}`).join(' ')}`);
+			const { ok, rej } = assertAnswers(rs);
+			t.diagnostic(`clients: ${ok} served, ${rej} refused`);
+			const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
+			const st = await c.mock.stats();
+			for (const k of keys) assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, `the mock answered 429: ${explain429(rec)}`);
+			assertNeverOver(rec, Object.fromEntries(keys.map((k) => [k.key, L])));
+			assert.equal(lagged, CYCLES / 2);
+			// host2 served on its share in every cycle, and the others throughout.
+			for (let i = 0; i < CYCLES; i++) {
+				const cut = phases.find(([p]) => p === `cut ${i}`)[1];
+				const back = phases.find(([p]) => p.startsWith(`restore ${i}`))[1];
+				assert.ok(rs.some((r) => r.host === 'host2' && r.status === 200 && r.at > cut + 3500 && r.at < back),
+					`host2 served nothing on its local share in cycle ${i}`);
+			}
+			assert.deepEqual(await modes(), ['shared', 'shared', 'shared']);
 		} finally {
 			await c.stop();
 		}

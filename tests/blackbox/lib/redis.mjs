@@ -8,6 +8,7 @@
 //   redis.pause() / redis.resume()           // SIGSTOP / SIGCONT
 //   await redis.kill(); await redis.restart(); // same port, empty
 //   const px = await startProxy(redis.port); px.cut(); await px.restore();
+//   px.lag(700)                              // Redis's answers come 700 ms late
 //
 // Every server started here is killed when the process exits.
 import { spawn } from 'node:child_process';
@@ -188,18 +189,22 @@ export async function startRedis({ password } = {}) {
 
 // A loopback TCP proxy to target: cut() closes it and every connection
 // through it (the host behind it loses Redis), restore() listens again on
-// the same port.
+// the same port, lag(ms) delays Redis's answers on the connections accepted
+// from then on by ms (the commands still reach Redis at once: a host that
+// times out has had them run).
 export async function startProxy(target) {
 	const port = await freePort();
 	const socks = new Set();
-	let server = null;
+	let server = null, lagMs = 0;
 	const listen = () => new Promise((resolve, reject) => {
 		server = net.createServer((c) => {
 			const u = net.connect(target, '127.0.0.1');
+			const lag = lagMs;
 			socks.add(c);
 			socks.add(u);
 			c.pipe(u);
-			u.pipe(c);
+			if (lag > 0) u.on('data', (d) => setTimeout(() => { if (!c.destroyed) c.write(d); }, lag));
+			else u.pipe(c);
 			const done = () => { c.destroy(); u.destroy(); socks.delete(c); socks.delete(u); };
 			c.on('error', done);
 			u.on('error', done);
@@ -222,6 +227,7 @@ export async function startProxy(target) {
 		async restore() {
 			if (!server) await listen();
 		},
+		lag(ms) { lagMs = ms; },
 		stop() { this.cut(); },
 	};
 }
