@@ -16,7 +16,10 @@
 //      service continues, and every host returns to shared mode;
 //   6. one host cut off and reconnected again and again while the others
 //      saturate the keys, some reconnects with Redis's answers late (the
-//      sync times out after its heartbeat ran): never over a limit.
+//      sync times out after its heartbeat ran): never over a limit;
+//   7. a model whose own limit (model_rpm_limits) is below the key's, the
+//      mock enforcing both: the model's window is shared too (no 429, never
+//      over it, its capacity used) while other models of the key flow.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
