@@ -1142,7 +1142,7 @@ cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ti
 	int share = rt->sched.rl.admit / h, eshare = rt->sched.emergency.limit / h;
 	int64_t free_at;
 	struct sched_model *m;
-	char member[96];
+	char member[96], mh[17];
 
 	free_at = ratelimit_next_free_below(&rt->sched.rl, now, share);
 	if ((m = sched_model_of(&rt->sched, t->srq.model)) != NULL) {
@@ -1160,8 +1160,6 @@ cluster_local_share(struct prov_rt *rt, enum sched_pool pool, struct dispatch_ti
 	}
 	if (free_at <= now && sched_commit(&rt->sched, pool, &t->srq, c, now) == 0) {
 		snprintf(member, sizeof(member), "%s:%llu", cl.host, (unsigned long long)++cl.seq);
-		char mh[17];
-
 		cluster_model_hash(m != NULL ? t->srq.model : NULL, mh);
 		/* On Redis's clock, late rather than early: the replay's
 		 * entry then stays in the shared window at least as long. */
