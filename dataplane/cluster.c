@@ -144,7 +144,7 @@ static struct {
 	/* metrics */
 	uint64_t           rtt_b[CL_RTT_N + 1], rtt_count;
 	double             rtt_sum;
-	uint64_t           script_errors, timeouts, reconnects, replayed;
+	uint64_t           script_errors, timeouts, reconnects, replayed, late_grants;
 } cl = { .fd = -1 };
 
 static struct admit_answer cluster_ask(struct prov_rt *const cand[], size_t n, enum sched_pool pool,
@@ -472,6 +472,21 @@ cluster_ask_denied_locally(struct cl_req *r, int64_t until)
 	dispatch_admit_answer(t, &a);
 }
 
+/* A grant is sent only if its answer came within this of the ask's sending:
+ * Redis recorded the start when it ran the ask, and the upstream must see
+ * it within the window's margin of that (half of it: the upstream's own
+ * delays take the rest), and never after the reply timeout. */
+static int64_t
+cluster_usable_ms(void)
+{
+	const struct config *c = registry_config();
+	int64_t u = c->rpm_window_margin_ms / 2;
+
+	if (u < 10)
+		u = 10;
+	return u < c->cluster_reply_timeout_ms ? u : c->cluster_reply_timeout_ms;
+}
+
 /* The end of the quarantine: one window plus stale after the last moment
  * Redis may have seen this host live. That is the last good reply, or a
  * heartbeat that got no answer, which may still have run until its
@@ -544,6 +559,15 @@ cluster_ask_reply(struct cl_req *r, const redisReply *rep, int64_t now)
 		    r->pool == SCHED_POOL_EMERGENCY, now);
 	if (t == NULL)
 		return;	/* answered already or gone: a granted slot is wasted, never sent twice */
+	if (granted >= 1 && now - r->sent_ms > cluster_usable_ms()) {
+		/* The grant is in the shared window since Redis ran the ask, up to
+		 * a round trip ago: sent now, the start would reach the upstream
+		 * later than the window's margin allows (a stalled host reading
+		 * its answers late). A used slot, not sent: decide again. */
+		cl.late_grants++;
+		granted = 0;
+		a.next_free_ms = now;
+	}
 	r->t = NULL;
 	for (size_t i = 0; i < looked && i < r->n; i++) {
 		redisReply **e = rep->element + 4 + 8 * i;
@@ -1531,6 +1555,9 @@ cluster_render_metrics(struct sc_buf *b)
 	sc_buf_printf(b, "# HELP sidecar_cluster_redis_connects_total Connection attempts to Redis\n"
 	    "# TYPE sidecar_cluster_redis_connects_total counter\nsidecar_cluster_redis_connects_total %llu\n",
 	    (unsigned long long)cl.reconnects);
+	sc_buf_printf(b, "# HELP sidecar_cluster_late_grants_total Grants answered too late to be sent (slots wasted)\n"
+	    "# TYPE sidecar_cluster_late_grants_total counter\nsidecar_cluster_late_grants_total %llu\n",
+	    (unsigned long long)cl.late_grants);
 	sc_buf_printf(b, "# HELP sidecar_cluster_replayed_total Own grants re-added to Redis after a reconnect\n"
 	    "# TYPE sidecar_cluster_replayed_total counter\nsidecar_cluster_replayed_total %llu\n",
 	    (unsigned long long)cl.replayed);
