@@ -374,6 +374,8 @@ const SIDECAR_OPEN = { rpm_window_seconds: 1, rpm_window_margin_ms: 0, max_conne
 // as often as the slowed-down run lasts, so their share of "instructions per request" follows the
 // machine's load, not the code: the longest intervals keep them out of the count.
 const SIDECAR_CG = { ...SIDECAR_OPEN, stats_flush_ms: 60000, status_publish_ms: 60000 };
+// with an HTTPS upstream valgrind slows the TLS handshakes past the default 10 s connect timeout
+const SIDECAR_CG_TLS = { ...SIDECAR_CG, upstream_connect_timeout: 300 };
 
 // ------------------------------------------------------------------ load
 async function streamload(target, { body, conns = 1, requests, duration, rate, ramp, chunks, interval, firstDelay = 0, timeout = 60, cpu = CPU_LOAD }) {
@@ -870,7 +872,8 @@ async function callgrindFloor(tls) {
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-cgf-'));
 	try {
 		const url = front ? `https://127.0.0.1:${front.port}/v1/chat/completions` : `http://127.0.0.1:${mock.port}/v1/chat/completions`;
-		const common = ['--url', url, '-H', `Authorization: Bearer ${KEY}`, ...(front ? ['--cacert', front.ca] : [])];
+		// valgrind slows the TLS handshakes of 32 new connections past the default 10 s connect timeout
+		const common = ['--url', url, '-H', `Authorization: Bearer ${KEY}`, '--connect-timeout-s', '300', '--timeout-s', '300', ...(front ? ['--cacert', front.ca] : [])];
 		const one = async (name, args) => {
 			const out = join(dir, `${name}.out`);
 			const r = await run(CPU_PROXY, 'valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, BIN.floor, ...common, ...args], { timeoutMs: 900000 });
@@ -909,11 +912,12 @@ async function callgrindOne(sys, tls = false) {
 	const wrap = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`];
 	let px = null;
 	try {
-		px = sys === 'sidecar' ? await startSidecar(mock, { settings: SIDECAR_CG, wrap, tls: front }) : await startNginx(mock, { wrap, tls: front });
+		px = sys === 'sidecar' ? await startSidecar(mock, { settings: tls ? SIDECAR_CG_TLS : SIDECAR_CG, wrap, tls: front }) : await startNginx(mock, { wrap, tls: front });
 		const t = { url: `http://127.0.0.1:${px.port}/v1/chat/completions`, headers: [], proxy: px, mock };
-		await streamload(t, { body: BODY_SMALL, conns: 8, requests: 300, timeout: 60 });
+		// (under valgrind on a busy machine an HTTPS run takes minutes: streamload's own bound is timeout + 120 s)
+		await streamload(t, { body: BODY_SMALL, conns: 8, requests: 300, timeout: tls ? 600 : 60 });
 		spawnSync('callgrind_control', ['-z', String(px.pid)]);
-		const res = await streamload(t, { body: BODY_SMALL, conns: 8, requests: N, timeout: 60 });
+		const res = await streamload(t, { body: BODY_SMALL, conns: 8, requests: N, timeout: tls ? 900 : 60 });
 		spawnSync('callgrind_control', ['-d', String(px.pid)]);
 		await sleep(500);
 		const dump = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
@@ -991,8 +995,9 @@ function floorReport(L, pass) {
 	L.push('## Issue 20: the libcurl floor, nginx and the data plane', '');
 	L.push('The **libcurl floor** (`bench/floor.c`) is a minimal client that drives libcurl exactly as the data plane does ' +
 		'(`curl_multi_socket_action` from a `poll()` loop with `CURLMOPT_SOCKETFUNCTION`/`TIMERFUNCTION`, easy handles reused with the data plane\'s ' +
-		'options and buffer sizes, connections kept alive, `CURLOPT_NOSIGNAL`) and does nothing else: scenario 1\'s 1 KB POST with the data plane\'s ' +
-		`kind of upstream header list, ${P.floorConc} transfers at a time, straight to the mock (or through the TLS front for the HTTPS upstream). ` +
+		'options and buffer sizes, connections kept alive, `CURLOPT_NOSIGNAL`) and does nothing else: scenario 1\'s 1 KB POST with the headers any upstream client needs ' +
+		'(Authorization, Content-Type, an empty Expect; the data plane\'s X-Request-Id line costs libcurl about 5,000 instructions and counts as its own), ' +
+		`${P.floorConc} transfers at a time, straight to the mock (or through the TLS front for the HTTPS upstream). ` +
 		'What one transfer costs it is what libcurl costs the data plane per upstream request at the least; **own = data plane − floor** is what the ' +
 		'data plane adds (the client side, parsing, routing, scheduling, accounting, logging). nginx does both sides of a request in its figure. ' +
 		`Instructions: callgrind, ${P.floorCgN.toLocaleString('en-US')} transfers after 300 warm-up ones (the floor zeroes and dumps its counters itself), the ` +
@@ -1336,8 +1341,10 @@ async function main() {
 	R.meta.elapsed_s = (Date.now() - t0) / 1000;
 	writeFileSync(join(OUT, 'results.json'), JSON.stringify(R, null, 1));
 	let md = report();
-	/* The section bench/reqlog.mjs maintains (bench/run --reqlog) is kept as it is. */
+	/* Kept as they are: the readings written by hand after earlier runs (<!-- kept:NAME:begin -->
+	 * ... <!-- kept:NAME:end -->, in their order) and the section bench/reqlog.mjs maintains. */
 	const old = existsSync(join(HERE, 'RESULTS.md')) ? readFileSync(join(HERE, 'RESULTS.md'), 'utf8') : '';
+	for (const k of old.matchAll(/<!-- kept:([\w-]+):begin -->[\s\S]*?<!-- kept:\1:end -->/g)) md += '\n\n' + k[0];
 	const kept = /<!-- reqlog:begin -->[\s\S]*<!-- reqlog:end -->/.exec(old);
 	if (kept) md += '\n\n' + kept[0];
 	writeFileSync(join(HERE, opt.only ? join('out', 'RESULTS.partial.md') : 'RESULTS.md'), md + '\n');
