@@ -858,6 +858,7 @@ proxy_attempt(struct proxy_req *r)
 	rq.headers = proxy_up_headers(r, p);
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
+	rq.stream = r->stream;
 	if (rq.headers == NULL)
 		return -1;
 	t0 = sc_now_ms();

@@ -45,6 +45,7 @@ struct upstream_req {
 	struct curl_slist *headers;		/* ownership passes to the transfer */
 	long               connect_timeout_ms;
 	long               ttfb_timeout_ms;	/* 0 = none */
+	int                stream;		/* a stream is expected: a small receive buffer */
 };
 
 /* Append "Authorization: Bearer <key>" to l (the one place the provider key
@@ -67,6 +68,10 @@ void upstream_cancel(struct upstream_xfer *x);
 void upstream_resume(struct upstream_xfer *x);
 
 int         upstream_status(const struct upstream_xfer *x);
+/* Whether curl has sent the whole request body: from then on it never reads
+ * the borrowed body again (no redirects are followed), so it may be freed
+ * before the transfer ends. */
+int         upstream_body_sent(const struct upstream_xfer *x);
 /* Response header values, "" / -1 when absent. */
 const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);
