@@ -678,7 +678,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	o.sent = t->srq.stamp;
 	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
 	if (fail != COOLDOWN_FAIL_NONE)
-		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
+		sc_strlcpy(summary, detail ? detail : "transfer failed", sizeof(summary));
 	else
 		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
 	o.reason = summary;

@@ -185,11 +185,12 @@ upstream_free_headers(struct curl_slist *l)
 struct curl_slist *
 upstream_add_bearer(struct curl_slist *l, const char *key)
 {
-	size_t kl = strlen(key) + 32;
+	size_t klen = strlen(key), kl = klen + 32;
 	char *auth = sc_xmalloc(kl);
 	struct curl_slist *t;
 
-	snprintf(auth, kl, "Authorization: Bearer %s", key);
+	memcpy(auth, "Authorization: Bearer ", 22);
+	memcpy(auth + 22, key, klen + 1);	/* with its NUL */
 	t = curl_slist_append(l, auth);
 	crypto_wipe(auth, kl);
 	free(auth);
