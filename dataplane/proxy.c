@@ -45,6 +45,7 @@
 
 #include "dispatch.h"
 #include "events.h"
+#include "jscan.h"
 #include "log.h"
 #include "oaierr.h"
 #include "proxy.h"
@@ -599,31 +600,45 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 	return n;
 }
 
-/* Tokens reported by a finished response count against the provider's TPM. */
+/* Tokens reported by a finished response count against the provider's TPM
+ * (a held JSON response's usage was read by proxy_send_json). */
 static void
 proxy_record_tokens(struct proxy_req *r)
 {
-	struct sse_usage u;
+	dispatch_report_tokens(&r->dt, r->tokens);
+}
 
-	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
-	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0) {
+/* The held JSON response, its model the client's, with its length; its usage
+ * is read in the same scan (a document the scanner refuses: each of the
+ * two decides on its own, json-c behind the usage). */
+static void
+proxy_send_json(struct proxy_req *r)
+{
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	const char *json = r->jbody.data != NULL ? r->jbody.data : "";
+	size_t len = r->jbody.len;
+	const struct sc_buf *b = &r->jbody;
+	struct sse_usage u;
+	struct sc_buf out;
+	int rw, ur;
+
+	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
+	if (len > 0 && jscan_object(json, len, m, 3) == 0) {
+		rw = respmodel_json_member(json, len, &m[0], r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_members(&m[1], &m[2], &u);
+		if (ur == -1)
+			ur = sse_usage_parse(json, len, &u);
+	} else {
+		rw = respmodel_json(json, len, r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_parse(json, len, &u);
+	}
+	if (rw == 1)
+		b = &out;
+	if (ur == 1 && u.total_tokens >= 0 && len < r->jbody.cap) {
 		r->tokens = u.total_tokens;
 		r->prompt_tokens = u.prompt_tokens;
 		r->completion_tokens = u.completion_tokens;
 	}
-	dispatch_report_tokens(&r->dt, r->tokens);
-}
-
-/* The held JSON response, its model the client's, with its length. */
-static void
-proxy_send_json(struct proxy_req *r)
-{
-	struct sc_buf out;
-	const struct sc_buf *b = &r->jbody;
-
-	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
-	if (respmodel_json(r->jbody.data, r->jbody.len, r->model_lit.data, r->model_lit.len, &out) == 1)
-		b = &out;
 	r->json_hold = 0;
 	proxy_json_head(r, (int64_t)b->len);
 	conn_response_body(r->conn, b->data != NULL ? b->data : "", b->len);

@@ -31,16 +31,26 @@ int
 respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len, struct sc_buf *out)
 {
 	struct jscan_member m = { "model", NULL, 0 };
+
+	if (jscan_object(json, len, &m, 1) != 0)
+		return 0;
+	return respmodel_json_member(json, len, &m, lit, lit_len, out);
+}
+
+int
+respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
+    struct sc_buf *out)
+{
 	size_t keep = out->len, head, tail;
 
-	if (jscan_object(json, len, &m, 1) != 0 || jscan_type(m.val) != JSCAN_STRING)
+	if (jscan_type(m->val) != JSCAN_STRING)
 		return 0;
-	if (m.val_len == lit_len && memcmp(m.val, lit, lit_len) == 0)
+	if (m->val_len == lit_len && memcmp(m->val, lit, lit_len) == 0)
 		return 0;
-	head = (size_t)(m.val - json);
-	tail = len - head - m.val_len;
+	head = (size_t)(m->val - json);
+	tail = len - head - m->val_len;
 	if (sc_buf_append(out, json, head) == -1 || sc_buf_append(out, lit, lit_len) == -1 ||
-	    sc_buf_append(out, m.val + m.val_len, tail) == -1) {
+	    sc_buf_append(out, m->val + m->val_len, tail) == -1) {
 		out->len = keep;
 		if (out->data != NULL)
 			out->data[keep] = '\0';

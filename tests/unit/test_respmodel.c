@@ -14,6 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "jscan.h"
 #include "respmodel.h"
 #include "sse.h"
 
@@ -30,6 +31,7 @@ lit_of(const char *model, struct sc_buf *lit)
 static void
 assert_json(const char *in, const char *model, int want_rc, const char *want)
 {
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
 	struct sc_buf lit, out;
 	int rc;
 
@@ -42,6 +44,16 @@ assert_json(const char *in, const char *model, int want_rc, const char *want)
 	else
 		assert_int_equal(out.len, 0);
 	sc_buf_free(&out);
+	/* the same from a scan that also wanted what the proxy reads alongside */
+	if (jscan_object(in, strlen(in), m, 3) == 0) {
+		sc_buf_init(&out, 1 << 20);
+		assert_int_equal(respmodel_json_member(in, strlen(in), &m[0], lit.data, lit.len, &out), want_rc);
+		if (want_rc == 1)
+			assert_string_equal(out.data, want);
+		else
+			assert_int_equal(out.len, 0);
+		sc_buf_free(&out);
+	}
 	sc_buf_free(&lit);
 }
 
