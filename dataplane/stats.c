@@ -179,11 +179,14 @@ stats_agg_add(struct stats_agg *a, const struct stats_sample *s)
 {
 	struct stats_usage *u;
 	struct stats_daily *d;
-	char hour[14], date[11];
 
-	sc_hour_bucket(s->wall_s, hour);
-	sc_date(s->wall_s, date);
-	if ((u = stats_usage_get(a, s->provider_id, s->model, hour)) == NULL) {
+	if (!a->bucket_set || a->bucket_hour != s->wall_s / 3600) {
+		sc_hour_bucket(s->wall_s, a->hour);
+		sc_date(s->wall_s, a->date);
+		a->bucket_hour = s->wall_s / 3600;
+		a->bucket_set = true;
+	}
+	if ((u = stats_usage_get(a, s->provider_id, s->model, a->hour)) == NULL) {
 		a->dropped++;
 		return -1;
 	}
@@ -195,7 +198,7 @@ stats_agg_add(struct stats_agg *a, const struct stats_sample *s)
 	u->errors += s->error != 0;
 	u->unknown_usage += s->unknown_usage != 0;
 	u->latency_sum_ms += s->latency_ms;
-	d = stats_daily_get(a, date, s->pool);
+	d = stats_daily_get(a, a->date, s->pool);
 	d->requests++;
 	d->errors += s->error != 0;
 	d->tokens += s->total_tokens;
