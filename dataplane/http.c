@@ -743,14 +743,17 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t
 int
 http_is_hop_by_hop(struct http_slice name)
 {
-	static const char *const hop[] = {
-		"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+	/* with their lengths: most names differ in length, so no strlen or
+	 * strncasecmp per name (every forwarded header comes here) */
+	static const struct { const char *name; size_t len; } hop[] = {
+		{ "connection", 10 }, { "keep-alive", 10 }, { "proxy-connection", 16 }, { "te", 2 },
+		{ "trailer", 7 }, { "transfer-encoding", 17 }, { "upgrade", 7 }, { "proxy-authenticate", 18 },
+		{ "proxy-authorization", 19 },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (http_slice_ieq(name, hop[i]))
+		if (name.len == hop[i].len && strncasecmp(name.p, hop[i].name, name.len) == 0)
 			return 1;
 	return 0;
 }

@@ -188,15 +188,17 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	char pname[160], model[320];
 
 	proxy_set_phase(r, PX_DONE);
-	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
-	log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
-	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
-	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
-	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, pname, model, status,
-	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
-	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
-	    note ? " " : "", note ? note : "");
+	if (log_enabled(LOG_LVL_INFO)) {
+		/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+		log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
+		log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
+		log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
+		    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
+		    r->rid, pname, model, status,
+		    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
+		    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens,
+		    (unsigned long long)r->relayed, note ? " " : "", note ? note : "");
+	}
 	reqlog_trail_finish(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED :
 	    r->interrupted ? REQLOG_INTERRUPTED : REQLOG_PENDING, r->up_status, now - r->t_start);
 	memset(&res, 0, sizeof(res));
@@ -1030,22 +1032,23 @@ static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_
 static void
 proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 {
-	static const char *const skip[] = {
-		"authorization", "host", "content-length", "transfer-encoding", "expect",
-		"accept-encoding", "x-request-id", "x-sidecar-priority", "cookie", "proxy-authorization",
-		NULL,
+	/* with their lengths: no strlen per name and header */
+	static const struct { const char *name; size_t len; } skip[] = {
+		{ "authorization", 13 }, { "host", 4 }, { "content-length", 14 }, { "transfer-encoding", 17 },
+		{ "expect", 6 }, { "accept-encoding", 15 }, { "x-request-id", 12 }, { "x-sidecar-priority", 18 },
+		{ "cookie", 6 }, { "proxy-authorization", 19 },
 	};
-	size_t i, k;
+	size_t i, k, nskip = sizeof(skip) / sizeof(skip[0]);
 
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
-		for (k = 0; skip[k] != NULL; k++)
-			if (http_slice_ieq(h->name, skip[k]))
+		for (k = 0; k < nskip; k++)
+			if (h->name.len == skip[k].len && strncasecmp(h->name.p, skip[k].name, skip[k].len) == 0)
 				break;
-		if (skip[k] != NULL)
+		if (k < nskip)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
