@@ -864,16 +864,19 @@ dispatch_probe_start(struct reg_provider *p, struct prov_rt *rt)
 {
 	const struct config *cfg = registry_config();
 	struct upstream_req rq;
-	struct curl_slist *h;
+	struct upstream_hdrs h;
 	struct disp_probe *pr;
 	char url[2048];
 
-	if ((h = upstream_add_bearer(NULL, p->p.api_key)) == NULL)
+	upstream_hdrs_init(&h);
+	if (upstream_hdrs_bearer(&h, p->p.api_key) == -1) {
+		upstream_hdrs_free(&h);
 		return;
+	}
 	snprintf(url, sizeof(url), "%s/models", p->p.endpoint_url);
 	memset(&rq, 0, sizeof(rq));
 	rq.url = url;
-	rq.headers = h;
+	rq.headers = &h;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
 	pr = sc_xcalloc(1, sizeof(*pr));

@@ -813,43 +813,31 @@ proxy_reject(struct proxy_req *r)
 	proxy_unavailable(r, OAIERR_RATE_LIMITED, 0);
 }
 
-/* Build the upstream header list for this attempt: forwarded client headers,
- * the provider's key, our request id. */
-static struct curl_slist *
-proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
+/* Build the upstream header lines for this attempt: forwarded client
+ * headers, the provider's key, our request id. 0, or -1 past the cap. */
+static int
+proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
-	struct curl_slist *l = NULL, *t;
 	size_t off = 0;
 	char line[PROXY_RID_MAX + 32];
 
 	while (off < r->fwd.len) {
-		const char *h = r->fwd.data + off;
-		if ((t = curl_slist_append(l, h)) == NULL)
-			goto fail;
-		l = t;
-		off += strlen(h) + 1;
+		const char *fh = r->fwd.data + off;
+		if (upstream_hdrs_add(h, fh) == -1)
+			return -1;
+		off += strlen(fh) + 1;
 	}
-	if ((l = upstream_add_bearer(l, p->p.api_key)) == NULL)
-		return NULL;
+	if (upstream_hdrs_bearer(h, p->p.api_key) == -1)
+		return -1;
 	memcpy(line, "X-Request-Id: ", 14);
 	sc_strlcpy(line + 14, r->rid, sizeof(line) - 14);
-	if ((t = curl_slist_append(l, line)) == NULL)
-		goto fail;
-	l = t;
+	if (upstream_hdrs_add(h, line) == -1)
+		return -1;
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
-	if (!r->has_ctype) {
-		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
-			goto fail;
-		l = t;
-	}
-	if ((t = curl_slist_append(l, "Expect:")) == NULL)
-		goto fail;
-	l = t;
-	return l;
-fail:
-	curl_slist_free_all(l);
-	return NULL;
+	if (!r->has_ctype && upstream_hdrs_add(h, "Content-Type: application/json") == -1)
+		return -1;
+	return upstream_hdrs_add(h, "Expect:");
 }
 
 static const struct upstream_ops px_ops;
@@ -862,6 +850,7 @@ proxy_attempt(struct proxy_req *r)
 	const struct config *cfg = registry_config();
 	const struct reg_provider *p = r->dt.prov;
 	struct upstream_req rq;
+	struct upstream_hdrs hdrs;
 	struct sc_err e;
 	struct sc_text ut;
 	char url[2048];
@@ -897,14 +886,17 @@ proxy_attempt(struct proxy_req *r)
 	rq.post = r->shape_ok;
 	rq.body = r->upbody.data;
 	rq.body_len = r->upbody.len;
-	rq.headers = proxy_up_headers(r, p);
+	rq.headers = &hdrs;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
-	if (rq.headers == NULL)
+	upstream_hdrs_init(&hdrs);
+	if (proxy_up_headers(r, p, &hdrs) == -1) {
+		upstream_hdrs_free(&hdrs);
 		return -1;
+	}
 	t0 = sc_now_ms();
 	proxy_set_phase(r, PX_ATTEMPT);
-	r->xfer = upstream_start(&rq, &px_ops, r);
+	r->xfer = upstream_start(&rq, &px_ops, r);	/* takes hdrs */
 	if (r->xfer == NULL) {
 		log_warn("request %s: could not start a transfer to %s", r->rid, p->p.name);
 		proxy_set_phase(r, PX_ROUTE);
