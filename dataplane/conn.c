@@ -228,7 +228,7 @@ conn_set_trusted(struct conn *c)
 void
 conn_set_client(struct conn *c, const char *label)
 {
-	snprintf(c->client, sizeof(c->client), "%s", label != NULL ? label : "");
+	sc_strlcpy(c->client, label != NULL ? label : "", sizeof(c->client));
 }
 
 const char *
@@ -482,8 +482,8 @@ conn_respond_error(struct conn *c, int status, const char *rid, const char *msg,
 void
 conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length)
 {
-	char line[256];
-	int n;
+	const char *reason;
+	char num[21];
 
 	if (c->state != CONN_HANDLE)
 		return;
@@ -500,17 +500,23 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 			c->keep_alive = 0;
 		}
 	}
-	n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_reason(status));
-	conn_out_append(c, line, (size_t)n);
+	/* "HTTP/1.1 %d %s\r\n" and "Content-Length: %lld\r\n" without snprintf,
+	 * whose cost per call shows on every response */
+	reason = http_reason(status);
+	conn_out_append(c, "HTTP/1.1 ", 9);
+	conn_out_append(c, num, sc_fmt_i64(status, num));
+	conn_out_append(c, " ", 1);
+	conn_out_append(c, reason, strlen(reason));
+	conn_out_append(c, "\r\n", 2);
 	if (hdrs != NULL)
 		conn_out_append(c, hdrs, hlen);
-	if (content_length >= 0)
-		n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
-	else if (c->resp_chunked)
-		n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
-	else
-		n = 0;
-	conn_out_append(c, line, (size_t)n);
+	if (content_length >= 0) {
+		conn_out_append(c, "Content-Length: ", 16);
+		conn_out_append(c, num, sc_fmt_i64(content_length, num));
+		conn_out_append(c, "\r\n", 2);
+	} else if (c->resp_chunked) {
+		conn_out_append(c, "Transfer-Encoding: chunked\r\n", 28);
+	}
 	if (!c->keep_alive)
 		conn_out_append(c, "Connection: close\r\n\r\n", 21);
 	else if (c->minor_version == 0)

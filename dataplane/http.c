@@ -37,7 +37,13 @@ http_is_tchar(unsigned char c)
 {
 	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
 		return 1;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	switch (c) {	/* "!#$%&'*+-.^_`|~" (a switch, not strchr: every name byte comes here) */
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+	case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* field-vchar / SP / HTAB (obs-text allowed, as the RFC says recipients must). */
@@ -737,14 +743,17 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t
 int
 http_is_hop_by_hop(struct http_slice name)
 {
-	static const char *const hop[] = {
-		"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+	/* with their lengths: most names differ in length, so no strlen or
+	 * strncasecmp per name (every forwarded header comes here) */
+	static const struct { const char *name; size_t len; } hop[] = {
+		{ "connection", 10 }, { "keep-alive", 10 }, { "proxy-connection", 16 }, { "te", 2 },
+		{ "trailer", 7 }, { "transfer-encoding", 17 }, { "upgrade", 7 }, { "proxy-authenticate", 18 },
+		{ "proxy-authorization", 19 },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (http_slice_ieq(name, hop[i]))
+		if (name.len == hop[i].len && strncasecmp(name.p, hop[i].name, name.len) == 0)
 			return 1;
 	return 0;
 }

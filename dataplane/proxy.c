@@ -45,6 +45,7 @@
 
 #include "dispatch.h"
 #include "events.h"
+#include "jscan.h"
 #include "log.h"
 #include "oaierr.h"
 #include "proxy.h"
@@ -192,15 +193,17 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	char pname[160], model[320];
 
 	proxy_set_phase(r, PX_DONE);
-	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
-	log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
-	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
-	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
-	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, pname, model, status,
-	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
-	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
-	    note ? " " : "", note ? note : "");
+	if (log_enabled(LOG_LVL_INFO)) {
+		/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+		log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
+		log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
+		log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
+		    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
+		    r->rid, pname, model, status,
+		    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
+		    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens,
+		    (unsigned long long)r->relayed, note ? " " : "", note ? note : "");
+	}
 	reqlog_trail_finish(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED :
 	    r->interrupted ? REQLOG_INTERRUPTED : REQLOG_PENDING, r->up_status, now - r->t_start);
 	memset(&res, 0, sizeof(res));
@@ -286,19 +289,38 @@ static int
 proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
 	const char *pool = sched_pool_name(r->dt.pool);
-	int degraded = r->dt.pool != SCHED_POOL_MAIN;
 	char name[256];
-	int n;
+	struct sc_text t;
 
 	proxy_hdr_safe(r->dt.prov->p.name, name, sizeof(name));
-	n = snprintf(h, hl,
-	    "%s%s%sX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
-	    "X-Sidecar-Queue-Ms: %lld\r\n%s%s%s%s",
-	    ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-	    r->rid, name, pool, (long long)r->dt.queue_ms,
-	    degraded ? "X-Sidecar-Degraded: " : "", degraded ? pool : "", degraded ? "\r\n" : "",
-	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
-	return n < 0 || (size_t)n >= hl ? 0 : n;
+	/* piece by piece: one snprintf of all of it cost more than the rest of this function's caller */
+	sc_text_init(&t, h, hl);
+	if (ctype != NULL) {
+		sc_text_add(&t, "Content-Type: ");
+		sc_text_add(&t, ctype);
+		sc_text_add(&t, "\r\n");
+	}
+	sc_text_add(&t, "X-Request-Id: ");
+	sc_text_add(&t, r->rid);
+	sc_text_add(&t, "\r\nX-Sidecar-Provider: ");
+	sc_text_add(&t, name);
+	sc_text_add(&t, "\r\nX-Sidecar-Pool: ");
+	sc_text_add(&t, pool);
+	sc_text_add(&t, "\r\nX-Sidecar-Queue-Ms: ");
+	sc_text_i64(&t, r->dt.queue_ms);
+	sc_text_add(&t, "\r\n");
+	if (r->dt.pool != SCHED_POOL_MAIN) {
+		sc_text_add(&t, "X-Sidecar-Degraded: ");
+		sc_text_add(&t, pool);
+		sc_text_add(&t, "\r\n");
+	}
+	if (r->is_sse)
+		sc_text_add(&t, "Cache-Control: no-cache\r\n");
+	if (t.overflow) {
+		h[0] = '\0';
+		return 0;
+	}
+	return (int)t.len;
 }
 
 /* Report how the attempt ended to the dispatcher (which applies and persists
@@ -614,31 +636,45 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 	return n;
 }
 
-/* Tokens reported by a finished response count against the provider's TPM. */
+/* Tokens reported by a finished response count against the provider's TPM
+ * (a held JSON response's usage was read by proxy_send_json). */
 static void
 proxy_record_tokens(struct proxy_req *r)
 {
-	struct sse_usage u;
+	dispatch_report_tokens(&r->dt, r->tokens);
+}
 
-	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
-	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0) {
+/* The held JSON response, its model the client's, with its length; its usage
+ * is read in the same scan (a document the scanner refuses: each of the
+ * two decides on its own, json-c behind the usage). */
+static void
+proxy_send_json(struct proxy_req *r)
+{
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	const char *json = r->jbody.data != NULL ? r->jbody.data : "";
+	size_t len = r->jbody.len;
+	const struct sc_buf *b = &r->jbody;
+	struct sse_usage u;
+	struct sc_buf out;
+	int rw, ur;
+
+	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
+	if (len > 0 && jscan_object(json, len, m, 3) == 0) {
+		rw = respmodel_json_member(json, len, &m[0], r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_members(&m[1], &m[2], &u);
+		if (ur == -1)
+			ur = sse_usage_parse(json, len, &u);
+	} else {
+		rw = respmodel_json(json, len, r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_parse(json, len, &u);
+	}
+	if (rw == 1)
+		b = &out;
+	if (ur == 1 && u.total_tokens >= 0 && len < r->jbody.cap) {
 		r->tokens = u.total_tokens;
 		r->prompt_tokens = u.prompt_tokens;
 		r->completion_tokens = u.completion_tokens;
 	}
-	dispatch_report_tokens(&r->dt, r->tokens);
-}
-
-/* The held JSON response, its model the client's, with its length. */
-static void
-proxy_send_json(struct proxy_req *r)
-{
-	struct sc_buf out;
-	const struct sc_buf *b = &r->jbody;
-
-	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
-	if (respmodel_json(r->jbody.data, r->jbody.len, r->model_lit.data, r->model_lit.len, &out) == 1)
-		b = &out;
 	r->json_hold = 0;
 	proxy_json_head(r, (int64_t)b->len);
 	conn_response_body(r->conn, b->data != NULL ? b->data : "", b->len);
@@ -811,42 +847,31 @@ proxy_reject(struct proxy_req *r)
 	proxy_unavailable(r, OAIERR_RATE_LIMITED, 0);
 }
 
-/* Build the upstream header list for this attempt: forwarded client headers,
- * the provider's key, our request id. */
-static struct curl_slist *
-proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
+/* Build the upstream header lines for this attempt: forwarded client
+ * headers, the provider's key, our request id. 0, or -1 past the cap. */
+static int
+proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
-	struct curl_slist *l = NULL, *t;
 	size_t off = 0;
 	char line[PROXY_RID_MAX + 32];
 
 	while (off < r->fwd.len) {
-		const char *h = r->fwd.data + off;
-		if ((t = curl_slist_append(l, h)) == NULL)
-			goto fail;
-		l = t;
-		off += strlen(h) + 1;
+		const char *fh = r->fwd.data + off;
+		if (upstream_hdrs_add(h, fh) == -1)
+			return -1;
+		off += strlen(fh) + 1;
 	}
-	if ((l = upstream_add_bearer(l, p->p.api_key)) == NULL)
-		return NULL;
-	snprintf(line, sizeof(line), "X-Request-Id: %s", r->rid);
-	if ((t = curl_slist_append(l, line)) == NULL)
-		goto fail;
-	l = t;
+	if (upstream_hdrs_bearer(h, p->p.api_key) == -1)
+		return -1;
+	memcpy(line, "X-Request-Id: ", 14);
+	sc_strlcpy(line + 14, r->rid, sizeof(line) - 14);
+	if (upstream_hdrs_add(h, line) == -1)
+		return -1;
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
-	if (!r->has_ctype) {
-		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
-			goto fail;
-		l = t;
-	}
-	if ((t = curl_slist_append(l, "Expect:")) == NULL)
-		goto fail;
-	l = t;
-	return l;
-fail:
-	curl_slist_free_all(l);
-	return NULL;
+	if (!r->has_ctype && upstream_hdrs_add(h, "Content-Type: application/json") == -1)
+		return -1;
+	return upstream_hdrs_add(h, "Expect:");
 }
 
 static const struct upstream_ops px_ops;
@@ -859,7 +884,9 @@ proxy_attempt(struct proxy_req *r)
 	const struct config *cfg = registry_config();
 	const struct reg_provider *p = r->dt.prov;
 	struct upstream_req rq;
+	struct upstream_hdrs hdrs;
 	struct sc_err e;
+	struct sc_text ut;
 	char url[2048];
 	int64_t t0;
 	int st;
@@ -882,22 +909,29 @@ proxy_attempt(struct proxy_req *r)
 			return -1;
 		}
 	}
-	if (snprintf(url, sizeof(url), "%s/%s", p->p.endpoint_url, r->path) >= (int)sizeof(url))
+	sc_text_init(&ut, url, sizeof(url));
+	sc_text_add(&ut, p->p.endpoint_url);
+	sc_text_add(&ut, "/");
+	sc_text_add(&ut, r->path);
+	if (ut.overflow)
 		return -1;
 	memset(&rq, 0, sizeof(rq));
 	rq.url = url;
 	rq.post = r->shape_ok;
 	rq.body = r->upbody.data;
 	rq.body_len = r->upbody.len;
-	rq.headers = proxy_up_headers(r, p);
+	rq.headers = &hdrs;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
 	rq.stream = r->stream;
-	if (rq.headers == NULL)
+	upstream_hdrs_init(&hdrs);
+	if (proxy_up_headers(r, p, &hdrs) == -1) {
+		upstream_hdrs_free(&hdrs);
 		return -1;
+	}
 	t0 = sc_now_ms();
 	proxy_set_phase(r, PX_ATTEMPT);
-	r->xfer = upstream_start(&rq, &px_ops, r);
+	r->xfer = upstream_start(&rq, &px_ops, r);	/* takes hdrs */
 	if (r->xfer == NULL) {
 		log_warn("request %s: could not start a transfer to %s", r->rid, p->p.name);
 		proxy_set_phase(r, PX_ROUTE);
@@ -1025,22 +1059,23 @@ static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_
 static void
 proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 {
-	static const char *const skip[] = {
-		"authorization", "host", "content-length", "transfer-encoding", "expect",
-		"accept-encoding", "x-request-id", "x-sidecar-priority", "cookie", "proxy-authorization",
-		NULL,
+	/* with their lengths: no strlen per name and header */
+	static const struct { const char *name; size_t len; } skip[] = {
+		{ "authorization", 13 }, { "host", 4 }, { "content-length", 14 }, { "transfer-encoding", 17 },
+		{ "expect", 6 }, { "accept-encoding", 15 }, { "x-request-id", 12 }, { "x-sidecar-priority", 18 },
+		{ "cookie", 6 }, { "proxy-authorization", 19 },
 	};
-	size_t i, k;
+	size_t i, k, nskip = sizeof(skip) / sizeof(skip[0]);
 
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
-		for (k = 0; skip[k] != NULL; k++)
-			if (http_slice_ieq(h->name, skip[k]))
+		for (k = 0; k < nskip; k++)
+			if (h->name.len == skip[k].len && strncasecmp(h->name.p, skip[k].name, skip[k].len) == 0)
 				break;
-		if (skip[k] != NULL)
+		if (k < nskip)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;

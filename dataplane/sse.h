@@ -97,6 +97,12 @@ struct sse_usage {
  * is none or data is not a JSON object. Cheap for chunks without usage
  * (or with "usage":null): those are rejected without a JSON parse. */
 int sse_usage_parse(const char *data, size_t len, struct sse_usage *u);
+/* The same from the top-level "usage" and "choices" members of a document
+ * the caller has already scanned (jscan_object; a member not present has
+ * val NULL): 1 or 0 as above, -1 when the scanner refuses the usage object
+ * (then sse_usage_parse on the whole document decides, as json-c does). */
+struct jscan_member;
+int sse_usage_members(const struct jscan_member *usage, const struct jscan_member *choices, struct sse_usage *u);
 
 /* Whether an event's data is an error that says "rate limited": NIM's shape
  * ({"status":429,"title":"Too Many Requests",...}) or OpenAI's

@@ -28,7 +28,7 @@
 
 struct upstream_xfer {
 	CURL                      *easy;		/* owned */
-	struct curl_slist         *headers;		/* owned */
+	struct upstream_hdrs       headers;		/* owned (moved from the request) */
 	const struct upstream_ops *ops;
 	void                      *arg;
 	struct loop_timer          ttfb;		/* first-byte timer */
@@ -172,32 +172,67 @@ upstream_shutdown(void)
 	curl_global_cleanup();
 }
 
-/* The header list carries the provider key: wipe it before freeing. */
-static void
-upstream_free_headers(struct curl_slist *l)
+void
+upstream_hdrs_init(struct upstream_hdrs *h)
 {
-	struct curl_slist *h;
-
-	for (h = l; h != NULL; h = h->next)
-		if (h->data != NULL)
-			crypto_wipe(h->data, strlen(h->data));
-	curl_slist_free_all(l);
+	sc_buf_init(&h->text, UPSTREAM_HDRS_CAP);
+	h->n = 0;
+	h->nodes = NULL;
 }
 
-struct curl_slist *
-upstream_add_bearer(struct curl_slist *l, const char *key)
+int
+upstream_hdrs_add(struct upstream_hdrs *h, const char *line)
 {
-	size_t kl = strlen(key) + 32;
-	char *auth = sc_xmalloc(kl);
-	struct curl_slist *t;
+	size_t len = strlen(line);
 
-	snprintf(auth, kl, "Authorization: Bearer %s", key);
-	t = curl_slist_append(l, auth);
-	crypto_wipe(auth, kl);
-	free(auth);
-	if (t == NULL)
-		upstream_free_headers(l);
-	return t;
+	if (h->text.len + len + 1 > h->text.cap)
+		return -1;
+	sc_buf_append(&h->text, line, len + 1);	/* with its NUL: the lines are NUL-separated */
+	h->n++;
+	return 0;
+}
+
+int
+upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
+{
+	static const char pre[] = "Authorization: Bearer ";
+	size_t klen = strlen(key);
+
+	if (h->text.len + sizeof(pre) - 1 + klen + 1 > h->text.cap)
+		return -1;
+	sc_buf_append(&h->text, pre, sizeof(pre) - 1);
+	sc_buf_append(&h->text, key, klen + 1);
+	h->n++;
+	return 0;
+}
+
+/* The text carries the provider key: wiped before it is freed. */
+void
+upstream_hdrs_free(struct upstream_hdrs *h)
+{
+	if (h->text.data != NULL)
+		crypto_wipe(h->text.data, h->text.alloc);
+	sc_buf_free(&h->text);
+	free(h->nodes);
+	upstream_hdrs_init(h);
+}
+
+/* The curl_slist over h's text (curl only walks it: data and next). */
+static struct curl_slist *
+upstream_hdrs_list(struct upstream_hdrs *h)
+{
+	const char *p = h->text.data;
+	size_t i;
+
+	if (h->n == 0)
+		return NULL;
+	h->nodes = sc_xmalloc(h->n * sizeof(*h->nodes));
+	for (i = 0; i < h->n; i++) {
+		h->nodes[i].data = (char *)p;
+		h->nodes[i].next = i + 1 < h->n ? &h->nodes[i + 1] : NULL;
+		p += strlen(p) + 1;
+	}
+	return h->nodes;
 }
 
 /* The options every transfer shares, set once per handle: a pooled handle
@@ -244,7 +279,7 @@ upstream_free(struct upstream_xfer *x)
 			curl_easy_cleanup(x->easy);
 		}
 	}
-	upstream_free_headers(x->headers);
+	upstream_hdrs_free(&x->headers);
 	up.active--;
 	free(x);
 }
@@ -412,7 +447,12 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	up.active++;
 	x->ops = ops;
 	x->arg = arg;
-	x->headers = rq->headers;
+	if (rq->headers != NULL) {
+		x->headers = *rq->headers;
+		upstream_hdrs_init(rq->headers);
+	} else {
+		upstream_hdrs_init(&x->headers);
+	}
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
@@ -429,7 +469,7 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, upstream_hdrs_list(&x->headers));
 	/* The receive buffer every transfer holds while it runs (curl 7.88
 	 * allocates it per transfer): 4 KiB, curl's default is 16; 1 KiB for a
 	 * stream, so that thousands of them that wait for their next event stay

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "jscan.h"
 #include "sse.h"
 
 #define CHUNK(x) "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" x "\"}}],\"usage\":null}"
@@ -360,6 +361,51 @@ test_cap(void **state)
 	}
 }
 
+/* sse_usage_members on a document scanned by the caller reads what
+ * sse_usage_parse reads (where the scanner accepts the document and its
+ * usage object). */
+static void
+test_usage_members(void **state)
+{
+	static const char *const docs[] = {
+		"{\"choices\":[{\"delta\":{}}],\"usage\" : {\"prompt_tokens\":1,\"completion_tokens\":2}}",
+		"{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+		"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}",
+		"{\"choices\":[ ],\"usage\":{\"prompt_tokens\":7,\"total_tokens\":9}}",
+		"{\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":\"2\"}}",
+		"{\"choices\":[],\"usage\":null}",
+		"{\"usage\":5}",
+		"{\"usage\":{}}",
+		"{\"model\":\"m\",\"x\":{\"usage\":{\"total_tokens\":3}}}",
+		"{\"usage\":{\"total_tokens\":1,\"total_tokens\":2}}",	/* refused inside: -1 */
+	};
+	struct jscan_member m[2];
+	struct sse_usage a, b;
+	size_t i;
+	int ra, rb;
+
+	(void)state;
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		m[0] = (struct jscan_member){ "usage", NULL, 0 };
+		m[1] = (struct jscan_member){ "choices", NULL, 0 };
+		assert_int_equal(jscan_object(docs[i], strlen(docs[i]), m, 2), 0);
+		ra = sse_usage_members(&m[0], &m[1], &a);
+		rb = sse_usage_parse(docs[i], strlen(docs[i]), &b);
+		if (ra == -1)
+			continue;	/* the caller falls back to sse_usage_parse */
+		assert_int_equal(ra, rb);
+		assert_int_equal(a.prompt_tokens, b.prompt_tokens);
+		assert_int_equal(a.completion_tokens, b.completion_tokens);
+		assert_int_equal(a.total_tokens, b.total_tokens);
+		if (ra == 1)
+			assert_int_equal(a.usage_only, b.usage_only);
+	}
+	m[0] = (struct jscan_member){ "usage", NULL, 0 };
+	m[1] = (struct jscan_member){ "choices", NULL, 0 };
+	assert_int_equal(jscan_object(docs[8], strlen(docs[8]), m, 2), 0);
+	assert_int_equal(sse_usage_members(&m[0], &m[1], &a), -1);
+}
+
 static void
 test_usage(void **state)
 {
@@ -473,6 +519,7 @@ main(void)
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_usage_members),
 		cmocka_unit_test(test_rate_limited),
 	};
 
