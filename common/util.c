@@ -333,6 +333,19 @@ sc_buf_free(struct sc_buf *b)
 	b->alloc = 0;
 }
 
+void
+sc_buf_fit(struct sc_buf *b)
+{
+	if (b->len == 0) {
+		sc_buf_free(b);
+		return;
+	}
+	if (b->alloc > b->len + 1) {
+		b->data = sc_xrealloc(b->data, b->len + 1);
+		b->alloc = b->len + 1;
+	}
+}
+
 void *
 sc_xmalloc(size_t n)
 {

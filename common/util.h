@@ -96,6 +96,9 @@ int  sc_buf_printf(struct sc_buf *b, const char *fmt, ...) __attribute__((format
 void sc_buf_consume(struct sc_buf *b, size_t n);	/* drop n bytes from the front */
 void sc_buf_reset(struct sc_buf *b);
 void sc_buf_free(struct sc_buf *b);
+/* Shrink the allocation to the contents (a buffer that will not grow and is
+ * kept a long time); an empty buffer is freed. */
+void sc_buf_fit(struct sc_buf *b);
 
 /* Allocation that aborts on out-of-memory, the one failure we do not survive. */
 void *sc_xmalloc(size_t n);

@@ -121,7 +121,8 @@ struct conn {
 	int64_t               body_t0;		/* loop time the body started */
 	int                   head_only;		/* HEAD request: the response carries no body */
 	int                   trusted;		/* a request showed a valid client token */
-	char                  client[CONN_CLIENT_MAX + 1];	/* the current request's token label */
+	char                 *client;			/* owned: the current request's token label,
+						 * NULL for "" (at most CONN_CLIENT_MAX bytes) */
 	int                   pending;		/* on the conn_pending list */
 	int64_t               pending_ms;		/* loop time it joined that list */
 	struct conn          *qnewer, *qolder;	/* conn_pending links */
@@ -228,13 +229,21 @@ conn_set_trusted(struct conn *c)
 void
 conn_set_client(struct conn *c, const char *label)
 {
-	sc_strlcpy(c->client, label != NULL ? label : "", sizeof(c->client));
+	size_t n = label != NULL ? strnlen(label, CONN_CLIENT_MAX) : 0;
+
+	free(c->client);
+	c->client = NULL;
+	if (n == 0)
+		return;
+	c->client = sc_xmalloc(n + 1);
+	memcpy(c->client, label, n);
+	c->client[n] = '\0';
 }
 
 const char *
 conn_client(const struct conn *c)
 {
-	return c->client;
+	return c->client != NULL ? c->client : "";
 }
 
 /* Give back what c's body counted against max_body_memory. */
@@ -1093,6 +1102,7 @@ conn_free(struct conn *c)
 	sc_buf_free(&c->body);
 	conn_body_release(c);
 	conn_req_release(c);
+	free(c->client);
 	conn_blk_put(c->in, c->in_alloc);
 	conn_blk_put(c->out, c->out_alloc);
 	free(c);

@@ -1130,6 +1130,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
 		return;
 	}
+	sc_buf_fit(&r->model_lit);	/* kept for the whole response */
 	route = dispatch_route_find(r->model);
 	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];

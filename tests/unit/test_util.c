@@ -155,6 +155,22 @@ test_buf(void **state)
 	assert_int_equal(sc_buf_append(&b, "", 0), 0);
 	sc_buf_free(&b);
 	assert_null(b.data);
+	/* Fit: the allocation shrinks to the contents and still grows after. */
+	sc_buf_init(&b, 1000);
+	assert_int_equal(sc_buf_append(&b, "abc", 3), 0);
+	assert_true(b.alloc > 4);
+	sc_buf_fit(&b);
+	assert_int_equal(b.alloc, 4);
+	assert_string_equal(b.data, "abc");
+	assert_int_equal(sc_buf_append(&b, "defg", 4), 0);
+	assert_string_equal(b.data, "abcdefg");
+	sc_buf_reset(&b);
+	sc_buf_fit(&b);
+	assert_null(b.data);
+	assert_int_equal(b.alloc, 0);
+	assert_int_equal(sc_buf_append(&b, "x", 1), 0);
+	assert_string_equal(b.data, "x");
+	sc_buf_free(&b);
 }
 
 /* common/log.c: levels, the line format, and reopening after logrotate. */
