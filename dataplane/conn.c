@@ -13,11 +13,13 @@
  *
  * Memory follows what a connection holds, so that thousands of streams that
  * wait for their next event cost little (docs/performance.md): the input and
- * the output buffer exist only while they hold bytes (their first allocation
- * is a CONN_BLK block from a small free list), and the parsed head (struct
- * http_request, 3 KiB with its header table) is the parser's one scratch
- * copy unless the body has to be read first (then the connection keeps a
- * copy until the handler returns).
+ * the output buffer exist only while they hold bytes (the first allocation
+ * is a CONN_BLK block from a small free list; an output buffer a response
+ * grew past that stays until the response ends, so that a fast stream does
+ * not reallocate per write), and the parsed head (struct http_request, 3 KiB
+ * with its header table) is the parser's one scratch copy unless the body
+ * has to be read first (then the connection keeps a copy until the handler
+ * returns).
  *
  * Output goes to one buffer per connection that is written as soon as data
  * arrives; producers pause above CONN_OUT_CAP and are woken (drain hook) below
@@ -692,6 +694,8 @@ conn_request_done(struct conn *c)
 	}
 	sc_buf_free(&c->body);
 	conn_body_release(c);
+	if (c->out_len == 0 && c->out != NULL)
+		conn_out_release(c);
 	c->hooks = NULL;
 	c->resp_ended = 0;
 	conn_set_state(c, CONN_READ_HEAD);
@@ -721,8 +725,8 @@ conn_flush(struct conn *c)
 		conn_kick_soon(c);
 		return;
 	}
-	if (c->out_len == 0 && c->out != NULL)
-		conn_out_release(c);
+	if (c->out_len == 0 && c->out != NULL && (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND))
+		conn_out_release(c);	/* (a grown one stays while its response runs: no regrowth per write) */
 	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
 		conn_request_done(c);
 		return;

@@ -129,6 +129,7 @@ static size_t px_in_flight;
  * call). */
 static struct sc_buf px_scratch;
 #define PX_SCRATCH_KEEP (64 * 1024)	/* px_scratch allocation kept after a rewrite */
+#define PX_IDLE_KEEP    2048		/* a stream's event buffers kept between events */
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
 static void proxy_first_reset(struct proxy_req *r);
@@ -537,10 +538,12 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
 	}
-	/* Between events a stream holds no buffer of its own. */
-	if (r->hold.len == 0)
+	/* Between events a stream keeps only small buffers: one that a big
+	 * event grew goes back (small ones stay, so that a busy stream does not
+	 * allocate per event). */
+	if (r->hold.len == 0 && r->hold.alloc > PX_IDLE_KEEP)
 		sc_buf_free(&r->hold);
-	sse_idle(&r->sse);
+	sse_idle(&r->sse, PX_IDLE_KEEP);
 }
 
 static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);

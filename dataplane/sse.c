@@ -57,11 +57,11 @@ sse_reset_event(struct sse_scanner *s)
 }
 
 void
-sse_idle(struct sse_scanner *s)
+sse_idle(struct sse_scanner *s, size_t keep)
 {
 	if (s->emitted)
 		sse_reset_event(s);
-	if (s->data.len == 0)
+	if (s->data.len == 0 && s->data.alloc > keep)
 		sc_buf_free(&s->data);	/* keeps the cap: the next payload allocates again */
 }
 

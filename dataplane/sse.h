@@ -71,9 +71,9 @@ struct sse_scanner {
 void sse_init(struct sse_scanner *s, size_t max_event);
 void sse_free(struct sse_scanner *s);
 /* The caller is done with the last event (its ev is no longer read): give
- * back the payload buffer while no payload is held, so that a stream waiting
- * for its next event holds none. Scanning goes on as if not called. */
-void sse_idle(struct sse_scanner *s);
+ * back the payload buffer while no payload is held and it is larger than
+ * keep bytes (grown by a big event). Scanning goes on as if not called. */
+void sse_idle(struct sse_scanner *s, size_t keep);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it
  * (possibly 0 bytes, when a lone-CR blank line ended the previous call's

@@ -125,7 +125,7 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 			n -= used;
 		}
 		if (rn->idle) {
-			sse_idle(&s);
+			sse_idle(&s, 0);
 			if (s.data.data == NULL)
 				rn->idle_empty++;
 		}
