@@ -71,7 +71,7 @@ static const char *const px_phase_names[] = { "route", "wait", "attempt", "relay
 struct proxy_req {
 	struct conn          *conn;		/* the client; NULL once answered or gone */
 	enum px_phase         phase;		/* changed only by proxy_set_phase */
-	char                  rid[PROXY_RID_MAX + 1];
+	const char           *rid;		/* in strs */
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
 	char                 *model;		/* owned: the client's model */
 	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
@@ -93,15 +93,15 @@ struct proxy_req {
 	struct sc_buf         errbody;		/* owned: buffered error body */
 	int                   paused;		/* curl paused on our output buffer */
 	struct sse_scanner    sse;		/* initialised when is_sse */
-	struct sc_buf         hold;		/* owned: the stream's event in progress */
-	struct sc_buf         scratch;		/* owned: respmodel's work buffer */
+	struct sc_buf         hold;		/* owned: the stream's event in progress (no
+						 * allocation between events) */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
-	char                  ctype[128];	/* the response's Content-Type */
+	char                 *ctype;		/* owned: a held JSON response's Content-Type */
 	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
 	int                   sse_first;		/* a 2xx stream held until its first data event */
-	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sse_scanner   *fsse;		/* owned while sse_first: scans the held bytes */
 	struct sc_buf         first;		/* owned: the bytes held while sse_first */
 	int                   first_limited;	/* that first event was a rate-limit error */
 	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
@@ -116,14 +116,19 @@ struct proxy_req {
 
 	/* Outcome for the log line and the request log. */
 	struct reqlog_trail   trail;		/* owned: the attempts */
-	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label, "" without tokens */
+	const char           *client;		/* in strs: the client token's label, "" without tokens */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
 	const char           *last_fail_msg;
+	char                  strs[];		/* rid and client, each NUL-terminated */
 };
 
 static size_t px_in_flight;
+/* respmodel's work buffer: one for all streams (an event is rewritten in one
+ * call). */
+static struct sc_buf px_scratch;
+#define PX_SCRATCH_KEEP (64 * 1024)	/* px_scratch allocation kept after a rewrite */
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
 static void proxy_first_reset(struct proxy_req *r);
@@ -160,7 +165,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->is_sse)
 		sse_free(&r->sse);
-	sc_buf_free(&r->scratch);
+	free(r->ctype);
 	sc_buf_free(&r->model_lit);
 	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
@@ -328,6 +333,23 @@ proxy_report(struct proxy_req *r, enum cooldown_failure fail, int status, int re
 	return dispatch_report(&r->dt, fail, status, retry_after_s, detail);
 }
 
+/* Committed: no other attempt follows, so what only attempts need goes now
+ * (a stream then holds little while it waits for its next event): the
+ * client's body, its parse and the forwarded headers; the body sent upstream
+ * once curl has sent it all (else when the request ends). */
+static void
+proxy_drop_request(struct proxy_req *r)
+{
+	if (r->shape_ok) {
+		shape_free(&r->shape);
+		r->shape_ok = 0;
+	}
+	sc_buf_free(&r->body);
+	sc_buf_free(&r->fwd);
+	if (r->xfer == NULL || upstream_body_sent(r->xfer))
+		sc_buf_free(&r->upbody);
+}
+
 /* Commit a 2xx: send the head to the client. */
 static void
 proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
@@ -339,21 +361,23 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 
 	if (ct[0] == '\0')
 		ct = "application/json";
-	sc_strlcpy(r->ctype, ct, sizeof(r->ctype));
 	r->is_sse = strncasecmp(ct, "text/event-stream", 17) == 0;
 	proxy_set_phase(r, PX_RELAY);
+	proxy_drop_request(r);
 	r->status = r->up_status;
 	r->up_length = cl;
 	if (!r->is_sse) {
 		/* The head waits for the whole body: the rewrite changes its length. */
+		r->ctype = sc_xstrdup(ct);
 		sc_buf_init(&r->jbody, PX_JSON_CAP);
 		r->json_hold = 1;
 		return;
 	}
 	sse_init(&r->sse, 0);
 	sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
-	sc_buf_init(&r->scratch, SSE_MAX_EVENT + 256 * 1024);
-	n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+	if (px_scratch.cap == 0)
+		sc_buf_init(&px_scratch, SSE_MAX_EVENT + 256 * 1024);
+	n = proxy_resp_headers(r, h, sizeof(h), ct);
 	conn_response_head(r->conn, r->up_status, h, (size_t)n, -1);
 }
 
@@ -362,7 +386,7 @@ static void
 proxy_json_head(struct proxy_req *r, int64_t length)
 {
 	char h[PX_HDR_CAP];
-	int n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+	int n = proxy_resp_headers(r, h, sizeof(h), r->ctype != NULL ? r->ctype : "application/json");
 
 	conn_response_head(r->conn, r->status, h, (size_t)n, length);
 }
@@ -408,7 +432,8 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		/* Held until its first event: an error event there (a 429 inside
 		 * a 200) is retried on another key while the client has nothing. */
 		r->sse_first = 1;
-		sse_init(&r->fsse, PX_FIRST_CAP);
+		r->fsse = sc_xmalloc(sizeof(*r->fsse));
+		sse_init(r->fsse, PX_FIRST_CAP);
 		sc_buf_init(&r->first, PX_FIRST_CAP);
 		return 0;
 	}
@@ -423,8 +448,11 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 static void
 proxy_first_reset(struct proxy_req *r)
 {
-	if (r->sse_first)
-		sse_free(&r->fsse);
+	if (r->fsse != NULL) {
+		sse_free(r->fsse);
+		free(r->fsse);
+		r->fsse = NULL;
+	}
 	sc_buf_free(&r->first);
 	r->sse_first = 0;
 	r->first_limited = 0;
@@ -472,7 +500,9 @@ proxy_sse_event(struct proxy_req *r, const struct sse_event *ev)
 		r->hold.data[r->hold.len] = '\0';
 		return;
 	}
-	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &r->scratch);
+	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &px_scratch);
+	if (px_scratch.alloc > PX_SCRATCH_KEEP)
+		sc_buf_free(&px_scratch);	/* a huge event grew it */
 }
 
 /* Relay a stream: pass whole events, each seen by proxy_sse_event. */
@@ -507,6 +537,10 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
 	}
+	/* Between events a stream holds no buffer of its own. */
+	if (r->hold.len == 0)
+		sc_buf_free(&r->hold);
+	sse_idle(&r->sse);
 }
 
 static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
@@ -542,7 +576,7 @@ proxy_first_event(struct proxy_req *r, const char *p, size_t n)
 		return proxy_relay_data(r, p, n);
 	}
 	while (off < n) {
-		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		sr = sse_feed(r->fsse, p + off, n - off, &used, &ev);
 		off += used;
 		if (sr == SSE_EVENT && !ev.has_data)
 			continue;	/* a comment or blank line: wait for data */
@@ -889,6 +923,7 @@ proxy_attempt(struct proxy_req *r)
 	rq.headers = &hdrs;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
+	rq.stream = r->stream;
 	upstream_hdrs_init(&hdrs);
 	if (proxy_up_headers(r, p, &hdrs) == -1) {
 		upstream_hdrs_free(&hdrs);
@@ -1062,19 +1097,19 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct sc_err e;
 	size_t rl, cl;
 
-	r = sc_xcalloc(1, sizeof(*r));
+	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
+	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
+	r = sc_xcalloc(1, sizeof(*r) + rl + 1 + cl + 1);	/* zeroed: both strings terminated */
 	px_in_flight++;
 	r->conn = c;
 	r->phase = PX_ROUTE;
 	r->t_start = sc_now_ms();
 	r->ttfb_ms = -1;
 	r->path = path;
-	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
-	memcpy(r->rid, rid, rl);
-	r->rid[rl] = '\0';
-	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
-	memcpy(r->client, conn_client(c), cl);
-	r->client[cl] = '\0';
+	memcpy(r->strs, rid, rl);
+	r->rid = r->strs;
+	memcpy(r->strs + rl + 1, conn_client(c), cl);
+	r->client = r->strs + rl + 1;
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);

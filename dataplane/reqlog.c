@@ -78,7 +78,7 @@ reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *
 	if (t->n >= REQLOG_ATTEMPTS_MAX)
 		return;
 	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 2;
+		t->cap = t->cap ? t->cap * 2 : 1;	/* most requests make one attempt */
 		t->a = sc_xrealloc(t->a, (size_t)t->cap * sizeof(*t->a));
 	}
 	a = &t->a[t->n++];

@@ -56,6 +56,15 @@ sse_reset_event(struct sse_scanner *s)
 	sc_buf_reset(&s->data);
 }
 
+void
+sse_idle(struct sse_scanner *s)
+{
+	if (s->emitted)
+		sse_reset_event(s);
+	if (s->data.len == 0)
+		sc_buf_free(&s->data);	/* keeps the cap: the next payload allocates again */
+}
+
 static void
 sse_fill(const struct sse_scanner *s, struct sse_event *ev)
 {

@@ -70,6 +70,10 @@ struct sse_scanner {
 /* max_event 0 means SSE_MAX_EVENT. */
 void sse_init(struct sse_scanner *s, size_t max_event);
 void sse_free(struct sse_scanner *s);
+/* The caller is done with the last event (its ev is no longer read): give
+ * back the payload buffer while no payload is held, so that a stream waiting
+ * for its next event holds none. Scanning goes on as if not called. */
+void sse_idle(struct sse_scanner *s);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it
  * (possibly 0 bytes, when a lone-CR blank line ended the previous call's

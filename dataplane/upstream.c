@@ -42,12 +42,14 @@ struct upstream_xfer {
 	uint64_t                   body_bytes;
 	int                        paused;		/* the write callback ever paused curl */
 	int                        completed;		/* curl reported the transfer done */
+	size_t                     body_len;		/* request body bytes to send */
 	char                       errbuf[CURL_ERROR_SIZE];
 };
 
 #define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
 #define UPSTREAM_BATCH_READY 16	/* ready descriptors from which client writes are batched */
 #define UPSTREAM_RECV_BUF 4096L	/* CURLOPT_BUFFERSIZE, bytes */
+#define UPSTREAM_STREAM_BUF 1024L	/* ... for a stream (curl's smallest) */
 
 static struct {
 	struct loop      *loop;
@@ -249,10 +251,6 @@ upstream_easy_setup(CURL *e)
 	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
 	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-	/* The receive buffer every transfer holds while it runs: 8 KiB (curl's
-	 * default is 16) keeps thousands of concurrent streams small; an SSE
-	 * event is a few hundred bytes, and large bodies just take more reads. */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UPSTREAM_RECV_BUF);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
 }
@@ -472,6 +470,13 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, upstream_hdrs_list(&x->headers));
+	/* The receive buffer every transfer holds while it runs (curl 7.88
+	 * allocates it per transfer): 4 KiB, curl's default is 16; 1 KiB for a
+	 * stream, so that thousands of them that wait for their next event stay
+	 * small. An SSE event is a few hundred bytes; a large body just takes
+	 * more reads (docs/performance.md measures both). */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rq->stream ? UPSTREAM_STREAM_BUF : UPSTREAM_RECV_BUF);
+	x->body_len = rq->post ? rq->body_len : 0;
 	if (rq->post) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
@@ -503,6 +508,18 @@ void
 upstream_resume(struct upstream_xfer *x)
 {
 	curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}
+
+int
+upstream_body_sent(const struct upstream_xfer *x)
+{
+	curl_off_t sent = 0;
+
+	if (x->body_len == 0)
+		return 1;
+	if (curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK)
+		return 0;
+	return sent >= 0 && (uint64_t)sent >= x->body_len;
 }
 
 int

@@ -66,6 +66,7 @@ struct upstream_req {
 						 * (*headers is left empty); NULL = none */
 	long                  connect_timeout_ms;
 	long                  ttfb_timeout_ms;	/* 0 = none */
+	int                   stream;		/* a stream is expected: a small receive buffer */
 };
 
 /* Set up the multi handle on loop l; the idle-connection cache holds up to
@@ -83,6 +84,10 @@ void upstream_cancel(struct upstream_xfer *x);
 void upstream_resume(struct upstream_xfer *x);
 
 int         upstream_status(const struct upstream_xfer *x);
+/* Whether curl has sent the whole request body: from then on it never reads
+ * the borrowed body again (no redirects are followed), so it may be freed
+ * before the transfer ends. */
+int         upstream_body_sent(const struct upstream_xfer *x);
 /* Response header values, "" / -1 when absent. */
 const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);

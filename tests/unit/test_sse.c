@@ -48,6 +48,8 @@ struct run {
 	size_t out_len;
 	size_t sendable;
 	int drop_usage;
+	int idle;		/* run_idle: sse_idle after each piece, as the proxy does */
+	size_t idle_empty;	/* ... and it left no payload buffer */
 };
 
 static void
@@ -84,6 +86,8 @@ run_event(struct run *rn, enum sse_result r, const struct sse_event *ev)
 	rn->sendable = rn->out_len;
 }
 
+static int run_idle;	/* run_split calls sse_idle after each piece */
+
 /* The relay loop of sse.h over stream split at the given sizes (0-terminated
  * list, the last size repeated). */
 static void
@@ -95,6 +99,7 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 
 	memset(rn, 0, sizeof(*rn));
 	rn->drop_usage = drop;
+	rn->idle = run_idle;
 	sse_init(&s, max_event);
 	while (pos < len) {
 		size_t n = sizes[k], used;
@@ -119,6 +124,11 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 			p += used;
 			n -= used;
 		}
+		if (rn->idle) {
+			sse_idle(&s);
+			if (s.data.data == NULL)
+				rn->idle_empty++;
+		}
 	}
 	{
 		enum sse_result r = sse_finish(&s, &ev);
@@ -128,6 +138,31 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 	}
 	rn->sendable = rn->out_len;	/* end of stream: everything goes */
 	sse_free(&s);
+}
+
+static void assert_same_events(const struct run *a, const struct run *b);
+
+/* sse_idle between pieces changes nothing that is scanned, wherever the
+ * input is split, and leaves no payload buffer between events. */
+static void
+test_idle(void **state)
+{
+	static const size_t whole[] = { sizeof(stream) - 1, 0 }, ones[] = { 1, 0 }, odd[] = { 3, 7, 2, 11, 0 };
+	const size_t *splits[] = { whole, ones, odd };
+	struct run *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+		run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
+		run_idle = 1;
+		run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
+		run_idle = 0;
+		assert_same_events(a, b);
+		assert_true(b->idle_empty > 0);
+	}
+	free(a);
+	free(b);
 }
 
 static void
@@ -479,6 +514,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_splits),
+		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_drop_usage),
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
