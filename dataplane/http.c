@@ -67,20 +67,31 @@ http_fail(struct http_request *req, int status, const char *reason)
 static int
 http_line(const char *p, const char *lim, const char **eol, const char **next)
 {
-	for (; p < lim; p++) {
-		if (*p == '\n')
-			return -1;
-		if (*p == '\r') {
-			if (p + 1 == lim)
-				return 0;
-			if (p[1] != '\n')
-				return -1;
-			*eol = p;
-			*next = p + 2;
-			return 1;
-		}
+	/* memchr, not a byte loop: the first CR, and any LF before it */
+	const char *cr = memchr(p, '\r', (size_t)(lim - p));
+
+	if (memchr(p, '\n', (size_t)((cr != NULL ? cr : lim) - p)) != NULL)
+		return -1;
+	if (cr == NULL || cr + 1 == lim)
+		return 0;
+	if (cr[1] != '\n')
+		return -1;
+	*eol = cr;
+	*next = cr + 2;
+	return 1;
+}
+
+/* A byte a Host value may not hold: " \t,/\\@?#" (lists, paths, userinfo),
+ * and NUL as strchr's check had it. A switch, not strchr per byte. */
+static int
+http_host_refused(unsigned char c)
+{
+	switch (c) {
+	case '\0': case ' ': case '\t': case ',': case '/': case '\\': case '@': case '?': case '#':
+		return 1;
+	default:
+		return 0;
 	}
-	return 0;
 }
 
 /* Trim OWS (SP / HTAB) on both sides. */
@@ -482,7 +493,7 @@ http_semantics(struct http_request *req)
 		if (http_slice_ieq(h->name, "host")) {
 			/* uri-host [":" port]: no lists, paths or userinfo */
 			for (i2 = 0; i2 < h->value.len; i2++)
-				if (strchr(" \t,/\\@?#", h->value.p[i2]) != NULL)
+				if (http_host_refused((unsigned char)h->value.p[i2]))
 					return http_fail(req, 400, "invalid Host header");
 			nhost++;
 		} else if (http_slice_ieq(h->name, "content-length")) {

@@ -56,8 +56,10 @@ static struct {
 	CURLM            *multi;
 	struct loop_timer timer;	/* curl's single timeout */
 	size_t            active;
-	CURL             *pool[UPSTREAM_POOL_MAX];	/* owned idle handles: reusing them
-							 * saves their buffers' allocation per request */
+	struct upstream_xfer *pool[UPSTREAM_POOL_MAX];	/* owned idle transfers with their
+							 * handles: reusing them saves the handles'
+							 * buffers and the options that name the
+							 * transfer, per request */
 	size_t            npool;
 	char             *ca_file;	/* owned: CA bundle for TLS upstreams, NULL = the system's */
 } up;
@@ -160,8 +162,11 @@ upstream_init(struct loop *l, long max_connections, const char *ca_file)
 void
 upstream_shutdown(void)
 {
-	while (up.npool > 0)
-		curl_easy_cleanup(up.pool[--up.npool]);
+	while (up.npool > 0) {
+		struct upstream_xfer *x = up.pool[--up.npool];
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
 	if (up.multi != NULL) {
 		loop_timer_cancel(up.loop, &up.timer);
 		curl_multi_cleanup(up.multi);
@@ -235,11 +240,14 @@ upstream_hdrs_list(struct upstream_hdrs *h)
 	return h->nodes;
 }
 
-/* The options every transfer shares, set once per handle: a pooled handle
- * keeps them, so a request sets only what differs (URL, headers, body...). */
+/* The options every transfer on x's handle shares, set once per handle: a
+ * pooled transfer keeps them (its callbacks' data and error buffer are x
+ * itself), so a request sets only what differs (URL, headers, body...). */
 static void
-upstream_easy_setup(CURL *e)
+upstream_easy_setup(struct upstream_xfer *x)
 {
+	CURL *e = x->easy;
+
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	if (up.ca_file != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, up.ca_file);
@@ -253,35 +261,55 @@ upstream_easy_setup(CURL *e)
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+}
+
+/* A transfer and its handle: a pooled pair (cleared for the new transfer,
+ * the handle's options kept) or a new one; NULL when curl has no handle. */
+static struct upstream_xfer *
+upstream_xfer_get(void)
+{
+	struct upstream_xfer *x;
+	CURL *e;
+
+	if (up.npool > 0) {
+		x = up.pool[--up.npool];
+		e = x->easy;
+		memset(x, 0, sizeof(*x));
+		x->easy = e;
+		return x;
+	}
+	x = sc_xcalloc(1, sizeof(*x));
+	if ((x->easy = curl_easy_init()) == NULL) {
+		free(x);
+		return NULL;
+	}
+	upstream_easy_setup(x);
+	return x;
 }
 
 static void
 upstream_free(struct upstream_xfer *x)
 {
 	loop_timer_cancel(up.loop, &x->ttfb);
-	if (x->easy != NULL) {
-		curl_multi_remove_handle(up.multi, x->easy);
-		if (up.npool < UPSTREAM_POOL_MAX) {
-			if (x->completed && !x->paused) {
-				/* Drop what points into x; the shared options stay. */
-				curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
-			} else {
-				/* Cancelled or paused on the way: start from a clean handle. */
-				curl_easy_reset(x->easy);
-				upstream_easy_setup(x->easy);
-			}
-			up.pool[up.npool++] = x->easy;
-		} else {
-			curl_easy_cleanup(x->easy);
-		}
-	}
+	curl_multi_remove_handle(up.multi, x->easy);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);	/* the list goes with the transfer */
 	upstream_hdrs_free(&x->headers);
 	up.active--;
-	free(x);
+	if (up.npool < UPSTREAM_POOL_MAX) {
+		if (!x->completed || x->paused) {
+			/* Cancelled or paused on the way: start from a clean handle. */
+			curl_easy_reset(x->easy);
+			upstream_easy_setup(x);
+		}
+		up.pool[up.npool++] = x;
+	} else {
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
 }
 
 /* Finish x with result r: tell the owner, then free. */
@@ -289,8 +317,7 @@ static void
 upstream_finish(struct upstream_xfer *x, enum upstream_result r)
 {
 	loop_timer_cancel(up.loop, &x->ttfb);
-	if (x->easy != NULL)
-		curl_multi_remove_handle(up.multi, x->easy);
+	curl_multi_remove_handle(up.multi, x->easy);
 	x->ops->on_done(x->arg, x, r);
 	upstream_free(x);
 }
@@ -441,9 +468,15 @@ upstream_write_cb(char *p, size_t sz, size_t nm, void *arg)
 struct upstream_xfer *
 upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg)
 {
-	struct upstream_xfer *x = sc_xcalloc(1, sizeof(*x));
+	struct upstream_xfer *x = upstream_xfer_get();
 	CURL *e;
 
+	if (x == NULL) {
+		if (rq->headers != NULL)
+			upstream_hdrs_free(rq->headers);	/* they were the transfer's */
+		return NULL;
+	}
+	e = x->easy;
 	up.active++;
 	x->ops = ops;
 	x->arg = arg;
@@ -456,19 +489,8 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
-	if (up.npool > 0) {
-		x->easy = e = up.pool[--up.npool];
-	} else {
-		if ((x->easy = e = curl_easy_init()) == NULL)
-			goto fail;
-		upstream_easy_setup(e);
-	}
 	curl_easy_setopt(e, CURLOPT_URL, rq->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, upstream_hdrs_list(&x->headers));
 	/* The receive buffer every transfer holds while it runs (curl 7.88
 	 * allocates it per transfer): 4 KiB, curl's default is 16; 1 KiB for a
