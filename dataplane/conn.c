@@ -14,9 +14,9 @@
  * Memory follows what a connection holds, so that thousands of streams that
  * wait for their next event cost little (docs/performance.md): the input and
  * the output buffer exist only while they hold bytes (the first allocation
- * is a CONN_BLK block from a small free list; an output buffer a response
- * grew past that stays until the response ends, so that a fast stream does
- * not reallocate per write), and the parsed head (struct http_request, 3 KiB
+ * is a CONN_BLK block from a small free list; an output buffer stays while
+ * its response keeps writing more than a block at a time, so that a fast
+ * stream does not reallocate per write), and the parsed head (struct http_request, 3 KiB
  * with its header table) is the parser's one scratch copy unless the body
  * has to be read first (then the connection keeps a copy until the handler
  * returns).
@@ -725,8 +725,11 @@ conn_flush(struct conn *c)
 		conn_kick_soon(c);
 		return;
 	}
-	if (c->out_len == 0 && c->out != NULL && (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND))
-		conn_out_release(c);	/* (a grown one stays while its response runs: no regrowth per write) */
+	/* Empty: give the buffer back, unless a response in progress just needed
+	 * more than a block (a fast stream would regrow it for every write). */
+	if (c->out_len == 0 && c->out != NULL &&
+	    (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND || c->out_off <= CONN_BLK))
+		conn_out_release(c);
 	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
 		conn_request_done(c);
 		return;
