@@ -14,9 +14,9 @@
  * Memory follows what a connection holds, so that thousands of streams that
  * wait for their next event cost little (docs/performance.md): the input and
  * the output buffer exist only while they hold bytes (the first allocation
- * is a CONN_BLK block from a small free list; an output buffer a response
- * grew past that stays until the response ends, so that a fast stream does
- * not reallocate per write), and the parsed head (struct http_request, 3 KiB
+ * is a CONN_BLK block from a small free list; an output buffer stays while
+ * its response keeps writing more than a block at a time, so that a fast
+ * stream does not reallocate per write), and the parsed head (struct http_request, 3 KiB
  * with its header table) is the parser's one scratch copy unless the body
  * has to be read first (then the connection keeps a copy until the handler
  * returns).
@@ -168,6 +168,7 @@ static int64_t               conn_body_bytes;	/* sum of every connection's body_
 static struct http_request   conn_req_scratch;	/* the parser's output: one head is handled at a time */
 static char                 *conn_blk_free[CONN_BLK_POOL];	/* free CONN_BLK blocks */
 static size_t                conn_blk_n;
+static size_t                conn_buf_bytes;	/* allocated for input and output buffers */
 
 static void conn_free(struct conn *c);
 static void conn_process_input(struct conn *c);
@@ -279,6 +280,12 @@ conn_count(void)
 }
 
 size_t
+conn_buffer_bytes(void)
+{
+	return conn_buf_bytes;
+}
+
+size_t
 conn_out_pending(const struct conn *c)
 {
 	return c->out_len;
@@ -301,6 +308,7 @@ conn_blk_get(size_t n, size_t *alloc)
 	while (na < n)
 		na *= 2;
 	*alloc = na;
+	conn_buf_bytes += na;
 	if (na == CONN_BLK && conn_blk_n > 0)
 		return conn_blk_free[--conn_blk_n];
 	return sc_xmalloc(na);
@@ -310,6 +318,8 @@ conn_blk_get(size_t n, size_t *alloc)
 static void
 conn_blk_put(char *p, size_t alloc)
 {
+	if (p != NULL)
+		conn_buf_bytes -= alloc;
 	if (p != NULL && alloc == CONN_BLK && conn_blk_n < CONN_BLK_POOL)
 		conn_blk_free[conn_blk_n++] = p;
 	else
@@ -344,6 +354,7 @@ conn_out_append(struct conn *c, const void *p, size_t n)
 			while (na < c->out_len + n)
 				na *= 2;
 			c->out = sc_xrealloc(c->out, na);
+			conn_buf_bytes += na - c->out_alloc;
 			c->out_alloc = na;
 		}
 	}
@@ -725,8 +736,11 @@ conn_flush(struct conn *c)
 		conn_kick_soon(c);
 		return;
 	}
-	if (c->out_len == 0 && c->out != NULL && (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND))
-		conn_out_release(c);	/* (a grown one stays while its response runs: no regrowth per write) */
+	/* Empty: give the buffer back, unless a response in progress just needed
+	 * more than a block (a fast stream would regrow it for every write). */
+	if (c->out_len == 0 && c->out != NULL &&
+	    (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND || c->out_off <= CONN_BLK))
+		conn_out_release(c);
 	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
 		conn_request_done(c);
 		return;
@@ -1000,8 +1014,10 @@ conn_event(struct loop *l, int fd, short revents, void *arg)
 			c->in = conn_blk_get(0, &c->in_alloc);
 		} else if (c->in_len == c->in_alloc) {
 			/* No head is parsed in this state, so nothing points into c->in. */
-			c->in_alloc = c->in_alloc * 4 > CONN_IN_CAP ? CONN_IN_CAP : c->in_alloc * 4;
-			c->in = sc_xrealloc(c->in, c->in_alloc);
+			size_t na = c->in_alloc * 4 > CONN_IN_CAP ? CONN_IN_CAP : c->in_alloc * 4;
+			c->in = sc_xrealloc(c->in, na);
+			conn_buf_bytes += na - c->in_alloc;
+			c->in_alloc = na;
 		}
 		n = read(fd, c->in + c->in_len, c->in_alloc - c->in_len);
 		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
