@@ -54,7 +54,8 @@
 #define FLOOR_FD_MAX 65536		/* descriptors tracked (fd-indexed table) */
 #define FLOOR_CONC_MAX 20000		/* transfers at a time */
 #define FLOOR_HDRS_MAX 32		/* -H headers */
-#define FLOOR_RECV_BUF 4096L		/* CURLOPT_BUFFERSIZE: the data plane's UPSTREAM_RECV_BUF */
+#define FLOOR_RECV_BUF 4096L		/* CURLOPT_BUFFERSIZE: the data plane's UPSTREAM_RECV_BUF
+					 * (--buffer-size 1024 for streams: its UPSTREAM_STREAM_BUF) */
 #define FLOOR_UPLOAD_BUF 16384L		/* CURLOPT_UPLOAD_BUFFERSIZE: the data plane's */
 
 /* One easy handle and the transfer running on it. */
@@ -184,7 +185,7 @@ floor_write_cb(char *p, size_t sz, size_t nm, void *arg)
 /* The options every transfer shares, set once per handle (as the data
  * plane's upstream_easy_setup does). */
 static void
-floor_easy_setup(CURL *e, const char *cafile, int insecure)
+floor_easy_setup(CURL *e, const char *cafile, int insecure, long recv_buf)
 {
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	if (cafile != NULL)
@@ -199,7 +200,7 @@ floor_easy_setup(CURL *e, const char *cafile, int insecure)
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, FLOOR_UPLOAD_BUF);
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, FLOOR_RECV_BUF);
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buf);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, floor_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_write_cb);
 }
@@ -353,10 +354,12 @@ floor_usage(FILE *f)
 {
 	fputs("usage: floor --url URL --body FILE [-H 'Name: value']... [--transfers N] [--concurrency C]\n"
 	      "             [--warmup W] [--cacert FILE | --insecure] [--timeout-s S] [--connect-timeout-s S]\n"
+	      "             [--buffer-size BYTES]\n"
 	      "POSTs the body N times, C at a time, with libcurl's multi interface driven by\n"
 	      "curl_multi_socket_action from a poll() loop (as the data plane does); prints a JSON\n"
 	      "summary: transfers, failures, wall time, this process's utime+stime per transfer.\n"
-	      "Defaults: N 100000, C 32, W 1000, connect timeout 10 s (TLS handshake included; raise\n"
+	      "Defaults: N 100000, C 32, W 1000, receive buffer 4096 (the data plane's; 1024 for its\n"
+	      "streams), connect timeout 10 s (TLS handshake included; raise\n"
 	      "it under valgrind), --timeout-s 60 (no transfer finished for that long: exit 1).\n"
 	      "With no -H, sends an Authorization header with a test key, as the data plane\n"
 	      "does upstream.\n", f);
@@ -376,12 +379,13 @@ main(int argc, char **argv)
 		{ "insecure", no_argument, NULL, 'k' },
 		{ "timeout-s", required_argument, NULL, 't' },
 		{ "connect-timeout-s", required_argument, NULL, 'T' },
+		{ "buffer-size", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *body_file = NULL, *cafile = NULL, *hdrs[FLOOR_HDRS_MAX];
 	uint64_t transfers = 100000, warmup = 1000;
-	long conc = 32;
+	long conc = 32, recv_buf = FLOOR_RECV_BUF;
 	int opt, insecure = 0, nhdrs = 0, i;
 	struct rlimit rl;
 	struct rusage r0, r1;
@@ -408,12 +412,13 @@ main(int argc, char **argv)
 		case 'k': insecure = 1; break;
 		case 't': g.timeout_ms = (long)(atof(optarg) * 1000); break;
 		case 'T': g.connect_ms = (long)(atof(optarg) * 1000); break;
+		case 'B': recv_buf = strtol(optarg, NULL, 10); break;
 		case 'h': floor_usage(stdout); return 0;
 		default: floor_usage(stderr); return 2;
 		}
 	}
 	if (g.url == NULL || body_file == NULL || transfers == 0 || conc < 1 || conc > FLOOR_CONC_MAX ||
-	    g.timeout_ms <= 0 || g.connect_ms <= 0 || optind != argc) {
+	    g.timeout_ms <= 0 || g.connect_ms <= 0 || recv_buf < 1024 || recv_buf > 10485760 || optind != argc) {
 		floor_usage(stderr);
 		return 2;
 	}
@@ -457,7 +462,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "floor: curl_easy_init failed\n");
 			return 1;
 		}
-		floor_easy_setup(g.xf[i].easy, cafile, insecure);
+		floor_easy_setup(g.xf[i].easy, cafile, insecure, recv_buf);
 		g.idle[g.nidle++] = (size_t)(conc - 1 - i);
 	}
 
