@@ -7,7 +7,11 @@
 // at the end writes bench/RESULTS.md (tables with ratios to nginx and to the
 // direct floor) and bench/out/results.json (every raw figure).
 //
-//   node bench/bench.mjs --build DIR [--quick] [--only 1,3,4b] [--no-pin] [--no-profile] [--dp-before BIN]
+//   node bench/bench.mjs --build DIR [--quick] [--only 1,3,4b] [--no-pin] [--no-profile] [--dp-before BIN] [--runs N]
+//
+// --runs N: scenario 1's and 6's throughput figures (req/s, requests per proxy
+// CPU-second) and the libcurl floor's CPU per transfer are the median of N runs
+// (default: the best of 2), scenario 3 runs N times per system (median peak RSS).
 //
 // Every process started here is recorded in bench/out/pids (bench/run's trap
 // kills those too) and killed on exit, also on failure or Ctrl-C.
@@ -36,6 +40,7 @@ for (let i = 0; i < argv.length; i++) {
 	else if (a === '--build') opt.build = argv[++i];
 	else if (a === '--only') opt.only = new Set(argv[++i].split(',').map((x) => x.trim()));	/* 1..6, 4b */
 	else if (a === '--dp-before') opt.dpBefore = argv[++i];	/* scenario 4b: an older sidecar-dataplane to compare */
+	else if (a === '--runs') { opt.runs = Number(argv[++i]); if (!(opt.runs >= 1 && opt.runs <= 9)) { console.error('bench.mjs: --runs takes 1..9'); process.exit(2); } }
 	else { console.error(`bench.mjs: unknown option ${a}`); process.exit(2); }
 }
 const NCPU = os.cpus().length;
@@ -51,13 +56,20 @@ const P = {
 	s4Windows: Q ? 3 : 5, s4WindowS: 3, s4Keys: 11, s4Rpm: 40, s4MarginMs: 100,
 	s4bRealRpm: 25, s4bWindows: Q ? 4 : 6,
 	s5Req: Q ? 8 : 24,
+	// the libcurl floor (issue 20): transfers per timed run, 32 at a time; under callgrind 300 + 3,000 like the data plane
+	floorN: Q ? 30000 : 100000, floorConc: 32, floorCgN: Q ? 1000 : 3000,
 };
+if (opt.runs) { P.s1Runs = opt.runs; P.s3Runs = opt.runs; }
+// with --runs the throughput figures are medians (robust to a busy machine both ways), else the best run
+const MEDIAN = !!opt.runs;
+const median = (a) => { const v = a.filter((x) => x != null).sort((x, y) => x - y); return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : null; };
 
 const BIN = {
 	dp: join(opt.build, 'sidecar-dataplane'),
 	ctl: join(opt.build, 'sidecarctl'),
 	mock: join(opt.build, 'tests', 'mock-upstream'),
 	load: join(OUT, 'streamload'),
+	floor: join(OUT, 'floor'),
 	portkey: join(HERE, 'portkey', 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.patched.js'),
 };
 const KEY = 'nvapi-TEST-0001-xxxxxxxxxxxxxxxx';
@@ -357,11 +369,16 @@ async function bringUp(sys, { sidecarSettings = {}, mockCpu, chunks, interval, t
 	};
 }
 // One key with no practical limit: rpm_limit is capped at 100000 per window, so a 1 s window.
-const SIDECAR_OPEN = { rpm_window_seconds: 1, rpm_window_margin_ms: 0, max_connections: 20000, queue_capacity: 10000 };
+// The load generators send no client token, so every connection between two requests counts as
+// "pending" (issue 14): past max_pending_connections (default 1,024) the oldest is closed, which
+// at 5,000 streams closed a third of them between rounds; it gets the same room as max_connections.
+const SIDECAR_OPEN = { rpm_window_seconds: 1, rpm_window_margin_ms: 0, max_connections: 20000, max_pending_connections: 20000, queue_capacity: 10000 };
 // Under callgrind the statistics flush and the status snapshot (once a second by default) run
 // as often as the slowed-down run lasts, so their share of "instructions per request" follows the
 // machine's load, not the code: the longest intervals keep them out of the count.
 const SIDECAR_CG = { ...SIDECAR_OPEN, stats_flush_ms: 60000, status_publish_ms: 60000 };
+// with an HTTPS upstream valgrind slows the TLS handshakes past the default 10 s connect timeout
+const SIDECAR_CG_TLS = { ...SIDECAR_CG, upstream_connect_timeout: 300 };
 
 // A redis-server for scenario 7 (nothing on disk), on the load side's core.
 async function startRedisServer() {
@@ -471,6 +488,48 @@ async function tryOrNote(what, fn) {
 }
 
 // ------------------------------------------------------------------ scenarios
+// Scenario 1's and 6's max throughput: P.s1Runs wrk runs on one system. The best run (other
+// tenants of a shared machine only ever make a run slower) or, with --runs, the median run
+// (req/s) and the median requests per proxy CPU-second.
+async function throughput(t) {
+	const xs = [];
+	for (let i = 0; i < P.s1Runs; i++) xs.push(await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur })));
+	const pc = (x) => (x.cpu_s > 0 ? x.res.requests / x.cpu_s : null);
+	const byRps = [...xs].sort((a, b) => a.res.rps - b.res.rps);
+	const m = MEDIAN ? byRps[(byRps.length - 1) >> 1] : byRps[byRps.length - 1];
+	return { max: m.res, runs: xs.map((x) => Math.round(x.res.rps)), per_cpu_runs: xs.map((x) => Math.round(pc(x) ?? 0)),
+		cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: MEDIAN ? median(xs.map(pc)) : pc(m), hwm_kb: m.hwm_kb, pick: MEDIAN ? 'median' : 'best' };
+}
+
+// The libcurl floor (issue 20, bench/floor.c) timed: scenario 1's request straight to the mock, or
+// through the TLS front (tls), P.floorN transfers 32 at a time after 1,000 warm-up ones; the floor
+// pinned where the proxy runs, the mock (and the TLS front) on the load side's core. Its own
+// utime+stime per transfer: the lowest of P.s1Runs runs, or with --runs the median.
+async function floorTimed(tls) {
+	const mock = await startMock({ cpu: CPU_LOAD });
+	const front = tls ? await startTlsFront(mock) : null;
+	const was = pinNow;
+	try {
+		const url = front ? `https://127.0.0.1:${front.port}/v1/chat/completions` : `http://127.0.0.1:${mock.port}/v1/chat/completions`;
+		const args = ['--url', url, '--body', BODY_SMALL, '--transfers', String(P.floorN), '--concurrency', String(P.floorConc),
+			'--warmup', '1000', '-H', `Authorization: Bearer ${KEY}`, ...(front ? ['--cacert', front.ca] : [])];
+		const xs = [];
+		pinNow = true;
+		for (let i = 0; i < P.s1Runs; i++) {
+			const r = await run(CPU_PROXY, BIN.floor, args, { timeoutMs: 900000 });
+			if (r.code !== 0) throw new Error(`floor failed (${r.code}): ${r.stderr.slice(-400)} ${r.stdout}`);
+			xs.push(JSON.parse(r.stdout));
+		}
+		const byCpu = [...xs].sort((a, b) => a.cpu_us_per_transfer - b.cpu_us_per_transfer);
+		const m = MEDIAN ? byCpu[(byCpu.length - 1) >> 1] : byCpu[0];
+		return { ...m, cpu_runs: xs.map((x) => x.cpu_us_per_transfer), rps_runs: xs.map((x) => Math.round(x.rps)), pick: MEDIAN ? 'median' : 'lowest' };
+	} finally {
+		pinNow = was;
+		if (front) await front.stop();
+		await mock.stop();
+	}
+}
+
 async function scenario1() {
 	loadMark('1');
 	log('scenario 1: small chat completion, max req/s then latency at half of nginx max');
@@ -480,20 +539,17 @@ async function scenario1() {
 			const t = await bringUp(sys);
 			try {
 				await wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Warm });
-				// best of P.s1Runs: other tenants of a shared machine only ever make a run slower
-				let m = null;
-				const all = [];
-				for (let i = 0; i < P.s1Runs; i++) {
-					const x = await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur }));
-					all.push(Math.round(x.res.rps));
-					if (!m || x.res.rps > m.res.rps) m = x;
-				}
-				R.s1[sys] = { max: m.res, runs: all, cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: m.cpu_s > 0 ? m.res.requests / m.cpu_s : null, hwm_kb: m.hwm_kb };
-				log(`  ${sys}: ${m.res.rps.toFixed(0)} req/s, wrk p50 ${m.res.lat_us.p50} us p99 ${m.res.lat_us.p99} us, errors ${JSON.stringify(m.res.errors)}`);
+				R.s1[sys] = await throughput(t);
+				const m = R.s1[sys];
+				log(`  ${sys}: ${m.max.rps.toFixed(0)} req/s (runs ${m.runs}), ${f0(m.per_cpu_s)} per proxy CPU-s (runs ${m.per_cpu_runs}), wrk p50 ${m.max.lat_us.p50} us p99 ${m.max.lat_us.p99} us, errors ${JSON.stringify(m.max.errors)}`);
 			} finally { await t.stop(); }
 		});
 	}
 	pinNow = true;
+	await tryOrNote('s1 libcurl floor', async () => {
+		R.s1.floor = await floorTimed(false);
+		log(`  libcurl floor: ${R.s1.floor.cpu_us_per_transfer} CPU us per transfer (runs ${R.s1.floor.cpu_runs}), ${f0(R.s1.floor.rps)} transfers/s, ${R.s1.floor.failures} failures`);
+	});
 	const nginxMax = R.s1.nginx?.max?.rps;
 	const rate = Math.round((nginxMax || R.s1.direct?.max?.rps || 2000) / 2);
 	R.s1.rate = rate;
@@ -546,19 +602,17 @@ async function scenario6() {
 			const t = await bringUp(sys, { tls: true });
 			try {
 				await wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Warm });
-				let m = null;
-				const all = [];
-				for (let i = 0; i < P.s1Runs; i++) {
-					const x = await measured(t, () => wrk(t, { body: BODY_SMALL, conns: P.s1Conns, duration: P.s1Dur }));
-					all.push(Math.round(x.res.rps));
-					if (!m || x.res.rps > m.res.rps) m = x;
-				}
-				R.s6[sys] = { max: m.res, runs: all, cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: m.cpu_s > 0 ? m.res.requests / m.cpu_s : null };
-				log(`  ${sys}: ${m.res.rps.toFixed(0)} req/s, errors ${JSON.stringify(m.res.errors)}`);
+				R.s6[sys] = await throughput(t);
+				const m = R.s6[sys];
+				log(`  ${sys}: ${m.max.rps.toFixed(0)} req/s (runs ${m.runs}), ${f0(m.per_cpu_s)} per proxy CPU-s (runs ${m.per_cpu_runs}), errors ${JSON.stringify(m.max.errors)}`);
 			} finally { await t.stop(); }
 		});
 	}
 	pinNow = true;
+	await tryOrNote('s6 libcurl floor', async () => {
+		R.s6.floor = await floorTimed(true);
+		log(`  libcurl floor (https): ${R.s6.floor.cpu_us_per_transfer} CPU us per transfer (runs ${R.s6.floor.cpu_runs}), ${f0(R.s6.floor.rps)} transfers/s, ${R.s6.floor.failures} failures`);
+	});
 	for (const sys of SYSTEMS6) {
 		await tryOrNote(`s6 ${sys} latency`, async () => {
 			const t = await bringUp(sys, { tls: true });
@@ -607,16 +661,18 @@ async function scenario3() {
 					const rounds = sys === 'portkey' ? 1 : P.s3Rounds;
 					let m = await measured(t, () => streamload(t, { ...o, requests: n * rounds }));
 					const p99s = [m.res.chunk_delay_us.p99];
+					const hwms = [m.hwm_kb];
 					for (let i = 1; i < (sys === 'portkey' ? 1 : P.s3Runs); i++) {
 						// best of runs by p99 on a fresh process (so peak RSS stays per run)
 						await t.stop();
 						Object.assign(t, await bringUp(sys, { chunks: P.s3Chunks, interval: P.s3Interval }));
 						const x = await measured(t, () => streamload(t, { ...o, requests: n * rounds }));
 						p99s.push(x.res.chunk_delay_us.p99);
+						hwms.push(x.hwm_kb);
 						if (x.res.chunk_delay_us.p99 < m.res.chunk_delay_us.p99) m = x;
 					}
 					m.res.p99_runs = p99s;
-					R.s3[n][sys] = { ...m.res, rounds, cpu_s: m.cpu_s, cpu_pct: m.cpu_pct, hwm_kb: m.hwm_kb, rss_kb: m.rss_kb };
+					R.s3[n][sys] = { ...m.res, rounds, cpu_s: m.cpu_s, cpu_pct: m.cpu_pct, hwm_kb: m.hwm_kb, rss_kb: m.rss_kb, hwm_runs: hwms, hwm_median_kb: median(hwms) };
 					const mk = await t.mock.stats();
 					R.s3[n][sys].mock_max_streams = mk.max_concurrent_streams;
 					R.s3[n][sys].upstream_conns = mk.connections_total;
@@ -626,6 +682,22 @@ async function scenario3() {
 				} finally { await t.stop(); }
 			});
 		}
+		// the libcurl floor's memory for the same streams: n transfers at once (no warm-up: the
+		// peak is what n concurrent transfers with their connections hold), its own peak RSS
+		await tryOrNote(`s3 libcurl floor ${n}`, async () => {
+			const t = await bringUp('direct', { chunks: P.s3Chunks, interval: P.s3Interval });
+			const was = pinNow;
+			try {
+				pinNow = true;
+				// the data plane's receive buffer for a stream (UPSTREAM_STREAM_BUF in dataplane/upstream.c)
+				const r = await run(CPU_PROXY, BIN.floor, ['--url', t.url, '--body', BODY_STREAM, '--transfers', String(n * P.s3Rounds),
+					'--concurrency', String(n), '--warmup', '0', '--buffer-size', '1024', '-H', `Authorization: Bearer ${KEY}`, '-H', `X-Mock-Chunks: ${P.s3Chunks}`,
+					'-H', `X-Mock-Interval-Ms: ${P.s3Interval}`, '-H', 'X-Mock-First-Delay-Ms: 0'], { timeoutMs: 600000 });
+				if (r.code !== 0) throw new Error(`floor failed (${r.code}): ${r.stderr.slice(-400)} ${r.stdout}`);
+				R.s3[n].floor = JSON.parse(r.stdout);
+				log(`  libcurl floor x${n}: peak RSS ${(R.s3[n].floor.maxrss_kb / 1024).toFixed(1)} MB, ${R.s3[n].floor.failures} failures, CPU ${R.s3[n].floor.cpu_us_per_transfer} us per stream`);
+			} finally { pinNow = was; await t.stop(); }
+		});
 	}
 }
 
@@ -835,24 +907,78 @@ async function profile() {
 async function callgrind() {
 	if (spawnSync('valgrind', ['--version']).status !== 0) { note('valgrind is not available: no callgrind profile'); return; }
 	R.callgrind = {};
-	for (const sys of ['sidecar', 'nginx']) {
-		await tryOrNote(`callgrind ${sys}`, () => callgrindOne(sys));
+	R.callgrind_tls = {};
+	// the plain upstream (with streams), then the HTTPS one through the TLS front (requests only)
+	for (const tls of [false, true]) {
+		for (const sys of ['floor', 'sidecar', 'nginx']) {
+			await tryOrNote(`callgrind ${sys}${tls ? ' https' : ''}`, () => (sys === 'floor' ? callgrindFloor(tls) : callgrindOne(sys, tls)));
+		}
 	}
 }
 
-async function callgrindOne(sys) {
+// The program total of a callgrind dump (instructions, Ir).
+function cgTotal(file) {
+	const ann = spawnSync('callgrind_annotate', [file], { maxBuffer: 64 << 20 }).stdout.toString();
+	const tot = /([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS/.exec(ann) || /([\d,]+)\s+PROGRAM TOTALS/.exec(ann);
+	return tot ? Number(tot[1].replace(/,/g, '')) : null;
+}
+
+// The libcurl floor under callgrind: bench/floor.c zeroes the counters itself after its warm-up
+// (300 transfers, as the data plane gets 300 warm-up requests) and dumps them after the measured
+// transfers (callgrind.out.1), so the dump holds exactly those. Plain upstream: also per stream of
+// 50 SSE chunks (20 at a time, as the data plane's stream figure).
+async function callgrindFloor(tls) {
+	const mock = await startMock({ cpu: CPU_LOAD });
+	const front = tls ? await startTlsFront(mock) : null;
+	const dir = mkdtempSync(join(os.tmpdir(), 'bench-cgf-'));
+	try {
+		const url = front ? `https://127.0.0.1:${front.port}/v1/chat/completions` : `http://127.0.0.1:${mock.port}/v1/chat/completions`;
+		// valgrind slows the TLS handshakes of 32 new connections past the default 10 s connect timeout
+		const common = ['--url', url, '-H', `Authorization: Bearer ${KEY}`, '--connect-timeout-s', '300', '--timeout-s', '300', ...(front ? ['--cacert', front.ca] : [])];
+		const one = async (name, args) => {
+			const out = join(dir, `${name}.out`);
+			const r = await run(CPU_PROXY, 'valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, BIN.floor, ...common, ...args], { timeoutMs: 900000 });
+			if (r.code !== 0) throw new Error(`floor under callgrind failed (${r.code}): ${r.stderr.slice(-600)} ${r.stdout}`);
+			const res = JSON.parse(r.stdout.trim().split('\n').pop());
+			if (!existsSync(`${out}.1`)) throw new Error(`no callgrind dump ${out}.1`);
+			return { res, total: cgTotal(`${out}.1`) };
+		};
+		const q = await one('requests', ['--body', BODY_SMALL, '--transfers', String(P.floorCgN), '--warmup', '300', '--concurrency', String(P.floorConc)]);
+		const e = { requests: q.res.transfers, failures: q.res.failures, new_connections: q.res.new_connections, total_ir: q.total,
+			ir_per_request: q.total && q.res.transfers ? q.total / q.res.transfers : null, concurrency: P.floorConc };
+		if (!tls) {
+			const st = await one('streams', ['--body', BODY_STREAM, '--transfers', String(Q ? 40 : 100), '--warmup', '20', '--concurrency', '20', '--buffer-size', '1024',
+				'-H', 'X-Mock-Chunks: 50', '-H', 'X-Mock-Interval-Ms: 20', '-H', 'X-Mock-First-Delay-Ms: 0']);
+			e.streams = st.res.transfers;
+			e.ir_per_stream = st.total && st.res.transfers ? st.total / st.res.transfers : null;
+			e.ir_per_chunk = e.ir_per_stream ? e.ir_per_stream / 50 : null;
+		}
+		(tls ? R.callgrind_tls : R.callgrind).floor = e;
+		log(`  callgrind floor${tls ? ' https' : ''}: ${e.ir_per_request ? Math.round(e.ir_per_request).toLocaleString('en-US') : '?'} instructions per transfer (${e.requests}, ${e.failures} failed)` +
+			`${e.ir_per_stream ? `, ${Math.round(e.ir_per_stream).toLocaleString('en-US')} per stream of 50 chunks` : ''}`);
+	} finally {
+		if (process.env.BENCH_CALLGRIND_KEEP) spawnSync('cp', ['-r', dir, join(process.env.BENCH_CALLGRIND_KEEP, `floor${tls ? '-https' : ''}`)]);
+		rmSync(dir, { recursive: true, force: true });
+		if (front) await front.stop();
+		await mock.stop();
+	}
+}
+
+async function callgrindOne(sys, tls = false) {
 	const N = Q ? 1000 : 3000;
 	const mock = await startMock({ cpu: CPU_LOAD });
+	const front = tls ? await startTlsFront(mock) : null;
 	const dir = mkdtempSync(join(os.tmpdir(), 'bench-cg-'));
 	const out = join(dir, 'callgrind.out');
 	const wrap = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`];
 	let px = null;
 	try {
-		px = sys === 'sidecar' ? await startSidecar(mock, { settings: SIDECAR_CG, wrap }) : await startNginx(mock, { wrap });
+		px = sys === 'sidecar' ? await startSidecar(mock, { settings: tls ? SIDECAR_CG_TLS : SIDECAR_CG, wrap, tls: front }) : await startNginx(mock, { wrap, tls: front });
 		const t = { url: `http://127.0.0.1:${px.port}/v1/chat/completions`, headers: [], proxy: px, mock };
-		await streamload(t, { body: BODY_SMALL, conns: 8, requests: 300, timeout: 60 });
+		// (under valgrind on a busy machine an HTTPS run takes minutes: streamload's own bound is timeout + 120 s)
+		await streamload(t, { body: BODY_SMALL, conns: 8, requests: 300, timeout: tls ? 600 : 60 });
 		spawnSync('callgrind_control', ['-z', String(px.pid)]);
-		const res = await streamload(t, { body: BODY_SMALL, conns: 8, requests: N, timeout: 60 });
+		const res = await streamload(t, { body: BODY_SMALL, conns: 8, requests: N, timeout: tls ? 900 : 60 });
 		spawnSync('callgrind_control', ['-d', String(px.pid)]);
 		await sleep(500);
 		const dump = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
@@ -863,26 +989,31 @@ async function callgrindOne(sys) {
 		// one line per function: drop the start-up frames and the duplicate absolute-path entries
 		const keep = (l) => /^\s*[\d,]+ \(\s*\d+\.\d+%\)\s+\S/.test(l) && !/PROGRAM TOTALS|below main|libc-start|ld-linux|main\.c:main |\)\s+\//.test(l);
 		const lines = ann.split('\n').filter(keep).slice(0, 30);
-		// and per relayed stream (50 SSE chunks)
-		spawnSync('callgrind_control', ['-z', String(px.pid)]);
-		const sres = await streamload(t, { body: BODY_STREAM, conns: 20, requests: Q ? 40 : 100, chunks: 50, interval: 20, timeout: 60 });
-		spawnSync('callgrind_control', ['-d', String(px.pid)]);
-		await sleep(500);
-		const dump2 = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
-		const ann2 = dump2 && dump2 !== dump ? spawnSync('callgrind_annotate', [join(dir, dump2)], { maxBuffer: 64 << 20 }).stdout.toString() : '';
-		const tot2 = /([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS/.exec(ann2);
-		const total2 = tot2 ? Number(tot2[1].replace(/,/g, '')) : null;
-		R.callgrind[sys] = { requests: res.ok, total_ir: total, ir_per_request: total && res.ok ? total / res.ok : null,
-			streams: sres.ok, stream_events: sres.events, ir_per_stream: total2 && sres.ok ? total2 / sres.ok : null,
-			ir_per_chunk: total2 && sres.events ? total2 / sres.events : null,
+		// and per relayed stream (50 SSE chunks), plain upstream only
+		let sres = null, total2 = null;
+		if (!tls) {
+			spawnSync('callgrind_control', ['-z', String(px.pid)]);
+			sres = await streamload(t, { body: BODY_STREAM, conns: 20, requests: Q ? 40 : 100, chunks: 50, interval: 20, timeout: 60 });
+			spawnSync('callgrind_control', ['-d', String(px.pid)]);
+			await sleep(500);
+			const dump2 = readdirSync(dir).filter((f) => f.startsWith('callgrind.out.')).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop())).pop();
+			const ann2 = dump2 && dump2 !== dump ? spawnSync('callgrind_annotate', [join(dir, dump2)], { maxBuffer: 64 << 20 }).stdout.toString() : '';
+			const tot2 = /([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS/.exec(ann2);
+			total2 = tot2 ? Number(tot2[1].replace(/,/g, '')) : null;
+		}
+		const e = { requests: res.ok, total_ir: total, ir_per_request: total && res.ok ? total / res.ok : null,
+			streams: sres?.ok, stream_events: sres?.events, ir_per_stream: total2 && sres?.ok ? total2 / sres.ok : null,
+			ir_per_chunk: total2 && sres?.events ? total2 / sres.events : null,
 			inclusive: lines.map((l) => l.replace(/\s+$/, '')) };
-		log(`  callgrind ${sys}: ${R.callgrind[sys].ir_per_request ? Math.round(R.callgrind[sys].ir_per_request).toLocaleString('en-US') : '?'} instructions per request (${res.ok} requests), ` +
-			`${R.callgrind[sys].ir_per_stream ? Math.round(R.callgrind[sys].ir_per_stream).toLocaleString('en-US') : '?'} per stream of 50 chunks`);
+		(tls ? R.callgrind_tls : R.callgrind)[sys] = e;
+		log(`  callgrind ${sys}${tls ? ' https' : ''}: ${e.ir_per_request ? Math.round(e.ir_per_request).toLocaleString('en-US') : '?'} instructions per request (${res.ok} requests), ` +
+			`${e.ir_per_stream ? Math.round(e.ir_per_stream).toLocaleString('en-US') : '?'} per stream of 50 chunks`);
 	} finally {
 		if (px) await px.stop();
+		if (front) await front.stop();
 		await mock.stop();
 		// BENCH_CALLGRIND_KEEP=DIR keeps the dumps (callgrind_annotate them to compare two builds)
-		if (process.env.BENCH_CALLGRIND_KEEP) spawnSync('cp', ['-r', dir, join(process.env.BENCH_CALLGRIND_KEEP, sys)]);
+		if (process.env.BENCH_CALLGRIND_KEEP) spawnSync('cp', ['-r', dir, join(process.env.BENCH_CALLGRIND_KEEP, `${sys}${tls ? '-https' : ''}`)]);
 		rmSync(dir, { recursive: true, force: true });
 	}
 }
@@ -895,11 +1026,83 @@ const ms = (us) => (us == null ? 'n/a' : (us / 1000).toFixed(us < 10000 ? 3 : 1)
 const ratio = (a, b) => (a == null || b == null || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`);
 const NAMES = { direct: 'direct (mock, floor)', nginx: 'nginx', sidecar: '**Sidecar V2**', portkey: 'Portkey gateway', portkey_retry: 'Portkey gateway + retry' };
 
+// Issue 20: the libcurl floor (bench/floor.c) beside nginx and the data plane, the data plane's
+// own share (data plane − floor) and the issue's targets.
+function floorReport(L, pass) {
+	const cg = R.callgrind || {}, ct = R.callgrind_tls || {};
+	const s3 = R.s3[5000] || {};
+	const us = (perCpuS) => (perCpuS ? 1e6 / perCpuS : null);
+	const ir = (x) => (x == null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+	const us1 = (x) => (x == null ? 'n/a' : x.toFixed(1));
+	const diff = (a, b) => (a == null || b == null ? null : a - b);
+	const own = diff(cg.sidecar?.ir_per_request, cg.floor?.ir_per_request);
+	const ownT = diff(ct.sidecar?.ir_per_request, ct.floor?.ir_per_request);
+	const r = (a, b) => (a == null || b == null || !b ? null : a / b);
+	const thr = r(R.s1.sidecar?.max?.rps, R.s1.nginx?.max?.rps), pcs = r(R.s1.sidecar?.per_cpu_s, R.s1.nginx?.per_cpu_s);
+	const thrT = r(R.s6.sidecar?.max?.rps, R.s6.nginx?.max?.rps), pcsT = r(R.s6.sidecar?.per_cpu_s, R.s6.nginx?.per_cpu_s);
+	const pickTxt = (x) => (x?.runs ? ` (${x.pick === 'median' ? 'median' : 'best'} of ${x.runs.length}: ${x.runs.join(', ')} vs nginx)` : '');
+	const rss = s3.sidecar ? (s3.sidecar.hwm_median_kb ?? s3.sidecar.hwm_kb) / 1024 : null;
+	const drop = s3.sidecar ? s3.sidecar.issued - s3.sidecar.ok + s3.sidecar.short_streams : null;
+	const tg = [
+		['own instructions per small request (data plane − libcurl floor, plain upstream) ≤ 25,000', own == null ? 'n/a' : `${ir(own)} (${ir(cg.sidecar.ir_per_request)} − ${ir(cg.floor.ir_per_request)})`, pass(own == null ? null : own <= 25000)],
+		['S1 throughput ≥ 0.7 × nginx', thr == null ? 'n/a' : `${thr.toFixed(2)} × nginx${MEDIAN ? ', medians' : ', best runs'}`, pass(thr == null ? null : thr >= 0.7)],
+		['S1 requests per proxy CPU-second ≥ 0.7 × nginx', pcs == null ? 'n/a' : `${pcs.toFixed(2)} × nginx (${f0(R.s1.sidecar.per_cpu_s)} vs ${f0(R.s1.nginx.per_cpu_s)})`, pass(pcs == null ? null : pcs >= 0.7)],
+		['1t (HTTPS upstream) throughput ≥ 0.7 × nginx', thrT == null ? 'n/a' : `${thrT.toFixed(2)} × nginx${MEDIAN ? ', medians' : ', best runs'}`, pass(thrT == null ? null : thrT >= 0.7)],
+		['1t requests per proxy CPU-second ≥ 0.7 × nginx', pcsT == null ? 'n/a' : `${pcsT.toFixed(2)} × nginx (${f0(R.s6.sidecar.per_cpu_s)} vs ${f0(R.s6.nginx.per_cpu_s)})`, pass(pcsT == null ? null : pcsT >= 0.7)],
+		['S3 5,000 streams: peak RSS ≤ 100 MB', rss == null ? 'n/a' : `${rss.toFixed(1)} MB${s3.sidecar.hwm_runs?.length > 1 ? ` (median of ${s3.sidecar.hwm_runs.map((k) => (k / 1024).toFixed(1)).join(', ')})` : ''}`, pass(rss == null ? null : rss <= 100)],
+		['S3 5,000 streams: nothing dropped', drop == null ? 'n/a' : `${drop} dropped/failed`, pass(drop == null ? null : drop === 0)],
+	];
+	R.targets20 = tg;
+	L.push('## Issue 20: the libcurl floor, nginx and the data plane', '');
+	L.push('The **libcurl floor** (`bench/floor.c`) is a minimal client that drives libcurl exactly as the data plane does ' +
+		'(`curl_multi_socket_action` from a `poll()` loop with `CURLMOPT_SOCKETFUNCTION`/`TIMERFUNCTION`, easy handles reused with the data plane\'s ' +
+		'options and buffer sizes, connections kept alive, `CURLOPT_NOSIGNAL`) and does nothing else: scenario 1\'s 1 KB POST with the headers any upstream client needs ' +
+		'(Authorization, Content-Type, an empty Expect; the data plane\'s X-Request-Id line costs libcurl about 5,000 instructions and counts as its own), ' +
+		`${P.floorConc} transfers at a time, straight to the mock (or through the TLS front for the HTTPS upstream). ` +
+		'What one transfer costs it is what libcurl costs the data plane per upstream request at the least; **own = data plane − floor** is what the ' +
+		'data plane adds (the client side, parsing, routing, scheduling, accounting, logging). nginx does both sides of a request in its figure. ' +
+		`Instructions: callgrind, ${P.floorCgN.toLocaleString('en-US')} transfers after 300 warm-up ones (the floor zeroes and dumps its counters itself), the ` +
+		'data plane and nginx as in the callgrind section below (300 warm-up, then 3,000 requests over 8 connections). CPU µs: the floor\'s own ' +
+		`utime+stime over ${P.floorN.toLocaleString('en-US')} transfers (pinned where the proxy runs, ${MEDIAN ? `median of ${P.s1Runs}` : `lowest of ${P.s1Runs}`} runs); ` +
+		'nginx and the data plane: 10⁶ / requests per proxy CPU-second of scenario 1 / 1t (wrk at saturation, unpinned) — the floor runs at ' +
+		`${P.floorConc} transfers without saturating a core, so its µs are not measured under the same pressure; the instructions are the exact comparison.`, '');
+	L.push('### Targets (issue 20)', '', '| Target | Measured | |', '|---|---|---|');
+	for (const [a, b, c] of tg) L.push(`| ${a} | ${b} | ${c} |`);
+	L.push('');
+	L.push('### Per request and per stream: floor, nginx, data plane', '');
+	L.push('| Scenario | Figure | libcurl floor | nginx | **data plane** | own (data plane − floor) | own × nginx |', '|---|---|---|---|---|---|---|');
+	const row = (sc, fig, f, n, d, fmt) => {
+		const o = diff(d, f);
+		L.push(`| ${sc} | ${fig} | ${fmt(f)} | ${fmt(n)} | **${fmt(d)}** | ${fmt(o)} | ${o != null && n ? `${(o / n).toFixed(2)}×` : 'n/a'} |`);
+	};
+	row('1 small request, plain upstream', 'instructions (callgrind)', cg.floor?.ir_per_request, cg.nginx?.ir_per_request, cg.sidecar?.ir_per_request, ir);
+	row('1 small request, plain upstream', 'CPU µs per request', R.s1.floor?.cpu_us_per_transfer, us(R.s1.nginx?.per_cpu_s), us(R.s1.sidecar?.per_cpu_s), us1);
+	row('1t small request, HTTPS upstream', 'instructions (callgrind)', ct.floor?.ir_per_request, ct.nginx?.ir_per_request, ct.sidecar?.ir_per_request, ir);
+	row('1t small request, HTTPS upstream', 'CPU µs per request', R.s6.floor?.cpu_us_per_transfer, us(R.s6.nginx?.per_cpu_s), us(R.s6.sidecar?.per_cpu_s), us1);
+	row('3 one stream of 50 SSE chunks', 'instructions (callgrind)', cg.floor?.ir_per_stream, cg.nginx?.ir_per_stream, cg.sidecar?.ir_per_stream, ir);
+	for (const n of P.s3Sizes) {
+		const X = R.s3[n] || {};
+		const mb = (k) => (k == null ? null : k / 1024);
+		row(`3 ${n.toLocaleString('en-US')} concurrent streams`, 'peak RSS (MB)', mb(X.floor?.maxrss_kb), mb(X.nginx?.hwm_median_kb ?? X.nginx?.hwm_kb),
+			mb(X.sidecar?.hwm_median_kb ?? X.sidecar?.hwm_kb), (x) => (x == null ? 'n/a' : x.toFixed(1)));
+	}
+	const fl = [];
+	if (R.s1.floor) fl.push(`plain: ${R.s1.floor.cpu_runs.join(', ')} µs per transfer, ${R.s1.floor.rps_runs.join(', ')} transfers/s, ${R.s1.floor.failures} failed, ${R.s1.floor.new_connections} new connections`);
+	if (R.s6.floor) fl.push(`HTTPS: ${R.s6.floor.cpu_runs.join(', ')} µs per transfer, ${R.s6.floor.rps_runs.join(', ')} transfers/s, ${R.s6.floor.failures} failed, ${R.s6.floor.new_connections} new connections`);
+	for (const n of P.s3Sizes) if (R.s3[n]?.floor) fl.push(`${n.toLocaleString('en-US')} streams: ${R.s3[n].floor.transfers} streams, ${R.s3[n].floor.failures} failed`);
+	if (cg.floor) fl.push(`callgrind plain: ${cg.floor.requests} transfers, ${cg.floor.failures} failed, ${cg.floor.new_connections} new connections`);
+	if (ct.floor) fl.push(`callgrind HTTPS: ${ct.floor.requests} transfers, ${ct.floor.failures} failed, ${ct.floor.new_connections} new connections`);
+	if (fl.length) L.push('', `Floor runs: ${fl.join('; ')}.`);
+	L.push('', 'Peak RSS: the floor\'s own (`ru_maxrss`: N transfers at once with their connections, the same streams as scenario 3, no warm-up); ' +
+		`the proxies' VmHWM as in scenario 3${MEDIAN ? ' (median of the runs)' : ' (of the run with the best p99)'}. The floor holds libcurl\'s share of a stream ` +
+		'(easy handle, connection, receive buffer) and little else, so data plane − floor is the data plane\'s own memory for those streams (plus its fixed base: SQLite, the route table).', '');
+}
+
 function report() {
 	const L = [];
 	const m = R.meta;
 	L.push('# Benchmark results', '');
-	L.push(`Written by \`bench/run${Q ? ' --quick' : ''}\` on ${m.date}. Commit \`${m.commit}\`${m.dirty ? ' (work tree had uncommitted changes elsewhere)' : ''}.`, '');
+	L.push(`Written by \`bench/run${Q ? ' --quick' : ''}${MEDIAN ? ` --runs ${P.s1Runs}` : ''}\` on ${m.date}. Commit \`${m.commit}\`${m.dirty ? ' (work tree had uncommitted changes elsewhere)' : ''}.`, '');
 	L.push(`- Machine: ${m.cpus} CPU core(s) (${m.cpu_model}), ${m.mem_gb} GB RAM, Linux ${m.kernel}.`);
 	L.push(`- Tools: ${m.nginx}, ${m.wrk}, Node ${process.version}, @portkey-ai/gateway ${m.portkey}; data plane built with \`CFLAGS=${m.cflags}\`.`);
 	L.push(`- Everything runs on 127.0.0.1. **With ${m.cpus} cores the load generator, the proxy and the mock upstream share CPUs**, so absolute figures are` +
@@ -941,6 +1144,7 @@ function report() {
 	L.push('## Targets (issue 9)', '', '| Target | Measured | |', '|---|---|---|');
 	for (const [a, b, c] of tg) L.push(`| ${a} | ${b} | ${c} |`);
 	L.push('');
+	floorReport(L, pass);
 
 	// S1
 	L.push('## 1. Small chat completion (1 KB, non-streaming)', '');
@@ -969,7 +1173,7 @@ function report() {
 		L.push(`| ${NAMES[s]} | ${ms(x.p50)}${s1[s].light_rate !== P.s1Light ? ` (at ${s1[s].light_rate} req/s)` : ''} | ${ms(x.p90)} | ${ms(x.p99)} | ${s === 'direct' || !d ? '—' : ms(x.p50 - d.p50)} | ` +
 			`${s === 'direct' || !d ? '—' : ms(x.p99 - d.p99)} | ${ratio(x.p99, s1.nginx?.light?.lat_us?.p99)} |`);
 	}
-	L.push('', `req/s is the best of ${P.s1Runs} run(s) (${SYSTEMS.filter((s) => s1[s]?.runs).map((s) => `${s}: ${s1[s].runs.join(', ')}`).join('; ')}). ` +
+	L.push('', `req/s is the ${MEDIAN ? 'median' : 'best'} of ${P.s1Runs} run(s)${MEDIAN ? ' (requests per proxy CPU-second: the median of the runs\' own)' : ''} (${SYSTEMS.filter((s) => s1[s]?.runs).map((s) => `${s}: ${s1[s].runs.join(', ')}${s1[s].per_cpu_runs ? ` req/s, ${s1[s].per_cpu_runs.join(', ')} per CPU-s` : ''}`).join('; ')}). ` +
 		'"proxy CPU %" is the proxy\'s utime+stime over the run as a share of one core: below 100% the proxy was not the bottleneck (with pinning the load ' +
 		'generator and the mock share the other core), so "req per proxy CPU-s" — requests served per CPU-second the proxy used — is the fairer ' +
 		'comparison of proxy cost on this machine.');
@@ -983,7 +1187,7 @@ function report() {
 		L.push('Scenario 1\'s request through nginx (`proxy_pass https://`, keep-alive upstream pool, `proxy_ssl_verify` against the test CA, ' +
 			'sessions reused) and the data plane (`https://` endpoint, `--ca-file`), both in front of the same TLS front (`bench/nginx-tls-front.conf.in`: ' +
 			'nginx ending TLS 1.3 with an ECDSA P-256 certificate from a CA made by bench.mjs, on the load side\'s core with the mock). ' +
-			`wrk as in scenario 1 (${P.s1Conns} connections, ${P.s1Dur} s, best of ${P.s1Runs}); latency with \`streamload --rate ${P.s1Light}\` (pinned, best of ${P.s1LatRuns} by p99). ` +
+			`wrk as in scenario 1 (${P.s1Conns} connections, ${P.s1Dur} s, ${MEDIAN ? 'median' : 'best'} of ${P.s1Runs}); latency with \`streamload --rate ${P.s1Light}\` (pinned, best of ${P.s1LatRuns} by p99). ` +
 			'"direct" is the plain-HTTP mock, so "added" includes the TLS front\'s work, which both proxies pay alike.', '');
 		L.push('| System | req/s | × nginx | proxy CPU % | req per proxy CPU-s | × nginx | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |');
 		L.push('|---|---|---|---|---|---|---|---|---|---|---|');
@@ -996,7 +1200,7 @@ function report() {
 				`${s === 'direct' ? '—' : f0(x.per_cpu_s)} | ${s === 'direct' ? '—' : ratio(x.per_cpu_s, s6.nginx?.per_cpu_s)} | ${ms(lt?.p50)} | ${ms(lt?.p99)} | ` +
 				`${s === 'direct' || !lt || !d ? '—' : ms(lt.p50 - d.p50)} | ${s === 'direct' || !lt || !d ? '—' : ms(lt.p99 - d.p99)} | ${errs} |`);
 		}
-		L.push('', `req/s best of ${P.s1Runs} run(s) (${SYSTEMS6.filter((s) => s6[s]?.runs).map((s) => `${s}: ${s6[s].runs.join(', ')}`).join('; ')}).`, '');
+		L.push('', `req/s ${MEDIAN ? 'median' : 'best'} of ${P.s1Runs} run(s) (${SYSTEMS6.filter((s) => s6[s]?.runs).map((s) => `${s}: ${s6[s].runs.join(', ')}${s6[s].per_cpu_runs ? ` req/s, ${s6[s].per_cpu_runs.join(', ')} per CPU-s` : ''}`).join('; ')}).`, '');
 	}
 
 	// S7 (next to S1: the same request, admission through Redis)
@@ -1175,7 +1379,7 @@ function report() {
 // ------------------------------------------------------------------ main
 async function main() {
 	mkdirSync(OUT, { recursive: true });
-	for (const b of [BIN.dp, BIN.ctl, BIN.mock, BIN.load]) if (!existsSync(b)) throw new Error(`missing ${b}: run bench/run`);
+	for (const b of [BIN.dp, BIN.ctl, BIN.mock, BIN.load, BIN.floor]) if (!existsSync(b)) throw new Error(`missing ${b}: run bench/run`);
 	const git = (...a) => spawnSync('git', ['-C', TOP, ...a]).stdout.toString().trim();
 	const sh = (c, a) => { const r = spawnSync(c, a); return (r.stdout.toString() + r.stderr.toString()).trim().split('\n')[0]; };
 	let pkv = 'not installed';
@@ -1186,7 +1390,7 @@ async function main() {
 		dirty: git('status', '--porcelain', '--untracked-files=no').length > 0,
 		cpus: NCPU, cpu_model: os.cpus()[0]?.model?.trim() || 'unknown', mem_gb: (os.totalmem() / 2 ** 30).toFixed(1), kernel: os.release(),
 		nginx: sh('nginx', ['-v']).replace('nginx version: ', ''), wrk: sh('wrk', ['-v']).split(' [')[0],
-		portkey: pkv, cflags: process.env.BENCH_CFLAGS || '-O2', quick: Q, pinned: PIN,
+		portkey: pkv, cflags: process.env.BENCH_CFLAGS || '-O2', quick: Q, pinned: PIN, runs: opt.runs || null,
 	};
 	log(`${NCPU} cores, commit ${R.meta.commit}, ${Q ? 'quick' : 'full'} run, pinning ${PIN ? 'on' : 'off'}`);
 	if (R.meta.portkey === 'not installed' || !existsSync(BIN.portkey)) {
@@ -1221,8 +1425,10 @@ async function main() {
 	R.meta.elapsed_s = (Date.now() - t0) / 1000;
 	writeFileSync(join(OUT, 'results.json'), JSON.stringify(R, null, 1));
 	let md = report();
-	/* The section bench/reqlog.mjs maintains (bench/run --reqlog) is kept as it is. */
+	/* Kept as they are: the readings written by hand after earlier runs (<!-- kept:NAME:begin -->
+	 * ... <!-- kept:NAME:end -->, in their order) and the section bench/reqlog.mjs maintains. */
 	const old = existsSync(join(HERE, 'RESULTS.md')) ? readFileSync(join(HERE, 'RESULTS.md'), 'utf8') : '';
+	for (const k of old.matchAll(/<!-- kept:([\w-]+):begin -->[\s\S]*?<!-- kept:\1:end -->/g)) md += '\n\n' + k[0];
 	const kept = /<!-- reqlog:begin -->[\s\S]*<!-- reqlog:end -->/.exec(old);
 	if (kept) md += '\n\n' + kept[0];
 	writeFileSync(join(HERE, opt.only ? join('out', 'RESULTS.partial.md') : 'RESULTS.md'), md + '\n');

@@ -120,6 +120,94 @@ sc_date(int64_t t, char out[11])
 	strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
+size_t
+sc_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+
+	if (size > 0) {
+		size_t k = n < size - 1 ? n : size - 1;
+		memcpy(dst, src, k);
+		dst[k] = '\0';
+	}
+	return n;
+}
+
+size_t
+sc_fmt_i64(int64_t v, char out[21])
+{
+	char tmp[20];
+	/* via the unsigned magnitude, so INT64_MIN has one too */
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		out[len++] = '-';
+	while (n > 0)
+		out[len++] = tmp[--n];
+	out[len] = '\0';
+	return len;
+}
+
+size_t
+sc_fmt_hex(uint64_t v, int width, char out[17])
+{
+	static const char digits[] = "0123456789abcdef";
+	int n = 1, i;
+
+	while (n < 16 && (v >> (4 * n)) != 0)
+		n++;
+	if (n < width)
+		n = width > 16 ? 16 : width;
+	for (i = n - 1; i >= 0; i--) {
+		out[i] = digits[v & 0xf];
+		v >>= 4;
+	}
+	out[n] = '\0';
+	return (size_t)n;
+}
+
+void
+sc_text_init(struct sc_text *t, char *buf, size_t cap)
+{
+	t->data = buf;
+	t->len = 0;
+	t->cap = cap;
+	t->overflow = false;
+	if (cap > 0)
+		buf[0] = '\0';
+}
+
+void
+sc_text_addn(struct sc_text *t, const char *s, size_t n)
+{
+	if (t->len + n >= t->cap) {
+		t->overflow = true;
+		return;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+void
+sc_text_add(struct sc_text *t, const char *s)
+{
+	sc_text_addn(t, s, strlen(s));
+}
+
+void
+sc_text_i64(struct sc_text *t, int64_t v)
+{
+	char num[21];
+
+	sc_text_addn(t, num, sc_fmt_i64(v, num));
+}
+
 /* Fill buf from the kernel's random source; no entropy at all is fatal. */
 static void
 sc_random(void *buf, size_t n)
@@ -243,6 +331,19 @@ sc_buf_free(struct sc_buf *b)
 	b->data = NULL;
 	b->len = 0;
 	b->alloc = 0;
+}
+
+void
+sc_buf_fit(struct sc_buf *b)
+{
+	if (b->len == 0) {
+		sc_buf_free(b);
+		return;
+	}
+	if (b->alloc > b->len + 1) {
+		b->data = sc_xrealloc(b->data, b->len + 1);
+		b->alloc = b->len + 1;
+	}
 }
 
 void *

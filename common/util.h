@@ -58,6 +58,31 @@ void   sc_utf8_scrub(char *s);
 /* Random UUID v4 as 36 characters + NUL, from the OS random source. */
 void sc_uuid(char out[37]);
 
+/* Text without printf, for the request path (snprintf costs about a
+ * thousand instructions a call there). sc_strlcpy: BSD strlcpy, i.e.
+ * snprintf(dst, size, "%s", src) — copies what fits, always terminates
+ * (size > 0), returns strlen(src). sc_fmt_i64 / sc_fmt_hex: the decimal
+ * form of v (at most 20 characters + NUL) and the lower-case hex form of v
+ * zero-padded to at least width digits (width <= 16, 16 + NUL at most);
+ * both return the length written. */
+size_t sc_strlcpy(char *dst, const char *src, size_t size);
+size_t sc_fmt_i64(int64_t v, char out[21]);
+size_t sc_fmt_hex(uint64_t v, int width, char out[17]);
+
+/* Text assembled piece by piece into the caller's array, without printf:
+ * data stays NUL-terminated with len < cap; a piece that does not fit whole
+ * is dropped and sets overflow (the caller decides what that means). */
+struct sc_text {
+	char   *data;	/* the caller's array of cap bytes */
+	size_t  len;
+	size_t  cap;
+	bool    overflow;
+};
+void sc_text_init(struct sc_text *t, char *buf, size_t cap);
+void sc_text_addn(struct sc_text *t, const char *s, size_t n);
+void sc_text_add(struct sc_text *t, const char *s);
+void sc_text_i64(struct sc_text *t, int64_t v);
+
 /* A byte buffer that refuses to grow past its cap (curl's dynbuf idea). */
 struct sc_buf {
 	char   *data;	/* owned; always NUL-terminated when len > 0 */
@@ -71,6 +96,9 @@ int  sc_buf_printf(struct sc_buf *b, const char *fmt, ...) __attribute__((format
 void sc_buf_consume(struct sc_buf *b, size_t n);	/* drop n bytes from the front */
 void sc_buf_reset(struct sc_buf *b);
 void sc_buf_free(struct sc_buf *b);
+/* Shrink the allocation to the contents (a buffer that will not grow and is
+ * kept a long time); an empty buffer is freed. */
+void sc_buf_fit(struct sc_buf *b);
 
 /* Allocation that aborts on out-of-memory, the one failure we do not survive. */
 void *sc_xmalloc(size_t n);

@@ -5,11 +5,21 @@
  *
  * changed only by conn_set_state, torn down only by conn_free. The input
  * buffer keeps the current request head in place (the parser's slices point
- * into it) until the response is finished; bytes of a pipelined next request
- * wait behind it and the socket is not read meanwhile (only POLLRDHUP is
- * watched, so a client that goes away is still noticed and its upstream
- * transfer cancelled). A Content-Length body is read straight into a buffer
- * of its final size; a chunked body goes through http_chunked_decode.
+ * into it) until the handler has returned; bytes of a pipelined next request
+ * wait in it and the socket is not read until the response is finished (only
+ * POLLRDHUP is watched, so a client that goes away is still noticed and its
+ * upstream transfer cancelled). A Content-Length body is read straight into a
+ * buffer of its final size; a chunked body goes through http_chunked_decode.
+ *
+ * Memory follows what a connection holds, so that thousands of streams that
+ * wait for their next event cost little (docs/performance.md): the input and
+ * the output buffer exist only while they hold bytes (the first allocation
+ * is a CONN_BLK block from a small free list; an output buffer stays while
+ * its response keeps writing more than a block at a time, so that a fast
+ * stream does not reallocate per write), and the parsed head (struct http_request, 3 KiB
+ * with its header table) is the parser's one scratch copy unless the body
+ * has to be read first (then the connection keeps a copy until the handler
+ * returns).
  *
  * Output goes to one buffer per connection that is written as soon as data
  * arrives; producers pause above CONN_OUT_CAP and are woken (drain hook) below
@@ -70,11 +80,9 @@ static const char *conn_state_names[] = {
 };
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
-#define CONN_IN_FIRST      2048		/* first input allocation; grows to CONN_IN_CAP */
+#define CONN_BLK           2048		/* first allocation of an input or output buffer */
+#define CONN_BLK_POOL      128		/* free CONN_BLK blocks kept for reuse */
 #define CONN_ERR_HDR_CAP   2048		/* header lines of a sidecar error response */
-#define CONN_OUT_KEEP      65536	/* output allocation kept between requests */
-#define CONN_OUT_FIRST     4096		/* first output allocation: a stream's events are small,
-					 * and thousands of streams each hold one */
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
 #define CONN_ACCEPT_BATCH  512	/* accept() calls per wake-up of the listener */
@@ -99,12 +107,15 @@ struct conn {
 	TAILQ_ENTRY(conn)     link;			/* conn_list: all connections */
 	uint64_t              id;
 
-	char                 *in;			/* owned, in_alloc bytes, at most CONN_IN_CAP */
+	char                 *in;			/* owned, in_alloc bytes, at most CONN_IN_CAP;
+						 * NULL while empty */
 	size_t                in_alloc;
 	size_t                in_len;			/* bytes held */
 	size_t                in_used;			/* bytes belonging to the current request */
-	struct http_request   req;			/* slices into in */
-	size_t                head_len;
+	struct http_request  *req;			/* the parsed head, slices into in: conn_req_scratch
+						 * or owned (while the body is read); NULL between */
+	int                   minor_version;		/* of the current request's HTTP version */
+	int                   dispatching;		/* the handler is on the stack */
 	struct sc_buf         body;			/* owned unless the handler took it */
 	struct http_chunked   chunked;
 	int                   keep_alive;		/* for the current request */
@@ -112,12 +123,13 @@ struct conn {
 	int64_t               body_t0;		/* loop time the body started */
 	int                   head_only;		/* HEAD request: the response carries no body */
 	int                   trusted;		/* a request showed a valid client token */
-	char                  client[CONN_CLIENT_MAX + 1];	/* the current request's token label */
+	char                 *client;			/* owned: the current request's token label,
+						 * NULL for "" (at most CONN_CLIENT_MAX bytes) */
 	int                   pending;		/* on the conn_pending list */
 	int64_t               pending_ms;		/* loop time it joined that list */
 	struct conn          *qnewer, *qolder;	/* conn_pending links */
 
-	char                 *out;			/* owned */
+	char                 *out;			/* owned; NULL while empty */
 	size_t                out_off, out_len, out_alloc;	/* pending bytes out[off..off+len) */
 	int                   resp_chunked;		/* chunked framing of the body */
 	int                   resp_close_delim;	/* body ends with the connection */
@@ -153,6 +165,10 @@ static struct conn          *conn_pending_new;	/* pending connections, newest fi
 static struct conn          *conn_pending_old;	/* ... and the oldest */
 static size_t                conn_pending_n;
 static int64_t               conn_body_bytes;	/* sum of every connection's body_held */
+static struct http_request   conn_req_scratch;	/* the parser's output: one head is handled at a time */
+static char                 *conn_blk_free[CONN_BLK_POOL];	/* free CONN_BLK blocks */
+static size_t                conn_blk_n;
+static size_t                conn_buf_bytes;	/* allocated for input and output buffers */
 
 static void conn_free(struct conn *c);
 static void conn_process_input(struct conn *c);
@@ -216,13 +232,21 @@ conn_set_trusted(struct conn *c)
 void
 conn_set_client(struct conn *c, const char *label)
 {
-	snprintf(c->client, sizeof(c->client), "%s", label != NULL ? label : "");
+	size_t n = label != NULL ? strnlen(label, CONN_CLIENT_MAX) : 0;
+
+	free(c->client);
+	c->client = NULL;
+	if (n == 0)
+		return;
+	c->client = sc_xmalloc(n + 1);
+	memcpy(c->client, label, n);
+	c->client[n] = '\0';
 }
 
 const char *
 conn_client(const struct conn *c)
 {
-	return c->client;
+	return c->client != NULL ? c->client : "";
 }
 
 /* Give back what c's body counted against max_body_memory. */
@@ -256,6 +280,12 @@ conn_count(void)
 }
 
 size_t
+conn_buffer_bytes(void)
+{
+	return conn_buf_bytes;
+}
+
+size_t
 conn_out_pending(const struct conn *c)
 {
 	return c->out_len;
@@ -268,22 +298,63 @@ conn_attach(struct conn *c, const struct conn_hooks *h, void *arg)
 	c->hooks_arg = arg;
 }
 
-/* Append to the output buffer (compacting or growing it). */
+/* A buffer of at least n bytes: a CONN_BLK block when that is enough, else
+ * the next power of two. *alloc receives the size. */
+static char *
+conn_blk_get(size_t n, size_t *alloc)
+{
+	size_t na = CONN_BLK;
+
+	while (na < n)
+		na *= 2;
+	*alloc = na;
+	conn_buf_bytes += na;
+	if (na == CONN_BLK && conn_blk_n > 0)
+		return conn_blk_free[--conn_blk_n];
+	return sc_xmalloc(na);
+}
+
+/* Give back a buffer of conn_blk_get (p may be NULL). */
+static void
+conn_blk_put(char *p, size_t alloc)
+{
+	if (p != NULL)
+		conn_buf_bytes -= alloc;
+	if (p != NULL && alloc == CONN_BLK && conn_blk_n < CONN_BLK_POOL)
+		conn_blk_free[conn_blk_n++] = p;
+	else
+		free(p);
+}
+
+/* Nothing is queued: give the output buffer back. */
+static void
+conn_out_release(struct conn *c)
+{
+	conn_blk_put(c->out, c->out_alloc);
+	c->out = NULL;
+	c->out_alloc = c->out_off = 0;
+}
+
+/* Append to the output buffer (allocating, compacting or growing it). */
 static void
 conn_out_append(struct conn *c, const void *p, size_t n)
 {
 	if (n == 0)
 		return;
-	if (c->out_off + c->out_len + n > c->out_alloc) {
+	if (c->out == NULL) {
+		c->out = conn_blk_get(n, &c->out_alloc);
+		c->out_off = 0;
+	} else if (c->out_off + c->out_len + n > c->out_alloc) {
 		if (c->out_off > 0) {
 			memmove(c->out, c->out + c->out_off, c->out_len);
 			c->out_off = 0;
 		}
 		if (c->out_len + n > c->out_alloc) {
-			size_t na = c->out_alloc ? c->out_alloc : CONN_OUT_FIRST;
+			size_t na = c->out_alloc;
 			while (na < c->out_len + n)
 				na *= 2;
 			c->out = sc_xrealloc(c->out, na);
+			conn_buf_bytes += na - c->out_alloc;
 			c->out_alloc = na;
 		}
 	}
@@ -433,8 +504,8 @@ conn_respond_error(struct conn *c, int status, const char *rid, const char *msg,
 void
 conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length)
 {
-	char line[256];
-	int n;
+	const char *reason;
+	char num[21];
 
 	if (c->state != CONN_HANDLE)
 		return;
@@ -444,27 +515,33 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 	if (content_length < 0 && c->head_only) {
 		c->keep_alive = 0;	/* no framing to announce: the answer ends with the connection */
 	} else if (content_length < 0) {
-		if (c->req.minor_version >= 1) {
+		if (c->minor_version >= 1) {
 			c->resp_chunked = 1;
 		} else {
 			c->resp_close_delim = 1;
 			c->keep_alive = 0;
 		}
 	}
-	n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_reason(status));
-	conn_out_append(c, line, (size_t)n);
+	/* "HTTP/1.1 %d %s\r\n" and "Content-Length: %lld\r\n" without snprintf,
+	 * whose cost per call shows on every response */
+	reason = http_reason(status);
+	conn_out_append(c, "HTTP/1.1 ", 9);
+	conn_out_append(c, num, sc_fmt_i64(status, num));
+	conn_out_append(c, " ", 1);
+	conn_out_append(c, reason, strlen(reason));
+	conn_out_append(c, "\r\n", 2);
 	if (hdrs != NULL)
 		conn_out_append(c, hdrs, hlen);
-	if (content_length >= 0)
-		n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
-	else if (c->resp_chunked)
-		n = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
-	else
-		n = 0;
-	conn_out_append(c, line, (size_t)n);
+	if (content_length >= 0) {
+		conn_out_append(c, "Content-Length: ", 16);
+		conn_out_append(c, num, sc_fmt_i64(content_length, num));
+		conn_out_append(c, "\r\n", 2);
+	} else if (c->resp_chunked) {
+		conn_out_append(c, "Transfer-Encoding: chunked\r\n", 28);
+	}
 	if (!c->keep_alive)
 		conn_out_append(c, "Connection: close\r\n\r\n", 21);
-	else if (c->req.minor_version == 0)
+	else if (c->minor_version == 0)
 		conn_out_append(c, "Connection: keep-alive\r\n\r\n", 26);
 	else
 		conn_out_append(c, "\r\n", 2);
@@ -585,26 +662,51 @@ conn_respond(struct conn *c, int status, const char *hdrs, const char *ctype, co
 	conn_response_end(c);
 }
 
+/* The parsed head is no longer needed (the handler returned, or the request
+ * ended before it ran). */
+static void
+conn_req_release(struct conn *c)
+{
+	if (c->req != &conn_req_scratch)
+		free(c->req);
+	c->req = NULL;
+}
+
+/* Drop the current request's bytes from the input buffer, keeping a
+ * pipelined request's, and give the buffer back when nothing is left. Only
+ * once nothing points into it (no parsed head). */
+static void
+conn_in_compact(struct conn *c)
+{
+	size_t rest = c->in_len - c->in_used;
+
+	if (rest > 0 && c->in_used > 0)
+		memmove(c->in, c->in + c->in_used, rest);
+	c->in_len = rest;
+	c->in_used = 0;
+	if (rest == 0) {
+		conn_blk_put(c->in, c->in_alloc);
+		c->in = NULL;
+		c->in_alloc = 0;
+	}
+}
+
 /* The request is over and its response sent: get ready for the next one. */
 static void
 conn_request_done(struct conn *c)
 {
 	size_t rest = c->in_len - c->in_used;
 
-	if (rest > 0)
-		memmove(c->in, c->in + c->in_used, rest);
-	c->in_len = rest;
-	c->in_used = 0;
-	c->head_len = 0;
+	if (!c->dispatching) {
+		/* (else conn_dispatch does it once the handler has returned: it may
+		 * still look at the head after answering) */
+		conn_req_release(c);
+		conn_in_compact(c);
+	}
 	sc_buf_free(&c->body);
 	conn_body_release(c);
-	if (c->out_alloc > CONN_OUT_KEEP && c->out_len == 0) {
-		/* A long stream grew it: give the memory back while idle. */
-		free(c->out);
-		c->out = NULL;
-		c->out_alloc = 0;
-		c->out_off = 0;
-	}
+	if (c->out_len == 0 && c->out != NULL)
+		conn_out_release(c);
 	c->hooks = NULL;
 	c->resp_ended = 0;
 	conn_set_state(c, CONN_READ_HEAD);
@@ -634,8 +736,11 @@ conn_flush(struct conn *c)
 		conn_kick_soon(c);
 		return;
 	}
-	if (c->out_len == 0)
-		c->out_off = 0;
+	/* Empty: give the buffer back, unless a response in progress just needed
+	 * more than a block (a fast stream would regrow it for every write). */
+	if (c->out_len == 0 && c->out != NULL &&
+	    (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND || c->out_off <= CONN_BLK))
+		conn_out_release(c);
 	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
 		conn_request_done(c);
 		return;
@@ -648,14 +753,19 @@ conn_flush(struct conn *c)
 	conn_update_events(c);
 }
 
-/* Hand the complete request to the listener's handler. */
+/* Hand the complete request to the listener's handler; then the head and
+ * its bytes are released (a response still in progress needs neither). */
 static void
 conn_dispatch(struct conn *c)
 {
 	loop_timer_cancel(c->loop, &c->timer);
 	conn_set_state(c, CONN_HANDLE);
 	conn_update_events(c);
-	c->ls->fn(c, &c->req, &c->body);
+	c->dispatching = 1;
+	c->ls->fn(c, c->req, &c->body);
+	c->dispatching = 0;
+	conn_req_release(c);
+	conn_in_compact(c);
 }
 
 /* Arm the body timer: the idle timeout, or the whole-body deadline
@@ -703,13 +813,13 @@ conn_admit(struct conn *c)
 
 	if (c->ls->admit == NULL)
 		return 1;
-	c->keep_alive = c->req.body_kind == HTTP_BODY_NONE ? c->req.keep_alive : 0;
+	c->keep_alive = c->req->body_kind == HTTP_BODY_NONE ? c->req->keep_alive : 0;
 	c->hooks = NULL;
 	conn_set_state(c, CONN_HANDLE);
-	ok = c->ls->admit(c, &c->req);
+	ok = c->ls->admit(c, c->req);
 	if (!ok)
 		return 0;
-	c->keep_alive = c->req.keep_alive;
+	c->keep_alive = c->req->keep_alive;
 	conn_set_state(c, CONN_READ_HEAD);
 	return 1;
 }
@@ -721,15 +831,15 @@ conn_body_from_input(struct conn *c)
 	size_t avail = c->in_len - c->in_used, take, used;
 	int status = 400, r;
 
-	if (c->req.body_kind == HTTP_BODY_LENGTH) {
-		take = c->req.content_length - c->body.len;
+	if (c->req->body_kind == HTTP_BODY_LENGTH) {
+		take = c->req->content_length - c->body.len;
 		if (take > avail)
 			take = avail;
 		memcpy(c->body.data + c->body.len, c->in + c->in_used, take);
 		c->body.len += take;
 		c->body.data[c->body.len] = '\0';
 		c->in_used += take;
-		return c->body.len == c->req.content_length;
+		return c->body.len == c->req->content_length;
 	}
 	r = http_chunked_decode(&c->chunked, c->in + c->in_used, avail, &used, &c->body, &status);
 	c->in_used += used;
@@ -749,26 +859,26 @@ conn_start_body(struct conn *c)
 	int64_t maxb = c->ls->lim->max_body_bytes;
 	int r;
 
-	c->keep_alive = c->req.keep_alive;
-	c->head_only = http_slice_eq(c->req.method, "HEAD");
+	c->keep_alive = c->req->keep_alive;
+	c->head_only = http_slice_eq(c->req->method, "HEAD");
 	sc_buf_free(&c->body);
 	sc_buf_init(&c->body, (size_t)maxb);
 	if (!conn_admit(c))
 		return;
-	if (c->req.body_kind == HTTP_BODY_NONE) {
+	if (c->req->body_kind == HTTP_BODY_NONE) {
 		conn_dispatch(c);
 		return;
 	}
-	if (c->req.body_kind == HTTP_BODY_LENGTH) {
-		if (c->req.content_length > (uint64_t)maxb) {
+	if (c->req->body_kind == HTTP_BODY_LENGTH) {
+		if (c->req->content_length > (uint64_t)maxb) {
 			conn_error(c, 413, "request body too large");
 			return;
 		}
-		if (conn_body_account(c, (int64_t)c->req.content_length + 1) == -1) {
+		if (conn_body_account(c, (int64_t)c->req->content_length + 1) == -1) {
 			conn_body_busy(c);
 			return;
 		}
-		c->body.alloc = (size_t)c->req.content_length + 1;
+		c->body.alloc = (size_t)c->req->content_length + 1;
 		c->body.data = sc_xmalloc(c->body.alloc);
 		c->body.data[0] = '\0';
 	} else {
@@ -782,8 +892,11 @@ conn_start_body(struct conn *c)
 		conn_dispatch(c);
 		return;
 	}
-	if (c->req.expect_continue)
+	if (c->req->expect_continue)
 		conn_out_append(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	/* The body comes later: the head outlives this call, in a copy of its own. */
+	c->req = sc_xmalloc(sizeof(*c->req));
+	memcpy(c->req, &conn_req_scratch, sizeof(*c->req));
 	conn_set_state(c, CONN_READ_BODY);
 	conn_body_arm(c);
 	conn_flush(c);
@@ -797,21 +910,24 @@ conn_process_input(struct conn *c)
 
 	if (c->state != CONN_READ_HEAD || c->in_len == 0)
 		return;
-	r = http_parse_request(c->in, c->in_len, &c->req);
+	r = http_parse_request(c->in, c->in_len, &conn_req_scratch);
 	if (r == HTTP_INCOMPLETE) {
 		if (c->in_len >= HTTP_MAX_HEAD_BYTES)
 			conn_error(c, 431, "request header fields too large");
 		return;
 	}
 	if (r == HTTP_ERROR) {
-		c->req.minor_version = 1;
-		conn_error(c, c->req.error_status ? c->req.error_status : 400,
-		    c->req.error_reason ? c->req.error_reason : "bad request");
+		c->minor_version = 1;
+		conn_error(c, conn_req_scratch.error_status ? conn_req_scratch.error_status : 400,
+		    conn_req_scratch.error_reason ? conn_req_scratch.error_reason : "bad request");
 		return;
 	}
-	c->head_len = (size_t)r;
+	c->req = &conn_req_scratch;
+	c->minor_version = c->req->minor_version;
 	c->in_used = (size_t)r;
 	conn_start_body(c);
+	if (c->req == &conn_req_scratch)
+		c->req = NULL;	/* the scratch is this call's only (a refused or failed head) */
 }
 
 /* Read more of the body straight into its buffer (Content-Length) or through the decoder. */
@@ -823,14 +939,14 @@ conn_read_body(struct conn *c)
 	size_t used;
 	int status = 400, r;
 
-	if (c->req.body_kind == HTTP_BODY_LENGTH) {
-		size_t want = c->req.content_length - c->body.len;
+	if (c->req->body_kind == HTTP_BODY_LENGTH) {
+		size_t want = c->req->content_length - c->body.len;
 		n = read(c->fd, c->body.data + c->body.len, want);
 		if (n <= 0)
 			return (int)n;
 		c->body.len += (size_t)n;
 		c->body.data[c->body.len] = '\0';
-		if (c->body.len == c->req.content_length)
+		if (c->body.len == c->req->content_length)
 			conn_dispatch(c);
 		else
 			conn_body_arm(c);
@@ -894,10 +1010,14 @@ conn_event(struct loop *l, int fd, short revents, void *arg)
 			conn_error(c, 431, "request header fields too large");
 			break;
 		}
-		if (c->in_len == c->in_alloc) {
+		if (c->in == NULL) {
+			c->in = conn_blk_get(0, &c->in_alloc);
+		} else if (c->in_len == c->in_alloc) {
 			/* No head is parsed in this state, so nothing points into c->in. */
-			c->in_alloc = c->in_alloc * 4 > CONN_IN_CAP ? CONN_IN_CAP : c->in_alloc * 4;
-			c->in = sc_xrealloc(c->in, c->in_alloc);
+			size_t na = c->in_alloc * 4 > CONN_IN_CAP ? CONN_IN_CAP : c->in_alloc * 4;
+			c->in = sc_xrealloc(c->in, na);
+			conn_buf_bytes += na - c->in_alloc;
+			c->in_alloc = na;
 		}
 		n = read(fd, c->in + c->in_len, c->in_alloc - c->in_len);
 		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
@@ -907,6 +1027,8 @@ conn_event(struct loop *l, int fd, short revents, void *arg)
 		if (n > 0) {
 			c->in_len += (size_t)n;
 			conn_process_input(c);
+		} else if (c->in_len == 0) {
+			conn_in_compact(c);	/* nothing came after all: hold no buffer */
 		}
 		break;
 	case CONN_READ_BODY:
@@ -999,8 +1121,10 @@ conn_free(struct conn *c)
 	conn_n--;
 	sc_buf_free(&c->body);
 	conn_body_release(c);
-	free(c->in);
-	free(c->out);
+	conn_req_release(c);
+	free(c->client);
+	conn_blk_put(c->in, c->in_alloc);
+	conn_blk_put(c->out, c->out_alloc);
 	free(c);
 }
 
@@ -1060,14 +1184,11 @@ conn_accept_one(struct conn_listener *ls, int fd)
 	c->loop = ls->loop;
 	c->id = ++conn_next_id;
 	c->state = CONN_READ_HEAD;
-	c->in_alloc = CONN_IN_FIRST;
-	c->in = sc_xmalloc(c->in_alloc);
 	sc_buf_init(&c->body, 0);
 	loop_timer_init(&c->timer, conn_timeout, c);
 	loop_timer_init(&c->kick, conn_kick, c);
 	if (loop_fd_add(c->loop, fd, POLLIN, conn_event, c) == -1) {
 		close(fd);
-		free(c->in);
 		free(c);
 		return;
 	}

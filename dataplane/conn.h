@@ -61,6 +61,8 @@ int  conn_serve(struct loop *l, int lfd, conn_admit_fn admit, conn_handler_fn fn
  * others once their current response ends. */
 void conn_drain_all(void);
 size_t conn_count(void);
+/* Bytes allocated for the connections' input and output buffers (metrics). */
+size_t conn_buffer_bytes(void);
 
 /* For handlers. */
 void conn_attach(struct conn *c, const struct conn_hooks *h, void *arg);

@@ -734,6 +734,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	int prev_failures, prev_eff, conf;
 	bool shared;
 	char summary[160];
+	struct sc_text st;
 	struct event ev;
 
 	ev.kind = EVENT_UPSTREAM_OUTCOME;
@@ -751,10 +752,16 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	o.status = status;
 	o.sent = t->srq.stamp;
 	o.retry_after_ms = retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1;
-	if (fail != COOLDOWN_FAIL_NONE)
-		snprintf(summary, sizeof(summary), "%s", detail ? detail : "transfer failed");
-	else
-		snprintf(summary, sizeof(summary), "HTTP %d %s", status, http_reason(status));
+	if (fail != COOLDOWN_FAIL_NONE) {
+		sc_strlcpy(summary, detail ? detail : "transfer failed", sizeof(summary));
+	} else {
+		/* "HTTP %d %s", without snprintf's cost on every answer */
+		sc_text_init(&st, summary, sizeof(summary));
+		sc_text_add(&st, "HTTP ");
+		sc_text_i64(&st, status);
+		sc_text_add(&st, " ");
+		sc_text_add(&st, http_reason(status));
+	}
 	o.reason = summary;
 	prev_failures = sp->cd.consecutive_failures;
 	prev_eff = dispatch_learned_limit(sp, cfg, &t->srq, &conf);
@@ -1028,16 +1035,19 @@ dispatch_probe_start(struct reg_provider *p, struct prov_rt *rt)
 {
 	const struct config *cfg = registry_config();
 	struct upstream_req rq;
-	struct curl_slist *h;
+	struct upstream_hdrs h;
 	struct disp_probe *pr;
 	char url[2048];
 
-	if ((h = upstream_add_bearer(NULL, p->p.api_key)) == NULL)
+	upstream_hdrs_init(&h);
+	if (upstream_hdrs_bearer(&h, p->p.api_key) == -1) {
+		upstream_hdrs_free(&h);
 		return;
+	}
 	snprintf(url, sizeof(url), "%s/models", p->p.endpoint_url);
 	memset(&rq, 0, sizeof(rq));
 	rq.url = url;
-	rq.headers = h;
+	rq.headers = &h;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
 	pr = sc_xcalloc(1, sizeof(*pr));

@@ -37,7 +37,13 @@ http_is_tchar(unsigned char c)
 {
 	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
 		return 1;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	switch (c) {	/* "!#$%&'*+-.^_`|~" (a switch, not strchr: every name byte comes here) */
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+	case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* field-vchar / SP / HTAB (obs-text allowed, as the RFC says recipients must). */
@@ -61,20 +67,31 @@ http_fail(struct http_request *req, int status, const char *reason)
 static int
 http_line(const char *p, const char *lim, const char **eol, const char **next)
 {
-	for (; p < lim; p++) {
-		if (*p == '\n')
-			return -1;
-		if (*p == '\r') {
-			if (p + 1 == lim)
-				return 0;
-			if (p[1] != '\n')
-				return -1;
-			*eol = p;
-			*next = p + 2;
-			return 1;
-		}
+	/* memchr, not a byte loop: the first CR, and any LF before it */
+	const char *cr = memchr(p, '\r', (size_t)(lim - p));
+
+	if (memchr(p, '\n', (size_t)((cr != NULL ? cr : lim) - p)) != NULL)
+		return -1;
+	if (cr == NULL || cr + 1 == lim)
+		return 0;
+	if (cr[1] != '\n')
+		return -1;
+	*eol = cr;
+	*next = cr + 2;
+	return 1;
+}
+
+/* A byte a Host value may not hold: " \t,/\\@?#" (lists, paths, userinfo),
+ * and NUL as strchr's check had it. A switch, not strchr per byte. */
+static int
+http_host_refused(unsigned char c)
+{
+	switch (c) {
+	case '\0': case ' ': case '\t': case ',': case '/': case '\\': case '@': case '?': case '#':
+		return 1;
+	default:
+		return 0;
 	}
-	return 0;
 }
 
 /* Trim OWS (SP / HTAB) on both sides. */
@@ -476,7 +493,7 @@ http_semantics(struct http_request *req)
 		if (http_slice_ieq(h->name, "host")) {
 			/* uri-host [":" port]: no lists, paths or userinfo */
 			for (i2 = 0; i2 < h->value.len; i2++)
-				if (strchr(" \t,/\\@?#", h->value.p[i2]) != NULL)
+				if (http_host_refused((unsigned char)h->value.p[i2]))
 					return http_fail(req, 400, "invalid Host header");
 			nhost++;
 		} else if (http_slice_ieq(h->name, "content-length")) {
@@ -737,14 +754,17 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t
 int
 http_is_hop_by_hop(struct http_slice name)
 {
-	static const char *const hop[] = {
-		"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization",
+	/* with their lengths: most names differ in length, so no strlen or
+	 * strncasecmp per name (every forwarded header comes here) */
+	static const struct { const char *name; size_t len; } hop[] = {
+		{ "connection", 10 }, { "keep-alive", 10 }, { "proxy-connection", 16 }, { "te", 2 },
+		{ "trailer", 7 }, { "transfer-encoding", 17 }, { "upgrade", 7 }, { "proxy-authenticate", 18 },
+		{ "proxy-authorization", 19 },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (http_slice_ieq(name, hop[i]))
+		if (name.len == hop[i].len && strncasecmp(name.p, hop[i].name, name.len) == 0)
 			return 1;
 	return 0;
 }

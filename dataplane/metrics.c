@@ -762,6 +762,11 @@ metrics_render_process(struct sc_buf *b)
 	sc_buf_printf(b, "process_resident_memory_bytes %llu\n", rss * (unsigned long long)page);
 	metrics_family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
 	sc_buf_printf(b, "process_virtual_memory_bytes %llu\n", vsz * (unsigned long long)page);
+	metrics_family(b, "sidecar_client_connections", "gauge", "Client connections open (both listeners).");
+	sc_buf_printf(b, "sidecar_client_connections %zu\n", conn_count());
+	metrics_family(b, "sidecar_client_buffer_bytes", "gauge",
+	    "Bytes allocated for client connections' input and output buffers.");
+	sc_buf_printf(b, "sidecar_client_buffer_bytes %zu\n", conn_buffer_bytes());
 	metrics_family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
 	sc_buf_printf(b, "process_open_fds %ld\n", fds > 0 ? fds : 0);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {

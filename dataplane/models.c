@@ -156,19 +156,18 @@ models_fetch(struct models_src *s, const struct reg_provider *p)
 {
 	const struct config *cfg = registry_config();
 	struct upstream_req rq;
-	struct curl_slist *h, *t;
+	struct upstream_hdrs h;
 	char url[2048];
 
-	h = upstream_add_bearer(NULL, p->p.api_key);
-	if (h == NULL || (t = curl_slist_append(h, "Accept: application/json")) == NULL) {
-		curl_slist_free_all(h);
+	upstream_hdrs_init(&h);
+	if (upstream_hdrs_bearer(&h, p->p.api_key) == -1 || upstream_hdrs_add(&h, "Accept: application/json") == -1) {
+		upstream_hdrs_free(&h);
 		return;
 	}
-	h = t;
 	snprintf(url, sizeof(url), "%s/models", s->endpoint);
 	memset(&rq, 0, sizeof(rq));
 	rq.url = url;
-	rq.headers = h;
+	rq.headers = &h;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
 	sc_buf_init(&s->buf, MODELS_BODY_CAP);

@@ -45,6 +45,7 @@
 
 #include "dispatch.h"
 #include "events.h"
+#include "jscan.h"
 #include "log.h"
 #include "oaierr.h"
 #include "proxy.h"
@@ -70,7 +71,7 @@ static const char *const px_phase_names[] = { "route", "wait", "attempt", "relay
 struct proxy_req {
 	struct conn          *conn;		/* the client; NULL once answered or gone */
 	enum px_phase         phase;		/* changed only by proxy_set_phase */
-	char                  rid[PROXY_RID_MAX + 1];
+	const char           *rid;		/* in strs */
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
 	char                 *model;		/* owned: the client's model */
 	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
@@ -92,15 +93,15 @@ struct proxy_req {
 	struct sc_buf         errbody;		/* owned: buffered error body */
 	int                   paused;		/* curl paused on our output buffer */
 	struct sse_scanner    sse;		/* initialised when is_sse */
-	struct sc_buf         hold;		/* owned: the stream's event in progress */
-	struct sc_buf         scratch;		/* owned: respmodel's work buffer */
+	struct sc_buf         hold;		/* owned: the stream's event in progress (no
+						 * allocation between events) */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
-	char                  ctype[128];	/* the response's Content-Type */
+	char                 *ctype;		/* owned: a held JSON response's Content-Type */
 	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
 	int                   sse_first;		/* a 2xx stream held until its first data event */
-	struct sse_scanner    fsse;		/* owned while sse_first: scans the held bytes */
+	struct sse_scanner   *fsse;		/* owned while sse_first: scans the held bytes */
 	struct sc_buf         first;		/* owned: the bytes held while sse_first */
 	int                   first_limited;	/* that first event was a rate-limit error */
 	int                   limit_counted;	/* a rate-limit event in this stream counted as a 429 */
@@ -115,14 +116,20 @@ struct proxy_req {
 
 	/* Outcome for the log line and the request log. */
 	struct reqlog_trail   trail;		/* owned: the attempts */
-	char                  client[TOKENS_LABEL_MAX + 1];	/* the client token's label, "" without tokens */
+	const char           *client;		/* in strs: the client token's label, "" without tokens */
 	int                   status;
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
 	const char           *last_fail_msg;
+	char                  strs[];		/* rid and client, each NUL-terminated */
 };
 
 static size_t px_in_flight;
+/* respmodel's work buffer: one for all streams (an event is rewritten in one
+ * call). */
+static struct sc_buf px_scratch;
+#define PX_SCRATCH_KEEP (64 * 1024)	/* px_scratch allocation kept after a rewrite */
+#define PX_IDLE_KEEP    2048		/* a stream's event buffers kept between events */
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
 static void proxy_first_reset(struct proxy_req *r);
@@ -159,7 +166,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->is_sse)
 		sse_free(&r->sse);
-	sc_buf_free(&r->scratch);
+	free(r->ctype);
 	sc_buf_free(&r->model_lit);
 	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
@@ -187,15 +194,17 @@ proxy_finish(struct proxy_req *r, int status, const char *note)
 	char pname[160], model[320];
 
 	proxy_set_phase(r, PX_DONE);
-	/* Both come from outside: quoted when not plain, so they cannot forge fields. */
-	log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
-	log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
-	log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
-	    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
-	    r->rid, pname, model, status,
-	    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
-	    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens, (unsigned long long)r->relayed,
-	    note ? " " : "", note ? note : "");
+	if (log_enabled(LOG_LVL_INFO)) {
+		/* Both come from outside: quoted when not plain, so they cannot forge fields. */
+		log_value(p != NULL ? p->p.name : "-", pname, sizeof(pname));
+		log_value(r->model != NULL ? r->model : "-", model, sizeof(model));
+		log_info("request %s provider=%s model=%s status=%d latency_ms=%lld ttfb_ms=%lld queue_ms=%lld "
+		    "attempts=%d pool=%s tokens=%lld bytes=%llu%s%s",
+		    r->rid, pname, model, status,
+		    (long long)(now - r->t_start), (long long)r->ttfb_ms, (long long)qms, r->attempts,
+		    p != NULL ? sched_pool_name(r->dt.pool) : "-", (long long)r->tokens,
+		    (unsigned long long)r->relayed, note ? " " : "", note ? note : "");
+	}
 	reqlog_trail_finish(&r->trail, status == 499 ? REQLOG_CLIENT_CLOSED :
 	    r->interrupted ? REQLOG_INTERRUPTED : REQLOG_PENDING, r->up_status, now - r->t_start);
 	memset(&res, 0, sizeof(res));
@@ -281,19 +290,38 @@ static int
 proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
 	const char *pool = sched_pool_name(r->dt.pool);
-	int degraded = r->dt.pool != SCHED_POOL_MAIN;
 	char name[256];
-	int n;
+	struct sc_text t;
 
 	proxy_hdr_safe(r->dt.prov->p.name, name, sizeof(name));
-	n = snprintf(h, hl,
-	    "%s%s%sX-Request-Id: %s\r\nX-Sidecar-Provider: %s\r\nX-Sidecar-Pool: %s\r\n"
-	    "X-Sidecar-Queue-Ms: %lld\r\n%s%s%s%s",
-	    ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-	    r->rid, name, pool, (long long)r->dt.queue_ms,
-	    degraded ? "X-Sidecar-Degraded: " : "", degraded ? pool : "", degraded ? "\r\n" : "",
-	    r->is_sse ? "Cache-Control: no-cache\r\n" : "");
-	return n < 0 || (size_t)n >= hl ? 0 : n;
+	/* piece by piece: one snprintf of all of it cost more than the rest of this function's caller */
+	sc_text_init(&t, h, hl);
+	if (ctype != NULL) {
+		sc_text_add(&t, "Content-Type: ");
+		sc_text_add(&t, ctype);
+		sc_text_add(&t, "\r\n");
+	}
+	sc_text_add(&t, "X-Request-Id: ");
+	sc_text_add(&t, r->rid);
+	sc_text_add(&t, "\r\nX-Sidecar-Provider: ");
+	sc_text_add(&t, name);
+	sc_text_add(&t, "\r\nX-Sidecar-Pool: ");
+	sc_text_add(&t, pool);
+	sc_text_add(&t, "\r\nX-Sidecar-Queue-Ms: ");
+	sc_text_i64(&t, r->dt.queue_ms);
+	sc_text_add(&t, "\r\n");
+	if (r->dt.pool != SCHED_POOL_MAIN) {
+		sc_text_add(&t, "X-Sidecar-Degraded: ");
+		sc_text_add(&t, pool);
+		sc_text_add(&t, "\r\n");
+	}
+	if (r->is_sse)
+		sc_text_add(&t, "Cache-Control: no-cache\r\n");
+	if (t.overflow) {
+		h[0] = '\0';
+		return 0;
+	}
+	return (int)t.len;
 }
 
 /* Report how the attempt ended to the dispatcher (which applies and persists
@@ -304,6 +332,23 @@ proxy_report(struct proxy_req *r, enum cooldown_failure fail, int status, int re
 	reqlog_trail_end(&r->trail, reqlog_outcome_of(fail != COOLDOWN_FAIL_NONE, fail == COOLDOWN_FAIL_TTFB, status),
 	    status, sc_now_ms() - r->t_start);
 	return dispatch_report(&r->dt, fail, status, retry_after_s, detail);
+}
+
+/* Committed: no other attempt follows, so what only attempts need goes now
+ * (a stream then holds little while it waits for its next event): the
+ * client's body, its parse and the forwarded headers; the body sent upstream
+ * once curl has sent it all (else when the request ends). */
+static void
+proxy_drop_request(struct proxy_req *r)
+{
+	if (r->shape_ok) {
+		shape_free(&r->shape);
+		r->shape_ok = 0;
+	}
+	sc_buf_free(&r->body);
+	sc_buf_free(&r->fwd);
+	if (r->xfer == NULL || upstream_body_sent(r->xfer))
+		sc_buf_free(&r->upbody);
 }
 
 /* Commit a 2xx: send the head to the client. */
@@ -317,21 +362,23 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 
 	if (ct[0] == '\0')
 		ct = "application/json";
-	snprintf(r->ctype, sizeof(r->ctype), "%s", ct);
 	r->is_sse = strncasecmp(ct, "text/event-stream", 17) == 0;
 	proxy_set_phase(r, PX_RELAY);
+	proxy_drop_request(r);
 	r->status = r->up_status;
 	r->up_length = cl;
 	if (!r->is_sse) {
 		/* The head waits for the whole body: the rewrite changes its length. */
+		r->ctype = sc_xstrdup(ct);
 		sc_buf_init(&r->jbody, PX_JSON_CAP);
 		r->json_hold = 1;
 		return;
 	}
 	sse_init(&r->sse, 0);
 	sc_buf_init(&r->hold, SSE_MAX_EVENT + 256 * 1024);
-	sc_buf_init(&r->scratch, SSE_MAX_EVENT + 256 * 1024);
-	n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+	if (px_scratch.cap == 0)
+		sc_buf_init(&px_scratch, SSE_MAX_EVENT + 256 * 1024);
+	n = proxy_resp_headers(r, h, sizeof(h), ct);
 	conn_response_head(r->conn, r->up_status, h, (size_t)n, -1);
 }
 
@@ -340,7 +387,7 @@ static void
 proxy_json_head(struct proxy_req *r, int64_t length)
 {
 	char h[PX_HDR_CAP];
-	int n = proxy_resp_headers(r, h, sizeof(h), r->ctype);
+	int n = proxy_resp_headers(r, h, sizeof(h), r->ctype != NULL ? r->ctype : "application/json");
 
 	conn_response_head(r->conn, r->status, h, (size_t)n, length);
 }
@@ -386,7 +433,8 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		/* Held until its first event: an error event there (a 429 inside
 		 * a 200) is retried on another key while the client has nothing. */
 		r->sse_first = 1;
-		sse_init(&r->fsse, PX_FIRST_CAP);
+		r->fsse = sc_xmalloc(sizeof(*r->fsse));
+		sse_init(r->fsse, PX_FIRST_CAP);
 		sc_buf_init(&r->first, PX_FIRST_CAP);
 		return 0;
 	}
@@ -401,8 +449,11 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 static void
 proxy_first_reset(struct proxy_req *r)
 {
-	if (r->sse_first)
-		sse_free(&r->fsse);
+	if (r->fsse != NULL) {
+		sse_free(r->fsse);
+		free(r->fsse);
+		r->fsse = NULL;
+	}
 	sc_buf_free(&r->first);
 	r->sse_first = 0;
 	r->first_limited = 0;
@@ -450,7 +501,9 @@ proxy_sse_event(struct proxy_req *r, const struct sse_event *ev)
 		r->hold.data[r->hold.len] = '\0';
 		return;
 	}
-	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &r->scratch);
+	respmodel_sse(&r->hold, ev, r->model_lit.data, r->model_lit.len, &px_scratch);
+	if (px_scratch.alloc > PX_SCRATCH_KEEP)
+		sc_buf_free(&px_scratch);	/* a huge event grew it */
 }
 
 /* Relay a stream: pass whole events, each seen by proxy_sse_event. */
@@ -485,6 +538,12 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
 	}
+	/* Between events a stream keeps only small buffers: one that a big
+	 * event grew goes back (small ones stay, so that a busy stream does not
+	 * allocate per event). */
+	if (r->hold.len == 0 && r->hold.alloc > PX_IDLE_KEEP)
+		sc_buf_free(&r->hold);
+	sse_idle(&r->sse, PX_IDLE_KEEP);
 }
 
 static size_t proxy_relay_data(struct proxy_req *r, const char *p, size_t n);
@@ -520,7 +579,7 @@ proxy_first_event(struct proxy_req *r, const char *p, size_t n)
 		return proxy_relay_data(r, p, n);
 	}
 	while (off < n) {
-		sr = sse_feed(&r->fsse, p + off, n - off, &used, &ev);
+		sr = sse_feed(r->fsse, p + off, n - off, &used, &ev);
 		off += used;
 		if (sr == SSE_EVENT && !ev.has_data)
 			continue;	/* a comment or blank line: wait for data */
@@ -580,31 +639,45 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 	return n;
 }
 
-/* Tokens reported by a finished response count against the provider's TPM. */
+/* Tokens reported by a finished response count against the provider's TPM
+ * (a held JSON response's usage was read by proxy_send_json). */
 static void
 proxy_record_tokens(struct proxy_req *r)
 {
-	struct sse_usage u;
+	dispatch_report_tokens(&r->dt, r->tokens);
+}
 
-	if (r->jbody.len > 0 && r->jbody.len < r->jbody.cap &&
-	    sse_usage_parse(r->jbody.data, r->jbody.len, &u) == 1 && u.total_tokens >= 0) {
+/* The held JSON response, its model the client's, with its length; its usage
+ * is read in the same scan (a document the scanner refuses: each of the
+ * two decides on its own, json-c behind the usage). */
+static void
+proxy_send_json(struct proxy_req *r)
+{
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	const char *json = r->jbody.data != NULL ? r->jbody.data : "";
+	size_t len = r->jbody.len;
+	const struct sc_buf *b = &r->jbody;
+	struct sse_usage u;
+	struct sc_buf out;
+	int rw, ur;
+
+	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
+	if (len > 0 && jscan_object(json, len, m, 3) == 0) {
+		rw = respmodel_json_member(json, len, &m[0], r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_members(&m[1], &m[2], &u);
+		if (ur == -1)
+			ur = sse_usage_parse(json, len, &u);
+	} else {
+		rw = respmodel_json(json, len, r->model_lit.data, r->model_lit.len, &out);
+		ur = sse_usage_parse(json, len, &u);
+	}
+	if (rw == 1)
+		b = &out;
+	if (ur == 1 && u.total_tokens >= 0 && len < r->jbody.cap) {
 		r->tokens = u.total_tokens;
 		r->prompt_tokens = u.prompt_tokens;
 		r->completion_tokens = u.completion_tokens;
 	}
-	dispatch_report_tokens(&r->dt, r->tokens);
-}
-
-/* The held JSON response, its model the client's, with its length. */
-static void
-proxy_send_json(struct proxy_req *r)
-{
-	struct sc_buf out;
-	const struct sc_buf *b = &r->jbody;
-
-	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
-	if (respmodel_json(r->jbody.data, r->jbody.len, r->model_lit.data, r->model_lit.len, &out) == 1)
-		b = &out;
 	r->json_hold = 0;
 	proxy_json_head(r, (int64_t)b->len);
 	conn_response_body(r->conn, b->data != NULL ? b->data : "", b->len);
@@ -777,42 +850,31 @@ proxy_reject(struct proxy_req *r)
 	proxy_unavailable(r, OAIERR_RATE_LIMITED, 0);
 }
 
-/* Build the upstream header list for this attempt: forwarded client headers,
- * the provider's key, our request id. */
-static struct curl_slist *
-proxy_up_headers(struct proxy_req *r, const struct reg_provider *p)
+/* Build the upstream header lines for this attempt: forwarded client
+ * headers, the provider's key, our request id. 0, or -1 past the cap. */
+static int
+proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
-	struct curl_slist *l = NULL, *t;
 	size_t off = 0;
 	char line[PROXY_RID_MAX + 32];
 
 	while (off < r->fwd.len) {
-		const char *h = r->fwd.data + off;
-		if ((t = curl_slist_append(l, h)) == NULL)
-			goto fail;
-		l = t;
-		off += strlen(h) + 1;
+		const char *fh = r->fwd.data + off;
+		if (upstream_hdrs_add(h, fh) == -1)
+			return -1;
+		off += strlen(fh) + 1;
 	}
-	if ((l = upstream_add_bearer(l, p->p.api_key)) == NULL)
-		return NULL;
-	snprintf(line, sizeof(line), "X-Request-Id: %s", r->rid);
-	if ((t = curl_slist_append(l, line)) == NULL)
-		goto fail;
-	l = t;
+	if (upstream_hdrs_bearer(h, p->p.api_key) == -1)
+		return -1;
+	memcpy(line, "X-Request-Id: ", 14);
+	sc_strlcpy(line + 14, r->rid, sizeof(line) - 14);
+	if (upstream_hdrs_add(h, line) == -1)
+		return -1;
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
-	if (!r->has_ctype) {
-		if ((t = curl_slist_append(l, "Content-Type: application/json")) == NULL)
-			goto fail;
-		l = t;
-	}
-	if ((t = curl_slist_append(l, "Expect:")) == NULL)
-		goto fail;
-	l = t;
-	return l;
-fail:
-	curl_slist_free_all(l);
-	return NULL;
+	if (!r->has_ctype && upstream_hdrs_add(h, "Content-Type: application/json") == -1)
+		return -1;
+	return upstream_hdrs_add(h, "Expect:");
 }
 
 static const struct upstream_ops px_ops;
@@ -825,7 +887,9 @@ proxy_attempt(struct proxy_req *r)
 	const struct config *cfg = registry_config();
 	const struct reg_provider *p = r->dt.prov;
 	struct upstream_req rq;
+	struct upstream_hdrs hdrs;
 	struct sc_err e;
+	struct sc_text ut;
 	char url[2048];
 	int64_t t0;
 	int st;
@@ -848,21 +912,29 @@ proxy_attempt(struct proxy_req *r)
 			return -1;
 		}
 	}
-	if (snprintf(url, sizeof(url), "%s/%s", p->p.endpoint_url, r->path) >= (int)sizeof(url))
+	sc_text_init(&ut, url, sizeof(url));
+	sc_text_add(&ut, p->p.endpoint_url);
+	sc_text_add(&ut, "/");
+	sc_text_add(&ut, r->path);
+	if (ut.overflow)
 		return -1;
 	memset(&rq, 0, sizeof(rq));
 	rq.url = url;
 	rq.post = r->shape_ok;
 	rq.body = r->upbody.data;
 	rq.body_len = r->upbody.len;
-	rq.headers = proxy_up_headers(r, p);
+	rq.headers = &hdrs;
 	rq.connect_timeout_ms = (long)cfg->upstream_connect_timeout * 1000;
 	rq.ttfb_timeout_ms = (long)cfg->upstream_ttfb_timeout * 1000;
-	if (rq.headers == NULL)
+	rq.stream = r->stream;
+	upstream_hdrs_init(&hdrs);
+	if (proxy_up_headers(r, p, &hdrs) == -1) {
+		upstream_hdrs_free(&hdrs);
 		return -1;
+	}
 	t0 = sc_now_ms();
 	proxy_set_phase(r, PX_ATTEMPT);
-	r->xfer = upstream_start(&rq, &px_ops, r);
+	r->xfer = upstream_start(&rq, &px_ops, r);	/* takes hdrs */
 	if (r->xfer == NULL) {
 		log_warn("request %s: could not start a transfer to %s", r->rid, p->p.name);
 		proxy_set_phase(r, PX_ROUTE);
@@ -990,22 +1062,23 @@ static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_
 static void
 proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 {
-	static const char *const skip[] = {
-		"authorization", "host", "content-length", "transfer-encoding", "expect",
-		"accept-encoding", "x-request-id", "x-sidecar-priority", "cookie", "proxy-authorization",
-		NULL,
+	/* with their lengths: no strlen per name and header */
+	static const struct { const char *name; size_t len; } skip[] = {
+		{ "authorization", 13 }, { "host", 4 }, { "content-length", 14 }, { "transfer-encoding", 17 },
+		{ "expect", 6 }, { "accept-encoding", 15 }, { "x-request-id", 12 }, { "x-sidecar-priority", 18 },
+		{ "cookie", 6 }, { "proxy-authorization", 19 },
 	};
-	size_t i, k;
+	size_t i, k, nskip = sizeof(skip) / sizeof(skip[0]);
 
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
 			continue;
-		for (k = 0; skip[k] != NULL; k++)
-			if (http_slice_ieq(h->name, skip[k]))
+		for (k = 0; k < nskip; k++)
+			if (h->name.len == skip[k].len && strncasecmp(h->name.p, skip[k].name, skip[k].len) == 0)
 				break;
-		if (skip[k] != NULL)
+		if (k < nskip)
 			continue;
 		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
 			break;
@@ -1027,19 +1100,19 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct sc_err e;
 	size_t rl, cl;
 
-	r = sc_xcalloc(1, sizeof(*r));
+	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
+	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
+	r = sc_xcalloc(1, sizeof(*r) + rl + 1 + cl + 1);	/* zeroed: both strings terminated */
 	px_in_flight++;
 	r->conn = c;
 	r->phase = PX_ROUTE;
 	r->t_start = sc_now_ms();
 	r->ttfb_ms = -1;
 	r->path = path;
-	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
-	memcpy(r->rid, rid, rl);
-	r->rid[rl] = '\0';
-	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
-	memcpy(r->client, conn_client(c), cl);
-	r->client[cl] = '\0';
+	memcpy(r->strs, rid, rl);
+	r->rid = r->strs;
+	memcpy(r->strs + rl + 1, conn_client(c), cl);
+	r->client = r->strs + rl + 1;
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
@@ -1060,6 +1133,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
 		return;
 	}
+	sc_buf_fit(&r->model_lit);	/* kept for the whole response */
 	route = dispatch_route_find(r->model);
 	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];

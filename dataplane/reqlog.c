@@ -78,13 +78,13 @@ reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *
 	if (t->n >= REQLOG_ATTEMPTS_MAX)
 		return;
 	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 2;
+		t->cap = t->cap ? t->cap * 2 : 1;	/* most requests make one attempt */
 		t->a = sc_xrealloc(t->a, (size_t)t->cap * sizeof(*t->a));
 	}
 	a = &t->a[t->n++];
 	memset(a, 0, sizeof(*a));
-	snprintf(a->provider_id, sizeof(a->provider_id), "%s", provider_id ? provider_id : "");
-	snprintf(a->provider_name, sizeof(a->provider_name), "%s", provider_name ? provider_name : "");
+	sc_strlcpy(a->provider_id, provider_id ? provider_id : "", sizeof(a->provider_id));
+	sc_strlcpy(a->provider_name, provider_name ? provider_name : "", sizeof(a->provider_name));
 	a->pool = pool;
 	a->outcome = REQLOG_PENDING;
 	a->start_ms = start_ms;
@@ -223,16 +223,16 @@ reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, in
 {
 	const struct reqlog_trail *t = res->trail;
 
-	snprintf(r->request_id, sizeof(r->request_id), "%s", res->rid ? res->rid : "");
+	sc_strlcpy(r->request_id, res->rid ? res->rid : "", sizeof(r->request_id));
 	r->finished_ms = wall_ms;
-	snprintf(r->client, sizeof(r->client), "%s", res->client ? res->client : "");
-	snprintf(r->model, sizeof(r->model), "%s", res->model ? res->model : "");
-	snprintf(r->provider_id, sizeof(r->provider_id), "%s", res->provider_id ? res->provider_id : "");
-	snprintf(r->provider_name, sizeof(r->provider_name), "%s",
-	    res->provider_id && res->provider_name ? res->provider_name : "");
+	sc_strlcpy(r->client, res->client ? res->client : "", sizeof(r->client));
+	sc_strlcpy(r->model, res->model ? res->model : "", sizeof(r->model));
+	sc_strlcpy(r->provider_id, res->provider_id ? res->provider_id : "", sizeof(r->provider_id));
+	sc_strlcpy(r->provider_name, res->provider_id && res->provider_name ? res->provider_name : "",
+	    sizeof(r->provider_name));
 	r->pool = res->provider_id ? res->pool : SCHED_POOL_MAIN;
 	r->status = res->status;
-	snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code ? res->error_code : "");
+	sc_strlcpy(r->error_code, res->error_code ? res->error_code : "", sizeof(r->error_code));
 	r->queue_ms = res->queue_ms > 0 ? res->queue_ms : 0;
 	r->ttfb_ms = res->ttfb_ms;
 	r->latency_ms = res->latency_ms;

@@ -15,11 +15,25 @@
 int
 respmodel_literal(const char *model, size_t len, struct sc_buf *out)
 {
-	struct json_object *s = json_object_new_string_len(model, (int)len);
+	struct json_object *s;
 	const char *t;
+	size_t i;
 	int rc;
 
-	if (s == NULL)
+	/* An id with nothing to escape (the usual case) is itself in quotes:
+	 * what json-c writes for it, without building a json-c string. */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)model[i] < 0x20 || model[i] == '"' || model[i] == '\\')
+			break;
+	if (i == len) {
+		if (out->len + len + 2 > out->cap)
+			return -1;	/* as the append below would, leaving out as it was */
+		sc_buf_append(out, "\"", 1);
+		sc_buf_append(out, model, len);
+		sc_buf_append(out, "\"", 1);
+		return 0;
+	}
+	if ((s = json_object_new_string_len(model, (int)len)) == NULL)
 		return -1;
 	t = json_object_to_json_string_ext(s, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	rc = t != NULL ? sc_buf_append(out, t, strlen(t)) : -1;
@@ -31,16 +45,26 @@ int
 respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len, struct sc_buf *out)
 {
 	struct jscan_member m = { "model", NULL, 0 };
+
+	if (jscan_object(json, len, &m, 1) != 0)
+		return 0;
+	return respmodel_json_member(json, len, &m, lit, lit_len, out);
+}
+
+int
+respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
+    struct sc_buf *out)
+{
 	size_t keep = out->len, head, tail;
 
-	if (jscan_object(json, len, &m, 1) != 0 || jscan_type(m.val) != JSCAN_STRING)
+	if (jscan_type(m->val) != JSCAN_STRING)
 		return 0;
-	if (m.val_len == lit_len && memcmp(m.val, lit, lit_len) == 0)
+	if (m->val_len == lit_len && memcmp(m->val, lit, lit_len) == 0)
 		return 0;
-	head = (size_t)(m.val - json);
-	tail = len - head - m.val_len;
+	head = (size_t)(m->val - json);
+	tail = len - head - m->val_len;
 	if (sc_buf_append(out, json, head) == -1 || sc_buf_append(out, lit, lit_len) == -1 ||
-	    sc_buf_append(out, m.val + m.val_len, tail) == -1) {
+	    sc_buf_append(out, m->val + m->val_len, tail) == -1) {
 		out->len = keep;
 		if (out->data != NULL)
 			out->data[keep] = '\0';

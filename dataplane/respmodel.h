@@ -30,6 +30,11 @@ int respmodel_literal(const char *model, size_t len, struct sc_buf *out);
  * string "model", the same value already, or a document jscan refuses) and
  * out is untouched; -1 past out's cap (out truncated back). */
 int respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len, struct sc_buf *out);
+/* The same for a document the caller has already scanned (jscan_object
+ * accepted it): m is its top-level "model" member (val NULL when absent). */
+struct jscan_member;
+int respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
+    struct sc_buf *out);
 
 /* The SSE event ev (from sse_feed) whose raw bytes are the last ev->raw_len
  * bytes of hold: rewrite the model of its data payload in place, keeping the

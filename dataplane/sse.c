@@ -56,6 +56,15 @@ sse_reset_event(struct sse_scanner *s)
 	sc_buf_reset(&s->data);
 }
 
+void
+sse_idle(struct sse_scanner *s, size_t keep)
+{
+	if (s->emitted)
+		sse_reset_event(s);
+	if (s->data.len == 0 && s->data.alloc > keep)
+		sc_buf_free(&s->data);	/* keeps the cap: the next payload allocates again */
+}
+
 static void
 sse_fill(const struct sse_scanner *s, struct sse_event *ev)
 {
@@ -307,25 +316,34 @@ static int
 sse_usage_scan(const char *data, size_t len, struct sse_usage *u)
 {
 	struct jscan_member m[2] = { { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+
+	if (jscan_object(data, len, m, 2) == -1)
+		return -1;
+	return sse_usage_members(&m[0], &m[1], u);
+}
+
+int
+sse_usage_members(const struct jscan_member *usage, const struct jscan_member *choices, struct sse_usage *u)
+{
 	struct jscan_member f[3] = {
 		{ "prompt_tokens", NULL, 0 }, { "completion_tokens", NULL, 0 }, { "total_tokens", NULL, 0 },
 	};
 	const char *p;
 
-	if (jscan_object(data, len, m, 2) == -1)
-		return -1;
-	if (jscan_type(m[0].val) != JSCAN_OBJECT)
+	memset(u, 0, sizeof(*u));
+	u->prompt_tokens = u->completion_tokens = u->total_tokens = -1;
+	if (jscan_type(usage->val) != JSCAN_OBJECT)
 		return 0;
-	if (jscan_object(m[0].val, m[0].val_len, f, 3) == -1)
+	if (jscan_object(usage->val, usage->val_len, f, 3) == -1)
 		return -1;
 	u->prompt_tokens = sse_scan_int(&f[0]);
 	u->completion_tokens = sse_scan_int(&f[1]);
 	u->total_tokens = sse_scan_int(&f[2]);
 	if (u->total_tokens < 0 && u->prompt_tokens >= 0 && u->completion_tokens >= 0)
 		u->total_tokens = u->prompt_tokens + u->completion_tokens;
-	u->usage_only = m[1].val == NULL;
-	if (jscan_type(m[1].val) == JSCAN_ARRAY) {
-		for (p = m[1].val + 1; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++)
+	u->usage_only = choices->val == NULL;
+	if (jscan_type(choices->val) == JSCAN_ARRAY) {
+		for (p = choices->val + 1; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++)
 			;
 		u->usage_only = *p == ']';
 	}

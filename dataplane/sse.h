@@ -70,6 +70,10 @@ struct sse_scanner {
 /* max_event 0 means SSE_MAX_EVENT. */
 void sse_init(struct sse_scanner *s, size_t max_event);
 void sse_free(struct sse_scanner *s);
+/* The caller is done with the last event (its ev is no longer read): give
+ * back the payload buffer while no payload is held and it is larger than
+ * keep bytes (grown by a big event). Scanning goes on as if not called. */
+void sse_idle(struct sse_scanner *s, size_t keep);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it
  * (possibly 0 bytes, when a lone-CR blank line ended the previous call's
@@ -93,6 +97,12 @@ struct sse_usage {
  * is none or data is not a JSON object. Cheap for chunks without usage
  * (or with "usage":null): those are rejected without a JSON parse. */
 int sse_usage_parse(const char *data, size_t len, struct sse_usage *u);
+/* The same from the top-level "usage" and "choices" members of a document
+ * the caller has already scanned (jscan_object; a member not present has
+ * val NULL): 1 or 0 as above, -1 when the scanner refuses the usage object
+ * (then sse_usage_parse on the whole document decides, as json-c does). */
+struct jscan_member;
+int sse_usage_members(const struct jscan_member *usage, const struct jscan_member *choices, struct sse_usage *u);
 
 /* Whether an event's data is an error that says "rate limited": NIM's shape
  * ({"status":429,"title":"Too Many Requests",...}) or OpenAI's

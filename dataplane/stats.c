@@ -41,9 +41,9 @@ stats_sample_from(const struct request_result *r, int64_t wall_s, struct stats_s
 	if (r->provider_id == NULL || !r->upstream_sent)
 		return -1;
 	memset(s, 0, sizeof(*s));
-	snprintf(s->provider_id, sizeof(s->provider_id), "%s", r->provider_id);
+	sc_strlcpy(s->provider_id, r->provider_id, sizeof(s->provider_id));
 	model = r->upstream_model != NULL ? r->upstream_model : r->model != NULL ? r->model : "";
-	snprintf(s->model, sizeof(s->model), "%s", model);
+	sc_strlcpy(s->model, model, sizeof(s->model));
 	s->pool = r->pool;
 	s->wall_s = wall_s;
 	if (r->total_tokens >= 0) {
@@ -146,9 +146,9 @@ stats_usage_get(struct stats_agg *a, const char *pid, const char *model, const c
 	}
 	u = &a->u[a->nu];
 	memset(u, 0, sizeof(*u));
-	snprintf(u->provider_id, sizeof(u->provider_id), "%s", pid);
+	sc_strlcpy(u->provider_id, pid, sizeof(u->provider_id));
 	u->model = sc_xstrdup(model);
-	snprintf(u->hour, sizeof(u->hour), "%s", hour);
+	sc_strlcpy(u->hour, hour, sizeof(u->hour));
 	a->idx[j] = (uint32_t)a->nu + 1;
 	a->nu++;
 	if (a->nu * 2 > a->nidx)
@@ -169,7 +169,7 @@ stats_daily_get(struct stats_agg *a, const char *date, enum sched_pool pool)
 		a->d = sc_xrealloc(a->d, a->cd * sizeof(*a->d));
 	}
 	memset(&a->d[a->nd], 0, sizeof(a->d[0]));
-	snprintf(a->d[a->nd].date, sizeof(a->d[0].date), "%s", date);
+	sc_strlcpy(a->d[a->nd].date, date, sizeof(a->d[0].date));
 	a->d[a->nd].pool = pool;
 	return &a->d[a->nd++];
 }
@@ -179,11 +179,14 @@ stats_agg_add(struct stats_agg *a, const struct stats_sample *s)
 {
 	struct stats_usage *u;
 	struct stats_daily *d;
-	char hour[14], date[11];
 
-	sc_hour_bucket(s->wall_s, hour);
-	sc_date(s->wall_s, date);
-	if ((u = stats_usage_get(a, s->provider_id, s->model, hour)) == NULL) {
+	if (!a->bucket_set || a->bucket_hour != s->wall_s / 3600) {
+		sc_hour_bucket(s->wall_s, a->hour);
+		sc_date(s->wall_s, a->date);
+		a->bucket_hour = s->wall_s / 3600;
+		a->bucket_set = true;
+	}
+	if ((u = stats_usage_get(a, s->provider_id, s->model, a->hour)) == NULL) {
 		a->dropped++;
 		return -1;
 	}
@@ -195,7 +198,7 @@ stats_agg_add(struct stats_agg *a, const struct stats_sample *s)
 	u->errors += s->error != 0;
 	u->unknown_usage += s->unknown_usage != 0;
 	u->latency_sum_ms += s->latency_ms;
-	d = stats_daily_get(a, date, s->pool);
+	d = stats_daily_get(a, a->date, s->pool);
 	d->requests++;
 	d->errors += s->error != 0;
 	d->tokens += s->total_tokens;

@@ -80,6 +80,12 @@ struct stats_agg {
 	struct stats_daily *d;		/* owned array (few entries: days × 3 pools) */
 	size_t              nd, cd;
 	uint64_t            dropped;	/* samples refused at the cap */
+	/* The UTC hour the last sample fell in, formatted once per hour (not
+	 * per sample: gmtime + strftime cost more than the rest of an add). */
+	bool                bucket_set;
+	int64_t             bucket_hour;	/* wall_s / 3600 of hour and date below */
+	char                hour[14];
+	char                date[11];
 };
 
 /* Fill s from a finished request; 0, or -1 when it is not counted (no

@@ -28,7 +28,7 @@
 
 struct upstream_xfer {
 	CURL                      *easy;		/* owned */
-	struct curl_slist         *headers;		/* owned */
+	struct upstream_hdrs       headers;		/* owned (moved from the request) */
 	const struct upstream_ops *ops;
 	void                      *arg;
 	struct loop_timer          ttfb;		/* first-byte timer */
@@ -42,20 +42,24 @@ struct upstream_xfer {
 	uint64_t                   body_bytes;
 	int                        paused;		/* the write callback ever paused curl */
 	int                        completed;		/* curl reported the transfer done */
+	size_t                     body_len;		/* request body bytes to send */
 	char                       errbuf[CURL_ERROR_SIZE];
 };
 
 #define UPSTREAM_POOL_MAX 256	/* idle easy handles kept for reuse */
 #define UPSTREAM_BATCH_READY 16	/* ready descriptors from which client writes are batched */
 #define UPSTREAM_RECV_BUF 4096L	/* CURLOPT_BUFFERSIZE, bytes */
+#define UPSTREAM_STREAM_BUF 1024L	/* ... for a stream (curl's smallest) */
 
 static struct {
 	struct loop      *loop;
 	CURLM            *multi;
 	struct loop_timer timer;	/* curl's single timeout */
 	size_t            active;
-	CURL             *pool[UPSTREAM_POOL_MAX];	/* owned idle handles: reusing them
-							 * saves their buffers' allocation per request */
+	struct upstream_xfer *pool[UPSTREAM_POOL_MAX];	/* owned idle transfers with their
+							 * handles: reusing them saves the handles'
+							 * buffers and the options that name the
+							 * transfer, per request */
 	size_t            npool;
 	char             *ca_file;	/* owned: CA bundle for TLS upstreams, NULL = the system's */
 } up;
@@ -158,8 +162,11 @@ upstream_init(struct loop *l, long max_connections, const char *ca_file)
 void
 upstream_shutdown(void)
 {
-	while (up.npool > 0)
-		curl_easy_cleanup(up.pool[--up.npool]);
+	while (up.npool > 0) {
+		struct upstream_xfer *x = up.pool[--up.npool];
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
 	if (up.multi != NULL) {
 		loop_timer_cancel(up.loop, &up.timer);
 		curl_multi_cleanup(up.multi);
@@ -170,39 +177,77 @@ upstream_shutdown(void)
 	curl_global_cleanup();
 }
 
-/* The header list carries the provider key: wipe it before freeing. */
-static void
-upstream_free_headers(struct curl_slist *l)
+void
+upstream_hdrs_init(struct upstream_hdrs *h)
 {
-	struct curl_slist *h;
-
-	for (h = l; h != NULL; h = h->next)
-		if (h->data != NULL)
-			crypto_wipe(h->data, strlen(h->data));
-	curl_slist_free_all(l);
+	sc_buf_init(&h->text, UPSTREAM_HDRS_CAP);
+	h->n = 0;
+	h->nodes = NULL;
 }
 
-struct curl_slist *
-upstream_add_bearer(struct curl_slist *l, const char *key)
+int
+upstream_hdrs_add(struct upstream_hdrs *h, const char *line)
 {
-	size_t kl = strlen(key) + 32;
-	char *auth = sc_xmalloc(kl);
-	struct curl_slist *t;
+	size_t len = strlen(line);
 
-	snprintf(auth, kl, "Authorization: Bearer %s", key);
-	t = curl_slist_append(l, auth);
-	crypto_wipe(auth, kl);
-	free(auth);
-	if (t == NULL)
-		upstream_free_headers(l);
-	return t;
+	if (h->text.len + len + 1 > h->text.cap)
+		return -1;
+	sc_buf_append(&h->text, line, len + 1);	/* with its NUL: the lines are NUL-separated */
+	h->n++;
+	return 0;
 }
 
-/* The options every transfer shares, set once per handle: a pooled handle
- * keeps them, so a request sets only what differs (URL, headers, body...). */
-static void
-upstream_easy_setup(CURL *e)
+int
+upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
 {
+	static const char pre[] = "Authorization: Bearer ";
+	size_t klen = strlen(key);
+
+	if (h->text.len + sizeof(pre) - 1 + klen + 1 > h->text.cap)
+		return -1;
+	sc_buf_append(&h->text, pre, sizeof(pre) - 1);
+	sc_buf_append(&h->text, key, klen + 1);
+	h->n++;
+	return 0;
+}
+
+/* The text carries the provider key: wiped before it is freed. */
+void
+upstream_hdrs_free(struct upstream_hdrs *h)
+{
+	if (h->text.data != NULL)
+		crypto_wipe(h->text.data, h->text.alloc);
+	sc_buf_free(&h->text);
+	free(h->nodes);
+	upstream_hdrs_init(h);
+}
+
+/* The curl_slist over h's text (curl only walks it: data and next). */
+static struct curl_slist *
+upstream_hdrs_list(struct upstream_hdrs *h)
+{
+	const char *p = h->text.data;
+	size_t i;
+
+	if (h->n == 0)
+		return NULL;
+	h->nodes = sc_xmalloc(h->n * sizeof(*h->nodes));
+	for (i = 0; i < h->n; i++) {
+		h->nodes[i].data = (char *)p;
+		h->nodes[i].next = i + 1 < h->n ? &h->nodes[i + 1] : NULL;
+		p += strlen(p) + 1;
+	}
+	return h->nodes;
+}
+
+/* The options every transfer on x's handle shares, set once per handle: a
+ * pooled transfer keeps them (its callbacks' data and error buffer are x
+ * itself), so a request sets only what differs (URL, headers, body...). */
+static void
+upstream_easy_setup(struct upstream_xfer *x)
+{
+	CURL *e = x->easy;
+
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	if (up.ca_file != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, up.ca_file);
@@ -214,41 +259,57 @@ upstream_easy_setup(CURL *e)
 	/* The smallest upload buffer: bodies go out from our memory (POSTFIELDS),
 	 * and 64 KiB buffers freed per transfer cost malloc consolidations. */
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-	/* The receive buffer every transfer holds while it runs: 8 KiB (curl's
-	 * default is 16) keeps thousands of concurrent streams small; an SSE
-	 * event is a few hundred bytes, and large bodies just take more reads. */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UPSTREAM_RECV_BUF);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+}
+
+/* A transfer and its handle: a pooled pair (cleared for the new transfer,
+ * the handle's options kept) or a new one; NULL when curl has no handle. */
+static struct upstream_xfer *
+upstream_xfer_get(void)
+{
+	struct upstream_xfer *x;
+	CURL *e;
+
+	if (up.npool > 0) {
+		x = up.pool[--up.npool];
+		e = x->easy;
+		memset(x, 0, sizeof(*x));
+		x->easy = e;
+		return x;
+	}
+	x = sc_xcalloc(1, sizeof(*x));
+	if ((x->easy = curl_easy_init()) == NULL) {
+		free(x);
+		return NULL;
+	}
+	upstream_easy_setup(x);
+	return x;
 }
 
 static void
 upstream_free(struct upstream_xfer *x)
 {
 	loop_timer_cancel(up.loop, &x->ttfb);
-	if (x->easy != NULL) {
-		curl_multi_remove_handle(up.multi, x->easy);
-		if (up.npool < UPSTREAM_POOL_MAX) {
-			if (x->completed && !x->paused) {
-				/* Drop what points into x; the shared options stay. */
-				curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, NULL);
-				curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
-			} else {
-				/* Cancelled or paused on the way: start from a clean handle. */
-				curl_easy_reset(x->easy);
-				upstream_easy_setup(x->easy);
-			}
-			up.pool[up.npool++] = x->easy;
-		} else {
-			curl_easy_cleanup(x->easy);
-		}
-	}
-	upstream_free_headers(x->headers);
+	curl_multi_remove_handle(up.multi, x->easy);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);	/* the list goes with the transfer */
+	upstream_hdrs_free(&x->headers);
 	up.active--;
-	free(x);
+	if (up.npool < UPSTREAM_POOL_MAX) {
+		if (!x->completed || x->paused) {
+			/* Cancelled or paused on the way: start from a clean handle. */
+			curl_easy_reset(x->easy);
+			upstream_easy_setup(x);
+		}
+		up.pool[up.npool++] = x;
+	} else {
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
 }
 
 /* Finish x with result r: tell the owner, then free. */
@@ -256,8 +317,7 @@ static void
 upstream_finish(struct upstream_xfer *x, enum upstream_result r)
 {
 	loop_timer_cancel(up.loop, &x->ttfb);
-	if (x->easy != NULL)
-		curl_multi_remove_handle(up.multi, x->easy);
+	curl_multi_remove_handle(up.multi, x->easy);
 	x->ops->on_done(x->arg, x, r);
 	upstream_free(x);
 }
@@ -408,30 +468,37 @@ upstream_write_cb(char *p, size_t sz, size_t nm, void *arg)
 struct upstream_xfer *
 upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg)
 {
-	struct upstream_xfer *x = sc_xcalloc(1, sizeof(*x));
+	struct upstream_xfer *x = upstream_xfer_get();
 	CURL *e;
 
+	if (x == NULL) {
+		if (rq->headers != NULL)
+			upstream_hdrs_free(rq->headers);	/* they were the transfer's */
+		return NULL;
+	}
+	e = x->easy;
 	up.active++;
 	x->ops = ops;
 	x->arg = arg;
-	x->headers = rq->headers;
+	if (rq->headers != NULL) {
+		x->headers = *rq->headers;
+		upstream_hdrs_init(rq->headers);
+	} else {
+		upstream_hdrs_init(&x->headers);
+	}
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
-	if (up.npool > 0) {
-		x->easy = e = up.pool[--up.npool];
-	} else {
-		if ((x->easy = e = curl_easy_init()) == NULL)
-			goto fail;
-		upstream_easy_setup(e);
-	}
 	curl_easy_setopt(e, CURLOPT_URL, rq->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, upstream_hdrs_list(&x->headers));
+	/* The receive buffer every transfer holds while it runs (curl 7.88
+	 * allocates it per transfer): 4 KiB, curl's default is 16; 1 KiB for a
+	 * stream, so that thousands of them that wait for their next event stay
+	 * small. An SSE event is a few hundred bytes; a large body just takes
+	 * more reads (docs/performance.md measures both). */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rq->stream ? UPSTREAM_STREAM_BUF : UPSTREAM_RECV_BUF);
+	x->body_len = rq->post ? rq->body_len : 0;
 	if (rq->post) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
@@ -463,6 +530,18 @@ void
 upstream_resume(struct upstream_xfer *x)
 {
 	curl_easy_pause(x->easy, CURLPAUSE_CONT);
+}
+
+int
+upstream_body_sent(const struct upstream_xfer *x)
+{
+	curl_off_t sent = 0;
+
+	if (x->body_len == 0)
+		return 1;
+	if (curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK)
+		return 0;
+	return sent >= 0 && (uint64_t)sent >= x->body_len;
 }
 
 int

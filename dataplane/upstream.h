@@ -37,20 +37,37 @@ struct upstream_ops {
 	void   (*on_done)(void *arg, struct upstream_xfer *x, enum upstream_result r);
 };
 
-struct upstream_req {
-	const char        *url;
-	int                post;		/* POST body, else GET */
-	const char        *body;		/* borrowed; must live until done or cancel */
-	size_t             body_len;
-	struct curl_slist *headers;		/* ownership passes to the transfer */
-	long               connect_timeout_ms;
-	long               ttfb_timeout_ms;	/* 0 = none */
+/* The request header lines of one transfer, built before upstream_start:
+ * the text in one buffer, and the list nodes curl walks in one array that
+ * upstream_start builds over it (not two allocations per line, as
+ * curl_slist_append makes). It carries the provider key, so the text is
+ * wiped when freed. */
+struct upstream_hdrs {
+	struct sc_buf      text;	/* owned: the lines, each "Name: value\0" */
+	size_t             n;		/* lines in text */
+	struct curl_slist *nodes;	/* owned: n nodes into text, set by upstream_start */
 };
+void upstream_hdrs_init(struct upstream_hdrs *h);
+/* Add one line ("Name: value", or "Name:" to suppress one of curl's own);
+ * 0, or -1 past the cap (UPSTREAM_HDRS_CAP bytes in all). */
+#define UPSTREAM_HDRS_CAP (128 * 1024)
+int  upstream_hdrs_add(struct upstream_hdrs *h, const char *line);
+/* Add "Authorization: Bearer <key>" (the one place the provider key becomes
+ * a header); 0 or -1 as above. */
+int  upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key);
+void upstream_hdrs_free(struct upstream_hdrs *h);
 
-/* Append "Authorization: Bearer <key>" to l (the one place the provider key
- * becomes a header; the temporary copy is wiped). The new list head, or NULL
- * (l freed) when out of memory. */
-struct curl_slist *upstream_add_bearer(struct curl_slist *l, const char *key);
+struct upstream_req {
+	const char           *url;
+	int                   post;		/* POST body, else GET */
+	const char           *body;		/* borrowed; must live until done or cancel */
+	size_t                body_len;
+	struct upstream_hdrs *headers;		/* its contents move to the transfer
+						 * (*headers is left empty); NULL = none */
+	long                  connect_timeout_ms;
+	long                  ttfb_timeout_ms;	/* 0 = none */
+	int                   stream;		/* a stream is expected: a small receive buffer */
+};
 
 /* Set up the multi handle on loop l; the idle-connection cache holds up to
  * max_connections (at least 512) upstream connections; ca_file, when not
@@ -67,6 +84,10 @@ void upstream_cancel(struct upstream_xfer *x);
 void upstream_resume(struct upstream_xfer *x);
 
 int         upstream_status(const struct upstream_xfer *x);
+/* Whether curl has sent the whole request body: from then on it never reads
+ * the borrowed body again (no redirects are followed), so it may be freed
+ * before the transfer ends. */
+int         upstream_body_sent(const struct upstream_xfer *x);
 /* Response header values, "" / -1 when absent. */
 const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);

@@ -48,7 +48,8 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		await mock.reset();
 		const r = await postJson(`${dp.url}/chat/completions`,
 			{ model: 'mock/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] },
-			{ authorization: 'Bearer client-secret-should-not-leak', 'x-request-id': 'req-fwd-1', 'x-custom-thing': 'kept' });
+			{ authorization: 'Bearer client-secret-should-not-leak', 'x-request-id': 'req-fwd-1', 'x-custom-thing': 'kept',
+				cookie: 'session=not-forwarded', 'x-sidecar-priority': 'high', 'proxy-authorization': 'Basic bm90OmZvcndhcmRlZA==' });
 		assert.equal(r.status, 200, r.body);
 		const j = JSON.parse(r.body);
 		assert.equal(j.object, 'chat.completion');
@@ -67,6 +68,7 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.equal(rec[0].headers['x-custom-thing'], 'kept');
 		assert.ok(!JSON.stringify(rec[0].headers).includes('client-secret-should-not-leak'));
 		assert.equal(rec[0].headers['accept-encoding'], undefined);
+		for (const h of ['cookie', 'x-sidecar-priority', 'proxy-authorization']) assert.equal(rec[0].headers[h], undefined, h);
 		// Not re-serialised for a provider without rewrites: only the model changed.
 		assert.equal(rec[0].body, JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }));
 	});

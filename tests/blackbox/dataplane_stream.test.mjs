@@ -1,8 +1,9 @@
 // Black-box: streaming through sidecar-dataplane. Byte-exact relay, chunks
 // arriving as they are sent, [DONE], the injected usage chunk removed, client
 // disconnect cancelling the upstream transfer, a slow reader keeping memory
-// bounded (back-pressure), mid-stream failures ended cleanly, retries before
-// the first byte, and SIGTERM draining an in-flight stream.
+// bounded (back-pressure), no client buffers held by streams between events,
+// mid-stream failures ended cleanly, retries before the first byte, and
+// SIGTERM draining an in-flight stream.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -163,6 +164,47 @@ describe('data plane streaming', { timeout: 90000 }, () => {
 		assert.ok(got > 15 * 1024 * 1024, `got only ${got} bytes`);
 		assert.ok(tail.includes('data: [DONE]'));
 		assert.ok(peak < 60 * 1024, `RSS peaked at ${peak} kB`);
+	});
+
+	it('holds no client buffers for streams that wait for their next event', async () => {
+		const N = 40;
+		const body = JSON.stringify({ model: 'mock/m', stream: true, messages: [] });
+		const metric = async (name) => {
+			const text = await new Promise((resolve, reject) => {
+				http.get(`http://127.0.0.1:${dp.metricsPort}/metrics`, (res) => {
+					let t = '';
+					res.on('data', (d) => { t += d; });
+					res.on('end', () => resolve(t));
+				}).on('error', reject);
+			});
+			const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+			assert.ok(m, `${name} in /metrics`);
+			return Number(m[1]);
+		};
+		const socks = [];
+		const firsts = [];
+		for (let i = 0; i < N; i++) {
+			const sock = net.connect(dp.port, '127.0.0.1');
+			socks.push(sock);
+			let text = '';
+			firsts.push(new Promise((resolve) => sock.on('data', (d) => {
+				text += d.toString('latin1');
+				if (text.includes('data: {')) resolve();
+			})));
+			sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+				`X-Mock-Chunks: 3\r\nX-Mock-Interval-Ms: 3000\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+		}
+		try {
+			await Promise.all(firsts);	// every stream relayed its first event and now waits 3 s
+			await sleep(200);
+			assert.ok(await metric('sidecar_client_connections') >= N);
+			// Only the metrics request's own input buffer (one 2 KiB block) may be held;
+			// a buffer per waiting stream would be N blocks or more.
+			const held = await metric('sidecar_client_buffer_bytes');
+			assert.ok(held <= 4096, `client buffers hold ${held} bytes with ${N} streams waiting`);
+		} finally {
+			for (const s of socks) s.destroy();
+		}
 	});
 
 	it('ends a stream that breaks upstream with an SSE error event and [DONE]', async () => {

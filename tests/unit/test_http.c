@@ -449,6 +449,21 @@ test_misc(void **state)
 	s.p = "tex";
 	s.len = 2;
 	assert_true(http_is_hop_by_hop(s));	/* "te" */
+	{	/* every hop-by-hop name (RFC 9110 §7.6.1 and the proxy ones), any case */
+		static const char *const hop[] = {
+			"Connection", "KEEP-ALIVE", "proxy-connection", "te", "Trailer", "transfer-encoding",
+			"Upgrade", "Proxy-Authenticate", "proxy-authorization",
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(hop) / sizeof(hop[0]); k++) {
+			s.p = hop[k];
+			s.len = strlen(hop[k]);
+			assert_true(http_is_hop_by_hop(s));
+			s.len--;
+			assert_false(http_is_hop_by_hop(s));
+		}
+	}
 	{
 		static const char *const cases[][2] = {
 			{ "/v1/models?a=b", "/v1/models?a=b" },

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
+#include "jscan.h"
 #include "respmodel.h"
 #include "sse.h"
 
@@ -30,6 +32,7 @@ lit_of(const char *model, struct sc_buf *lit)
 static void
 assert_json(const char *in, const char *model, int want_rc, const char *want)
 {
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
 	struct sc_buf lit, out;
 	int rc;
 
@@ -42,6 +45,16 @@ assert_json(const char *in, const char *model, int want_rc, const char *want)
 	else
 		assert_int_equal(out.len, 0);
 	sc_buf_free(&out);
+	/* the same from a scan that also wanted what the proxy reads alongside */
+	if (jscan_object(in, strlen(in), m, 3) == 0) {
+		sc_buf_init(&out, 1 << 20);
+		assert_int_equal(respmodel_json_member(in, strlen(in), &m[0], lit.data, lit.len, &out), want_rc);
+		if (want_rc == 1)
+			assert_string_equal(out.data, want);
+		else
+			assert_int_equal(out.len, 0);
+		sc_buf_free(&out);
+	}
 	sc_buf_free(&lit);
 }
 
@@ -56,6 +69,25 @@ test_literal(void **state)
 	sc_buf_free(&lit);
 	lit_of("a\"b\\c/d\n\x01é", &lit);
 	assert_string_equal(lit.data, "\"a\\\"b\\\\c/d\\n\\u0001é\"");
+	sc_buf_free(&lit);
+	/* plain ids (no json-c on the way) read as json-c writes them */
+	{
+		static const char *const ids[] = { CLIENT, "", "a/b", "é\x7f~ z", "x:y@1.5" };
+		size_t i;
+
+		for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+			struct json_object *o = json_object_new_string(ids[i]);
+			lit_of(ids[i], &lit);
+			assert_string_equal(lit.data,
+			    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(o);
+			sc_buf_free(&lit);
+		}
+	}
+	/* past the cap: refused, nothing appended */
+	sc_buf_init(&lit, 4);
+	assert_int_equal(respmodel_literal("abc", 3, &lit), -1);
+	assert_int_equal(lit.len, 0);
 	sc_buf_free(&lit);
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "jscan.h"
 #include "sse.h"
 
 #define CHUNK(x) "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" x "\"}}],\"usage\":null}"
@@ -47,6 +48,8 @@ struct run {
 	size_t out_len;
 	size_t sendable;
 	int drop_usage;
+	int idle;		/* run_idle: sse_idle after each piece, as the proxy does */
+	size_t idle_empty;	/* ... and it left no payload buffer */
 };
 
 static void
@@ -83,6 +86,8 @@ run_event(struct run *rn, enum sse_result r, const struct sse_event *ev)
 	rn->sendable = rn->out_len;
 }
 
+static int run_idle;	/* run_split calls sse_idle after each piece */
+
 /* The relay loop of sse.h over stream split at the given sizes (0-terminated
  * list, the last size repeated). */
 static void
@@ -94,6 +99,7 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 
 	memset(rn, 0, sizeof(*rn));
 	rn->drop_usage = drop;
+	rn->idle = run_idle;
 	sse_init(&s, max_event);
 	while (pos < len) {
 		size_t n = sizes[k], used;
@@ -118,6 +124,11 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 			p += used;
 			n -= used;
 		}
+		if (rn->idle) {
+			sse_idle(&s, 0);
+			if (s.data.data == NULL)
+				rn->idle_empty++;
+		}
 	}
 	{
 		enum sse_result r = sse_finish(&s, &ev);
@@ -127,6 +138,31 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 	}
 	rn->sendable = rn->out_len;	/* end of stream: everything goes */
 	sse_free(&s);
+}
+
+static void assert_same_events(const struct run *a, const struct run *b);
+
+/* sse_idle between pieces changes nothing that is scanned, wherever the
+ * input is split, and leaves no payload buffer between events. */
+static void
+test_idle(void **state)
+{
+	static const size_t whole[] = { sizeof(stream) - 1, 0 }, ones[] = { 1, 0 }, odd[] = { 3, 7, 2, 11, 0 };
+	const size_t *splits[] = { whole, ones, odd };
+	struct run *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+		run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
+		run_idle = 1;
+		run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
+		run_idle = 0;
+		assert_same_events(a, b);
+		assert_true(b->idle_empty > 0);
+	}
+	free(a);
+	free(b);
 }
 
 static void
@@ -325,6 +361,51 @@ test_cap(void **state)
 	}
 }
 
+/* sse_usage_members on a document scanned by the caller reads what
+ * sse_usage_parse reads (where the scanner accepts the document and its
+ * usage object). */
+static void
+test_usage_members(void **state)
+{
+	static const char *const docs[] = {
+		"{\"choices\":[{\"delta\":{}}],\"usage\" : {\"prompt_tokens\":1,\"completion_tokens\":2}}",
+		"{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+		"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}",
+		"{\"choices\":[ ],\"usage\":{\"prompt_tokens\":7,\"total_tokens\":9}}",
+		"{\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":\"2\"}}",
+		"{\"choices\":[],\"usage\":null}",
+		"{\"usage\":5}",
+		"{\"usage\":{}}",
+		"{\"model\":\"m\",\"x\":{\"usage\":{\"total_tokens\":3}}}",
+		"{\"usage\":{\"total_tokens\":1,\"total_tokens\":2}}",	/* refused inside: -1 */
+	};
+	struct jscan_member m[2];
+	struct sse_usage a, b;
+	size_t i;
+	int ra, rb;
+
+	(void)state;
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		m[0] = (struct jscan_member){ "usage", NULL, 0 };
+		m[1] = (struct jscan_member){ "choices", NULL, 0 };
+		assert_int_equal(jscan_object(docs[i], strlen(docs[i]), m, 2), 0);
+		ra = sse_usage_members(&m[0], &m[1], &a);
+		rb = sse_usage_parse(docs[i], strlen(docs[i]), &b);
+		if (ra == -1)
+			continue;	/* the caller falls back to sse_usage_parse */
+		assert_int_equal(ra, rb);
+		assert_int_equal(a.prompt_tokens, b.prompt_tokens);
+		assert_int_equal(a.completion_tokens, b.completion_tokens);
+		assert_int_equal(a.total_tokens, b.total_tokens);
+		if (ra == 1)
+			assert_int_equal(a.usage_only, b.usage_only);
+	}
+	m[0] = (struct jscan_member){ "usage", NULL, 0 };
+	m[1] = (struct jscan_member){ "choices", NULL, 0 };
+	assert_int_equal(jscan_object(docs[8], strlen(docs[8]), m, 2), 0);
+	assert_int_equal(sse_usage_members(&m[0], &m[1], &a), -1);
+}
+
 static void
 test_usage(void **state)
 {
@@ -433,10 +514,12 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_splits),
+		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_drop_usage),
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_usage_members),
 		cmocka_unit_test(test_rate_limited),
 	};
 

@@ -56,6 +56,65 @@ test_time(void **state)
 	assert_true(sc_wall_ms() > 1700000000000LL);
 }
 
+/* The printf-free text helpers give what snprintf gives. */
+static void
+test_text(void **state)
+{
+	static const int64_t ints[] = { 0, 1, -1, 9, 10, 1234567890123LL, INT64_MAX, INT64_MIN };
+	static const uint64_t hexes[] = { 0, 1, 0xf, 0x10, 0xabcdef, 0x123456789abcULL, UINT64_MAX };
+	char a[32], b[32], small[4];
+	size_t i;
+	int w;
+
+	(void)state;
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		snprintf(b, sizeof(b), "%lld", (long long)ints[i]);
+		assert_int_equal(sc_fmt_i64(ints[i], a), strlen(b));
+		assert_string_equal(a, b);
+	}
+	for (i = 0; i < sizeof(hexes) / sizeof(hexes[0]); i++)
+		for (w = 0; w <= 16; w += 4) {
+			snprintf(b, sizeof(b), "%0*llx", w, (unsigned long long)hexes[i]);
+			assert_int_equal(sc_fmt_hex(hexes[i], w, a), strlen(b));
+			assert_string_equal(a, b);
+		}
+	assert_int_equal(sc_strlcpy(a, "hello", sizeof(a)), 5);
+	assert_string_equal(a, "hello");
+	assert_int_equal(sc_strlcpy(small, "hello", sizeof(small)), 5);
+	assert_string_equal(small, "hel");
+	assert_int_equal(sc_strlcpy(small, "", sizeof(small)), 0);
+	assert_string_equal(small, "");
+	assert_int_equal(sc_strlcpy(small, "abc", sizeof(small)), 3);
+	assert_string_equal(small, "abc");
+	small[0] = 'x';
+	assert_int_equal(sc_strlcpy(small, "abc", 0), 3);
+	assert_int_equal(small[0], 'x');	/* size 0 writes nothing */
+}
+
+/* sc_text: pieces that fit are kept, one that does not is dropped whole. */
+static void
+test_text_build(void **state)
+{
+	struct sc_text t;
+	char buf[16];
+
+	(void)state;
+	sc_text_init(&t, buf, sizeof(buf));
+	assert_string_equal(buf, "");
+	sc_text_add(&t, "Len: ");
+	sc_text_i64(&t, -42);
+	sc_text_addn(&t, "\r\nxyz", 2);
+	assert_string_equal(buf, "Len: -42\r\n");
+	assert_int_equal(t.len, 10);
+	assert_false(t.overflow);
+	sc_text_add(&t, "123456");	/* 16 with the NUL: does not fit */
+	assert_true(t.overflow);
+	assert_string_equal(buf, "Len: -42\r\n");
+	sc_text_add(&t, "12345");	/* fits exactly */
+	assert_string_equal(buf, "Len: -42\r\n12345");
+	assert_int_equal(t.len, 15);
+}
+
 static void
 test_uuid(void **state)
 {
@@ -96,6 +155,22 @@ test_buf(void **state)
 	assert_int_equal(sc_buf_append(&b, "", 0), 0);
 	sc_buf_free(&b);
 	assert_null(b.data);
+	/* Fit: the allocation shrinks to the contents and still grows after. */
+	sc_buf_init(&b, 1000);
+	assert_int_equal(sc_buf_append(&b, "abc", 3), 0);
+	assert_true(b.alloc > 4);
+	sc_buf_fit(&b);
+	assert_int_equal(b.alloc, 4);
+	assert_string_equal(b.data, "abc");
+	assert_int_equal(sc_buf_append(&b, "defg", 4), 0);
+	assert_string_equal(b.data, "abcdefg");
+	sc_buf_reset(&b);
+	sc_buf_fit(&b);
+	assert_null(b.data);
+	assert_int_equal(b.alloc, 0);
+	assert_int_equal(sc_buf_append(&b, "x", 1), 0);
+	assert_string_equal(b.data, "x");
+	sc_buf_free(&b);
 }
 
 /* common/log.c: levels, the line format, and reopening after logrotate. */
@@ -226,6 +301,8 @@ main(void)
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_uuid),
 		cmocka_unit_test(test_buf),
+		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_text_build),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_log_value),
 		cmocka_unit_test(test_utf8),
