@@ -143,6 +143,16 @@ function assertAnswers(rs) {
 
 // On a failure: each upstream 429 with the starts of its key in the window before it
 // (mock ms, status, the host's request-id prefix).
+/* After a fault run: the phases and the clients' answers as diagnostics (every
+ * answer a 200 or a 503 with Retry-After), then what the mock saw. */
+async function faultRunResult(t, c, phases, rs) {
+	t.diagnostic(`phases: ${phases.map(([p, at]) => `${p}@${at - phases[0][1]}`).join(' ')}`);
+	const { ok, rej } = assertAnswers(rs);
+	t.diagnostic(`clients: ${ok} served, ${rej} refused`);
+	const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
+	return { rec, st: await c.mock.stats() };
+}
+
 function explain429(rec) {
 	return rec.filter((x) => x.status === 429).map((b) => `429 at ${Math.round(b.t_ms)} on ${b.key.slice(11, 15)} after ` +
 		rec.filter((x) => x.key === b.key && x.t_ms <= b.t_ms && x.t_ms > b.t_ms - WIN - 300)
@@ -301,11 +311,7 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 				await allShared();
 				await sleep(1500);
 			});
-			t.diagnostic(`phases: ${phases.map(([p, at]) => `${p}@${at - phases[0][1]}`).join(' ')}`);
-			const { ok, rej } = assertAnswers(rs);
-			t.diagnostic(`clients: ${ok} served, ${rej} refused`);
-			const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
-			const st = await c.mock.stats();
+			const { rec, st } = await faultRunResult(t, c, phases, rs);
 			const first = Math.min(...rec.map((x) => x.t_ms));
 			t.diagnostic(`first start at mock ${Math.round(first)}; hosts' request ids: ` +
 				c.hosts.map((h) => `${h.name}=${(rs.find((r) => r.host === h.name && r.headers['x-request-id'])?.headers['x-request-id'] || '').slice(0, 8)}`).join(' '));
@@ -422,11 +428,7 @@ describe('issue 17: data planes sharing keys through Redis', { timeout: 200000 }
 					await sleep(1500);
 				}
 			});
-			t.diagnostic(`phases: ${phases.map(([p, at]) => `${p}@${at - phases[0][1]}`).join(' ')}`);
-			const { ok, rej } = assertAnswers(rs);
-			t.diagnostic(`clients: ${ok} served, ${rej} refused`);
-			const rec = (await c.mock.record()).filter((x) => x.path.endsWith('/chat/completions'));
-			const st = await c.mock.stats();
+			const { rec, st } = await faultRunResult(t, c, phases, rs);
 			for (const k of keys) assert.equal(st.by_key[k.key]?.rejected_429 ?? 0, 0, `the mock answered 429: ${explain429(rec)}`);
 			assertNeverOver(rec, Object.fromEntries(keys.map((k) => [k.key, L])));
 			assert.equal(lagged, CYCLES / 2);
