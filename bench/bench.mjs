@@ -908,9 +908,11 @@ async function callgrind() {
 	if (spawnSync('valgrind', ['--version']).status !== 0) { note('valgrind is not available: no callgrind profile'); return; }
 	R.callgrind = {};
 	R.callgrind_tls = {};
-	// the plain upstream (with streams), then the HTTPS one through the TLS front (requests only)
-	for (const tls of [false, true]) {
-		for (const sys of ['floor', 'sidecar', 'nginx']) {
+	// the plain upstream (with streams), then the HTTPS one through the TLS front (requests only);
+	// BENCH_CG_SYS=sidecar and BENCH_CG_PLAIN=1 narrow it while working on one change (bench/README.md)
+	const systems = (process.env.BENCH_CG_SYS || 'floor,sidecar,nginx').split(',');
+	for (const tls of process.env.BENCH_CG_PLAIN ? [false] : [false, true]) {
+		for (const sys of systems) {
 			await tryOrNote(`callgrind ${sys}${tls ? ' https' : ''}`, () => (sys === 'floor' ? callgrindFloor(tls) : callgrindOne(sys, tls)));
 		}
 	}
