@@ -221,19 +221,35 @@ sched_provider_free(struct sched_provider *p)
 	p->models = NULL;
 	p->nmodels = 0;
 	p->cfg = NULL;
+	p->synced.valid = false;
 }
 
 /* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
  * keeping history; clears a stale invalid mark when the operator makes an
- * invalid/disabled key active again. Cheap; every entry point calls it. */
+ * invalid/disabled key active again. Every entry point calls it, so a
+ * provider without model windows whose inputs are what the last call
+ * applied (p->synced; the usual case: they change with a reload or a
+ * learned limit) returns after comparing them. */
 static void
 sched_provider_sync(struct sched_provider *p, const struct config *c)
 {
 	int64_t span = sched_span_ms(c);
+	int eff = sched_limit_effective(p, c);
 
+	if (p->synced.valid && p->nmodels == 0 && p->models_of == p->cfg && p->cfg->status == p->seen_status &&
+	    p->synced.rpm_limit == p->cfg->rpm_limit && p->synced.tpm_limit == p->cfg->tpm_limit &&
+	    p->synced.span_ms == span && p->synced.effective == eff &&
+	    p->synced.emergency_ratio == c->emergency_rpm_ratio)
+		return;
 	ratelimit_configure(&p->rl, p->cfg->rpm_limit, span, p->cfg->tpm_limit);
-	ratelimit_set_admit(&p->rl, sched_limit_effective(p, c));
+	ratelimit_set_admit(&p->rl, eff);
 	ratelimit_configure(&p->emergency, sched_emergency_budget(p, c), span, 0);
+	p->synced.valid = true;
+	p->synced.rpm_limit = p->cfg->rpm_limit;
+	p->synced.tpm_limit = p->cfg->tpm_limit;
+	p->synced.span_ms = span;
+	p->synced.effective = eff;
+	p->synced.emergency_ratio = c->emergency_rpm_ratio;
 	if (p->models_of != p->cfg)
 		sched_models_sync(p);
 	for (size_t i = 0; i < p->nmodels; i++) {
