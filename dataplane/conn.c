@@ -504,8 +504,8 @@ conn_respond_error(struct conn *c, int status, const char *rid, const char *msg,
 void
 conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length)
 {
-	const char *reason;
-	char num[21];
+	char line[9 + HTTP_STATUS_TEXT_MAX + 2];	/* the status line, then the framing lines (< 64 bytes) */
+	size_t n;
 
 	if (c->state != CONN_HANDLE)
 		return;
@@ -522,29 +522,37 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 			c->keep_alive = 0;
 		}
 	}
-	/* "HTTP/1.1 %d %s\r\n" and "Content-Length: %lld\r\n" without snprintf,
-	 * whose cost per call shows on every response */
-	reason = http_reason(status);
-	conn_out_append(c, "HTTP/1.1 ", 9);
-	conn_out_append(c, num, sc_fmt_i64(status, num));
-	conn_out_append(c, " ", 1);
-	conn_out_append(c, reason, strlen(reason));
-	conn_out_append(c, "\r\n", 2);
+	/* "HTTP/1.1 %d %s\r\n", the caller's lines, then the framing and the
+	 * end of the head: three appends, no snprintf (every response comes
+	 * here). */
+	memcpy(line, "HTTP/1.1 ", 9);
+	n = 9 + http_status_text(status, line + 9);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	conn_out_append(c, line, n);
 	if (hdrs != NULL)
 		conn_out_append(c, hdrs, hlen);
+	n = 0;
 	if (content_length >= 0) {
-		conn_out_append(c, "Content-Length: ", 16);
-		conn_out_append(c, num, sc_fmt_i64(content_length, num));
-		conn_out_append(c, "\r\n", 2);
+		memcpy(line, "Content-Length: ", 16);
+		n = 16 + sc_fmt_i64(content_length, line + 16);
+		line[n++] = '\r';
+		line[n++] = '\n';
 	} else if (c->resp_chunked) {
-		conn_out_append(c, "Transfer-Encoding: chunked\r\n", 28);
+		memcpy(line, "Transfer-Encoding: chunked\r\n", 28);
+		n = 28;
 	}
-	if (!c->keep_alive)
-		conn_out_append(c, "Connection: close\r\n\r\n", 21);
-	else if (c->minor_version == 0)
-		conn_out_append(c, "Connection: keep-alive\r\n\r\n", 26);
-	else
-		conn_out_append(c, "\r\n", 2);
+	if (!c->keep_alive) {
+		memcpy(line + n, "Connection: close\r\n\r\n", 21);
+		n += 21;
+	} else if (c->minor_version == 0) {
+		memcpy(line + n, "Connection: keep-alive\r\n\r\n", 26);
+		n += 26;
+	} else {
+		line[n++] = '\r';
+		line[n++] = '\n';
+	}
+	conn_out_append(c, line, n);
 	conn_set_state(c, CONN_RESPOND);
 }
 

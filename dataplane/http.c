@@ -881,6 +881,25 @@ http_reason(int status)
 	}
 }
 
+size_t
+http_status_text(int status, char out[HTTP_STATUS_TEXT_MAX])
+{
+	const char *reason = http_reason(status);
+	size_t n, rlen = strlen(reason);	/* at most 31 bytes */
+
+	if (status >= 100 && status <= 999) {
+		out[0] = (char)('0' + status / 100);
+		out[1] = (char)('0' + status / 10 % 10);
+		out[2] = (char)('0' + status % 10);
+		n = 3;
+	} else {
+		n = sc_fmt_i64(status, out);	/* at most 11 bytes for an int */
+	}
+	out[n++] = ' ';
+	memcpy(out + n, reason, rlen + 1);
+	return n + rlen;
+}
+
 char *
 http_retry_after_line(char *buf, size_t n, int seconds)
 {

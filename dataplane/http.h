@@ -148,6 +148,11 @@ int http_retry_after(const char *v, size_t len, int64_t now_s);
 /* Reason phrase for a status code ("OK", "Too Many Requests"...); "Unknown"
  * for codes it does not know. */
 const char *http_reason(int status);
+/* "<status> <reason>" (what "%d %s" with http_reason gives), NUL-terminated,
+ * into out; returns its length. Without snprintf: a status line and an
+ * outcome summary are made per request. */
+#define HTTP_STATUS_TEXT_MAX 48
+size_t http_status_text(int status, char out[HTTP_STATUS_TEXT_MAX]);
 /* "Retry-After: <seconds>\r\n" into buf (seconds below 1 become 1): the one
  * place the header is formatted. Returns buf. */
 char *http_retry_after_line(char *buf, size_t n, int seconds);

@@ -4,6 +4,7 @@
  * the limits (also on incomplete input), and the chunked decoder fed at every
  * split point.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -483,6 +484,23 @@ test_misc(void **state)
 	assert_string_equal(http_reason(429), "Too Many Requests");
 	assert_string_equal(http_reason(431), "Request Header Fields Too Large");
 	assert_string_equal(http_reason(799), "Unknown");
+	{	/* http_status_text is "%d %s" of the status and its reason */
+		static const int odd[] = { INT_MIN, -1, 0, 7, 99, 1000, 12345, INT_MAX };
+		char want[64], got[HTTP_STATUS_TEXT_MAX];
+		int st;
+		size_t i;
+
+		for (st = 100; st <= 999; st++) {
+			snprintf(want, sizeof(want), "%d %s", st, http_reason(st));
+			assert_int_equal(http_status_text(st, got), strlen(want));
+			assert_string_equal(got, want);
+		}
+		for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+			snprintf(want, sizeof(want), "%d %s", odd[i], http_reason(odd[i]));
+			assert_int_equal(http_status_text(odd[i], got), strlen(want));
+			assert_string_equal(got, want);
+		}
+	}
 }
 
 /* Every byte value at every position of a header value and of a request
