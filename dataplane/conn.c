@@ -823,12 +823,14 @@ conn_admit(struct conn *c)
 		return 1;
 	c->keep_alive = c->req->body_kind == HTTP_BODY_NONE ? c->req->keep_alive : 0;
 	c->hooks = NULL;
-	conn_set_state(c, CONN_HANDLE);
+	conn_set_state(c, CONN_HANDLE);	/* a refusal answers from here */
 	ok = c->ls->admit(c, c->req);
 	if (!ok)
 		return 0;
 	c->keep_alive = c->req->keep_alive;
-	conn_set_state(c, CONN_READ_HEAD);
+	/* Admitted: the state stays HANDLE until conn_start_body moves it on
+	 * (READ_BODY, or the dispatch of a body already read), not back to
+	 * READ_HEAD in between: every change re-files c in the pending list. */
 	return 1;
 }
 

@@ -127,7 +127,7 @@ http_fail(struct http_request *req, int status, const char *reason)
 /* Find the CRLF ending the line that starts at p, looking at [p, lim).
  * 1: found, *eol at the CR, *next after the LF; 0: not within lim;
  * -1: a bare CR or LF. A CR at lim - 1 is "not found": its LF may follow. */
-static int
+static inline int
 http_line(const char *p, const char *lim, const char **eol, const char **next)
 {
 	/* memchr, not a byte loop: the first CR, and any LF before it */

@@ -609,30 +609,14 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 	return d;
 }
 
-int
-sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
-    const struct config *c, int64_t now)
-{
-	struct sched_model *m;
-
-	sched_refresh(p, c, now);
-	m = sched_model_of(p, rq->model);
-	if (!ratelimit_has_room(&p->rl, now) || (m != NULL && !ratelimit_has_room(&m->rl, now)))
-		return -1;
-	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
-		return -1;
-	return sched_record(p, pool, rq, c, now);
-}
-
-int
-sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
-    const struct config *c, int64_t now)
+/* sched_record on a provider refreshed at now. */
+static int
+sched_record_refreshed(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq, int64_t now)
 {
 	struct sched_model *m;
 	bool probe;
 	int k;
 
-	sched_refresh(p, c, now);
 	if (pool != SCHED_POOL_EMERGENCY && sched_probe_out(p, now))
 		return -1;	/* half-open: the one probe is already out */
 	m = sched_model_of(p, rq->model);
@@ -658,6 +642,29 @@ sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		rq->tried_episode[k] = p->cd.episode;
 	rq->attempts++;
 	return 0;
+}
+
+int
+sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	struct sched_model *m;
+
+	sched_refresh(p, c, now);
+	m = sched_model_of(p, rq->model);
+	if (!ratelimit_has_room(&p->rl, now) || (m != NULL && !ratelimit_has_room(&m->rl, now)))
+		return -1;
+	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
+		return -1;
+	return sched_record_refreshed(p, pool, rq, now);
+}
+
+int
+sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	sched_refresh(p, c, now);
+	return sched_record_refreshed(p, pool, rq, now);
 }
 
 size_t
