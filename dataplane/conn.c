@@ -3,7 +3,9 @@
  *
  *   READ_HEAD → READ_BODY → HANDLE → RESPOND → (READ_HEAD | CLOSING) → CLOSED
  *
- * changed only by conn_set_state, torn down only by conn_free. The input
+ * changed only by conn_set_state, torn down only by conn_free. (The admit
+ * function runs in HANDLE, so that a refusal can answer; an admitted head
+ * goes on to READ_BODY, or to the handler when its body is already read.) The input
  * buffer keeps the current request head in place (the parser's slices point
  * into it) until the handler has returned; bytes of a pipelined next request
  * wait in it and the socket is not read until the response is finished (only
