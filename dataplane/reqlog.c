@@ -322,9 +322,31 @@ reqlog_insert(sqlite3 *db, sqlite3_stmt *si, sqlite3_stmt *sa, const struct reql
 	return SQLITE_DONE;
 }
 
-int
-reqlog_write(sqlite3 *db, const struct reqlog_batch *b, int keep, struct sc_err *e)
+/* The writer's statements (reqlog.h). */
+struct reqlog_writer {
+	sqlite3 *db;
+};
+
+struct reqlog_writer *
+reqlog_writer_new(sqlite3 *db, struct sc_err *e)
 {
+	struct reqlog_writer *w = sc_xcalloc(1, sizeof(*w));
+
+	(void)e;
+	w->db = db;
+	return w;
+}
+
+void
+reqlog_writer_free(struct reqlog_writer *w)
+{
+	free(w);
+}
+
+int
+reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e)
+{
+	sqlite3 *db = w->db;
 	sqlite3_stmt *si = NULL, *sa = NULL, *sd = NULL;
 	size_t i, first;
 	int rc, ret = -1;

@@ -60,6 +60,32 @@ q_dump(sqlite3 *db, const char *sql)
 	return out;
 }
 
+/* The writer of the test's database, kept for the whole test as the
+ * statistics writer keeps its own for its connection's life. */
+static struct reqlog_writer *tw;
+
+static int
+writer_setup(void **state)
+{
+	struct testdb *f;
+	struct sc_err e;
+
+	if (testdb_setup(state) == -1)
+		return -1;
+	f = *state;
+	sc_err_clear(&e);
+	tw = reqlog_writer_new(f->db, &e);
+	return tw != NULL ? 0 : -1;
+}
+
+static int
+writer_teardown(void **state)
+{
+	reqlog_writer_free(tw);
+	tw = NULL;
+	return testdb_teardown(state);
+}
+
 /* Write in a transaction, as the statistics writer does. */
 static void
 write_batch(sqlite3 *db, const struct reqlog_batch *b, int keep)
@@ -68,7 +94,7 @@ write_batch(sqlite3 *db, const struct reqlog_batch *b, int keep)
 
 	sc_err_clear(&e);
 	assert_int_equal(db_exec(db, "BEGIN IMMEDIATE", &e), 0);
-	assert_int_equal(reqlog_write(db, b, keep, &e), 0);
+	assert_int_equal(reqlog_write(tw, b, keep, &e), 0);
 	assert_int_equal(db_exec(db, "COMMIT", &e), 0);
 }
 
@@ -395,8 +421,8 @@ main(void)
 		cmocka_unit_test(test_trail),
 		cmocka_unit_test(test_fill),
 		cmocka_unit_test(test_batch_merge),
-		cmocka_unit_test_setup_teardown(test_write_fields, testdb_setup, testdb_teardown),
-		cmocka_unit_test_setup_teardown(test_ring, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_write_fields, writer_setup, writer_teardown),
+		cmocka_unit_test_setup_teardown(test_ring, writer_setup, writer_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
