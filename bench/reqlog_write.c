@@ -43,6 +43,7 @@
 struct bench_opts {
 	int         rows, flushes, warmup, keep;
 	const char *dir;
+	const char *sql;	/* run on the writer's connection first (to measure a setting) */
 };
 
 static double
@@ -111,10 +112,11 @@ bench_txn(sqlite3 *db, void *arg, struct sc_err *e)
 static void
 bench_usage(FILE *f)
 {
-	fprintf(f, "usage: reqlog_write [--rows N] [--flushes F] [--warmup W] [--keep K] [--dir DIR]\n"
+	fprintf(f, "usage: reqlog_write [--rows N] [--flushes F] [--warmup W] [--keep K] [--dir DIR] [--sql SQL]\n"
 	    "  N records per flush (6400), F measured flushes (8), W warm-up flushes (enough to\n"
 	    "  fill the ring), K = request_log_rows (20000), DIR for the database (a new\n"
-	    "  directory under $TMPDIR, removed at the end)\n");
+	    "  directory under $TMPDIR, removed at the end), SQL run on the writer's connection\n"
+	    "  before the first flush (e.g. \"PRAGMA cache_size=-16384\", to measure a setting)\n");
 }
 
 int
@@ -123,10 +125,11 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "rows", required_argument, NULL, 'r' }, { "flushes", required_argument, NULL, 'f' },
 		{ "warmup", required_argument, NULL, 'w' }, { "keep", required_argument, NULL, 'k' },
-		{ "dir", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+		{ "dir", required_argument, NULL, 'd' }, { "sql", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bench_opts o = { 6400, 8, -1, 20000, NULL };
+	struct bench_opts o = { 6400, 8, -1, 20000, NULL, NULL };
 	char dir[512], path[600], side[640];
 	struct reqlog_batch b;
 	struct reqlog_writer *w;
@@ -145,6 +148,7 @@ main(int argc, char **argv)
 		case 'w': o.warmup = atoi(optarg); break;
 		case 'k': o.keep = atoi(optarg); break;
 		case 'd': o.dir = optarg; break;
+		case 's': o.sql = optarg; break;
 		case 'h': bench_usage(stdout); return 0;
 		default: bench_usage(stderr); return 2;
 		}
@@ -175,6 +179,10 @@ main(int argc, char **argv)
 	db_close(db);
 	if ((db = stats_writer_db_open(path, &e)) == NULL || (w = reqlog_writer_new(db, &e)) == NULL) {
 		fprintf(stderr, "reqlog_write: %s\n", e.msg);
+		return 1;
+	}
+	if (o.sql != NULL && db_exec(db, o.sql, &e) == -1) {
+		fprintf(stderr, "reqlog_write: --sql: %s\n", e.msg);
 		return 1;
 	}
 	t.w = w;

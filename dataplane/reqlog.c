@@ -399,16 +399,16 @@ reqlog_bind_text(sqlite3_stmt *st, int i, const char *s, bool null_if_empty)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-/* Record r as seq into the parameters from i + 1 on. The timestamp text is
- * formatted once per second of finished_ms and must live until the step,
- * so a group of rows binds it only while it does not change (the caller
- * steps a group whose second changes: see reqlog_write). */
+/* Record r as seq into the parameters from i + 1 on. The timestamp text
+ * (w->ts) is formatted once per second of finished_ms and bound without a
+ * copy: a group holds rows of one second only and runs before the next
+ * second is formatted (reqlog_insert_rows). */
 static void
 reqlog_bind_row(struct reqlog_writer *w, sqlite3_stmt *st, int i, const struct reqlog_record *r, int64_t seq)
 {
 	sqlite3_bind_int64(st, i + 1, seq);
 	sqlite3_bind_text(st, i + 2, r->request_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, i + 3, w->ts, SC_TS_LEN - 1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, i + 3, w->ts, SC_TS_LEN - 1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, i + 4, r->finished_ms);
 	sqlite3_bind_text(st, i + 5, r->client, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, i + 6, r->model, -1, SQLITE_STATIC);

@@ -734,10 +734,12 @@ stats_writer_main(void *arg)
 	return NULL;
 }
 
+/* Only the writer thread uses this connection once it runs (stats_start
+ * opens it and stats_stop closes it after the join): no mutex per call. */
 sqlite3 *
 stats_writer_db_open(const char *db_path, struct sc_err *e)
 {
-	return db_open(db_path, 0, e);
+	return db_open(db_path, DB_OPEN_ONE_THREAD, e);
 }
 
 int
