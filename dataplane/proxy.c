@@ -73,7 +73,7 @@ struct proxy_req {
 	enum px_phase         phase;		/* changed only by proxy_set_phase */
 	const char           *rid;		/* in strs */
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
-	char                 *model;		/* owned: the client's model */
+	const char           *model;		/* in mtext: the client's model */
 	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
@@ -98,8 +98,16 @@ struct proxy_req {
 	int                   is_sse;		/* response is text/event-stream */
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
-	char                 *ctype;		/* owned: a held JSON response's Content-Type */
-	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
+	const char           *ctype;		/* a held JSON response's Content-Type: borrowed
+						 * from the transfer, which lives until
+						 * proxy_on_done returns (the held head goes out
+						 * before that) */
+	struct sc_buf         mtext;		/* owned: the client's model, its NUL, then
+						 * the model as a JSON string (one allocation) */
+	struct {
+		const char *data;		/* in mtext */
+		size_t      len;
+	}                     model_lit;	/* the client's model as a JSON string */
 	int                   sse_first;		/* a 2xx stream held until its first data event */
 	struct sse_scanner   *fsse;		/* owned while sse_first: scans the held bytes */
 	struct sc_buf         first;		/* owned: the bytes held while sse_first */
@@ -166,8 +174,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->is_sse)
 		sse_free(&r->sse);
-	free(r->ctype);
-	sc_buf_free(&r->model_lit);
+	sc_buf_free(&r->mtext);
 	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
@@ -176,7 +183,6 @@ proxy_free(struct proxy_req *r)
 	sc_buf_free(&r->errbody);
 	sc_buf_free(&r->hold);
 	reqlog_trail_free(&r->trail);
-	free(r->model);
 	free(r);
 	px_in_flight--;
 }
@@ -369,8 +375,10 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 	r->up_length = cl;
 	if (!r->is_sse) {
 		/* The head waits for the whole body: the rewrite changes its length. */
-		r->ctype = sc_xstrdup(ct);
+		r->ctype = ct;
 		sc_buf_init(&r->jbody, PX_JSON_CAP);
+		if (cl > 0)
+			sc_buf_presize(&r->jbody, (size_t)cl);	/* no-op past the cap */
 		r->json_hold = 1;
 		return;
 	}
@@ -1098,7 +1106,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct dispatch_route *route;
 	struct proxy_req *r;
 	struct sc_err e;
-	size_t rl, cl;
+	size_t rl, cl, ml;
 
 	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
 	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
@@ -1117,6 +1125,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
 	sc_buf_init(&r->hold, 0);
+	sc_buf_init(&r->mtext, 0);
 	/* Take the body's storage instead of copying it. */
 	r->body = *body;
 	sc_buf_init(body, 0);
@@ -1127,13 +1136,19 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	}
 	r->shape_ok = 1;
 	r->stream = r->shape.stream;
-	r->model = sc_xstrdup(r->shape.model);
-	sc_buf_init(&r->model_lit, 6 * strlen(r->model) + 64);	/* \u00XX per byte at worst */
-	if (respmodel_literal(r->model, strlen(r->model), &r->model_lit) == -1) {
+	ml = strlen(r->shape.model);
+	sc_buf_init(&r->mtext, 7 * ml + 65);	/* the literal: \u00XX per byte at worst */
+	sc_buf_presize(&r->mtext, 2 * ml + 3);	/* exact for a model with nothing to escape */
+	sc_buf_append(&r->mtext, r->shape.model, ml + 1);
+	r->model = r->mtext.data;	/* for the log line if the literal fails (mtext unchanged then) */
+	if (respmodel_literal(r->shape.model, ml, &r->mtext) == -1) {
 		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
 		return;
 	}
-	sc_buf_fit(&r->model_lit);	/* kept for the whole response */
+	sc_buf_fit(&r->mtext);	/* kept for the whole response */
+	r->model = r->mtext.data;	/* the literal may have moved it */
+	r->model_lit.data = r->mtext.data + ml + 1;
+	r->model_lit.len = r->mtext.len - ml - 1;
 	route = dispatch_route_find(r->model);
 	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];

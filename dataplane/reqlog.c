@@ -59,7 +59,8 @@ reqlog_trail_init(struct reqlog_trail *t)
 void
 reqlog_trail_free(struct reqlog_trail *t)
 {
-	free(t->a);
+	if (t->a != &t->first)
+		free(t->a);
 	reqlog_trail_init(t);
 }
 
@@ -77,9 +78,16 @@ reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *
 
 	if (t->n >= REQLOG_ATTEMPTS_MAX)
 		return;
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 1;	/* most requests make one attempt */
-		t->a = sc_xrealloc(t->a, (size_t)t->cap * sizeof(*t->a));
+	if (t->cap == 0) {
+		t->a = &t->first;	/* most requests make one attempt */
+		t->cap = 1;
+	} else if (t->n == t->cap) {
+		struct reqlog_attempt *was = t->a == &t->first ? NULL : t->a;
+
+		t->a = sc_xrealloc(was, (size_t)t->cap * 2 * sizeof(*t->a));
+		if (was == NULL)
+			t->a[0] = t->first;
+		t->cap *= 2;
 	}
 	a = &t->a[t->n++];
 	memset(a, 0, sizeof(*a));

@@ -61,10 +61,13 @@ struct reqlog_attempt {
 						 * to the end for client_closed / interrupted */
 };
 
-/* The attempts of one running request. */
+/* The attempts of one running request. Most make one: it is kept in the
+ * trail itself (no allocation per request), more move to the heap. The
+ * trail must not be copied (a may point into it). */
 struct reqlog_trail {
-	struct reqlog_attempt *a;	/* owned array */
+	struct reqlog_attempt *a;	/* &first, or an owned array of cap */
 	int                    n, cap;
+	struct reqlog_attempt  first;	/* a's storage while cap is 1 */
 };
 
 /* One finished request. */

@@ -117,11 +117,14 @@ test_trail(void **state)
 	reqlog_trail_end(&t, REQLOG_OK, 200, 5);	/* nothing open: no-op */
 	assert_int_equal(t.n, 0);
 	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 10);
+	assert_ptr_equal(t.a, &t.first);	/* the one attempt most make: no allocation */
 	assert_non_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_RATE_LIMITED, 429, 40);
 	assert_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_OK, 200, 99);	/* already closed: unchanged */
 	reqlog_trail_begin(&t, "p2", "two", SCHED_POOL_FALLBACK, 41);
+	assert_ptr_not_equal(t.a, &t.first);	/* a second one moves the trail to the heap */
+	assert_string_equal(t.a[0].provider_id, "p1");
 	reqlog_trail_end(&t, REQLOG_OK, 200, 141);
 	reqlog_trail_begin(&t, "p3", "three", SCHED_POOL_MAIN, 150);
 	assert_int_equal(t.n, 3);
