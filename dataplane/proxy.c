@@ -80,6 +80,7 @@ struct proxy_req {
 	int                   shape_ok;
 	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
+	size_t                nfwd;		/* lines in fwd */
 	int64_t               t_start;		/* ms, monotonic */
 	struct dispatch_ticket dt;		/* the dispatcher's: route, queue, provider, pool */
 	bool                  ticket;		/* dt initialised */
@@ -863,26 +864,23 @@ proxy_reject(struct proxy_req *r)
 static int
 proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
-	size_t off = 0;
+	static const char ctype[] = "Content-Type: application/json", expect[] = "Expect:";
 	char line[PROXY_RID_MAX + 32];
+	size_t ll;
 
-	while (off < r->fwd.len) {
-		const char *fh = r->fwd.data + off;
-		if (upstream_hdrs_add(h, fh) == -1)
-			return -1;
-		off += strlen(fh) + 1;
-	}
-	if (upstream_hdrs_bearer(h, p->p.api_key) == -1)
-		return -1;
 	memcpy(line, "X-Request-Id: ", 14);
-	sc_strlcpy(line + 14, r->rid, sizeof(line) - 14);
-	if (upstream_hdrs_add(h, line) == -1)
+	ll = 14 + sc_strlcpy(line + 14, r->rid, sizeof(line) - 14) + 1;	/* the id fits: PROXY_RID_MAX */
+	/* Every line's size is known: the text in one allocation. */
+	upstream_hdrs_presize(h, r->fwd.len + UPSTREAM_BEARER_SIZE(strlen(p->p.api_key)) + ll +
+	    (r->has_ctype ? 0 : sizeof(ctype)) + sizeof(expect));
+	if (upstream_hdrs_add_lines(h, r->fwd.data, r->fwd.len, r->nfwd) == -1 ||
+	    upstream_hdrs_bearer(h, p->p.api_key) == -1 || upstream_hdrs_add_lines(h, line, ll, 1) == -1)
 		return -1;
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
-	if (!r->has_ctype && upstream_hdrs_add(h, "Content-Type: application/json") == -1)
+	if (!r->has_ctype && upstream_hdrs_add_lines(h, ctype, sizeof(ctype), 1) == -1)
 		return -1;
-	return upstream_hdrs_add(h, "Expect:");
+	return upstream_hdrs_add_lines(h, expect, sizeof(expect), 1);
 }
 
 static const struct upstream_ops px_ops;
@@ -1096,6 +1094,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);
 		sc_buf_append(&r->fwd, "", 1);
+		r->nfwd++;
 	}
 }
 

@@ -185,15 +185,25 @@ upstream_hdrs_init(struct upstream_hdrs *h)
 	h->nodes = NULL;
 }
 
+void
+upstream_hdrs_presize(struct upstream_hdrs *h, size_t size)
+{
+	sc_buf_presize(&h->text, size);
+}
+
 int
 upstream_hdrs_add(struct upstream_hdrs *h, const char *line)
 {
-	size_t len = strlen(line);
+	return upstream_hdrs_add_lines(h, line, strlen(line) + 1, 1);	/* with its NUL: the lines are NUL-separated */
+}
 
-	if (h->text.len + len + 1 > h->text.cap)
+int
+upstream_hdrs_add_lines(struct upstream_hdrs *h, const char *lines, size_t len, size_t n)
+{
+	if (len > h->text.cap - h->text.len)
 		return -1;
-	sc_buf_append(&h->text, line, len + 1);	/* with its NUL: the lines are NUL-separated */
-	h->n++;
+	sc_buf_append(&h->text, lines, len);
+	h->n += n;
 	return 0;
 }
 
@@ -203,7 +213,7 @@ upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
 	static const char pre[] = "Authorization: Bearer ";
 	size_t klen = strlen(key);
 
-	if (h->text.len + sizeof(pre) - 1 + klen + 1 > h->text.cap)
+	if (UPSTREAM_BEARER_SIZE(klen) > h->text.cap - h->text.len)
 		return -1;
 	sc_buf_append(&h->text, pre, sizeof(pre) - 1);
 	sc_buf_append(&h->text, key, klen + 1);
@@ -218,7 +228,8 @@ upstream_hdrs_free(struct upstream_hdrs *h)
 	if (h->text.data != NULL)
 		crypto_wipe(h->text.data, h->text.alloc);
 	sc_buf_free(&h->text);
-	free(h->nodes);
+	if (h->nodes != h->node_buf)
+		free(h->nodes);
 	upstream_hdrs_init(h);
 }
 
@@ -231,7 +242,7 @@ upstream_hdrs_list(struct upstream_hdrs *h)
 
 	if (h->n == 0)
 		return NULL;
-	h->nodes = sc_xmalloc(h->n * sizeof(*h->nodes));
+	h->nodes = h->n <= UPSTREAM_HDRS_INLINE ? h->node_buf : sc_xmalloc(h->n * sizeof(*h->nodes));
 	for (i = 0; i < h->n; i++) {
 		h->nodes[i].data = (char *)p;
 		h->nodes[i].next = i + 1 < h->n ? &h->nodes[i + 1] : NULL;
@@ -369,11 +380,12 @@ upstream_ttfb_fire(struct loop *l, void *arg)
 	upstream_finish(x, UPSTREAM_ETTFB);
 }
 
-/* Is this header line "Name: value"? Copies the trimmed value. */
+/* Is this header line "Name: value" (name of nl bytes, lower case)? Copies
+ * the trimmed value. */
 static int
-upstream_hdr(const char *line, size_t n, const char *name, char *out, size_t outlen)
+upstream_hdr(const char *line, size_t n, const char *name, size_t nl, char *out, size_t outlen)
 {
-	size_t nl = strlen(name), i, j;
+	size_t i, j;
 
 	if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
 		return 0;
@@ -402,22 +414,22 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 		x->got_byte = 1;
 		loop_timer_cancel(up.loop, &x->ttfb);
 	}
-	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+	if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
 		/* A new response head (also after 1xx): forget the previous one's fields. */
 		x->content_type[0] = '\0';
 		x->content_length = -1;
 		x->retry_after = -1;
 		return n;
 	}
-	if (upstream_hdr(p, n, "content-type", x->content_type, sizeof(x->content_type)))
+	if (upstream_hdr(p, n, "content-type", 12, x->content_type, sizeof(x->content_type)))
 		return n;
-	if (upstream_hdr(p, n, "content-length", v, sizeof(v))) {
+	if (upstream_hdr(p, n, "content-length", 14, v, sizeof(v))) {
 		char *end;
 		long long cl = strtoll(v, &end, 10);
 		x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
 		return n;
 	}
-	if (upstream_hdr(p, n, "retry-after", v, sizeof(v))) {
+	if (upstream_hdr(p, n, "retry-after", 11, v, sizeof(v))) {
 		x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
 		return n;
 	}

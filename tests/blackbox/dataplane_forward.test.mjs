@@ -73,6 +73,24 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.equal(rec[0].body, JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }));
 	});
 
+	it('forwards every end-to-end header of a request with many of them', async () => {
+		// More lines than the transfer keeps in its own list nodes (12), one of them large.
+		await mock.reset();
+		const hdrs = {};
+		for (let i = 0; i < 30; i++) hdrs[`x-fwd-${String(i).padStart(2, '0')}`] = `value-${i}`;
+		hdrs['x-fwd-big'] = 'b'.repeat(20000);
+		const r = await postJson(`${dp.url}/chat/completions`,
+			{ model: 'mock/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] },
+			{ ...hdrs, 'x-request-id': 'req-fwd-many' });
+		assert.equal(r.status, 200, r.body);
+		const rec = await mock.record();
+		assert.equal(rec.length, 1);
+		for (const [k, v] of Object.entries(hdrs)) assert.equal(rec[0].headers[k], v, k);
+		assert.equal(rec[0].headers.authorization, `Bearer ${K1}`);
+		assert.equal(rec[0].headers['x-request-id'], 'req-fwd-many');
+		assert.equal(rec[0].headers['content-type'], 'application/json');
+	});
+
 	it('routes by the longest prefix', async () => {
 		await mock.reset();
 		const r = await postJson(`${dp.url}/chat/completions`, { model: 'mock/long/some-model', messages: [] });
