@@ -183,24 +183,6 @@ sc_text_init(struct sc_text *t, char *buf, size_t cap)
 }
 
 void
-sc_text_addn(struct sc_text *t, const char *s, size_t n)
-{
-	if (t->len + n >= t->cap) {
-		t->overflow = true;
-		return;
-	}
-	memcpy(t->data + t->len, s, n);
-	t->len += n;
-	t->data[t->len] = '\0';
-}
-
-void
-sc_text_add(struct sc_text *t, const char *s)
-{
-	sc_text_addn(t, s, strlen(s));
-}
-
-void
 sc_text_i64(struct sc_text *t, int64_t v)
 {
 	char num[21];

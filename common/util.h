@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* An error for the caller to show: a message, and where known the field
  * (admin API "field", YAML key) and the input line (YAML import). */
@@ -79,9 +80,27 @@ struct sc_text {
 	bool    overflow;
 };
 void sc_text_init(struct sc_text *t, char *buf, size_t cap);
-void sc_text_addn(struct sc_text *t, const char *s, size_t n);
-void sc_text_add(struct sc_text *t, const char *s);
 void sc_text_i64(struct sc_text *t, int64_t v);
+
+/* Inline: most pieces are literals, whose length and copy the compiler
+ * then works out at the call site (no strlen, no memcpy call). */
+static inline void
+sc_text_addn(struct sc_text *t, const char *s, size_t n)
+{
+	if (t->len + n >= t->cap) {
+		t->overflow = true;
+		return;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+static inline void
+sc_text_add(struct sc_text *t, const char *s)
+{
+	sc_text_addn(t, s, strlen(s));
+}
 
 /* A byte buffer that refuses to grow past its cap (curl's dynbuf idea). */
 struct sc_buf {

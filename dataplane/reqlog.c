@@ -250,7 +250,10 @@ reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, in
 	r->cost = res->total_tokens > 0 ? (double)res->total_tokens / 1000.0 * res->cost_per_1k : 0;
 	r->streamed = res->stream != 0;
 	r->client_disconnected = res->client_closed != 0;
-	if (t != NULL && t->n > 0) {
+	if (t != NULL && t->n == 1) {
+		r->first = t->a[0];	/* no allocation per request */
+		r->natt = 1;
+	} else if (t != NULL && t->n > 1) {
 		r->att = sc_xmalloc((size_t)t->n * sizeof(*r->att));
 		memcpy(r->att, t->a, (size_t)t->n * sizeof(*r->att));
 		r->natt = t->n;
@@ -312,7 +315,7 @@ reqlog_insert(sqlite3 *db, sqlite3_stmt *si, sqlite3_stmt *sa, const struct reql
 		return rc;
 	seq = sqlite3_last_insert_rowid(db);
 	for (k = 0; k < r->natt; k++) {
-		const struct reqlog_attempt *a = &r->att[k];
+		const struct reqlog_attempt *a = r->att != NULL ? &r->att[k] : &r->first;
 		sqlite3_bind_int64(sa, 1, seq);
 		sqlite3_bind_int(sa, 2, k + 1);
 		sqlite3_bind_text(sa, 3, a->provider_id, -1, SQLITE_STATIC);

@@ -85,8 +85,11 @@ struct reqlog_record {
 	int64_t                prompt_tokens, completion_tokens, total_tokens;	/* -1 unknown */
 	double                 cost;
 	bool                   streamed, client_disconnected;
-	struct reqlog_attempt *att;		/* owned array of natt */
+	struct reqlog_attempt *att;		/* owned array of natt; NULL when the one
+						 * attempt is in first (records move: no
+						 * pointer into one) */
 	int                    natt;
+	struct reqlog_attempt  first;		/* the one attempt most requests make */
 };
 
 /* The records of one flush interval, oldest first. */

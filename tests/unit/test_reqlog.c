@@ -238,6 +238,19 @@ test_fill(void **state)
 	assert_true(r->client_disconnected);
 	assert_int_equal(r->natt, 0);
 	assert_null(r->att);
+
+	/* One attempt (most requests): kept in the record itself. */
+	reqlog_trail_init(&t);
+	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 0);
+	reqlog_trail_end(&t, REQLOG_OK, 200, 30);
+	res.trail = &t;
+	r = reqlog_batch_add(&b);
+	reqlog_record_fill(r, &res, 1764547201000LL);
+	reqlog_trail_free(&t);
+	assert_int_equal(r->natt, 1);
+	assert_null(r->att);
+	assert_string_equal(r->first.provider_name, "one");
+	assert_int_equal(r->first.duration_ms, 30);
 	reqlog_batch_free(&b);
 }
 
@@ -352,8 +365,12 @@ test_ring(void **state)
 		fill_batch(&b, prefix, 7);
 		for (i = 0; i < 7; i++) {
 			b.r[i].natt = 1;
-			b.r[i].att = calloc(1, sizeof(*b.r[i].att));
-			b.r[i].att[0].outcome = REQLOG_OK;
+			if (i % 2 == 0) {	/* both forms: an array, and the record's own */
+				b.r[i].att = calloc(1, sizeof(*b.r[i].att));
+				b.r[i].att[0].outcome = REQLOG_OK;
+			} else {
+				b.r[i].first.outcome = REQLOG_OK;
+			}
 		}
 		write_batch(f->db, &b, 50);
 		reqlog_batch_free(&b);
