@@ -309,7 +309,8 @@ sc_buf_reset(struct sc_buf *b)
 void
 sc_buf_free(struct sc_buf *b)
 {
-	free(b->data);
+	if (b->data != NULL)	/* most of a request's buffers were never used */
+		free(b->data);
 	b->data = NULL;
 	b->len = 0;
 	b->alloc = 0;

@@ -897,11 +897,11 @@ proxy_attempt(struct proxy_req *r)
 	struct sc_err e;
 	struct sc_text ut;
 	char url[2048];
-	int64_t t0;
+	int64_t t0 = sc_now_ms();	/* the attempt's start: shaping takes microseconds */
 	int st;
 
 	r->attempts++;
-	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, r->dt.pool, sc_now_ms() - r->t_start);
+	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, r->dt.pool, t0 - r->t_start);
 	r->up_status = 0;
 	r->last_fail_http = 0;
 	r->limit_counted = 0;
@@ -938,7 +938,6 @@ proxy_attempt(struct proxy_req *r)
 		upstream_hdrs_free(&hdrs);
 		return -1;
 	}
-	t0 = sc_now_ms();
 	proxy_set_phase(r, PX_ATTEMPT);
 	r->xfer = upstream_start(&rq, &px_ops, r);	/* takes hdrs */
 	if (r->xfer == NULL) {

@@ -460,17 +460,25 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 		x->retry_after = -1;
 		return n;
 	}
-	if (upstream_hdr(p, n, "content-type", 12, x->content_type, sizeof(x->content_type)))
-		return n;
-	if (upstream_hdr(p, n, "content-length", 14, v, sizeof(v))) {
-		char *end;
-		long long cl = strtoll(v, &end, 10);
-		x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
-		return n;
-	}
-	if (upstream_hdr(p, n, "retry-after", 11, v, sizeof(v))) {
-		x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
-		return n;
+	switch (n > 0 ? p[0] | 0x20 : 0) {	/* the names we read, by their first letter in lower case */
+	case 'c':
+		if (upstream_hdr(p, n, "content-type", 12, x->content_type, sizeof(x->content_type)))
+			return n;
+		if (upstream_hdr(p, n, "content-length", 14, v, sizeof(v))) {
+			char *end;
+			long long cl = strtoll(v, &end, 10);
+			x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
+			return n;
+		}
+		break;
+	case 'r':
+		if (upstream_hdr(p, n, "retry-after", 11, v, sizeof(v))) {
+			x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
+			return n;
+		}
+		break;
+	default:
+		break;
 	}
 	if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
