@@ -244,7 +244,9 @@ sc_buf_reserve(struct sc_buf *b, size_t n)
 	want = b->len + n + 1;
 	if (want <= b->alloc)
 		return 0;
-	na = b->alloc ? b->alloc : 256;
+	/* A cap this small is about what the buffer is meant to hold: all of
+	 * it at the first growth, not 256 bytes and doubling. */
+	na = b->alloc ? b->alloc : b->cap < SC_BUF_WHOLE_CAP ? b->cap + 1 : 256;
 	while (na < want)
 		na = na > SIZE_MAX / 2 ? want : na * 2;
 	if (na > b->cap + 1)

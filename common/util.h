@@ -102,7 +102,10 @@ sc_text_add(struct sc_text *t, const char *s)
 	sc_text_addn(t, s, strlen(s));
 }
 
-/* A byte buffer that refuses to grow past its cap (curl's dynbuf idea). */
+/* A byte buffer that refuses to grow past its cap (curl's dynbuf idea).
+ * One whose cap is under SC_BUF_WHOLE_CAP gets all of it at its first
+ * growth; a bigger one starts at 256 bytes and doubles. */
+#define SC_BUF_WHOLE_CAP 4096
 struct sc_buf {
 	char   *data;	/* owned; always NUL-terminated when len > 0 */
 	size_t  len;

@@ -171,6 +171,18 @@ test_buf(void **state)
 	assert_int_equal(sc_buf_append(&b, "x", 1), 0);
 	assert_string_equal(b.data, "x");
 	sc_buf_free(&b);
+	/* A small cap is allocated whole at the first growth; a big one grows. */
+	sc_buf_init(&b, 300);
+	assert_int_equal(sc_buf_append(&b, "ab", 2), 0);
+	assert_int_equal(b.alloc, 301);
+	assert_int_equal(sc_buf_append(&b, "cd", 2), 0);
+	assert_int_equal(b.alloc, 301);
+	assert_string_equal(b.data, "abcd");
+	sc_buf_free(&b);
+	sc_buf_init(&b, SC_BUF_WHOLE_CAP);
+	assert_int_equal(sc_buf_append(&b, "ab", 2), 0);
+	assert_int_equal(b.alloc, 256);
+	sc_buf_free(&b);
 	/* Presize: the exact room at once, nothing reallocated while it fills;
 	 * ignored with storage already there or past the cap; grows after. */
 	sc_buf_init(&b, 10);
