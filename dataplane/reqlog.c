@@ -59,7 +59,8 @@ reqlog_trail_init(struct reqlog_trail *t)
 void
 reqlog_trail_free(struct reqlog_trail *t)
 {
-	free(t->a);
+	if (t->a != &t->first)
+		free(t->a);
 	reqlog_trail_init(t);
 }
 
@@ -77,9 +78,16 @@ reqlog_trail_begin(struct reqlog_trail *t, const char *provider_id, const char *
 
 	if (t->n >= REQLOG_ATTEMPTS_MAX)
 		return;
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 1;	/* most requests make one attempt */
-		t->a = sc_xrealloc(t->a, (size_t)t->cap * sizeof(*t->a));
+	if (t->cap == 0) {
+		t->a = &t->first;	/* most requests make one attempt */
+		t->cap = 1;
+	} else if (t->n == t->cap) {
+		struct reqlog_attempt *was = t->a == &t->first ? NULL : t->a;
+
+		t->a = sc_xrealloc(was, (size_t)t->cap * 2 * sizeof(*t->a));
+		if (was == NULL)
+			t->a[0] = t->first;
+		t->cap *= 2;
 	}
 	a = &t->a[t->n++];
 	memset(a, 0, sizeof(*a));
@@ -242,7 +250,10 @@ reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, in
 	r->cost = res->total_tokens > 0 ? (double)res->total_tokens / 1000.0 * res->cost_per_1k : 0;
 	r->streamed = res->stream != 0;
 	r->client_disconnected = res->client_closed != 0;
-	if (t != NULL && t->n > 0) {
+	if (t != NULL && t->n == 1) {
+		r->first = t->a[0];	/* no allocation per request */
+		r->natt = 1;
+	} else if (t != NULL && t->n > 1) {
 		r->att = sc_xmalloc((size_t)t->n * sizeof(*r->att));
 		memcpy(r->att, t->a, (size_t)t->n * sizeof(*r->att));
 		r->natt = t->n;
@@ -544,7 +555,7 @@ reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, st
 				struct reqlog_att_ref *ref = &w->pend[w->npend++];
 				ref->seq = base + 1 + (int64_t)(i - first);
 				ref->n = k + 1;
-				ref->a = &b->r[i].att[k];
+				ref->a = b->r[i].att != NULL ? &b->r[i].att[k] : &b->r[i].first;
 				if (w->npend == REQLOG_ROWS_PER_INSERT && (rc = reqlog_flush_att(w)) != SQLITE_DONE)
 					goto dberr;
 			}

@@ -61,10 +61,13 @@ struct reqlog_attempt {
 						 * to the end for client_closed / interrupted */
 };
 
-/* The attempts of one running request. */
+/* The attempts of one running request. Most make one: it is kept in the
+ * trail itself (no allocation per request), more move to the heap. The
+ * trail must not be copied (a may point into it). */
 struct reqlog_trail {
-	struct reqlog_attempt *a;	/* owned array */
+	struct reqlog_attempt *a;	/* &first, or an owned array of cap */
 	int                    n, cap;
+	struct reqlog_attempt  first;	/* a's storage while cap is 1 */
 };
 
 /* One finished request. */
@@ -82,8 +85,11 @@ struct reqlog_record {
 	int64_t                prompt_tokens, completion_tokens, total_tokens;	/* -1 unknown */
 	double                 cost;
 	bool                   streamed, client_disconnected;
-	struct reqlog_attempt *att;		/* owned array of natt */
+	struct reqlog_attempt *att;		/* owned array of natt; NULL when the one
+						 * attempt is in first (records move: no
+						 * pointer into one) */
 	int                    natt;
+	struct reqlog_attempt  first;		/* the one attempt most requests make */
 };
 
 /* The records of one flush interval, oldest first. */

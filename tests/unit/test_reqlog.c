@@ -143,11 +143,14 @@ test_trail(void **state)
 	reqlog_trail_end(&t, REQLOG_OK, 200, 5);	/* nothing open: no-op */
 	assert_int_equal(t.n, 0);
 	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 10);
+	assert_ptr_equal(t.a, &t.first);	/* the one attempt most make: no allocation */
 	assert_non_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_RATE_LIMITED, 429, 40);
 	assert_null(reqlog_trail_open(&t));
 	reqlog_trail_end(&t, REQLOG_OK, 200, 99);	/* already closed: unchanged */
 	reqlog_trail_begin(&t, "p2", "two", SCHED_POOL_FALLBACK, 41);
+	assert_ptr_not_equal(t.a, &t.first);	/* a second one moves the trail to the heap */
+	assert_string_equal(t.a[0].provider_id, "p1");
 	reqlog_trail_end(&t, REQLOG_OK, 200, 141);
 	reqlog_trail_begin(&t, "p3", "three", SCHED_POOL_MAIN, 150);
 	assert_int_equal(t.n, 3);
@@ -261,6 +264,19 @@ test_fill(void **state)
 	assert_true(r->client_disconnected);
 	assert_int_equal(r->natt, 0);
 	assert_null(r->att);
+
+	/* One attempt (most requests): kept in the record itself. */
+	reqlog_trail_init(&t);
+	reqlog_trail_begin(&t, "p1", "one", SCHED_POOL_MAIN, 0);
+	reqlog_trail_end(&t, REQLOG_OK, 200, 30);
+	res.trail = &t;
+	r = reqlog_batch_add(&b);
+	reqlog_record_fill(r, &res, 1764547201000LL);
+	reqlog_trail_free(&t);
+	assert_int_equal(r->natt, 1);
+	assert_null(r->att);
+	assert_string_equal(r->first.provider_name, "one");
+	assert_int_equal(r->first.duration_ms, 30);
 	reqlog_batch_free(&b);
 }
 
@@ -375,8 +391,12 @@ test_ring(void **state)
 		fill_batch(&b, prefix, 7);
 		for (i = 0; i < 7; i++) {
 			b.r[i].natt = 1;
-			b.r[i].att = calloc(1, sizeof(*b.r[i].att));
-			b.r[i].att[0].outcome = REQLOG_OK;
+			if (i % 2 == 0) {	/* both forms: an array, and the record's own */
+				b.r[i].att = calloc(1, sizeof(*b.r[i].att));
+				b.r[i].att[0].outcome = REQLOG_OK;
+			} else {
+				b.r[i].first.outcome = REQLOG_OK;
+			}
 		}
 		write_batch(f->db, &b, 50);
 		reqlog_batch_free(&b);
