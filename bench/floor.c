@@ -183,11 +183,15 @@ floor_write_cb(char *p, size_t sz, size_t nm, void *arg)
 }
 
 /* The options every transfer shares, set once per handle (as the data
- * plane's upstream_easy_setup does). */
+ * plane's upstream_easy_setup does), and those the data plane sets on a
+ * pooled handle only when they differ from its last transfer's (URL,
+ * connect timeout, POST: here always the same). */
 static void
 floor_easy_setup(CURL *e, const char *cafile, int insecure, long recv_buf)
 {
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	/* the data plane's, when the environment names no proxy (as here) */
+	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	if (cafile != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
 	if (insecure) {
@@ -203,6 +207,9 @@ floor_easy_setup(CURL *e, const char *cafile, int insecure, long recv_buf)
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buf);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, floor_header_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_write_cb);
+	curl_easy_setopt(e, CURLOPT_URL, g.url);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, g.connect_ms);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
 }
 
 /* Start one transfer on an idle handle: what the data plane sets per request. */
@@ -214,14 +221,11 @@ floor_start(void)
 
 	x->bytes = 0;
 	x->errbuf[0] = '\0';
-	curl_easy_setopt(e, CURLOPT_URL, g.url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, g.connect_ms);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, g.headers);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)g.body_len);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, g.body);
 	if (curl_multi_add_handle(g.multi, e) != CURLM_OK) {

@@ -183,24 +183,6 @@ sc_text_init(struct sc_text *t, char *buf, size_t cap)
 }
 
 void
-sc_text_addn(struct sc_text *t, const char *s, size_t n)
-{
-	if (t->len + n >= t->cap) {
-		t->overflow = true;
-		return;
-	}
-	memcpy(t->data + t->len, s, n);
-	t->len += n;
-	t->data[t->len] = '\0';
-}
-
-void
-sc_text_add(struct sc_text *t, const char *s)
-{
-	sc_text_addn(t, s, strlen(s));
-}
-
-void
 sc_text_i64(struct sc_text *t, int64_t v)
 {
 	char num[21];
@@ -262,7 +244,9 @@ sc_buf_reserve(struct sc_buf *b, size_t n)
 	want = b->len + n + 1;
 	if (want <= b->alloc)
 		return 0;
-	na = b->alloc ? b->alloc : 256;
+	/* A cap this small is about what the buffer is meant to hold: all of
+	 * it at the first growth, not 256 bytes and doubling. */
+	na = b->alloc ? b->alloc : b->cap < SC_BUF_WHOLE_CAP ? b->cap + 1 : 256;
 	while (na < want)
 		na = na > SIZE_MAX / 2 ? want : na * 2;
 	if (na > b->cap + 1)
@@ -327,7 +311,8 @@ sc_buf_reset(struct sc_buf *b)
 void
 sc_buf_free(struct sc_buf *b)
 {
-	free(b->data);
+	if (b->data != NULL)	/* most of a request's buffers were never used */
+		free(b->data);
 	b->data = NULL;
 	b->len = 0;
 	b->alloc = 0;
@@ -344,6 +329,16 @@ sc_buf_fit(struct sc_buf *b)
 		b->data = sc_xrealloc(b->data, b->len + 1);
 		b->alloc = b->len + 1;
 	}
+}
+
+void
+sc_buf_presize(struct sc_buf *b, size_t n)
+{
+	if (b->data != NULL || n > b->cap)
+		return;
+	b->data = sc_xmalloc(n + 1);
+	b->alloc = n + 1;
+	b->data[0] = '\0';
 }
 
 void *

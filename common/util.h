@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* An error for the caller to show: a message, and where known the field
  * (admin API "field", YAML key) and the input line (YAML import). */
@@ -79,11 +80,32 @@ struct sc_text {
 	bool    overflow;
 };
 void sc_text_init(struct sc_text *t, char *buf, size_t cap);
-void sc_text_addn(struct sc_text *t, const char *s, size_t n);
-void sc_text_add(struct sc_text *t, const char *s);
 void sc_text_i64(struct sc_text *t, int64_t v);
 
-/* A byte buffer that refuses to grow past its cap (curl's dynbuf idea). */
+/* Inline: most pieces are literals, whose length and copy the compiler
+ * then works out at the call site (no strlen, no memcpy call). */
+static inline void
+sc_text_addn(struct sc_text *t, const char *s, size_t n)
+{
+	if (t->len + n >= t->cap) {
+		t->overflow = true;
+		return;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+static inline void
+sc_text_add(struct sc_text *t, const char *s)
+{
+	sc_text_addn(t, s, strlen(s));
+}
+
+/* A byte buffer that refuses to grow past its cap (curl's dynbuf idea).
+ * One whose cap is under SC_BUF_WHOLE_CAP gets all of it at its first
+ * growth; a bigger one starts at 256 bytes and doubles. */
+#define SC_BUF_WHOLE_CAP 4096
 struct sc_buf {
 	char   *data;	/* owned; always NUL-terminated when len > 0 */
 	size_t  len;
@@ -99,6 +121,10 @@ void sc_buf_free(struct sc_buf *b);
 /* Shrink the allocation to the contents (a buffer that will not grow and is
  * kept a long time); an empty buffer is freed. */
 void sc_buf_fit(struct sc_buf *b);
+/* Give a buffer without storage room for n bytes (plus the NUL) at once:
+ * what it will hold when the caller knows, instead of growing by doubling.
+ * No-op when b already has storage or n is past its cap. */
+void sc_buf_presize(struct sc_buf *b, size_t n);
 
 /* Allocation that aborts on out-of-memory, the one failure we do not survive. */
 void *sc_xmalloc(size_t n);

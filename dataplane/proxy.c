@@ -43,6 +43,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sanitizer/asan_interface.h>	/* no-ops without ASan */
+
 #include "dispatch.h"
 #include "events.h"
 #include "jscan.h"
@@ -73,13 +75,14 @@ struct proxy_req {
 	enum px_phase         phase;		/* changed only by proxy_set_phase */
 	const char           *rid;		/* in strs */
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
-	char                 *model;		/* owned: the client's model */
+	const char           *model;		/* in mtext: the client's model */
 	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
 	struct sc_buf         body;		/* owned: the client's body (moved from the conn) */
 	struct shape_req      shape;		/* parsed body; valid when shape_ok */
 	int                   shape_ok;
 	int                   has_ctype;		/* the client sent a Content-Type (forwarded in fwd) */
 	struct sc_buf         fwd;		/* owned: "Name: value\0" client headers to forward */
+	size_t                nfwd;		/* lines in fwd */
 	int64_t               t_start;		/* ms, monotonic */
 	struct dispatch_ticket dt;		/* the dispatcher's: route, queue, provider, pool */
 	bool                  ticket;		/* dt initialised */
@@ -98,8 +101,16 @@ struct proxy_req {
 	int                   is_sse;		/* response is text/event-stream */
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
-	char                 *ctype;		/* owned: a held JSON response's Content-Type */
-	struct sc_buf         model_lit;	/* owned: the client's model as a JSON string */
+	const char           *ctype;		/* a held JSON response's Content-Type: borrowed
+						 * from the transfer, which lives until
+						 * proxy_on_done returns (the held head goes out
+						 * before that) */
+	struct sc_buf         mtext;		/* owned: the client's model, its NUL, then
+						 * the model as a JSON string (one allocation) */
+	struct {
+		const char *data;		/* in mtext */
+		size_t      len;
+	}                     model_lit;	/* the client's model as a JSON string */
 	int                   sse_first;		/* a 2xx stream held until its first data event */
 	struct sse_scanner   *fsse;		/* owned while sse_first: scans the held bytes */
 	struct sc_buf         first;		/* owned: the bytes held while sse_first */
@@ -121,10 +132,20 @@ struct proxy_req {
 	int                   last_fail;	/* last failure status to report when out of providers */
 	int                   last_fail_http;	/* the last failure was an HTTP answer (errbody holds it) */
 	const char           *last_fail_msg;
+	bool                  poolable;		/* strs has PX_POOL_STRS bytes: kept in px_pool */
 	char                  strs[];		/* rid and client, each NUL-terminated */
 };
 
 static size_t px_in_flight;
+/* Finished requests' structs kept for the next ones: a proxy_req is too big
+ * for malloc's per-thread cache, and allocating and freeing one cost about
+ * 650 instructions per request. Those whose strings fit PX_POOL_STRS (a
+ * request id and a client label of usual length) are kept; poisoned while
+ * pooled, so that ASan still sees a use after the end. */
+#define PX_POOL_MAX  64
+#define PX_POOL_STRS 64
+static struct proxy_req *px_pool[PX_POOL_MAX];
+static size_t px_npool;
 /* respmodel's work buffer: one for all streams (an event is rewritten in one
  * call). */
 static struct sc_buf px_scratch;
@@ -166,8 +187,7 @@ proxy_free(struct proxy_req *r)
 		shape_free(&r->shape);
 	if (r->is_sse)
 		sse_free(&r->sse);
-	free(r->ctype);
-	sc_buf_free(&r->model_lit);
+	sc_buf_free(&r->mtext);
 	proxy_first_reset(r);
 	sc_buf_free(&r->jbody);
 	sc_buf_free(&r->body);
@@ -176,9 +196,13 @@ proxy_free(struct proxy_req *r)
 	sc_buf_free(&r->errbody);
 	sc_buf_free(&r->hold);
 	reqlog_trail_free(&r->trail);
-	free(r->model);
-	free(r);
 	px_in_flight--;
+	if (r->poolable && px_npool < PX_POOL_MAX) {
+		ASAN_POISON_MEMORY_REGION(r, sizeof(*r) + PX_POOL_STRS);
+		px_pool[px_npool++] = r;
+		return;
+	}
+	free(r);
 }
 
 /* The end of every request: the one log line, the request-done event, release.
@@ -369,8 +393,10 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 	r->up_length = cl;
 	if (!r->is_sse) {
 		/* The head waits for the whole body: the rewrite changes its length. */
-		r->ctype = sc_xstrdup(ct);
+		r->ctype = ct;
 		sc_buf_init(&r->jbody, PX_JSON_CAP);
+		if (cl > 0)
+			sc_buf_presize(&r->jbody, (size_t)cl);	/* no-op past the cap */
 		r->json_hold = 1;
 		return;
 	}
@@ -855,26 +881,23 @@ proxy_reject(struct proxy_req *r)
 static int
 proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
-	size_t off = 0;
+	static const char ctype[] = "Content-Type: application/json", expect[] = "Expect:";
 	char line[PROXY_RID_MAX + 32];
+	size_t ll;
 
-	while (off < r->fwd.len) {
-		const char *fh = r->fwd.data + off;
-		if (upstream_hdrs_add(h, fh) == -1)
-			return -1;
-		off += strlen(fh) + 1;
-	}
-	if (upstream_hdrs_bearer(h, p->p.api_key) == -1)
-		return -1;
 	memcpy(line, "X-Request-Id: ", 14);
-	sc_strlcpy(line + 14, r->rid, sizeof(line) - 14);
-	if (upstream_hdrs_add(h, line) == -1)
+	ll = 14 + sc_strlcpy(line + 14, r->rid, sizeof(line) - 14) + 1;	/* the id fits: PROXY_RID_MAX */
+	/* Every line's size is known: the text in one allocation. */
+	upstream_hdrs_presize(h, r->fwd.len + UPSTREAM_BEARER_SIZE(strlen(p->p.api_key)) + ll +
+	    (r->has_ctype ? 0 : sizeof(ctype)) + sizeof(expect));
+	if (upstream_hdrs_add_lines(h, r->fwd.data, r->fwd.len, r->nfwd) == -1 ||
+	    upstream_hdrs_bearer(h, p->p.api_key) == -1 || upstream_hdrs_add_lines(h, line, ll, 1) == -1)
 		return -1;
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
-	if (!r->has_ctype && upstream_hdrs_add(h, "Content-Type: application/json") == -1)
+	if (!r->has_ctype && upstream_hdrs_add_lines(h, ctype, sizeof(ctype), 1) == -1)
 		return -1;
-	return upstream_hdrs_add(h, "Expect:");
+	return upstream_hdrs_add_lines(h, expect, sizeof(expect), 1);
 }
 
 static const struct upstream_ops px_ops;
@@ -891,11 +914,11 @@ proxy_attempt(struct proxy_req *r)
 	struct sc_err e;
 	struct sc_text ut;
 	char url[2048];
-	int64_t t0;
+	int64_t t0 = sc_now_ms();	/* the attempt's start: shaping takes microseconds */
 	int st;
 
 	r->attempts++;
-	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, r->dt.pool, sc_now_ms() - r->t_start);
+	reqlog_trail_begin(&r->trail, p->p.id, p->p.name, r->dt.pool, t0 - r->t_start);
 	r->up_status = 0;
 	r->last_fail_http = 0;
 	r->limit_counted = 0;
@@ -932,7 +955,6 @@ proxy_attempt(struct proxy_req *r)
 		upstream_hdrs_free(&hdrs);
 		return -1;
 	}
-	t0 = sc_now_ms();
 	proxy_set_phase(r, PX_ATTEMPT);
 	r->xfer = upstream_start(&rq, &px_ops, r);	/* takes hdrs */
 	if (r->xfer == NULL) {
@@ -1088,6 +1110,7 @@ proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 		sc_buf_append(&r->fwd, ": ", 2);
 		sc_buf_append(&r->fwd, h->value.p, h->value.len);
 		sc_buf_append(&r->fwd, "", 1);
+		r->nfwd++;
 	}
 }
 
@@ -1098,11 +1121,22 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	struct dispatch_route *route;
 	struct proxy_req *r;
 	struct sc_err e;
-	size_t rl, cl;
+	size_t rl, cl, ml;
 
 	rl = strnlen(rid, PROXY_RID_MAX);	/* router.c keeps it to PROXY_RID_MAX */
 	cl = strnlen(conn_client(c), TOKENS_LABEL_MAX);	/* conn.c keeps it to CONN_CLIENT_MAX */
-	r = sc_xcalloc(1, sizeof(*r) + rl + 1 + cl + 1);	/* zeroed: both strings terminated */
+	/* zeroed: both strings terminated */
+	if (rl + 1 + cl + 1 > PX_POOL_STRS) {
+		r = sc_xcalloc(1, sizeof(*r) + rl + 1 + cl + 1);
+	} else if (px_npool > 0) {
+		r = px_pool[--px_npool];
+		ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r) + PX_POOL_STRS);
+		memset(r, 0, sizeof(*r) + PX_POOL_STRS);
+		r->poolable = true;
+	} else {
+		r = sc_xcalloc(1, sizeof(*r) + PX_POOL_STRS);
+		r->poolable = true;
+	}
 	px_in_flight++;
 	r->conn = c;
 	r->phase = PX_ROUTE;
@@ -1117,6 +1151,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	sc_buf_init(&r->errbody, PX_ERRBODY_CAP);
 	sc_buf_init(&r->upbody, 0);
 	sc_buf_init(&r->hold, 0);
+	sc_buf_init(&r->mtext, 0);
 	/* Take the body's storage instead of copying it. */
 	r->body = *body;
 	sc_buf_init(body, 0);
@@ -1127,13 +1162,19 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	}
 	r->shape_ok = 1;
 	r->stream = r->shape.stream;
-	r->model = sc_xstrdup(r->shape.model);
-	sc_buf_init(&r->model_lit, 6 * strlen(r->model) + 64);	/* \u00XX per byte at worst */
-	if (respmodel_literal(r->model, strlen(r->model), &r->model_lit) == -1) {
+	ml = strlen(r->shape.model);
+	sc_buf_init(&r->mtext, 7 * ml + 65);	/* the literal: \u00XX per byte at worst */
+	sc_buf_presize(&r->mtext, 2 * ml + 3);	/* exact for a model with nothing to escape */
+	sc_buf_append(&r->mtext, r->shape.model, ml + 1);
+	r->model = r->mtext.data;	/* for the log line if the literal fails (mtext unchanged then) */
+	if (respmodel_literal(r->shape.model, ml, &r->mtext) == -1) {
 		proxy_fail(r, 400, "invalid model", "invalid_request_body", NULL);
 		return;
 	}
-	sc_buf_fit(&r->model_lit);	/* kept for the whole response */
+	sc_buf_fit(&r->mtext);	/* kept for the whole response */
+	r->model = r->mtext.data;	/* the literal may have moved it */
+	r->model_lit.data = r->mtext.data + ml + 1;
+	r->model_lit.len = r->mtext.len - ml - 1;
 	route = dispatch_route_find(r->model);
 	if (route == NULL || r->model[strlen(dispatch_route_prefix(route))] == '\0') {
 		char msg[256];

@@ -61,10 +61,13 @@ struct reqlog_attempt {
 						 * to the end for client_closed / interrupted */
 };
 
-/* The attempts of one running request. */
+/* The attempts of one running request. Most make one: it is kept in the
+ * trail itself (no allocation per request), more move to the heap. The
+ * trail must not be copied (a may point into it). */
 struct reqlog_trail {
-	struct reqlog_attempt *a;	/* owned array */
+	struct reqlog_attempt *a;	/* &first, or an owned array of cap */
 	int                    n, cap;
+	struct reqlog_attempt  first;	/* a's storage while cap is 1 */
 };
 
 /* One finished request. */
@@ -82,8 +85,11 @@ struct reqlog_record {
 	int64_t                prompt_tokens, completion_tokens, total_tokens;	/* -1 unknown */
 	double                 cost;
 	bool                   streamed, client_disconnected;
-	struct reqlog_attempt *att;		/* owned array of natt */
+	struct reqlog_attempt *att;		/* owned array of natt; NULL when the one
+						 * attempt is in first (records move: no
+						 * pointer into one) */
 	int                    natt;
+	struct reqlog_attempt  first;		/* the one attempt most requests make */
 };
 
 /* The records of one flush interval, oldest first. */
@@ -132,9 +138,15 @@ struct request_result;
  * request-done event, events.h) at wall_ms; the attempts are copied. */
 void reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, int64_t wall_ms);
 
+/* The statistics writer's handle on its connection for the request log:
+ * made once for the connection's life (reqlog_writer_new: NULL with e),
+ * freed before the connection is closed. */
+struct reqlog_writer;
+struct reqlog_writer *reqlog_writer_new(sqlite3 *db, struct sc_err *e);
+void reqlog_writer_free(struct reqlog_writer *w);
 /* Insert the newest min(b->n, keep) records of b and delete every row but
  * the newest keep (keep 0 empties the log), inside the caller's write
- * transaction. 0 or -1 with e. */
-int reqlog_write(sqlite3 *db, const struct reqlog_batch *b, int keep, struct sc_err *e);
+ * transaction on w's connection. 0 or -1 with e. */
+int reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e);
 
 #endif

@@ -26,8 +26,18 @@
 #include "upstream.h"
 #include "util.h"
 
+/* What the per-request options of a handle were last set to: a pooled
+ * handle keeps its options, so a request sets only those that differ. */
+struct upstream_opts {
+	char *url;		/* owned copy; NULL = not set since the handle was (re)set up */
+	long  connect_ms;	/* 0 = not set */
+	long  recv_buf;		/* 0 = not set */
+	int   post;		/* CURLOPT_POST is 1 */
+};
+
 struct upstream_xfer {
 	CURL                      *easy;		/* owned */
+	struct upstream_opts       opts;		/* the handle's, kept with it in the pool */
 	struct upstream_hdrs       headers;		/* owned (moved from the request) */
 	const struct upstream_ops *ops;
 	void                      *arg;
@@ -62,6 +72,7 @@ static struct {
 							 * transfer, per request */
 	size_t            npool;
 	char             *ca_file;	/* owned: CA bundle for TLS upstreams, NULL = the system's */
+	int               env_proxy;	/* a proxy variable is set in the environment */
 } up;
 
 static void upstream_check_done(void);
@@ -137,6 +148,21 @@ upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+/* Whether the environment names a proxy for http or https upstreams (the
+ * variables curl reads per transfer; the environment does not change
+ * while we run). */
+static int
+upstream_env_proxy(void)
+{
+	static const char *const vars[] = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
+	size_t i;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (getenv(vars[i]) != NULL && getenv(vars[i])[0] != '\0')
+			return 1;
+	return 0;
+}
+
 int
 upstream_init(struct loop *l, long max_connections, const char *ca_file)
 {
@@ -144,6 +170,7 @@ upstream_init(struct loop *l, long max_connections, const char *ca_file)
 		return -1;
 	up.loop = l;
 	up.ca_file = ca_file != NULL ? sc_xstrdup(ca_file) : NULL;
+	up.env_proxy = upstream_env_proxy();
 	up.multi = curl_multi_init();
 	if (up.multi == NULL)
 		return -1;
@@ -165,6 +192,7 @@ upstream_shutdown(void)
 	while (up.npool > 0) {
 		struct upstream_xfer *x = up.pool[--up.npool];
 		curl_easy_cleanup(x->easy);
+		free(x->opts.url);
 		free(x);
 	}
 	if (up.multi != NULL) {
@@ -185,15 +213,25 @@ upstream_hdrs_init(struct upstream_hdrs *h)
 	h->nodes = NULL;
 }
 
+void
+upstream_hdrs_presize(struct upstream_hdrs *h, size_t size)
+{
+	sc_buf_presize(&h->text, size);
+}
+
 int
 upstream_hdrs_add(struct upstream_hdrs *h, const char *line)
 {
-	size_t len = strlen(line);
+	return upstream_hdrs_add_lines(h, line, strlen(line) + 1, 1);	/* with its NUL: the lines are NUL-separated */
+}
 
-	if (h->text.len + len + 1 > h->text.cap)
+int
+upstream_hdrs_add_lines(struct upstream_hdrs *h, const char *lines, size_t len, size_t n)
+{
+	if (len > h->text.cap - h->text.len)
 		return -1;
-	sc_buf_append(&h->text, line, len + 1);	/* with its NUL: the lines are NUL-separated */
-	h->n++;
+	sc_buf_append(&h->text, lines, len);
+	h->n += n;
 	return 0;
 }
 
@@ -203,7 +241,7 @@ upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
 	static const char pre[] = "Authorization: Bearer ";
 	size_t klen = strlen(key);
 
-	if (h->text.len + sizeof(pre) - 1 + klen + 1 > h->text.cap)
+	if (UPSTREAM_BEARER_SIZE(klen) > h->text.cap - h->text.len)
 		return -1;
 	sc_buf_append(&h->text, pre, sizeof(pre) - 1);
 	sc_buf_append(&h->text, key, klen + 1);
@@ -218,7 +256,8 @@ upstream_hdrs_free(struct upstream_hdrs *h)
 	if (h->text.data != NULL)
 		crypto_wipe(h->text.data, h->text.alloc);
 	sc_buf_free(&h->text);
-	free(h->nodes);
+	if (h->nodes != h->node_buf)
+		free(h->nodes);
 	upstream_hdrs_init(h);
 }
 
@@ -231,7 +270,7 @@ upstream_hdrs_list(struct upstream_hdrs *h)
 
 	if (h->n == 0)
 		return NULL;
-	h->nodes = sc_xmalloc(h->n * sizeof(*h->nodes));
+	h->nodes = h->n <= UPSTREAM_HDRS_INLINE ? h->node_buf : sc_xmalloc(h->n * sizeof(*h->nodes));
 	for (i = 0; i < h->n; i++) {
 		h->nodes[i].data = (char *)p;
 		h->nodes[i].next = i + 1 < h->n ? &h->nodes[i + 1] : NULL;
@@ -248,7 +287,13 @@ upstream_easy_setup(struct upstream_xfer *x)
 {
 	CURL *e = x->easy;
 
+	free(x->opts.url);
+	memset(&x->opts, 0, sizeof(x->opts));
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	/* Without a proxy in the environment curl would look for one (five
+	 * getenv) per transfer, to find none: say so once. */
+	if (!up.env_proxy)
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	if (up.ca_file != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, up.ca_file);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -276,10 +321,14 @@ upstream_xfer_get(void)
 	CURL *e;
 
 	if (up.npool > 0) {
+		struct upstream_opts o;
+
 		x = up.pool[--up.npool];
 		e = x->easy;
+		o = x->opts;
 		memset(x, 0, sizeof(*x));
 		x->easy = e;
+		x->opts = o;
 		return x;
 	}
 	x = sc_xcalloc(1, sizeof(*x));
@@ -308,6 +357,7 @@ upstream_free(struct upstream_xfer *x)
 		up.pool[up.npool++] = x;
 	} else {
 		curl_easy_cleanup(x->easy);
+		free(x->opts.url);
 		free(x);
 	}
 }
@@ -369,11 +419,12 @@ upstream_ttfb_fire(struct loop *l, void *arg)
 	upstream_finish(x, UPSTREAM_ETTFB);
 }
 
-/* Is this header line "Name: value"? Copies the trimmed value. */
+/* Is this header line "Name: value" (name of nl bytes, lower case)? Copies
+ * the trimmed value. */
 static int
-upstream_hdr(const char *line, size_t n, const char *name, char *out, size_t outlen)
+upstream_hdr(const char *line, size_t n, const char *name, size_t nl, char *out, size_t outlen)
 {
-	size_t nl = strlen(name), i, j;
+	size_t i, j;
 
 	if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
 		return 0;
@@ -402,24 +453,32 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 		x->got_byte = 1;
 		loop_timer_cancel(up.loop, &x->ttfb);
 	}
-	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+	if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
 		/* A new response head (also after 1xx): forget the previous one's fields. */
 		x->content_type[0] = '\0';
 		x->content_length = -1;
 		x->retry_after = -1;
 		return n;
 	}
-	if (upstream_hdr(p, n, "content-type", x->content_type, sizeof(x->content_type)))
-		return n;
-	if (upstream_hdr(p, n, "content-length", v, sizeof(v))) {
-		char *end;
-		long long cl = strtoll(v, &end, 10);
-		x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
-		return n;
-	}
-	if (upstream_hdr(p, n, "retry-after", v, sizeof(v))) {
-		x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
-		return n;
+	switch (n > 0 ? p[0] | 0x20 : 0) {	/* the names we read, by their first letter in lower case */
+	case 'c':
+		if (upstream_hdr(p, n, "content-type", 12, x->content_type, sizeof(x->content_type)))
+			return n;
+		if (upstream_hdr(p, n, "content-length", 14, v, sizeof(v))) {
+			char *end;
+			long long cl = strtoll(v, &end, 10);
+			x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
+			return n;
+		}
+		break;
+	case 'r':
+		if (upstream_hdr(p, n, "retry-after", 11, v, sizeof(v))) {
+			x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
+			return n;
+		}
+		break;
+	default:
+		break;
 	}
 	if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n')) {
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -469,6 +528,7 @@ struct upstream_xfer *
 upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, void *arg)
 {
 	struct upstream_xfer *x = upstream_xfer_get();
+	long connect_ms, recv_buf;
 	CURL *e;
 
 	if (x == NULL) {
@@ -489,18 +549,35 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 	x->content_length = -1;
 	x->retry_after = -1;
 	loop_timer_init(&x->ttfb, upstream_ttfb_fire, x);
-	curl_easy_setopt(e, CURLOPT_URL, rq->url);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L);
+	/* A pooled handle keeps its options: set those that differ (the same
+	 * upstream again, most of the time). */
+	if (x->opts.url == NULL || strcmp(x->opts.url, rq->url) != 0) {
+		free(x->opts.url);
+		x->opts.url = sc_xstrdup(rq->url);
+		curl_easy_setopt(e, CURLOPT_URL, rq->url);
+	}
+	connect_ms = rq->connect_timeout_ms > 0 ? rq->connect_timeout_ms : 10000L;
+	if (x->opts.connect_ms != connect_ms) {
+		x->opts.connect_ms = connect_ms;
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, upstream_hdrs_list(&x->headers));
 	/* The receive buffer every transfer holds while it runs (curl 7.88
 	 * allocates it per transfer): 4 KiB, curl's default is 16; 1 KiB for a
 	 * stream, so that thousands of them that wait for their next event stay
 	 * small. An SSE event is a few hundred bytes; a large body just takes
 	 * more reads (docs/performance.md measures both). */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, rq->stream ? UPSTREAM_STREAM_BUF : UPSTREAM_RECV_BUF);
+	recv_buf = rq->stream ? UPSTREAM_STREAM_BUF : UPSTREAM_RECV_BUF;
+	if (x->opts.recv_buf != recv_buf) {
+		x->opts.recv_buf = recv_buf;
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buf);
+	}
 	x->body_len = rq->post ? rq->body_len : 0;
 	if (rq->post) {
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		if (!x->opts.post) {
+			x->opts.post = 1;
+			curl_easy_setopt(e, CURLOPT_POST, 1L);
+		}
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body != NULL ? rq->body : "");
 	} else {
@@ -508,6 +585,7 @@ upstream_start(const struct upstream_req *rq, const struct upstream_ops *ops, vo
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		x->opts.post = 0;
 	}
 	if (curl_multi_add_handle(up.multi, e) != CURLM_OK)
 		goto fail;

@@ -40,18 +40,31 @@ struct upstream_ops {
 /* The request header lines of one transfer, built before upstream_start:
  * the text in one buffer, and the list nodes curl walks in one array that
  * upstream_start builds over it (not two allocations per line, as
- * curl_slist_append makes). It carries the provider key, so the text is
- * wiped when freed. */
+ * curl_slist_append makes; up to UPSTREAM_HDRS_INLINE lines the array is
+ * in the struct itself). It carries the provider key, so the text is wiped
+ * when freed. */
+#define UPSTREAM_HDRS_INLINE 12
 struct upstream_hdrs {
 	struct sc_buf      text;	/* owned: the lines, each "Name: value\0" */
 	size_t             n;		/* lines in text */
-	struct curl_slist *nodes;	/* owned: n nodes into text, set by upstream_start */
+	struct curl_slist *nodes;	/* n nodes into text, set by upstream_start: node_buf
+					 * or owned */
+	struct curl_slist  node_buf[UPSTREAM_HDRS_INLINE];
 };
 void upstream_hdrs_init(struct upstream_hdrs *h);
+/* Room for size bytes of lines (their NULs included) at once, when the
+ * caller knows what it will add: no growing on the way. */
+void upstream_hdrs_presize(struct upstream_hdrs *h, size_t size);
 /* Add one line ("Name: value", or "Name:" to suppress one of curl's own);
  * 0, or -1 past the cap (UPSTREAM_HDRS_CAP bytes in all). */
 #define UPSTREAM_HDRS_CAP (128 * 1024)
 int  upstream_hdrs_add(struct upstream_hdrs *h, const char *line);
+/* Add the n lines that fill lines[0..len), each NUL-terminated as in the
+ * text; 0, or -1 past the cap. */
+int  upstream_hdrs_add_lines(struct upstream_hdrs *h, const char *lines, size_t len, size_t n);
+/* The size of the line upstream_hdrs_bearer adds for a key of klen bytes,
+ * its NUL included. */
+#define UPSTREAM_BEARER_SIZE(klen) (sizeof("Authorization: Bearer ") + (klen))
 /* Add "Authorization: Bearer <key>" (the one place the provider key becomes
  * a header); 0 or -1 as above. */
 int  upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key);

@@ -5,6 +5,7 @@
 // /v1/models, /metrics.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
 import { cleanup, cpuTicks, makeDb, openIdle, postJson, rawExchange, request, sleep, startDataplane } from './lib/stack.mjs';
 
@@ -71,6 +72,24 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		for (const h of ['cookie', 'x-sidecar-priority', 'proxy-authorization']) assert.equal(rec[0].headers[h], undefined, h);
 		// Not re-serialised for a provider without rewrites: only the model changed.
 		assert.equal(rec[0].body, JSON.stringify({ model: 'meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] }));
+	});
+
+	it('forwards every end-to-end header of a request with many of them', async () => {
+		// More lines than the transfer keeps in its own list nodes (12), one of them large.
+		await mock.reset();
+		const hdrs = {};
+		for (let i = 0; i < 30; i++) hdrs[`x-fwd-${String(i).padStart(2, '0')}`] = `value-${i}`;
+		hdrs['x-fwd-big'] = 'b'.repeat(20000);
+		const r = await postJson(`${dp.url}/chat/completions`,
+			{ model: 'mock/meta/llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }] },
+			{ ...hdrs, 'x-request-id': 'req-fwd-many' });
+		assert.equal(r.status, 200, r.body);
+		const rec = await mock.record();
+		assert.equal(rec.length, 1);
+		for (const [k, v] of Object.entries(hdrs)) assert.equal(rec[0].headers[k], v, k);
+		assert.equal(rec[0].headers.authorization, `Bearer ${K1}`);
+		assert.equal(rec[0].headers['x-request-id'], 'req-fwd-many');
+		assert.equal(rec[0].headers['content-type'], 'application/json');
 	});
 
 	it('routes by the longest prefix', async () => {
@@ -322,6 +341,48 @@ describe('data plane connection limits', { timeout: 30000 }, () => {
 			assert.equal((await request(`${dp.base}/health`)).status, 200);
 		} finally {
 			await dp.stop();
+			await mock.stop();
+			cleanup(st);
+		}
+	});
+
+	it('goes through the proxy the environment names (http_proxy), and straight without one', async () => {
+		// A forwarding HTTP proxy on loopback that notes the absolute-form targets it was asked for.
+		const seen = [];
+		const proxy = http.createServer((req, res) => {
+			seen.push(`${req.method} ${req.url}`);
+			const up = http.request(req.url, { method: req.method, headers: req.headers }, (ur) => {
+				res.writeHead(ur.statusCode, ur.headers);
+				ur.pipe(res);
+			});
+			up.on('error', () => { res.writeHead(502); res.end(); });
+			req.pipe(up);
+		});
+		await new Promise((ok) => proxy.listen(0, '127.0.0.1', ok));
+		const proxyUrl = `http://127.0.0.1:${proxy.address().port}`;
+		const mock = await startMock({ keys: [{ key: K1 }] });
+		const st = makeDb({ providers: [{ name: 'p', key: K1, url: mock.url, prefix: 'mock/' }] });
+		const noNoProxy = { no_proxy: '', NO_PROXY: '' };
+		try {
+			let dp = await startDataplane(st, { env: { ...noNoProxy, http_proxy: proxyUrl } });
+			try {
+				const r = await postJson(`${dp.url}/chat/completions`, { model: 'mock/x', messages: [] });
+				assert.equal(r.status, 200, r.body);
+				assert.ok(seen.includes(`POST ${mock.url}/chat/completions`), seen.join(', '));
+			} finally {
+				await dp.stop();
+			}
+			seen.length = 0;
+			dp = await startDataplane(st, { env: { ...noNoProxy, http_proxy: '', https_proxy: '', all_proxy: '' } });
+			try {
+				const r = await postJson(`${dp.url}/chat/completions`, { model: 'mock/x', messages: [] });
+				assert.equal(r.status, 200, r.body);
+				assert.deepEqual(seen, []);
+			} finally {
+				await dp.stop();
+			}
+		} finally {
+			proxy.close();
 			await mock.stop();
 			cleanup(st);
 		}

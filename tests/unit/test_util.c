@@ -171,6 +171,39 @@ test_buf(void **state)
 	assert_int_equal(sc_buf_append(&b, "x", 1), 0);
 	assert_string_equal(b.data, "x");
 	sc_buf_free(&b);
+	/* A small cap is allocated whole at the first growth; a big one grows. */
+	sc_buf_init(&b, 300);
+	assert_int_equal(sc_buf_append(&b, "ab", 2), 0);
+	assert_int_equal(b.alloc, 301);
+	assert_int_equal(sc_buf_append(&b, "cd", 2), 0);
+	assert_int_equal(b.alloc, 301);
+	assert_string_equal(b.data, "abcd");
+	sc_buf_free(&b);
+	sc_buf_init(&b, SC_BUF_WHOLE_CAP);
+	assert_int_equal(sc_buf_append(&b, "ab", 2), 0);
+	assert_int_equal(b.alloc, 256);
+	sc_buf_free(&b);
+	/* Presize: the exact room at once, nothing reallocated while it fills;
+	 * ignored with storage already there or past the cap; grows after. */
+	sc_buf_init(&b, 10);
+	sc_buf_presize(&b, 11);
+	assert_null(b.data);
+	sc_buf_presize(&b, 5);
+	assert_int_equal(b.alloc, 6);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(b.data, "");
+	{
+		char *p = b.data;
+		assert_int_equal(sc_buf_append(&b, "ab", 2), 0);
+		assert_int_equal(sc_buf_append(&b, "cde", 3), 0);
+		assert_ptr_equal(b.data, p);
+	}
+	assert_int_equal(b.alloc, 6);
+	sc_buf_presize(&b, 9);
+	assert_int_equal(b.alloc, 6);
+	assert_int_equal(sc_buf_append(&b, "fgh", 3), 0);
+	assert_string_equal(b.data, "abcdefgh");
+	sc_buf_free(&b);
 }
 
 /* common/log.c: levels, the line format, and reopening after logrotate. */
