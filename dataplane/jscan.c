@@ -15,26 +15,56 @@
 
 #include "jscan.h"
 
+#ifdef __SSE2__
+/* The bytes of v that need a closer look, as 0xff: v ^ 2 maps '"' (0x22) to
+ * 0x20 and the control bytes among themselves, so one signed "< 0x21" finds
+ * '"', the control bytes and (being negative) the bytes >= 0x80; a second
+ * compare finds '\\'. */
+static inline __m128i
+jscan_stops(__m128i v)
+{
+	return _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(v, _mm_set1_epi8(2)), _mm_set1_epi8(0x21)),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+}
+
+static inline __m128i
+jscan_load(const char *p)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+#endif
+
 /* p inside a string: the first byte at or after p that needs a closer look
- * ('"', '\\', a control byte or a non-ASCII byte), or e. Sixteen bytes at a
- * time where SSE2 is there (every x86-64): string text is most of a body. */
-static inline const char *
-jscan_plain_run(const char *p, const char *e)
+ * ('"', '\\', a control byte or a non-ASCII byte), or e; [lo, e) is
+ * readable (lo <= p). With SSE2 (every x86-64) 64 bytes a round, then
+ * sixteen at a time, and the last few bytes in the sixteen that end at e
+ * when those are in the buffer: string text is most of a body. */
+static const char *
+jscan_plain_run(const char *lo, const char *p, const char *e)
 {
 #ifdef __SSE2__
-	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+	unsigned mask;
 
+	while (e - p >= 64) {
+		__m128i m = _mm_or_si128(_mm_or_si128(jscan_stops(jscan_load(p)), jscan_stops(jscan_load(p + 16))),
+		    _mm_or_si128(jscan_stops(jscan_load(p + 32)), jscan_stops(jscan_load(p + 48))));
+
+		if (_mm_movemask_epi8(m) != 0)
+			break;	/* found again below, sixteen at a time */
+		p += 64;
+	}
 	while (e - p >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-		/* signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them too */
-		__m128i m = _mm_or_si128(_mm_cmplt_epi8(v, space),
-		    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
-		int mask = _mm_movemask_epi8(m);
-
-		if (mask != 0)
-			return p + __builtin_ctz((unsigned)mask);
+		if ((mask = (unsigned)_mm_movemask_epi8(jscan_stops(jscan_load(p)))) != 0)
+			return p + __builtin_ctz(mask);
 		p += 16;
 	}
+	if (p < e && e - lo >= 16) {
+		/* the window's bytes before p are shifted out */
+		mask = (unsigned)_mm_movemask_epi8(jscan_stops(jscan_load(e - 16))) >> (16 - (e - p));
+		return mask != 0 ? p + __builtin_ctz(mask) : e;
+	}
+#else
+	(void)lo;
 #endif
 	while (p < e) {
 		unsigned char c = (unsigned char)*p;
@@ -46,12 +76,20 @@ jscan_plain_run(const char *p, const char *e)
 	return e;
 }
 
-/* The four whitespace bytes of RFC 8259. The first test passes over the
- * usual case, a token right after the last, in one compare. */
-static inline const char *
-jscan_ws(const char *p, const char *e)
+static inline int
+jscan_is_ws(char c)
 {
-	while (p < e && (unsigned char)*p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* The four whitespace bytes of RFC 8259. No bound: jscan_object only calls
+ * it where a non-whitespace byte (the document's final '}') is still ahead.
+ * The first test passes over the usual case, a token right after the last,
+ * in one compare. */
+static inline const char *
+jscan_ws(const char *p)
+{
+	while ((unsigned char)*p <= ' ' && jscan_is_ws(*p))
 		p++;
 	return p;
 }
@@ -117,16 +155,17 @@ jscan_utf8(const char *p, const char *e)
 }
 
 /* p just past a string's opening quote or at a byte jscan_plain_run
- * stopped at: the byte after the closing quote, or NULL. Escapes and
- * non-ASCII text come here; *esc is set when the string holds an escape. */
+ * stopped at ([lo, e) readable): the byte after the closing quote, or NULL.
+ * Escapes and non-ASCII text come here; *esc is set when the string holds
+ * an escape. */
 static const char *
-jscan_string_rest(const char *p, const char *e, int *esc)
+jscan_string_rest(const char *lo, const char *p, const char *e, int *esc)
 {
 	for (;;) {
 		unsigned char c;
-		unsigned cp, lo;
+		unsigned cp, low;
 
-		if ((p = jscan_plain_run(p, e)) == e)
+		if ((p = jscan_plain_run(lo, p, e)) == e)
 			return NULL;
 		c = (unsigned char)*p;
 		if (c == '"')
@@ -154,7 +193,7 @@ jscan_string_rest(const char *p, const char *e, int *esc)
 				return NULL;	/* a lone low surrogate */
 			if (cp >= 0xd800 && cp <= 0xdbff) {
 				if (e - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-				    jscan_hex4(p + 2, e, &lo) == -1 || lo < 0xdc00 || lo > 0xdfff)
+				    jscan_hex4(p + 2, e, &low) == -1 || low < 0xdc00 || low > 0xdfff)
 					return NULL;
 				p += 6;
 			}
@@ -165,17 +204,26 @@ jscan_string_rest(const char *p, const char *e, int *esc)
 	}
 }
 
-/* p at a '"': the byte after the closing quote, or NULL. *esc is set when
- * the string holds an escape. Plain ASCII text, what almost every string
- * is, ends in the first run. */
+/* p at a '"' ([lo, e) readable): the byte after the closing quote, or NULL.
+ * *esc is set when the string holds an escape. Most strings (keys, roles, ids) are plain
+ * ASCII and shorter than sixteen bytes: one SSE2 compare here finds their
+ * end without a call. */
 static inline const char *
-jscan_string(const char *p, const char *e, int *esc)
+jscan_string(const char *lo, const char *p, const char *e, int *esc)
 {
-	const char *q = jscan_plain_run(p + 1, e);
+	p++;
+#ifdef __SSE2__
+	if (e - p >= 16) {
+		int mask = _mm_movemask_epi8(jscan_stops(jscan_load(p)));
 
-	if (q < e && *q == '"')
-		return q + 1;
-	return jscan_string_rest(q, e, esc);
+		if (mask == 0)
+			return jscan_string_rest(lo, p + 16, e, esc);
+		p += __builtin_ctz((unsigned)mask);
+		if (*p == '"')
+			return p + 1;
+	}
+#endif
+	return jscan_string_rest(lo, p, e, esc);
 }
 
 /* p at '-' or a digit: the byte after the number, or NULL (also for the
@@ -234,32 +282,34 @@ jscan_literal(const char *p, const char *e, const char *lit, size_t n)
 	return p + n;
 }
 
-/* The member of want[0..n) named k[0..klen), or NULL. k holds no NUL (the
- * scanner refuses control bytes in strings), so the compare stops at the
- * end of a shorter name by itself. */
+/* The member of want[0..n) named k[0..klen) (wl[i]: want[i]'s key length),
+ * or NULL. */
 static struct jscan_member *
-jscan_wanted(struct jscan_member *want, size_t n, const char *k, size_t klen)
+jscan_wanted(struct jscan_member *want, const size_t *wl, size_t n, const char *k, size_t klen)
 {
-	size_t i, j;
+	size_t i;
 
-	for (i = 0; i < n; i++) {
-		const char *w = want[i].key;
-
-		for (j = 0; j < klen && w[j] == k[j]; j++)
-			;
-		if (j == klen && w[j] == '\0')
+	for (i = 0; i < n; i++)
+		if (wl[i] == klen && (klen == 0 || (want[i].key[0] == k[0] && memcmp(want[i].key, k, klen) == 0)))
 			return &want[i];
-	}
 	return NULL;
 }
 
 /*
  * One pass over the document without recursion: depth is the level of the
- * innermost open container (the top-level object is level 1) and bit d of
- * arrays tells whether level d is an array. Three places in the loop:
- * key (p at a member's name), value (p at a value's first byte) and after
- * (a value ended at p: a ',' or its container's end follows). A top-level
- * member that is wanted is recorded when its value ends back at level 1.
+ * innermost open container (the top-level object is level 1), bit d of
+ * arrays tells whether level d is an array, in_array whether level depth
+ * is. Four places in the loop: key (p at a member's name), value (p at a
+ * value's first byte), after (a value ended at p: a ',' or its container's
+ * end follows) and close (p at a container's end). Whitespace is skipped
+ * only where the byte expected is not there. A top-level member that is
+ * wanted is recorded when its value ends back at level 1.
+ *
+ * Bounds: e is first moved back over trailing whitespace, and the byte
+ * before it must be '}'. Every token (string, number, literal) is scanned
+ * with its own bound and cannot end past that '}', and ':', ',', '{', '['
+ * are never that byte, so p can only reach e by stepping past a closer:
+ * close checks it there, and nowhere else needs a bound.
  */
 int
 jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
@@ -267,69 +317,71 @@ jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
 	const char *e = buf + len, *p, *k, *v = NULL;
 	struct jscan_member *cur = NULL;	/* the wanted top-level member being read */
 	uint64_t arrays = 0;
-	int depth = 1, esc = 0;
-	size_t i;
+	int depth = 1, in_array = 0, esc = 0;
+	size_t wl[JSCAN_MAX_WANT], i;
 
+	if (n > JSCAN_MAX_WANT)
+		return -1;
 	for (i = 0; i < n; i++) {
 		want[i].val = NULL;
 		want[i].val_len = 0;
+		wl[i] = strlen(want[i].key);
 	}
-	p = jscan_ws(buf, e);
-	if (p >= e || *p != '{')
+	while (e > buf && jscan_is_ws(e[-1]))
+		e--;
+	if (e == buf || e[-1] != '}')
 		return -1;
-	p = jscan_ws(p + 1, e);
-	if (p < e && *p == '}')
-		return jscan_ws(p + 1, e) == e ? 0 : -1;
+	p = jscan_ws(buf);
+	if (*p != '{')
+		return -1;
+	p = jscan_ws(p + 1);
+	if (*p == '}')
+		goto close;
 key:
-	if (p >= e || *p != '"')
-		return -1;
+	if (*p != '"') {
+		p = jscan_ws(p);
+		if (*p != '"')
+			return -1;
+	}
 	k = p + 1;
 	esc = 0;
-	if ((p = jscan_string(p, e, &esc)) == NULL)
+	if ((p = jscan_string(buf, p, e, &esc)) == NULL)
 		return -1;
 	if (depth == 1 && want != NULL) {
 		if (esc)
 			return -1;	/* an escaped key could spell a wanted one */
-		cur = jscan_wanted(want, n, k, (size_t)(p - 1 - k));
+		cur = jscan_wanted(want, wl, n, k, (size_t)(p - 1 - k));
 		if (cur != NULL && cur->val != NULL)
 			return -1;	/* twice: json-c keeps the last, let it decide */
 	}
-	p = jscan_ws(p, e);
-	if (p >= e || *p != ':')
-		return -1;
-	p = jscan_ws(p + 1, e);
+	if (*p != ':') {
+		p = jscan_ws(p);
+		if (*p != ':')
+			return -1;
+	}
+	p++;
+value:
 	if (depth == 1)
 		v = p;
-value:
-	if (p >= e)
-		return -1;
 	switch (*p) {
+	case ' ': case '\t': case '\n': case '\r':
+		p = jscan_ws(p);
+		goto value;
 	case '{':
-		if (depth >= JSCAN_MAX_DEPTH)
-			return -1;
-		depth++;
-		p = jscan_ws(p + 1, e);
-		if (p < e && *p == '}') {
-			p++;
-			depth--;
-			break;
-		}
-		goto key;
 	case '[':
 		if (depth >= JSCAN_MAX_DEPTH)
 			return -1;
 		depth++;
-		arrays |= (uint64_t)1 << depth;
-		p = jscan_ws(p + 1, e);
-		if (p < e && *p == ']') {
-			p++;
-			arrays &= ~((uint64_t)1 << depth);
-			depth--;
-			break;
-		}
-		goto value;
+		in_array = *p == '[';
+		arrays |= (uint64_t)in_array << depth;
+		p = jscan_ws(p + 1);
+		if (*p == (in_array ? ']' : '}'))
+			goto close;
+		if (in_array)
+			goto value;
+		goto key;
 	case '"':
-		p = jscan_string(p, e, &esc);
+		p = jscan_string(buf, p, e, &esc);
 		break;
 	case 't':
 		p = jscan_literal(p, e, "true", 4);
@@ -349,27 +401,37 @@ value:
 	if (p == NULL)
 		return -1;
 after:
-	if (depth == 1 && cur != NULL) {
+	if (cur != NULL && depth == 1) {
 		cur->val = v;
 		cur->val_len = (size_t)(p - v);
 		cur = NULL;
 	}
-	p = jscan_ws(p, e);
-	if (p >= e)
-		return -1;
-	if (*p == ',') {
-		p = jscan_ws(p + 1, e);
-		if (arrays & ((uint64_t)1 << depth))
+	switch (*p) {
+	case ',':
+		p++;
+		if (in_array)
 			goto value;
 		goto key;
-	}
-	if (*p != (arrays & ((uint64_t)1 << depth) ? ']' : '}'))
+	case '}':
+	case ']':
+		if (*p != (in_array ? ']' : '}'))
+			return -1;
+		goto close;
+	case ' ': case '\t': case '\n': case '\r':
+		p = jscan_ws(p);
+		goto after;
+	default:
 		return -1;
+	}
+close:
 	p++;
 	arrays &= ~((uint64_t)1 << depth);
-	if (--depth > 0)
-		goto after;
-	return jscan_ws(p, e) == e ? 0 : -1;
+	if (--depth == 0)
+		return p == e ? 0 : -1;	/* [p, e) would end in '}': not whitespace */
+	if (p == e)
+		return -1;
+	in_array = (int)(arrays >> depth) & 1;
+	goto after;
 }
 
 enum jscan_type
@@ -421,4 +483,10 @@ jscan_plain_string(const char *val, size_t len, const char **s, size_t *n)
 	*s = val + 1;
 	*n = len - 2;
 	return 0;
+}
+
+size_t
+jscan_plain_len(const char *s, size_t n)
+{
+	return (size_t)(jscan_plain_run(s, s, s + n) - s);
 }
