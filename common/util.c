@@ -346,6 +346,16 @@ sc_buf_fit(struct sc_buf *b)
 	}
 }
 
+void
+sc_buf_presize(struct sc_buf *b, size_t n)
+{
+	if (b->data != NULL || n > b->cap)
+		return;
+	b->data = sc_xmalloc(n + 1);
+	b->alloc = n + 1;
+	b->data[0] = '\0';
+}
+
 void *
 sc_xmalloc(size_t n)
 {

@@ -99,6 +99,10 @@ void sc_buf_free(struct sc_buf *b);
 /* Shrink the allocation to the contents (a buffer that will not grow and is
  * kept a long time); an empty buffer is freed. */
 void sc_buf_fit(struct sc_buf *b);
+/* Give a buffer without storage room for n bytes (plus the NUL) at once:
+ * what it will hold when the caller knows, instead of growing by doubling.
+ * No-op when b already has storage or n is past its cap. */
+void sc_buf_presize(struct sc_buf *b, size_t n);
 
 /* Allocation that aborts on out-of-memory, the one failure we do not survive. */
 void *sc_xmalloc(size_t n);
