@@ -8,7 +8,7 @@
  * (strict mode, UTF-8 checked) accepts too and reads the same values, but it
  * refuses some valid documents it does not want to reason about (nesting
  * deeper than JSCAN_MAX_DEPTH, integers of more than 18 digits, exponents
- * past ±300, escaped top-level keys, a wanted key twice, lone surrogate
+ * past ±250, escaped top-level keys, a wanted key twice, lone surrogate
  * escapes, whitespace other than the four of RFC 8259). A caller treats a
  * refusal as "ask json-c", which decides and words the error; so the scanner
  * only ever makes the common case faster. tests/fuzz/fuzz_shape.c compares
