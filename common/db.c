@@ -122,6 +122,8 @@ db_open(const char *path, unsigned flags, struct sc_err *e)
 		oflags = SQLITE_OPEN_READONLY;
 	else
 		oflags = SQLITE_OPEN_READWRITE | ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
+	if (flags & DB_OPEN_ONE_THREAD)
+		oflags |= SQLITE_OPEN_NOMUTEX;
 	rc = sqlite3_open_v2(path, &db, oflags, NULL);
 	if (rc != SQLITE_OK) {
 		db_set_err(db, rc, e, path);

@@ -17,6 +17,8 @@
 enum {
 	DB_OPEN_CREATE   = 1 << 0,	/* create the file if missing */
 	DB_OPEN_READONLY = 1 << 1,
+	DB_OPEN_ONE_THREAD = 1 << 2,	/* used by one thread at a time only: no SQLite mutex per call
+					 * (SQLITE_OPEN_NOMUTEX; e.g. the statistics writer's connection) */
 };
 
 /* The path from --db, else $SIDECAR_DB, else SC_LOCALSTATEDIR/lib/sidecar/sidecar_v2.db. */

@@ -9,6 +9,7 @@ SC_OPS_SOURCES = ctl/backup.c ctl/backup.h
 # common/sql_embed.c depend on it.
 SC_SQL_MIGRATIONS += sql/migrations/002_backup_history_and_indexes.sql
 SC_SQL_MIGRATIONS += sql/migrations/003_request_log.sql
+SC_SQL_MIGRATIONS += sql/migrations/004_request_log_checks.sql
 
 # Test driver: runs backup/restore/migrate as sidecarctl does, plus `init`
 # and `hold-lock` (the data plane's lock convention) for the black-box tests.

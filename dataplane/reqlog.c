@@ -8,7 +8,7 @@
  * the same transaction as the inserts, every row with seq <= max - N goes.
  * Rows are only ever removed from the low end, so the table holds exactly
  * min(N, requests seen) rows, the deletion is one range over the primary key
- * (attempts follow through ON DELETE CASCADE on their (seq, n) key), and the
+ * (and, before it, one over the attempts' (seq, n) key), and the
  * pages SQLite frees are reused by the next inserts: the file stops growing
  * once it holds N rows. When a batch is larger than N only its newest N
  * records are inserted, since the rest would be deleted at once.
@@ -249,15 +249,145 @@ reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, in
 	}
 }
 
-static const char reqlog_insert_sql[] =
-    "INSERT INTO request_log (request_id, finished_at, finished_ms, client, model, provider_id, "
-    "provider_name, pool, status, error_code, attempts, queue_ms, ttfb_ms, latency_ms, prompt_tokens, "
-    "completion_tokens, total_tokens, cost, streamed, client_disconnected) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+/*
+ * The writer. Per row, what costs is per statement run, not per row stored:
+ * a statement's start and halt, the ephemeral table SQLite builds for each
+ * run of a CHECK (pool IN ('main', 'fallback', 'emergency')) and, with
+ * AUTOINCREMENT, the read and write of sqlite_sequence. So rows go in
+ * REQLOG_ROWS_PER_INSERT at a time (one multi-row INSERT; the rest one by
+ * one), their attempts likewise, and the statements are prepared once for
+ * the connection's life.
+ *
+ * seq is given explicitly, with AUTOINCREMENT's own rule: the first new row
+ * gets one more than the larger of sqlite_sequence's counter and the
+ * table's max(seq), read once per flush inside the write transaction (the
+ * writer is the only inserter). SQLite still raises sqlite_sequence to the
+ * largest seq inserted, so seq keeps only growing, also after the log was
+ * emptied (request_log_rows 0 → N). Knowing the new max, the ring's bound
+ * is computed here, and its DELETE is one range over the primary key.
+ */
+#define REQLOG_ROWS_PER_INSERT 16
+#define REQLOG_LOG_COLS        21
+#define REQLOG_ATT_COLS        9
 
-static const char reqlog_attempt_sql[] =
+static const char reqlog_insert_head[] =
+    "INSERT INTO request_log (seq, request_id, finished_at, finished_ms, client, model, provider_id, "
+    "provider_name, pool, status, error_code, attempts, queue_ms, ttfb_ms, latency_ms, prompt_tokens, "
+    "completion_tokens, total_tokens, cost, streamed, client_disconnected) VALUES ";
+
+static const char reqlog_attempt_head[] =
     "INSERT INTO request_attempts (seq, n, provider_id, provider_name, pool, status, outcome, start_ms, "
-    "duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    "duration_ms) VALUES ";
+
+/* The largest seq ever given (sqlite_sequence) and the largest kept. */
+static const char reqlog_top_sql[] =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'request_log'), 0), "
+    "COALESCE((SELECT max(seq) FROM request_log), 0)";
+
+/* The ring's two range deletes: the attempts first (the foreign key). */
+static const char reqlog_prune_att_sql[] = "DELETE FROM request_attempts WHERE seq <= ?1";
+static const char reqlog_prune_sql[] = "DELETE FROM request_log WHERE seq <= ?1";
+
+/* An attempt waiting for its INSERT (its record's seq and number). */
+struct reqlog_att_ref {
+	int64_t                      seq;
+	int                          n;
+	const struct reqlog_attempt *a;
+};
+
+/* The writer's statements (reqlog.h); prepared at the first write. */
+struct reqlog_writer {
+	sqlite3      *db;
+	sqlite3_stmt *log1, *logn;	/* one row, REQLOG_ROWS_PER_INSERT rows */
+	sqlite3_stmt *att1, *attn;
+	sqlite3_stmt *top, *prune_att, *prune;
+	int64_t       ts_s;		/* the second ts holds, -1 none */
+	char          ts[SC_TS_LEN];
+	struct reqlog_att_ref pend[REQLOG_ROWS_PER_INSERT];
+	int           npend;
+};
+
+struct reqlog_writer *
+reqlog_writer_new(sqlite3 *db, struct sc_err *e)
+{
+	struct reqlog_writer *w = sc_xcalloc(1, sizeof(*w));
+
+	(void)e;
+	w->db = db;
+	w->ts_s = -1;
+	return w;
+}
+
+void
+reqlog_writer_free(struct reqlog_writer *w)
+{
+	if (w == NULL)
+		return;
+	sqlite3_finalize(w->log1);
+	sqlite3_finalize(w->logn);
+	sqlite3_finalize(w->att1);
+	sqlite3_finalize(w->attn);
+	sqlite3_finalize(w->top);
+	sqlite3_finalize(w->prune_att);
+	sqlite3_finalize(w->prune);
+	free(w);
+}
+
+/* head followed by rows groups of cols parameters. */
+static int
+reqlog_prepare_insert(sqlite3 *db, const char *head, int cols, int rows, sqlite3_stmt **st)
+{
+	size_t hl = strlen(head), len = hl + (size_t)rows * ((size_t)cols * 2 + 3) + 1, at = hl;
+	char *sql = sc_xmalloc(len);
+	int r, c, rc;
+
+	memcpy(sql, head, hl);
+	for (r = 0; r < rows; r++) {
+		if (r > 0)
+			sql[at++] = ',';
+		sql[at++] = '(';
+		for (c = 0; c < cols; c++) {
+			if (c > 0)
+				sql[at++] = ',';
+			sql[at++] = '?';
+		}
+		sql[at++] = ')';
+	}
+	sql[at] = '\0';
+	rc = sqlite3_prepare_v3(db, sql, (int)at + 1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+	free(sql);
+	return rc;
+}
+
+static int
+reqlog_writer_prepare(struct reqlog_writer *w)
+{
+	int rc;
+
+	if (w->prune != NULL)
+		return SQLITE_OK;
+	if ((rc = reqlog_prepare_insert(w->db, reqlog_insert_head, REQLOG_LOG_COLS, 1, &w->log1)) != SQLITE_OK ||
+	    (rc = reqlog_prepare_insert(w->db, reqlog_insert_head, REQLOG_LOG_COLS, REQLOG_ROWS_PER_INSERT,
+	    &w->logn)) != SQLITE_OK ||
+	    (rc = reqlog_prepare_insert(w->db, reqlog_attempt_head, REQLOG_ATT_COLS, 1, &w->att1)) != SQLITE_OK ||
+	    (rc = reqlog_prepare_insert(w->db, reqlog_attempt_head, REQLOG_ATT_COLS, REQLOG_ROWS_PER_INSERT,
+	    &w->attn)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v3(w->db, reqlog_top_sql, -1, SQLITE_PREPARE_PERSISTENT, &w->top, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v3(w->db, reqlog_prune_att_sql, -1, SQLITE_PREPARE_PERSISTENT, &w->prune_att,
+	    NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v3(w->db, reqlog_prune_sql, -1, SQLITE_PREPARE_PERSISTENT, &w->prune,
+	    NULL)) != SQLITE_OK) {
+		sqlite3_finalize(w->log1);
+		sqlite3_finalize(w->logn);
+		sqlite3_finalize(w->att1);
+		sqlite3_finalize(w->attn);
+		sqlite3_finalize(w->top);
+		sqlite3_finalize(w->prune_att);
+		w->log1 = w->logn = w->att1 = w->attn = w->top = w->prune_att = w->prune = NULL;
+		return rc;
+	}
+	return SQLITE_OK;
+}
 
 /* Bind a string, or NULL when it is empty and null_if_empty. */
 static void
@@ -269,91 +399,169 @@ reqlog_bind_text(sqlite3_stmt *st, int i, const char *s, bool null_if_empty)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-/* One row and its attempts; SQLITE_DONE or the failing code. */
-static int
-reqlog_insert(sqlite3 *db, sqlite3_stmt *si, sqlite3_stmt *sa, const struct reqlog_record *r)
+/* Record r as seq into the parameters from i + 1 on. The timestamp text
+ * (w->ts) is formatted once per second of finished_ms and bound without a
+ * copy: a group holds rows of one second only and runs before the next
+ * second is formatted (reqlog_insert_rows). */
+static void
+reqlog_bind_row(struct reqlog_writer *w, sqlite3_stmt *st, int i, const struct reqlog_record *r, int64_t seq)
 {
-	char ts[SC_TS_LEN];
-	int64_t seq;
-	int rc, k;
+	sqlite3_bind_int64(st, i + 1, seq);
+	sqlite3_bind_text(st, i + 2, r->request_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i + 3, w->ts, SC_TS_LEN - 1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, i + 4, r->finished_ms);
+	sqlite3_bind_text(st, i + 5, r->client, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i + 6, r->model, -1, SQLITE_STATIC);
+	reqlog_bind_text(st, i + 7, r->provider_id, true);
+	sqlite3_bind_text(st, i + 8, r->provider_name, -1, SQLITE_STATIC);
+	reqlog_bind_text(st, i + 9, r->provider_id[0] != '\0' ? sched_pool_name(r->pool) : NULL, true);
+	sqlite3_bind_int(st, i + 10, r->status);
+	sqlite3_bind_text(st, i + 11, r->error_code, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, i + 12, r->natt);
+	sqlite3_bind_int64(st, i + 13, r->queue_ms);
+	sqlite3_bind_int64(st, i + 14, r->ttfb_ms);
+	sqlite3_bind_int64(st, i + 15, r->latency_ms);
+	sqlite3_bind_int64(st, i + 16, r->prompt_tokens);
+	sqlite3_bind_int64(st, i + 17, r->completion_tokens);
+	sqlite3_bind_int64(st, i + 18, r->total_tokens);
+	sqlite3_bind_double(st, i + 19, r->cost);
+	sqlite3_bind_int(st, i + 20, r->streamed);
+	sqlite3_bind_int(st, i + 21, r->client_disconnected);
+}
 
-	sc_ts_format(r->finished_ms / 1000, ts);
-	sqlite3_bind_text(si, 1, r->request_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(si, 2, ts, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(si, 3, r->finished_ms);
-	sqlite3_bind_text(si, 4, r->client, -1, SQLITE_STATIC);
-	sqlite3_bind_text(si, 5, r->model, -1, SQLITE_STATIC);
-	reqlog_bind_text(si, 6, r->provider_id, true);
-	sqlite3_bind_text(si, 7, r->provider_name, -1, SQLITE_STATIC);
-	reqlog_bind_text(si, 8, r->provider_id[0] != '\0' ? sched_pool_name(r->pool) : NULL, true);
-	sqlite3_bind_int(si, 9, r->status);
-	sqlite3_bind_text(si, 10, r->error_code, -1, SQLITE_STATIC);
-	sqlite3_bind_int(si, 11, r->natt);
-	sqlite3_bind_int64(si, 12, r->queue_ms);
-	sqlite3_bind_int64(si, 13, r->ttfb_ms);
-	sqlite3_bind_int64(si, 14, r->latency_ms);
-	sqlite3_bind_int64(si, 15, r->prompt_tokens);
-	sqlite3_bind_int64(si, 16, r->completion_tokens);
-	sqlite3_bind_int64(si, 17, r->total_tokens);
-	sqlite3_bind_double(si, 18, r->cost);
-	sqlite3_bind_int(si, 19, r->streamed);
-	sqlite3_bind_int(si, 20, r->client_disconnected);
-	rc = sqlite3_step(si);
-	sqlite3_reset(si);
-	if (rc != SQLITE_DONE)
-		return rc;
-	seq = sqlite3_last_insert_rowid(db);
-	for (k = 0; k < r->natt; k++) {
-		const struct reqlog_attempt *a = &r->att[k];
-		sqlite3_bind_int64(sa, 1, seq);
-		sqlite3_bind_int(sa, 2, k + 1);
-		sqlite3_bind_text(sa, 3, a->provider_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(sa, 4, a->provider_name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(sa, 5, sched_pool_name(a->pool), -1, SQLITE_STATIC);
-		sqlite3_bind_int(sa, 6, a->status);
-		sqlite3_bind_text(sa, 7, reqlog_outcome_name(a->outcome), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(sa, 8, a->start_ms);
-		sqlite3_bind_int64(sa, 9, a->duration_ms);
-		rc = sqlite3_step(sa);
-		sqlite3_reset(sa);
+static void
+reqlog_bind_att(sqlite3_stmt *st, int i, const struct reqlog_att_ref *ref)
+{
+	const struct reqlog_attempt *a = ref->a;
+
+	sqlite3_bind_int64(st, i + 1, ref->seq);
+	sqlite3_bind_int(st, i + 2, ref->n);
+	sqlite3_bind_text(st, i + 3, a->provider_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i + 4, a->provider_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i + 5, sched_pool_name(a->pool), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, i + 6, a->status);
+	sqlite3_bind_text(st, i + 7, reqlog_outcome_name(a->outcome), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, i + 8, a->start_ms);
+	sqlite3_bind_int64(st, i + 9, a->duration_ms);
+}
+
+/* Run a bound statement; SQLITE_DONE or the failing code. */
+static int
+reqlog_run(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* The pending attempts: a full group as one INSERT, else one by one. */
+static int
+reqlog_flush_att(struct reqlog_writer *w)
+{
+	int k, rc = SQLITE_DONE;
+
+	if (w->npend == REQLOG_ROWS_PER_INSERT) {
+		for (k = 0; k < w->npend; k++)
+			reqlog_bind_att(w->attn, k * REQLOG_ATT_COLS, &w->pend[k]);
+		rc = reqlog_run(w->attn);
+	} else {
+		for (k = 0; k < w->npend && rc == SQLITE_DONE; k++) {
+			reqlog_bind_att(w->att1, 0, &w->pend[k]);
+			rc = reqlog_run(w->att1);
+		}
+	}
+	w->npend = 0;
+	return rc;
+}
+
+/* Records b->r[from .. to) as seq first_seq on, REQLOG_ROWS_PER_INSERT at
+ * a time where they share their second (finished_at), else one by one. */
+static int
+reqlog_insert_rows(struct reqlog_writer *w, const struct reqlog_batch *b, size_t from, size_t to,
+    int64_t first_seq)
+{
+	size_t i = from, j;
+	int rc;
+
+	while (i < to) {
+		int64_t s = b->r[i].finished_ms / 1000;
+		size_t same = 1;
+
+		if (s != w->ts_s) {
+			sc_ts_format(s, w->ts);
+			w->ts_s = s;
+		}
+		while (i + same < to && same < REQLOG_ROWS_PER_INSERT && b->r[i + same].finished_ms / 1000 == s)
+			same++;
+		if (same == REQLOG_ROWS_PER_INSERT) {
+			for (j = 0; j < same; j++)
+				reqlog_bind_row(w, w->logn, (int)j * REQLOG_LOG_COLS, &b->r[i + j],
+				    first_seq + (int64_t)(i + j - from));
+			rc = reqlog_run(w->logn);
+		} else {
+			for (j = 0, rc = SQLITE_DONE; j < same && rc == SQLITE_DONE; j++) {
+				reqlog_bind_row(w, w->log1, 0, &b->r[i + j], first_seq + (int64_t)(i + j - from));
+				rc = reqlog_run(w->log1);
+			}
+		}
 		if (rc != SQLITE_DONE)
 			return rc;
+		i += same;
 	}
 	return SQLITE_DONE;
 }
 
 int
-reqlog_write(sqlite3 *db, const struct reqlog_batch *b, int keep, struct sc_err *e)
+reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e)
 {
-	sqlite3_stmt *si = NULL, *sa = NULL, *sd = NULL;
+	sqlite3 *db = w->db;
+	int64_t counter, kept_max, base, bound;
 	size_t i, first;
-	int rc, ret = -1;
+	int rc, k;
 
 	if (keep < 0)
 		keep = 0;
+	w->npend = 0;
+	if ((rc = reqlog_writer_prepare(w)) != SQLITE_OK)
+		goto dberr;
+	if ((rc = sqlite3_step(w->top)) != SQLITE_ROW) {
+		sqlite3_reset(w->top);
+		goto dberr;
+	}
+	counter = sqlite3_column_int64(w->top, 0);
+	kept_max = sqlite3_column_int64(w->top, 1);
+	sqlite3_reset(w->top);
+	base = counter > kept_max ? counter : kept_max;
+	bound = kept_max;
 	first = b->n > (size_t)keep ? b->n - (size_t)keep : 0;
 	if (first < b->n) {
-		if ((rc = sqlite3_prepare_v2(db, reqlog_insert_sql, -1, &si, NULL)) != SQLITE_OK ||
-		    (rc = sqlite3_prepare_v2(db, reqlog_attempt_sql, -1, &sa, NULL)) != SQLITE_OK)
+		if ((rc = reqlog_insert_rows(w, b, first, b->n, base + 1)) != SQLITE_DONE)
 			goto dberr;
-		for (i = first; i < b->n; i++)
-			if ((rc = reqlog_insert(db, si, sa, &b->r[i])) != SQLITE_DONE)
-				goto dberr;
+		/* The attempts after their rows (the foreign key). */
+		for (i = first; i < b->n; i++) {
+			for (k = 0; k < b->r[i].natt; k++) {
+				struct reqlog_att_ref *ref = &w->pend[w->npend++];
+				ref->seq = base + 1 + (int64_t)(i - first);
+				ref->n = k + 1;
+				ref->a = &b->r[i].att[k];
+				if (w->npend == REQLOG_ROWS_PER_INSERT && (rc = reqlog_flush_att(w)) != SQLITE_DONE)
+					goto dberr;
+			}
+		}
+		if ((rc = reqlog_flush_att(w)) != SQLITE_DONE)
+			goto dberr;
+		bound = base + (int64_t)(b->n - first);
 	}
 	/* The ring: everything but the newest keep rows goes. */
-	if ((rc = sqlite3_prepare_v2(db, "DELETE FROM request_log WHERE seq <= "
-	    "(SELECT COALESCE(max(seq), 0) FROM request_log) - ?1", -1, &sd, NULL)) != SQLITE_OK)
-		goto dberr;
-	sqlite3_bind_int64(sd, 1, keep);
-	if ((rc = sqlite3_step(sd)) != SQLITE_DONE)
-		goto dberr;
-	ret = 0;
-	goto out;
+	bound -= keep;
+	if (bound > 0) {
+		sqlite3_bind_int64(w->prune_att, 1, bound);
+		sqlite3_bind_int64(w->prune, 1, bound);
+		if ((rc = reqlog_run(w->prune_att)) != SQLITE_DONE || (rc = reqlog_run(w->prune)) != SQLITE_DONE)
+			goto dberr;
+	}
+	return 0;
 dberr:
-	db_set_err(db, rc, e, "request log");
-out:
-	sqlite3_finalize(si);
-	sqlite3_finalize(sa);
-	sqlite3_finalize(sd);
-	return ret;
+	return db_set_err(db, rc, e, "request log");
 }

@@ -132,9 +132,15 @@ struct request_result;
  * request-done event, events.h) at wall_ms; the attempts are copied. */
 void reqlog_record_fill(struct reqlog_record *r, const struct request_result *res, int64_t wall_ms);
 
+/* The statistics writer's handle on its connection for the request log:
+ * made once for the connection's life (reqlog_writer_new: NULL with e),
+ * freed before the connection is closed. */
+struct reqlog_writer;
+struct reqlog_writer *reqlog_writer_new(sqlite3 *db, struct sc_err *e);
+void reqlog_writer_free(struct reqlog_writer *w);
 /* Insert the newest min(b->n, keep) records of b and delete every row but
  * the newest keep (keep 0 empties the log), inside the caller's write
- * transaction. 0 or -1 with e. */
-int reqlog_write(sqlite3 *db, const struct reqlog_batch *b, int keep, struct sc_err *e);
+ * transaction on w's connection. 0 or -1 with e. */
+int reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e);
 
 #endif

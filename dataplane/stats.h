@@ -118,6 +118,9 @@ struct stats_settings {
 };
 /* Open the writer's connection to db_path and start the thread. 0 or -1 with e. */
 int  stats_start(const char *db_path, struct sc_err *e);
+/* The writer's connection as stats_start opens it (bench/reqlog_write opens
+ * the same). NULL with e. */
+sqlite3 *stats_writer_db_open(const char *db_path, struct sc_err *e);
 /* Loop thread: count one finished request; stats_on_event is the listener
  * that calls it. */
 void stats_record(const struct request_result *r);

@@ -155,7 +155,7 @@ CREATE TABLE schema_migrations (
 );
 -- Keep this row's version equal to the newest migration.
 INSERT INTO schema_migrations (version, applied_at, description) VALUES
- (3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'new database');
+ (4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'new database');
 
 -- Since version 2: per-provider history, and the sessions foreign key and sweep.
 CREATE INDEX usage_provider_hour ON provider_usage_logs (provider_id, hour_bucket);
@@ -164,7 +164,10 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 
 -- Since version 3 (migration 003): the request log, a ring of the most recent
 -- request_log_rows requests that the data plane's statistics writer fills and
--- prunes in its flush transaction (seq only grows: newest = highest).
+-- prunes in its flush transaction (seq only grows: newest = highest). Since
+-- version 4 (migration 004, issue 20) the pool checks are comparisons, not IN
+-- lists (SQLite builds a table per row checked for those), and the writer
+-- deletes a pruned row's attempts itself (no ON DELETE CASCADE).
 CREATE TABLE request_log (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- grows by one per request, never reused; the cursor
     request_id     TEXT NOT NULL,                -- the X-Request-Id the client received
@@ -174,7 +177,7 @@ CREATE TABLE request_log (
     model          TEXT NOT NULL DEFAULT '',     -- as the client asked for it
     provider_id    TEXT,                         -- the provider of the last attempt, NULL when none
     provider_name  TEXT NOT NULL DEFAULT '',
-    pool           TEXT CHECK (pool IS NULL OR pool IN ('main', 'fallback', 'emergency')),
+    pool           TEXT CHECK (pool IS NULL OR pool = 'main' OR pool = 'fallback' OR pool = 'emergency'),
     status         INTEGER NOT NULL,             -- sent to the client; 499 = the client went away
     error_code     TEXT NOT NULL DEFAULT '',     -- e.g. queue_timeout, upstream_error; '' on success
     attempts       INTEGER NOT NULL DEFAULT 0,   -- upstream attempts (rows in request_attempts)
@@ -192,11 +195,11 @@ CREATE INDEX request_log_rid ON request_log (request_id);
 
 -- The upstream attempts of one request, in order.
 CREATE TABLE request_attempts (
-    seq            INTEGER NOT NULL REFERENCES request_log (seq) ON DELETE CASCADE,
+    seq            INTEGER NOT NULL REFERENCES request_log (seq),  -- deleted by the writer before its row
     n              INTEGER NOT NULL,             -- 1, 2, ...
     provider_id    TEXT NOT NULL,
     provider_name  TEXT NOT NULL DEFAULT '',
-    pool           TEXT NOT NULL CHECK (pool IN ('main', 'fallback', 'emergency')),
+    pool           TEXT NOT NULL CHECK (pool = 'main' OR pool = 'fallback' OR pool = 'emergency'),
     status         INTEGER NOT NULL DEFAULT 0,   -- upstream HTTP status, 0 when none came
     outcome        TEXT NOT NULL,                -- ok, rate_limited, invalid_key, server_error, ...
     start_ms       INTEGER NOT NULL DEFAULT 0,   -- from the request's arrival

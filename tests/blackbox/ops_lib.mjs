@@ -101,7 +101,7 @@ export function dumpUpgraded(db) {
 }
 
 // The schema version this build creates and migrates to.
-export const LATEST_VERSION = 3;
+export const LATEST_VERSION = 4;
 
 // Rows a v1 system holds: providers, usage, cooldowns, health, daily totals.
 export const V1_DATA = `

@@ -152,7 +152,7 @@ test('migrate upgrades a version-1 database with data after a backup; restore ro
 	assert.equal(sql(db, 'PRAGMA integrity_check;'), 'ok');
 	assert.equal(sql(db, 'PRAGMA foreign_key_check;'), '');
 	assert.equal(sql(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('usage_provider_hour', 'sessions_token', 'sessions_expires', 'schema_migrations');"), '4');
-	assert.equal(sql(db, 'SELECT version, backup_path FROM schema_migrations ORDER BY version;'), `2|\n3|${pre}`);
+	assert.equal(sql(db, 'SELECT version, backup_path FROM schema_migrations ORDER BY version;'), `2|\n3|\n4|${pre}`);
 	assert.equal(sql(db, 'SELECT success, kind, schema_version, path FROM backups;'), `1|pre-migrate|1|${pre}`);
 	// The backup is the version-1 database.
 	assert.equal(sql(pre, 'PRAGMA user_version;'), '1');

@@ -121,6 +121,29 @@ new_db(const char *path)
 	return db;
 }
 
+/* Run the SQL file rel (from the source tree) on db. */
+static void
+exec_file(sqlite3 *db, const char *rel)
+{
+	const char *top = getenv("SC_TOP_SRCDIR");
+	char fx[1024], *sql;
+	struct sc_err e;
+	FILE *f;
+	size_t n;
+
+	snprintf(fx, sizeof(fx), "%s/%s", top != NULL ? top : "..", rel);
+	f = fopen(fx, "r");
+	assert_non_null(f);
+	sql = calloc(1, FIXTURE_MAX);
+	assert_non_null(sql);
+	n = fread(sql, 1, FIXTURE_MAX - 1, f);
+	fclose(f);
+	assert_true(n > 0 && n < FIXTURE_MAX - 1);
+	sc_err_clear(&e);
+	assert_int_equal(db_exec(db, sql, &e), 0);
+	free(sql);
+}
+
 /* A version-1 database from the frozen fixture. */
 static sqlite3 *
 v1_db(const char *path)
@@ -200,15 +223,18 @@ static char *
 dump_schema(sqlite3 *db)
 {
 	struct sc_buf b;
-	char *t, *i, *x;
+	char *t, *i, *x, *k;
 
 	t = query_dump(db, "SELECT m.name, p.cid, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk "
 	    "FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY 1, 2");
 	i = query_dump(db, "SELECT m.name, m.tbl_name, p.seqno, p.name FROM sqlite_master m, "
 	    "pragma_index_info(m.name) p WHERE m.type = 'index' ORDER BY 1, 3");
 	x = query_dump(db, "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('trigger', 'view') ORDER BY 2");
+	k = query_dump(db, "SELECT m.name, f.id, f.seq, f.\"table\", f.\"from\", f.\"to\", f.on_update, f.on_delete "
+	    "FROM sqlite_master m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table' ORDER BY 1, 2, 3");
 	sc_buf_init(&b, 1 << 20);
-	assert_int_equal(sc_buf_printf(&b, "%s==\n%s==\n%s", t, i, x), 0);
+	assert_int_equal(sc_buf_printf(&b, "%s==\n%s==\n%s==\n%s", t, i, x, k), 0);
+	free(k);
 	free(t);
 	free(i);
 	free(x);
@@ -487,6 +513,83 @@ test_lock_holder(void **state)
 	assert_int_equal(backup_lock_holder(dbp, &holder, NULL), 0);
 }
 
+/* Migration 004 on a version-3 database with a request log: every row and
+ * attempt kept, seq's counter carried over (the newest rows were gone, so
+ * the counter is above max(seq)), the checks still refuse a bad pool, and
+ * the foreign key still refuses a row deleted before its attempts. */
+static void
+test_upgrade_v3_request_log(void **state)
+{
+	static const char rows[] =
+	    "SELECT seq, request_id, finished_at, finished_ms, client, model, provider_id, provider_name, pool, "
+	    "status, error_code, attempts, queue_ms, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, "
+	    "total_tokens, cost, streamed, client_disconnected FROM request_log ORDER BY seq";
+	static const char atts[] = "SELECT * FROM request_attempts ORDER BY seq, n";
+	char p[512], *r0, *a0, *r1, *a1;
+	struct sc_err e;
+	sqlite3 *db;
+	int i;
+
+	(void)state;
+	tpath(p, sizeof(p), "v3.db");
+	db = v1_db(p);
+	exec_file(db, "sql/migrations/002_backup_history_and_indexes.sql");
+	exec_file(db, "sql/migrations/003_request_log.sql");
+	sc_err_clear(&e);
+	assert_int_equal(db_exec(db, "PRAGMA user_version=3", &e), 0);
+	for (i = 1; i <= 7; i++) {
+		char sql[512];
+		snprintf(sql, sizeof(sql), "INSERT INTO request_log (request_id, finished_at, finished_ms, client, model, "
+		    "provider_id, provider_name, pool, status, error_code, attempts, ttfb_ms, cost, streamed) VALUES "
+		    "('r%d', '2026-12-02T02:00:0%dZ', %lld, 'c', 'm', %s, 'n', %s, %d, '%s', %d, -1, 0.5, %d)",
+		    i, i, 1796176800000LL + i, i % 3 ? "'p1'" : "NULL", i % 3 ? "'fallback'" : "NULL",
+		    i % 3 ? 200 : 503, i % 3 ? "" : "queue_timeout", i % 3 ? 2 : 0, i % 2);
+		assert_int_equal(db_exec(db, sql, &e), 0);
+		if (i % 3 == 0)
+			continue;
+		snprintf(sql, sizeof(sql), "INSERT INTO request_attempts VALUES (%d, 1, 'p0', 'zero', 'main', 429, "
+		    "'rate_limited', 0, 3), (%d, 2, 'p1', 'n', 'fallback', 200, 'ok', 4, 9)", i, i);
+		assert_int_equal(db_exec(db, sql, &e), 0);
+	}
+	/* The ring's low end and, to see the counter, its two newest rows. */
+	assert_int_equal(db_exec(db, "DELETE FROM request_log WHERE seq <= 2 OR seq >= 6", &e), 0);
+	assert_int_equal(query_int(db, "SELECT seq FROM sqlite_sequence WHERE name = 'request_log'"), 7);
+	r0 = query_dump(db, rows);
+	a0 = query_dump(db, atts);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM request_attempts"), 4);
+
+	assert_int_equal(db_migrate(db, &e), 0);
+	assert_int_equal(db_schema_version(db), db_latest_version());
+	r1 = query_dump(db, rows);
+	a1 = query_dump(db, atts);
+	assert_string_equal(r0, r1);
+	assert_string_equal(a0, a1);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_sequence WHERE name LIKE 'request_log%'"), 1);
+	assert_int_equal(query_int(db, "SELECT seq FROM sqlite_sequence WHERE name = 'request_log'"), 7);
+	assert_int_equal(query_int(db, "PRAGMA foreign_key_check"), -1);	/* no rows */
+	assert_int_equal(db_exec(db, "INSERT INTO request_log (request_id, finished_at, finished_ms, status) "
+	    "VALUES ('r8', '2026-12-02T02:00:08Z', 1, 200)", &e), 0);
+	assert_int_equal(query_int(db, "SELECT max(seq) FROM request_log"), 8);
+	/* The same checks as before. */
+	assert_int_equal(db_exec(db, "INSERT INTO request_log (request_id, finished_at, finished_ms, status, pool) "
+	    "VALUES ('bad', 'x', 1, 200, 'spare')", &e), -1);
+	assert_int_equal(db_exec(db, "INSERT INTO request_attempts VALUES (8, 1, 'p', '', 'spare', 0, 'ok', 0, 0)", &e), -1);
+	assert_int_equal(db_exec(db, "INSERT INTO request_attempts VALUES (99, 1, 'p', '', 'main', 0, 'ok', 0, 0)", &e), -1);
+	assert_int_equal(db_exec(db, "INSERT INTO request_attempts VALUES (8, 1, 'p', '', 'emergency', 0, 'ok', 0, 0)", &e), 0);
+	/* No cascade: a row goes after its attempts (the writer deletes both). */
+	assert_int_equal(db_exec(db, "DELETE FROM request_log WHERE seq = 8", &e), -1);
+	assert_int_equal(db_exec(db, "DELETE FROM request_attempts WHERE seq <= 8", &e), 0);
+	assert_int_equal(db_exec(db, "DELETE FROM request_log WHERE seq <= 8", &e), 0);
+	assert_int_equal(db_exec(db, "INSERT INTO request_log (request_id, finished_at, finished_ms, status) "
+	    "VALUES ('r9', '2026-12-02T02:00:09Z', 1, 200)", &e), 0);
+	assert_int_equal(query_int(db, "SELECT seq FROM request_log"), 9);
+	free(r0);
+	free(a0);
+	free(r1);
+	free(a1);
+	db_close(db);
+}
+
 int
 main(void)
 {
@@ -498,6 +601,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_backup_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_equivalence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_keeps_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_v3_request_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_holder, setup, teardown),
 	};
 

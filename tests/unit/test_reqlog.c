@@ -60,6 +60,32 @@ q_dump(sqlite3 *db, const char *sql)
 	return out;
 }
 
+/* The writer of the test's database, kept for the whole test as the
+ * statistics writer keeps its own for its connection's life. */
+static struct reqlog_writer *tw;
+
+static int
+writer_setup(void **state)
+{
+	struct testdb *f;
+	struct sc_err e;
+
+	if (testdb_setup(state) == -1)
+		return -1;
+	f = *state;
+	sc_err_clear(&e);
+	tw = reqlog_writer_new(f->db, &e);
+	return tw != NULL ? 0 : -1;
+}
+
+static int
+writer_teardown(void **state)
+{
+	reqlog_writer_free(tw);
+	tw = NULL;
+	return testdb_teardown(state);
+}
+
 /* Write in a transaction, as the statistics writer does. */
 static void
 write_batch(sqlite3 *db, const struct reqlog_batch *b, int keep)
@@ -68,7 +94,7 @@ write_batch(sqlite3 *db, const struct reqlog_batch *b, int keep)
 
 	sc_err_clear(&e);
 	assert_int_equal(db_exec(db, "BEGIN IMMEDIATE", &e), 0);
-	assert_int_equal(reqlog_write(db, b, keep, &e), 0);
+	assert_int_equal(reqlog_write(tw, b, keep, &e), 0);
 	assert_int_equal(db_exec(db, "COMMIT", &e), 0);
 }
 
@@ -387,6 +413,63 @@ test_ring(void **state)
 	assert_int_equal(q_int(f->db, "SELECT seq FROM request_log"), 261);
 }
 
+/* Many rows in one flush, as under load: the writer inserts them in groups
+ * (reqlog.c); every row must get the next seq, its own second and its own
+ * attempts, whatever its place in a group, and the ring's bound must count
+ * them all. 100 records over 4 seconds (groups cut where the second
+ * changes), 0 to 3 attempts each, ring of 70: the newest 70 go in as seq
+ * 4..73 after the 3 rows before them, which the ring then drops. */
+static void
+test_write_many(void **state)
+{
+	struct testdb *f = *state;
+	struct reqlog_batch b;
+	char want[8192], sql[256];
+	size_t len = 0;
+	int i, k, natt = 0;
+
+	reqlog_batch_init(&b);
+	fill_batch(&b, "m", 3);	/* seq 1..3, pruned below */
+	write_batch(f->db, &b, 70);
+	reqlog_batch_free(&b);
+	reqlog_batch_init(&b);
+	fill_batch(&b, "g", 100);
+	for (i = 0; i < 100; i++) {
+		struct reqlog_record *r = &b.r[i];
+		r->finished_ms = 1764547200000LL + (i < 5 ? 0 : i < 40 ? 1000 : i < 41 ? 2000 : 3000) + i;
+		r->status = 200 + i;
+		r->natt = i % 4;
+		r->att = r->natt ? calloc((size_t)r->natt, sizeof(*r->att)) : NULL;
+		for (k = 0; k < r->natt; k++) {
+			snprintf(r->att[k].provider_id, sizeof(r->att[k].provider_id), "p%d", i);
+			r->att[k].pool = k == 2 ? SCHED_POOL_EMERGENCY : SCHED_POOL_MAIN;
+			r->att[k].status = 429 + k;
+			r->att[k].outcome = k + 1 < r->natt ? REQLOG_RATE_LIMITED : REQLOG_OK;
+			r->att[k].start_ms = k;
+		}
+		if (i >= 30) {
+			len += (size_t)snprintf(want + len, sizeof(want) - len, "%d|g-%d|2025-12-01T00:00:0%dZ|%d|%d\n",
+			    i - 26, i, i < 5 ? 0 : i < 40 ? 1 : i < 41 ? 2 : 3, 200 + i, i % 4);
+			natt += i % 4;
+		}
+	}
+	write_batch(f->db, &b, 70);
+	reqlog_batch_free(&b);
+	assert_string_equal(q_dump(f->db, "SELECT seq, request_id, finished_at, status, attempts FROM request_log "
+	    "ORDER BY seq"), want);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM request_attempts"), natt);
+	/* Each attempt under its own row: provider p<i> for g-<i>, n = 1.., pools and outcomes. */
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM request_attempts a JOIN request_log l USING (seq) "
+	    "WHERE a.provider_id <> 'p' || substr(l.request_id, 3) OR a.n > l.attempts OR a.status <> 428 + a.n "
+	    "OR a.start_ms <> a.n - 1 OR a.pool <> CASE a.n WHEN 3 THEN 'emergency' ELSE 'main' END "
+	    "OR a.outcome <> CASE WHEN a.n = l.attempts THEN 'ok' ELSE 'rate_limited' END"), 0);
+	for (i = 30; i < 100; i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM request_attempts WHERE seq = %d", i - 26);
+		assert_int_equal(q_int(f->db, sql), i % 4);
+	}
+	assert_int_equal(q_int(f->db, "SELECT seq FROM sqlite_sequence WHERE name = 'request_log'"), 73);
+}
+
 int
 main(void)
 {
@@ -395,8 +478,9 @@ main(void)
 		cmocka_unit_test(test_trail),
 		cmocka_unit_test(test_fill),
 		cmocka_unit_test(test_batch_merge),
-		cmocka_unit_test_setup_teardown(test_write_fields, testdb_setup, testdb_teardown),
-		cmocka_unit_test_setup_teardown(test_ring, testdb_setup, testdb_teardown),
+		cmocka_unit_test_setup_teardown(test_write_fields, writer_setup, writer_teardown),
+		cmocka_unit_test_setup_teardown(test_ring, writer_setup, writer_teardown),
+		cmocka_unit_test_setup_teardown(test_write_many, writer_setup, writer_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
