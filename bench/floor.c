@@ -183,12 +183,19 @@ floor_write_cb(char *p, size_t sz, size_t nm, void *arg)
 }
 
 /* The options every transfer shares, set once per handle (as the data
- * plane's upstream_easy_setup does), and those the data plane sets on a
+ * plane's upstream_easy_setup does): those that name the transfer (a pooled
+ * handle keeps its transfer struct) and those the data plane sets on a
  * pooled handle only when they differ from its last transfer's (URL,
  * connect timeout, POST: here always the same). */
 static void
-floor_easy_setup(CURL *e, const char *cafile, int insecure, long recv_buf)
+floor_easy_setup(struct floor_xfer *x, const char *cafile, int insecure, long recv_buf)
 {
+	CURL *e = x->easy;
+
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	/* the data plane's, when the environment names no proxy (as here) */
 	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
@@ -221,10 +228,6 @@ floor_start(void)
 
 	x->bytes = 0;
 	x->errbuf[0] = '\0';
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, g.headers);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)g.body_len);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, g.body);
@@ -466,7 +469,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "floor: curl_easy_init failed\n");
 			return 1;
 		}
-		floor_easy_setup(g.xf[i].easy, cafile, insecure, recv_buf);
+		floor_easy_setup(&g.xf[i], cafile, insecure, recv_buf);
 		g.idle[g.nidle++] = (size_t)(conc - 1 - i);
 	}
 

@@ -1,10 +1,13 @@
 /*
  * Strict, allocation-free JSON syntax scanner (see jscan.h for the contract:
  * it accepts a subset of what json-c accepts, and reads the same values).
- * Recursive descent over the buffer, depth bounded by JSCAN_MAX_DEPTH, so the
- * stack stays small whatever the input. Nothing is decoded: callers get the
- * spans of the top-level members they asked for.
+ * One loop over the buffer, without recursion (the open containers are a bit
+ * stack, depth bounded by JSCAN_MAX_DEPTH) and without a call per value or per
+ * whitespace run: a 1 KB body is scanned in about a thousand instructions.
+ * Nothing is decoded: callers get the spans of the top-level members they
+ * asked for.
  */
+#include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -12,26 +15,56 @@
 
 #include "jscan.h"
 
+#ifdef __SSE2__
+/* The bytes of v that need a closer look, as 0xff: v ^ 2 maps '"' (0x22) to
+ * 0x20 and the control bytes among themselves, so one signed "< 0x21" finds
+ * '"', the control bytes and (being negative) the bytes >= 0x80; a second
+ * compare finds '\\'. */
+static inline __m128i
+jscan_stops(__m128i v)
+{
+	return _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(v, _mm_set1_epi8(2)), _mm_set1_epi8(0x21)),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+}
+
+static inline __m128i
+jscan_load(const char *p)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+#endif
+
 /* p inside a string: the first byte at or after p that needs a closer look
- * ('"', '\\', a control byte or a non-ASCII byte), or e. Sixteen bytes at a
- * time where SSE2 is there (every x86-64): string text is most of a body. */
+ * ('"', '\\', a control byte or a non-ASCII byte), or e; [lo, e) is
+ * readable (lo <= p). With SSE2 (every x86-64) 64 bytes a round, then
+ * sixteen at a time, and the last few bytes in the sixteen that end at e
+ * when those are in the buffer: string text is most of a body. */
 static const char *
-jscan_plain_run(const char *p, const char *e)
+jscan_plain_run(const char *lo, const char *p, const char *e)
 {
 #ifdef __SSE2__
-	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+	unsigned mask;
 
+	while (e - p >= 64) {
+		__m128i m = _mm_or_si128(_mm_or_si128(jscan_stops(jscan_load(p)), jscan_stops(jscan_load(p + 16))),
+		    _mm_or_si128(jscan_stops(jscan_load(p + 32)), jscan_stops(jscan_load(p + 48))));
+
+		if (_mm_movemask_epi8(m) != 0)
+			break;	/* found again below, sixteen at a time */
+		p += 64;
+	}
 	while (e - p >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-		/* signed compare: bytes >= 0x80 are negative, so "< 0x20" catches them too */
-		__m128i m = _mm_or_si128(_mm_cmplt_epi8(v, space),
-		    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
-		int mask = _mm_movemask_epi8(m);
-
-		if (mask != 0)
-			return p + __builtin_ctz((unsigned)mask);
+		if ((mask = (unsigned)_mm_movemask_epi8(jscan_stops(jscan_load(p)))) != 0)
+			return p + __builtin_ctz(mask);
 		p += 16;
 	}
+	if (p < e && e - lo >= 16) {
+		/* the window's bytes before p are shifted out */
+		mask = (unsigned)_mm_movemask_epi8(jscan_stops(jscan_load(e - 16))) >> (16 - (e - p));
+		return mask != 0 ? p + __builtin_ctz(mask) : e;
+	}
+#else
+	(void)lo;
 #endif
 	while (p < e) {
 		unsigned char c = (unsigned char)*p;
@@ -43,10 +76,20 @@ jscan_plain_run(const char *p, const char *e)
 	return e;
 }
 
-static const char *
-jscan_ws(const char *p, const char *e)
+static inline int
+jscan_is_ws(char c)
 {
-	while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* The four whitespace bytes of RFC 8259. No bound: jscan_object only calls
+ * it where a non-whitespace byte (the document's final '}') is still ahead.
+ * The first test passes over the usual case, a token right after the last,
+ * in one compare. */
+static inline const char *
+jscan_ws(const char *p)
+{
+	while ((unsigned char)*p <= ' ' && jscan_is_ws(*p))
 		p++;
 	return p;
 }
@@ -111,16 +154,18 @@ jscan_utf8(const char *p, const char *e)
 	return p + n + 1;
 }
 
-/* p at a '"': the byte after the closing quote, or NULL. *esc is set when
- * the string holds an escape. */
+/* p just past a string's opening quote or at a byte jscan_plain_run
+ * stopped at ([lo, e) readable): the byte after the closing quote, or NULL.
+ * Escapes and non-ASCII text come here; *esc is set when the string holds
+ * an escape. */
 static const char *
-jscan_string(const char *p, const char *e, int *esc)
+jscan_string_rest(const char *lo, const char *p, const char *e, int *esc)
 {
-	for (p++; p < e;) {
+	for (;;) {
 		unsigned char c;
-		unsigned cp, lo;
+		unsigned cp, low;
 
-		if ((p = jscan_plain_run(p, e)) == e)
+		if ((p = jscan_plain_run(lo, p, e)) == e)
 			return NULL;
 		c = (unsigned char)*p;
 		if (c == '"')
@@ -148,7 +193,7 @@ jscan_string(const char *p, const char *e, int *esc)
 				return NULL;	/* a lone low surrogate */
 			if (cp >= 0xd800 && cp <= 0xdbff) {
 				if (e - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-				    jscan_hex4(p + 2, e, &lo) == -1 || lo < 0xdc00 || lo > 0xdfff)
+				    jscan_hex4(p + 2, e, &low) == -1 || low < 0xdc00 || low > 0xdfff)
 					return NULL;
 				p += 6;
 			}
@@ -157,7 +202,28 @@ jscan_string(const char *p, const char *e, int *esc)
 			return NULL;
 		}
 	}
-	return NULL;
+}
+
+/* p at a '"' ([lo, e) readable): the byte after the closing quote, or NULL.
+ * *esc is set when the string holds an escape. Most strings (keys, roles, ids) are plain
+ * ASCII and shorter than sixteen bytes: one SSE2 compare here finds their
+ * end without a call. */
+static inline const char *
+jscan_string(const char *lo, const char *p, const char *e, int *esc)
+{
+	p++;
+#ifdef __SSE2__
+	if (e - p >= 16) {
+		int mask = _mm_movemask_epi8(jscan_stops(jscan_load(p)));
+
+		if (mask == 0)
+			return jscan_string_rest(lo, p + 16, e, esc);
+		p += __builtin_ctz((unsigned)mask);
+		if (*p == '"')
+			return p + 1;
+	}
+#endif
+	return jscan_string_rest(lo, p, e, esc);
 }
 
 /* p at '-' or a digit: the byte after the number, or NULL (also for the
@@ -207,81 +273,8 @@ jscan_number(const char *p, const char *e)
 	return p;
 }
 
-static const char *jscan_value(const char *p, const char *e, int depth);
-
-/* p at '{' (depth: this object's level): the byte after its '}', or NULL.
- * When want is set, record the members named there. */
-static const char *
-jscan_members(const char *p, const char *e, int depth, struct jscan_member *want, size_t n)
-{
-	if (depth > JSCAN_MAX_DEPTH)
-		return NULL;
-	p = jscan_ws(p + 1, e);
-	if (p < e && *p == '}')
-		return p + 1;
-	for (;;) {
-		const char *k, *v;
-		size_t klen, i;
-		int esc = 0;
-
-		if (p >= e || *p != '"')
-			return NULL;
-		k = p + 1;
-		if ((p = jscan_string(p, e, &esc)) == NULL)
-			return NULL;
-		klen = (size_t)(p - 1 - k);
-		p = jscan_ws(p, e);
-		if (p >= e || *p != ':')
-			return NULL;
-		v = jscan_ws(p + 1, e);
-		if ((p = jscan_value(v, e, depth)) == NULL)
-			return NULL;
-		if (want != NULL) {
-			if (esc)
-				return NULL;	/* an escaped key could spell a wanted one */
-			for (i = 0; i < n; i++) {
-				if (strlen(want[i].key) != klen || memcmp(want[i].key, k, klen) != 0)
-					continue;
-				if (want[i].val != NULL)
-					return NULL;	/* twice: json-c keeps the last, let it decide */
-				want[i].val = v;
-				want[i].val_len = (size_t)(p - v);
-			}
-		}
-		p = jscan_ws(p, e);
-		if (p >= e)
-			return NULL;
-		if (*p == '}')
-			return p + 1;
-		if (*p != ',')
-			return NULL;
-		p = jscan_ws(p + 1, e);
-	}
-}
-
-static const char *
-jscan_elements(const char *p, const char *e, int depth)
-{
-	if (depth > JSCAN_MAX_DEPTH)
-		return NULL;
-	p = jscan_ws(p + 1, e);
-	if (p < e && *p == ']')
-		return p + 1;
-	for (;;) {
-		if ((p = jscan_value(p, e, depth)) == NULL)
-			return NULL;
-		p = jscan_ws(p, e);
-		if (p >= e)
-			return NULL;
-		if (*p == ']')
-			return p + 1;
-		if (*p != ',')
-			return NULL;
-		p = jscan_ws(p + 1, e);
-	}
-}
-
-static const char *
+/* p at a literal's first byte: the byte after lit[0..n), or NULL. */
+static inline const char *
 jscan_literal(const char *p, const char *e, const char *lit, size_t n)
 {
 	if ((size_t)(e - p) < n || memcmp(p, lit, n) != 0)
@@ -289,50 +282,156 @@ jscan_literal(const char *p, const char *e, const char *lit, size_t n)
 	return p + n;
 }
 
-/* p at a value inside a container of level depth: the byte after it, or NULL. */
-static const char *
-jscan_value(const char *p, const char *e, int depth)
+/* The member of want[0..n) named k[0..klen) (wl[i]: want[i]'s key length),
+ * or NULL. */
+static struct jscan_member *
+jscan_wanted(struct jscan_member *want, const size_t *wl, size_t n, const char *k, size_t klen)
 {
-	int esc = 0;
+	size_t i;
 
-	if (p >= e)
-		return NULL;
-	switch (*p) {
-	case '{':
-		return jscan_members(p, e, depth + 1, NULL, 0);
-	case '[':
-		return jscan_elements(p, e, depth + 1);
-	case '"':
-		return jscan_string(p, e, &esc);
-	case 't':
-		return jscan_literal(p, e, "true", 4);
-	case 'f':
-		return jscan_literal(p, e, "false", 5);
-	case 'n':
-		return jscan_literal(p, e, "null", 4);
-	default:
-		if (*p == '-' || (*p >= '0' && *p <= '9'))
-			return jscan_number(p, e);
-		return NULL;
-	}
+	for (i = 0; i < n; i++)
+		if (wl[i] == klen && (klen == 0 || (want[i].key[0] == k[0] && memcmp(want[i].key, k, klen) == 0)))
+			return &want[i];
+	return NULL;
 }
 
+/*
+ * One pass over the document without recursion: depth is the level of the
+ * innermost open container (the top-level object is level 1), bit d of
+ * arrays tells whether level d is an array, in_array whether level depth
+ * is. Four places in the loop: key (p at a member's name), value (p at a
+ * value's first byte), after (a value ended at p: a ',' or its container's
+ * end follows) and close (p at a container's end). Whitespace is skipped
+ * only where the byte expected is not there. A top-level member that is
+ * wanted is recorded when its value ends back at level 1.
+ *
+ * Bounds: e is first moved back over trailing whitespace, and the byte
+ * before it must be '}'. Every token (string, number, literal) is scanned
+ * with its own bound and cannot end past that '}', and ':', ',', '{', '['
+ * are never that byte, so p can only reach e by stepping past a closer:
+ * close checks it there, and nowhere else needs a bound.
+ */
 int
 jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
 {
-	const char *e = buf + len, *p;
-	size_t i;
+	const char *e = buf + len, *p, *k, *v = NULL;
+	struct jscan_member *cur = NULL;	/* the wanted top-level member being read */
+	uint64_t arrays = 0;
+	int depth = 1, in_array = 0, esc = 0;
+	size_t wl[JSCAN_MAX_WANT], i;
 
+	if (n > JSCAN_MAX_WANT)
+		return -1;
 	for (i = 0; i < n; i++) {
 		want[i].val = NULL;
 		want[i].val_len = 0;
+		wl[i] = strlen(want[i].key);
 	}
-	p = jscan_ws(buf, e);
-	if (p >= e || *p != '{')
+	while (e > buf && jscan_is_ws(e[-1]))
+		e--;
+	if (e == buf || e[-1] != '}')
 		return -1;
-	if ((p = jscan_members(p, e, 1, want, n)) == NULL)
+	p = jscan_ws(buf);
+	if (*p != '{')
 		return -1;
-	return jscan_ws(p, e) == e ? 0 : -1;
+	p = jscan_ws(p + 1);
+	if (*p == '}')
+		goto close;
+key:
+	if (*p != '"') {
+		p = jscan_ws(p);
+		if (*p != '"')
+			return -1;
+	}
+	k = p + 1;
+	esc = 0;
+	if ((p = jscan_string(buf, p, e, &esc)) == NULL)
+		return -1;
+	if (depth == 1 && want != NULL) {
+		if (esc)
+			return -1;	/* an escaped key could spell a wanted one */
+		cur = jscan_wanted(want, wl, n, k, (size_t)(p - 1 - k));
+		if (cur != NULL && cur->val != NULL)
+			return -1;	/* twice: json-c keeps the last, let it decide */
+	}
+	if (*p != ':') {
+		p = jscan_ws(p);
+		if (*p != ':')
+			return -1;
+	}
+	p++;
+value:
+	if (depth == 1)
+		v = p;
+	switch (*p) {
+	case ' ': case '\t': case '\n': case '\r':
+		p = jscan_ws(p);
+		goto value;
+	case '{':
+	case '[':
+		if (depth >= JSCAN_MAX_DEPTH)
+			return -1;
+		depth++;
+		in_array = *p == '[';
+		arrays |= (uint64_t)in_array << depth;
+		p = jscan_ws(p + 1);
+		if (*p == (in_array ? ']' : '}'))
+			goto close;
+		if (in_array)
+			goto value;
+		goto key;
+	case '"':
+		p = jscan_string(buf, p, e, &esc);
+		break;
+	case 't':
+		p = jscan_literal(p, e, "true", 4);
+		break;
+	case 'f':
+		p = jscan_literal(p, e, "false", 5);
+		break;
+	case 'n':
+		p = jscan_literal(p, e, "null", 4);
+		break;
+	default:
+		if (*p != '-' && (*p < '0' || *p > '9'))
+			return -1;
+		p = jscan_number(p, e);
+		break;
+	}
+	if (p == NULL)
+		return -1;
+after:
+	if (cur != NULL && depth == 1) {
+		cur->val = v;
+		cur->val_len = (size_t)(p - v);
+		cur = NULL;
+	}
+	switch (*p) {
+	case ',':
+		p++;
+		if (in_array)
+			goto value;
+		goto key;
+	case '}':
+	case ']':
+		if (*p != (in_array ? ']' : '}'))
+			return -1;
+		goto close;
+	case ' ': case '\t': case '\n': case '\r':
+		p = jscan_ws(p);
+		goto after;
+	default:
+		return -1;
+	}
+close:
+	p++;
+	arrays &= ~((uint64_t)1 << depth);
+	if (--depth == 0)
+		return p == e ? 0 : -1;	/* [p, e) would end in '}': not whitespace */
+	if (p == e)
+		return -1;
+	in_array = (int)(arrays >> depth) & 1;
+	goto after;
 }
 
 enum jscan_type
@@ -384,4 +483,10 @@ jscan_plain_string(const char *val, size_t len, const char **s, size_t *n)
 	*s = val + 1;
 	*n = len - 2;
 	return 0;
+}
+
+size_t
+jscan_plain_len(const char *s, size_t n)
+{
+	return (size_t)(jscan_plain_run(s, s, s + n) - s);
 }

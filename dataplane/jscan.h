@@ -8,7 +8,7 @@
  * (strict mode, UTF-8 checked) accepts too and reads the same values, but it
  * refuses some valid documents it does not want to reason about (nesting
  * deeper than JSCAN_MAX_DEPTH, integers of more than 18 digits, exponents
- * past ±300, escaped top-level keys, a wanted key twice, lone surrogate
+ * past ±250, escaped top-level keys, a wanted key twice, lone surrogate
  * escapes, whitespace other than the four of RFC 8259). A caller treats a
  * refusal as "ask json-c", which decides and words the error; so the scanner
  * only ever makes the common case faster. tests/fuzz/fuzz_shape.c compares
@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #define JSCAN_MAX_DEPTH 32	/* deeper documents are refused (json-c decides) */
+#define JSCAN_MAX_WANT  8	/* members one call can ask for */
 
 struct jscan_member {
 	const char *key;	/* in: the member name wanted (plain ASCII) */
@@ -41,8 +42,9 @@ enum jscan_type {
 };
 
 /* Check that buf[0..len) is exactly one JSON object (surrounding whitespace
- * allowed) and fill in the members named in want[0..n). 0, or -1 when
- * refused (invalid, or one of the cases above). */
+ * allowed) and fill in the members named in want[0..n), n at most
+ * JSCAN_MAX_WANT. 0, or -1 when refused (invalid, one of the cases above, or
+ * n too large). */
 int jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n);
 
 /* The type of a value found by jscan_object (JSCAN_NONE for NULL). */
@@ -54,5 +56,10 @@ int jscan_int64(const char *val, size_t len, int64_t *out);
 /* A string value (quotes included) without escapes: 0 with [*s, *s + *n)
  * the text between the quotes, -1 when it holds a backslash or is not a string. */
 int jscan_plain_string(const char *val, size_t len, const char **s, size_t *n);
+
+/* How many of s[0..n)'s first bytes a JSON string holds as they are: the
+ * length of the prefix without '"', '\\', control or non-ASCII bytes (n when
+ * s can go between quotes unchanged). */
+size_t jscan_plain_len(const char *s, size_t n);
 
 #endif

@@ -17,17 +17,14 @@ respmodel_literal(const char *model, size_t len, struct sc_buf *out)
 {
 	struct json_object *s;
 	const char *t;
-	size_t i;
 	int rc;
 
 	/* An id with nothing to escape (the usual case) is itself in quotes:
 	 * what json-c writes for it, without building a json-c string. */
-	for (i = 0; i < len; i++)
-		if ((unsigned char)model[i] < 0x20 || model[i] == '"' || model[i] == '\\')
-			break;
-	if (i == len) {
+	if (jscan_plain_len(model, len) == len) {
 		if (out->len + len + 2 > out->cap)
-			return -1;	/* as the append below would, leaving out as it was */
+			return -1;	/* as the appends below would, leaving out as it was */
+		sc_buf_presize(out, len + 2);
 		sc_buf_append(out, "\"", 1);
 		sc_buf_append(out, model, len);
 		sc_buf_append(out, "\"", 1);
@@ -63,6 +60,7 @@ respmodel_json_member(const char *json, size_t len, const struct jscan_member *m
 		return 0;
 	head = (size_t)(m->val - json);
 	tail = len - head - m->val_len;
+	sc_buf_presize(out, head + lit_len + tail);	/* an empty out: one allocation */
 	if (sc_buf_append(out, json, head) == -1 || sc_buf_append(out, lit, lit_len) == -1 ||
 	    sc_buf_append(out, m->val + m->val_len, tail) == -1) {
 		out->len = keep;

@@ -333,21 +333,14 @@ shape_flatten(struct json_object *root, int apply)
 }
 
 /* Append s as a JSON string literal, quotes included, exactly as json-c
- * writes it (printable ASCII other than '"' and '\\' is copied as is). */
+ * writes it (a model with nothing to escape is spliced without this). */
 static int
 shape_append_string(struct sc_buf *out, const char *s)
 {
 	struct json_object *o;
 	const char *t;
-	size_t i, n = strlen(s);
 	int rc;
 
-	for (i = 0; i < n; i++)
-		if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
-			break;
-	if (i == n)
-		return sc_buf_append(out, "\"", 1) == -1 || sc_buf_append(out, s, n) == -1 ||
-		    sc_buf_append(out, "\"", 1) == -1 ? -1 : 0;
 	o = json_object_new_string(s);
 	if (o == NULL)
 		return -1;
@@ -355,18 +348,6 @@ shape_append_string(struct sc_buf *out, const char *s)
 	rc = sc_buf_append(out, t, strlen(t));
 	json_object_put(o);
 	return rc;
-}
-
-/* An empty out gets its final size at once instead of doubling (bodies reach
- * several MB). */
-static void
-shape_presize(struct sc_buf *out, size_t need)
-{
-	if (out->data == NULL && out->alloc == 0 && need <= out->cap) {
-		out->data = sc_xmalloc(need + 1);
-		out->alloc = need + 1;
-		out->data[0] = '\0';
-	}
 }
 
 int
@@ -399,12 +380,22 @@ shape_build(struct shape_req *r, const struct provider_compat *c, const char *mo
 	inject = r->stream && !r->include_usage && c->stream_usage && so_ok;
 
 	if (!rename && !flatten && r->splice_ok && !(inject && r->has_stream_options)) {
-		shape_presize(out, r->body_len + strlen(model) + 2 + sizeof(so_text));
-		if (sc_buf_append(out, r->body, r->obj_open) == -1 ||
-		    (inject && sc_buf_append(out, so_text, sizeof(so_text) - 1) == -1) ||
-		    sc_buf_append(out, r->body + r->obj_open, r->model_start - r->obj_open) == -1 ||
-		    shape_append_string(out, model) == -1 ||
-		    sc_buf_append(out, r->body + r->model_end, r->body_len - r->model_end) == -1)
+		size_t ml = strlen(model), from = 0;
+		/* q: a model with nothing to escape goes between the client's
+		 * value's own quotes (what json-c would write for it) */
+		size_t q = jscan_plain_len(model, ml) == ml ? 1 : 0;
+
+		/* an empty out gets its final size at once (bodies reach several MB) */
+		sc_buf_presize(out, r->body_len + ml + 2 + sizeof(so_text));
+		if (inject) {
+			if (sc_buf_append(out, r->body, r->obj_open) == -1 ||
+			    sc_buf_append(out, so_text, sizeof(so_text) - 1) == -1)
+				goto toolarge;
+			from = r->obj_open;
+		}
+		if (sc_buf_append(out, r->body + from, r->model_start + q - from) == -1 ||
+		    (q ? sc_buf_append(out, model, ml) : shape_append_string(out, model)) == -1 ||
+		    sc_buf_append(out, r->body + r->model_end - q, r->body_len - r->model_end + q) == -1)
 			goto toolarge;
 		*usage_injected = inject;
 		return 0;

@@ -84,10 +84,44 @@ test_literal(void **state)
 			sc_buf_free(&lit);
 		}
 	}
-	/* past the cap: refused, nothing appended */
+	/* ids of every length to 100 with an escape or a UTF-8 byte at every place
+	 * (the plain check reads 16 bytes at a time) read as json-c writes them */
+	{
+		char id[128];
+		size_t n, k, i;
+
+		for (n = 1; n <= 100; n++)
+			for (k = 0; k < n; k++) {
+				struct json_object *o;
+
+				for (i = 0; i < n; i++)
+					id[i] = (char)('a' + i % 26);
+				id[n] = '\0';
+				id[k] = "\"\\\n\xc3/"[k % 5];
+				if (id[k] == '\xc3' && k + 1 < n)
+					id[k + 1] = '\xa9';
+				o = json_object_new_string(id);
+				lit_of(id, &lit);
+				assert_string_equal(lit.data,
+				    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+				json_object_put(o);
+				sc_buf_free(&lit);
+			}
+	}
+	/* appended after what out already holds */
+	sc_buf_init(&lit, 64);
+	sc_buf_append(&lit, "m=", 2);
+	assert_int_equal(respmodel_literal("a/b", 3, &lit), 0);
+	assert_string_equal(lit.data, "m=\"a/b\"");
+	sc_buf_free(&lit);
+	/* past the cap: refused, nothing appended; exactly at it: written */
 	sc_buf_init(&lit, 4);
 	assert_int_equal(respmodel_literal("abc", 3, &lit), -1);
 	assert_int_equal(lit.len, 0);
+	sc_buf_free(&lit);
+	sc_buf_init(&lit, 5);
+	assert_int_equal(respmodel_literal("abc", 3, &lit), 0);
+	assert_string_equal(lit.data, "\"abc\"");
 	sc_buf_free(&lit);
 }
 

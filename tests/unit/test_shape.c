@@ -146,6 +146,7 @@ test_splice(void **state)
 		"\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_completion_tokens\":100}"),
 		"{\"model\":\"nim/meta/llama-3.1-8b\",\"u\":\"caf\\u00e9 \xe2\x82\xac \\ud83d\\ude00\",\"e\":[],\"o\":{},\"t\":true,\"f\":false,\"z\":null}",
 	};
+	bool injected;
 	size_t i;
 
 	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
@@ -162,6 +163,14 @@ test_splice(void **state)
 	/* the new name is escaped */
 	assert_string_equal(build("{\"model\":\"p/x\"}", &none, "a\"b\\c/d\n", NULL),
 	    "{\"model\":\"a\\\"b\\\\c/d\\n\"}");
+	/* UTF-8 and DEL go as they are (as json-c writes them); with the usage
+	 * inserted too, and an escaped name */
+	assert_string_equal(build("{\"model\":\"p/x\"}", &none, "caf\xc3\xa9\x7f", NULL), "{\"model\":\"caf\xc3\xa9\x7f\"}");
+	assert_string_equal(build("{ \"model\" : \"p/x\" ,\"stream\":true}", &usage_only, "a\"b", &injected),
+	    "{\"stream_options\":{\"include_usage\":true}, \"model\" : \"a\\\"b\" ,\"stream\":true}");
+	assert_true(injected);
+	assert_string_equal(build("{ \"model\" : \"p/x\" ,\"stream\":true}", &usage_only, "ab", &injected),
+	    "{\"stream_options\":{\"include_usage\":true}, \"model\" : \"ab\" ,\"stream\":true}");
 }
 
 /* Parse both and compare as JSON values. */
@@ -389,6 +398,150 @@ test_jscan_members(void **state)
 	assert_int_equal(scan_want("{\"\\u0061\":1}", dup), -1);
 }
 
+/* jscan_object on an exact-size copy, so that ASan sees any read past the end. */
+static int
+scan_copy(const char *doc, size_t len, struct jscan_member *m, size_t n)
+{
+	char *c = malloc(len ? len : 1);
+	int rc;
+
+	memcpy(c, doc, len);
+	rc = jscan_object(c, len, m, n);
+	/* the spans point into the copy: make them point into doc */
+	for (size_t i = 0; i < n; i++)
+		if (m[i].val != NULL)
+			m[i].val = doc + (m[i].val - c);
+	free(c);
+	return rc;
+}
+
+/* Strings of every length around the scanner's 16- and 64-byte steps, with
+ * what ends them (a quote, an escape, UTF-8, a refused byte) at every
+ * place, near the buffer's end too: accepted or refused exactly as a byte
+ * by byte reading says; jscan_plain_len agrees with that reading. */
+static void
+test_jscan_strings(void **state)
+{
+	static const struct {
+		const char *ins;	/* put at position k of the string's text */
+		int         ok;		/* the document stays valid */
+		int         esc;	/* the string then holds an escape */
+	} cases[] = {
+		{ "", 1, 0 }, { "\\\"", 1, 1 }, { "\\\\", 1, 1 }, { "\\n", 1, 1 }, { "\\u00e9", 1, 1 },
+		{ "\\ud83d\\ude00", 1, 1 }, { "\xc3\xa9", 1, 0 }, { "\xf0\x9f\x98\x80", 1, 0 }, { "\x7f", 1, 0 },
+		{ "\x01", 0, 0 }, { "\x1f", 0, 0 }, { "\\x", 0, 0 }, { "\\u12x", 0, 0 }, { "\\udc00", 0, 0 },
+		{ "\\ud800x", 0, 0 }, { "\xc3", 0, 0 }, { "\xc0\x80", 0, 0 }, { "\xed\xa0\x80", 0, 0 },
+		{ "\"", 0, 0 },
+	};
+	char doc[512], text[300];
+	size_t len, k, c, i;
+
+	(void)state;
+	for (len = 0; len <= 140; len++) {
+		for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+			for (k = 0; k <= len; k += (len > 20 && k + 1 < len - 10) ? 7 : 1) {
+				struct jscan_member m[2] = { { "s", NULL, 0 }, { "t", NULL, 0 } };
+				size_t dl, tl;
+				int rc;
+
+				for (i = 0; i < len; i++)
+					text[i] = (char)('a' + i % 26);
+				text[len] = '\0';
+				tl = (size_t)snprintf(doc, sizeof(doc), "%.*s%s%s", (int)k, text, cases[c].ins, text + k);
+				assert_true(tl < sizeof(text));
+				memcpy(text, doc, tl + 1);
+				/* the string as the value, then as the last member */
+				dl = (size_t)snprintf(doc, sizeof(doc), "{\"t\":1,\"s\":\"%s\"}", text);
+				rc = scan_copy(doc, dl, m, 2);
+				if (rc != (cases[c].ok ? 0 : -1))
+					fail_msg("len %zu at %zu, case %zu: %d for %s", len, k, c, rc, doc);
+				if (rc == 0) {
+					assert_ptr_equal(m[1].val, doc + 5);
+					assert_ptr_equal(m[0].val, doc + 11);
+					assert_int_equal(m[0].val_len, tl + 2);
+					assert_int_equal(jscan_plain_string(m[0].val, m[0].val_len, &(const char *){ NULL },
+					    &(size_t){ 0 }), cases[c].esc ? -1 : 0);
+				}
+				/* as a key: one with an escape is refused at the top level */
+				dl = (size_t)snprintf(doc, sizeof(doc), "{\"%s\":{\"%s\":0}}", text, text);
+				rc = scan_copy(doc, dl, m, 2);
+				if (rc != (cases[c].ok && !cases[c].esc ? 0 : -1))
+					fail_msg("key len %zu at %zu, case %zu: %d for %s", len, k, c, rc, doc);
+				rc = scan_copy(doc, dl, NULL, 0);
+				if (rc != (cases[c].ok ? 0 : -1))
+					fail_msg("key len %zu at %zu, case %zu, nothing wanted: %d for %s", len, k, c, rc, doc);
+				/* jscan_plain_len: the first byte a byte-by-byte reading stops at */
+				for (i = 0; i < tl; i++) {
+					unsigned char b = (unsigned char)text[i];
+
+					if (b < 0x20 || b >= 0x80 || b == '"' || b == '\\')
+						break;
+				}
+				assert_int_equal(jscan_plain_len(text, tl), i);
+			}
+		}
+	}
+}
+
+/* Whitespace anywhere between tokens (and only the four of RFC 8259),
+ * containers empty and nested at the top level, every prefix of a valid
+ * document refused, and the limit on members asked for. */
+static void
+test_jscan_layout(void **state)
+{
+	static const char spaced[] = " \t\r\n{ \"a\" :\n[ 1 ,\t{ \"b\" : \"c\" } , [ ] , { } ] ,\r\n\"d\"\t:\ttrue , "
+	    "\"e\" : { } , \"f\" : [ ] , \"g\" : -1.5e3 }\n ";
+	static const char tight[] = "{\"a\":[1,{\"b\":\"c\"},[],{}],\"d\":true,\"e\":{},\"f\":[],\"g\":-1.5e3}";
+	struct jscan_member m[5] = {
+		{ "a", NULL, 0 }, { "d", NULL, 0 }, { "e", NULL, 0 }, { "f", NULL, 0 }, { "g", NULL, 0 },
+	};
+	struct jscan_member many[JSCAN_MAX_WANT + 1];
+	const char *doc;
+	size_t i, len;
+	int pass;
+
+	(void)state;
+	for (pass = 0; pass < 2; pass++) {
+		doc = pass ? tight : spaced;
+		len = strlen(doc);
+		assert_int_equal(scan_copy(doc, len, m, 5), 0);
+		assert_int_equal(m[0].val_len, strlen(pass ? "[1,{\"b\":\"c\"},[],{}]" : "[ 1 ,\t{ \"b\" : \"c\" } , [ ] , { } ]"));
+		assert_int_equal(m[0].val[0], '[');
+		assert_memory_equal(m[1].val, "true", 4);
+		assert_int_equal(m[1].val_len, 4);
+		assert_int_equal(m[2].val_len, pass ? 2 : 3);
+		assert_int_equal(m[3].val_len, pass ? 2 : 3);
+		assert_memory_equal(m[4].val, "-1.5e3", 6);
+		assert_int_equal(m[4].val_len, 6);
+		/* every proper prefix is refused, and read within its length (ASan) */
+		for (i = 0; i < len; i++)
+			if (scan_copy(doc, i, m, 5) != -1 && (pass || strspn(doc + i, " \t\r\n") != len - i))
+				fail_msg("prefix of %zu bytes accepted: %.*s", i, (int)i, doc);
+	}
+	/* other whitespace is not */
+	assert_int_equal(scan("{\"a\":\v1}"), -1);
+	assert_int_equal(scan("{\"a\":1\f}"), -1);
+	assert_int_equal(scan("\xc2\xa0{}"), -1);
+	/* closers must match their openers, at every depth */
+	assert_int_equal(scan("{\"a\":[1}}"), -1);
+	assert_int_equal(scan("{\"a\":{\"b\":1]}"), -1);
+	assert_int_equal(scan("{\"a\":[]]}"), -1);
+	assert_int_equal(scan("{\"a\":{}}}"), -1);
+	assert_int_equal(scan("{\"a\":1]"), -1);
+	assert_int_equal(scan("{\"a\":{}"), -1);
+	assert_int_equal(scan("{\"a\":[{}"), -1);
+	assert_int_equal(scan("{\"a\":\"}"), -1);
+	assert_int_equal(scan("{\"a\":1}  }"), -1);
+	/* a nested member named like a wanted one is not it */
+	assert_int_equal(scan_copy("{\"x\":{\"a\":1},\"a\":2}", 19, m, 1), 0);
+	assert_memory_equal(m[0].val, "2", 1);
+	/* at most JSCAN_MAX_WANT members asked for */
+	for (i = 0; i < JSCAN_MAX_WANT + 1; i++)
+		many[i] = (struct jscan_member){ "a", NULL, 0 };
+	assert_int_equal(jscan_object("{}", 2, many, JSCAN_MAX_WANT), 0);
+	assert_int_equal(jscan_object("{}", 2, many, JSCAN_MAX_WANT + 1), -1);
+}
+
 /* What the scanner refuses still gets json-c's answer (and the same result). */
 static void
 test_scanner_fallback(void **state)
@@ -444,6 +597,8 @@ main(void)
 		cmocka_unit_test(test_reject),
 		cmocka_unit_test(test_jscan_syntax),
 		cmocka_unit_test(test_jscan_members),
+		cmocka_unit_test(test_jscan_strings),
+		cmocka_unit_test(test_jscan_layout),
 		cmocka_unit_test(test_scanner_fallback),
 		cmocka_unit_test(test_extract),
 		cmocka_unit_test(test_splice),
