@@ -331,6 +331,23 @@ sc_buf_fit(struct sc_buf *b)
 	}
 }
 
+const char *
+sc_memfind(const char *hay, size_t n, const char *needle, size_t nl, size_t rare)
+{
+	const char *p, *last;
+
+	if (nl == 0 || nl > n || rare >= nl)
+		return nl == 0 ? hay : NULL;
+	p = hay + rare;
+	last = hay + (n - nl) + rare;	/* where needle[rare] sits in the last start */
+	while (p <= last && (p = memchr(p, (unsigned char)needle[rare], (size_t)(last - p) + 1)) != NULL) {
+		if (memcmp(p - rare, needle, nl) == 0)
+			return p - rare;
+		p++;
+	}
+	return NULL;
+}
+
 void
 sc_buf_presize(struct sc_buf *b, size_t n)
 {

@@ -126,6 +126,12 @@ void sc_buf_fit(struct sc_buf *b);
  * No-op when b already has storage or n is past its cap. */
 void sc_buf_presize(struct sc_buf *b, size_t n);
 
+/* The first occurrence of needle (nl bytes) in hay (n bytes), or NULL: memchr
+ * on needle[rare], a byte chosen to be rare in the text searched, then one
+ * memcmp per candidate. For the short needles of the per-event SSE checks
+ * this costs a fraction of memmem's set-up and hashing. rare < nl. */
+const char *sc_memfind(const char *hay, size_t n, const char *needle, size_t nl, size_t rare);
+
 /* Allocation that aborts on out-of-memory, the one failure we do not survive. */
 void *sc_xmalloc(size_t n);
 void *sc_xcalloc(size_t n, size_t m);

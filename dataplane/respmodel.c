@@ -113,8 +113,19 @@ respmodel_sse(struct sc_buf *hold, const struct sse_event *ev, const char *lit, 
 	raw = hold->data + start;
 	sc_buf_reset(scratch);
 	/* The payload as it stands in the raw bytes: one data line, which is
-	 * what every OpenAI-compatible server sends. */
-	at = ev->data_len > 0 ? memmem(raw, ev->raw_len, ev->data, ev->data_len) : NULL;
+	 * what every OpenAI-compatible server sends, nearly always first. A JSON
+	 * object's payload cannot start inside "data: " (no '{' there), so when
+	 * it follows that prefix this is where memmem would find it first. */
+	at = NULL;
+	if (ev->data_len > 0) {
+		size_t pre = ev->raw_len > 5 && memcmp(raw, "data:", 5) == 0 ? (raw[5] == ' ' ? 6 : 5) : 0;
+
+		if (pre > 0 && ev->data[0] == '{' && ev->raw_len - pre >= ev->data_len &&
+		    memcmp(raw + pre, ev->data, ev->data_len) == 0)
+			at = raw + pre;
+		else
+			at = memmem(raw, ev->raw_len, ev->data, ev->data_len);
+	}
 	if (at != NULL) {
 		off = (size_t)(at - raw);
 		after = off + ev->data_len;

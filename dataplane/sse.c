@@ -5,10 +5,6 @@
  * without buffering or copying the stream itself (see sse.h for the loop).
  * Also the usage reader shared by streaming chunks and whole responses.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE	/* memmem */
-#endif
-
 #include <string.h>
 
 #include <json-c/json.h>
@@ -268,7 +264,7 @@ sse_maybe_usage(const char *p, size_t len)
 	const char *e = p + len;
 
 	while (p < e) {
-		const char *q = memmem(p, (size_t)(e - p), "\"usage\"", 7);
+		const char *q = sc_memfind(p, (size_t)(e - p), "\"usage\"", 7, 4);
 
 		if (q == NULL)
 			return 0;
@@ -424,7 +420,7 @@ sse_rate_limited(const char *data, size_t len)
 	int hit = 0;
 
 	if (len == 0 || len > INT32_MAX ||
-	    (memmem(data, len, "429", 3) == NULL && memmem(data, len, "rate_limit", 10) == NULL))
+	    (sc_memfind(data, len, "429", 3, 0) == NULL && sc_memfind(data, len, "rate_limit", 10, 4) == NULL))
 		return 0;
 	if ((tok = json_tokener_new_ex(16)) == NULL)
 		return 0;

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE	/* memmem, the reference for sc_memfind */
 /*
  * Unit tests for common/util.c (error records, UTC time strings, UUIDs, the
  * capped buffer) and common/log.c (levels, line format, reopen).
@@ -326,6 +327,31 @@ test_fmt_double(void **state)
 	}
 }
 
+/* sc_memfind finds what memmem finds (the first occurrence), for every rare
+ * index, needles at the start, the end, overlapping and absent. */
+static void
+test_memfind(void **state)
+{
+	static const char *const needles[] = { "429", "rate_limit", "\"usage\"", "aa", "a", "aab" };
+	char hay[64];
+	unsigned seed = 7;
+	size_t i, k, r, n;
+
+	(void)state;
+	assert_ptr_equal(sc_memfind("abc", 3, "abcd", 4, 0), NULL);
+	assert_ptr_equal(sc_memfind("", 0, "a", 1, 0), NULL);
+	for (i = 0; i < 20000; i++) {
+		const char *nd = needles[i % (sizeof(needles) / sizeof(needles[0]))];
+		size_t nl = strlen(nd);
+
+		n = (size_t)(rand_r(&seed) % sizeof(hay));
+		for (k = 0; k < n; k++)	/* mostly pieces of the needle, so matches and near misses are common */
+			hay[k] = rand_r(&seed) % 3 == 0 ? "ab_429"[rand_r(&seed) % 6] : nd[rand_r(&seed) % nl];
+		for (r = 0; r < nl; r++)
+			assert_ptr_equal(sc_memfind(hay, n, nd, nl, r), memmem(hay, n, nd, nl));
+	}
+}
+
 int
 main(void)
 {
@@ -340,6 +366,7 @@ main(void)
 		cmocka_unit_test(test_log_value),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_fmt_double),
+		cmocka_unit_test(test_memfind),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
