@@ -19,15 +19,18 @@ auth_set_public(int on)
 	auth_public = on;
 }
 
-static void
-auth_refuse(struct conn *c, const char *rid)
+void
+auth_refuse(struct conn *c, enum auth_verdict v, const char *rid)
 {
-	conn_respond_error(c, 401, rid, "missing or invalid client token (Authorization: Bearer)",
-	    "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
+	if (v == AUTH_FAILED)
+		conn_respond_error(c, 500, rid, "token check failed", "internal_error", NULL);
+	else
+		conn_respond_error(c, 401, rid, "missing or invalid client token (Authorization: Bearer)",
+		    "invalid_api_key", "WWW-Authenticate: Bearer\r\n");
 }
 
-int
-auth_check(struct conn *c, const struct http_request *req, const char *rid)
+enum auth_verdict
+auth_check(struct conn *c, const struct http_request *req)
 {
 	const struct http_header *a;
 	char tok[512], label[TOKENS_LABEL_MAX + 1];
@@ -35,13 +38,11 @@ auth_check(struct conn *c, const struct http_request *req, const char *rid)
 
 	conn_set_client(c, "");
 	if (registry_client_tokens() <= 0 && !auth_public)
-		return 1;
+		return AUTH_OK;
 	a = http_find_header(req, "authorization");
 	if (a == NULL || a->value.len < 8 || strncasecmp(a->value.p, "Bearer ", 7) != 0 ||
-	    a->value.len - 7 >= sizeof(tok)) {
-		auth_refuse(c, rid);
-		return 0;
-	}
+	    a->value.len - 7 >= sizeof(tok))
+		return AUTH_REFUSED;
 	memcpy(tok, a->value.p + 7, a->value.len - 7);
 	tok[a->value.len - 7] = '\0';
 	r = registry_check_token(tok, label);
@@ -49,11 +50,7 @@ auth_check(struct conn *c, const struct http_request *req, const char *rid)
 	if (r == 1) {
 		conn_set_trusted(c);	/* no longer a pending stranger (conn.c) */
 		conn_set_client(c, label);	/* the request log names the client by its label */
-		return 1;
+		return AUTH_OK;
 	}
-	if (r == -1)
-		conn_respond_error(c, 500, rid, "token check failed", "internal_error", NULL);
-	else
-		auth_refuse(c, rid);
-	return 0;
+	return r == -1 ? AUTH_FAILED : AUTH_REFUSED;
 }

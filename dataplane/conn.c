@@ -3,7 +3,9 @@
  *
  *   READ_HEAD → READ_BODY → HANDLE → RESPOND → (READ_HEAD | CLOSING) → CLOSED
  *
- * changed only by conn_set_state, torn down only by conn_free. The input
+ * changed only by conn_set_state, torn down only by conn_free. (The admit
+ * function runs in HANDLE, so that a refusal can answer; an admitted head
+ * goes on to READ_BODY, or to the handler when its body is already read.) The input
  * buffer keeps the current request head in place (the parser's slices point
  * into it) until the handler has returned; bytes of a pipelined next request
  * wait in it and the socket is not read until the response is finished (only
@@ -504,8 +506,8 @@ conn_respond_error(struct conn *c, int status, const char *rid, const char *msg,
 void
 conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, int64_t content_length)
 {
-	const char *reason;
-	char num[21];
+	char line[9 + HTTP_STATUS_TEXT_MAX + 2];	/* the status line, then the framing lines (< 64 bytes) */
+	size_t n;
 
 	if (c->state != CONN_HANDLE)
 		return;
@@ -522,29 +524,37 @@ conn_response_head(struct conn *c, int status, const char *hdrs, size_t hlen, in
 			c->keep_alive = 0;
 		}
 	}
-	/* "HTTP/1.1 %d %s\r\n" and "Content-Length: %lld\r\n" without snprintf,
-	 * whose cost per call shows on every response */
-	reason = http_reason(status);
-	conn_out_append(c, "HTTP/1.1 ", 9);
-	conn_out_append(c, num, sc_fmt_i64(status, num));
-	conn_out_append(c, " ", 1);
-	conn_out_append(c, reason, strlen(reason));
-	conn_out_append(c, "\r\n", 2);
+	/* "HTTP/1.1 %d %s\r\n", the caller's lines, then the framing and the
+	 * end of the head: three appends, no snprintf (every response comes
+	 * here). */
+	memcpy(line, "HTTP/1.1 ", 9);
+	n = 9 + http_status_text(status, line + 9);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	conn_out_append(c, line, n);
 	if (hdrs != NULL)
 		conn_out_append(c, hdrs, hlen);
+	n = 0;
 	if (content_length >= 0) {
-		conn_out_append(c, "Content-Length: ", 16);
-		conn_out_append(c, num, sc_fmt_i64(content_length, num));
-		conn_out_append(c, "\r\n", 2);
+		memcpy(line, "Content-Length: ", 16);
+		n = 16 + sc_fmt_i64(content_length, line + 16);
+		line[n++] = '\r';
+		line[n++] = '\n';
 	} else if (c->resp_chunked) {
-		conn_out_append(c, "Transfer-Encoding: chunked\r\n", 28);
+		memcpy(line, "Transfer-Encoding: chunked\r\n", 28);
+		n = 28;
 	}
-	if (!c->keep_alive)
-		conn_out_append(c, "Connection: close\r\n\r\n", 21);
-	else if (c->minor_version == 0)
-		conn_out_append(c, "Connection: keep-alive\r\n\r\n", 26);
-	else
-		conn_out_append(c, "\r\n", 2);
+	if (!c->keep_alive) {
+		memcpy(line + n, "Connection: close\r\n\r\n", 21);
+		n += 21;
+	} else if (c->minor_version == 0) {
+		memcpy(line + n, "Connection: keep-alive\r\n\r\n", 26);
+		n += 26;
+	} else {
+		line[n++] = '\r';
+		line[n++] = '\n';
+	}
+	conn_out_append(c, line, n);
 	conn_set_state(c, CONN_RESPOND);
 }
 
@@ -815,12 +825,14 @@ conn_admit(struct conn *c)
 		return 1;
 	c->keep_alive = c->req->body_kind == HTTP_BODY_NONE ? c->req->keep_alive : 0;
 	c->hooks = NULL;
-	conn_set_state(c, CONN_HANDLE);
+	conn_set_state(c, CONN_HANDLE);	/* a refusal answers from here */
 	ok = c->ls->admit(c, c->req);
 	if (!ok)
 		return 0;
 	c->keep_alive = c->req->keep_alive;
-	conn_set_state(c, CONN_READ_HEAD);
+	/* Admitted: the state stays HANDLE until conn_start_body moves it on
+	 * (READ_BODY, or the dispatch of a body already read), not back to
+	 * READ_HEAD in between: every change re-files c in the pending list. */
 	return 1;
 }
 

@@ -733,8 +733,7 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 	int64_t now = sc_now_ms(), wall_ms = sc_wall_ms();
 	int prev_failures, prev_eff, conf;
 	bool shared;
-	char summary[160];
-	struct sc_text st;
+	char summary[160];	/* > 5 + HTTP_STATUS_TEXT_MAX */
 	struct event ev;
 
 	ev.kind = EVENT_UPSTREAM_OUTCOME;
@@ -756,11 +755,8 @@ dispatch_report(struct dispatch_ticket *t, enum cooldown_failure fail, int statu
 		sc_strlcpy(summary, detail ? detail : "transfer failed", sizeof(summary));
 	} else {
 		/* "HTTP %d %s", without snprintf's cost on every answer */
-		sc_text_init(&st, summary, sizeof(summary));
-		sc_text_add(&st, "HTTP ");
-		sc_text_i64(&st, status);
-		sc_text_add(&st, " ");
-		sc_text_add(&st, http_reason(status));
+		memcpy(summary, "HTTP ", 5);
+		(void)http_status_text(status, summary + 5);
 	}
 	o.reason = summary;
 	prev_failures = sp->cd.consecutive_failures;

@@ -21,9 +21,9 @@
  *   - Expect other than 100-continue is 417.
  * Nothing here allocates or keeps state between calls.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http.h"
 
@@ -31,19 +31,25 @@
 #define HTTP_CHUNK_TRAILER_MAX (16 * 1024)	/* all trailer lines */
 #define HTTP_CHUNK_DIGITS_MAX  16		/* hex digits in a chunk size */
 
-/* tchar per RFC 9110 §5.6.2. */
+/* Byte classes, one table lookup per byte (every method, header name and
+ * Host byte comes here). */
+#define HTTP_TCHAR     0x01	/* tchar per RFC 9110 §5.6.2: alphanumerics and "!#$%&'*+-.^_`|~" */
+#define HTTP_HOST_BAD  0x02	/* not in a Host value: " \t,/\\@?#" (lists, paths, userinfo) and NUL */
+
+static const unsigned char http_class[256] = {
+	['0' ... '9'] = HTTP_TCHAR, ['A' ... 'Z'] = HTTP_TCHAR, ['a' ... 'z'] = HTTP_TCHAR,
+	['!'] = HTTP_TCHAR, ['#'] = HTTP_TCHAR | HTTP_HOST_BAD, ['$'] = HTTP_TCHAR, ['%'] = HTTP_TCHAR,
+	['&'] = HTTP_TCHAR, ['\''] = HTTP_TCHAR, ['*'] = HTTP_TCHAR, ['+'] = HTTP_TCHAR, ['-'] = HTTP_TCHAR,
+	['.'] = HTTP_TCHAR, ['^'] = HTTP_TCHAR, ['_'] = HTTP_TCHAR, ['`'] = HTTP_TCHAR, ['|'] = HTTP_TCHAR,
+	['~'] = HTTP_TCHAR,
+	['\0'] = HTTP_HOST_BAD, [' '] = HTTP_HOST_BAD, ['\t'] = HTTP_HOST_BAD, [','] = HTTP_HOST_BAD,
+	['/'] = HTTP_HOST_BAD, ['\\'] = HTTP_HOST_BAD, ['@'] = HTTP_HOST_BAD, ['?'] = HTTP_HOST_BAD,
+};
+
 static int
 http_is_tchar(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return 1;
-	switch (c) {	/* "!#$%&'*+-.^_`|~" (a switch, not strchr: every name byte comes here) */
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-	case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-		return 1;
-	default:
-		return 0;
-	}
+	return http_class[c] & HTTP_TCHAR;
 }
 
 /* field-vchar / SP / HTAB (obs-text allowed, as the RFC says recipients must). */
@@ -51,6 +57,63 @@ static int
 http_is_value_char(unsigned char c)
 {
 	return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/*
+ * Word-at-a-time checks (8 bytes per step) for the long runs of a head: the
+ * request target and the header values. The tests are exact as yes/no
+ * answers for the whole word ("some byte is below n" for n <= 0x80, "some
+ * byte is 0x7f"); a word that fails goes to the byte loop, which decides
+ * which byte it is.
+ */
+#define HTTP_ONES  0x0101010101010101ULL
+#define HTTP_HIGHS 0x8080808080808080ULL
+
+/* Some byte of x below n (n <= 0x80; a byte >= 0x80 never counts). */
+static uint64_t
+http_word_below(uint64_t x, unsigned n)
+{
+	return (x - HTTP_ONES * n) & ~x & HTTP_HIGHS;
+}
+
+/* Some byte of x is 0x7f. */
+static uint64_t
+http_word_del(uint64_t x)
+{
+	return http_word_below(x ^ (HTTP_ONES * 0x7f), 1);
+}
+
+/* The first byte of [p, e) that is a control character or DEL (anything
+ * but SP, visible ASCII and obs-text), or e. */
+static const char *
+http_skip_text(const char *p, const char *e)
+{
+	uint64_t x;
+
+	for (; e - p >= 8; p += 8) {
+		memcpy(&x, p, 8);
+		if (http_word_below(x, 0x20) | http_word_del(x))
+			break;
+	}
+	while (p < e && http_is_value_char((unsigned char)*p) && *p != '\t')
+		p++;
+	return p;
+}
+
+/* The first byte of [p, e) that is not visible ASCII (0x21-0x7e), or e. */
+static const char *
+http_skip_visible(const char *p, const char *e)
+{
+	uint64_t x;
+
+	for (; e - p >= 8; p += 8) {
+		memcpy(&x, p, 8);
+		if (http_word_below(x, 0x21) | http_word_del(x) | (x & HTTP_HIGHS))
+			break;
+	}
+	while (p < e && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
+		p++;
+	return p;
 }
 
 static int
@@ -64,7 +127,7 @@ http_fail(struct http_request *req, int status, const char *reason)
 /* Find the CRLF ending the line that starts at p, looking at [p, lim).
  * 1: found, *eol at the CR, *next after the LF; 0: not within lim;
  * -1: a bare CR or LF. A CR at lim - 1 is "not found": its LF may follow. */
-static int
+static inline int
 http_line(const char *p, const char *lim, const char **eol, const char **next)
 {
 	/* memchr, not a byte loop: the first CR, and any LF before it */
@@ -81,17 +144,11 @@ http_line(const char *p, const char *lim, const char **eol, const char **next)
 	return 1;
 }
 
-/* A byte a Host value may not hold: " \t,/\\@?#" (lists, paths, userinfo),
- * and NUL as strchr's check had it. A switch, not strchr per byte. */
+/* A byte a Host value may not hold. */
 static int
 http_host_refused(unsigned char c)
 {
-	switch (c) {
-	case '\0': case ' ': case '\t': case ',': case '/': case '\\': case '@': case '?': case '#':
-		return 1;
-	default:
-		return 0;
-	}
+	return http_class[c] & HTTP_HOST_BAD;
 }
 
 /* Trim OWS (SP / HTAB) on both sides. */
@@ -107,22 +164,6 @@ http_trim(const char *p, const char *e)
 	s.p = p;
 	s.len = (size_t)(e - p);
 	return s;
-}
-
-int
-http_slice_eq(struct http_slice s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.len == n && memcmp(s.p, lit, n) == 0;
-}
-
-int
-http_slice_ieq(struct http_slice s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.len == n && strncasecmp(s.p, lit, n) == 0;
 }
 
 struct http_slice
@@ -297,10 +338,10 @@ http_retry_after(const char *v, size_t len, int64_t now_s)
 const struct http_header *
 http_find_header(const struct http_request *req, const char *name)
 {
-	size_t i;
+	size_t i, n = strlen(name);
 
 	for (i = 0; i < req->nheaders; i++)
-		if (http_slice_ieq(req->headers[i].name, name))
+		if (req->headers[i].name.len == n && http_ieq_n(req->headers[i].name.p, name, n))
 			return &req->headers[i];
 	return NULL;
 }
@@ -364,13 +405,9 @@ http_parse_reqline(const char *p, const char *e, struct http_request *req)
 	req->method.len = (size_t)(p - m);
 
 	t = ++p;
-	while (p < e && *p != ' ') {
-		unsigned char c = (unsigned char)*p;
-
-		if (c <= 0x20 || c >= 0x7f)
-			return http_fail(req, 400, "invalid character in request target");
-		p++;
-	}
+	p = http_skip_visible(t, e);	/* the target ends at the first byte that is not visible */
+	if (p < e && *p != ' ')
+		return http_fail(req, 400, "invalid character in request target");
 	if (p == t || p == e)
 		return http_fail(req, 400, "malformed request target");
 	req->target.p = t;
@@ -413,8 +450,8 @@ http_parse_header(const char *p, const char *e, struct http_request *req)
 		return http_fail(req, 400, "malformed header field name");
 	if (p == n)
 		return http_fail(req, 400, "empty header field name");
-	for (c = p + 1; c < e; c++)
-		if (!http_is_value_char((unsigned char)*c))
+	for (c = http_skip_text(p + 1, e); c < e; c = http_skip_text(c + 1, e))
+		if (*c != '\t')	/* HTAB is the one control character a value may hold */
 			return http_fail(req, 400, "invalid character in header field value");
 	if (req->nheaders == HTTP_MAX_HEADERS)
 		return http_fail(req, 431, "too many header fields");
@@ -546,8 +583,15 @@ http_parse_request(const char *buf, size_t len, struct http_request *req)
 	const char *p = buf, *end = buf + len, *lim, *eol, *next, *hstart;
 	int r;
 
-	memset(req, 0, sizeof(*req));
+	/* Every field but the header table (3 KiB, read only up to nheaders). */
+	memset(req, 0, offsetof(struct http_request, headers));
+	req->nheaders = 0;
 	req->body_kind = HTTP_BODY_NONE;
+	req->content_length = 0;
+	req->keep_alive = 0;
+	req->expect_continue = 0;
+	req->error_status = 0;
+	req->error_reason = NULL;
 
 	/* RFC 9112 §2.2: ignore empty lines before the request line. */
 	while (end - p >= 2 && p[0] == '\r' && p[1] == '\n' && p - buf < HTTP_MAX_REQLINE)
@@ -754,19 +798,26 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen, size_t
 int
 http_is_hop_by_hop(struct http_slice name)
 {
-	/* with their lengths: most names differ in length, so no strlen or
-	 * strncasecmp per name (every forwarded header comes here) */
-	static const struct { const char *name; size_t len; } hop[] = {
-		{ "connection", 10 }, { "keep-alive", 10 }, { "proxy-connection", 16 }, { "te", 2 },
-		{ "trailer", 7 }, { "transfer-encoding", 17 }, { "upgrade", 7 }, { "proxy-authenticate", 18 },
-		{ "proxy-authorization", 19 },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (name.len == hop[i].len && strncasecmp(name.p, hop[i].name, name.len) == 0)
-			return 1;
-	return 0;
+	/* by length first: every forwarded header comes here, and most names
+	 * have a length no hop-by-hop name has */
+	switch (name.len) {
+	case 2:
+		return http_slice_ieq(name, "te");
+	case 7:
+		return http_slice_ieq(name, "trailer") || http_slice_ieq(name, "upgrade");
+	case 10:
+		return http_slice_ieq(name, "connection") || http_slice_ieq(name, "keep-alive");
+	case 16:
+		return http_slice_ieq(name, "proxy-connection");
+	case 17:
+		return http_slice_ieq(name, "transfer-encoding");
+	case 18:
+		return http_slice_ieq(name, "proxy-authenticate");
+	case 19:
+		return http_slice_ieq(name, "proxy-authorization");
+	default:
+		return 0;
+	}
 }
 
 int
@@ -781,7 +832,7 @@ http_connection_lists(const struct http_request *req, struct http_slice name)
 			continue;
 		rest = req->headers[i].value;
 		while (http_list_next(&rest, &el))
-			if (el.len == name.len && el.len > 0 && strncasecmp(el.p, name.p, el.len) == 0)
+			if (el.len == name.len && el.len > 0 && http_ieq_n(el.p, name.p, el.len))
 				return 1;
 	}
 	return 0;
@@ -828,6 +879,25 @@ http_reason(int status)
 	case 505: return "HTTP Version Not Supported";
 	default:  return "Unknown";
 	}
+}
+
+size_t
+http_status_text(int status, char out[HTTP_STATUS_TEXT_MAX])
+{
+	const char *reason = http_reason(status);
+	size_t n, rlen = strlen(reason);	/* at most 31 bytes */
+
+	if (status >= 100 && status <= 999) {
+		out[0] = (char)('0' + status / 100);
+		out[1] = (char)('0' + status / 10 % 10);
+		out[2] = (char)('0' + status % 10);
+		n = 3;
+	} else {
+		n = sc_fmt_i64(status, out);	/* at most 11 bytes for an int */
+	}
+	out[n++] = ' ';
+	memcpy(out + n, reason, rlen + 1);
+	return n + rlen;
 }
 
 char *

@@ -21,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
 #include "util.h"
 
 #define HTTP_INCOMPLETE (-1)
@@ -70,8 +72,41 @@ struct http_slice http_target_path(struct http_slice target);
 
 /* Case-insensitive header lookup (first match); NULL when absent. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
-int http_slice_eq(struct http_slice s, const char *lit);	/* exact */
-int http_slice_ieq(struct http_slice s, const char *lit);	/* ASCII case-insensitive */
+
+/* n bytes equal but for ASCII case (strncasecmp in the C locale, for bytes
+ * without NUL). Inline, like the two below: called per header and per name
+ * compared, mostly with literals whose length the compiler knows. */
+static inline int
+http_ieq_n(const char *a, const char *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned char)((x | 0x20) - 'a') > 'z' - 'a'))
+			return 0;
+	}
+	return 1;
+}
+
+/* s is exactly lit. */
+static inline int
+http_slice_eq(struct http_slice s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s.len == n && memcmp(s.p, lit, n) == 0;
+}
+
+/* s is lit but for ASCII case. */
+static inline int
+http_slice_ieq(struct http_slice s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s.len == n && http_ieq_n(s.p, lit, n);
+}
 
 /* Incremental chunked body decoder (chunk extensions ignored, trailers
  * read and dropped, sizes checked for overflow). Bounds: at most 16 hex
@@ -113,6 +148,11 @@ int http_retry_after(const char *v, size_t len, int64_t now_s);
 /* Reason phrase for a status code ("OK", "Too Many Requests"...); "Unknown"
  * for codes it does not know. */
 const char *http_reason(int status);
+/* "<status> <reason>" (what "%d %s" with http_reason gives), NUL-terminated,
+ * into out; returns its length. Without snprintf: a status line and an
+ * outcome summary are made per request. */
+#define HTTP_STATUS_TEXT_MAX 48
+size_t http_status_text(int status, char out[HTTP_STATUS_TEXT_MAX]);
 /* "Retry-After: <seconds>\r\n" into buf (seconds below 1 become 1): the one
  * place the header is formatted. Returns buf. */
 char *http_retry_after_line(char *buf, size_t n, int seconds);

@@ -218,18 +218,33 @@ ratelimit_next_free_below(const struct ratelimit *rl, int64_t now, int cap)
 int
 ratelimit_used(const struct ratelimit *rl, int64_t now)
 {
-	int lo = 0, hi = rl->count;
+	int64_t cut = now - rl->span_ms;
+	int wrapped = rl->count - (rl->limit - rl->head);	/* kept starts in ring[0..wrapped) */
+	const int64_t *seg;
+	int lo = 0, hi, skipped = 0;
 
-	/* First kept start still inside (now - span, now]. */
+	if (rl->count == 0)
+		return 0;
+	/* The first kept start still inside (cut, now], by binary search over
+	 * the one contiguous part of the ring that holds it: ring[head..] up
+	 * to the end or the newest start, or the part that wrapped to ring[0]. */
+	if (wrapped > 0 && rl->ring[0] <= cut) {
+		seg = rl->ring;
+		hi = wrapped;
+		skipped = rl->count - wrapped;
+	} else {
+		seg = rl->ring + rl->head;
+		hi = wrapped > 0 ? rl->limit - rl->head : rl->count;
+	}
 	while (lo < hi) {
 		int mid = lo + (hi - lo) / 2;
 
-		if (rl_at(rl, mid) > now - rl->span_ms)
+		if (seg[mid] > cut)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return rl->count - lo;
+	return rl->count - skipped - lo;
 }
 
 /* Drop token records that have left the window. Amortised O(1). */

@@ -142,20 +142,29 @@ router_refuse(struct conn *c, enum router_endpoint ep, const char *allow, const 
 	return 0;
 }
 
+/* The request id is made here only for a refusal: an admitted request gets
+ * its one id in router_handle (a new id per call when the client sent none). */
 int
 router_admit(struct conn *c, const struct http_request *req)
 {
 	enum router_endpoint ep;
 	const char *up, *allow;
 	char rid[PROXY_RID_MAX + 1];
+	enum auth_verdict v;
 
 	ep = router_endpoint(req, &up, &allow);
 	if (ep == ROUTER_EP_HEALTH && allow == NULL)
 		return 1;
-	router_request_id(req, rid);
-	if (router_refuse(c, ep, allow, rid))
+	if (ep == ROUTER_EP_UNKNOWN || allow != NULL) {
+		router_request_id(req, rid);
+		(void)router_refuse(c, ep, allow, rid);
 		return 0;
-	return auth_check(c, req, rid);
+	}
+	if ((v = auth_check(c, req)) == AUTH_OK)
+		return 1;
+	router_request_id(req, rid);
+	auth_refuse(c, v, rid);
+	return 0;
 }
 
 void

@@ -221,19 +221,35 @@ sched_provider_free(struct sched_provider *p)
 	p->models = NULL;
 	p->nmodels = 0;
 	p->cfg = NULL;
+	p->synced.valid = false;
 }
 
 /* Apply p->cfg and c to the windows (limit, span, TPM, emergency budget),
  * keeping history; clears a stale invalid mark when the operator makes an
- * invalid/disabled key active again. Cheap; every entry point calls it. */
+ * invalid/disabled key active again. Every entry point calls it, so a
+ * provider without model windows whose inputs are what the last call
+ * applied (p->synced; the usual case: they change with a reload or a
+ * learned limit) returns after comparing them. */
 static void
 sched_provider_sync(struct sched_provider *p, const struct config *c)
 {
 	int64_t span = sched_span_ms(c);
+	int eff = sched_limit_effective(p, c);
 
+	if (p->synced.valid && p->nmodels == 0 && p->models_of == p->cfg && p->cfg->status == p->seen_status &&
+	    p->synced.rpm_limit == p->cfg->rpm_limit && p->synced.tpm_limit == p->cfg->tpm_limit &&
+	    p->synced.span_ms == span && p->synced.effective == eff &&
+	    p->synced.emergency_ratio == c->emergency_rpm_ratio)
+		return;
 	ratelimit_configure(&p->rl, p->cfg->rpm_limit, span, p->cfg->tpm_limit);
-	ratelimit_set_admit(&p->rl, sched_limit_effective(p, c));
+	ratelimit_set_admit(&p->rl, eff);
 	ratelimit_configure(&p->emergency, sched_emergency_budget(p, c), span, 0);
+	p->synced.valid = true;
+	p->synced.rpm_limit = p->cfg->rpm_limit;
+	p->synced.tpm_limit = p->cfg->tpm_limit;
+	p->synced.span_ms = span;
+	p->synced.effective = eff;
+	p->synced.emergency_ratio = c->emergency_rpm_ratio;
 	if (p->models_of != p->cfg)
 		sched_models_sync(p);
 	for (size_t i = 0; i < p->nmodels; i++) {
@@ -593,30 +609,14 @@ sched_decide(struct sched_provider *const cand[], size_t n, const struct sched_r
 	return d;
 }
 
-int
-sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
-    const struct config *c, int64_t now)
-{
-	struct sched_model *m;
-
-	sched_refresh(p, c, now);
-	m = sched_model_of(p, rq->model);
-	if (!ratelimit_has_room(&p->rl, now) || (m != NULL && !ratelimit_has_room(&m->rl, now)))
-		return -1;
-	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
-		return -1;
-	return sched_record(p, pool, rq, c, now);
-}
-
-int
-sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
-    const struct config *c, int64_t now)
+/* sched_record on a provider refreshed at now. */
+static int
+sched_record_refreshed(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq, int64_t now)
 {
 	struct sched_model *m;
 	bool probe;
 	int k;
 
-	sched_refresh(p, c, now);
 	if (pool != SCHED_POOL_EMERGENCY && sched_probe_out(p, now))
 		return -1;	/* half-open: the one probe is already out */
 	m = sched_model_of(p, rq->model);
@@ -642,6 +642,29 @@ sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_reques
 		rq->tried_episode[k] = p->cd.episode;
 	rq->attempts++;
 	return 0;
+}
+
+int
+sched_commit(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	struct sched_model *m;
+
+	sched_refresh(p, c, now);
+	m = sched_model_of(p, rq->model);
+	if (!ratelimit_has_room(&p->rl, now) || (m != NULL && !ratelimit_has_room(&m->rl, now)))
+		return -1;
+	if (pool == SCHED_POOL_EMERGENCY && !ratelimit_has_room(&p->emergency, now))
+		return -1;
+	return sched_record_refreshed(p, pool, rq, now);
+}
+
+int
+sched_record(struct sched_provider *p, enum sched_pool pool, struct sched_request *rq,
+    const struct config *c, int64_t now)
+{
+	sched_refresh(p, c, now);
+	return sched_record_refreshed(p, pool, rq, now);
 }
 
 size_t

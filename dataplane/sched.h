@@ -80,6 +80,16 @@ struct sched_provider {
 	size_t nmodels;
 	const struct provider *models_of;	/* the cfg the model windows were built from */
 	int              saved_status;	/* upstream status last persisted (provider_health.last_status_code) */
+	/* What the last sync applied to the key and emergency windows; the
+	 * next one returns at once while these are unchanged (see sched.c). */
+	struct {
+		bool    valid;		/* set by a full sync */
+		int     rpm_limit;	/* cfg->rpm_limit */
+		int     tpm_limit;	/* cfg->tpm_limit */
+		int64_t span_ms;
+		int     effective;	/* sched_limit_effective */
+		double  emergency_ratio;	/* config emergency_rpm_ratio */
+	} synced;
 };
 
 /* Per-request memory across attempts. */

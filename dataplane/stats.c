@@ -89,21 +89,32 @@ stats_agg_empty(const struct stats_agg *a)
 	return a->nu == 0 && a->nd == 0;
 }
 
-/* FNV-1a over the three parts of a usage key. */
+/* A hash of the three parts of a usage key, 8 bytes per step (every
+ * finished request comes here; a byte per step cost more than the rest of
+ * the add). Each part's length goes in with its tail, so ("ab", "c") and
+ * ("a", "bc") differ. */
 static uint32_t
 stats_hash(const char *pid, const char *model, const char *hour)
 {
 	const char *parts[3] = { pid, model, hour };
-	uint32_t h = 2166136261u;
+	uint64_t h = 0xcbf29ce484222325ULL, w;
 	int k;
 
 	for (k = 0; k < 3; k++) {
-		const unsigned char *p = (const unsigned char *)parts[k];
-		for (; *p != '\0'; p++)
-			h = (h ^ *p) * 16777619u;
-		h = (h ^ 0xff) * 16777619u;	/* separator */
+		const char *p = parts[k];
+		size_t n = strlen(p), i;
+
+		for (i = 0; i + 8 <= n; i += 8) {
+			memcpy(&w, p + i, 8);
+			h = (h ^ w) * 0x100000001b3ULL;
+			h ^= h >> 29;
+		}
+		for (w = n; i < n; i++)
+			w = (w << 8) | (unsigned char)p[i];
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
 	}
-	return h;
+	return (uint32_t)(h ^ (h >> 32));
 }
 
 static void

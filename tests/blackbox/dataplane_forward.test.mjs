@@ -162,9 +162,17 @@ describe('data plane forwarding', { timeout: 60000 }, () => {
 		assert.ok(rec[0].body_len >= 600000);
 	});
 
-	it('answers 404 for unknown paths and 405 for wrong methods', async () => {
-		assert.equal((await request(`${dp.url}/nothing`)).status, 404);
-		assert.equal((await request(`${dp.url}/chat/completions`)).status, 405);
+	it('answers 404 for unknown paths and 405 for wrong methods, with the request id', async () => {
+		const a = await request(`${dp.url}/nothing`), b = await request(`${dp.url}/chat/completions`);
+		assert.equal(a.status, 404);
+		assert.equal(b.status, 405);
+		// without an id from the client, each answer names a new one
+		assert.match(a.headers['x-request-id'], /^[0-9a-f-]{30,}$/);
+		assert.match(b.headers['x-request-id'], /^[0-9a-f-]{30,}$/);
+		assert.notEqual(a.headers['x-request-id'], b.headers['x-request-id']);
+		const c = await request(`${dp.url}/chat/completions`, { headers: { 'x-request-id': 'req-405-1' } });
+		assert.equal(c.status, 405);
+		assert.equal(c.headers['x-request-id'], 'req-405-1');
 	});
 
 	it('answers 503 upstream_auth_failed, naming the route, when the upstream rejects the only key (401 is the client\'s)', async () => {

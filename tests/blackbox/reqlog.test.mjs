@@ -211,6 +211,7 @@ describe('request log', { timeout: 120000 }, () => {
 		// Without a valid token: refused before routing, so not a logged request.
 		const bad = await postJson(`${dp.url}/chat/completions`, chat('mock/m'), { 'x-request-id': 'rl-no-token' });
 		assert.equal(bad.status, 401);
+		assert.equal(bad.headers['x-request-id'], 'rl-no-token');
 		await sleep(500);
 		assert.equal(rows(st, "SELECT count(*) AS n FROM request_log WHERE request_id = 'rl-no-token'")[0].n, 0);
 	});

@@ -4,6 +4,7 @@
  * the limits (also on incomplete input), and the chunked decoder fed at every
  * split point.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -483,6 +484,123 @@ test_misc(void **state)
 	assert_string_equal(http_reason(429), "Too Many Requests");
 	assert_string_equal(http_reason(431), "Request Header Fields Too Large");
 	assert_string_equal(http_reason(799), "Unknown");
+	{	/* http_status_text is "%d %s" of the status and its reason */
+		static const int odd[] = { INT_MIN, -1, 0, 7, 99, 1000, 12345, INT_MAX };
+		char want[64], got[HTTP_STATUS_TEXT_MAX];
+		int st;
+		size_t i;
+
+		for (st = 100; st <= 999; st++) {
+			snprintf(want, sizeof(want), "%d %s", st, http_reason(st));
+			assert_int_equal(http_status_text(st, got), strlen(want));
+			assert_string_equal(got, want);
+		}
+		for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+			snprintf(want, sizeof(want), "%d %s", odd[i], http_reason(odd[i]));
+			assert_int_equal(http_status_text(odd[i], got), strlen(want));
+			assert_string_equal(got, want);
+		}
+	}
+}
+
+/* Every byte value at every position of a header value and of a request
+ * target, so that both the 8-bytes-at-a-time checks and the byte loops after
+ * them see each one: allowed bytes parse, CR and LF are bare line ends,
+ * anything else is the invalid-character error. The same for a byte of a
+ * Host value and of a header name (the byte-class table). */
+static void
+test_byte_classes(void **state)
+{
+	char buf[128], pad[32];
+	struct http_request req;
+	unsigned b;
+	size_t pos;
+
+	memset(pad, 'a', sizeof(pad));
+	for (b = 0; b < 256; b++) {	/* (snprintf's %c writes a NUL too, and counts it) */
+		for (pos = 0; pos <= 20; pos++) {
+			int n, r;
+			int value_ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+			int target_ok = b > 0x20 && b < 0x7f;
+
+			/* value: "a" + pos × "a" + b + (20 - pos) × "a" + "a" (OWS never at the ends) */
+			n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\nX-V: a%.*s%c%.*sa\r\n\r\n", (int)pos, pad,
+			    (char)b, (int)(20 - pos), pad);
+			r = http_parse_request(buf, (size_t)n, &req);
+			if (value_ok) {
+				if (r != n || req.nheaders != 2 || req.headers[1].value.len != 23)
+					fail_msg("value byte 0x%02x at %zu: r=%d", b, pos, r);
+			} else if (r != HTTP_ERROR || req.error_status != 400 ||
+			    strcmp(req.error_reason, b == '\r' || b == '\n' ? "bare CR or LF in header section" :
+			    "invalid character in header field value") != 0) {
+				fail_msg("value byte 0x%02x at %zu: r=%d", b, pos, r);
+			}
+
+			if (pos == 0) {
+				/* a Host value: the value bytes less " \t,/\\@?#" */
+				int host_ok = value_ok && strchr(" \t,/\\@?#", (int)b) == NULL;
+				/* a header name: tchar only (':' ends the name "X", the rest is the value) */
+				int tchar = (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') ||
+				    (b != 0 && strchr("!#$%&'*+-.^_`|~", (int)b) != NULL);
+
+				n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a%cb\r\n\r\n", (char)b);
+				r = http_parse_request(buf, (size_t)n, &req);
+				if (host_ok ? r != n : r != HTTP_ERROR || req.error_status != 400 ||
+				    strcmp(req.error_reason, !value_ok ? (b == '\r' || b == '\n' ?
+				    "bare CR or LF in header section" : "invalid character in header field value") :
+				    "invalid Host header") != 0)
+					fail_msg("Host byte 0x%02x: r=%d", b, r);
+				n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\nX%cY: v\r\n\r\n", (char)b);
+				r = http_parse_request(buf, (size_t)n, &req);
+				if (tchar || b == ':' ? r != n || req.headers[1].name.len != (b == ':' ? 1u : 3u) :
+				    r != HTTP_ERROR || req.error_status != 400 || strcmp(req.error_reason,
+				    b == '\r' || b == '\n' ? "bare CR or LF in header section" : "malformed header field name") != 0)
+					fail_msg("name byte 0x%02x: r=%d", b, r);
+			}
+
+			/* target: "/" + pos × "a" + b + (20 - pos) × "a" */
+			n = snprintf(buf, sizeof(buf), "GET /%.*s%c%.*s HTTP/1.1\r\nHost: a\r\n\r\n", (int)pos, pad, (char)b,
+			    (int)(20 - pos), pad);
+			r = http_parse_request(buf, (size_t)n, &req);
+			if (target_ok) {
+				if (r != n || req.target.len != 22)
+					fail_msg("target byte 0x%02x at %zu: r=%d", b, pos, r);
+			} else if (r != HTTP_ERROR || req.error_status != 400 ||
+			    strcmp(req.error_reason, b == '\r' || b == '\n' ? "bare CR or LF in request line" :
+			    b == ' ' ? "malformed HTTP version" : "invalid character in request target") != 0) {
+				fail_msg("target byte 0x%02x at %zu: r=%d %s", b, pos, r, r == HTTP_ERROR ? req.error_reason : "");
+			}
+		}
+	}
+}
+
+/* The parser does not clear the header table: a request struct used for
+ * one head and then another carries nothing over. */
+static void
+test_reused_request(void **state)
+{
+	struct http_request req;
+	const char *first = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+	    "X-1: 1\r\nX-2: 2\r\n\r\n";
+	const char *second = "GET /b HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+
+	assert_int_equal(parse(first, &req), (int)strlen(first));
+	assert_int_equal(req.nheaders, 5);
+	assert_int_equal(req.body_kind, HTTP_BODY_LENGTH);
+	assert_int_equal(req.expect_continue, 1);
+	assert_int_equal(parse(second, &req), (int)strlen(second));
+	assert_int_equal(req.nheaders, 2);
+	assert_int_equal(req.body_kind, HTTP_BODY_NONE);
+	assert_int_equal(req.content_length, 0);
+	assert_int_equal(req.expect_continue, 0);
+	assert_int_equal(req.keep_alive, 0);
+	assert_int_equal(req.error_status, 0);
+	assert_null(req.error_reason);
+	assert_null(http_find_header(&req, "x-1"));
+	assert_non_null(http_find_header(&req, "CONNECTION"));
+	expect_status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+	assert_int_equal(parse(second, &req), (int)strlen(second));
+	assert_int_equal(req.error_status, 0);
 }
 
 /* Retry-After (RFC 9110 §10.2.3): delta-seconds and the three HTTP-date
@@ -551,6 +669,8 @@ main(void)
 		cmocka_unit_test(test_chunked_errors),
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_retry_after),
+		cmocka_unit_test(test_byte_classes),
+		cmocka_unit_test(test_reused_request),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

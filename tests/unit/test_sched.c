@@ -557,6 +557,41 @@ test_reload_sync(void **state)
 	fx_free(f);
 }
 
+/* Every entry point re-applies the settings, but returns at once while they
+ * are what it applied last: each input, changed in place between two
+ * decisions, still takes effect at the next one (a TPM limit set after the
+ * provider was added, a longer margin, a lower learned limit and back). */
+static void
+test_sync_inputs(void **state)
+{
+	struct fx *f = fx_new();
+	struct sched_request rq;
+
+	(void)state;
+	fx_add(f, POOL_MAIN, 4, 1);
+	sched_request_init(&rq);
+	assert_int_equal(sched_commit(f->cand[0], SCHED_POOL_MAIN, &rq, &f->c, 0), 0);
+	assert_int_equal(f->sp[0].rl.tpm_limit, 0);
+	f->pv[0].tpm_limit = 1000;
+	ratelimit_record_tokens(&f->sp[0].rl, 10, 1500);
+	sched_request_init(&rq);
+	assert_int_equal(fx_decide(f, &rq, 20).verdict, SCHED_WAIT);	/* over the new TPM limit */
+	assert_int_equal(f->sp[0].rl.tpm_limit, 1000);
+	f->pv[0].tpm_limit = 0;
+	assert_int_equal(fx_decide(f, &rq, 20).verdict, SCHED_GO);
+	f->c.rpm_window_margin_ms = 700;
+	assert_int_equal(fx_decide(f, &rq, 20).verdict, SCHED_GO);
+	assert_int_equal(f->sp[0].rl.span_ms, (int64_t)f->c.rpm_window_seconds * 1000 + 700);
+	f->c.learn_limits = 1;
+	f->sp[0].learn.eff = 1;				/* learned: one start per window */
+	assert_int_equal(fx_decide(f, &rq, 20).verdict, SCHED_WAIT);
+	assert_int_equal(f->sp[0].rl.admit, 1);
+	f->sp[0].learn.eff = 0;				/* given back */
+	assert_int_equal(fx_decide(f, &rq, 20).verdict, SCHED_GO);
+	assert_int_equal(f->sp[0].rl.admit, 4);
+	fx_free(f);
+}
+
 /* TPM in the decision: a key over its token budget waits like a full one. */
 static void
 test_tpm_wait(void **state)
@@ -1125,6 +1160,7 @@ main(void)
 		cmocka_unit_test(test_reject_default),
 		cmocka_unit_test(test_states_timer_probe),
 		cmocka_unit_test(test_reload_sync),
+		cmocka_unit_test(test_sync_inputs),
 		cmocka_unit_test(test_tpm_wait),
 		cmocka_unit_test(test_simulation),
 	};
