@@ -153,14 +153,10 @@ shape_parse_scan(struct shape_req *r)
 	const char *s;
 	size_t n;
 
-	if (jscan_object(r->body, r->body_len, m, 5) == -1 ||
+	if (jscan_object_in(r->body, r->body_len, m, 5, &m[2], &iu, 1) == -1 ||
 	    jscan_plain_string(m[0].val, m[0].val_len, &s, &n) == -1)
 		return -1;
-	if (jscan_type(m[2].val) == JSCAN_OBJECT) {
-		if (jscan_object(m[2].val, m[2].val_len, &iu, 1) == -1)
-			return -1;
-		r->include_usage = jscan_type(iu.val) == JSCAN_TRUE;
-	}
+	r->include_usage = jscan_type(iu.val) == JSCAN_TRUE;	/* absent unless m[2] is an object */
 	if (n < sizeof(r->model_small)) {
 		memcpy(r->model_small, s, n);
 		r->model_small[n] = '\0';
