@@ -303,7 +303,8 @@ jscan_wanted(struct jscan_member *want, const size_t *wl, size_t n, const char *
  * value's first byte), after (a value ended at p: a ',' or its container's
  * end follows) and close (p at a container's end). Whitespace is skipped
  * only where the byte expected is not there. A top-level member that is
- * wanted is recorded when its value ends back at level 1.
+ * wanted is recorded when its value ends back at level 1; a member of in's
+ * object (level 2) likewise when its value ends back at level 2.
  *
  * Bounds: e is first moved back over trailing whitespace, and the byte
  * before it must be '}'. Every token (string, number, literal) is scanned
@@ -314,11 +315,15 @@ jscan_wanted(struct jscan_member *want, const size_t *wl, size_t n, const char *
 int
 jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
 {
-	const char *e = buf + len, *p, *k, *v = NULL;
-	struct jscan_member *cur = NULL;	/* the wanted top-level member being read */
-	uint64_t arrays = 0;
-	int depth = 1, in_array = 0, esc = 0;
-	size_t wl[JSCAN_MAX_WANT], i;
+	return jscan_object_in(buf, len, want, n, NULL, NULL, 0);
+}
+
+/* Set members[0..n) to absent and their key lengths into wl; -1 when n is
+ * too large. */
+static int
+jscan_want_init(struct jscan_member *want, size_t n, size_t *wl)
+{
+	size_t i;
 
 	if (n > JSCAN_MAX_WANT)
 		return -1;
@@ -327,6 +332,22 @@ jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
 		want[i].val_len = 0;
 		wl[i] = strlen(want[i].key);
 	}
+	return 0;
+}
+
+int
+jscan_object_in(const char *buf, size_t len, struct jscan_member *want, size_t n,
+    const struct jscan_member *in, struct jscan_member *sub, size_t nsub)
+{
+	const char *e = buf + len, *p, *k, *v = NULL, *v2 = NULL;
+	struct jscan_member *cur = NULL;	/* the wanted top-level member being read */
+	struct jscan_member *scur = NULL;	/* the wanted member of in's object being read */
+	uint64_t arrays = 0;
+	int depth = 1, in_array = 0, esc = 0;
+	size_t wl[JSCAN_MAX_WANT], sl[JSCAN_MAX_WANT];
+
+	if (jscan_want_init(want, n, wl) == -1 || jscan_want_init(sub, nsub, sl) == -1)
+		return -1;
 	while (e > buf && jscan_is_ws(e[-1]))
 		e--;
 	if (e == buf || e[-1] != '}')
@@ -347,12 +368,19 @@ key:
 	esc = 0;
 	if ((p = jscan_string(buf, p, e, &esc)) == NULL)
 		return -1;
-	if (depth == 1 && want != NULL) {
+	if (depth == 1 ? want != NULL : depth == 2 && cur != NULL && cur == in) {
+		struct jscan_member *w;
+
 		if (esc)
 			return -1;	/* an escaped key could spell a wanted one */
-		cur = jscan_wanted(want, wl, n, k, (size_t)(p - 1 - k));
-		if (cur != NULL && cur->val != NULL)
+		w = jscan_wanted(depth == 1 ? want : sub, depth == 1 ? wl : sl, depth == 1 ? n : nsub,
+		    k, (size_t)(p - 1 - k));
+		if (w != NULL && w->val != NULL)
 			return -1;	/* twice: json-c keeps the last, let it decide */
+		if (depth == 1)
+			cur = w;
+		else
+			scur = w;
 	}
 	if (*p != ':') {
 		p = jscan_ws(p);
@@ -363,6 +391,8 @@ key:
 value:
 	if (depth == 1)
 		v = p;
+	else if (depth == 2)
+		v2 = p;
 	switch (*p) {
 	case ' ': case '\t': case '\n': case '\r':
 		p = jscan_ws(p);
@@ -405,6 +435,10 @@ after:
 		cur->val = v;
 		cur->val_len = (size_t)(p - v);
 		cur = NULL;
+	} else if (scur != NULL && depth == 2) {
+		scur->val = v2;
+		scur->val_len = (size_t)(p - v2);
+		scur = NULL;
 	}
 	switch (*p) {
 	case ',':

@@ -47,6 +47,13 @@ enum jscan_type {
  * n too large). */
 int jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n);
 
+/* The same, and when the value of want member *in (one of want[0..n)) is an
+ * object, fill in the members of that object named in sub[0..nsub) (nsub at
+ * most JSCAN_MAX_WANT) in the same pass; sub's members stay absent when *in
+ * is absent or not an object. Escaped keys in that object are refused too. */
+int jscan_object_in(const char *buf, size_t len, struct jscan_member *want, size_t n,
+    const struct jscan_member *in, struct jscan_member *sub, size_t nsub);
+
 /* The type of a value found by jscan_object (JSCAN_NONE for NULL). */
 enum jscan_type jscan_type(const char *val);
 

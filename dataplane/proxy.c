@@ -680,6 +680,7 @@ static void
 proxy_send_json(struct proxy_req *r)
 {
 	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member f[3] = SSE_USAGE_FIELDS;
 	const char *json = r->jbody.data != NULL ? r->jbody.data : "";
 	size_t len = r->jbody.len;
 	const struct sc_buf *b = &r->jbody;
@@ -688,11 +689,9 @@ proxy_send_json(struct proxy_req *r)
 	int rw, ur;
 
 	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
-	if (len > 0 && jscan_object(json, len, m, 3) == 0) {
+	if (len > 0 && jscan_object_in(json, len, m, 3, &m[1], f, 3) == 0) {
 		rw = respmodel_json_member(json, len, &m[0], r->model_lit.data, r->model_lit.len, &out);
-		ur = sse_usage_members(&m[1], &m[2], &u);
-		if (ur == -1)
-			ur = sse_usage_parse(json, len, &u);
+		ur = sse_usage_fields(&m[1], f, &m[2], &u);
 	} else {
 		rw = respmodel_json(json, len, r->model_lit.data, r->model_lit.len, &out);
 		ur = sse_usage_parse(json, len, &u);

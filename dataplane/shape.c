@@ -153,18 +153,20 @@ shape_parse_scan(struct shape_req *r)
 	const char *s;
 	size_t n;
 
-	if (jscan_object(r->body, r->body_len, m, 5) == -1 ||
+	if (jscan_object_in(r->body, r->body_len, m, 5, &m[2], &iu, 1) == -1 ||
 	    jscan_plain_string(m[0].val, m[0].val_len, &s, &n) == -1)
 		return -1;
-	if (jscan_type(m[2].val) == JSCAN_OBJECT) {
-		if (jscan_object(m[2].val, m[2].val_len, &iu, 1) == -1)
-			return -1;
-		r->include_usage = jscan_type(iu.val) == JSCAN_TRUE;
+	r->include_usage = jscan_type(iu.val) == JSCAN_TRUE;	/* absent unless m[2] is an object */
+	if (n < sizeof(r->model_small)) {
+		memcpy(r->model_small, s, n);
+		r->model_small[n] = '\0';
+		r->model = r->model_small;
+	} else {
+		r->model_own = sc_xmalloc(n + 1);
+		memcpy(r->model_own, s, n);
+		r->model_own[n] = '\0';
+		r->model = r->model_own;
 	}
-	r->model_own = sc_xmalloc(n + 1);
-	memcpy(r->model_own, s, n);
-	r->model_own[n] = '\0';
-	r->model = r->model_own;
 	r->stream = jscan_type(m[1].val) == JSCAN_TRUE;
 	r->has_stream_options = m[2].val != NULL;
 	r->so_not_object = m[2].val != NULL && jscan_type(m[2].val) != JSCAN_OBJECT;
@@ -361,7 +363,7 @@ shape_build(struct shape_req *r, const struct provider_compat *c, const char *mo
 	const char *s;
 
 	*usage_injected = false;
-	if (r->root == NULL && r->model_own == NULL)
+	if (r->model == NULL)
 		return sc_err_set(e, "", 0, "no parsed body"), 500;
 	/* The scanner's reading stands in for the tree until a rewrite needs it. */
 	if (r->root == NULL && c->flatten_content && r->has_messages && shape_tree(r, e) == -1)

@@ -29,6 +29,7 @@
 #include "util.h"
 
 #define SHAPE_MAX_DEPTH 64	/* JSON nesting accepted in a request body */
+#define SHAPE_MODEL_INLINE 64	/* a model shorter than this is kept in the struct */
 
 struct json_object;
 
@@ -37,8 +38,9 @@ struct shape_req {
 					 * the scanner (jscan) has read it, built on demand */
 	const char *body;		/* borrowed: the client's bytes; unchanged until shape_free */
 	size_t      body_len;
-	const char *model;		/* the client's model, owned by root or model_own */
-	char       *model_own;		/* owned: the model's text when the scanner read it */
+	const char *model;		/* the client's model, in root, model_small or model_own */
+	char       *model_own;		/* owned: the model's text when the scanner read a long one */
+	char        model_small[SHAPE_MODEL_INLINE];	/* ... a short one (no allocation) */
 	bool        stream;		/* "stream": true */
 	bool        include_usage;	/* "stream_options": {"include_usage": true} */
 	/* private: where the splice goes, when the raw scan understood the body */

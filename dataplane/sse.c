@@ -305,33 +305,40 @@ sse_scan_int(const struct jscan_member *m)
 	return v;
 }
 
-/* The fast path: locate the top-level "usage" with the scanner and read
- * only that object. 1 or 0 as sse_usage_parse, -1 when the scanner refused
- * the text (json-c decides). */
+/* The fast path: the scanner reads the top-level "usage" object's counts
+ * and "choices" in one pass. 1 or 0 as sse_usage_parse, -1 when the scanner
+ * refused the text (json-c decides). */
 static int
 sse_usage_scan(const char *data, size_t len, struct sse_usage *u)
 {
 	struct jscan_member m[2] = { { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member f[3] = SSE_USAGE_FIELDS;
 
-	if (jscan_object(data, len, m, 2) == -1)
+	if (jscan_object_in(data, len, m, 2, &m[0], f, 3) == -1)
 		return -1;
-	return sse_usage_members(&m[0], &m[1], u);
+	return sse_usage_fields(&m[0], f, &m[1], u);
 }
 
 int
 sse_usage_members(const struct jscan_member *usage, const struct jscan_member *choices, struct sse_usage *u)
 {
-	struct jscan_member f[3] = {
-		{ "prompt_tokens", NULL, 0 }, { "completion_tokens", NULL, 0 }, { "total_tokens", NULL, 0 },
-	};
+	struct jscan_member f[3] = SSE_USAGE_FIELDS;
+
+	if (jscan_type(usage->val) == JSCAN_OBJECT && jscan_object(usage->val, usage->val_len, f, 3) == -1)
+		return -1;
+	return sse_usage_fields(usage, f, choices, u);
+}
+
+int
+sse_usage_fields(const struct jscan_member *usage, const struct jscan_member *f,
+    const struct jscan_member *choices, struct sse_usage *u)
+{
 	const char *p;
 
 	memset(u, 0, sizeof(*u));
 	u->prompt_tokens = u->completion_tokens = u->total_tokens = -1;
 	if (jscan_type(usage->val) != JSCAN_OBJECT)
 		return 0;
-	if (jscan_object(usage->val, usage->val_len, f, 3) == -1)
-		return -1;
 	u->prompt_tokens = sse_scan_int(&f[0]);
 	u->completion_tokens = sse_scan_int(&f[1]);
 	u->total_tokens = sse_scan_int(&f[2]);

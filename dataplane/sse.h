@@ -103,6 +103,13 @@ int sse_usage_parse(const char *data, size_t len, struct sse_usage *u);
  * (then sse_usage_parse on the whole document decides, as json-c does). */
 struct jscan_member;
 int sse_usage_members(const struct jscan_member *usage, const struct jscan_member *choices, struct sse_usage *u);
+/* The same when that scan also read the usage object's members into f
+ * (jscan_object_in with usage as in, f initialised with SSE_USAGE_FIELDS):
+ * one pass over the document, 1 or 0. */
+#define SSE_USAGE_FIELDS \
+	{ { "prompt_tokens", NULL, 0 }, { "completion_tokens", NULL, 0 }, { "total_tokens", NULL, 0 } }
+int sse_usage_fields(const struct jscan_member *usage, const struct jscan_member *f,
+    const struct jscan_member *choices, struct sse_usage *u);
 
 /* Whether an event's data is an error that says "rate limited": NIM's shape
  * ({"status":429,"title":"Too Many Requests",...}) or OpenAI's

@@ -57,6 +57,32 @@ expect_reject(const char *body, size_t len, const char *field, const char *msg_p
 	assert_null(r.root);
 }
 
+/* The scanner keeps a short model in the struct and a long one in its own
+ * allocation; both read back whole, and shape_free releases the long one. */
+static void
+test_model_lengths(void **state)
+{
+	static const size_t lens[] = { 1, SHAPE_MODEL_INLINE - 1, SHAPE_MODEL_INLINE, 300 };
+	struct shape_req r;
+	struct sc_err e;
+	char body[400], model[320];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		memset(model, 'm', lens[i]);
+		model[lens[i]] = '\0';
+		snprintf(body, sizeof(body), "{\"model\":\"%s\",\"stream\":true}", model);
+		assert_int_equal(shape_parse(&r, body, strlen(body), &e), 0);
+		assert_null(r.root);	/* the scanner's reading */
+		assert_string_equal(r.model, model);
+		assert_true(r.stream);
+		assert_true((r.model == r.model_small) == (lens[i] < SHAPE_MODEL_INLINE));
+		shape_free(&r);
+		assert_null(r.model);
+	}
+}
+
 static void
 test_reject(void **state)
 {
@@ -595,6 +621,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reject),
+		cmocka_unit_test(test_model_lengths),
 		cmocka_unit_test(test_jscan_syntax),
 		cmocka_unit_test(test_jscan_members),
 		cmocka_unit_test(test_jscan_strings),

@@ -406,6 +406,48 @@ test_usage_members(void **state)
 	assert_int_equal(sse_usage_members(&m[0], &m[1], &a), -1);
 }
 
+/* sse_usage_fields on one jscan_object_in pass reads what sse_usage_parse
+ * reads; a usage object with a duplicate or escaped key refuses the pass. */
+static void
+test_usage_fields(void **state)
+{
+	static const char *const docs[] = {
+		"{\"choices\":[{\"delta\":{}}],\"usage\" : {\"prompt_tokens\":1,\"completion_tokens\":2}}",
+		"{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+		"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}",
+		"{\"choices\":[ ],\"usage\":{\"prompt_tokens\":7,\"x\":{\"total_tokens\":1},\"total_tokens\":9}}",
+		"{\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":\"2\"}}",
+		"{\"choices\":[],\"usage\":null}",
+		"{\"usage\":[{\"total_tokens\":3}]}",
+		"{\"usage\":{}}",
+		"{\"model\":\"m\",\"x\":{\"total_tokens\":3},\"usage\":{\"total_tokens\":4}}",
+	};
+	static const char *const refused[] = {
+		"{\"usage\":{\"total_tokens\":1,\"total_tokens\":2}}",
+		"{\"usage\":{\"total_\\u0074okens\":1}}",
+	};
+	struct jscan_member m[2];
+	struct jscan_member f[3] = SSE_USAGE_FIELDS;
+	struct sse_usage a, b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		m[0] = (struct jscan_member){ "usage", NULL, 0 };
+		m[1] = (struct jscan_member){ "choices", NULL, 0 };
+		assert_int_equal(jscan_object_in(docs[i], strlen(docs[i]), m, 2, &m[0], f, 3), 0);
+		assert_int_equal(sse_usage_fields(&m[0], f, &m[1], &a), sse_usage_parse(docs[i], strlen(docs[i]), &b));
+		assert_int_equal(a.prompt_tokens, b.prompt_tokens);
+		assert_int_equal(a.completion_tokens, b.completion_tokens);
+		assert_int_equal(a.total_tokens, b.total_tokens);
+		assert_int_equal(a.usage_only, b.usage_only);
+	}
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		assert_int_equal(jscan_object_in(refused[i], strlen(refused[i]), m, 2, &m[0], f, 3), -1);
+	/* the last document read the usage object's 4, not x's 3 */
+	assert_int_equal(a.total_tokens, 4);
+}
+
 static void
 test_usage(void **state)
 {
@@ -520,6 +562,7 @@ main(void)
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_usage),
 		cmocka_unit_test(test_usage_members),
+		cmocka_unit_test(test_usage_fields),
 		cmocka_unit_test(test_rate_limited),
 	};
 
