@@ -329,11 +329,10 @@ reqlog_writer_new(sqlite3 *db, struct sc_err *e)
 	return w;
 }
 
-void
-reqlog_writer_free(struct reqlog_writer *w)
+/* Finalize the writer's statements (prepared or not) and forget them. */
+static void
+reqlog_writer_finalize(struct reqlog_writer *w)
 {
-	if (w == NULL)
-		return;
 	sqlite3_finalize(w->log1);
 	sqlite3_finalize(w->logn);
 	sqlite3_finalize(w->att1);
@@ -341,6 +340,15 @@ reqlog_writer_free(struct reqlog_writer *w)
 	sqlite3_finalize(w->top);
 	sqlite3_finalize(w->prune_att);
 	sqlite3_finalize(w->prune);
+	w->log1 = w->logn = w->att1 = w->attn = w->top = w->prune_att = w->prune = NULL;
+}
+
+void
+reqlog_writer_free(struct reqlog_writer *w)
+{
+	if (w == NULL)
+		return;
+	reqlog_writer_finalize(w);
 	free(w);
 }
 
@@ -388,13 +396,7 @@ reqlog_writer_prepare(struct reqlog_writer *w)
 	    NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_prepare_v3(w->db, reqlog_prune_sql, -1, SQLITE_PREPARE_PERSISTENT, &w->prune,
 	    NULL)) != SQLITE_OK) {
-		sqlite3_finalize(w->log1);
-		sqlite3_finalize(w->logn);
-		sqlite3_finalize(w->att1);
-		sqlite3_finalize(w->attn);
-		sqlite3_finalize(w->top);
-		sqlite3_finalize(w->prune_att);
-		w->log1 = w->logn = w->att1 = w->attn = w->top = w->prune_att = w->prune = NULL;
+		reqlog_writer_finalize(w);
 		return rc;
 	}
 	return SQLITE_OK;
