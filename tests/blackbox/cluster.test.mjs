@@ -26,21 +26,12 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
 import { startProxy, startRedis } from './lib/redis.mjs';
-import { cleanup, makeDb, request, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, request, sleep, startDataplane, until } from './lib/stack.mjs';
 
 const key = (i) => `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`;
 const sql = (st, q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', st.db, q]).toString().trim();
 const WIN = 2000, MARGIN = 250, SPAN = WIN + MARGIN;
 
-async function until(pred, ms, what) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await pred();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
-}
 
 const health = async (dp) => JSON.parse((await request(`${dp.base}/health`)).body);
 const modeOf = async (dp) => (await health(dp)).cluster?.mode;

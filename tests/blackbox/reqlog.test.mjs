@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, setSetting, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, setSetting, sleep, startDataplane, until } from './lib/stack.mjs';
 
 const K1 = 'nvapi-TEST-1901-aaaaaaaaaaaaaaaa';
 const K2 = 'nvapi-TEST-1902-bbbbbbbbbbbbbbbb';
@@ -29,15 +29,6 @@ function sql(st, q) {
 function rows(st, q) {
 	const t = sql(st, q);
 	return t ? JSON.parse(t) : [];
-}
-async function until(pred, ms, what) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await pred();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
 }
 const chat = (model, extra = {}) => ({ model, messages: [{ role: 'user', content: 'hi' }], ...extra });
 

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, sleep, startDataplane, until } from './lib/stack.mjs';
 
 const key = (i) => `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`;
 
@@ -25,15 +25,6 @@ const chat = (dp, headers = {}, model = 'mock/x') =>
 	postJson(`${dp.url}/chat/completions`, { model, messages: [{ role: 'user', content: 'hi' }] }, headers);
 const health = async (dp) => JSON.parse((await request(`${dp.base}/health`)).body);
 
-async function until(pred, ms, what) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await pred();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
-}
 
 // Start a mock, a database with providers(mock) and settings, a data plane; run fn; stop all.
 async function withStack({ keys, windowMs = 2000, providers, settings }, fn) {

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, sleep, startDataplane, until as untilEvery } from './lib/stack.mjs';
 
 const key = (i) => `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`;
 const sql = (st, q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', st.db, q]).toString().trim();
@@ -33,15 +33,7 @@ const metric = async (dp, name) => {
 	return line === undefined ? undefined : Number(line.slice(name.length + 1));
 };
 
-async function until(pred, ms, what) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await pred();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(25);
-	}
-}
+const until = (pred, ms, what) => untilEvery(pred, ms, what, 25);
 
 async function withStack({ keys, windowMs = 2000, providers, settings, mockOpts = {} }, fn) {
 	const mock = await startMock({ keys, windowMs, chunks: 1, intervalMs: 1, ...mockOpts });

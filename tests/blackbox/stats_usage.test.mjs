@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, setSetting, sleep, startDataplane } from './lib/stack.mjs';
+import { cleanup, makeDb, postJson, request, setSetting, sleep, startDataplane, until } from './lib/stack.mjs';
 
 const KEY1 = 'nvapi-TEST-0001-xxxxxxxxxxxxxxxx';
 const KEY2 = 'nvapi-TEST-0002-xxxxxxxxxxxxxxxx';
@@ -19,15 +19,6 @@ function sql(st, q) {
 function rows(st, q) {
 	const t = sql(st, q);
 	return t ? JSON.parse(t) : [];
-}
-async function until(pred, ms, what) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await pred();
-		if (v) return v;
-		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(50);
-	}
 }
 function providerId(st, name) {
 	return rows(st, `SELECT id FROM providers WHERE name = '${name}'`)[0].id;

@@ -23,13 +23,14 @@ export function sleep(ms) {
 	return new Promise((r) => setTimeout(r, ms));
 }
 
-async function waitFor(pred, timeoutMs, what) {
+// pred() until it returns something truthy (returned), checked every everyMs; throws after timeoutMs.
+export async function until(pred, timeoutMs, what, everyMs = 50) {
 	const end = Date.now() + timeoutMs;
 	for (;;) {
 		const v = await pred();
 		if (v) return v;
 		if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-		await sleep(20);
+		await sleep(everyMs);
 	}
 }
 
@@ -141,13 +142,13 @@ export async function startDataplane(st, { args = [], env = {}, nofile } = {}) {
 	proc.stderr.on('data', (d) => { logs += d; });
 	let exited = null;
 	const exitP = new Promise((r) => proc.on('exit', (code, sig) => { exited = { code, sig }; r(exited); }));
-	const ports = await waitFor(() => {
+	const ports = await until(() => {
 		if (exited) throw new Error(`sidecar-dataplane exited (${JSON.stringify(exited)}): ${logs}`);
 		if (!existsSync(portFile)) return null;
 		const t = readFileSync(portFile, 'utf8');
 		const m = /data (\d+)\nmetrics (\d+)/.exec(t);
 		return m ? { data: +m[1], metrics: +m[2] } : null;
-	}, 10000, 'the data plane port file');
+	}, 10000, 'the data plane port file', 20);
 	const dp = {
 		proc, pid: proc.pid, port: ports.data, metricsPort: ports.metrics,
 		base: `http://127.0.0.1:${ports.data}`,
