@@ -394,9 +394,7 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 	if (!r->is_sse) {
 		/* The head waits for the whole body: the rewrite changes its length. */
 		r->ctype = ct;
-		sc_buf_init(&r->jbody, PX_JSON_CAP);
-		if (cl > 0)
-			sc_buf_presize(&r->jbody, (size_t)cl);	/* no-op past the cap */
+		sc_buf_init(&r->jbody, PX_JSON_CAP);	/* sized by its first piece (proxy_relay_data) */
 		r->json_hold = 1;
 		return;
 	}
@@ -633,6 +631,52 @@ proxy_on_data(void *arg, const char *p, size_t n)
 	return proxy_relay_data(r, p, n);
 }
 
+/* A JSON response of len bytes (the held one, or curl's buffer when the
+ * body came in one piece), its model the client's, with its length: the
+ * head and the pieces around the model go out in one write, without a
+ * rewritten copy. Its usage is read in the same scan (a document the
+ * scanner refuses: each of the two decides on its own, json-c behind the
+ * usage). */
+static void
+proxy_send_json(struct proxy_req *r, const char *json, size_t len)
+{
+	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member f[3] = SSE_USAGE_FIELDS;
+	struct sse_usage u;
+	size_t at = 0, vlen = 0, out;
+	int rw, ur;
+
+	if (json == NULL)
+		json = "";
+	if (len > 0 && jscan_object_in(json, len, m, 3, &m[1], f, 3) == 0) {
+		ur = sse_usage_fields(&m[1], f, &m[2], &u);
+	} else {
+		/* the model's scan alone may still pass (a repeated "usage", say) */
+		if (len == 0 || jscan_object(json, len, &m[0], 1) != 0)
+			m[0].val = NULL;
+		ur = sse_usage_parse(json, len, &u);
+	}
+	rw = respmodel_json_span(json, &m[0], r->model_lit.data, r->model_lit.len, &at, &vlen);
+	if (ur == 1 && u.total_tokens >= 0 && len < PX_JSON_CAP) {
+		r->tokens = u.total_tokens;
+		r->prompt_tokens = u.prompt_tokens;
+		r->completion_tokens = u.completion_tokens;
+	}
+	r->json_hold = 0;
+	out = rw ? len - vlen + r->model_lit.len : len;
+	conn_batch_begin();
+	proxy_json_head(r, (int64_t)out);
+	if (rw) {
+		conn_response_body(r->conn, json, at);
+		conn_response_body(r->conn, r->model_lit.data, r->model_lit.len);
+		conn_response_body(r->conn, json + at + vlen, len - at - vlen);
+	} else {
+		conn_response_body(r->conn, json, len);
+	}
+	conn_batch_end();
+	r->relayed += out;
+}
+
 /* Body bytes of the attempt: an error body kept for the rewrite, or relayed. */
 static size_t
 proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
@@ -656,6 +700,14 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 		return n;
 	}
 	if (r->json_hold) {
+		if (r->jbody.len == 0 && r->up_length >= 0 && (uint64_t)r->up_length == n && n < r->jbody.cap) {
+			/* The whole body in one piece (a small answer, nearly
+			 * always): sent from curl's buffer, not held. */
+			proxy_send_json(r, p, n);
+			return n;
+		}
+		if (r->jbody.len == 0 && r->up_length > 0)
+			sc_buf_presize(&r->jbody, (size_t)r->up_length);	/* no-op past the cap */
 		if (sc_buf_append(&r->jbody, p, n) == 0)
 			return n;
 		proxy_json_release(r);
@@ -671,43 +723,6 @@ static void
 proxy_record_tokens(struct proxy_req *r)
 {
 	dispatch_report_tokens(&r->dt, r->tokens);
-}
-
-/* The held JSON response, its model the client's, with its length; its usage
- * is read in the same scan (a document the scanner refuses: each of the
- * two decides on its own, json-c behind the usage). */
-static void
-proxy_send_json(struct proxy_req *r)
-{
-	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
-	struct jscan_member f[3] = SSE_USAGE_FIELDS;
-	const char *json = r->jbody.data != NULL ? r->jbody.data : "";
-	size_t len = r->jbody.len;
-	const struct sc_buf *b = &r->jbody;
-	struct sse_usage u;
-	struct sc_buf out;
-	int rw, ur;
-
-	sc_buf_init(&out, r->jbody.len + r->model_lit.len + 64);
-	if (len > 0 && jscan_object_in(json, len, m, 3, &m[1], f, 3) == 0) {
-		rw = respmodel_json_member(json, len, &m[0], r->model_lit.data, r->model_lit.len, &out);
-		ur = sse_usage_fields(&m[1], f, &m[2], &u);
-	} else {
-		rw = respmodel_json(json, len, r->model_lit.data, r->model_lit.len, &out);
-		ur = sse_usage_parse(json, len, &u);
-	}
-	if (rw == 1)
-		b = &out;
-	if (ur == 1 && u.total_tokens >= 0 && len < r->jbody.cap) {
-		r->tokens = u.total_tokens;
-		r->prompt_tokens = u.prompt_tokens;
-		r->completion_tokens = u.completion_tokens;
-	}
-	r->json_hold = 0;
-	proxy_json_head(r, (int64_t)b->len);
-	conn_response_body(r->conn, b->data != NULL ? b->data : "", b->len);
-	r->relayed += b->len;
-	sc_buf_free(&out);
 }
 
 /* The end of a committed response: flush what is held, end cleanly. */
@@ -731,7 +746,7 @@ proxy_end_relay(struct proxy_req *r, enum upstream_result res)
 			proxy_fail(r, 502, "the upstream response broke off", "upstream_error", NULL);
 			return;
 		}
-		proxy_send_json(r);
+		proxy_send_json(r, r->jbody.data, r->jbody.len);
 	}
 	proxy_record_tokens(r);
 	r->conn = NULL;

@@ -49,20 +49,30 @@ respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len, st
 }
 
 int
-respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
-    struct sc_buf *out)
+respmodel_json_span(const char *json, const struct jscan_member *m, const char *lit, size_t lit_len, size_t *at,
+    size_t *n)
 {
-	size_t keep = out->len, head, tail;
-
 	if (jscan_type(m->val) != JSCAN_STRING)
 		return 0;
 	if (m->val_len == lit_len && memcmp(m->val, lit, lit_len) == 0)
 		return 0;
-	head = (size_t)(m->val - json);
-	tail = len - head - m->val_len;
+	*at = (size_t)(m->val - json);
+	*n = m->val_len;
+	return 1;
+}
+
+int
+respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
+    struct sc_buf *out)
+{
+	size_t keep = out->len, head, vlen, tail;
+
+	if (respmodel_json_span(json, m, lit, lit_len, &head, &vlen) == 0)
+		return 0;
+	tail = len - head - vlen;
 	sc_buf_presize(out, head + lit_len + tail);	/* an empty out: one allocation */
 	if (sc_buf_append(out, json, head) == -1 || sc_buf_append(out, lit, lit_len) == -1 ||
-	    sc_buf_append(out, m->val + m->val_len, tail) == -1) {
+	    sc_buf_append(out, m->val + vlen, tail) == -1) {
 		out->len = keep;
 		if (out->data != NULL)
 			out->data[keep] = '\0';

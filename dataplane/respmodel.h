@@ -35,6 +35,11 @@ int respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len
 struct jscan_member;
 int respmodel_json_member(const char *json, size_t len, const struct jscan_member *m, const char *lit, size_t lit_len,
     struct sc_buf *out);
+/* Where that rewrite splices, for a caller that sends the pieces itself: 1
+ * and *at, *n (the offset and length of the value to replace by lit) when
+ * m's value is a string other than lit, else 0 (nothing to change). */
+int respmodel_json_span(const char *json, const struct jscan_member *m, const char *lit, size_t lit_len, size_t *at,
+    size_t *n);
 
 /* The SSE event ev (from sse_feed) whose raw bytes are the last ev->raw_len
  * bytes of hold: rewrite the model of its data payload in place, keeping the
