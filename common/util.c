@@ -268,6 +268,19 @@ sc_buf_append(struct sc_buf *b, const void *p, size_t n)
 	return 0;
 }
 
+char *
+sc_buf_extend(struct sc_buf *b, size_t n)
+{
+	char *at;
+
+	if (sc_buf_reserve(b, n) == -1)
+		return NULL;
+	at = b->data + b->len;
+	b->len += n;
+	b->data[b->len] = '\0';
+	return at;
+}
+
 int
 sc_buf_printf(struct sc_buf *b, const char *fmt, ...)
 {

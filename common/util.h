@@ -114,6 +114,10 @@ struct sc_buf {
 };
 void sc_buf_init(struct sc_buf *b, size_t cap);
 int  sc_buf_append(struct sc_buf *b, const void *p, size_t n);	/* 0, or -1 past cap */
+/* n more bytes at the end for the caller to fill (a line built of several
+ * pieces: one growth check, not one per piece), NUL-terminated after them;
+ * NULL past cap (b unchanged). */
+char *sc_buf_extend(struct sc_buf *b, size_t n);
 int  sc_buf_printf(struct sc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sc_buf_consume(struct sc_buf *b, size_t n);	/* drop n bytes from the front */
 void sc_buf_reset(struct sc_buf *b);

@@ -1094,36 +1094,65 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 
 static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_on_done };
 
-/* Collect the client's end-to-end headers worth forwarding. */
+/* Client headers the sidecar never forwards although they are end-to-end:
+ * its own (the token, the id and priority it answers), the framing curl
+ * makes, and what the upstream must not see. By length first: most names
+ * have a length none of these has. */
+static int
+proxy_not_forwarded(struct http_slice n)
+{
+	switch (n.len) {
+	case 4:
+		return http_slice_ieq(n, "host");
+	case 6:
+		return http_slice_ieq(n, "expect") || http_slice_ieq(n, "cookie");
+	case 12:
+		return http_slice_ieq(n, "x-request-id");
+	case 13:
+		return http_slice_ieq(n, "authorization");
+	case 14:
+		return http_slice_ieq(n, "content-length");
+	case 15:
+		return http_slice_ieq(n, "accept-encoding");
+	case 17:
+		return http_slice_ieq(n, "transfer-encoding");
+	case 18:
+		return http_slice_ieq(n, "x-sidecar-priority");
+	case 19:
+		return http_slice_ieq(n, "proxy-authorization");
+	default:
+		return 0;
+	}
+}
+
+/* Collect the client's end-to-end headers worth forwarding, each as
+ * "Name: value\0". */
 static void
 proxy_collect_headers(struct proxy_req *r, const struct http_request *req)
 {
-	/* with their lengths: no strlen per name and header */
-	static const struct { const char *name; size_t len; } skip[] = {
-		{ "authorization", 13 }, { "host", 4 }, { "content-length", 14 }, { "transfer-encoding", 17 },
-		{ "expect", 6 }, { "accept-encoding", 15 }, { "x-request-id", 12 }, { "x-sidecar-priority", 18 },
-		{ "cookie", 6 }, { "proxy-authorization", 19 },
-	};
-	size_t i, k, nskip = sizeof(skip) / sizeof(skip[0]);
+	/* the options a Connection header lists are hop-by-hop too: looked up
+	 * per header only when the request has one */
+	int lists = http_find_header(req, "connection") != NULL;
+	size_t i;
 
 	sc_buf_init(&r->fwd, PX_FWD_CAP);
 	for (i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
-		if (http_is_hop_by_hop(h->name) || http_connection_lists(req, h->name))
+		char *d;
+
+		if (proxy_not_forwarded(h->name) || http_is_hop_by_hop(h->name) ||
+		    (lists && http_connection_lists(req, h->name)))
 			continue;
-		for (k = 0; k < nskip; k++)
-			if (h->name.len == skip[k].len && strncasecmp(h->name.p, skip[k].name, skip[k].len) == 0)
-				break;
-		if (k < nskip)
-			continue;
-		if (r->fwd.len + h->name.len + h->value.len + 4 > PX_FWD_CAP)
+		if ((d = sc_buf_extend(&r->fwd, h->name.len + 2 + h->value.len + 1)) == NULL)
 			break;
 		if (http_slice_ieq(h->name, "content-type"))
 			r->has_ctype = 1;
-		sc_buf_append(&r->fwd, h->name.p, h->name.len);
-		sc_buf_append(&r->fwd, ": ", 2);
-		sc_buf_append(&r->fwd, h->value.p, h->value.len);
-		sc_buf_append(&r->fwd, "", 1);
+		memcpy(d, h->name.p, h->name.len);
+		d += h->name.len;
+		*d++ = ':';
+		*d++ = ' ';
+		memcpy(d, h->value.p, h->value.len);
+		d[h->value.len] = '\0';
 		r->nfwd++;
 	}
 }

@@ -22,12 +22,15 @@ respmodel_literal(const char *model, size_t len, struct sc_buf *out)
 	/* An id with nothing to escape (the usual case) is itself in quotes:
 	 * what json-c writes for it, without building a json-c string. */
 	if (jscan_plain_len(model, len) == len) {
+		char *d;
+
 		if (out->len + len + 2 > out->cap)
-			return -1;	/* as the appends below would, leaving out as it was */
+			return -1;	/* leaving out as it was */
 		sc_buf_presize(out, len + 2);
-		sc_buf_append(out, "\"", 1);
-		sc_buf_append(out, model, len);
-		sc_buf_append(out, "\"", 1);
+		d = sc_buf_extend(out, len + 2);
+		d[0] = '"';
+		memcpy(d + 1, model, len);
+		d[len + 1] = '"';
 		return 0;
 	}
 	if ((s = json_object_new_string_len(model, (int)len)) == NULL)

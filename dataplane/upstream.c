@@ -13,11 +13,9 @@
  */
 #define _GNU_SOURCE
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "conn.h"
 #include "crypto.h"
@@ -240,11 +238,12 @@ upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
 {
 	static const char pre[] = "Authorization: Bearer ";
 	size_t klen = strlen(key);
+	char *d;
 
-	if (UPSTREAM_BEARER_SIZE(klen) > h->text.cap - h->text.len)
+	if ((d = sc_buf_extend(&h->text, UPSTREAM_BEARER_SIZE(klen))) == NULL)
 		return -1;
-	sc_buf_append(&h->text, pre, sizeof(pre) - 1);
-	sc_buf_append(&h->text, key, klen + 1);
+	memcpy(d, pre, sizeof(pre) - 1);
+	memcpy(d + sizeof(pre) - 1, key, klen + 1);
 	h->n++;
 	return 0;
 }
@@ -419,34 +418,60 @@ upstream_ttfb_fire(struct loop *l, void *arg)
 	upstream_finish(x, UPSTREAM_ETTFB);
 }
 
-/* Is this header line "Name: value" (name of nl bytes, lower case)? Copies
- * the trimmed value. */
+/* Is this header line "Name: value" (name of nl bytes, lower case)? *v,
+ * *vl: the value, without the blanks around it. */
 static int
-upstream_hdr(const char *line, size_t n, const char *name, size_t nl, char *out, size_t outlen)
+upstream_hdr(const char *line, size_t n, const char *name, size_t nl, const char **v, size_t *vl)
 {
 	size_t i, j;
 
-	if (n <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
+	if (n <= nl || line[nl] != ':' || !http_ieq_n(line, name, nl))
 		return 0;
 	i = nl + 1;
 	while (i < n && (line[i] == ' ' || line[i] == '\t'))
 		i++;
 	j = n;
-	while (j > i && isspace((unsigned char)line[j - 1]))
+	while (j > i && (line[j - 1] == ' ' || (line[j - 1] >= '\t' && line[j - 1] <= '\r')))	/* isspace */
 		j--;
-	if (j - i >= outlen)
-		j = i + outlen - 1;
-	memcpy(out, line + i, j - i);
-	out[j - i] = '\0';
+	*v = line + i;
+	*vl = j - i;
 	return 1;
+}
+
+/* The value v[0..n) into out (truncated to its size). */
+static void
+upstream_hdr_copy(const char *v, size_t n, char *out, size_t outlen)
+{
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, v, n);
+	out[n] = '\0';
+}
+
+/* A Content-Length value: its digits' number, or -1. */
+static int64_t
+upstream_length(const char *v, size_t n)
+{
+	int64_t cl = 0;
+	size_t i;
+
+	if (n == 0 || n > 18)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		cl = cl * 10 + (v[i] - '0');
+	}
+	return cl;
 }
 
 static size_t
 upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 {
 	struct upstream_xfer *x = arg;
-	size_t n = sz * nm;
-	char v[64];
+	size_t n = sz * nm, vl;
+	const char *v;
+	char ra[64];
 	long code = 0;
 
 	if (!x->got_byte) {
@@ -462,18 +487,19 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 	}
 	switch (n > 0 ? p[0] | 0x20 : 0) {	/* the names we read, by their first letter in lower case */
 	case 'c':
-		if (upstream_hdr(p, n, "content-type", 12, x->content_type, sizeof(x->content_type)))
+		if (upstream_hdr(p, n, "content-type", 12, &v, &vl)) {
+			upstream_hdr_copy(v, vl, x->content_type, sizeof(x->content_type));
 			return n;
-		if (upstream_hdr(p, n, "content-length", 14, v, sizeof(v))) {
-			char *end;
-			long long cl = strtoll(v, &end, 10);
-			x->content_length = (*end == '\0' && cl >= 0) ? cl : -1;
+		}
+		if (upstream_hdr(p, n, "content-length", 14, &v, &vl)) {
+			x->content_length = upstream_length(v, vl);
 			return n;
 		}
 		break;
 	case 'r':
-		if (upstream_hdr(p, n, "retry-after", 11, v, sizeof(v))) {
-			x->retry_after = http_retry_after(v, strlen(v), sc_wall_ms() / 1000);
+		if (upstream_hdr(p, n, "retry-after", 11, &v, &vl)) {
+			upstream_hdr_copy(v, vl, ra, sizeof(ra));
+			x->retry_after = http_retry_after(ra, strlen(ra), sc_wall_ms() / 1000);
 			return n;
 		}
 		break;

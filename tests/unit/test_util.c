@@ -205,6 +205,26 @@ test_buf(void **state)
 	assert_int_equal(sc_buf_append(&b, "fgh", 3), 0);
 	assert_string_equal(b.data, "abcdefgh");
 	sc_buf_free(&b);
+	/* Extend: room for the caller to fill, NUL after it; past the cap NULL
+	 * and nothing changed. */
+	sc_buf_init(&b, 8);
+	{
+		char *p = sc_buf_extend(&b, 3);
+		assert_non_null(p);
+		memcpy(p, "abc", 3);
+		assert_int_equal(b.len, 3);
+		assert_string_equal(b.data, "abc");
+		p = sc_buf_extend(&b, 5);
+		assert_ptr_equal(p, b.data + 3);
+		memcpy(p, "defgh", 5);
+		assert_string_equal(b.data, "abcdefgh");
+		assert_null(sc_buf_extend(&b, 1));
+		assert_int_equal(b.len, 8);
+		assert_string_equal(b.data, "abcdefgh");
+		assert_non_null(sc_buf_extend(&b, 0));
+		assert_int_equal(b.len, 8);
+	}
+	sc_buf_free(&b);
 }
 
 /* common/log.c: levels, the line format, and reopening after logrotate. */
