@@ -371,7 +371,8 @@ proxy_drop_request(struct proxy_req *r)
 	}
 	sc_buf_free(&r->body);
 	sc_buf_free(&r->fwd);
-	if (r->xfer == NULL || upstream_body_sent(r->xfer))
+	/* (a held JSON response ends soon: its upstream body goes with it) */
+	if (r->is_sse && (r->xfer == NULL || upstream_body_sent(r->xfer)))
 		sc_buf_free(&r->upbody);
 }
 

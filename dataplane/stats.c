@@ -140,13 +140,20 @@ stats_usage_get(struct stats_agg *a, const char *pid, const char *model, const c
 	struct stats_usage *u;
 	size_t j;
 
+	if (a->last > 0 && a->last <= a->nu) {
+		u = &a->u[a->last - 1];
+		if (strcmp(u->provider_id, pid) == 0 && strcmp(u->hour, hour) == 0 && strcmp(u->model, model) == 0)
+			return u;
+	}
 	if (a->nidx == 0)
 		stats_rehash(a, 64);
 	j = stats_hash(pid, model, hour) & (a->nidx - 1);
 	while (a->idx[j] != 0) {
 		u = &a->u[a->idx[j] - 1];
-		if (strcmp(u->provider_id, pid) == 0 && strcmp(u->hour, hour) == 0 && strcmp(u->model, model) == 0)
+		if (strcmp(u->provider_id, pid) == 0 && strcmp(u->hour, hour) == 0 && strcmp(u->model, model) == 0) {
+			a->last = a->idx[j];
 			return u;
+		}
 		j = (j + 1) & (a->nidx - 1);
 	}
 	if (a->nu >= STATS_MAX_ENTRIES)
@@ -162,6 +169,7 @@ stats_usage_get(struct stats_agg *a, const char *pid, const char *model, const c
 	sc_strlcpy(u->hour, hour, sizeof(u->hour));
 	a->idx[j] = (uint32_t)a->nu + 1;
 	a->nu++;
+	a->last = a->nu;
 	if (a->nu * 2 > a->nidx)
 		stats_rehash(a, a->nidx * 2);
 	return &a->u[a->nu - 1];

@@ -77,6 +77,8 @@ struct stats_agg {
 	size_t              nu, cu;
 	uint32_t           *idx;	/* owned: open-addressing hash of u, 0 = empty, else index + 1 */
 	size_t              nidx;	/* power of two, >= 2 * nu */
+	size_t              last;	/* index + 1 of the row the last sample went to, 0 = none:
+					 * looked at before the hash (most samples repeat it) */
 	struct stats_daily *d;		/* owned array (few entries: days × 3 pools) */
 	size_t              nd, cd;
 	uint64_t            dropped;	/* samples refused at the cap */

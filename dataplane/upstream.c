@@ -139,10 +139,17 @@ upstream_timer_fire(struct loop *l, void *arg)
 static int
 upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-	if (timeout_ms < 0)
+	int64_t when;
+
+	if (timeout_ms < 0) {
 		loop_timer_cancel(up.loop, &up.timer);
-	else
-		loop_timer_arm_in(up.loop, &up.timer, timeout_ms);
+		return 0;
+	}
+	/* curl often asks again for the deadline already set: a re-arm would
+	 * cost two passes through the timer heap */
+	when = sc_now_ms() + timeout_ms;
+	if (!loop_timer_armed(&up.timer) || up.timer.when_ms != when)
+		loop_timer_arm(up.loop, &up.timer, when);
 	return 0;
 }
 
@@ -420,7 +427,7 @@ upstream_ttfb_fire(struct loop *l, void *arg)
 
 /* Is this header line "Name: value" (name of nl bytes, lower case)? *v,
  * *vl: the value, without the blanks around it. */
-static int
+static inline int
 upstream_hdr(const char *line, size_t n, const char *name, size_t nl, const char **v, size_t *vl)
 {
 	size_t i, j;
