@@ -330,7 +330,7 @@ jscan_want_init(struct jscan_member *want, size_t n, size_t *wl)
 	for (i = 0; i < n; i++) {
 		want[i].val = NULL;
 		want[i].val_len = 0;
-		wl[i] = strlen(want[i].key);
+		wl[i] = want[i].key_len != 0 ? want[i].key_len : strlen(want[i].key);
 	}
 	return 0;
 }

@@ -15,7 +15,7 @@
  * the two on every input.
  *
  * Use:
- *   struct jscan_member m[2] = { { "model" }, { "stream" } };
+ *   struct jscan_member m[2] = { JSCAN_WANT("model"), JSCAN_WANT("stream") };
  *   if (jscan_object(buf, len, m, 2) == 0)
  *       m[0].val .. m[0].val + m[0].val_len is the model value's text (quotes
  *       included when a string), NULL when absent.
@@ -33,7 +33,10 @@ struct jscan_member {
 	const char *key;	/* in: the member name wanted (plain ASCII) */
 	const char *val;	/* out: its value's first byte, NULL when absent */
 	size_t      val_len;	/* out: the value's length in bytes */
+	size_t      key_len;	/* in: strlen(key), or 0 to have it counted per call */
 };
+/* A wanted member with its key's length known: { JSCAN_WANT("model"), ... } */
+#define JSCAN_WANT(k) { (k), NULL, 0, sizeof(k) - 1 }
 
 /* What a value is, from its first byte. */
 enum jscan_type {

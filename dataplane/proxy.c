@@ -641,7 +641,7 @@ proxy_on_data(void *arg, const char *p, size_t n)
 static void
 proxy_send_json(struct proxy_req *r, const char *json, size_t len)
 {
-	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member m[3] = { JSCAN_WANT("model"), JSCAN_WANT("usage"), JSCAN_WANT("choices") };
 	struct jscan_member f[3] = SSE_USAGE_FIELDS;
 	struct sse_usage u;
 	size_t at = 0, vlen = 0, out;

@@ -44,7 +44,7 @@ respmodel_literal(const char *model, size_t len, struct sc_buf *out)
 int
 respmodel_json(const char *json, size_t len, const char *lit, size_t lit_len, struct sc_buf *out)
 {
-	struct jscan_member m = { "model", NULL, 0 };
+	struct jscan_member m = JSCAN_WANT("model");
 
 	if (jscan_object(json, len, &m, 1) != 0)
 		return 0;

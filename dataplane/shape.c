@@ -146,10 +146,10 @@ static int
 shape_parse_scan(struct shape_req *r)
 {
 	struct jscan_member m[5] = {
-		{ "model", NULL, 0 }, { "stream", NULL, 0 }, { "stream_options", NULL, 0 },
-		{ "max_completion_tokens", NULL, 0 }, { "messages", NULL, 0 },
+		JSCAN_WANT("model"), JSCAN_WANT("stream"), JSCAN_WANT("stream_options"),
+		JSCAN_WANT("max_completion_tokens"), JSCAN_WANT("messages"),
 	};
-	struct jscan_member iu = { "include_usage", NULL, 0 };
+	struct jscan_member iu = JSCAN_WANT("include_usage");
 	const char *s;
 	size_t n;
 

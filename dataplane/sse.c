@@ -311,7 +311,7 @@ sse_scan_int(const struct jscan_member *m)
 static int
 sse_usage_scan(const char *data, size_t len, struct sse_usage *u)
 {
-	struct jscan_member m[2] = { { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member m[2] = { JSCAN_WANT("usage"), JSCAN_WANT("choices") };
 	struct jscan_member f[3] = SSE_USAGE_FIELDS;
 
 	if (jscan_object_in(data, len, m, 2, &m[0], f, 3) == -1)

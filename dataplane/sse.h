@@ -107,7 +107,7 @@ int sse_usage_members(const struct jscan_member *usage, const struct jscan_membe
  * (jscan_object_in with usage as in, f initialised with SSE_USAGE_FIELDS):
  * one pass over the document, 1 or 0. */
 #define SSE_USAGE_FIELDS \
-	{ { "prompt_tokens", NULL, 0 }, { "completion_tokens", NULL, 0 }, { "total_tokens", NULL, 0 } }
+	{ JSCAN_WANT("prompt_tokens"), JSCAN_WANT("completion_tokens"), JSCAN_WANT("total_tokens") }
 int sse_usage_fields(const struct jscan_member *usage, const struct jscan_member *f,
     const struct jscan_member *choices, struct sse_usage *u);
 

@@ -115,8 +115,8 @@ static void
 check_scanner(const char *body, size_t size)
 {
 	struct jscan_member m[6] = {
-		{ "model", NULL, 0 }, { "stream", NULL, 0 }, { "stream_options", NULL, 0 },
-		{ "usage", NULL, 0 }, { "choices", NULL, 0 }, { "n", NULL, 0 },
+		{ "model", NULL, 0, 0 }, { "stream", NULL, 0, 0 }, { "stream_options", NULL, 0, 0 },
+		{ "usage", NULL, 0, 0 }, { "choices", NULL, 0, 0 }, { "n", NULL, 0, 0 },
 	};
 	struct json_object *o;
 	size_t i;

@@ -32,7 +32,7 @@ lit_of(const char *model, struct sc_buf *lit)
 static void
 assert_json(const char *in, const char *model, int want_rc, const char *want)
 {
-	struct jscan_member m[3] = { { "model", NULL, 0 }, { "usage", NULL, 0 }, { "choices", NULL, 0 } };
+	struct jscan_member m[3] = { { "model", NULL, 0, 0 }, { "usage", NULL, 0, 0 }, { "choices", NULL, 0, 0 } };
 	struct sc_buf lit, out;
 	int rc;
 

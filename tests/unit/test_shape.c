@@ -395,10 +395,10 @@ test_jscan_members(void **state)
 	const char *doc = "{\"model\" : \"m/x\", \"n\":-42,\"f\":1.5,\"o\":{\"model\":\"inner\"},"
 	    "\"e\":\"a\\nb\", \"t\":true}";
 	struct jscan_member m[6] = {
-		{ "model", NULL, 0 }, { "n", NULL, 0 }, { "f", NULL, 0 }, { "o", NULL, 0 }, { "e", NULL, 0 },
-		{ "absent", NULL, 0 },
+		{ "model", NULL, 0, 0 }, { "n", NULL, 0, 0 }, { "f", NULL, 0, 0 }, { "o", NULL, 0, 0 }, { "e", NULL, 0, 0 },
+		{ "absent", NULL, 0, 0 },
 	};
-	struct jscan_member dup[1] = { { "a", NULL, 0 } };
+	struct jscan_member dup[1] = { { "a", NULL, 0, 0 } };
 	const char *s;
 	size_t n;
 	int64_t v;
@@ -466,7 +466,7 @@ test_jscan_strings(void **state)
 	for (len = 0; len <= 140; len++) {
 		for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 			for (k = 0; k <= len; k += (len > 20 && k + 1 < len - 10) ? 7 : 1) {
-				struct jscan_member m[2] = { { "s", NULL, 0 }, { "t", NULL, 0 } };
+				struct jscan_member m[2] = { { "s", NULL, 0, 0 }, { "t", NULL, 0, 0 } };
 				size_t dl, tl;
 				int rc;
 
@@ -519,7 +519,7 @@ test_jscan_layout(void **state)
 	    "\"e\" : { } , \"f\" : [ ] , \"g\" : -1.5e3 }\n ";
 	static const char tight[] = "{\"a\":[1,{\"b\":\"c\"},[],{}],\"d\":true,\"e\":{},\"f\":[],\"g\":-1.5e3}";
 	struct jscan_member m[5] = {
-		{ "a", NULL, 0 }, { "d", NULL, 0 }, { "e", NULL, 0 }, { "f", NULL, 0 }, { "g", NULL, 0 },
+		{ "a", NULL, 0, 0 }, { "d", NULL, 0, 0 }, { "e", NULL, 0, 0 }, { "f", NULL, 0, 0 }, { "g", NULL, 0, 0 },
 	};
 	struct jscan_member many[JSCAN_MAX_WANT + 1];
 	const char *doc;
@@ -563,7 +563,7 @@ test_jscan_layout(void **state)
 	assert_memory_equal(m[0].val, "2", 1);
 	/* at most JSCAN_MAX_WANT members asked for */
 	for (i = 0; i < JSCAN_MAX_WANT + 1; i++)
-		many[i] = (struct jscan_member){ "a", NULL, 0 };
+		many[i] = (struct jscan_member){ "a", NULL, 0, 0 };
 	assert_int_equal(jscan_object("{}", 2, many, JSCAN_MAX_WANT), 0);
 	assert_int_equal(jscan_object("{}", 2, many, JSCAN_MAX_WANT + 1), -1);
 }

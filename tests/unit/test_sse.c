@@ -386,8 +386,8 @@ test_usage_members(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-		m[0] = (struct jscan_member){ "usage", NULL, 0 };
-		m[1] = (struct jscan_member){ "choices", NULL, 0 };
+		m[0] = (struct jscan_member){ "usage", NULL, 0, 0 };
+		m[1] = (struct jscan_member){ "choices", NULL, 0, 0 };
 		assert_int_equal(jscan_object(docs[i], strlen(docs[i]), m, 2), 0);
 		ra = sse_usage_members(&m[0], &m[1], &a);
 		rb = sse_usage_parse(docs[i], strlen(docs[i]), &b);
@@ -400,8 +400,8 @@ test_usage_members(void **state)
 		if (ra == 1)
 			assert_int_equal(a.usage_only, b.usage_only);
 	}
-	m[0] = (struct jscan_member){ "usage", NULL, 0 };
-	m[1] = (struct jscan_member){ "choices", NULL, 0 };
+	m[0] = (struct jscan_member){ "usage", NULL, 0, 0 };
+	m[1] = (struct jscan_member){ "choices", NULL, 0, 0 };
 	assert_int_equal(jscan_object(docs[8], strlen(docs[8]), m, 2), 0);
 	assert_int_equal(sse_usage_members(&m[0], &m[1], &a), -1);
 }
@@ -433,8 +433,8 @@ test_usage_fields(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-		m[0] = (struct jscan_member){ "usage", NULL, 0 };
-		m[1] = (struct jscan_member){ "choices", NULL, 0 };
+		m[0] = (struct jscan_member){ "usage", NULL, 0, 0 };
+		m[1] = (struct jscan_member){ "choices", NULL, 0, 0 };
 		assert_int_equal(jscan_object_in(docs[i], strlen(docs[i]), m, 2, &m[0], f, 3), 0);
 		assert_int_equal(sse_usage_fields(&m[0], f, &m[1], &a), sse_usage_parse(docs[i], strlen(docs[i]), &b));
 		assert_int_equal(a.prompt_tokens, b.prompt_tokens);
