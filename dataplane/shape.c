@@ -387,8 +387,10 @@ shape_build(struct shape_req *r, const struct provider_compat *c, const char *mo
 		 * value's own quotes (what json-c would write for it) */
 		size_t q = jscan_plain_len(model, ml) == ml ? 1 : 0;
 
-		/* an empty out gets its final size at once (bodies reach several MB) */
-		sc_buf_presize(out, r->body_len + ml + 2 + sizeof(so_text));
+		/* an empty out gets its final size at once (bodies reach several MB),
+		 * exact for a model with nothing to escape */
+		sc_buf_presize(out, r->body_len - (r->model_end - r->model_start) + (q ? ml + 2 : 2 * ml + 2) +
+		    (inject ? sizeof(so_text) - 1 : 0));
 		if (inject) {
 			if (sc_buf_append(out, r->body, r->obj_open) == -1 ||
 			    sc_buf_append(out, so_text, sizeof(so_text) - 1) == -1)
