@@ -73,14 +73,47 @@ struct http_slice http_target_path(struct http_slice target);
 /* Case-insensitive header lookup (first match); NULL when absent. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
 
+/* Eight bytes equal but for ASCII case, as one word: the bytes that differ
+ * may differ only in 0x20, and where they do the byte must be a letter
+ * (0x20 set, 0x80 clear, 'a'..'z' in the low seven bits; the two sums per
+ * byte stay below 0x100, so no carry crosses bytes). */
+static inline int
+http_ieq_8(const char *a, const char *b)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	uint64_t x, y, d, l, l7, letter;
+
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	if ((d = x ^ y) == 0)
+		return 1;
+	if ((d & ~(ones * 0x20)) != 0)
+		return 0;
+	l = x | ones * 0x20;
+	l7 = l & ones * 0x7f;
+	letter = (l7 + ones * (0x80 - 'a')) & ~(l7 + ones * (0x80 - 'z' - 1)) & ~l & ones * 0x80;
+	return ((d << 2) & ~letter) == 0;	/* 0x20 << 2: the byte's 0x80 */
+}
+
 /* n bytes equal but for ASCII case (strncasecmp in the C locale, for bytes
  * without NUL). Inline, like the two below: called per header and per name
- * compared, mostly with literals whose length the compiler knows. */
+ * compared, mostly with literals whose length the compiler knows. From
+ * eight bytes on, a word at a time (the last word overlaps the one before). */
 static inline int
 http_ieq_n(const char *a, const char *b, size_t n)
 {
 	size_t i;
 
+	if (n >= 8) {
+		for (i = 0;; i += 8) {
+			if (i + 8 > n)
+				i = n - 8;
+			if (!http_ieq_8(a + i, b + i))
+				return 0;
+			if (i + 8 == n)
+				return 1;
+		}
+	}
 	for (i = 0; i < n; i++) {
 		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
 

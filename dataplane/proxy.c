@@ -100,6 +100,7 @@ struct proxy_req {
 						 * allocation between events) */
 	int                   is_sse;		/* response is text/event-stream */
 	int                   json_hold;	/* the JSON response is held whole (head not sent yet) */
+	int                   json_whole;	/* it came in one piece of its Content-Length and is sent */
 	int64_t               up_length;	/* the upstream's Content-Length, -1 none */
 	const char           *ctype;		/* a held JSON response's Content-Type: borrowed
 						 * from the transfer, which lives until
@@ -700,11 +701,14 @@ proxy_relay_data(struct proxy_req *r, const char *p, size_t n)
 		proxy_relay_sse(r, p, n);
 		return n;
 	}
+	if (r->json_whole)
+		return 0;	/* more than its Content-Length said (curl framed it otherwise): stop */
 	if (r->json_hold) {
 		if (r->jbody.len == 0 && r->up_length >= 0 && (uint64_t)r->up_length == n && n < r->jbody.cap) {
 			/* The whole body in one piece (a small answer, nearly
 			 * always): sent from curl's buffer, not held. */
 			proxy_send_json(r, p, n);
+			r->json_whole = 1;
 			return n;
 		}
 		if (r->jbody.len == 0 && r->up_length > 0)

@@ -46,6 +46,8 @@ struct upstream_xfer {
 	int                        status;
 	char                       content_type[128];
 	int64_t                    content_length;	/* -1 = unknown */
+	int                        chunked;		/* a Transfer-Encoding came: curl frames the
+						 * body by it, so its Content-Length says nothing */
 	int                        retry_after;		/* seconds, -1 = none */
 	uint64_t                   body_bytes;
 	int                        paused;		/* the write callback ever paused curl */
@@ -489,6 +491,7 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 		/* A new response head (also after 1xx): forget the previous one's fields. */
 		x->content_type[0] = '\0';
 		x->content_length = -1;
+		x->chunked = 0;
 		x->retry_after = -1;
 		return n;
 	}
@@ -499,7 +502,14 @@ upstream_header_cb(char *p, size_t sz, size_t nm, void *arg)
 			return n;
 		}
 		if (upstream_hdr(p, n, "content-length", 14, &v, &vl)) {
-			x->content_length = upstream_length(v, vl);
+			x->content_length = x->chunked ? -1 : upstream_length(v, vl);
+			return n;
+		}
+		break;
+	case 't':
+		if (upstream_hdr(p, n, "transfer-encoding", 17, &v, &vl)) {
+			x->chunked = 1;
+			x->content_length = -1;
 			return n;
 		}
 		break;

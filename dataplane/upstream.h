@@ -101,7 +101,8 @@ int         upstream_status(const struct upstream_xfer *x);
  * the borrowed body again (no redirects are followed), so it may be freed
  * before the transfer ends. */
 int         upstream_body_sent(const struct upstream_xfer *x);
-/* Response header values, "" / -1 when absent. */
+/* Response header values, "" / -1 when absent (the length also -1 when a
+ * Transfer-Encoding frames the body). */
 const char *upstream_content_type(const struct upstream_xfer *x);
 int64_t     upstream_content_length(const struct upstream_xfer *x);
 /* Retry-After in seconds (http_retry_after: a number or an HTTP-date, capped

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 
 #include "http.h"
@@ -656,6 +657,53 @@ test_retry_after(void **state)
 #undef RA
 }
 
+/* http_ieq_n (a word at a time from 8 bytes) answers what strncasecmp does
+ * in the C locale, for bytes without NUL: random strings of the bytes where
+ * a word-wide case test could go wrong (the letters' neighbours '@' '[' '`'
+ * '{', bytes that differ from a letter only in 0x20 or 0x80, '-' and CR,
+ * which differ in 0x20 too), each compared with a copy where some bytes were
+ * changed, at every length up to 24 and both ways round. */
+static void
+test_ieq(void **state)
+{
+	static const unsigned char pool[] = { 'a', 'A', 'z', 'Z', 'm', 'M', '@', '[', '`', '{', '-', '\r',
+	    0xc1, 0xe1, 0x80, 0xa0, '0', ' ', 0x7f, 0x5f };
+	unsigned seed = 12345;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 200000; round++) {
+		char a[24], b[24];
+		size_t n = (size_t)round % 25, i;
+		int want, got;
+
+		for (i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			a[i] = (char)pool[(seed >> 16) % sizeof(pool)];
+			b[i] = a[i];
+			seed = seed * 1103515245u + 12345u;
+			switch ((seed >> 16) % 8) {
+			case 0:
+				b[i] = (char)(b[i] ^ 0x20);	/* a case flip, or its look-alike */
+				break;
+			case 1:
+				b[i] = (char)pool[(seed >> 20) % sizeof(pool)];
+				break;
+			default:
+				break;
+			}
+		}
+		want = n == 0 || strncasecmp(a, b, n) == 0;
+		got = http_ieq_n(a, b, n);
+		assert_int_equal(got, want);
+		assert_int_equal(http_ieq_n(b, a, n), want);
+	}
+	assert_true(http_ieq_n("Content-Length", "content-length", 14));
+	assert_false(http_ieq_n("Content\rLength", "content-length", 14));
+	assert_false(http_ieq_n("content-lengtH@", "content-length`", 15));
+	assert_true(http_ieq_n("X-REQUEST-ID", "x-request-id", 12));
+}
+
 int
 main(void)
 {
@@ -671,6 +719,7 @@ main(void)
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_byte_classes),
 		cmocka_unit_test(test_reused_request),
+		cmocka_unit_test(test_ieq),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
