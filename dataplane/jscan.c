@@ -282,16 +282,55 @@ jscan_literal(const char *p, const char *e, const char *lit, size_t n)
 	return p + n;
 }
 
-/* The member of want[0..n) named k[0..klen) (wl[i]: want[i]'s key length),
- * or NULL. */
-static struct jscan_member *
-jscan_wanted(struct jscan_member *want, const size_t *wl, size_t n, const char *k, size_t klen)
+/* n bytes of a and b equal (keys are short: no call, a word or two). */
+static inline int
+jscan_key_eq(const char *a, const char *b, size_t n)
+{
+	uint64_t x, y, x2, y2;
+	uint32_t u, v, u2, v2;
+
+	if (n >= 8) {
+		if (n > 16)
+			return memcmp(a, b, n) == 0;
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		memcpy(&x2, a + n - 8, 8);
+		memcpy(&y2, b + n - 8, 8);
+		return ((x ^ y) | (x2 ^ y2)) == 0;
+	}
+	if (n >= 4) {
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		memcpy(&u2, a + n - 4, 4);
+		memcpy(&v2, b + n - 4, 4);
+		return ((u ^ v) | (u2 ^ v2)) == 0;
+	}
+	while (n > 0 && *a == *b)
+		n--, a++, b++;
+	return n == 0;
+}
+
+/* The wanted keys of one level: the members, their key lengths, and those
+ * lengths as a bit set (bit l: some key is l bytes; longer keys set bit 63),
+ * which passes over most keys of a document in one test. */
+struct jscan_want {
+	struct jscan_member *m;
+	size_t               n;
+	size_t               len[JSCAN_MAX_WANT];
+	uint64_t             lens;
+};
+
+/* The member of w named k[0..klen), or NULL. */
+static inline struct jscan_member *
+jscan_wanted(const struct jscan_want *w, const char *k, size_t klen)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (wl[i] == klen && (klen == 0 || (want[i].key[0] == k[0] && memcmp(want[i].key, k, klen) == 0)))
-			return &want[i];
+	if ((w->lens & ((uint64_t)1 << (klen < 63 ? klen : 63))) == 0)
+		return NULL;
+	for (i = 0; i < w->n; i++)
+		if (w->len[i] == klen && jscan_key_eq(w->m[i].key, k, klen))
+			return &w->m[i];
 	return NULL;
 }
 
@@ -318,19 +357,24 @@ jscan_object(const char *buf, size_t len, struct jscan_member *want, size_t n)
 	return jscan_object_in(buf, len, want, n, NULL, NULL, 0);
 }
 
-/* Set members[0..n) to absent and their key lengths into wl; -1 when n is
- * too large. */
-static int
-jscan_want_init(struct jscan_member *want, size_t n, size_t *wl)
+/* Set members[0..n) to absent and describe them in w; -1 when n is too
+ * large. */
+static inline int
+jscan_want_init(struct jscan_member *want, size_t n, struct jscan_want *w)
 {
-	size_t i;
+	size_t i, l;
 
 	if (n > JSCAN_MAX_WANT)
 		return -1;
+	w->m = want;
+	w->n = n;
+	w->lens = 0;
 	for (i = 0; i < n; i++) {
 		want[i].val = NULL;
 		want[i].val_len = 0;
-		wl[i] = want[i].key_len != 0 ? want[i].key_len : strlen(want[i].key);
+		l = want[i].key_len != 0 ? want[i].key_len : strlen(want[i].key);
+		w->len[i] = l;
+		w->lens |= (uint64_t)1 << (l < 63 ? l : 63);
 	}
 	return 0;
 }
@@ -344,9 +388,9 @@ jscan_object_in(const char *buf, size_t len, struct jscan_member *want, size_t n
 	struct jscan_member *scur = NULL;	/* the wanted member of in's object being read */
 	uint64_t arrays = 0;
 	int depth = 1, in_array = 0, esc = 0;
-	size_t wl[JSCAN_MAX_WANT], sl[JSCAN_MAX_WANT];
+	struct jscan_want top, in_obj;
 
-	if (jscan_want_init(want, n, wl) == -1 || jscan_want_init(sub, nsub, sl) == -1)
+	if (jscan_want_init(want, n, &top) == -1 || jscan_want_init(sub, nsub, &in_obj) == -1)
 		return -1;
 	while (e > buf && jscan_is_ws(e[-1]))
 		e--;
@@ -373,8 +417,7 @@ key:
 
 		if (esc)
 			return -1;	/* an escaped key could spell a wanted one */
-		w = jscan_wanted(depth == 1 ? want : sub, depth == 1 ? wl : sl, depth == 1 ? n : nsub,
-		    k, (size_t)(p - 1 - k));
+		w = jscan_wanted(depth == 1 ? &top : &in_obj, k, (size_t)(p - 1 - k));
 		if (w != NULL && w->val != NULL)
 			return -1;	/* twice: json-c keeps the last, let it decide */
 		if (depth == 1)
