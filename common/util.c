@@ -157,10 +157,8 @@ size_t
 sc_fmt_hex(uint64_t v, int width, char out[17])
 {
 	static const char digits[] = "0123456789abcdef";
-	int n = 1, i;
+	int n = v != 0 ? (67 - __builtin_clzll(v)) / 4 : 1, i;	/* its hex digits */
 
-	while (n < 16 && (v >> (4 * n)) != 0)
-		n++;
 	if (n < width)
 		n = width > 16 ? 16 : width;
 	for (i = n - 1; i >= 0; i--) {

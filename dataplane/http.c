@@ -335,17 +335,6 @@ http_retry_after(const char *v, size_t len, int64_t now_s)
 	return t <= 0 ? 0 : t > HTTP_RETRY_AFTER_MAX ? HTTP_RETRY_AFTER_MAX : (int)t;
 }
 
-const struct http_header *
-http_find_header(const struct http_request *req, const char *name)
-{
-	size_t i, n = strlen(name);
-
-	for (i = 0; i < req->nheaders; i++)
-		if (req->headers[i].name.len == n && http_ieq_n(req->headers[i].name.p, name, n))
-			return &req->headers[i];
-	return NULL;
-}
-
 /* Iterate over the comma-separated elements of a list-valued field: returns 1
  * with the next element (OWS trimmed, possibly empty) in *elem, 0 at the end. */
 static int

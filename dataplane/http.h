@@ -70,8 +70,6 @@ int http_parse_request(const char *buf, size_t len, struct http_request *req);
  * is empty; the query is kept: "http://h?q" gives "?q"). Route on this. */
 struct http_slice http_target_path(struct http_slice target);
 
-/* Case-insensitive header lookup (first match); NULL when absent. */
-const struct http_header *http_find_header(const struct http_request *req, const char *name);
 
 /* Eight bytes equal but for ASCII case, as one word: the bytes that differ
  * may differ only in 0x20, and where they do the byte must be a letter
@@ -139,6 +137,19 @@ http_slice_ieq(struct http_slice s, const char *lit)
 	size_t n = strlen(lit);
 
 	return s.len == n && http_ieq_n(s.p, lit, n);
+}
+
+/* Case-insensitive header lookup (first match); NULL when absent. Inline:
+ * the name is a literal, its length known at compile time. */
+static inline const struct http_header *
+http_find_header(const struct http_request *req, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; i < req->nheaders; i++)
+		if (req->headers[i].name.len == n && http_ieq_n(req->headers[i].name.p, name, n))
+			return &req->headers[i];
+	return NULL;
 }
 
 /* Incremental chunked body decoder (chunk extensions ignored, trailers

@@ -74,6 +74,7 @@ struct proxy_req {
 	struct conn          *conn;		/* the client; NULL once answered or gone */
 	enum px_phase         phase;		/* changed only by proxy_set_phase */
 	const char           *rid;		/* in strs */
+	size_t                rid_len;
 	const char           *path;		/* upstream path after the endpoint: "chat/completions" */
 	const char           *model;		/* in mtext: the client's model */
 	const char           *prefix;		/* the route's model_prefix (lives with the ticket's route) */
@@ -377,6 +378,14 @@ proxy_drop_request(struct proxy_req *r)
 		sc_buf_free(&r->upbody);
 }
 
+/* Whether the Content-Type ct is of the media type t (n bytes, lower case),
+ * ignoring case; the first byte inline: most answers are application/json. */
+static int
+proxy_ctype_is(const char *ct, const char *t, size_t n)
+{
+	return (ct[0] | 0x20) == t[0] && strncasecmp(ct, t, n) == 0;
+}
+
 /* Commit a 2xx: send the head to the client. */
 static void
 proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
@@ -388,7 +397,7 @@ proxy_commit(struct proxy_req *r, struct upstream_xfer *x)
 
 	if (ct[0] == '\0')
 		ct = "application/json";
-	r->is_sse = strncasecmp(ct, "text/event-stream", 17) == 0;
+	r->is_sse = proxy_ctype_is(ct, "text/event-stream", 17);
 	proxy_set_phase(r, PX_RELAY);
 	proxy_drop_request(r);
 	r->status = r->up_status;
@@ -438,7 +447,7 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 
 	r->up_status = upstream_status(x);
 	if (r->up_status >= 200 && r->up_status < 300 &&
-	    strncasecmp(upstream_content_type(x), "text/html", 9) == 0) {
+	    proxy_ctype_is(upstream_content_type(x), "text/html", 9)) {
 		/* A 2xx HTML page (a proxy or captive portal in front of the
 		 * provider) is no API answer: an upstream failure like a 502,
 		 * retried elsewhere while nothing was sent to the client. */
@@ -455,7 +464,7 @@ proxy_on_head(void *arg, struct upstream_xfer *x)
 		r->up_status = 502;
 	}
 	if (r->up_status >= 200 && r->up_status < 300 && r->conn != NULL &&
-	    strncasecmp(upstream_content_type(x), "text/event-stream", 17) == 0) {
+	    proxy_ctype_is(upstream_content_type(x), "text/event-stream", 17)) {
 		/* Held until its first event: an error event there (a 429 inside
 		 * a 200) is retried on another key while the client has nothing. */
 		r->sse_first = 1;
@@ -901,17 +910,17 @@ static int
 proxy_up_headers(struct proxy_req *r, const struct reg_provider *p, struct upstream_hdrs *h)
 {
 	static const char ctype[] = "Content-Type: application/json", expect[] = "Expect:";
-	char line[PROXY_RID_MAX + 32];
-	size_t ll;
+	size_t ll = 14 + r->rid_len + 1;	/* "X-Request-Id: <id>\0" */
+	char *d;
 
-	memcpy(line, "X-Request-Id: ", 14);
-	ll = 14 + sc_strlcpy(line + 14, r->rid, sizeof(line) - 14) + 1;	/* the id fits: PROXY_RID_MAX */
 	/* Every line's size is known: the text in one allocation. */
 	upstream_hdrs_presize(h, r->fwd.len + UPSTREAM_BEARER_SIZE(strlen(p->p.api_key)) + ll +
 	    (r->has_ctype ? 0 : sizeof(ctype)) + sizeof(expect));
 	if (upstream_hdrs_add_lines(h, r->fwd.data, r->fwd.len, r->nfwd) == -1 ||
-	    upstream_hdrs_bearer(h, p->p.api_key) == -1 || upstream_hdrs_add_lines(h, line, ll, 1) == -1)
+	    upstream_hdrs_bearer(h, p->p.api_key) == -1 || (d = upstream_hdrs_line(h, ll)) == NULL)
 		return -1;
+	memcpy(d, "X-Request-Id: ", 14);
+	memcpy(d + 14, r->rid, r->rid_len + 1);
 	/* The body is JSON: say so when the client did not (libcurl would send
 	 * application/x-www-form-urlencoded). */
 	if (!r->has_ctype && upstream_hdrs_add_lines(h, ctype, sizeof(ctype), 1) == -1)
@@ -1193,6 +1202,7 @@ proxy_request(struct conn *c, const struct http_request *req, struct sc_buf *bod
 	r->path = path;
 	memcpy(r->strs, rid, rl);
 	r->rid = r->strs;
+	r->rid_len = rl;
 	memcpy(r->strs + rl + 1, conn_client(c), cl);
 	r->client = r->strs + rl + 1;
 	r->tokens = r->prompt_tokens = r->completion_tokens = -1;

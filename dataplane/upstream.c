@@ -242,6 +242,16 @@ upstream_hdrs_add_lines(struct upstream_hdrs *h, const char *lines, size_t len, 
 	return 0;
 }
 
+char *
+upstream_hdrs_line(struct upstream_hdrs *h, size_t len)
+{
+	char *d = sc_buf_extend(&h->text, len);
+
+	if (d != NULL)
+		h->n++;
+	return d;
+}
+
 int
 upstream_hdrs_bearer(struct upstream_hdrs *h, const char *key)
 {

@@ -62,6 +62,9 @@ int  upstream_hdrs_add(struct upstream_hdrs *h, const char *line);
 /* Add the n lines that fill lines[0..len), each NUL-terminated as in the
  * text; 0, or -1 past the cap. */
 int  upstream_hdrs_add_lines(struct upstream_hdrs *h, const char *lines, size_t len, size_t n);
+/* Room for one line of len bytes (its NUL included) for the caller to
+ * write; NULL past the cap. */
+char *upstream_hdrs_line(struct upstream_hdrs *h, size_t len);
 /* The size of the line upstream_hdrs_bearer adds for a key of klen bytes,
  * its NUL included. */
 #define UPSTREAM_BEARER_SIZE(klen) (sizeof("Authorization: Bearer ") + (klen))
