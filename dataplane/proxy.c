@@ -299,16 +299,18 @@ proxy_drain(void *arg)
 	}
 }
 
-/* A header value from stored data: control bytes become '_', so a row
- * edited by hand can never split a response header. */
+/* A header value from stored data (at most 255 bytes of it) added to t:
+ * control bytes become '_', so a row edited by hand can never split a
+ * response header. */
 static void
-proxy_hdr_safe(const char *in, char *out, size_t outlen)
+proxy_text_safe(struct sc_text *t, const char *in)
 {
-	size_t i;
+	size_t from = t->len, i;
 
-	for (i = 0; in[i] != '\0' && i + 1 < outlen; i++)
-		out[i] = ((unsigned char)in[i] < 0x20 || in[i] == 0x7f) ? '_' : in[i];
-	out[i] = '\0';
+	sc_text_addn(t, in, strnlen(in, 255));
+	for (i = from; i < t->len; i++)
+		if ((unsigned char)t->data[i] < 0x20 || t->data[i] == 0x7f)
+			t->data[i] = '_';
 }
 /* Response header lines the sidecar adds, into h; Content-Type first when
  * ctype is not NULL. */
@@ -316,10 +318,8 @@ static int
 proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 {
 	const char *pool = sched_pool_name(r->dt.pool);
-	char name[256];
 	struct sc_text t;
 
-	proxy_hdr_safe(r->dt.prov->p.name, name, sizeof(name));
 	/* piece by piece: one snprintf of all of it cost more than the rest of this function's caller */
 	sc_text_init(&t, h, hl);
 	if (ctype != NULL) {
@@ -330,7 +330,7 @@ proxy_resp_headers(struct proxy_req *r, char *h, size_t hl, const char *ctype)
 	sc_text_add(&t, "X-Request-Id: ");
 	sc_text_add(&t, r->rid);
 	sc_text_add(&t, "\r\nX-Sidecar-Provider: ");
-	sc_text_add(&t, name);
+	proxy_text_safe(&t, r->dt.prov->p.name);
 	sc_text_add(&t, "\r\nX-Sidecar-Pool: ");
 	sc_text_add(&t, pool);
 	sc_text_add(&t, "\r\nX-Sidecar-Queue-Ms: ");

@@ -44,7 +44,6 @@ struct upstream_xfer {
 	int                        head_done;		/* on_head called */
 	int                        aborted;		/* a callback asked to stop */
 	int                        status;
-	char                       content_type[128];
 	int64_t                    content_length;	/* -1 = unknown */
 	int                        chunked;		/* a Transfer-Encoding came: curl frames the
 						 * body by it, so its Content-Length says nothing */
@@ -53,6 +52,9 @@ struct upstream_xfer {
 	int                        paused;		/* the write callback ever paused curl */
 	int                        completed;		/* curl reported the transfer done */
 	size_t                     body_len;		/* request body bytes to send */
+	/* The two texts last: a transfer taken from the pool clears what is
+	 * before them and empties them (upstream_xfer_get). */
+	char                       content_type[128];
 	char                       errbuf[CURL_ERROR_SIZE];
 };
 
@@ -344,7 +346,9 @@ upstream_xfer_get(void)
 		x = up.pool[--up.npool];
 		e = x->easy;
 		o = x->opts;
-		memset(x, 0, sizeof(*x));
+		memset(x, 0, offsetof(struct upstream_xfer, content_type));
+		x->content_type[0] = '\0';
+		x->errbuf[0] = '\0';
 		x->easy = e;
 		x->opts = o;
 		return x;
