@@ -222,15 +222,6 @@ sc_uuid(char out[37])
 	    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-void
-sc_buf_init(struct sc_buf *b, size_t cap)
-{
-	b->data = NULL;
-	b->len = 0;
-	b->alloc = 0;
-	b->cap = cap;
-}
-
 /* Make room for n more bytes plus the NUL; -1 when that would pass the cap. */
 static int
 sc_buf_reserve(struct sc_buf *b, size_t n)
@@ -309,24 +300,6 @@ sc_buf_consume(struct sc_buf *b, size_t n)
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 	b->data[b->len] = '\0';
-}
-
-void
-sc_buf_reset(struct sc_buf *b)
-{
-	b->len = 0;
-	if (b->data != NULL)
-		b->data[0] = '\0';
-}
-
-void
-sc_buf_free(struct sc_buf *b)
-{
-	if (b->data != NULL)	/* most of a request's buffers were never used */
-		free(b->data);
-	b->data = NULL;
-	b->len = 0;
-	b->alloc = 0;
 }
 
 void

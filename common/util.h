@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* An error for the caller to show: a message, and where known the field
@@ -112,7 +113,16 @@ struct sc_buf {
 	size_t  alloc;
 	size_t  cap;	/* hard limit on len, set at init */
 };
-void sc_buf_init(struct sc_buf *b, size_t cap);
+/* init, reset and free are inline: a request sets up and frees a dozen
+ * buffers, most of them never used. */
+static inline void
+sc_buf_init(struct sc_buf *b, size_t cap)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->alloc = 0;
+	b->cap = cap;
+}
 int  sc_buf_append(struct sc_buf *b, const void *p, size_t n);	/* 0, or -1 past cap */
 /* n more bytes at the end for the caller to fill (a line built of several
  * pieces: one growth check, not one per piece), NUL-terminated after them;
@@ -120,8 +130,22 @@ int  sc_buf_append(struct sc_buf *b, const void *p, size_t n);	/* 0, or -1 past 
 char *sc_buf_extend(struct sc_buf *b, size_t n);
 int  sc_buf_printf(struct sc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sc_buf_consume(struct sc_buf *b, size_t n);	/* drop n bytes from the front */
-void sc_buf_reset(struct sc_buf *b);
-void sc_buf_free(struct sc_buf *b);
+static inline void
+sc_buf_reset(struct sc_buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+static inline void
+sc_buf_free(struct sc_buf *b)
+{
+	if (b->data != NULL)
+		free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->alloc = 0;
+}
 /* Shrink the allocation to the contents (a buffer that will not grow and is
  * kept a long time); an empty buffer is freed. */
 void sc_buf_fit(struct sc_buf *b);
