@@ -42,24 +42,6 @@ sc_err_clear(struct sc_err *e)
 	e->line = 0;
 }
 
-int64_t
-sc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-sc_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Break t down as UTC; out-of-range values clamp to the epoch. */
 static void
 sc_gmtime(int64_t t, struct tm *tm)
@@ -118,19 +100,6 @@ sc_date(int64_t t, char out[11])
 
 	sc_gmtime(t, &tm);
 	strftime(out, 11, "%Y-%m-%d", &tm);
-}
-
-size_t
-sc_strlcpy(char *dst, const char *src, size_t size)
-{
-	size_t n = strlen(src);
-
-	if (size > 0) {
-		size_t k = n < size - 1 ? n : size - 1;
-		memcpy(dst, src, k);
-		dst[k] = '\0';
-	}
-	return n;
 }
 
 size_t

@@ -511,22 +511,6 @@ close:
 	goto after;
 }
 
-enum jscan_type
-jscan_type(const char *val)
-{
-	if (val == NULL)
-		return JSCAN_NONE;
-	switch (*val) {
-	case '{': return JSCAN_OBJECT;
-	case '[': return JSCAN_ARRAY;
-	case '"': return JSCAN_STRING;
-	case 't': return JSCAN_TRUE;
-	case 'f': return JSCAN_FALSE;
-	case 'n': return JSCAN_NULL;
-	default:  return JSCAN_NUMBER;
-	}
-}
-
 int
 jscan_int64(const char *val, size_t len, int64_t *out)
 {

@@ -58,7 +58,21 @@ int jscan_object_in(const char *buf, size_t len, struct jscan_member *want, size
     const struct jscan_member *in, struct jscan_member *sub, size_t nsub);
 
 /* The type of a value found by jscan_object (JSCAN_NONE for NULL). */
-enum jscan_type jscan_type(const char *val);
+static inline enum jscan_type
+jscan_type(const char *val)
+{
+	if (val == NULL)
+		return JSCAN_NONE;
+	switch (*val) {
+	case '{': return JSCAN_OBJECT;
+	case '[': return JSCAN_ARRAY;
+	case '"': return JSCAN_STRING;
+	case 't': return JSCAN_TRUE;
+	case 'f': return JSCAN_FALSE;
+	case 'n': return JSCAN_NULL;
+	default:  return JSCAN_NUMBER;
+	}
+}
 
 /* An integer value's number (no fraction, no exponent): 0 with *out, or -1. */
 int jscan_int64(const char *val, size_t len, int64_t *out);
