@@ -215,7 +215,7 @@ sc_buf_reserve(struct sc_buf *b, size_t n)
 }
 
 int
-sc_buf_append(struct sc_buf *b, const void *p, size_t n)
+sc_buf_append_grow(struct sc_buf *b, const void *p, size_t n)
 {
 	if (sc_buf_reserve(b, n) == -1)
 		return -1;

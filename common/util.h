@@ -151,7 +151,19 @@ sc_buf_init(struct sc_buf *b, size_t cap)
 	b->alloc = 0;
 	b->cap = cap;
 }
-int  sc_buf_append(struct sc_buf *b, const void *p, size_t n);	/* 0, or -1 past cap */
+/* 0, or -1 past cap. Inline while the bytes fit what is allocated (most
+ * appends: buffers are sized once); sc_buf_append_grow does the rest. */
+int  sc_buf_append_grow(struct sc_buf *b, const void *p, size_t n);
+static inline int
+sc_buf_append(struct sc_buf *b, const void *p, size_t n)
+{
+	if (n > b->cap - b->len || b->len + n >= b->alloc)
+		return sc_buf_append_grow(b, p, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
 /* n more bytes at the end for the caller to fill (a line built of several
  * pieces: one growth check, not one per piece), NUL-terminated after them;
  * NULL past cap (b unchanged). */
