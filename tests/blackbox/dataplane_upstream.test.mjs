@@ -8,6 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import { startMock } from './lib/mock.mjs';
 import { cleanup, logShows, makeDb, postJson, request, sleep, startDataplane } from './lib/stack.mjs';
 
@@ -201,5 +202,56 @@ describe('a 429 inside a 200 stream', { timeout: 60000 }, () => {
 		assert.equal(await metric('t1', '429'), 1);
 		assert.ok(await logShows(dp, /provider t1 sent a rate-limit error inside its 200 stream/), dp.logs().slice(-2000));
 		await mock.setKey(T1, 0, null, 0);
+	});
+});
+
+// An upstream whose answer comes framed by Transfer-Encoding although it also
+// names a Content-Length (RFC 9112 §6.3: the length is then ignored, and
+// curl does): the first chunk is exactly as long as that Content-Length.
+// The data plane must hold the JSON answer until its real end and send all
+// of it, the model rewritten, with the length it has; taking the first chunk
+// for the whole answer would cut it (a JSON answer that arrives in one piece
+// of its Content-Length is sent from curl's buffer at once).
+describe('a JSON answer framed by chunks despite a Content-Length', { timeout: 60000 }, () => {
+	let server, st, dp;
+	const doc = JSON.stringify({ id: 'x', object: 'chat.completion', model: 'meta/m', choices: [{ index: 0,
+		message: { role: 'assistant', content: 'chunked answer' }, finish_reason: 'stop' }],
+	usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } });
+	const part1 = doc.slice(0, 60), part2 = doc.slice(60);
+
+	before(async () => {
+		server = net.createServer((sock) => {
+			let got = Buffer.alloc(0);
+			sock.on('data', (b) => {
+				got = Buffer.concat([got, b]);
+				const end = got.indexOf('\r\n\r\n');
+				if (end < 0) return;
+				const cl = +(/content-length:\s*(\d+)/i.exec(got.subarray(0, end).toString()) || [0, 0])[1];
+				if (got.length < end + 4 + cl) return;
+				got = Buffer.alloc(0);
+				sock.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${part1.length}\r\n` +
+					`Transfer-Encoding: chunked\r\n\r\n${part1.length.toString(16)}\r\n${part1}\r\n`);
+				setTimeout(() => sock.write(`${part2.length.toString(16)}\r\n${part2}\r\n0\r\n\r\n`), 50);
+			});
+			sock.on('error', () => {});
+		});
+		await new Promise((res) => server.listen(0, '127.0.0.1', res));
+		st = makeDb({ providers: [{ name: 'c1', key: 'nvapi-TEST-0149-xxxxxxxxxxxxxxxx',
+			url: `http://127.0.0.1:${server.address().port}/v1`, prefix: 'c/' }] });
+		dp = await startDataplane(st);
+	});
+	after(async () => {
+		if (dp) await dp.stop('SIGTERM');
+		server?.close();
+		cleanup(st);
+	});
+
+	it('is sent whole, its model the client\'s, with its own length', async () => {
+		const r = await postJson(`${dp.url}/chat/completions`, { model: 'c/meta/m', messages: [{ role: 'user', content: 'hi' }] });
+		assert.equal(r.status, 200, r.body);
+		const want = JSON.parse(doc);
+		want.model = 'c/meta/m';
+		assert.deepEqual(JSON.parse(r.body), want);
+		assert.equal(+r.headers['content-length'], Buffer.byteLength(r.body));
 	});
 });
