@@ -157,8 +157,8 @@ int  sc_buf_append_grow(struct sc_buf *b, const void *p, size_t n);
 static inline int
 sc_buf_append(struct sc_buf *b, const void *p, size_t n)
 {
-	if (n > b->cap - b->len || b->len + n >= b->alloc)
-		return sc_buf_append_grow(b, p, n);
+	if (n == 0 || n > b->cap - b->len || b->len + n >= b->alloc)
+		return sc_buf_append_grow(b, p, n);	/* (p may be NULL when n is 0) */
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';

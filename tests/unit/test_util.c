@@ -204,6 +204,13 @@ test_buf(void **state)
 	assert_int_equal(b.alloc, 6);
 	assert_int_equal(sc_buf_append(&b, "fgh", 3), 0);
 	assert_string_equal(b.data, "abcdefgh");
+	assert_int_equal(sc_buf_append(&b, NULL, 0), 0);	/* nothing to copy, from nowhere */
+	assert_string_equal(b.data, "abcdefgh");
+	sc_buf_free(&b);
+	sc_buf_init(&b, 10);
+	sc_buf_presize(&b, 5);
+	assert_int_equal(sc_buf_append(&b, NULL, 0), 0);	/* room allocated: the inline path */
+	assert_int_equal(b.len, 0);
 	sc_buf_free(&b);
 	/* Extend: room for the caller to fill, NUL after it; past the cap NULL
 	 * and nothing changed. */
