@@ -449,7 +449,7 @@ test_tried_set(void **state)
 	assert_int_equal(d.verdict, SCHED_WAIT);		/* key 1 is untried and full */
 	assert_int_equal(sched_commit(f->cand[1], SCHED_POOL_MAIN, &rq, &f->c, 20), -1);
 	rq.ntried = 2;
-	memcpy(rq.tried[1], f->pv[1].id, sizeof(rq.tried[1]));
+	memcpy(rq.tried[1].id, f->pv[1].id, sizeof(rq.tried[1].id));
 	d = fx_decide(f, &rq, 20);
 	assert_int_equal(d.pool, SCHED_POOL_FALLBACK);
 	fx_free(f);
