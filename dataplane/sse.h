@@ -70,9 +70,10 @@ struct sse_scanner {
 /* max_event 0 means SSE_MAX_EVENT. */
 void sse_init(struct sse_scanner *s, size_t max_event);
 void sse_free(struct sse_scanner *s);
-/* The caller is done with the last event (its ev is no longer read): give
- * back the payload buffer while no payload is held and it is larger than
- * keep bytes (grown by a big event). Scanning goes on as if not called. */
+/* The caller is done with the last event (its ev is no longer read): while
+ * no payload is held, give back the payload buffer (freed when larger than
+ * keep bytes, grown by a big event; else kept for the next payload of any
+ * scanner). Scanning goes on as if not called. */
 void sse_idle(struct sse_scanner *s, size_t keep);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it

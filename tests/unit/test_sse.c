@@ -87,6 +87,7 @@ run_event(struct run *rn, enum sse_result r, const struct sse_event *ev)
 }
 
 static int run_idle;	/* run_split calls sse_idle after each piece */
+static size_t run_idle_keep;	/* ... with this keep */
 
 /* The relay loop of sse.h over stream split at the given sizes (0-terminated
  * list, the last size repeated). */
@@ -125,7 +126,7 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 			n -= used;
 		}
 		if (rn->idle) {
-			sse_idle(&s, 0);
+			sse_idle(&s, run_idle_keep);
 			if (s.data.data == NULL)
 				rn->idle_empty++;
 		}
@@ -143,24 +144,30 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 static void assert_same_events(const struct run *a, const struct run *b);
 
 /* sse_idle between pieces changes nothing that is scanned, wherever the
- * input is split, and leaves no payload buffer between events. */
+ * input is split, and leaves no payload buffer between events: freed
+ * (keep 0) or kept for the next payload, of this scanner or the next run's. */
 static void
 test_idle(void **state)
 {
 	static const size_t whole[] = { sizeof(stream) - 1, 0 }, ones[] = { 1, 0 }, odd[] = { 3, 7, 2, 11, 0 };
+	static const size_t keeps[] = { 0, 4096 };
 	const size_t *splits[] = { whole, ones, odd };
 	struct run *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
-	size_t i;
+	size_t i, j;
 
 	(void)state;
-	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
-		run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
-		run_idle = 1;
-		run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
-		run_idle = 0;
-		assert_same_events(a, b);
-		assert_true(b->idle_empty > 0);
+	for (j = 0; j < sizeof(keeps) / sizeof(keeps[0]); j++) {
+		run_idle_keep = keeps[j];
+		for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+			run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
+			run_idle = 1;
+			run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
+			run_idle = 0;
+			assert_same_events(a, b);
+			assert_true(b->idle_empty > 0);
+		}
 	}
+	run_idle_keep = 0;
 	free(a);
 	free(b);
 }
