@@ -26,13 +26,13 @@ enum {
 /* Fields the scanner collects. */
 enum { F_OTHER, F_DATA, F_EVENT };
 
-/* Payload buffers of scanners between events (sse_idle): a stream that
- * waits for its next event holds none, and its next payload takes one from
+/* Event buffers of streams between events (sse_buf_idle): a stream that
+ * waits for its next event holds none, and its next event takes one from
  * here instead of calling malloc (freeing them per event would be cheap
  * with glibc, but it refilled ASan's quarantine in the back-pressure tests).
- * Poisoned while kept, so that ASan still sees a use after sse_idle. Only
- * the event loop's thread scans streams. */
-#define SSE_POOL_MAX 256
+ * Poisoned while kept, so that ASan still sees a use after the idle call.
+ * Only the event loop's thread relays streams. */
+#define SSE_POOL_MAX 512
 static struct {
 	char  *data;
 	size_t alloc;
@@ -67,33 +67,46 @@ sse_reset_event(struct sse_scanner *s)
 }
 
 void
+sse_buf_idle(struct sc_buf *b, size_t keep)
+{
+	if (b->len > 0 || b->data == NULL)
+		return;
+	if (b->alloc > keep || sse_npool == SSE_POOL_MAX) {
+		sc_buf_free(b);	/* keeps the cap: the next bytes allocate again */
+		return;
+	}
+	ASAN_POISON_MEMORY_REGION(b->data, b->alloc);
+	sse_pool[sse_npool].data = b->data;
+	sse_pool[sse_npool++].alloc = b->alloc;
+	b->data = NULL;
+	b->alloc = 0;
+}
+
+void
+sse_buf_ready(struct sc_buf *b)
+{
+	if (b->data != NULL || sse_npool == 0)
+		return;
+	sse_npool--;
+	b->data = sse_pool[sse_npool].data;
+	b->alloc = sse_pool[sse_npool].alloc;
+	ASAN_UNPOISON_MEMORY_REGION(b->data, b->alloc);
+	b->data[0] = '\0';
+}
+
+void
 sse_idle(struct sse_scanner *s, size_t keep)
 {
 	if (s->emitted)
 		sse_reset_event(s);
-	if (s->data.len > 0 || s->data.data == NULL)
-		return;
-	if (s->data.alloc > keep || sse_npool == SSE_POOL_MAX) {
-		sc_buf_free(&s->data);	/* keeps the cap: the next payload allocates again */
-		return;
-	}
-	ASAN_POISON_MEMORY_REGION(s->data.data, s->data.alloc);
-	sse_pool[sse_npool].data = s->data.data;
-	sse_pool[sse_npool++].alloc = s->data.alloc;
-	s->data.data = NULL;
-	s->data.alloc = 0;
+	sse_buf_idle(&s->data, keep);
 }
 
-/* Append to the event's payload, in a kept buffer when it has none. */
+/* Append to the event's payload (in a kept buffer when it has none). */
 static void
 sse_data_append(struct sse_scanner *s, const char *p, size_t n)
 {
-	if (s->data.data == NULL && sse_npool > 0) {
-		sse_npool--;
-		s->data.data = sse_pool[sse_npool].data;
-		s->data.alloc = sse_pool[sse_npool].alloc;
-		ASAN_UNPOISON_MEMORY_REGION(s->data.data, s->data.alloc);
-	}
+	sse_buf_ready(&s->data);
 	(void)sc_buf_append(&s->data, p, n);
 }
 

@@ -75,6 +75,11 @@ void sse_free(struct sse_scanner *s);
  * keep bytes, grown by a big event; else kept for the next payload of any
  * scanner). Scanning goes on as if not called. */
 void sse_idle(struct sse_scanner *s, size_t keep);
+/* The same for a stream's other event buffer b (empty between events):
+ * sse_buf_idle gives it back while empty, sse_buf_ready gives it a kept
+ * buffer before its next bytes when it has none. */
+void sse_buf_idle(struct sc_buf *b, size_t keep);
+void sse_buf_ready(struct sc_buf *b);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it
  * (possibly 0 bytes, when a lone-CR blank line ended the previous call's

@@ -172,6 +172,43 @@ test_idle(void **state)
 	free(b);
 }
 
+/* A stream's other event buffer: given back only while empty, freed when a
+ * big event grew it past keep, else kept and handed to the next one that
+ * has none. */
+static void
+test_buf_idle(void **state)
+{
+	struct sc_buf a, b;
+	char *kept;
+
+	(void)state;
+	sc_buf_init(&a, 1 << 20);
+	sc_buf_init(&b, 1 << 20);
+	assert_int_equal(sc_buf_append(&a, "data: x", 7), 0);
+	sse_buf_idle(&a, 2048);
+	assert_non_null(a.data);		/* holds bytes: stays */
+	sc_buf_reset(&a);
+	kept = a.data;
+	sse_buf_idle(&a, 2048);
+	assert_null(a.data);
+	assert_int_equal(a.alloc, 0);
+	sse_buf_ready(&b);
+	assert_ptr_equal(b.data, kept);		/* the kept one, empty */
+	assert_int_equal(b.len, 0);
+	assert_int_equal(sc_buf_append(&b, "data: y\n\n", 9), 0);
+	assert_string_equal(b.data, "data: y\n\n");
+	sc_buf_reset(&b);
+	assert_int_equal(sc_buf_append(&b, stream, sizeof(stream) - 1), 0);	/* grows past 64 bytes */
+	sc_buf_reset(&b);
+	sse_buf_idle(&b, 64);
+	assert_null(b.data);			/* freed: larger than keep */
+	sse_buf_ready(&a);			/* whatever an earlier test left kept, or none */
+	assert_int_equal(sc_buf_append(&a, "z", 1), 0);
+	assert_string_equal(a.data, "z");
+	sc_buf_free(&a);
+	sc_buf_free(&b);
+}
+
 static void
 assert_same_events(const struct run *a, const struct run *b)
 {
@@ -564,6 +601,7 @@ main(void)
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_splits),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_buf_idle),
 		cmocka_unit_test(test_drop_usage),
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
