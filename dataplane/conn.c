@@ -15,10 +15,10 @@
  *
  * Memory follows what a connection holds, so that thousands of streams that
  * wait for their next event cost little (docs/performance.md): the input and
- * the output buffer exist only while they hold bytes (the first allocation
- * is a CONN_BLK block from a small free list; an output buffer stays while
- * its response keeps writing more than a block at a time, so that a fast
- * stream does not reallocate per write), and the parsed head (struct http_request, 3 KiB
+ * the output buffer exist only while they hold bytes (blocks of CONN_BLK
+ * times a power of two, taken from and given back to free lists of each
+ * size, so that a fast stream reuses a block per write instead of calling
+ * malloc), and the parsed head (struct http_request, 3 KiB
  * with its header table) is the parser's one scratch copy unless the body
  * has to be read first (then the connection keeps a copy until the handler
  * returns).
@@ -59,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sanitizer/asan_interface.h>	/* no-ops without ASan */
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -83,7 +84,8 @@ static const char *conn_state_names[] = {
 
 #define CONN_IN_CAP        (HTTP_MAX_HEAD_BYTES + 16384)	/* head + pipelined bytes */
 #define CONN_BLK           2048		/* first allocation of an input or output buffer */
-#define CONN_BLK_POOL      128		/* free CONN_BLK blocks kept for reuse */
+#define CONN_BLK_SIZES     6		/* block sizes kept for reuse: CONN_BLK << 0..5 (2-64 KiB) */
+#define CONN_BLK_POOL      128		/* free CONN_BLK blocks kept (half as many of each larger size) */
 #define CONN_ERR_HDR_CAP   2048		/* header lines of a sidecar error response */
 #define CONN_LINGER_MS     1000
 #define CONN_ACCEPT_PAUSE  200	/* ms without accept() after EMFILE */
@@ -168,8 +170,8 @@ static struct conn          *conn_pending_old;	/* ... and the oldest */
 static size_t                conn_pending_n;
 static int64_t               conn_body_bytes;	/* sum of every connection's body_held */
 static struct http_request   conn_req_scratch;	/* the parser's output: one head is handled at a time */
-static char                 *conn_blk_free[CONN_BLK_POOL];	/* free CONN_BLK blocks */
-static size_t                conn_blk_n;
+static char                 *conn_blk_free[CONN_BLK_SIZES][CONN_BLK_POOL];	/* free blocks by size */
+static size_t                conn_blk_n[CONN_BLK_SIZES];
 static size_t                conn_buf_bytes;	/* allocated for input and output buffers */
 
 static void conn_free(struct conn *c);
@@ -300,32 +302,56 @@ conn_attach(struct conn *c, const struct conn_hooks *h, void *arg)
 	c->hooks_arg = arg;
 }
 
-/* A buffer of at least n bytes: a CONN_BLK block when that is enough, else
- * the next power of two. *alloc receives the size. */
+/* The free list index of a block of alloc bytes, -1 when none keeps it. */
+static int
+conn_blk_size_index(size_t alloc)
+{
+	for (int k = 0; k < CONN_BLK_SIZES; k++)
+		if (alloc == (size_t)CONN_BLK << k)
+			return k;
+	return -1;
+}
+
+/* A buffer of at least n bytes: CONN_BLK times the smallest power of two
+ * that holds n, from its free list when one is there. *alloc receives the
+ * size. */
 static char *
 conn_blk_get(size_t n, size_t *alloc)
 {
 	size_t na = CONN_BLK;
+	int k;
 
 	while (na < n)
 		na *= 2;
 	*alloc = na;
 	conn_buf_bytes += na;
-	if (na == CONN_BLK && conn_blk_n > 0)
-		return conn_blk_free[--conn_blk_n];
+	k = conn_blk_size_index(na);
+	if (k >= 0 && conn_blk_n[k] > 0) {
+		char *p = conn_blk_free[k][--conn_blk_n[k]];
+
+		ASAN_UNPOISON_MEMORY_REGION(p, na);
+		return p;
+	}
 	return sc_xmalloc(na);
 }
 
-/* Give back a buffer of conn_blk_get (p may be NULL). */
+/* Give back a buffer of conn_blk_get (p may be NULL). Kept blocks are
+ * poisoned, so that ASan still sees a use after this. */
 static void
 conn_blk_put(char *p, size_t alloc)
 {
-	if (p != NULL)
-		conn_buf_bytes -= alloc;
-	if (p != NULL && alloc == CONN_BLK && conn_blk_n < CONN_BLK_POOL)
-		conn_blk_free[conn_blk_n++] = p;
-	else
+	int k;
+
+	if (p == NULL)
+		return;
+	conn_buf_bytes -= alloc;
+	k = conn_blk_size_index(alloc);
+	if (k >= 0 && conn_blk_n[k] < (size_t)(CONN_BLK_POOL >> k)) {
+		ASAN_POISON_MEMORY_REGION(p, alloc);
+		conn_blk_free[k][conn_blk_n[k]++] = p;
+	} else {
 		free(p);
+	}
 }
 
 /* Nothing is queued: give the output buffer back. */
@@ -352,11 +378,12 @@ conn_out_append(struct conn *c, const void *p, size_t n)
 			c->out_off = 0;
 		}
 		if (c->out_len + n > c->out_alloc) {
-			size_t na = c->out_alloc;
-			while (na < c->out_len + n)
-				na *= 2;
-			c->out = sc_xrealloc(c->out, na);
-			conn_buf_bytes += na - c->out_alloc;
+			size_t na;
+			char *nb = conn_blk_get(c->out_len + n, &na);
+
+			memcpy(nb, c->out, c->out_len);
+			conn_blk_put(c->out, c->out_alloc);
+			c->out = nb;
 			c->out_alloc = na;
 		}
 	}
@@ -746,10 +773,9 @@ conn_flush(struct conn *c)
 		conn_kick_soon(c);
 		return;
 	}
-	/* Empty: give the buffer back, unless a response in progress just needed
-	 * more than a block (a fast stream would regrow it for every write). */
-	if (c->out_len == 0 && c->out != NULL &&
-	    (c->out_alloc == CONN_BLK || c->state != CONN_RESPOND || c->out_off <= CONN_BLK))
+	/* Empty: give the buffer back (a fast stream takes a block of the same
+	 * size from the free list for its next write). */
+	if (c->out_len == 0 && c->out != NULL)
 		conn_out_release(c);
 	if (c->state == CONN_RESPOND && c->resp_ended && c->out_len == 0) {
 		conn_request_done(c);

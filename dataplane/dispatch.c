@@ -701,6 +701,7 @@ dispatch_ticket_release(struct dispatch_ticket *t)
 	reg_provider_unref(t->prov);
 	dispatch_rt_unref(t->rt);
 	dispatch_route_unref(t->route);
+	sched_request_free(&t->srq);
 	t->prov = NULL;
 	t->rt = NULL;
 	t->route = NULL;

@@ -50,7 +50,7 @@ struct loop {
 	struct loop_ready  *ready;	/* owned scratch, apfds long */
 	struct loop_timer **heap;	/* owned array of borrowed timers */
 	size_t              nheap, aheap;
-	int64_t             now;	/* ms, refreshed each iteration */
+	int64_t             now;	/* ms: read after poll() and again before the timers */
 	size_t              nready;	/* descriptors ready in this iteration */
 	int                 stop;
 	int                 sigpipe[2];
@@ -311,13 +311,20 @@ loop_stop(struct loop *l)
 	l->stop = 1;
 }
 
-/* Fire every timer whose deadline has passed (a timer re-armed for "now"
- * from its own callback waits for the next iteration). */
+/* Fire every timer whose deadline has passed, by the clock read after the
+ * descriptors' callbacks: a timer they armed for "now" (libcurl's timeout 0
+ * after a transfer was added) fires in this iteration, not after another
+ * poll(..., 0). A timer re-armed for "now" from its own callback waits for
+ * the next iteration. */
 static void
 loop_run_timers(struct loop *l)
 {
-	int64_t now = l->now;
+	int64_t now;
 	size_t budget = l->nheap;
+
+	if (l->nheap == 0)
+		return;
+	now = l->now = sc_now_ms();
 
 	while (l->nheap > 0 && l->heap[0]->when_ms <= now && budget-- > 0) {
 		struct loop_timer *t = l->heap[0];

@@ -152,7 +152,7 @@ static size_t px_npool;
  * call). */
 static struct sc_buf px_scratch;
 #define PX_SCRATCH_KEEP (64 * 1024)	/* px_scratch allocation kept after a rewrite */
-#define PX_IDLE_KEEP    2048		/* a stream's event buffers kept between events */
+#define PX_IDLE_KEEP    2048		/* a stream's event buffers up to this size are kept (sse_buf_idle) between events */
 
 static void proxy_step(struct proxy_req *r, enum dispatch_verdict v);
 static void proxy_first_reset(struct proxy_req *r);
@@ -549,6 +549,7 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 	struct sse_event ev;
 	enum sse_result sr;
 
+	sse_buf_ready(&r->hold);
 	while (n > 0) {
 		sr = sse_feed(&r->sse, p, n, &used, &ev);
 		if (sc_buf_append(&r->hold, p, used) == -1) {
@@ -573,11 +574,10 @@ proxy_relay_sse(struct proxy_req *r, const char *p, size_t n)
 		r->relayed += sendable;
 		sc_buf_consume(&r->hold, sendable);
 	}
-	/* Between events a stream keeps only small buffers: one that a big
-	 * event grew goes back (small ones stay, so that a busy stream does not
-	 * allocate per event). */
-	if (r->hold.len == 0 && r->hold.alloc > PX_IDLE_KEEP)
-		sc_buf_free(&r->hold);
+	/* Between events a stream holds no event buffers: small ones go to
+	 * sse's free list (a busy stream does not allocate per event), one that
+	 * a big event grew is freed. */
+	sse_buf_idle(&r->hold, PX_IDLE_KEEP);
 	sse_idle(&r->sse, PX_IDLE_KEEP);
 }
 

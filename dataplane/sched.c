@@ -389,16 +389,41 @@ sched_request_init(struct sched_request *rq)
 	memset(rq, 0, sizeof(*rq));
 }
 
+/* Frees what the tried set allocated; rq may be initialised again. */
+void
+sched_request_free(struct sched_request *rq)
+{
+	free(rq->more);
+	rq->more = NULL;
+}
+
+/* Entry i (< SCHED_MAX_TRIED) of rq's tried set. */
+static const struct sched_tried *
+sched_tried_at(const struct sched_request *rq, int i)
+{
+	return i < SCHED_TRIED_INLINE ? &rq->tried[i] : &rq->more[i - SCHED_TRIED_INLINE];
+}
+
+static struct sched_tried *
+sched_tried_slot(struct sched_request *rq, int i)
+{
+	return i < SCHED_TRIED_INLINE ? &rq->tried[i] : &rq->more[i - SCHED_TRIED_INLINE];
+}
+
+/* rq's tried-set index of p, or -1. */
+static int
+sched_tried_index(const struct sched_request *rq, const struct sched_provider *p)
+{
+	for (int i = 0; rq != NULL && i < rq->ntried; i++)
+		if (strcmp(sched_tried_at(rq, i)->id, p->cfg->id) == 0)
+			return i;
+	return -1;
+}
+
 bool
 sched_request_tried(const struct sched_request *rq, const struct sched_provider *p)
 {
-	if (rq == NULL)
-		return false;
-	for (int i = 0; i < rq->ntried; i++) {
-		if (strcmp(rq->tried[i], p->cfg->id) == 0)
-			return true;
-	}
-	return false;
+	return sched_tried_index(rq, p) >= 0;
 }
 
 bool
@@ -463,16 +488,6 @@ sched_retry_after(struct sched_provider *const cand[], size_t n, const struct co
 	return s > INT32_MAX ? INT32_MAX : (int)s;
 }
 
-/* rq's tried-set index of p, or -1. */
-static int
-sched_tried_index(const struct sched_request *rq, const struct sched_provider *p)
-{
-	for (int i = 0; rq != NULL && i < rq->ntried; i++)
-		if (strcmp(rq->tried[i], p->cfg->id) == 0)
-			return i;
-	return -1;
-}
-
 /* Step 6: everything left was tried. A tried provider that began a cooldown
  * after this request tried it (its episode moved on) and frees within
  * recover_wait_seconds is worth waiting for: WAIT until then, GO once it can
@@ -493,7 +508,7 @@ sched_revisit(struct sched_provider *const cand[], size_t n, const struct sched_
 		int k = sched_tried_index(rq, p);
 		int64_t t;
 
-		if (k < 0 || !sched_usable(p) || p->cd.episode == rq->tried_episode[k])
+		if (k < 0 || !sched_usable(p) || p->cd.episode == sched_tried_at(rq, k)->episode)
 			continue;
 		if (sched_has_room(p, rq, now)) {
 			go = (ssize_t)i;
@@ -634,12 +649,18 @@ sched_record_refreshed(struct sched_provider *p, enum sched_pool pool, struct sc
 		rq->emergency_used = true;
 	}
 	if ((k = sched_tried_index(rq, p)) < 0 && rq->ntried < SCHED_MAX_TRIED) {
+		struct sched_tried *t;
+
+		if (rq->ntried == SCHED_TRIED_INLINE && rq->more == NULL &&
+		    (rq->more = calloc(SCHED_MAX_TRIED - SCHED_TRIED_INLINE, sizeof(*rq->more))) == NULL)
+			abort();	/* allocation failure is the one error we do not survive (STYLE 4) */
 		k = rq->ntried++;
-		memcpy(rq->tried[k], p->cfg->id, sizeof(rq->tried[0]));
-		rq->tried[k][sizeof(rq->tried[0]) - 1] = '\0';
+		t = sched_tried_slot(rq, k);
+		memcpy(t->id, p->cfg->id, sizeof(t->id));
+		t->id[sizeof(t->id) - 1] = '\0';
 	}
 	if (k >= 0)
-		rq->tried_episode[k] = p->cd.episode;
+		sched_tried_slot(rq, k)->episode = p->cd.episode;
 	rq->attempts++;
 	return 0;
 }

@@ -93,9 +93,20 @@ struct sched_provider {
 };
 
 /* Per-request memory across attempts. */
+/* A provider a request has attempted. */
+struct sched_tried {
+	char     id[37];		/* the provider's id */
+	uint32_t episode;		/* its cooldown episode when last tried */
+};
+
+/* Most requests try one or two providers: those are held here, the rest of
+ * the tried set (up to SCHED_MAX_TRIED) is allocated at the next one. */
+#define SCHED_TRIED_INLINE 2
+
 struct sched_request {
-	char tried[SCHED_MAX_TRIED][37];	/* provider ids already attempted */
-	uint32_t tried_episode[SCHED_MAX_TRIED];	/* the provider's episode when last tried */
+	struct sched_tried  tried[SCHED_TRIED_INLINE];	/* the first providers attempted */
+	struct sched_tried *more;	/* owned: tried[SCHED_TRIED_INLINE..SCHED_MAX_TRIED), NULL
+					 * until needed (sched_request_free) */
 	int  ntried;
 	int  attempts;			/* sched_commit calls so far */
 	bool emergency_used;		/* the emergency channel was tried once */
@@ -164,6 +175,7 @@ bool sched_learn_cut(struct sched_learn *l, int configured, int w, int64_t now);
 bool sched_learn_tick(struct sched_learn *l, int configured, int64_t span_ms, int64_t now);
 
 void sched_request_init(struct sched_request *rq);
+void sched_request_free(struct sched_request *rq);
 bool sched_request_tried(const struct sched_request *rq, const struct sched_provider *p);
 /* Another attempt allowed (the caller also checks that nothing was sent). */
 bool sched_may_retry(const struct sched_request *rq, const struct config *c);

@@ -70,10 +70,16 @@ struct sse_scanner {
 /* max_event 0 means SSE_MAX_EVENT. */
 void sse_init(struct sse_scanner *s, size_t max_event);
 void sse_free(struct sse_scanner *s);
-/* The caller is done with the last event (its ev is no longer read): give
- * back the payload buffer while no payload is held and it is larger than
- * keep bytes (grown by a big event). Scanning goes on as if not called. */
+/* The caller is done with the last event (its ev is no longer read): while
+ * no payload is held, give back the payload buffer (freed when larger than
+ * keep bytes, grown by a big event; else kept for the next payload of any
+ * scanner). Scanning goes on as if not called. */
 void sse_idle(struct sse_scanner *s, size_t keep);
+/* The same for a stream's other event buffer b (empty between events):
+ * sse_buf_idle gives it back while empty, sse_buf_ready gives it a kept
+ * buffer before its next bytes when it has none. */
+void sse_buf_idle(struct sc_buf *b, size_t keep);
+void sse_buf_ready(struct sc_buf *b);
 
 /* Scan in[0..len). Consumes up to the end of the first event that ends in it
  * (possibly 0 bytes, when a lone-CR blank line ended the previous call's

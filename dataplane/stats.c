@@ -755,21 +755,23 @@ stats_writer_main(void *arg)
 
 /* Only the writer thread uses this connection once it runs (stats_start
  * opens it and stats_stop closes it after the join): no mutex per call.
- * Its page cache holds the request log's ring (about 6 MB at 20,000 rows):
- * with SQLite's default 2 MB the ring's deletes re-read the oldest pages
- * from the file and a flush spills dirty pages to the WAL before its
- * commit writes them again (bench/reqlog_write, docs/performance.md). */
-#define STATS_WRITER_CACHE_KIB 8192
+ * Its page cache is SQLite's default 2 MiB, not the request log's ring
+ * (about 6 MB at 20,000 rows, memory the data plane would hold for good),
+ * and a flush keeps its dirty pages in it until the commit (cache_spill
+ * off: spilling them to the WAL first wrote them twice). The ring's deletes
+ * read the oldest pages back from the file (bench/reqlog_write,
+ * docs/performance.md). */
+#define STATS_WRITER_CACHE_KIB 2048
 
 sqlite3 *
 stats_writer_db_open(const char *db_path, struct sc_err *e)
 {
 	sqlite3 *db = db_open(db_path, DB_OPEN_ONE_THREAD, e);
-	char sql[48];
+	char sql[64];
 
 	if (db == NULL)
 		return NULL;
-	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d", STATS_WRITER_CACHE_KIB);
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d; PRAGMA cache_spill=OFF", STATS_WRITER_CACHE_KIB);
 	if (db_exec(db, sql, e) == -1) {
 		db_close(db);
 		return NULL;

@@ -1,6 +1,7 @@
 // Black-box: streaming through sidecar-dataplane. Byte-exact relay, chunks
 // arriving as they are sent, [DONE], the injected usage chunk removed, client
-// disconnect cancelling the upstream transfer, a slow reader keeping memory
+// disconnect cancelling the upstream transfer (mid-stream, and while a
+// request waits for its answer), a slow reader keeping memory
 // bounded (back-pressure), no client buffers held by streams between events,
 // mid-stream failures ended cleanly, retries before the first byte, and
 // SIGTERM draining an in-flight stream.
@@ -111,6 +112,27 @@ describe('data plane streaming', { timeout: 90000 }, () => {
 		assert.equal(rec[0].aborted, true);
 		await sleep(100);
 		assert.match(dp.logs(), /status=499/);
+	});
+
+	it('cancels a request whose client hangs up while it waits for the upstream', async () => {
+		// A client waiting for its answer is watched for a hang-up (POLLRDHUP),
+		// which cancels the transfer and is logged 499. Unnoticed, the transfer
+		// would run to the mock's answer at 5 s.
+		await mock.reset();
+		const body = JSON.stringify({ model: 'mock/m', messages: [] });
+		const sock = net.connect(dp.port, '127.0.0.1');
+		sock.on('error', () => {});
+		await new Promise((r) => sock.on('connect', r));
+		const t0 = Date.now();
+		sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+			`X-Request-Id: park-gone\r\nX-Mock-Latency-Ms: 5000\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+		await mock.waitRecord((l) => l.length === 1, 2000);	// the transfer is running
+		sock.destroy();
+		const rec = await mock.waitRecord((l) => l.length === 1 && l[0].aborted, 3000);
+		assert.equal(rec[0].aborted, true);
+		assert.ok(Date.now() - t0 < 2500, `hang-up noticed after ${Date.now() - t0} ms`);
+		await sleep(100);
+		assert.match(dp.logs(), /request park-gone .*status=499/);
 	});
 
 	it('keeps memory bounded for a client that does not read (back-pressure)', async () => {

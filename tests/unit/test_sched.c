@@ -442,6 +442,7 @@ test_tried_set(void **state)
 	assert_int_equal(d.why, SCHED_WHY_NO_PROVIDER);
 	assert_int_equal(d.retry_after_seconds, 1);
 	/* A tried key that is full does not make the request wait. */
+	sched_request_free(&rq);
 	sched_request_init(&rq);
 	fx_fill(f, 1, 20);
 	assert_int_equal(sched_commit(f->cand[0], SCHED_POOL_MAIN, &rq, &f->c, 20), 0);
@@ -449,9 +450,10 @@ test_tried_set(void **state)
 	assert_int_equal(d.verdict, SCHED_WAIT);		/* key 1 is untried and full */
 	assert_int_equal(sched_commit(f->cand[1], SCHED_POOL_MAIN, &rq, &f->c, 20), -1);
 	rq.ntried = 2;
-	memcpy(rq.tried[1], f->pv[1].id, sizeof(rq.tried[1]));
+	memcpy(rq.tried[1].id, f->pv[1].id, sizeof(rq.tried[1].id));
 	d = fx_decide(f, &rq, 20);
 	assert_int_equal(d.pool, SCHED_POOL_FALLBACK);
+	sched_request_free(&rq);
 	fx_free(f);
 }
 
@@ -1095,6 +1097,51 @@ test_revisit(void **state)
 	fx_free(f);
 }
 
+/* More keys tried than a request holds in place (SCHED_TRIED_INLINE): the
+ * rest of the tried-set is allocated and keeps retries off those keys too,
+ * and a revisit sees the episode of one of them move on. */
+static void
+test_tried_set_many(void **state)
+{
+	enum { N = SCHED_TRIED_INLINE + 3 };
+	struct fx *f = fx_new();
+	struct sched_request rq;
+	struct sched_decision d;
+	bool seen[N] = { false };
+	size_t last = 0;
+
+	(void)state;
+	f->c.max_attempts = N + 1;
+	f->c.cooldown_base_seconds = 1;
+	for (int i = 0; i < N; i++)
+		fx_add(f, POOL_MAIN, 40, 1);
+	sched_request_init(&rq);
+	for (int i = 0; i < N; i++) {
+		d = fx_decide(f, &rq, i);
+		assert_int_equal(d.verdict, SCHED_GO);
+		assert_true(d.index < N);
+		last = (size_t)d.index;
+		assert_false(seen[last]);
+		assert_false(sched_request_tried(&rq, f->cand[last]));
+		fx_send(f, last, &rq, i);
+		seen[last] = true;
+		assert_true(sched_request_tried(&rq, f->cand[last]));
+	}
+	assert_int_equal(rq.ntried, N);
+	assert_non_null(rq.more);
+	/* All tried and free: REJECT. */
+	assert_int_equal(fx_decide(f, &rq, N).verdict, SCHED_REJECT);
+	/* The last key (past the in-place entries) answers 429 and cools for
+	 * 1 s: the request waits for it rather than giving up. */
+	(void)fx_answer(f, last, &rq, 429, N);
+	d = fx_decide(f, &rq, N + 1);
+	assert_int_equal(d.verdict, SCHED_WAIT);
+	assert_int_equal(d.why, SCHED_WHY_REVISIT);
+	sched_request_free(&rq);
+	assert_null(rq.more);
+	fx_free(f);
+}
+
 /* The window store: a graceful stop restores exactly; a crash record
  * (ahead N) adds N starts at the restart; learned limits come back; a
  * garbage record is refused. */
@@ -1157,6 +1204,7 @@ main(void)
 		cmocka_unit_test(test_emergency),
 		cmocka_unit_test(test_emergency_budget_floor),
 		cmocka_unit_test(test_tried_set),
+		cmocka_unit_test(test_tried_set_many),
 		cmocka_unit_test(test_reject_default),
 		cmocka_unit_test(test_states_timer_probe),
 		cmocka_unit_test(test_reload_sync),

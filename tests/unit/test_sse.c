@@ -87,6 +87,7 @@ run_event(struct run *rn, enum sse_result r, const struct sse_event *ev)
 }
 
 static int run_idle;	/* run_split calls sse_idle after each piece */
+static size_t run_idle_keep;	/* ... with this keep */
 
 /* The relay loop of sse.h over stream split at the given sizes (0-terminated
  * list, the last size repeated). */
@@ -125,7 +126,7 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 			n -= used;
 		}
 		if (rn->idle) {
-			sse_idle(&s, 0);
+			sse_idle(&s, run_idle_keep);
 			if (s.data.data == NULL)
 				rn->idle_empty++;
 		}
@@ -143,26 +144,69 @@ run_split(struct run *rn, const char *in, size_t len, const size_t *sizes, int d
 static void assert_same_events(const struct run *a, const struct run *b);
 
 /* sse_idle between pieces changes nothing that is scanned, wherever the
- * input is split, and leaves no payload buffer between events. */
+ * input is split, and leaves no payload buffer between events: freed
+ * (keep 0) or kept for the next payload, of this scanner or the next run's. */
 static void
 test_idle(void **state)
 {
 	static const size_t whole[] = { sizeof(stream) - 1, 0 }, ones[] = { 1, 0 }, odd[] = { 3, 7, 2, 11, 0 };
+	static const size_t keeps[] = { 0, 4096 };
 	const size_t *splits[] = { whole, ones, odd };
 	struct run *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
-	size_t i;
+	size_t i, j;
 
 	(void)state;
-	for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
-		run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
-		run_idle = 1;
-		run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
-		run_idle = 0;
-		assert_same_events(a, b);
-		assert_true(b->idle_empty > 0);
+	for (j = 0; j < sizeof(keeps) / sizeof(keeps[0]); j++) {
+		run_idle_keep = keeps[j];
+		for (i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+			run_split(a, stream, sizeof(stream) - 1, splits[i], 1, 0);
+			run_idle = 1;
+			run_split(b, stream, sizeof(stream) - 1, splits[i], 1, 0);
+			run_idle = 0;
+			assert_same_events(a, b);
+			assert_true(b->idle_empty > 0);
+		}
 	}
+	run_idle_keep = 0;
 	free(a);
 	free(b);
+}
+
+/* A stream's other event buffer: given back only while empty, freed when a
+ * big event grew it past keep, else kept and handed to the next one that
+ * has none. */
+static void
+test_buf_idle(void **state)
+{
+	struct sc_buf a, b;
+	char *kept;
+
+	(void)state;
+	sc_buf_init(&a, 1 << 20);
+	sc_buf_init(&b, 1 << 20);
+	assert_int_equal(sc_buf_append(&a, "data: x", 7), 0);
+	sse_buf_idle(&a, 2048);
+	assert_non_null(a.data);		/* holds bytes: stays */
+	sc_buf_reset(&a);
+	kept = a.data;
+	sse_buf_idle(&a, 2048);
+	assert_null(a.data);
+	assert_int_equal(a.alloc, 0);
+	sse_buf_ready(&b);
+	assert_ptr_equal(b.data, kept);		/* the kept one, empty */
+	assert_int_equal(b.len, 0);
+	assert_int_equal(sc_buf_append(&b, "data: y\n\n", 9), 0);
+	assert_string_equal(b.data, "data: y\n\n");
+	sc_buf_reset(&b);
+	assert_int_equal(sc_buf_append(&b, stream, sizeof(stream) - 1), 0);	/* grows past 64 bytes */
+	sc_buf_reset(&b);
+	sse_buf_idle(&b, 64);
+	assert_null(b.data);			/* freed: larger than keep */
+	sse_buf_ready(&a);			/* whatever an earlier test left kept, or none */
+	assert_int_equal(sc_buf_append(&a, "z", 1), 0);
+	assert_string_equal(a.data, "z");
+	sc_buf_free(&a);
+	sc_buf_free(&b);
 }
 
 static void
@@ -557,6 +601,7 @@ main(void)
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_splits),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_buf_idle),
 		cmocka_unit_test(test_drop_usage),
 		cmocka_unit_test(test_held_back),
 		cmocka_unit_test(test_cap),
