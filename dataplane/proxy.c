@@ -1108,10 +1108,11 @@ proxy_on_done(void *arg, struct upstream_xfer *x, enum upstream_result res)
 
 static const struct upstream_ops px_ops = { proxy_on_head, proxy_on_data, proxy_on_done };
 
-/* Client headers the sidecar never forwards although they are end-to-end:
- * its own (the token, the id and priority it answers), the framing curl
- * makes, and what the upstream must not see. By length first: most names
- * have a length none of these has. */
+/* Client headers the sidecar never forwards although they are end-to-end
+ * (the hop-by-hop ones are http_is_hop_by_hop's): its own (the token, the
+ * id and priority it answers), the framing curl makes, and what the
+ * upstream must not see. By length first: most names have a length none of
+ * these has. */
 static int
 proxy_not_forwarded(struct http_slice n)
 {
@@ -1128,12 +1129,8 @@ proxy_not_forwarded(struct http_slice n)
 		return http_slice_ieq(n, "content-length");
 	case 15:
 		return http_slice_ieq(n, "accept-encoding");
-	case 17:
-		return http_slice_ieq(n, "transfer-encoding");
 	case 18:
 		return http_slice_ieq(n, "x-sidecar-priority");
-	case 19:
-		return http_slice_ieq(n, "proxy-authorization");
 	default:
 		return 0;
 	}
