@@ -195,7 +195,7 @@ main(int argc, char **argv)
 			CALLGRIND_TOGGLE_COLLECT;
 		c0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
 		w0 = bench_clock(CLOCK_MONOTONIC);
-		if (db_write_txn(db, bench_txn, &t, &e) == -1) {
+		if (reqlog_write_txn(db, bench_txn, &t, &e) == -1) {
 			fprintf(stderr, "reqlog_write: flush %d: %s\n", i, e.msg);
 			return 1;
 		}

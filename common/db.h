@@ -1,6 +1,7 @@
 /*
  * The SQLite database every program shares. Opening sets WAL, busy_timeout,
- * foreign_keys, synchronous=NORMAL and journal_size_limit; db_migrate brings
+ * foreign_keys, synchronous=NORMAL, journal_size_limit and
+ * wal_autocheckpoint; db_migrate brings
  * the schema to DB_SCHEMA_VERSION (from sql/schema.sql and sql/migrations/,
  * compiled into the program). Every write goes through db_write_txn.
  */
@@ -13,6 +14,9 @@
 
 #define DB_BUSY_TIMEOUT_MS   5000
 #define DB_JOURNAL_LIMIT     (500LL * 1024 * 1024)	/* 500 MB WAL ceiling */
+/* A commit that leaves the WAL at this many pages or more checkpoints it
+ * (SQLite's default: 1,000). db.c says why more. */
+#define DB_WAL_CHECKPOINT_PAGES 10000
 
 enum {
 	DB_OPEN_CREATE   = 1 << 0,	/* create the file if missing */

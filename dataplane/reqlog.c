@@ -525,6 +525,34 @@ reqlog_insert_rows(struct reqlog_writer *w, const struct reqlog_batch *b, size_t
 	return SQLITE_DONE;
 }
 
+/*
+ * With foreign keys enforced, each range delete is a "complex" DELETE to
+ * SQLite: it first collects the doomed keys (a RowSet for request_log, an
+ * ephemeral index for the WITHOUT ROWID attempts), then seeks every row
+ * again, and checks each one: every attempt's parent, every row's children.
+ * Each INSERTed attempt looks its parent up too. That was 28 % of the
+ * writer's instructions per row (bench/reqlog_write). Without enforcement
+ * both deletes run in one pass and the checks go. The writer keeps the key
+ * itself: attempts go in after their rows, with those rows' seq, in the
+ * same transaction, and the ring deletes attempts before rows, by the same
+ * bound (test_write_many runs PRAGMA foreign_key_check after it). Every
+ * other connection, and the writer's queued jobs (stats_submit), still
+ * enforce it, so the schema refuses orphans from anyone else.
+ * sqlite3_db_config changes the flag outside a transaction only, and
+ * expires the connection's statements (re-prepared once per flush: a few
+ * hundred instructions per flush, not per row).
+ */
+int
+reqlog_write_txn(sqlite3 *db, db_txn_fn fn, void *arg, struct sc_err *e)
+{
+	int r;
+
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FKEY, 0, (int *)NULL);
+	r = db_write_txn(db, fn, arg, e);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FKEY, 1, (int *)NULL);
+	return r;
+}
+
 int
 reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e)
 {

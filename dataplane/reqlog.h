@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
 #include "sched.h"
 #include "util.h"
 
@@ -148,5 +149,9 @@ void reqlog_writer_free(struct reqlog_writer *w);
  * the newest keep (keep 0 empties the log), inside the caller's write
  * transaction on w's connection. 0 or -1 with e. */
 int reqlog_write(struct reqlog_writer *w, const struct reqlog_batch *b, int keep, struct sc_err *e);
+/* db_write_txn for the transaction that calls reqlog_write, with SQLite's
+ * foreign-key enforcement off for its length (reqlog.c says why). Every
+ * statement in fn must keep the keys itself. 0 or -1 with e. */
+int reqlog_write_txn(sqlite3 *db, db_txn_fn fn, void *arg, struct sc_err *e);
 
 #endif

@@ -568,7 +568,10 @@ stats_flush_txn(sqlite3 *db, void *arg, struct sc_err *e)
 }
 
 /* One flush on the writer thread: pending rows (and the snapshot) in one
- * transaction; on failure the rows stay pending for the next one. */
+ * transaction; on failure the rows stay pending for the next one. It runs
+ * without foreign-key enforcement (reqlog_write_txn): the usage and health
+ * rows check their provider in their own SQL, the request log keeps its
+ * key itself. */
 static void
 stats_writer_flush(const char *json, int log_rows)
 {
@@ -585,7 +588,7 @@ stats_writer_flush(const char *json, int log_rows)
 		return;
 	sc_err_clear(&e);
 	t0 = stats_clock_s();
-	ok = db_write_txn(sw.db, stats_flush_txn, &a, &e) == 0;
+	ok = reqlog_write_txn(sw.db, stats_flush_txn, &a, &e) == 0;
 	dt = stats_clock_s() - t0;
 	if (ok) {
 		if (sw.failing)

@@ -91,6 +91,7 @@ test_open_settings(void **state)
 	assert_int_equal(query_int(db, "PRAGMA synchronous"), 1);	/* NORMAL */
 	assert_int_equal(query_int(db, "PRAGMA busy_timeout"), DB_BUSY_TIMEOUT_MS);
 	assert_int_equal(query_int(db, "PRAGMA journal_size_limit"), DB_JOURNAL_LIMIT);
+	assert_int_equal(query_int(db, "PRAGMA wal_autocheckpoint"), DB_WAL_CHECKPOINT_PAGES);
 	db_close(db);
 }
 
