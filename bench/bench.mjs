@@ -174,17 +174,24 @@ function httpReq(port, method, path, { headers = {}, body } = {}) {
 	});
 }
 
-// /proc figures of a process: CPU seconds (utime+stime) and memory in kB.
+// /proc figures of a process: CPU seconds (utime+stime, and each alone; main_*: its main thread's,
+// the task whose id is the pid) and memory in kB.
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100;
+function statTimes(path) {
+	const st = readFileSync(path, 'utf8');
+	const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+	return { user_s: Number(f[11]) / CLK_TCK, sys_s: Number(f[12]) / CLK_TCK };
+}
 function procStat(pid) {
 	try {
-		const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-		const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+		const t = statTimes(`/proc/${pid}/stat`);
+		const mt = statTimes(`/proc/${pid}/task/${pid}/stat`);
 		const status = readFileSync(`/proc/${pid}/status`, 'utf8');
 		const kb = (k) => { const m = new RegExp(`${k}:\\s+(\\d+)`).exec(status); return m ? +m[1] : 0; };
-		return { cpu_s: (Number(f[11]) + Number(f[12])) / CLK_TCK, rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM') };
+		return { cpu_s: t.user_s + t.sys_s, user_s: t.user_s, sys_s: t.sys_s, main_user_s: mt.user_s, main_sys_s: mt.sys_s,
+			rss_kb: kb('VmRSS'), hwm_kb: kb('VmHWM') };
 	} catch {
-		return { cpu_s: 0, rss_kb: 0, hwm_kb: 0 };
+		return { cpu_s: 0, user_s: 0, sys_s: 0, main_user_s: 0, main_sys_s: 0, rss_kb: 0, hwm_kb: 0 };
 	}
 }
 // TcpExt counters of the (shared) network namespace: ListenOverflows shows a listener whose accept queue overflowed.
@@ -428,8 +435,12 @@ async function measured(target, fn) {
 	const after = pids.map(procStat);
 	const na = tcpExt();
 	res.listen_overflows = (na.ListenOverflows ?? 0) - (nb.ListenOverflows ?? 0);
-	const cpu = after.reduce((s, a, i) => s + a.cpu_s - before[i].cpu_s, 0);
-	return { res, cpu_s: cpu, cpu_pct: el > 0 ? (100 * cpu) / el : 0, hwm_kb: after.reduce((s, a) => s + a.hwm_kb, 0), rss_kb: after.reduce((s, a) => s + a.rss_kb, 0), elapsed_s: el };
+	const sum = (k) => after.reduce((s, a, i) => s + a[k] - before[i][k], 0);
+	const cpu = sum('cpu_s');
+	// main_*: the first process's main thread (the data plane's event loop; for nginx, its worker's)
+	return { res, cpu_s: cpu, user_s: sum('user_s'), sys_s: sum('sys_s'), main_user_s: after[0].main_user_s - before[0].main_user_s,
+		main_sys_s: after[0].main_sys_s - before[0].main_sys_s, cpu_pct: el > 0 ? (100 * cpu) / el : 0,
+		hwm_kb: after.reduce((s, a) => s + a.hwm_kb, 0), rss_kb: after.reduce((s, a) => s + a.rss_kb, 0), elapsed_s: el };
 }
 
 // ------------------------------------------------------------------ bodies
@@ -497,12 +508,16 @@ async function throughput(t) {
 	const pc = (x) => (x.cpu_s > 0 ? x.res.requests / x.cpu_s : null);
 	const byRps = [...xs].sort((a, b) => a.res.rps - b.res.rps);
 	const m = MEDIAN ? byRps[(byRps.length - 1) >> 1] : byRps[byRps.length - 1];
+	const us = (k) => (m.res.requests > 0 ? (1e6 * m[k]) / m.res.requests : null);
 	return { max: m.res, runs: xs.map((x) => Math.round(x.res.rps)), per_cpu_runs: xs.map((x) => Math.round(pc(x) ?? 0)),
-		cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: MEDIAN ? median(xs.map(pc)) : pc(m), hwm_kb: m.hwm_kb, pick: MEDIAN ? 'median' : 'best' };
+		cpu_pct: m.cpu_pct, cpu_s: m.cpu_s, per_cpu_s: MEDIAN ? median(xs.map(pc)) : pc(m), hwm_kb: m.hwm_kb, pick: MEDIAN ? 'median' : 'best',
+		// the picked run's CPU per request, user and system, for the process and its main thread
+		split_us: { user: us('user_s'), sys: us('sys_s'), main_user: us('main_user_s'), main_sys: us('main_sys_s') } };
 }
 
 // The libcurl floor (issue 20, bench/floor.c) timed: scenario 1's request straight to the mock, or
-// through the TLS front (tls), P.floorN transfers 32 at a time after 1,000 warm-up ones; the floor
+// through the TLS front (tls), P.floorN transfers P.s1Conns (64) at a time — the concurrency wrk's
+// connections give the proxies — after 1,000 warm-up ones; the floor
 // pinned where the proxy runs, the mock (and the TLS front) on the load side's core. Its own
 // utime+stime per transfer: the lowest of P.s1Runs runs, or with --runs the median.
 async function floorTimed(tls) {
@@ -511,7 +526,7 @@ async function floorTimed(tls) {
 	const was = pinNow;
 	try {
 		const url = front ? `https://127.0.0.1:${front.port}/v1/chat/completions` : `http://127.0.0.1:${mock.port}/v1/chat/completions`;
-		const args = ['--url', url, '--body', BODY_SMALL, '--transfers', String(P.floorN), '--concurrency', String(P.floorConc),
+		const args = ['--url', url, '--body', BODY_SMALL, '--transfers', String(P.floorN), '--concurrency', String(P.s1Conns),
 			'--warmup', '1000', '-H', `Authorization: Bearer ${KEY}`, ...(front ? ['--cacert', front.ca] : [])];
 		const xs = [];
 		pinNow = true;
@@ -522,7 +537,8 @@ async function floorTimed(tls) {
 		}
 		const byCpu = [...xs].sort((a, b) => a.cpu_us_per_transfer - b.cpu_us_per_transfer);
 		const m = MEDIAN ? byCpu[(byCpu.length - 1) >> 1] : byCpu[0];
-		return { ...m, cpu_runs: xs.map((x) => x.cpu_us_per_transfer), rps_runs: xs.map((x) => Math.round(x.rps)), pick: MEDIAN ? 'median' : 'lowest' };
+		return { ...m, cpu_runs: xs.map((x) => x.cpu_us_per_transfer), rps_runs: xs.map((x) => Math.round(x.rps)), pick: MEDIAN ? 'median' : 'lowest',
+			concurrency: P.s1Conns, split_us: { user: (1e6 * m.utime_s) / m.transfers, sys: (1e6 * m.stime_s) / m.transfers } };
 	} finally {
 		pinNow = was;
 		if (front) await front.stop();
@@ -1060,14 +1076,14 @@ function floorReport(L, pass) {
 		'(`curl_multi_socket_action` from a `poll()` loop with `CURLMOPT_SOCKETFUNCTION`/`TIMERFUNCTION`, easy handles reused with the data plane\'s ' +
 		'options and buffer sizes, connections kept alive, `CURLOPT_NOSIGNAL`) and does nothing else: scenario 1\'s 1 KB POST with the headers any upstream client needs ' +
 		'(Authorization, Content-Type, an empty Expect; the data plane\'s X-Request-Id line costs libcurl about 5,000 instructions and counts as its own), ' +
-		`${P.floorConc} transfers at a time, straight to the mock (or through the TLS front for the HTTPS upstream). ` +
+		`${P.s1Conns} transfers at a time for the CPU µs (scenario 1's wrk connections), ${P.floorConc} for the instructions, straight to the mock (or through the TLS front for the HTTPS upstream). ` +
 		'What one transfer costs it is what libcurl costs the data plane per upstream request at the least; **own = data plane − floor** is what the ' +
 		'data plane adds (the client side, parsing, routing, scheduling, accounting, logging). nginx does both sides of a request in its figure. ' +
 		`Instructions: callgrind, ${P.floorCgN.toLocaleString('en-US')} transfers after 300 warm-up ones (the floor zeroes and dumps its counters itself), the ` +
 		'data plane and nginx as in the callgrind section below (300 warm-up, then 3,000 requests over 8 connections). CPU µs: the floor\'s own ' +
 		`utime+stime over ${P.floorN.toLocaleString('en-US')} transfers (pinned where the proxy runs, ${MEDIAN ? `median of ${P.s1Runs}` : `lowest of ${P.s1Runs}`} runs); ` +
 		'nginx and the data plane: 10⁶ / requests per proxy CPU-second of scenario 1 / 1t (wrk at saturation, unpinned) — the floor runs at ' +
-		`${P.floorConc} transfers without saturating a core, so its µs are not measured under the same pressure; the instructions are the exact comparison.`, '');
+		`${P.s1Conns} transfers without saturating a core, so its µs are not measured under the same pressure; the instructions are the exact comparison.`, '');
 	L.push('### Targets (issue 20)', '', '| Target | Measured | |', '|---|---|---|');
 	for (const [a, b, c] of tg) L.push(`| ${a} | ${b} | ${c} |`);
 	L.push('');
@@ -1098,6 +1114,26 @@ function floorReport(L, pass) {
 	L.push('', 'Peak RSS: the floor\'s own (`ru_maxrss`: N transfers at once with their connections, the same streams as scenario 3, no warm-up); ' +
 		`the proxies' VmHWM as in scenario 3${MEDIAN ? ' (median of the runs)' : ' (of the run with the best p99)'}. The floor holds libcurl\'s share of a stream ` +
 		'(easy handle, connection, receive buffer) and little else, so data plane − floor is the data plane\'s own memory for those streams (plus its fixed base: SQLite, the route table).', '');
+	// Where a small request's CPU goes, and the bound that sets for the CPU-second targets.
+	L.push('### Where a small request\'s CPU goes: user / system µs per request', '');
+	L.push('| Upstream | libcurl floor | nginx | data plane | its event loop | its other threads | floor + the loop\'s system time beyond the floor\'s | allowed: nginx ÷ 0.7 |',
+		'|---|---|---|---|---|---|---|---|');
+	const us2 = (u, s) => (u == null || s == null ? 'n/a' : `${u.toFixed(1)} / ${s.toFixed(1)} = ${(u + s).toFixed(1)}`);
+	for (const [name, X] of [['plain (scenario 1)', R.s1], ['HTTPS (1t)', R.s6]]) {
+		const f = X.floor?.split_us, n = X.nginx?.split_us, d = X.sidecar?.split_us;
+		const bound = f && d ? f.user + f.sys + Math.max(0, d.main_sys - f.sys) : null;
+		const allowed = us(X.nginx?.per_cpu_s);
+		L.push(`| ${name} | ${f ? us2(f.user, f.sys) : 'n/a'} | ${n ? us2(n.user, n.sys) : 'n/a'} | ${d ? us2(d.user, d.sys) : 'n/a'} | ` +
+			`${d ? us2(d.main_user, d.main_sys) : 'n/a'} | ${d ? us2(d.user - d.main_user, d.sys - d.main_sys) : 'n/a'} | ` +
+			`${bound == null ? 'n/a' : bound.toFixed(1)} | ${allowed == null ? 'n/a' : (allowed / 0.7).toFixed(1)} |`);
+	}
+	L.push('', 'utime / stime per request of the run the throughput figure comes from (for the floor: its measured transfers, ' +
+		`${P.s1Conns} at a time). The event loop is the data plane\'s main thread; its other threads are the statistics writer (SQLite) and the ` +
+		'health checker. The floor is what libcurl costs per upstream request at the least. The event loop also reads each request from the ' +
+		'client and writes each answer to it, and the kernel time of that (reads, writes, waking wrk) is its system time beyond the floor\'s; ' +
+		'nginx pays the same for its client side. So **floor + that** is what a request would cost the data plane if all its own user-space ' +
+		'work (HTTP parsing, routing, admission, accounting, the request log) took no time. When it is above "allowed", requests per proxy ' +
+		'CPU-second cannot reach 0.7 × nginx with libcurl on this machine, whatever the data plane\'s own code does.', '');
 }
 
 function report() {
