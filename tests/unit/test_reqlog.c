@@ -105,7 +105,6 @@ static void
 write_batch(sqlite3 *db, const struct reqlog_batch *b, int keep)
 {
 	struct sc_err e;
-
 	struct write_args a = { b, keep };
 
 	sc_err_clear(&e);
