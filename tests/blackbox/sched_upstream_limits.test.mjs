@@ -20,18 +20,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { startMock } from './lib/mock.mjs';
-import { cleanup, makeDb, postJson, request, sleep, startDataplane, until as untilEvery } from './lib/stack.mjs';
+import { cleanup, makeDb, metric, postJson, request, sleep, startDataplane, until as untilEvery } from './lib/stack.mjs';
 
 const key = (i) => `nvapi-TEST-${String(i).padStart(4, '0')}-xxxxxxxxxxxxxxxx`;
 const sql = (st, q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', st.db, q]).toString().trim();
 const chat = (dp, model = 'mock/x', headers = {}) =>
 	postJson(`${dp.url}/chat/completions`, { model, messages: [{ role: 'user', content: 'hi' }] }, headers);
 const health = async (dp) => JSON.parse((await request(`${dp.base}/health`)).body);
-const metric = async (dp, name) => {
-	const t = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
-	const line = t.split('\n').find((l) => l.startsWith(name + ' '));
-	return line === undefined ? undefined : Number(line.slice(name.length + 1));
-};
 
 const until = (pred, ms, what) => untilEvery(pred, ms, what, 25);
 

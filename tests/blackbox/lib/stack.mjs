@@ -193,6 +193,13 @@ export function request(url, { method = 'GET', headers = {}, body, agent = false
 	});
 }
 
+// One sample of the data plane's metrics endpoint: the value of the line whose name (with labels) is name, or undefined.
+export async function metric(dp, name) {
+	const t = (await request(`http://127.0.0.1:${dp.metricsPort}/metrics`)).body;
+	const line = t.split('\n').find((l) => l.startsWith(name + ' '));
+	return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
 export function postJson(url, obj, headers = {}) {
 	return request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(obj) });
 }
