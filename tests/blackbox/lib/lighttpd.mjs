@@ -115,10 +115,12 @@ function descendants(pid, out = new Set()) {
 	return out;
 }
 
+// Whether pid still runs: a zombie (exited, not yet reaped by its new
+// parent) does not.
 function alive(pid) {
 	try {
-		process.kill(pid, 0);
-		return true;
+		const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+		return stat[stat.lastIndexOf(')') + 2] !== 'Z';
 	} catch {
 		return false;
 	}
@@ -178,6 +180,12 @@ async function tryStart(st, port, { events, env }) {
 			await exitP;
 			clearTimeout(t);
 			live.delete(proc.pid);
+			// lighttpd exits before its FastCGI children, which it told to
+			// stop: let them finish exiting (in the ASan pass LeakSanitizer
+			// checks them then, and a SIGKILL in the middle of that check
+			// leaves a truncated report), then kill any that hang.
+			const end = Date.now() + 10000;
+			while ([...kids].some(alive) && Date.now() < end) await sleep(10);
 			for (const k of kids) {
 				if (alive(k)) { try { process.kill(k, 'SIGKILL'); } catch { /* gone */ } }
 			}
